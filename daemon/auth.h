@@ -1,0 +1,18 @@
+/*
+ * auth.h - who is calling: API keys are compared as SHA-256 digests with
+ * CRYPTO_memcmp over every configured key, so neither a near-miss nor the
+ * position of a key in the configuration shows in the timing.
+ */
+#ifndef SMISD_AUTH_H
+#define SMISD_AUTH_H
+
+#include "generation.h"
+
+/* `authorization` is the raw header value or NULL. */
+const struct smisd_institution *smisd_auth_institution(const struct smisd_generation *g,
+						       const char *authorization);
+
+/* SHA-256 of `s` as 64 hex characters. */
+void smisd_sha256_hex(const void *data, size_t len, char out[65]);
+
+#endif

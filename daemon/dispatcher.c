@@ -1,0 +1,365 @@
+/*
+ * dispatcher.c - strategy chains on a curl multi handle (see
+ * docs/architecture.md). Plugins build requests and read responses; this
+ * file owns sockets, TLS, timeouts and connection reuse.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core_api.h"
+#include "dispatcher.h"
+#include "log.h"
+
+#define MAX_RESPONSE_BYTES (1024 * 1024)
+
+static CURLM *multi;
+static pthread_t thread;
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct smisd_job *queue_head, *queue_tail;
+static volatile int stopping;
+static smisd_dispatch_finished_fn on_finished;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct smisd_job *job = arg;
+	size_t n = size * nmemb;
+
+	if (job->resp_len + n + 1 > job->resp_cap) {
+		size_t cap = job->resp_cap ? job->resp_cap * 2 : 1024;
+		char *grown;
+		while (cap < job->resp_len + n + 1)
+			cap *= 2;
+		if (cap > MAX_RESPONSE_BYTES) {
+			job->resp_overflow = 1;
+			return 0; /* aborts the transfer */
+		}
+		grown = realloc(job->resp_buf, cap);
+		if (!grown)
+			return 0;
+		job->resp_buf = grown;
+		job->resp_cap = cap;
+	}
+	memcpy(job->resp_buf + job->resp_len, data, n);
+	job->resp_len += n;
+	job->resp_buf[job->resp_len] = '\0';
+	return n;
+}
+
+static void record_done(struct smisd_job *job, const struct smis_outcome *out)
+{
+	struct smisd_attempt *a = &job->attempts[job->n_attempts - 1];
+	a->out = *out;
+	a->elapsed_ms = (long)(smisd_monotonic_ms() - job->op_started_mono);
+	if (a->op == SMIS_OP_LOOKUP && out->kind == SMIS_OUTCOME_OK && out->language[0] &&
+	    !job->citizen_language[0]) {
+		snprintf(job->citizen_language, sizeof(job->citizen_language), "%s", out->language);
+		job->msg.citizen_language = job->citizen_language;
+	}
+}
+
+static void fail_current(struct smisd_job *job, enum smis_outcome_kind kind, const char *error,
+			 const char *detail)
+{
+	struct smis_outcome out;
+	memset(&out, 0, sizeof(out));
+	out.kind = kind;
+	SMIS_OUTCOME_SET(out.error, error);
+	SMIS_OUTCOME_SET(out.detail, detail);
+	record_done(job, &out);
+}
+
+/* Hand a plugin-built request to curl. Takes ownership of req. */
+static int perform(struct smisd_job *job, struct smis_http_request *req)
+{
+	const struct smisd_channel *ch = job->attempts[job->n_attempts - 1].ch;
+	long remaining = (long)(job->deadline_mono - smisd_monotonic_ms());
+	long timeout = ch->http.timeout_ms < remaining ? ch->http.timeout_ms : remaining;
+	int rc = -1;
+
+	if (timeout <= 0)
+		goto out;
+	if (!job->easy)
+		job->easy = curl_easy_init();
+	else
+		curl_easy_reset(job->easy);
+	if (!job->easy)
+		goto out;
+	curl_slist_free_all(job->easy_headers);
+	job->easy_headers = req->headers;
+	req->headers = NULL;
+	job->resp_len = 0;
+	job->resp_overflow = 0;
+	if (job->resp_buf)
+		job->resp_buf[0] = '\0';
+
+	CURL *e = job->easy;
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 ch->http.connect_timeout_ms < timeout ? ch->http.connect_timeout_ms : timeout);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, ch->http.verify_tls ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, ch->http.verify_tls ? 2L : 0L);
+	if (ch->http.ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, ch->http.ca_file);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, job->easy_headers);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, job);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, job);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "smisd/" PACKAGE_VERSION);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (strcmp(req->method, "GET") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
+		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
+		if (strcmp(req->method, "POST") != 0)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+	}
+	rc = curl_multi_add_handle(multi, e) == CURLM_OK ? 0 : -1;
+out:
+	smisd_core_api.http_request_free(req);
+	return rc;
+}
+
+static void finish(struct smisd_job *job)
+{
+	smisd_job_conclude(job);
+	on_finished(job);
+}
+
+/* Handle what start()/resume() returned. Returns 1 when the job now waits
+ * on an upstream request, 0 when the operation is over. */
+static int after_step(struct smisd_job *job, int rc, struct smis_http_request *req,
+		      struct smis_outcome *out)
+{
+	if (rc == SMIS_STEP_REQUEST && req) {
+		if (perform(job, req) == 0)
+			return 1;
+		if (job->deadline_mono <= smisd_monotonic_ms())
+			fail_current(job, SMIS_OUTCOME_TEMPFAIL, "job_timeout",
+				     "the message's deadline passed before this step could run");
+		else
+			fail_current(job, SMIS_OUTCOME_TEMPFAIL, "internal_error", "could not start the upstream request");
+		return 0;
+	}
+	if (req)
+		smisd_core_api.http_request_free(req);
+	if (rc == SMIS_STEP_DONE && out->kind != SMIS_OUTCOME_NONE) {
+		record_done(job, out);
+	} else {
+		smisd_log(SMIS_LOG_ERROR, job->attempts[job->n_attempts - 1].ch->self.component, job->id,
+			  "plugin returned %d without an outcome", rc);
+		fail_current(job, SMIS_OUTCOME_TEMPFAIL, "plugin_error", "the channel plugin failed");
+	}
+	return 0;
+}
+
+/* Run the strategy chain until the job waits on upstream or is done.
+ * Returns 1 when waiting, 0 when finished (caller concludes). */
+static int advance(struct smisd_job *job)
+{
+	for (;;) {
+		struct smis_attempt_view views[SMISD_MAX_ATTEMPTS];
+		struct smis_job_view view;
+		struct smis_action act;
+		const struct smisd_step *step;
+		const struct smisd_channel *ch;
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out;
+		int v, rc;
+
+		if (job->step >= job->strategy->n_steps)
+			return 0;
+		step = &job->strategy->steps[job->step];
+		for (size_t i = 0; i < job->n_attempts; i++)
+			views[i] = (struct smis_attempt_view){
+				.channel = job->attempts[i].ch->name,
+				.channel_caps = job->attempts[i].ch->caps,
+				.op = job->attempts[i].op,
+				.outcome = &job->attempts[i].out,
+			};
+		view = (struct smis_job_view){
+			.size = sizeof(view),
+			.msg = &job->msg,
+			.attempts = views,
+			.n_attempts = job->n_attempts,
+			.step_first_attempt = job->step_first_attempt,
+		};
+		memset(&act, 0, sizeof(act));
+		v = step->ops->decide(step->state, &view, &act);
+		if (v == SMIS_VERDICT_NEXT) {
+			job->step++;
+			job->step_first_attempt = job->n_attempts;
+			continue;
+		}
+		if (v != SMIS_VERDICT_ACT) {
+			if (v < 0 || v != SMIS_VERDICT_STOP) {
+				smisd_log(SMIS_LOG_ERROR, step->self.component, job->id,
+					  "strategy step returned %d", v);
+				snprintf(job->error, sizeof(job->error), "strategy_error");
+			}
+			return 0;
+		}
+		if (job->n_attempts >= SMISD_MAX_ATTEMPTS) {
+			smisd_log(SMIS_LOG_WARN, step->self.component, job->id,
+				  "attempt limit (%d) reached, ending the chain", SMISD_MAX_ATTEMPTS);
+			return 0;
+		}
+		ch = act.channel ? smisd_generation_channel(job->gen, act.channel) : NULL;
+		if (!ch) {
+			smisd_log(SMIS_LOG_ERROR, step->self.component, job->id,
+				  "strategy asked for unknown channel");
+			snprintf(job->error, sizeof(job->error), "strategy_error");
+			return 0;
+		}
+		job->attempts[job->n_attempts++] = (struct smisd_attempt){
+			.ch = ch,
+			.op = act.op,
+			.started_ms = smisd_now_ms(),
+		};
+		job->op_started_mono = smisd_monotonic_ms();
+		unsigned need = act.op == SMIS_OP_LOOKUP ? SMIS_CAP_LOOKUP : SMIS_CAP_SEND;
+		if (!(ch->caps & need)) {
+			fail_current(job, SMIS_OUTCOME_PERMFAIL, "operation_unsupported",
+				     "the channel does not support this operation");
+			continue;
+		}
+		if (job->deadline_mono <= job->op_started_mono) {
+			fail_current(job, SMIS_OUTCOME_TEMPFAIL, "job_timeout",
+				     "the message's deadline passed before this step could run");
+			continue;
+		}
+		memset(&out, 0, sizeof(out));
+		rc = ch->ops->start(ch->state, act.op, &job->msg, &job->calls[ch->index], &req, &out);
+		if (after_step(job, rc, req, &out))
+			return 1;
+	}
+}
+
+int smisd_dispatcher_advance_for_test(struct smisd_job *job)
+{
+	return advance(job);
+}
+
+static void on_response(struct smisd_job *job, CURLcode code)
+{
+	struct smisd_attempt *a = &job->attempts[job->n_attempts - 1];
+	const struct smisd_channel *ch = a->ch;
+	struct smis_http_response resp;
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out;
+	char *ctype = NULL;
+	long status = 0;
+	int rc;
+
+	curl_multi_remove_handle(multi, job->easy);
+	memset(&resp, 0, sizeof(resp));
+	resp.size = sizeof(resp);
+	resp.body = job->resp_buf ? job->resp_buf : "";
+	resp.body_len = job->resp_len;
+	resp.elapsed_ms = (long)(smisd_monotonic_ms() - job->op_started_mono);
+	if (code == CURLE_OK) {
+		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(job->easy, CURLINFO_CONTENT_TYPE, &ctype);
+		resp.transport = SMIS_TRANSPORT_OK;
+		resp.status = status;
+		resp.content_type = ctype;
+	} else {
+		resp.error = curl_easy_strerror(code);
+		if (code == CURLE_OPERATION_TIMEDOUT)
+			resp.transport = SMIS_TRANSPORT_TIMEOUT;
+		else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
+			 code == CURLE_SSL_CONNECT_ERROR || code == CURLE_PEER_FAILED_VERIFICATION)
+			resp.transport = SMIS_TRANSPORT_CONNECT;
+		else
+			resp.transport = SMIS_TRANSPORT_ERROR;
+		if (job->resp_overflow)
+			resp.error = "response too large";
+		smisd_log(SMIS_LOG_WARN, ch->self.component, job->id, "upstream %s failed: %s",
+			  smisd_op_name(a->op), resp.error);
+	}
+	memset(&out, 0, sizeof(out));
+	rc = ch->ops->resume(ch->state, a->op, &job->msg, &job->calls[ch->index], &resp, &req, &out);
+	if (after_step(job, rc, req, &out))
+		return;
+	if (!advance(job))
+		finish(job);
+}
+
+static void *dispatcher_main(void *arg)
+{
+	(void)arg;
+	while (!stopping) {
+		struct smisd_job *batch;
+		CURLMsg *m;
+		int running, left;
+
+		pthread_mutex_lock(&queue_lock);
+		batch = queue_head;
+		queue_head = queue_tail = NULL;
+		pthread_mutex_unlock(&queue_lock);
+		while (batch) {
+			struct smisd_job *job = batch;
+			batch = batch->next;
+			job->next = NULL;
+			if (!advance(job))
+				finish(job);
+		}
+		curl_multi_perform(multi, &running);
+		while ((m = curl_multi_info_read(multi, &left))) {
+			struct smisd_job *job = NULL;
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&job);
+			on_response(job, m->data.result);
+		}
+		curl_multi_poll(multi, NULL, 0, 1000, NULL);
+	}
+	return NULL;
+}
+
+int smisd_dispatcher_start(smisd_dispatch_finished_fn finished)
+{
+	on_finished = finished;
+	multi = curl_multi_init();
+	if (!multi)
+		return -1;
+	/* Keep enough idle connections for a burst of 1000+ calls in flight. */
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 4096L);
+	stopping = 0;
+	if (pthread_create(&thread, NULL, dispatcher_main, NULL) != 0) {
+		curl_multi_cleanup(multi);
+		multi = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void smisd_dispatcher_submit(struct smisd_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&queue_lock);
+	if (queue_tail)
+		queue_tail->next = job;
+	else
+		queue_head = job;
+	queue_tail = job;
+	pthread_mutex_unlock(&queue_lock);
+	curl_multi_wakeup(multi);
+}
+
+void smisd_dispatcher_stop(void)
+{
+	if (!multi)
+		return;
+	stopping = 1;
+	curl_multi_wakeup(multi);
+	pthread_join(thread, NULL);
+	curl_multi_cleanup(multi);
+	multi = NULL;
+}

@@ -1,0 +1,626 @@
+/*
+ * http_server.c - REST API (docs/openapi.yaml) on libmicrohttpd.
+ *
+ * A POST is validated on the HTTP thread, then its connection is
+ * suspended while the dispatcher runs the strategy; the store thread
+ * resumes it once the outcome is committed. No thread waits on upstream.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "auth.h"
+#include "core_api.h"
+#include "dispatcher.h"
+#include "http_server.h"
+#include "log.h"
+#include "problem.h"
+#include "request.h"
+#include "store.h"
+
+enum route {
+	ROUTE_NONE,
+	ROUTE_HEALTH,
+	ROUTE_SEND,
+	ROUTE_GET_MESSAGE,
+	ROUTE_CALLBACK,
+	ROUTE_NOT_FOUND,
+	ROUTE_BAD_METHOD,
+};
+
+struct conn {
+	enum route route;
+	char request_id[SMISD_ID_LEN];
+	char *body;
+	size_t len, cap;
+	int too_large;
+	size_t max_body;
+	struct smisd_job *job;
+	int counted; /* holds an in-flight slot */
+};
+
+static struct MHD_Daemon *mhd;
+static MHD_socket quiesced = MHD_INVALID_SOCKET;
+static atomic_int in_flight;
+static atomic_int max_in_flight = 8192;
+
+/* ---- idempotency keys being processed ---------------------------------- */
+
+#define IDEM_BUCKETS 1024
+struct idem_entry {
+	char *key; /* "institution\nkey" */
+	struct idem_entry *next;
+};
+static struct idem_entry *idem_table[IDEM_BUCKETS];
+static pthread_mutex_t idem_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned idem_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % IDEM_BUCKETS;
+}
+
+/* Returns 0 when claimed, -EBUSY when already in progress. */
+static int idem_claim(const char *full)
+{
+	unsigned h = idem_hash(full);
+	int rc = 0;
+	pthread_mutex_lock(&idem_lock);
+	for (struct idem_entry *e = idem_table[h]; e; e = e->next)
+		if (strcmp(e->key, full) == 0)
+			rc = -EBUSY;
+	if (rc == 0) {
+		struct idem_entry *e = malloc(sizeof(*e));
+		if (e && (e->key = strdup(full))) {
+			e->next = idem_table[h];
+			idem_table[h] = e;
+		} else {
+			free(e);
+			rc = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&idem_lock);
+	return rc;
+}
+
+static void idem_release(const char *full)
+{
+	unsigned h = idem_hash(full);
+	pthread_mutex_lock(&idem_lock);
+	for (struct idem_entry **p = &idem_table[h]; *p; p = &(*p)->next)
+		if (strcmp((*p)->key, full) == 0) {
+			struct idem_entry *e = *p;
+			*p = e->next;
+			free(e->key);
+			free(e);
+			break;
+		}
+	pthread_mutex_unlock(&idem_lock);
+}
+
+static void idem_full_key(const char *inst, const char *key, char *out, size_t len)
+{
+	snprintf(out, len, "%s\n%s", inst, key);
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsigned status,
+			       const char *ctype, char *body, int retry_after, const char *extra_name,
+			       const char *extra_value)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	size_t len = body ? strlen(body) : 0;
+
+	r = MHD_create_response_from_buffer(len, body ? body : (void *)"",
+					    body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", ctype);
+	MHD_add_response_header(r, "X-Request-Id", st->request_id);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	if (retry_after > 0) {
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d", retry_after);
+		MHD_add_response_header(r, "Retry-After", ra);
+	}
+	if (extra_name)
+		MHD_add_response_header(r, extra_name, extra_value);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st,
+				       const struct smisd_problem *p)
+{
+	const char *extra = p->status == 401 ? "WWW-Authenticate" : p->status == 405 ? "Allow" : NULL;
+	const char *val = p->status == 401 ? "Bearer realm=\"smis\"" : p->field[0] ? p->field : "GET";
+	char *body = smisd_problem_json(p, st->request_id);
+
+	if (p->status >= 500)
+		smisd_log(SMIS_LOG_WARN, "http", NULL, "request %s: %d %s", st->request_id, p->status, p->code);
+	return respond(c, st, (unsigned)p->status, "application/problem+json", body, p->retry_after_s,
+		       extra, val);
+}
+
+static enum MHD_Result respond_code(struct MHD_Connection *c, struct conn *st, int status,
+				    const char *code, const char *detail)
+{
+	struct smisd_problem p;
+	smisd_problem_set(&p, status, code, NULL, "%s", detail);
+	return respond_problem(c, st, &p);
+}
+
+/* ---- routes -------------------------------------------------------------- */
+
+static enum route route_of(const char *method, const char *url)
+{
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	int post = strcmp(method, "POST") == 0;
+
+	if (strcmp(url, "/healthz") == 0)
+		return get ? ROUTE_HEALTH : ROUTE_BAD_METHOD;
+	if (strcmp(url, "/v1/messages") == 0)
+		return post ? ROUTE_SEND : ROUTE_BAD_METHOD;
+	if (strncmp(url, "/v1/messages/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
+		return get ? ROUTE_GET_MESSAGE : ROUTE_BAD_METHOD;
+	if (strncmp(url, "/v1/callbacks/", 14) == 0 && url[14])
+		return (post || get) ? ROUTE_CALLBACK : ROUTE_BAD_METHOD;
+	return ROUTE_NOT_FOUND;
+}
+
+static enum MHD_Result handle_health(struct MHD_Connection *c, struct conn *st)
+{
+	struct smisd_generation *g = smisd_generation_acquire();
+	char *body = malloc(160);
+	if (body)
+		snprintf(body, 160, "{\"status\":\"ok\",\"generation\":%lu,\"in_flight\":%d}",
+			 g ? g->id : 0UL, atomic_load(&in_flight));
+	smisd_generation_unref(g);
+	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);
+}
+
+static enum MHD_Result handle_get_message(struct MHD_Connection *c, struct conn *st, const char *url)
+{
+	struct smisd_generation *g = smisd_generation_acquire();
+	const struct smisd_institution *inst;
+	const char *id = url + strlen("/v1/messages/");
+	char *json = NULL;
+	enum MHD_Result ret;
+
+	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+	if (!inst) {
+		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
+		goto out;
+	}
+	/* Another institution's message answers exactly like a missing one:
+	 * ids must not be probed across institutions. */
+	if (strlen(id) >= SMISD_ID_LEN || smisd_store_get_message(inst->name, id, &json) != 0) {
+		ret = respond_code(c, st, 404, "not_found", "no message with this id for this institution");
+		goto out;
+	}
+	ret = respond(c, st, 200, "application/json", json, 0, NULL, NULL);
+out:
+	smisd_generation_unref(g);
+	return ret;
+}
+
+struct inbound_ctx {
+	struct MHD_Connection *c;
+};
+
+static const char *inbound_header(const struct smis_inbound *in, const char *name)
+{
+	const struct inbound_ctx *ctx = in->core_private;
+	return MHD_lookup_connection_value(ctx->c, MHD_HEADER_KIND, name);
+}
+
+static const char *inbound_query(const struct smis_inbound *in, const char *name)
+{
+	const struct inbound_ctx *ctx = in->core_private;
+	return MHD_lookup_connection_value(ctx->c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st, const char *url,
+				       const char *method)
+{
+	struct smisd_generation *g = smisd_generation_acquire();
+	const char *rest = url + strlen("/v1/callbacks/");
+	const char *slash = strchr(rest, '/');
+	char name[64];
+	const struct smisd_channel *ch;
+	struct smis_report reports[16];
+	size_t n = 0;
+	enum MHD_Result ret;
+	char addr[INET6_ADDRSTRLEN] = "";
+	const union MHD_ConnectionInfo *ci;
+	struct inbound_ctx ctx = { c };
+	struct smis_inbound in;
+	int rc;
+
+	snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
+	ch = smisd_generation_channel(g, name);
+	if (!ch || ch->ops->size <= offsetof(struct smis_channel_ops, inbound) || !ch->ops->inbound) {
+		ret = respond_code(c, st, 404, "not_found", "no channel takes callbacks at this address");
+		goto out;
+	}
+	if (st->too_large) {
+		ret = respond_code(c, st, 413, "body_too_large", "the callback body is too large");
+		goto out;
+	}
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr) {
+		if (ci->client_addr->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr, sizeof(addr));
+		else if (ci->client_addr->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, addr, sizeof(addr));
+	}
+	in = (struct smis_inbound){
+		.size = sizeof(in),
+		.method = method,
+		.path_rest = slash ? slash : "",
+		.remote_addr = addr,
+		.body = st->body ? st->body : "",
+		.body_len = st->len,
+		.header = inbound_header,
+		.query = inbound_query,
+		.core_private = &ctx,
+	};
+	rc = ch->ops->inbound(ch->state, &in, reports, 16, &n);
+	if (rc == -EACCES) {
+		smisd_log(SMIS_LOG_WARN, ch->self.component, NULL, "callback refused (not authentic), request %s",
+			  st->request_id);
+		ret = respond_code(c, st, 401, "callback_rejected", "the callback is not authentic");
+		goto out;
+	}
+	if (rc != 0) {
+		smisd_log(SMIS_LOG_WARN, ch->self.component, NULL, "callback malformed, request %s", st->request_id);
+		ret = respond_code(c, st, 400, "callback_malformed", "the callback cannot be parsed");
+		goto out;
+	}
+	for (size_t i = 0; i < n && i < 16; i++)
+		smisd_store_submit_report(ch->name, &reports[i]);
+	{
+		char *body = malloc(64);
+		if (body)
+			snprintf(body, 64, "{\"accepted\":%zu}", n);
+		ret = respond(c, st, 200, "application/json", body, 0, NULL, NULL);
+	}
+out:
+	smisd_generation_unref(g);
+	return ret;
+}
+
+static int valid_idem_key(const char *k)
+{
+	size_t n = strlen(k);
+	if (n == 0 || n > 128)
+		return 0;
+	for (; *k; k++)
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
+		      strchr("-_.:", *k)))
+			return 0;
+	return 1;
+}
+
+static void job_stored(struct smisd_job *job)
+{
+	struct MHD_Connection *c = job->done_arg;
+	if (job->idem_key) {
+		char full[256];
+		idem_full_key(job->inst->name, job->idem_key, full, sizeof(full));
+		idem_release(full);
+	}
+	if (job->store_failed)
+		smisd_log(SMIS_LOG_ERROR, "http", job->id, "answering without a stored record");
+	MHD_resume_connection(c);
+}
+
+void smisd_http_job_finished(struct smisd_job *job)
+{
+	smisd_store_submit(job);
+}
+
+static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
+{
+	struct smisd_generation *g = smisd_generation_acquire();
+	const struct smisd_institution *inst;
+	const struct smisd_strategy *strategy;
+	struct smisd_problem pb;
+	struct smisd_request req;
+	struct smisd_job *job = NULL;
+	const char *ctype, *idem;
+	char full[256], rh[65];
+	enum MHD_Result ret;
+
+	memset(&req, 0, sizeof(req));
+	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+	if (!inst) {
+		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
+		goto out;
+	}
+	if (st->too_large) {
+		smisd_problem_set(&pb, 413, "body_too_large", NULL, "the body is larger than %zu bytes", st->max_body);
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+	if (!ctype || strncasecmp(ctype, "application/json", 16) != 0 ||
+	    (ctype[16] && ctype[16] != ';' && ctype[16] != ' ')) {
+		ret = respond_code(c, st, 415, "unsupported_media_type", "send 'Content-Type: application/json'");
+		goto out;
+	}
+	idem = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+	if (idem && !valid_idem_key(idem)) {
+		ret = respond_code(c, st, 400, "invalid_idempotency_key",
+				   "'Idempotency-Key' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
+		goto out;
+	}
+	if (smisd_request_parse(st->body ? st->body : "", st->len, inst, &req, &pb) != 0) {
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	strategy = req.strategy ? smisd_generation_strategy(g, req.strategy) : inst->default_strategy;
+	if (!strategy) {
+		smisd_problem_set(&pb, 422, "unknown_strategy", "/strategy", "no strategy named '%.48s'", req.strategy);
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	if (!smisd_institution_may_use(inst, strategy)) {
+		smisd_problem_set(&pb, 403, "strategy_forbidden", "/strategy",
+				  "this institution may not use strategy '%.48s'", strategy->name);
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
+	if (idem) {
+		char stored_hash[65] = "";
+		char *answer = NULL;
+		idem_full_key(inst->name, idem, full, sizeof(full));
+		if (idem_claim(full) != 0) {
+			smisd_problem_set(&pb, 409, "idempotency_in_progress", NULL,
+					  "a request with this Idempotency-Key is still being processed");
+			pb.retry_after_s = 1;
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
+		if (smisd_store_find_idempotent(inst->name, idem, stored_hash, &answer) == 0) {
+			idem_release(full);
+			if (strcmp(stored_hash, rh) != 0) {
+				free(answer);
+				ret = respond_code(c, st, 422, "idempotency_key_reused",
+						   "this Idempotency-Key was used with a different request body");
+				goto out;
+			}
+			ret = respond(c, st, 200, "application/json", answer, 0, "Idempotent-Replayed", "true");
+			goto out;
+		}
+	}
+	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
+		atomic_fetch_sub(&in_flight, 1);
+		if (idem)
+			idem_release(full);
+		smisd_problem_set(&pb, 503, "overloaded", NULL, "too many messages in flight, retry shortly");
+		pb.retry_after_s = 1;
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	st->counted = 1;
+
+	job = calloc(1, sizeof(*job));
+	if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *))) ||
+	    (idem && !(job->idem_key = strdup(idem)))) {
+		if (idem)
+			idem_release(full);
+		free(job ? job->calls : NULL);
+		free(job);
+		ret = respond_code(c, st, 500, "internal_error", "out of memory");
+		goto out;
+	}
+	smisd_new_id("msg_", job->id, sizeof(job->id));
+	memcpy(job->request_id, st->request_id, sizeof(job->request_id));
+	job->gen = smisd_generation_ref(g);
+	job->inst = inst;
+	job->strategy = strategy;
+	job->req = req;
+	memset(&req, 0, sizeof(req));
+	memcpy(job->request_hash, rh, sizeof(rh));
+	smisd_store_phone_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len,
+			       job->req.recipient, job->recipient_hash);
+	job->created_ms = smisd_now_ms();
+	job->deadline_mono = smisd_monotonic_ms() + g->settings.job_timeout_ms;
+	job->done = job_stored;
+	job->done_arg = c;
+	smisd_job_bind_message(job);
+	st->job = job;
+	MHD_suspend_connection(c);
+	smisd_dispatcher_submit(job);
+	ret = MHD_YES;
+out:
+	smisd_request_clear(&req);
+	smisd_generation_unref(g);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct conn *st = *con_cls;
+	(void)cls;
+	(void)version;
+
+	if (!st) {
+		const char *cl;
+		st = calloc(1, sizeof(*st));
+		if (!st)
+			return MHD_NO;
+		*con_cls = st;
+		smisd_new_id("req_", st->request_id, sizeof(st->request_id));
+		st->route = route_of(method, url);
+		{
+			struct smisd_generation *g = smisd_generation_acquire();
+			st->max_body = g ? g->settings.max_body_bytes : 65536;
+			smisd_generation_unref(g);
+		}
+		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+		if (cl && strtoull(cl, NULL, 10) > st->max_body)
+			st->too_large = 1;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!st->too_large) {
+			if (st->len + *upload_size > st->max_body) {
+				st->too_large = 1;
+			} else {
+				if (st->len + *upload_size + 1 > st->cap) {
+					size_t cap = st->cap ? st->cap * 2 : 4096;
+					while (cap < st->len + *upload_size + 1)
+						cap *= 2;
+					char *grown = realloc(st->body, cap);
+					if (!grown)
+						return MHD_NO;
+					st->body = grown;
+					st->cap = cap;
+				}
+				memcpy(st->body + st->len, upload, *upload_size);
+				st->len += *upload_size;
+				st->body[st->len] = '\0';
+			}
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (st->job) {
+		/* Resumed: the job's answer is committed. */
+		char *body = st->job->response_json ? strdup(st->job->response_json) : NULL;
+		if (!body)
+			return respond_code(c, st, 500, "internal_error", "no answer was produced");
+		char loc[64];
+		snprintf(loc, sizeof(loc), "/v1/messages/%s", st->job->id);
+		return respond(c, st, 201, "application/json", body, 0, "Location", loc);
+	}
+	switch (st->route) {
+	case ROUTE_HEALTH:
+		return handle_health(c, st);
+	case ROUTE_SEND:
+		return handle_send(c, st);
+	case ROUTE_GET_MESSAGE:
+		return handle_get_message(c, st, url);
+	case ROUTE_CALLBACK:
+		return handle_callback(c, st, url, method);
+	case ROUTE_BAD_METHOD: {
+		struct smisd_problem p;
+		smisd_problem_set(&p, 405, "method_not_allowed", NULL, "%s is not allowed on %s", method,
+				  strncmp(url, "/v1/messages/", 13) == 0 ? "this message" : "this resource");
+		snprintf(p.field, sizeof(p.field), "%s",
+			 strcmp(url, "/v1/messages") == 0 ? "POST" :
+			 strncmp(url, "/v1/callbacks/", 14) == 0 ? "GET, POST" : "GET");
+		return respond_problem(c, st, &p);
+	}
+	case ROUTE_NONE:
+	case ROUTE_NOT_FOUND:
+	default:
+		return respond_code(c, st, 404, "not_found", "no such resource");
+	}
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct conn *st = *con_cls;
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (!st)
+		return;
+	if (st->counted)
+		atomic_fetch_sub(&in_flight, 1);
+	smisd_job_free(st->job);
+	free(st->body);
+	free(st);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	smisd_logv(SMIS_LOG_WARN, "http", NULL, fmt, ap);
+}
+
+int smisd_http_start(const struct smisd_generation *g)
+{
+	struct addrinfo hints, *ai = NULL;
+	char port[8];
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *info;
+
+	atomic_store(&max_in_flight, g->settings.max_in_flight);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", g->settings.listen_port);
+	if (getaddrinfo(g->settings.listen_address, port, &hints, &ai) != 0 || !ai) {
+		smisd_log(SMIS_LOG_ERROR, "http", NULL, "listen address '%s' is not a numeric IP address",
+			  g->settings.listen_address);
+		return -1;
+	}
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	mhd = MHD_start_daemon(flags, (uint16_t)g->settings.listen_port, NULL, NULL, on_request, NULL,
+			       MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+			       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+			       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)g->settings.http_threads,
+			       MHD_OPTION_CONNECTION_LIMIT, (unsigned)g->settings.max_connections,
+			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->settings.connection_timeout_s,
+			       MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096U,
+			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+			       MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (!mhd) {
+		smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot listen on %s:%d", g->settings.listen_address,
+			  g->settings.listen_port);
+		return -1;
+	}
+	info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
+	return info ? info->port : g->settings.listen_port;
+}
+
+void smisd_http_quiesce(void)
+{
+	/* MHD hands the listening socket back: we close it after stop. */
+	if (mhd && quiesced == MHD_INVALID_SOCKET)
+		quiesced = MHD_quiesce_daemon(mhd);
+}
+
+void smisd_http_stop(void)
+{
+	if (mhd)
+		MHD_stop_daemon(mhd);
+	mhd = NULL;
+	if (quiesced != MHD_INVALID_SOCKET)
+		close(quiesced);
+	quiesced = MHD_INVALID_SOCKET;
+}
+
+int smisd_http_in_flight(void)
+{
+	return atomic_load(&in_flight);
+}

@@ -1,0 +1,22 @@
+/*
+ * http_server.h - the institution-facing REST API on libmicrohttpd.
+ */
+#ifndef SMISD_HTTP_SERVER_H
+#define SMISD_HTTP_SERVER_H
+
+#include "generation.h"
+#include "job.h"
+
+/* Start listening with `g`'s listen settings. Returns the bound port or
+ * -1. */
+int smisd_http_start(const struct smisd_generation *g);
+/* Stop accepting new connections (graceful shutdown, step 1). */
+void smisd_http_quiesce(void);
+void smisd_http_stop(void);
+/* Messages accepted and not yet answered. */
+int smisd_http_in_flight(void);
+
+/* Dispatcher -> store -> here: the job's answer is ready. */
+void smisd_http_job_finished(struct smisd_job *job);
+
+#endif

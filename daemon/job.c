@@ -1,0 +1,220 @@
+/*
+ * job.c - message ids, the message view plugins see, and the summary of
+ * what happened that becomes the API answer.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/rand.h>
+
+#include "core_api.h"
+#include "job.h"
+
+void smisd_new_id(const char *prefix, char *out, size_t outlen)
+{
+	static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	unsigned char rnd[10];
+	uint64_t t = (uint64_t)smisd_now_ms();
+	char body[27];
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0, sizeof(rnd)); /* ids stay unique by time + the store's key */
+	/* 10 chars of time (50 bits, top 2 zero) then 16 chars of randomness. */
+	for (int i = 9; i >= 0; i--) {
+		body[i] = b32[t & 31];
+		t >>= 5;
+	}
+	for (int i = 0; i < 16; i++) {
+		int bit = i * 5;
+		unsigned v = (unsigned)((rnd[bit / 8] << 8 | (bit / 8 + 1 < 10 ? rnd[bit / 8 + 1] : 0)) >>
+					(11 - bit % 8)) & 31;
+		body[10 + i] = b32[v];
+	}
+	body[26] = '\0';
+	snprintf(out, outlen, "%s%s", prefix, body);
+}
+
+void smisd_job_bind_message(struct smisd_job *job)
+{
+	struct smis_message *m = &job->msg;
+	memset(m, 0, sizeof(*m));
+	for (size_t i = 0; i < job->req.n_content; i++) {
+		struct smisd_request_content *c = &job->req.content[i];
+		job->contents[i] = (struct smis_content){
+			.lang = c->lang,
+			.title = c->title,
+			.body = c->body,
+			.body_text = c->body_text,
+			.body_is_html = c->html,
+			.sms_text = c->sms_text,
+		};
+	}
+	m->size = sizeof(*m);
+	m->id = job->id;
+	m->institution = job->inst->name;
+	m->recipient = job->req.recipient;
+	m->reference = job->req.reference;
+	m->language = job->req.language[0] ? job->req.language : NULL;
+	m->sender = job->inst->sender;
+	m->content = job->contents;
+	m->n_content = job->req.n_content;
+}
+
+void smisd_job_free(struct smisd_job *job)
+{
+	if (!job)
+		return;
+	if (job->calls) {
+		for (size_t i = 0; job->gen && i < job->gen->n_channels; i++) {
+			const struct smisd_channel *ch = &job->gen->channels[i];
+			if (job->calls[i] && ch->ops->call_free)
+				ch->ops->call_free(ch->state, job->calls[i]);
+		}
+		free(job->calls);
+	}
+	if (job->easy)
+		curl_easy_cleanup(job->easy);
+	curl_slist_free_all(job->easy_headers);
+	free(job->resp_buf);
+	smisd_request_clear(&job->req);
+	free(job->idem_key);
+	free(job->response_json);
+	smisd_generation_unref(job->gen);
+	free(job);
+}
+
+const char *smisd_op_name(enum smis_op op)
+{
+	switch (op) {
+	case SMIS_OP_LOOKUP:
+		return "lookup";
+	case SMIS_OP_SEND:
+		return "send";
+	case SMIS_OP_STATUS:
+		return "status";
+	}
+	return "unknown";
+}
+
+const char *smisd_outcome_name(enum smis_outcome_kind k, enum smis_op op)
+{
+	switch (k) {
+	case SMIS_OUTCOME_OK:
+		return op == SMIS_OP_SEND ? "sent" : "ok";
+	case SMIS_OUTCOME_TEMPFAIL:
+		return "temporary_failure";
+	case SMIS_OUTCOME_PERMFAIL:
+		return "permanent_failure";
+	case SMIS_OUTCOME_NONE:
+		break;
+	}
+	return "none";
+}
+
+const char *smisd_reach_name(enum smis_reach r)
+{
+	switch (r) {
+	case SMIS_REACH_YES:
+		return "reachable";
+	case SMIS_REACH_NOT_INSTALLED:
+		return "not_installed";
+	case SMIS_REACH_NOTIFICATIONS_OFF:
+		return "notifications_off";
+	case SMIS_REACH_UNKNOWN:
+		break;
+	}
+	return "unknown";
+}
+
+static void iso8601(int64_t ms, char *buf, size_t len)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
+}
+
+void smisd_job_conclude(struct smisd_job *job)
+{
+	const struct smisd_attempt *last_fail = NULL, *lookup = NULL;
+	json_object *o, *arr, *channels;
+	char ts[40];
+
+	job->status = "failed";
+	job->channel = NULL;
+	job->error[0] = '\0';
+	channels = json_object_new_array();
+	for (size_t i = 0; i < job->n_attempts; i++) {
+		const struct smisd_attempt *a = &job->attempts[i];
+		if (a->op == SMIS_OP_SEND && a->out.kind == SMIS_OUTCOME_OK) {
+			if (!job->channel)
+				job->channel = a->ch->name;
+			json_object_array_add(channels, json_object_new_string(a->ch->name));
+			job->status = "sent";
+		} else if (a->out.kind != SMIS_OUTCOME_OK) {
+			last_fail = a;
+		} else if (a->op == SMIS_OP_LOOKUP) {
+			lookup = a;
+		}
+	}
+	if (strcmp(job->status, "failed") == 0) {
+		if (last_fail)
+			snprintf(job->error, sizeof(job->error), "%s", last_fail->out.error[0] ? last_fail->out.error : "channel_failed");
+		else if (lookup && lookup->out.reach != SMIS_REACH_YES)
+			snprintf(job->error, sizeof(job->error), "recipient_not_reachable");
+		else if (job->error[0] == '\0')
+			snprintf(job->error, sizeof(job->error), "no_channel_attempted");
+	}
+
+	o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(job->id));
+	json_object_object_add(o, "status", json_object_new_string(job->status));
+	json_object_object_add(o, "channel", job->channel ? json_object_new_string(job->channel) : NULL);
+	json_object_object_add(o, "channels", channels);
+	if (job->error[0])
+		json_object_object_add(o, "error", json_object_new_string(job->error));
+	json_object_object_add(o, "strategy", json_object_new_string(job->strategy->name));
+	if (job->req.reference)
+		json_object_object_add(o, "reference", json_object_new_string(job->req.reference));
+	iso8601(job->created_ms, ts, sizeof(ts));
+	json_object_object_add(o, "created_at", json_object_new_string(ts));
+	arr = json_object_new_array();
+	for (size_t i = 0; i < job->n_attempts; i++) {
+		const struct smisd_attempt *a = &job->attempts[i];
+		json_object *ao = json_object_new_object();
+		json_object_object_add(ao, "channel", json_object_new_string(a->ch ? a->ch->name : "?"));
+		json_object_object_add(ao, "operation", json_object_new_string(smisd_op_name(a->op)));
+		json_object_object_add(ao, "outcome", json_object_new_string(smisd_outcome_name(a->out.kind, a->op)));
+		if (a->out.error[0])
+			json_object_object_add(ao, "error", json_object_new_string(a->out.error));
+		if (a->out.detail[0])
+			json_object_object_add(ao, "detail", json_object_new_string(a->out.detail));
+		if (a->out.provider_ref[0])
+			json_object_object_add(ao, "provider_reference", json_object_new_string(a->out.provider_ref));
+		if (a->op == SMIS_OP_LOOKUP && a->out.kind == SMIS_OUTCOME_OK) {
+			json_object_object_add(ao, "reachability", json_object_new_string(smisd_reach_name(a->out.reach)));
+			if (a->out.language[0])
+				json_object_object_add(ao, "language", json_object_new_string(a->out.language));
+			json_object_object_add(ao, "devices", json_object_new_int(a->out.devices));
+		}
+		if (a->op == SMIS_OP_SEND && a->out.sms_parts > 0) {
+			json_object *sms = json_object_new_object();
+			json_object_object_add(sms, "encoding", json_object_new_string(a->out.sms_encoding));
+			json_object_object_add(sms, "characters", json_object_new_int(a->out.sms_chars));
+			json_object_object_add(sms, "segments", json_object_new_int(a->out.sms_parts));
+			json_object_object_add(ao, "sms", sms);
+		}
+		iso8601(a->started_ms, ts, sizeof(ts));
+		json_object_object_add(ao, "started_at", json_object_new_string(ts));
+		json_object_object_add(ao, "duration_ms", json_object_new_int64(a->elapsed_ms));
+		json_object_array_add(arr, ao);
+	}
+	json_object_object_add(o, "attempts", arr);
+	free(job->response_json);
+	job->response_json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}

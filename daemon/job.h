@@ -1,0 +1,91 @@
+/*
+ * job.h - one institution call in flight: the validated request, the
+ * generation it runs under, the attempts made so far and, at the end, the
+ * answer. Owned by the HTTP connection that created it; the dispatcher and
+ * the store work on it in turn, never at the same time.
+ */
+#ifndef SMISD_JOB_H
+#define SMISD_JOB_H
+
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include <smis/smis-plugin.h>
+
+#include "generation.h"
+#include "request.h"
+
+#define SMISD_MAX_ATTEMPTS 16
+#define SMISD_ID_LEN 32
+
+struct smisd_attempt {
+	const struct smisd_channel *ch;
+	enum smis_op op;
+	struct smis_outcome out;
+	int64_t started_ms; /* wall clock */
+	long elapsed_ms;
+};
+
+struct smisd_job;
+typedef void (*smisd_job_done_fn)(struct smisd_job *job);
+
+struct smisd_job {
+	char id[SMISD_ID_LEN];
+	char request_id[SMISD_ID_LEN];
+	struct smisd_generation *gen;  /* reference held by the job */
+	const struct smisd_institution *inst;
+	const struct smisd_strategy *strategy;
+	struct smisd_request req;
+	struct smis_content contents[SMIS_LANG_MAX];
+	struct smis_message msg;
+	char recipient_hash[65];
+	char *idem_key;                /* NULL when the call had none */
+	char request_hash[65];
+	int64_t created_ms;
+	int64_t deadline_mono;
+
+	/* Strategy execution (dispatcher thread only). */
+	size_t step;
+	size_t step_first_attempt;
+	struct smisd_attempt attempts[SMISD_MAX_ATTEMPTS];
+	size_t n_attempts;
+	void **calls;                  /* per channel index, see start() */
+	char citizen_language[8];
+	int64_t op_started_mono;
+	CURL *easy;
+	struct curl_slist *easy_headers;
+	char *resp_buf;
+	size_t resp_len, resp_cap;
+	int resp_overflow;
+
+	/* Result. */
+	const char *status;            /* "sent" or "failed" */
+	const char *channel;           /* first channel that took it, or NULL */
+	char error[64];
+	char *response_json;           /* the POST answer, also stored */
+	int store_failed;
+
+	/* Completion: called from the store thread once the rows are
+	 * committed (or failed to be). */
+	smisd_job_done_fn done;
+	void *done_arg;
+	struct smisd_job *next;        /* queue link */
+};
+
+/* Fill msg/contents from req; called once the request is validated. */
+void smisd_job_bind_message(struct smisd_job *job);
+void smisd_job_free(struct smisd_job *job);
+
+/* "msg_" + 26 Crockford base32 characters: 48-bit ms time + 80 random
+ * bits, sortable by creation time. */
+void smisd_new_id(const char *prefix, char *out, size_t outlen);
+
+/* Build the POST answer (and status/channel/error) from the attempts. */
+void smisd_job_conclude(struct smisd_job *job);
+
+const char *smisd_op_name(enum smis_op op);
+const char *smisd_outcome_name(enum smis_outcome_kind k, enum smis_op op);
+const char *smisd_reach_name(enum smis_reach r);
+
+#endif

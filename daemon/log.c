@@ -1,0 +1,105 @@
+/*
+ * log.c - JSON-lines logging. A single write(2) per line keeps lines whole
+ * when several threads log at once.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static enum smis_log_level log_min = SMIS_LOG_INFO;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void smisd_log_set_level(enum smis_log_level min)
+{
+	log_min = min;
+}
+
+int smisd_log_level_parse(const char *s)
+{
+	for (int i = 0; i < 4; i++)
+		if (strcasecmp(s, level_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* Append `s` JSON-escaped to buf at *pos, never past cap - 1. */
+static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
+{
+	for (; *s && *pos + 7 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			buf[(*pos)++] = '\\';
+			buf[(*pos)++] = (char)c;
+		} else if (c == '\n') {
+			buf[(*pos)++] = '\\';
+			buf[(*pos)++] = 'n';
+		} else if (c < 0x20) {
+			*pos += (size_t)snprintf(buf + *pos, cap - *pos, "\\u%04x", c);
+		} else {
+			buf[(*pos)++] = (char)c;
+		}
+	}
+}
+
+void smisd_logv(enum smis_log_level level, const char *component,
+		const char *msg_id, const char *fmt, va_list ap)
+{
+	char text[1024];
+	char line[2048];
+	size_t pos = 0;
+	struct timespec ts;
+	struct tm tm;
+
+	if (level < log_min)
+		return;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	pos += strftime(line, sizeof(line), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	pos += (size_t)snprintf(line + pos, sizeof(line) - pos,
+				".%03ldZ\",\"level\":\"%s\",\"component\":\"",
+				ts.tv_nsec / 1000000L, level_names[level & 3]);
+	json_escape_into(line, sizeof(line), &pos, component ? component : "smisd");
+	if (msg_id) {
+		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"message_id\":\"");
+		json_escape_into(line, sizeof(line), &pos, msg_id);
+	}
+	pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"msg\":\"");
+	json_escape_into(line, sizeof(line), &pos, text);
+	if (pos > sizeof(line) - 4)
+		pos = sizeof(line) - 4;
+	line[pos++] = '"';
+	line[pos++] = '}';
+	line[pos++] = '\n';
+	if (write(STDERR_FILENO, line, pos) < 0) {
+		/* Nowhere left to report a failing stderr. */
+	}
+}
+
+void smisd_log(enum smis_log_level level, const char *component,
+	       const char *msg_id, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	smisd_logv(level, component, msg_id, fmt, ap);
+	va_end(ap);
+}
+
+void smisd_log_phone_mask(const char *e164, char *buf, size_t buflen)
+{
+	size_t n = e164 ? strlen(e164) : 0;
+	if (buflen == 0)
+		return;
+	if (n < 8) {
+		snprintf(buf, buflen, "****");
+		return;
+	}
+	snprintf(buf, buflen, "%.6s****%s", e164, e164 + n - 2);
+}

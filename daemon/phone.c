@@ -1,0 +1,114 @@
+/*
+ * phone.c - E.164 normalisation (rules from ../shared/reference/
+ * belgian-mobile-numbers.md: BE mobile = +32 4[5-9] + 7 digits).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "phone.h"
+
+/* Separators people put in numbers; anything else that is not a digit (or
+ * a leading '+') makes the input invalid rather than guessed at. */
+static int is_separator(char c)
+{
+	return c == ' ' || c == '.' || c == '-' || c == '/' || c == '(' || c == ')' ||
+	       c == '\t';
+}
+
+static int is_be_mobile(const char *national)
+{
+	if (strlen(national) != 9 || national[0] != '4')
+		return 0;
+	return national[1] >= '5' && national[1] <= '9';
+}
+
+enum smisd_phone_result smisd_phone_normalise(const char *in, char *out,
+					      const char *const *allowed_cc)
+{
+	char digits[32];
+	size_t n = 0;
+	int plus = 0;
+	const char *p = in;
+
+	out[0] = '\0';
+	if (!in)
+		return SMISD_PHONE_INVALID;
+	while (is_separator(*p))
+		p++;
+	if (*p == '+') {
+		plus = 1;
+		p++;
+	}
+	for (; *p; p++) {
+		if (*p >= '0' && *p <= '9') {
+			if (n + 1 >= sizeof(digits))
+				return SMISD_PHONE_INVALID;
+			digits[n++] = *p;
+		} else if (!is_separator(*p)) {
+			return SMISD_PHONE_INVALID;
+		}
+	}
+	digits[n] = '\0';
+
+	const char *intl; /* digits after the country code's leading '+' */
+	char buf[32];
+	if (plus) {
+		intl = digits;
+	} else if (n > 2 && digits[0] == '0' && digits[1] == '0') {
+		intl = digits + 2;
+	} else if (n > 1 && digits[0] == '0') {
+		/* Belgian national form: trunk 0 replaced by 32. */
+		memcpy(buf, "32", 2);
+		memcpy(buf + 2, digits + 1, n); /* includes NUL */
+		intl = buf;
+	} else {
+		return SMISD_PHONE_INVALID;
+	}
+
+	/* "+32 (0)470..." : the national trunk 0 written after the code. */
+	char fixed[32];
+	if (strncmp(intl, "320", 3) == 0 && strlen(intl) == 12) {
+		memcpy(fixed, "32", 2);
+		memcpy(fixed + 2, intl + 3, strlen(intl + 3) + 1);
+		intl = fixed;
+	}
+
+	size_t len = strlen(intl);
+	if (len < 8 || len > 15 || intl[0] == '0')
+		return SMISD_PHONE_INVALID;
+
+	if (strncmp(intl, "32", 2) == 0) {
+		const char *national = intl + 2;
+		size_t nl = strlen(national);
+		/* BE numbers are 8 or 9 national digits. */
+		if (nl < 8 || nl > 9)
+			return SMISD_PHONE_INVALID;
+		if (!is_be_mobile(national))
+			return SMISD_PHONE_NOT_MOBILE;
+	} else {
+		int allowed = 0;
+		for (const char *const *cc = allowed_cc; cc && *cc && !allowed; cc++)
+			allowed = strncmp(intl, *cc, strlen(*cc)) == 0;
+		if (!allowed)
+			return SMISD_PHONE_COUNTRY;
+	}
+	out[0] = '+';
+	memcpy(out + 1, intl, len + 1);
+	return SMISD_PHONE_OK;
+}
+
+const char *smisd_phone_result_code(enum smisd_phone_result r)
+{
+	switch (r) {
+	case SMISD_PHONE_OK:
+		return "ok";
+	case SMISD_PHONE_NOT_MOBILE:
+		return "not_mobile";
+	case SMISD_PHONE_COUNTRY:
+		return "country_not_allowed";
+	case SMISD_PHONE_INVALID:
+	default:
+		return "invalid_number";
+	}
+}

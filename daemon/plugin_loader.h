@@ -1,0 +1,30 @@
+/*
+ * plugin_loader.h - dlopen a plugin file and check its descriptor.
+ */
+#ifndef SMISD_PLUGIN_LOADER_H
+#define SMISD_PLUGIN_LOADER_H
+
+#include <smis/smis-plugin.h>
+
+struct smisd_plugin {
+	char *name;   /* "ringring" */
+	char *path;   /* "/usr/lib/.../plugins/ringring.so" */
+	void *handle; /* dlopen handle */
+	const struct smis_plugin_descriptor *desc;
+};
+
+/*
+ * Load `<dir>/<name>.so` and validate its descriptor: ABI version, size,
+ * kind (must equal `want_kind`), name, mandatory ops. On failure returns
+ * NULL and writes a message naming the file into err.
+ */
+struct smisd_plugin *smisd_plugin_load(const char *dir, const char *name,
+				       enum smis_plugin_kind want_kind,
+				       char *err, size_t errlen);
+/* Validate a descriptor already in memory (also used by the unit tests). */
+int smisd_plugin_check_descriptor(const struct smis_plugin_descriptor *d,
+				  const char *name, enum smis_plugin_kind want_kind,
+				  char *err, size_t errlen);
+void smisd_plugin_free(struct smisd_plugin *p);
+
+#endif

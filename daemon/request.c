@@ -1,0 +1,336 @@
+/*
+ * request.c - JSON body -> struct smisd_request, with a problem code for
+ * each way it can be wrong (see problem.c for the list).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "generation.h"
+#include "html_sanitize.h"
+#include "request.h"
+
+bool smisd_utf8_valid(const char *s, size_t len, bool allow_controls)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	while (p < end) {
+		unsigned c = *p;
+		size_t n;
+		unsigned cp;
+		if (c < 0x80) {
+			if (c == 0 || (!allow_controls && (c < 0x20 || c == 0x7f)) ||
+			    (allow_controls && c < 0x20 && c != '\n' && c != '\t' && c != '\r'))
+				return false;
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if ((size_t)(end - p) <= n)
+			return false;
+		for (size_t i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+/* Fetch an optional string member with type, UTF-8 and length checks. */
+static int get_text(json_object *obj, const char *key, const char *ptr, size_t max,
+		    bool controls, bool required, const char **out, struct smisd_problem *pb)
+{
+	json_object *v;
+	const char *s;
+	size_t len;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (required) {
+			smisd_problem_set(pb, 400, "missing_field", ptr, "'%s' is required", ptr);
+			return -1;
+		}
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		smisd_problem_set(pb, 400, "invalid_type", ptr, "'%s' must be a string", ptr);
+		return -1;
+	}
+	s = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (!smisd_utf8_valid(s, len, controls)) {
+		smisd_problem_set(pb, 400, "invalid_utf8", ptr,
+				  "'%s' must be valid UTF-8%s", ptr, controls ? "" : " without control characters");
+		return -1;
+	}
+	if (len > max) {
+		smisd_problem_set(pb, 400, "field_too_long", ptr, "'%s' is %zu bytes, at most %zu are allowed",
+				  ptr, len, max);
+		return -1;
+	}
+	if (required && len == 0) {
+		smisd_problem_set(pb, 400, "missing_field", ptr, "'%s' must not be empty", ptr);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+static int lang_index(const char *l)
+{
+	static const char *const codes[] = { "nl", "fr", "de", "en" };
+	for (int i = 0; i < 4; i++)
+		if (strcmp(l, codes[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int parse_content(json_object *lc, const char *lang, struct smisd_request_content *c,
+			 struct smisd_problem *pb)
+{
+	static const char *const known[] = { "title", "body", "format", "sms_text", NULL };
+	char ptr[64];
+	const char *title, *body, *format, *sms;
+
+	if (!json_object_is_type(lc, json_type_object)) {
+		snprintf(ptr, sizeof(ptr), "/content/%s", lang);
+		smisd_problem_set(pb, 400, "invalid_type", ptr, "'%s' must be an object", ptr);
+		return -1;
+	}
+	json_object_object_foreach(lc, k, v) {
+		int ok = 0;
+		(void)v;
+		for (const char *const *p = known; *p && !ok; p++)
+			ok = strcmp(*p, k) == 0;
+		if (!ok) {
+			snprintf(ptr, sizeof(ptr), "/content/%s/%.32s", lang, k);
+			smisd_problem_set(pb, 400, "unknown_field", ptr, "unknown field '%s'", ptr);
+			return -1;
+		}
+	}
+	snprintf(ptr, sizeof(ptr), "/content/%s/title", lang);
+	if (get_text(lc, "title", ptr, SMISD_MAX_TITLE, false, true, &title, pb))
+		return -1;
+	snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
+	if (get_text(lc, "body", ptr, SMISD_MAX_BODY, true, true, &body, pb))
+		return -1;
+	snprintf(ptr, sizeof(ptr), "/content/%s/format", lang);
+	if (get_text(lc, "format", ptr, 8, false, false, &format, pb))
+		return -1;
+	if (format && strcmp(format, "text") != 0 && strcmp(format, "html") != 0) {
+		smisd_problem_set(pb, 400, "invalid_value", ptr, "'%s' must be \"text\" or \"html\"", ptr);
+		return -1;
+	}
+	snprintf(ptr, sizeof(ptr), "/content/%s/sms_text", lang);
+	if (get_text(lc, "sms_text", ptr, SMISD_MAX_SMS_TEXT, true, false, &sms, pb))
+		return -1;
+
+	memcpy(c->lang, lang, 3);
+	c->title = strdup(title);
+	c->sms_text = sms ? strdup(sms) : NULL;
+	c->html = format && strcmp(format, "html") == 0;
+	if (c->html) {
+		int rc = smis_html_sanitize(body, strlen(body), &c->body, &c->body_text);
+		if (rc != 0) {
+			snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
+			smisd_problem_set(pb, 400, "invalid_html", ptr, "'%s' cannot be sanitised", ptr);
+			return -1;
+		}
+		if (!c->body_text || !c->body_text[0]) {
+			snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
+			smisd_problem_set(pb, 400, "invalid_html", ptr,
+					  "'%s' has no text left once sanitised", ptr);
+			return -1;
+		}
+	} else {
+		c->body = strdup(body);
+		c->body_text = strdup(body);
+	}
+	if (!c->title || !c->body || !c->body_text || (sms && !c->sms_text)) {
+		smisd_problem_set(pb, 500, "internal_error", NULL, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int valid_reference(const char *r)
+{
+	for (; *r; r++)
+		if (!((*r >= 'a' && *r <= 'z') || (*r >= 'A' && *r <= 'Z') || (*r >= '0' && *r <= '9') ||
+		      strchr("._:/-", *r)))
+			return 0;
+	return 1;
+}
+
+int smisd_request_parse(const char *body, size_t len, const struct smisd_institution *inst,
+			struct smisd_request *req, struct smisd_problem *pb)
+{
+	static const char *const known[] = { "recipient", "content", "strategy", "reference",
+					      "language", NULL };
+	json_tokener *tok = NULL;
+	json_object *root = NULL, *content;
+	struct smisd_request_content unordered[SMIS_LANG_MAX];
+	const char *recipient, *s;
+	int rc = -1;
+	size_t n = 0;
+
+	memset(req, 0, sizeof(*req));
+	memset(unordered, 0, sizeof(unordered));
+	if (!smisd_utf8_valid(body, len, true)) {
+		smisd_problem_set(pb, 400, "malformed_json", NULL, "the body is not UTF-8 JSON");
+		goto out;
+	}
+	tok = json_tokener_new_ex(16);
+	if (!tok) {
+		smisd_problem_set(pb, 500, "internal_error", NULL, "out of memory");
+		goto out;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	root = json_tokener_parse_ex(tok, body, (int)len);
+	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len) {
+		smisd_problem_set(pb, 400, "malformed_json", NULL, "the body is not valid JSON%s%s",
+				  json_tokener_get_error(tok) != json_tokener_success ? ": " : "",
+				  json_tokener_get_error(tok) != json_tokener_success
+					  ? json_tokener_error_desc(json_tokener_get_error(tok)) : "");
+		goto out;
+	}
+	if (!json_object_is_type(root, json_type_object)) {
+		smisd_problem_set(pb, 400, "invalid_type", "", "the body must be a JSON object");
+		goto out;
+	}
+	json_object_object_foreach(root, key, val) {
+		int ok = 0;
+		(void)val;
+		for (const char *const *k = known; *k && !ok; k++)
+			ok = strcmp(*k, key) == 0;
+		if (!ok) {
+			char ptr[64];
+			snprintf(ptr, sizeof(ptr), "/%.40s", key);
+			smisd_problem_set(pb, 400, "unknown_field", ptr, "unknown field '%s'", ptr);
+			goto out;
+		}
+	}
+
+	if (get_text(root, "recipient", "/recipient", SMISD_MAX_RECIPIENT, false, true, &recipient, pb))
+		goto out;
+	{
+		enum smisd_phone_result pr = smisd_phone_normalise(
+			recipient, req->recipient, (const char *const *)inst->allowed_cc);
+		if (pr != SMISD_PHONE_OK) {
+			static const char *const why[] = {
+				"", "'/recipient' is not a valid phone number (E.164 or Belgian national form)",
+				"'/recipient' is not a mobile number", "'/recipient' is in a country this institution may not send to",
+			};
+			smisd_problem_set(pb, 422, smisd_phone_result_code(pr), "/recipient", "%s", why[-pr]);
+			goto out;
+		}
+	}
+	if (get_text(root, "reference", "/reference", SMISD_MAX_REFERENCE, false, false, &s, pb))
+		goto out;
+	if (s) {
+		if (!valid_reference(s)) {
+			smisd_problem_set(pb, 400, "invalid_value", "/reference",
+					  "'/reference' may hold letters, digits and . _ : / - only");
+			goto out;
+		}
+		req->reference = strdup(s);
+	}
+	if (get_text(root, "strategy", "/strategy", SMISD_MAX_STRATEGY, false, false, &s, pb))
+		goto out;
+	if (s)
+		req->strategy = strdup(s);
+	if (get_text(root, "language", "/language", 2, false, false, &s, pb))
+		goto out;
+	if (s) {
+		if (lang_index(s) < 0) {
+			smisd_problem_set(pb, 400, "unknown_language", "/language",
+					  "'/language' must be one of nl, fr, de, en");
+			goto out;
+		}
+		memcpy(req->language, s, 3);
+	}
+
+	if (!json_object_object_get_ex(root, "content", &content)) {
+		smisd_problem_set(pb, 400, "missing_content", "/content",
+				  "'/content' is required, with at least one of nl, fr, de, en");
+		goto out;
+	}
+	if (!json_object_is_type(content, json_type_object)) {
+		smisd_problem_set(pb, 400, "invalid_type", "/content", "'/content' must be an object keyed by language");
+		goto out;
+	}
+	json_object_object_foreach(content, lang, lc) {
+		int li = lang_index(lang);
+		if (li < 0) {
+			char ptr[64];
+			snprintf(ptr, sizeof(ptr), "/content/%.40s", lang);
+			smisd_problem_set(pb, 400, "unknown_language", ptr,
+					  "'%s': languages are nl, fr, de, en", ptr);
+			goto out;
+		}
+		if (parse_content(lc, lang, &unordered[n], pb) != 0) {
+			n++;
+			goto out;
+		}
+		n++;
+	}
+	if (n == 0) {
+		smisd_problem_set(pb, 400, "missing_content", "/content",
+				  "'/content' must hold at least one of nl, fr, de, en");
+		goto out;
+	}
+	/* Reorder by the institution's language preference. */
+	for (size_t k = 0; k < inst->n_languages; k++)
+		for (size_t i = 0; i < n; i++)
+			if (unordered[i].title && strcmp(unordered[i].lang, inst->languages[k]) == 0) {
+				req->content[req->n_content++] = unordered[i];
+				memset(&unordered[i], 0, sizeof(unordered[i]));
+			}
+	rc = 0;
+out:
+	for (size_t i = 0; i < SMIS_LANG_MAX; i++) {
+		free(unordered[i].title);
+		free(unordered[i].body);
+		free(unordered[i].body_text);
+		free(unordered[i].sms_text);
+	}
+	if (root)
+		json_object_put(root);
+	if (tok)
+		json_tokener_free(tok);
+	if (rc != 0)
+		smisd_request_clear(req);
+	return rc;
+}
+
+void smisd_request_clear(struct smisd_request *req)
+{
+	for (size_t i = 0; i < req->n_content; i++) {
+		free(req->content[i].title);
+		free(req->content[i].body);
+		free(req->content[i].body_text);
+		free(req->content[i].sms_text);
+	}
+	free(req->reference);
+	free(req->strategy);
+	memset(req, 0, sizeof(*req));
+}

@@ -1,0 +1,56 @@
+/*
+ * request.h - parse and validate the body of POST /v1/messages.
+ *
+ * Everything an institution can get wrong is caught here, before any
+ * upstream is touched, and answered with one precise problem code.
+ */
+#ifndef SMISD_REQUEST_H
+#define SMISD_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <smis/smis-plugin.h>
+
+#include "phone.h"
+#include "problem.h"
+
+/* Field limits (bytes of UTF-8), documented in docs/openapi.yaml. */
+#define SMISD_MAX_TITLE 256
+#define SMISD_MAX_BODY 32768
+#define SMISD_MAX_SMS_TEXT 1600
+#define SMISD_MAX_REFERENCE 128
+#define SMISD_MAX_RECIPIENT 40
+#define SMISD_MAX_STRATEGY 48
+
+struct smisd_request_content {
+	char lang[3];
+	char *title;
+	char *body;      /* sanitised HTML or text */
+	char *body_text; /* plain text */
+	char *sms_text;  /* or NULL */
+	bool html;
+};
+
+struct smisd_request {
+	char recipient[SMISD_E164_MAX];
+	char *reference;
+	char *strategy;  /* NULL: institution default */
+	char language[3];
+	struct smisd_request_content content[SMIS_LANG_MAX];
+	size_t n_content;
+};
+
+struct smisd_institution;
+
+/* Parse `body` for `inst`. Returns 0, or -1 with *problem filled. Content
+ * comes out in the institution's language order. */
+int smisd_request_parse(const char *body, size_t len, const struct smisd_institution *inst,
+			struct smisd_request *req, struct smisd_problem *problem);
+void smisd_request_clear(struct smisd_request *req);
+
+/* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF). When
+ * `allow_newlines` is false, control characters are refused too. */
+bool smisd_utf8_valid(const char *s, size_t len, bool allow_controls);
+
+#endif

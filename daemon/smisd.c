@@ -1,0 +1,188 @@
+/*
+ * smisd.c - the SMIS daemon: load the configuration, start the store, the
+ * dispatcher and the HTTP API, then wait for signals (SIGHUP reloads,
+ * SIGTERM/SIGINT drain and stop).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "core_api.h"
+#include "dispatcher.h"
+#include "generation.h"
+#include "http_server.h"
+#include "log.h"
+#include "store.h"
+
+#define DEFAULT_CONFIG SMIS_SYSCONFDIR "/smis/smisd.conf"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: smisd [-c FILE] [--check-config] [--version]\n"
+		"  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
+		"  -t, --check-config   load and validate the configuration, plugins included, then exit\n"
+		"  -V, --version        print the version and plugin ABI, then exit\n"
+		"  -h, --help           this text\n"
+		"Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop after in-flight messages.\n"
+		"Exit codes: 0 ok, 1 invalid configuration, 2 usage, 3 runtime failure.\n");
+}
+
+/* Many connections in flight need many descriptors: raise the soft limit
+ * to the hard one. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void reload(const char *path)
+{
+	struct smisd_generation *g = smisd_generation_load(path);
+	struct smisd_generation *old;
+	if (!g) {
+		smisd_log(SMIS_LOG_ERROR, "reload", NULL,
+			  "configuration refused, the previous one keeps serving");
+		return;
+	}
+	old = smisd_generation_acquire();
+	if (old && (strcmp(old->settings.listen_address, g->settings.listen_address) != 0 ||
+		    old->settings.listen_port != g->settings.listen_port ||
+		    strcmp(old->settings.store_path, g->settings.store_path) != 0))
+		smisd_log(SMIS_LOG_WARN, "reload", NULL,
+			  "listen address and store path changes take effect at the next restart");
+	smisd_generation_unref(old);
+	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
+	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
+	smisd_generation_swap(g);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = DEFAULT_CONFIG;
+	int check = 0, c, port, rc = 3;
+	struct smisd_generation *g;
+	sigset_t sigs;
+
+	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'V':
+			printf("smisd %s (plugin ABI %u)\n", PACKAGE_VERSION, SMIS_PLUGIN_ABI_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	/* The core, not plugins, initialises libcurl, once, single-threaded. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "smisd: cannot initialise libcurl\n");
+		return 3;
+	}
+	smisd_config_report_plain(check);
+	g = smisd_generation_load(path);
+	if (check) {
+		if (g) {
+			printf("%s: configuration OK (%zu channels, %zu strategies, %zu institutions)\n", path,
+			       g->n_channels, g->n_strategies, g->n_institutions);
+			smisd_generation_unref(g);
+		}
+		curl_global_cleanup();
+		return g ? 0 : 1;
+	}
+	if (!g) {
+		curl_global_cleanup();
+		return 1;
+	}
+	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
+	raise_fd_limit();
+	/* Signals are taken synchronously by this thread only: block them
+	 * before any other thread exists so every thread inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	smisd_generation_swap(g);
+	if (smisd_store_open(g->settings.store_path, g->settings.store_batch_max) != 0)
+		goto out;
+	if (smisd_dispatcher_start(smisd_http_job_finished) != 0) {
+		smisd_log(SMIS_LOG_ERROR, "smisd", NULL, "cannot start the dispatcher");
+		goto out_store;
+	}
+	port = smisd_http_start(g);
+	if (port < 0)
+		goto out_dispatcher;
+	smisd_log(SMIS_LOG_INFO, "smisd", NULL, "smisd %s listening on %s:%d (generation %lu)",
+		  PACKAGE_VERSION, g->settings.listen_address, port, g->id);
+
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			reload(path);
+			continue;
+		}
+		break;
+	}
+	/* Graceful stop: no new connections, let in-flight messages finish. */
+	smisd_log(SMIS_LOG_INFO, "smisd", NULL, "stopping: draining %d message(s) in flight",
+		  smisd_http_in_flight());
+	smisd_http_quiesce();
+	{
+		struct smisd_generation *cur = smisd_generation_acquire();
+		int64_t deadline = smisd_monotonic_ms() + (cur ? cur->settings.job_timeout_ms : 30000) + 1000;
+		smisd_generation_unref(cur);
+		while (smisd_http_in_flight() > 0 && smisd_monotonic_ms() < deadline) {
+			struct timespec ts = { 0, 20 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	rc = 0;
+	smisd_http_stop();
+out_dispatcher:
+	smisd_dispatcher_stop();
+out_store:
+	smisd_store_close();
+out:
+	smisd_generation_swap(NULL);
+	curl_global_cleanup();
+	smisd_log(SMIS_LOG_INFO, "smisd", NULL, "stopped");
+	return rc;
+}

@@ -1,0 +1,489 @@
+/*
+ * store.c - SQLite status store: one writer thread with group commit and
+ * one shared read connection (WAL lets reads run beside the writer).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/hmac.h>
+#include <sqlite3.h>
+
+#include "core_api.h"
+#include "log.h"
+#include "store.h"
+
+struct report_item {
+	char channel[64];
+	struct smis_report r;
+	struct report_item *next;
+};
+
+static sqlite3 *wdb, *rdb;
+static pthread_t writer;
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t rlock = PTHREAD_MUTEX_INITIALIZER;
+static struct smisd_job *jq_head, *jq_tail;
+static struct report_item *rq_head, *rq_tail;
+static int pending;
+static int stopping;
+static int batch_limit;
+
+static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_rep, *st_upd;
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=NORMAL;"
+	"CREATE TABLE IF NOT EXISTS messages ("
+	" id TEXT PRIMARY KEY,"
+	" institution TEXT NOT NULL,"
+	" recipient_hash TEXT NOT NULL,"
+	" reference TEXT,"
+	" strategy TEXT NOT NULL,"
+	" status TEXT NOT NULL,"
+	" channel TEXT,"
+	" error TEXT,"
+	" created_ms INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL,"
+	" idem_key TEXT,"
+	" request_hash TEXT,"
+	" response TEXT NOT NULL);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages(institution, idem_key)"
+	" WHERE idem_key IS NOT NULL;"
+	"CREATE INDEX IF NOT EXISTS messages_recipient ON messages(recipient_hash);"
+	"CREATE TABLE IF NOT EXISTS attempts ("
+	" message_id TEXT NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" operation TEXT NOT NULL,"
+	" outcome TEXT NOT NULL,"
+	" error TEXT,"
+	" provider_ref TEXT,"
+	" sms_encoding TEXT, sms_chars INTEGER, sms_parts INTEGER,"
+	" started_ms INTEGER NOT NULL,"
+	" duration_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (message_id, seq));"
+	"CREATE INDEX IF NOT EXISTS attempts_provider ON attempts(channel, provider_ref)"
+	" WHERE provider_ref IS NOT NULL;"
+	"CREATE TABLE IF NOT EXISTS reports ("
+	" message_id TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" device TEXT NOT NULL,"
+	" status TEXT NOT NULL,"
+	" at_ms INTEGER NOT NULL,"
+	" detail TEXT,"
+	" PRIMARY KEY (message_id, channel, device, status));";
+
+void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
+			    char out[65])
+{
+	unsigned char mac[32];
+	unsigned int maclen = sizeof(mac);
+	static const char hex[] = "0123456789abcdef";
+
+	HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)e164, strlen(e164), mac, &maclen);
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[mac[i] >> 4];
+		out[2 * i + 1] = hex[mac[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+static const char *report_status_name(enum smis_report_status s)
+{
+	switch (s) {
+	case SMIS_REPORT_PENDING:
+		return "pending";
+	case SMIS_REPORT_DELIVERED:
+		return "delivered";
+	case SMIS_REPORT_READ:
+		return "read";
+	case SMIS_REPORT_FAILED:
+		return "undelivered";
+	case SMIS_REPORT_NONE:
+		break;
+	}
+	return "none";
+}
+
+static int write_job(struct smisd_job *job)
+{
+	int rc = 0;
+	int64_t now = smisd_now_ms();
+
+	sqlite3_reset(st_msg);
+	sqlite3_bind_text(st_msg, 1, job->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_msg, 2, job->inst->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_msg, 3, job->recipient_hash, -1, SQLITE_STATIC);
+	if (job->req.reference)
+		sqlite3_bind_text(st_msg, 4, job->req.reference, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st_msg, 4);
+	sqlite3_bind_text(st_msg, 5, job->strategy->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_msg, 6, job->status, -1, SQLITE_STATIC);
+	if (job->channel)
+		sqlite3_bind_text(st_msg, 7, job->channel, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st_msg, 7);
+	if (job->error[0])
+		sqlite3_bind_text(st_msg, 8, job->error, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st_msg, 8);
+	sqlite3_bind_int64(st_msg, 9, job->created_ms);
+	sqlite3_bind_int64(st_msg, 10, now);
+	if (job->idem_key) {
+		sqlite3_bind_text(st_msg, 11, job->idem_key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_msg, 12, job->request_hash, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_null(st_msg, 11);
+		sqlite3_bind_null(st_msg, 12);
+	}
+	sqlite3_bind_text(st_msg, 13, job->response_json ? job->response_json : "{}", -1, SQLITE_STATIC);
+	if (sqlite3_step(st_msg) != SQLITE_DONE)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < job->n_attempts; i++) {
+		const struct smisd_attempt *a = &job->attempts[i];
+		sqlite3_reset(st_att);
+		sqlite3_bind_text(st_att, 1, job->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st_att, 2, (int)i);
+		sqlite3_bind_text(st_att, 3, a->ch->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_att, 4, smisd_op_name(a->op), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_att, 5, smisd_outcome_name(a->out.kind, a->op), -1, SQLITE_STATIC);
+		if (a->out.error[0])
+			sqlite3_bind_text(st_att, 6, a->out.error, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st_att, 6);
+		if (a->out.provider_ref[0] && a->op == SMIS_OP_SEND)
+			sqlite3_bind_text(st_att, 7, a->out.provider_ref, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st_att, 7);
+		if (a->out.sms_parts > 0) {
+			sqlite3_bind_text(st_att, 8, a->out.sms_encoding, -1, SQLITE_STATIC);
+			sqlite3_bind_int(st_att, 9, a->out.sms_chars);
+			sqlite3_bind_int(st_att, 10, a->out.sms_parts);
+		} else {
+			sqlite3_bind_null(st_att, 8);
+			sqlite3_bind_null(st_att, 9);
+			sqlite3_bind_null(st_att, 10);
+		}
+		sqlite3_bind_int64(st_att, 11, a->started_ms);
+		sqlite3_bind_int64(st_att, 12, a->elapsed_ms);
+		if (sqlite3_step(st_att) != SQLITE_DONE)
+			rc = -1;
+	}
+	if (rc != 0)
+		smisd_log(SMIS_LOG_ERROR, "store", job->id, "cannot store message: %s", sqlite3_errmsg(wdb));
+	return rc;
+}
+
+/* Status order: a report may only move a message forward. */
+static int status_rank(const char *s)
+{
+	if (strcmp(s, "read") == 0)
+		return 4;
+	if (strcmp(s, "delivered") == 0)
+		return 3;
+	if (strcmp(s, "undelivered") == 0)
+		return 2;
+	if (strcmp(s, "sent") == 0)
+		return 1;
+	return 0;
+}
+
+static void write_report(const struct report_item *it)
+{
+	const char *mid;
+	char id[64];
+	const char *st = report_status_name(it->r.status);
+
+	if (it->r.status == SMIS_REPORT_NONE || it->r.status == SMIS_REPORT_PENDING)
+		return;
+	sqlite3_reset(st_find_att);
+	sqlite3_bind_text(st_find_att, 1, it->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_find_att, 2, it->r.provider_ref, -1, SQLITE_STATIC);
+	if (sqlite3_step(st_find_att) != SQLITE_ROW) {
+		smisd_log(SMIS_LOG_WARN, "store", NULL, "report for an unknown provider reference on channel %s",
+			  it->channel);
+		return;
+	}
+	mid = (const char *)sqlite3_column_text(st_find_att, 0);
+	snprintf(id, sizeof(id), "%s", mid ? mid : "");
+	sqlite3_reset(st_find_att);
+	sqlite3_reset(st_rep);
+	sqlite3_bind_text(st_rep, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_rep, 2, it->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_rep, 3, it->r.device, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_rep, 4, st, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st_rep, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
+	sqlite3_bind_text(st_rep, 6, it->r.detail, -1, SQLITE_STATIC);
+	sqlite3_step(st_rep);
+	/* Move the message's overall status forward only. */
+	sqlite3_reset(st_upd);
+	sqlite3_bind_text(st_upd, 1, st, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st_upd, 2, smisd_now_ms());
+	sqlite3_bind_text(st_upd, 3, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st_upd, 4, status_rank(st));
+	sqlite3_step(st_upd);
+	sqlite3_reset(st_upd);
+}
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct smisd_job *jobs, *tail;
+		struct report_item *reps;
+		int n = 0;
+
+		pthread_mutex_lock(&qlock);
+		while (!jq_head && !rq_head && !stopping)
+			pthread_cond_wait(&qcond, &qlock);
+		if (!jq_head && !rq_head && stopping) {
+			pthread_mutex_unlock(&qlock);
+			break;
+		}
+		/* Take at most batch_limit jobs: one transaction each round. */
+		jobs = jq_head;
+		tail = jobs;
+		for (n = 1; tail && tail->next && n < batch_limit; n++)
+			tail = tail->next;
+		if (tail) {
+			jq_head = tail->next;
+			if (!jq_head)
+				jq_tail = NULL;
+			tail->next = NULL;
+		}
+		reps = rq_head;
+		rq_head = rq_tail = NULL;
+		pthread_mutex_unlock(&qlock);
+
+		int ok = sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+		for (struct smisd_job *j = jobs; j; j = j->next)
+			j->store_failed = !ok || write_job(j) != 0;
+		for (struct report_item *r = reps; r; r = r->next)
+			write_report(r);
+		if (!ok || sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			smisd_log(SMIS_LOG_ERROR, "store", NULL, "commit failed: %s", sqlite3_errmsg(wdb));
+			sqlite3_exec(wdb, "ROLLBACK", NULL, NULL, NULL);
+			for (struct smisd_job *j = jobs; j; j = j->next)
+				j->store_failed = 1;
+		}
+		while (reps) {
+			struct report_item *next = reps->next;
+			free(reps);
+			reps = next;
+		}
+		while (jobs) {
+			struct smisd_job *next = jobs->next;
+			jobs->next = NULL;
+			pthread_mutex_lock(&qlock);
+			pending--;
+			pthread_mutex_unlock(&qlock);
+			jobs->done(jobs);
+			jobs = next;
+		}
+	}
+	return NULL;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "prepare failed: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+int smisd_store_open(const char *path, int batch_max)
+{
+	char *err = NULL;
+	batch_limit = batch_max > 0 ? batch_max : 512;
+	if (sqlite3_open_v2(path, &wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "cannot open %s: %s", path, wdb ? sqlite3_errmsg(wdb) : "?");
+		goto fail;
+	}
+	sqlite3_busy_timeout(wdb, 5000);
+	if (sqlite3_exec(wdb, schema, NULL, NULL, &err) != SQLITE_OK) {
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "cannot create schema in %s: %s", path, err ? err : "?");
+		sqlite3_free(err);
+		goto fail;
+	}
+	if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_busy_timeout(rdb, 5000);
+	if (prepare(wdb, "INSERT INTO messages (id, institution, recipient_hash, reference, strategy, status,"
+			 " channel, error, created_ms, updated_ms, idem_key, request_hash, response)"
+			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &st_msg) ||
+	    prepare(wdb, "INSERT INTO attempts (message_id, seq, channel, operation, outcome, error,"
+			 " provider_ref, sms_encoding, sms_chars, sms_parts, started_ms, duration_ms)"
+			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", &st_att) ||
+	    prepare(wdb, "SELECT message_id FROM attempts WHERE channel = ? AND provider_ref = ?", &st_find_att) ||
+	    prepare(wdb, "INSERT OR IGNORE INTO reports (message_id, channel, device, status, at_ms, detail)"
+			 " VALUES (?,?,?,?,?,?)", &st_rep) ||
+	    prepare(wdb, "UPDATE messages SET status = ?1, updated_ms = ?2 WHERE id = ?3 AND"
+			 " (CASE status WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 2"
+			 "  WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed'", &st_upd))
+		goto fail;
+	stopping = 0;
+	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
+		goto fail;
+	return 0;
+fail:
+	smisd_store_close();
+	return -1;
+}
+
+void smisd_store_close(void)
+{
+	if (writer) {
+		pthread_mutex_lock(&qlock);
+		stopping = 1;
+		pthread_cond_signal(&qcond);
+		pthread_mutex_unlock(&qlock);
+		pthread_join(writer, NULL);
+		writer = 0;
+	}
+	sqlite3_finalize(st_msg);
+	sqlite3_finalize(st_att);
+	sqlite3_finalize(st_find_att);
+	sqlite3_finalize(st_rep);
+	sqlite3_finalize(st_upd);
+	st_msg = st_att = st_find_att = st_rep = st_upd = NULL;
+	sqlite3_close(rdb);
+	sqlite3_close(wdb);
+	rdb = wdb = NULL;
+}
+
+void smisd_store_submit(struct smisd_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&qlock);
+	if (jq_tail)
+		jq_tail->next = job;
+	else
+		jq_head = job;
+	jq_tail = job;
+	pending++;
+	pthread_cond_signal(&qcond);
+	pthread_mutex_unlock(&qlock);
+}
+
+void smisd_store_submit_report(const char *channel, const struct smis_report *r)
+{
+	struct report_item *it = calloc(1, sizeof(*it));
+	if (!it) {
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "out of memory queueing a report");
+		return;
+	}
+	snprintf(it->channel, sizeof(it->channel), "%s", channel);
+	it->r = *r;
+	pthread_mutex_lock(&qlock);
+	if (rq_tail)
+		rq_tail->next = it;
+	else
+		rq_head = it;
+	rq_tail = it;
+	pthread_cond_signal(&qcond);
+	pthread_mutex_unlock(&qlock);
+}
+
+int smisd_store_pending(void)
+{
+	int n;
+	pthread_mutex_lock(&qlock);
+	n = pending;
+	pthread_mutex_unlock(&qlock);
+	return n;
+}
+
+static void iso(int64_t ms, char *buf, size_t len)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
+}
+
+int smisd_store_get_message(const char *institution, const char *id, char **json)
+{
+	sqlite3_stmt *st = NULL;
+	json_object *o = NULL, *reports;
+	int rc = -ENOENT;
+	char ts[40];
+
+	*json = NULL;
+	pthread_mutex_lock(&rlock);
+	if (sqlite3_prepare_v2(rdb, "SELECT response, status, updated_ms FROM messages WHERE id = ? AND institution = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, institution, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		goto out;
+	/* The stored answer has the attempts; status and reports move on. */
+	o = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+	if (!o)
+		goto out;
+	json_object_object_add(o, "status", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+	iso(sqlite3_column_int64(st, 2), ts, sizeof(ts));
+	json_object_object_add(o, "updated_at", json_object_new_string(ts));
+	sqlite3_finalize(st);
+	st = NULL;
+	reports = json_object_new_array();
+	if (sqlite3_prepare_v2(rdb, "SELECT channel, device, status, at_ms, detail FROM reports"
+				    " WHERE message_id = ? ORDER BY at_ms, status", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			json_object *r = json_object_new_object();
+			json_object_object_add(r, "channel", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+			if (sqlite3_column_text(st, 1) && sqlite3_column_text(st, 1)[0])
+				json_object_object_add(r, "device", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+			json_object_object_add(r, "status", json_object_new_string((const char *)sqlite3_column_text(st, 2)));
+			iso(sqlite3_column_int64(st, 3), ts, sizeof(ts));
+			json_object_object_add(r, "at", json_object_new_string(ts));
+			if (sqlite3_column_text(st, 4) && sqlite3_column_text(st, 4)[0])
+				json_object_object_add(r, "detail", json_object_new_string((const char *)sqlite3_column_text(st, 4)));
+			json_object_array_add(reports, r);
+		}
+	}
+	json_object_object_add(o, "reports", reports);
+	*json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	rc = *json ? 0 : -ENOMEM;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&rlock);
+	if (o)
+		json_object_put(o);
+	return rc;
+}
+
+int smisd_store_find_idempotent(const char *institution, const char *key,
+				char request_hash[65], char **response_json)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -ENOENT;
+
+	*response_json = NULL;
+	pthread_mutex_lock(&rlock);
+	if (sqlite3_prepare_v2(rdb, "SELECT request_hash, response FROM messages WHERE institution = ? AND idem_key = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(st, 1, institution, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(request_hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+		*response_json = strdup((const char *)sqlite3_column_text(st, 1));
+		rc = *response_json ? 0 : -ENOMEM;
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&rlock);
+	return rc;
+}

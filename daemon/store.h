@@ -1,0 +1,45 @@
+/*
+ * store.h - the embedded status store (SQLite, WAL).
+ *
+ * Writes go through one writer thread that batches them into a single
+ * transaction (group commit); a job's completion callback runs only once
+ * its rows are committed, so a GET right after the POST's answer finds
+ * the message. Message bodies are never stored; recipients are stored as
+ * HMAC-SHA256(phone_hash_key, E.164).
+ */
+#ifndef SMISD_STORE_H
+#define SMISD_STORE_H
+
+#include <stddef.h>
+
+#include <smis/smis-plugin.h>
+
+#include "job.h"
+
+int smisd_store_open(const char *path, int batch_max);
+void smisd_store_close(void);
+
+/* Queue a finished job's rows; job->done(job) runs after the commit. */
+void smisd_store_submit(struct smisd_job *job);
+
+/* Queue a delivery/reception report for the message whose attempt on
+ * `channel` returned `r->provider_ref`. */
+void smisd_store_submit_report(const char *channel, const struct smis_report *r);
+
+/* Reads (any thread). Return 0 and a JSON text the caller frees with
+ * free(), -ENOENT when absent (or owned by another institution). */
+int smisd_store_get_message(const char *institution, const char *id, char **json);
+
+/* Idempotency: 0 and the stored request hash + answer when the key was
+ * used before by this institution, -ENOENT otherwise. */
+int smisd_store_find_idempotent(const char *institution, const char *key,
+				char request_hash[65], char **response_json);
+
+/* HMAC-SHA256(key, e164) as 64 hex characters. */
+void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
+			    char out[65]);
+
+/* Pending messages in the store writer's queue (for metrics/shutdown). */
+int smisd_store_pending(void);
+
+#endif

@@ -1,0 +1,3 @@
+include lib/hpke.mk
+include lib/gsm7.mk
+include lib/html.mk
