@@ -1,0 +1,40 @@
+# Core tests: CUnit unit tests, test plugins, and the integration suite
+# that runs smisd and both simulators on loopback.
+
+# Test plugins are real modules (-rpath makes libtool build a .so).
+TEST_PLUGIN_LDFLAGS = -module -avoid-version -shared -no-undefined -rpath /nowhere $(SAN_CFLAGS)
+check_LTLIBRARIES += tests/plugins/fakechan.la tests/plugins/badabi.la \
+	tests/plugins/missingop.la tests/plugins/nodesc.la
+tests_plugins_fakechan_la_SOURCES = tests/plugins/fakechan.c
+tests_plugins_fakechan_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
+tests_plugins_badabi_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_missingop_la_SOURCES = tests/plugins/missingop.c
+tests_plugins_missingop_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+tests_plugins_nodesc_la_SOURCES = tests/plugins/nodesc.c
+tests_plugins_nodesc_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+
+CORE_TEST_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(LIBCONFIG_CFLAGS) \
+	-DSMIS_TEST_BUILDDIR='"$(abs_top_builddir)"'
+CORE_TEST_LDADD = daemon/libsmisd.la $(CUNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test_phone tests/unit/test_request tests/unit/test_core
+TESTS += tests/unit/test_phone tests/unit/test_request tests/unit/test_core
+tests_unit_test_phone_SOURCES = tests/unit/test_phone.c
+tests_unit_test_phone_CFLAGS = $(CORE_TEST_CFLAGS)
+tests_unit_test_phone_LDADD = $(CORE_TEST_LDADD)
+tests_unit_test_request_SOURCES = tests/unit/test_request.c
+tests_unit_test_request_CFLAGS = $(CORE_TEST_CFLAGS)
+tests_unit_test_request_LDADD = $(CORE_TEST_LDADD)
+tests_unit_test_core_SOURCES = tests/unit/test_core.c
+tests_unit_test_core_CFLAGS = $(CORE_TEST_CFLAGS)
+tests_unit_test_core_LDADD = $(CORE_TEST_LDADD)
+
+# test_core links against the built strategy plugins and test plugins.
+tests/unit/test_core.log: plugin-dir-stamp $(check_LTLIBRARIES)
+
+# Unit tests run under valgrind when it is installed (SMIS_NO_VALGRIND=1
+# skips it); integration tests are Python (standard library only).
+LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-unit.sh
+PY_LOG_COMPILER = python3
+EXTRA_DIST += tests/run-unit.sh tests/integration

@@ -1,0 +1,335 @@
+/*
+ * test_core.c - configuration loading (file:line errors), plugin loading
+ * (ABI mismatch, missing ops, not a plugin) and strategy decisions run
+ * through the dispatcher's real chain logic with deterministic channels.
+ */
+#include <CUnit/Basic.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core_api.h"
+#include "dispatcher.h"
+#include "generation.h"
+#include "job.h"
+#include "plugin_loader.h"
+
+static char dir[256];       /* temp folder: plugins/ and config files */
+static char plugdir[300];
+
+static void link_plugin(const char *from_dir, const char *name)
+{
+	char src[512], dst[512];
+	snprintf(src, sizeof(src), "%s/%s/%s.so", SMIS_TEST_BUILDDIR, from_dir, name);
+	snprintf(dst, sizeof(dst), "%s/%s.so", plugdir, name);
+	if (symlink(src, dst) != 0)
+		perror(dst);
+}
+
+static int setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/smis-test-core-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(plugdir, sizeof(plugdir), "%s/plugins", dir);
+	mkdir(plugdir, 0700);
+	link_plugin("tests/plugins/.libs", "fakechan");
+	link_plugin("tests/plugins/.libs", "badabi");
+	link_plugin("tests/plugins/.libs", "missingop");
+	link_plugin("tests/plugins/.libs", "nodesc");
+	link_plugin("plugin-dir", "govapp_only");
+	link_plugin("plugin-dir", "govapp_first");
+	link_plugin("plugin-dir", "sms_only");
+	link_plugin("plugin-dir", "govapp_and_sms");
+	smisd_config_report_plain(1);
+	return 0;
+}
+
+static int teardown(void)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- plugin loading -------------------------------------------------- */
+
+static void expect_load_error(const char *name, enum smis_plugin_kind kind, const char *needle)
+{
+	char err[1024] = "";
+	struct smisd_plugin *p = smisd_plugin_load(plugdir, name, kind, err, sizeof(err));
+	CU_ASSERT_PTR_NULL(p);
+	smisd_plugin_free(p);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, needle));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, name)); /* names the file */
+	if (!strstr(err, needle))
+		fprintf(stderr, "\n  %s: '%s' lacks '%s'\n", name, err, needle);
+}
+
+static void test_loader(void)
+{
+	char err[1024] = "";
+	struct smisd_plugin *p = smisd_plugin_load(plugdir, "fakechan", SMIS_PLUGIN_CHANNEL, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_STRING_EQUAL(p->desc->name, "fakechan");
+	smisd_plugin_free(p);
+
+	expect_load_error("badabi", SMIS_PLUGIN_STRATEGY, "ABI version");
+	expect_load_error("missingop", SMIS_PLUGIN_CHANNEL, "missing mandatory op 'resume'");
+	expect_load_error("nodesc", SMIS_PLUGIN_CHANNEL, "no 'smis_plugin_descriptor'");
+	expect_load_error("absent", SMIS_PLUGIN_CHANNEL, "cannot load");
+	expect_load_error("fakechan", SMIS_PLUGIN_STRATEGY, "is a channel plugin");
+	expect_load_error("../etc", SMIS_PLUGIN_CHANNEL, "invalid plugin name");
+}
+
+static void test_descriptor_checks(void)
+{
+	struct smis_plugin_descriptor d;
+	char err[256];
+	struct smis_strategy_ops so;
+	memset(&so, 0, sizeof(so));
+	so.size = sizeof(so);
+	memset(&d, 0, sizeof(d));
+	d.abi_version = SMIS_PLUGIN_ABI_VERSION;
+	d.size = 8; /* a descriptor from a truncated build */
+	d.kind = SMIS_PLUGIN_STRATEGY;
+	d.name = "x";
+	d.strategy = &so;
+	CU_ASSERT_NOT_EQUAL(smisd_plugin_check_descriptor(&d, "x", SMIS_PLUGIN_STRATEGY, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "too small"));
+	d.size = sizeof(d);
+	CU_ASSERT_NOT_EQUAL(smisd_plugin_check_descriptor(&d, "x", SMIS_PLUGIN_STRATEGY, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "'create'"));
+	d.name = "y";
+	CU_ASSERT_NOT_EQUAL(smisd_plugin_check_descriptor(&d, "x", SMIS_PLUGIN_STRATEGY, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "differs"));
+}
+
+/* ---- configuration --------------------------------------------------- */
+
+static const char *base_conf =
+	"plugin_dir = \"plugins\";\n"
+	"store = { path = \"x.db\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };\n"
+	"channels = (\n"
+	"  { name = \"app_yes\"; plugin = \"fakechan\"; reach = 1; send_outcome = 1; },\n"
+	"  { name = \"app_noinst\"; plugin = \"fakechan\"; reach = 2; },\n"
+	"  { name = \"app_off\"; plugin = \"fakechan\"; reach = 3; },\n"
+	"  { name = \"app_fail\"; plugin = \"fakechan\"; reach = 1; send_outcome = 2; },\n"
+	"  { name = \"sms_ok\"; plugin = \"fakechan\"; },\n"
+	"  { name = \"sms_fail\"; plugin = \"fakechan\"; send_outcome = 3; }\n"
+	");\n"
+	"strategies = (\n"
+	"  { name = \"first_yes\"; steps = ( { plugin = \"govapp_first\"; app = \"app_yes\"; sms = \"sms_ok\"; } ); },\n"
+	"  { name = \"first_noinst\"; steps = ( { plugin = \"govapp_first\"; app = \"app_noinst\"; sms = \"sms_ok\"; } ); },\n"
+	"  { name = \"first_off\"; steps = ( { plugin = \"govapp_first\"; app = \"app_off\"; sms = \"sms_ok\"; } ); },\n"
+	"  { name = \"first_fail\"; steps = ( { plugin = \"govapp_first\"; app = \"app_fail\"; sms = \"sms_ok\"; } ); },\n"
+	"  { name = \"first_fail_nofb\"; steps = ( { plugin = \"govapp_first\"; app = \"app_fail\"; sms = \"sms_ok\"; fallback_on_app_failure = false; } ); },\n"
+	"  { name = \"first_allfail\"; steps = ( { plugin = \"govapp_first\"; app = \"app_fail\"; sms = \"sms_fail\"; } ); },\n"
+	"  { name = \"only_yes\"; steps = ( { plugin = \"govapp_only\"; channel = \"app_yes\"; } ); },\n"
+	"  { name = \"only_noinst\"; steps = ( { plugin = \"govapp_only\"; channel = \"app_noinst\"; } ); },\n"
+	"  { name = \"sms\"; steps = ( { plugin = \"sms_only\"; channel = \"sms_ok\"; } ); },\n"
+	"  { name = \"sms_bad\"; steps = ( { plugin = \"sms_only\"; channel = \"sms_fail\"; } ); },\n"
+	"  { name = \"both_yes\"; steps = ( { plugin = \"govapp_and_sms\"; app = \"app_yes\"; sms = \"sms_ok\"; } ); },\n"
+	"  { name = \"both_off\"; steps = ( { plugin = \"govapp_and_sms\"; app = \"app_off\"; sms = \"sms_ok\"; } ); },\n"
+	"  { name = \"chain_noinst\"; steps = ( { plugin = \"govapp_only\"; channel = \"app_noinst\"; },\n"
+	"                                      { plugin = \"sms_only\"; channel = \"sms_ok\"; } ); },\n"
+	"  { name = \"chain_yes\"; steps = ( { plugin = \"govapp_only\"; channel = \"app_yes\"; },\n"
+	"                                   { plugin = \"sms_only\"; channel = \"sms_ok\"; } ); }\n"
+	");\n"
+	"institutions = ( { name = \"inst\"; api_keys = [ \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" ];\n"
+	"  strategies = [ \"first_yes\", \"first_noinst\", \"first_off\", \"first_fail\", \"first_fail_nofb\", \"first_allfail\",\n"
+	"                 \"only_yes\", \"only_noinst\", \"sms\", \"sms_bad\", \"both_yes\", \"both_off\", \"chain_noinst\", \"chain_yes\" ];\n"
+	"  default_strategy = \"first_yes\"; } );\n";
+
+static char *write_conf(const char *name, const char *text)
+{
+	static char path[400];
+	FILE *f;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+/* Load `text`; expect failure with `needle` in what was reported. */
+static void expect_config_error(const char *text, const char *needle)
+{
+	char errpath[400], buf[8192] = "";
+	char *path = write_conf("bad.conf", text);
+	int saved = dup(2), fd;
+	struct smisd_generation *g;
+	FILE *f;
+
+	snprintf(errpath, sizeof(errpath), "%s/stderr.txt", dir);
+	fd = open(errpath, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	fflush(stderr);
+	dup2(fd, 2);
+	g = smisd_generation_load(path);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	CU_ASSERT_PTR_NULL(g);
+	smisd_generation_unref(g);
+	f = fopen(errpath, "r");
+	if (f) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+	}
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, needle));
+	if (!strstr(buf, needle))
+		fprintf(stderr, "\n  wanted '%s' in:\n%s\n", needle, buf);
+}
+
+static char *replace(const char *text, const char *from, const char *to)
+{
+	const char *at = strstr(text, from);
+	size_t n = strlen(text) - strlen(from) + strlen(to) + 1;
+	char *out = malloc(n);
+	if (!at)
+		return strdup(text);
+	snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+	return out;
+}
+
+static void test_config_valid(void)
+{
+	struct smisd_generation *g = smisd_generation_load(write_conf("good.conf", base_conf));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(g->n_channels, 6);
+	CU_ASSERT_EQUAL(g->n_strategies, 14);
+	CU_ASSERT_EQUAL(g->n_institutions, 1);
+	CU_ASSERT_EQUAL(g->settings.listen_port, 8080); /* default */
+	CU_ASSERT_PTR_NOT_NULL(strstr(g->settings.store_path, "/x.db"));
+	CU_ASSERT_STRING_EQUAL(g->institutions[0].languages[0], "nl");
+	smisd_generation_unref(g);
+}
+
+static void test_config_errors(void)
+{
+	char *t;
+	expect_config_error("listen = { port = 80 }\nstore = ;", "bad.conf:2: syntax error");
+	t = replace(base_conf, "plugin_dir", "colour = 1;\nplugin_dir");
+	expect_config_error(t, "bad.conf:1: unknown setting 'colour' in the top level");
+	free(t);
+	t = replace(base_conf, "reach = 2;", "reach = 2; colour = \"red\";");
+	expect_config_error(t, "bad.conf:5: unknown setting 'colour' in channel 'app_noinst'");
+	free(t);
+	t = replace(base_conf, "phone_hash_key = \"00", "phone_hash_key = \"zz");
+	expect_config_error(t, "bad.conf:2: store: 'phone_hash_key' must be 64 hex digits");
+	free(t);
+	t = replace(base_conf, "sha256:0000", "md5:0000");
+	expect_config_error(t, "api_keys[0] must be \"sha256:\"");
+	free(t);
+	t = replace(base_conf, "default_strategy = \"first_yes\"", "default_strategy = \"nope\"");
+	expect_config_error(t, "default_strategy 'nope' must be one of its 'strategies'");
+	free(t);
+	t = replace(base_conf, "plugin = \"govapp_first\"; app = \"app_yes\"", "plugin = \"govapp_first\"; app = \"ghost\"");
+	expect_config_error(t, "bad.conf:12: 'app': no channel named 'ghost'");
+	free(t);
+	t = replace(base_conf, "plugin = \"sms_only\"; channel = \"sms_ok\"; } ); },", "plugin = \"badabi\"; } ); },");
+	expect_config_error(t, "refused: ABI version");
+	free(t);
+	t = replace(base_conf, "name = \"sms_ok\"; plugin = \"fakechan\"", "name = \"sms_ok\"; plugin = \"missingop\"");
+	expect_config_error(t, "bad.conf:8:");
+	free(t);
+	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
+			    "missing required list 'channels'");
+}
+
+/* ---- strategy decisions ---------------------------------------------- */
+
+static struct smisd_generation *gen;
+
+static struct smisd_job *run(const char *strategy)
+{
+	struct smisd_job *job = calloc(1, sizeof(*job));
+	job->gen = smisd_generation_ref(gen);
+	job->inst = &gen->institutions[0];
+	job->strategy = smisd_generation_strategy(gen, strategy);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(job->strategy);
+	job->calls = calloc(gen->n_channels, sizeof(void *));
+	snprintf(job->id, sizeof(job->id), "msg_test");
+	snprintf(job->req.recipient, sizeof(job->req.recipient), "+32470123456");
+	job->deadline_mono = smisd_monotonic_ms() + 60000;
+	smisd_job_bind_message(job);
+	CU_ASSERT_EQUAL(smisd_dispatcher_advance_for_test(job), 0); /* no HTTP: ends at once */
+	smisd_job_conclude(job);
+	return job;
+}
+
+/* Check the attempts as "op:channel:outcome" joined by spaces. */
+static void expect_run(const char *strategy, const char *attempts, const char *status,
+		       const char *channel)
+{
+	struct smisd_job *job = run(strategy);
+	char got[512] = "";
+	size_t pos = 0;
+	for (size_t i = 0; i < job->n_attempts; i++)
+		pos += (size_t)snprintf(got + pos, sizeof(got) - pos, "%s%s:%s:%s", i ? " " : "",
+					smisd_op_name(job->attempts[i].op), job->attempts[i].ch->name,
+					smisd_outcome_name(job->attempts[i].out.kind, job->attempts[i].op));
+	CU_ASSERT_STRING_EQUAL(got, attempts);
+	CU_ASSERT_STRING_EQUAL(job->status, status);
+	if (strcmp(got, attempts) != 0 || strcmp(job->status, status) != 0)
+		fprintf(stderr, "\n  %s: got [%s] %s, want [%s] %s\n", strategy, got, job->status, attempts, status);
+	if (channel) {
+		CU_ASSERT_STRING_EQUAL(job->channel, channel);
+	} else {
+		CU_ASSERT_PTR_NULL(job->channel);
+	}
+	smisd_job_free(job);
+}
+
+static void test_strategies(void)
+{
+	gen = smisd_generation_load(write_conf("good.conf", base_conf));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(gen);
+	expect_run("first_yes", "lookup:app_yes:ok send:app_yes:sent", "sent", "app_yes");
+	expect_run("first_noinst", "lookup:app_noinst:ok send:sms_ok:sent", "sent", "sms_ok");
+	expect_run("first_off", "lookup:app_off:ok send:sms_ok:sent", "sent", "sms_ok");
+	expect_run("first_fail", "lookup:app_fail:ok send:app_fail:temporary_failure send:sms_ok:sent", "sent", "sms_ok");
+	expect_run("first_fail_nofb", "lookup:app_fail:ok send:app_fail:temporary_failure", "failed", NULL);
+	expect_run("first_allfail",
+		   "lookup:app_fail:ok send:app_fail:temporary_failure send:sms_fail:permanent_failure", "failed", NULL);
+	expect_run("only_yes", "lookup:app_yes:ok send:app_yes:sent", "sent", "app_yes");
+	expect_run("only_noinst", "lookup:app_noinst:ok", "failed", NULL);
+	expect_run("sms", "send:sms_ok:sent", "sent", "sms_ok");
+	expect_run("sms_bad", "send:sms_fail:permanent_failure", "failed", NULL);
+	expect_run("both_yes", "lookup:app_yes:ok send:app_yes:sent send:sms_ok:sent", "sent", "app_yes");
+	expect_run("both_off", "lookup:app_off:ok send:sms_ok:sent", "sent", "sms_ok");
+	expect_run("chain_noinst", "lookup:app_noinst:ok send:sms_ok:sent", "sent", "sms_ok");
+	expect_run("chain_yes", "lookup:app_yes:ok send:app_yes:sent", "sent", "app_yes");
+	{
+		struct smisd_job *job = run("only_noinst");
+		CU_ASSERT_STRING_EQUAL(job->error, "recipient_not_reachable");
+		/* The lookup's language reached the message view. */
+		CU_ASSERT_STRING_EQUAL(job->msg.citizen_language, "fr");
+		smisd_job_free(job);
+	}
+	smisd_generation_unref(gen);
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("core", setup, teardown);
+	CU_add_test(s, "plugin loader", test_loader);
+	CU_add_test(s, "descriptor checks", test_descriptor_checks);
+	CU_add_test(s, "valid configuration", test_config_valid);
+	CU_add_test(s, "configuration errors name file:line", test_config_errors);
+	CU_add_test(s, "strategy decisions", test_strategies);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}

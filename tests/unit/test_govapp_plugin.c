@@ -1,0 +1,1170 @@
+/*
+ * test_govapp_plugin.c - the GovApp channel plugin against a fake core.
+ *
+ * The built govapp.so is dlopen()ed the way smisd loads it (RTLD_NOW |
+ * RTLD_LOCAL, one exported descriptor) and driven through a fake
+ * struct smis_core_api: configuration from a key/value array, HTTP requests
+ * captured instead of sent, a clock the tests move. Responses are canned, so
+ * every outcome of docs/govapp-protocol.md can be checked without a network.
+ * Envelopes are opened with the device secret keys made here, which proves
+ * the plugin encrypts to the right key, binds the right ids, and leaves the
+ * body out of the clear part of the request.
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <CUnit/Basic.h>
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "smis/smis-plugin.h"
+#include "b64url.h"
+#include "e2e.h"
+
+#ifndef GOVAPP_PLUGIN_PATH
+#define GOVAPP_PLUGIN_PATH "plugins/channels/govapp/.libs/govapp.so"
+#endif
+
+#define BASE "http://127.0.0.1:18081"
+#define TOKEN "tok-ABC123"
+#define SECRET "0123456789abcdef-callback-secret"
+#define PHONE "+32470123456"
+#define PHONE_DIGITS "470123456"
+#define MSG_ID "msg_01HZY3K4N5P6Q7R8S9T0V1W2X3"
+#define BODY_NL "Geheime inhoud voor de burger NL"
+#define BODY_FR "Contenu secret pour le citoyen FR"
+#define ZERO_KEY "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+/* docs/govapp-protocol.md, "Worked example", computed there with Python's hmac. */
+#define GOVAPP_DOC_EXAMPLE_MAC "922fee03a6b58b17effff3bc8044b9319b9fbf7edd48edeeb473960b2ae8bc11"
+
+/* ------------------------------------------------------------------ */
+/* Fake core                                                           */
+/* ------------------------------------------------------------------ */
+
+struct smis_instance {
+	int unused;
+};
+
+struct kv {
+	const char *key;
+	const char *str; /* string value, or NULL for an integer */
+	long long num;
+};
+
+struct smis_config {
+	const struct kv *kv;
+	size_t n;
+	int errors;
+	char last_error_key[64];
+};
+
+struct smis_http_request {
+	char *method;
+	char *url;
+	char *headers[16];
+	size_t n_headers;
+	char *body;
+	size_t body_len;
+};
+
+static int64_t fake_now_ms = 1714566896000LL;
+static int64_t fake_mono_ms = 1000000;
+static char log_text[8192];
+static int n_warn;
+
+static void fake_log(struct smis_instance *self, enum smis_log_level level, const char *fmt, ...)
+{
+	size_t len = strlen(log_text);
+	va_list ap;
+
+	if (level >= SMIS_LOG_WARN)
+		n_warn++;
+	va_start(ap, fmt);
+	if (len < sizeof(log_text) - 2)
+		vsnprintf(log_text + len, sizeof(log_text) - len - 1, fmt, ap);
+	va_end(ap);
+	len = strlen(log_text);
+	if (len < sizeof(log_text) - 1)
+		log_text[len] = '\n', log_text[len + 1] = '\0';
+}
+
+static const struct kv *cfg_find(struct smis_config *cfg, const char *key)
+{
+	for (size_t i = 0; i < cfg->n; i++)
+		if (strcmp(cfg->kv[i].key, key) == 0)
+			return &cfg->kv[i];
+	return NULL;
+}
+
+static int fake_config_string(struct smis_config *cfg, const char *key, char **out)
+{
+	const struct kv *e = cfg_find(cfg, key);
+
+	*out = NULL;
+	if (!e)
+		return -ENOENT;
+	if (!e->str)
+		return -EINVAL;
+	*out = strdup(e->str);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int fake_config_int(struct smis_config *cfg, const char *key, long long *out)
+{
+	const struct kv *e = cfg_find(cfg, key);
+
+	if (!e)
+		return -ENOENT;
+	if (e->str)
+		return -EINVAL;
+	*out = e->num;
+	return 0;
+}
+
+static int fake_config_bool(struct smis_config *cfg, const char *key, bool *out)
+{
+	return -ENOENT;
+}
+
+static void fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
+{
+	cfg->errors++;
+	snprintf(cfg->last_error_key, sizeof(cfg->last_error_key), "%s", key ? key : "(block)");
+}
+
+static int fake_channel_caps(struct smis_instance *self, const char *name, unsigned *caps)
+{
+	return -ENOENT;
+}
+
+static struct smis_http_request *fake_req_new(const char *method, const char *url)
+{
+	struct smis_http_request *r = calloc(1, sizeof(*r));
+
+	if (r) {
+		r->method = strdup(method);
+		r->url = strdup(url);
+	}
+	return r;
+}
+
+static int fake_req_header(struct smis_http_request *r, const char *name, const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 3;
+
+	if (r->n_headers == 16)
+		return -E2BIG;
+	r->headers[r->n_headers] = malloc(n);
+	if (!r->headers[r->n_headers])
+		return -ENOMEM;
+	snprintf(r->headers[r->n_headers++], n, "%s: %s", name, value);
+	return 0;
+}
+
+static int fake_req_body(struct smis_http_request *r, const char *body, size_t len)
+{
+	free(r->body);
+	r->body = malloc(len + 1);
+	if (!r->body)
+		return -ENOMEM;
+	memcpy(r->body, body, len);
+	r->body[len] = '\0';
+	r->body_len = len;
+	return 0;
+}
+
+static void fake_req_free(struct smis_http_request *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_headers; i++)
+		free(r->headers[i]);
+	free(r->method);
+	free(r->url);
+	free(r->body);
+	free(r);
+}
+
+static int64_t fake_now(void)
+{
+	return fake_now_ms;
+}
+
+static int64_t fake_mono(void)
+{
+	return fake_mono_ms;
+}
+
+static void *fake_alloc(size_t n)
+{
+	return calloc(1, n ? n : 1);
+}
+
+static const struct smis_core_api api = {
+	.size = sizeof(struct smis_core_api),
+	.abi_version = SMIS_PLUGIN_ABI_VERSION,
+	.log = fake_log,
+	.config_string = fake_config_string,
+	.config_int = fake_config_int,
+	.config_bool = fake_config_bool,
+	.config_error = fake_config_error,
+	.channel_caps = fake_channel_caps,
+	.http_request_new = fake_req_new,
+	.http_request_header = fake_req_header,
+	.http_request_body = fake_req_body,
+	.http_request_free = fake_req_free,
+	.now_ms = fake_now,
+	.monotonic_ms = fake_mono,
+	.alloc = fake_alloc,
+	.free = free,
+};
+
+static const char *req_header(const struct smis_http_request *r, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < r->n_headers; i++)
+		if (strncasecmp(r->headers[i], name, n) == 0 && r->headers[i][n] == ':')
+			return r->headers[i] + n + 2;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixtures                                                            */
+/* ------------------------------------------------------------------ */
+
+static void *dl;
+static const struct smis_plugin_descriptor *desc;
+static const struct smis_channel_ops *ops;
+static struct smis_instance self;
+static void *inst;        /* base_url, api_token, callback_secret */
+static void *inst_nosig;  /* no callback_secret */
+
+/* Two device key pairs made once. */
+static char *sk1_b64, *pk1_b64, *sk2_b64, *pk2_b64;
+
+static const struct smis_content contents[2] = {
+	{ .lang = "nl", .title = "Uw afspraak / vaccinatie", .body = "<p>" BODY_NL "</p>",
+	  .body_text = BODY_NL, .body_is_html = true },
+	{ .lang = "fr", .title = "Votre rendez-vous", .body = BODY_FR, .body_text = BODY_FR,
+	  .body_is_html = false },
+};
+
+static struct smis_message msg = {
+	.size = sizeof(struct smis_message),
+	.id = MSG_ID,
+	.institution = "FOD Test",
+	.recipient = PHONE,
+	.reference = "ref-42",
+	.content = contents,
+	.n_content = 2,
+};
+
+static struct smis_http_response resp_of(long status, const char *body)
+{
+	struct smis_http_response r = {
+		.size = sizeof(struct smis_http_response),
+		.transport = SMIS_TRANSPORT_OK,
+		.status = status,
+		.body = body,
+		.body_len = strlen(body),
+		.content_type = "application/json",
+		.elapsed_ms = 12,
+	};
+	return r;
+}
+
+static struct smis_http_response resp_transport(enum smis_transport t)
+{
+	struct smis_http_response r = {
+		.size = sizeof(struct smis_http_response),
+		.transport = t,
+		.body = "",
+		.elapsed_ms = 5000,
+		.error = "canned transport failure",
+	};
+	return r;
+}
+
+/* A lookup answer with the two test devices, the second optionally broken. */
+static char *lookup_body(bool notifications, const char *pk1, const char *pk2)
+{
+	char *s = NULL;
+	size_t n = 1024;
+
+	s = malloc(n);
+	if (pk2)
+		snprintf(s, n,
+			 "{\"registered\":true,\"notifications_enabled\":%s,\"language\":\"fr\",\"devices\":["
+			 "{\"device_id\":\"d-1\",\"platform\":\"android\",\"public_key\":\"%s\",\"key_alg\":\"X25519\"},"
+			 "{\"device_id\":\"d-2\",\"platform\":\"ios\",\"public_key\":\"%s\",\"key_alg\":\"X25519\"}]}",
+			 notifications ? "true" : "false", pk1, pk2);
+	else
+		snprintf(s, n,
+			 "{\"registered\":true,\"notifications_enabled\":%s,\"language\":\"fr\",\"devices\":["
+			 "{\"device_id\":\"d-1\",\"platform\":\"android\",\"public_key\":\"%s\",\"key_alg\":\"X25519\"}]}",
+			 notifications ? "true" : "false", pk1);
+	return s;
+}
+
+static void *make_instance(const struct kv *kv, size_t n, int *errors)
+{
+	struct smis_config cfg = { .kv = kv, .n = n };
+	void *st = NULL;
+	int rc = ops->create(&api, &self, &cfg, &st);
+
+	if (errors)
+		*errors = cfg.errors;
+	return rc == 0 ? st : NULL;
+}
+
+static int suite_init(void)
+{
+	static const struct kv good[] = {
+		{ "base_url", BASE "/" }, /* trailing slash must be tolerated */
+		{ "api_token", TOKEN },
+		{ "callback_secret", SECRET },
+	};
+	static const struct kv nosig[] = {
+		{ "base_url", BASE },
+		{ "api_token", TOKEN },
+	};
+
+	dl = dlopen(GOVAPP_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
+	if (!dl) {
+		fprintf(stderr, "dlopen %s: %s\n", GOVAPP_PLUGIN_PATH, dlerror());
+		return -1;
+	}
+	desc = dlsym(dl, SMIS_PLUGIN_SYMBOL);
+	if (!desc || !desc->channel)
+		return -1;
+	ops = desc->channel;
+	if (smis_e2e_keygen_b64url(&sk1_b64, &pk1_b64) || smis_e2e_keygen_b64url(&sk2_b64, &pk2_b64))
+		return -1;
+	inst = make_instance(good, 3, NULL);
+	inst_nosig = make_instance(nosig, 2, NULL);
+	return inst && inst_nosig ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+	if (ops) {
+		ops->destroy(inst);
+		ops->destroy(inst_nosig);
+	}
+	free(sk1_b64);
+	free(pk1_b64);
+	free(sk2_b64);
+	free(pk2_b64);
+	if (dl)
+		dlclose(dl);
+	return 0;
+}
+
+/* Run one LOOKUP to completion with a canned answer. */
+static int do_lookup(void **call, struct smis_http_response *resp, struct smis_outcome *out)
+{
+	struct smis_http_request *req = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = ops->start(inst, SMIS_OP_LOOKUP, &msg, call, &req, out);
+	CU_ASSERT_EQUAL_FATAL(rc, SMIS_STEP_REQUEST);
+	fake_req_free(req);
+	req = NULL;
+	rc = ops->resume(inst, SMIS_OP_LOOKUP, &msg, call, resp, &req, out);
+	CU_ASSERT_PTR_NULL(req);
+	fake_req_free(req);
+	return rc;
+}
+
+/* A call slot that has looked up the two test devices. */
+static void *looked_up_call(const char *pk2)
+{
+	void *call = NULL;
+	struct smis_outcome out;
+	char *body = lookup_body(true, pk1_b64, pk2);
+	struct smis_http_response r = resp_of(200, body);
+
+	CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+	free(body);
+	return call;
+}
+
+static struct json_object *parse(const char *s)
+{
+	return s ? json_tokener_parse(s) : NULL;
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests                                                               */
+/* ------------------------------------------------------------------ */
+
+static void test_descriptor(void)
+{
+	CU_ASSERT_EQUAL(desc->abi_version, SMIS_PLUGIN_ABI_VERSION);
+	CU_ASSERT_EQUAL(desc->kind, SMIS_PLUGIN_CHANNEL);
+	CU_ASSERT_STRING_EQUAL(desc->name, "govapp");
+	CU_ASSERT_EQUAL(desc->caps, SMIS_CAP_LOOKUP | SMIS_CAP_SEND | SMIS_CAP_APP | SMIS_CAP_STATUS);
+	CU_ASSERT_PTR_NOT_NULL(ops->create);
+	CU_ASSERT_PTR_NOT_NULL(ops->call_free);
+	CU_ASSERT_PTR_NOT_NULL(ops->inbound);
+	/* Only the descriptor is exported (STYLE.md rule 13). */
+	CU_ASSERT_PTR_NULL(dlsym(dl, "govapp_start"));
+	CU_ASSERT_PTR_NULL(dlsym(dl, "smis_e2e_seal"));
+}
+
+static void test_config(void)
+{
+	static const struct kv no_url[] = { { "api_token", TOKEN } };
+	static const struct kv bad_url[] = { { "base_url", "ftp://x" }, { "api_token", TOKEN } };
+	static const struct kv no_token[] = { { "base_url", BASE } };
+	static const struct kv short_secret[] = {
+		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_secret", "short" } };
+	static const struct kv bad_skew[] = {
+		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_max_skew_s", NULL, 0 } };
+	static const struct kv typed[] = {
+		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_max_skew_s", "300" } };
+	static const struct kv full[] = {
+		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_secret", SECRET },
+		{ "callback_max_skew_s", NULL, 60 }, { "lookup_max_age_s", NULL, 0 } };
+	int errors = 0;
+	void *st;
+
+	CU_ASSERT_PTR_NULL(make_instance(no_url, 1, &errors));
+	CU_ASSERT(errors >= 1);
+	CU_ASSERT_PTR_NULL(make_instance(bad_url, 2, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NULL(make_instance(no_token, 1, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NULL(make_instance(short_secret, 3, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NULL(make_instance(bad_skew, 3, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NULL(make_instance(typed, 3, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	st = make_instance(full, 5, &errors);
+	CU_ASSERT_PTR_NOT_NULL(st);
+	CU_ASSERT_EQUAL(errors, 0);
+	ops->destroy(st);
+	ops->destroy(NULL);
+	ops->call_free(inst, NULL);
+}
+
+static void test_lookup_request(void)
+{
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	void *call = NULL;
+	struct json_object *o;
+
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_LOOKUP, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_PTR_NOT_NULL(call);
+	CU_ASSERT_STRING_EQUAL(req->method, "POST");
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
+	CU_ASSERT_PTR_NULL(strstr(req->url, PHONE_DIGITS));
+	CU_ASSERT_PTR_NOT_NULL(req_header(req, "Authorization"));
+	if (req_header(req, "Authorization"))
+		CU_ASSERT_STRING_EQUAL(req_header(req, "Authorization"), "Bearer " TOKEN);
+	CU_ASSERT_PTR_NOT_NULL(req_header(req, "Content-Type"));
+	if (req_header(req, "Content-Type"))
+		CU_ASSERT_STRING_EQUAL(req_header(req, "Content-Type"), "application/json");
+	o = parse(req->body);
+	CU_ASSERT_PTR_NOT_NULL(o);
+	CU_ASSERT_STRING_EQUAL(jstr(o, "phone") ? jstr(o, "phone") : "", PHONE);
+	CU_ASSERT_EQUAL(json_object_object_length(o), 1);
+	json_object_put(o);
+	fake_req_free(req);
+	ops->call_free(inst, call);
+}
+
+static void test_lookup_reach(void)
+{
+	struct {
+		const char *body;
+		enum smis_reach reach;
+		int devices;
+		const char *lang;
+	} cases[] = {
+		{ "{\"registered\":false}", SMIS_REACH_NOT_INSTALLED, 0, "" },
+		{ "{\"registered\":true,\"notifications_enabled\":false,\"language\":\"nl\",\"devices\":[]}",
+		  SMIS_REACH_NOTIFICATIONS_OFF, 0, "nl" },
+		{ "{\"registered\":true,\"notifications_enabled\":true,\"language\":\"de\",\"devices\":[]}",
+		  SMIS_REACH_NOT_INSTALLED, 0, "de" },
+		{ "{\"registered\":true,\"notifications_enabled\":true,\"language\":\"en\",\"devices\":["
+		  "{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\",\"key_alg\":\"X25519\"}]}",
+		  SMIS_REACH_NOT_INSTALLED, 0, "en" },
+	};
+	struct smis_outcome out;
+	char *body;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		void *call = NULL;
+		struct smis_http_response r = resp_of(200, cases[i].body);
+
+		CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_EQUAL(out.reach, cases[i].reach);
+		CU_ASSERT_EQUAL(out.devices, cases[i].devices);
+		CU_ASSERT_STRING_EQUAL(out.language, cases[i].lang);
+		ops->call_free(inst, call);
+	}
+
+	/* Reachable: two devices with good keys. */
+	{
+		void *call = NULL;
+		struct smis_http_response r;
+
+		body = lookup_body(true, pk1_b64, pk2_b64);
+		r = resp_of(200, body);
+		CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
+		CU_ASSERT_EQUAL(out.devices, 2);
+		CU_ASSERT_STRING_EQUAL(out.language, "fr");
+		CU_ASSERT_PTR_NULL(strstr(out.detail, PHONE_DIGITS));
+		ops->call_free(inst, call);
+		free(body);
+	}
+}
+
+/* Open every envelope of a send body and check its plaintext. */
+static void check_envelopes(struct json_object *o, size_t want_envelopes)
+{
+	struct json_object *envs;
+	unsigned char sk[32];
+
+	CU_ASSERT_FATAL(json_object_object_get_ex(o, "envelopes", &envs));
+	CU_ASSERT_EQUAL_FATAL(json_object_array_length(envs), want_envelopes);
+	for (size_t i = 0; i < want_envelopes; i++) {
+		struct json_object *e = json_object_array_get_idx(envs, i), *pt, *content, *l, *v;
+		const char *dev = jstr(e, "device_id");
+		unsigned char *plain = NULL;
+		size_t plain_len = 0;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(dev);
+		CU_ASSERT_EQUAL_FATAL(smis_b64url_decode_fixed(strcmp(dev, "d-1") == 0 ? sk1_b64 : sk2_b64,
+							       sk, sizeof(sk)), 0);
+		CU_ASSERT_EQUAL_FATAL(smis_e2e_open(MSG_ID, dev, sk, jstr(e, "enc"), jstr(e, "ciphertext"),
+						    &plain, &plain_len), 0);
+		/* Bound to the device: the other device's id does not open it. */
+		{
+			unsigned char *p2 = NULL;
+			size_t l2 = 0;
+
+			CU_ASSERT_EQUAL(smis_e2e_open(MSG_ID, strcmp(dev, "d-1") == 0 ? "d-2" : "d-1", sk,
+						      jstr(e, "enc"), jstr(e, "ciphertext"), &p2, &l2),
+					-EBADMSG);
+			free(p2);
+		}
+		pt = parse((const char *)plain);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(pt);
+		CU_ASSERT(json_object_object_get_ex(pt, "v", &v) && json_object_get_int(v) == 1);
+		CU_ASSERT_STRING_EQUAL(jstr(pt, "message_id"), MSG_ID);
+		CU_ASSERT_FATAL(json_object_object_get_ex(pt, "content", &content));
+		CU_ASSERT_EQUAL(json_object_object_length(content), 2);
+		CU_ASSERT_FATAL(json_object_object_get_ex(content, "nl", &l));
+		CU_ASSERT_STRING_EQUAL(jstr(l, "title"), "Uw afspraak / vaccinatie");
+		CU_ASSERT_STRING_EQUAL(jstr(l, "body"), "<p>" BODY_NL "</p>");
+		CU_ASSERT_STRING_EQUAL(jstr(l, "body_text"), BODY_NL);
+		CU_ASSERT_STRING_EQUAL(jstr(l, "format"), "html");
+		CU_ASSERT_FATAL(json_object_object_get_ex(content, "fr", &l));
+		CU_ASSERT_STRING_EQUAL(jstr(l, "body"), BODY_FR);
+		CU_ASSERT_STRING_EQUAL(jstr(l, "format"), "text");
+		json_object_put(pt);
+		free(plain);
+	}
+}
+
+static void test_send_envelopes(void)
+{
+	void *call = looked_up_call(pk2_b64);
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	struct json_object *o, *v;
+	struct smis_http_response r;
+
+	/* The remembered lookup is used: the first request is the send. */
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->method, "POST");
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications");
+	CU_ASSERT_STRING_EQUAL(req_header(req, "Authorization") ? req_header(req, "Authorization") : "",
+			       "Bearer " TOKEN);
+	/* Nothing of the body in clear, whatever its form. */
+	CU_ASSERT_PTR_NULL(strstr(req->body, BODY_NL));
+	CU_ASSERT_PTR_NULL(strstr(req->body, BODY_FR));
+	CU_ASSERT_PTR_NULL(strstr(req->body, "Geheime"));
+	CU_ASSERT_PTR_NULL(strstr(req->body, "body"));
+	o = parse(req->body);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT_STRING_EQUAL(jstr(o, "message_id"), MSG_ID);
+	CU_ASSERT_STRING_EQUAL(jstr(o, "phone"), PHONE);
+	CU_ASSERT_STRING_EQUAL(jstr(o, "sender"), "FOD Test");
+	CU_ASSERT_STRING_EQUAL(jstr(o, "reference"), "ref-42");
+	CU_ASSERT_STRING_EQUAL(jstr(o, "encryption"), "HPKE-Base-X25519-SHA256-AES128GCM");
+	CU_ASSERT(json_object_object_get_ex(o, "title", &v));
+	CU_ASSERT_STRING_EQUAL(jstr(v, "nl"), "Uw afspraak / vaccinatie");
+	CU_ASSERT_STRING_EQUAL(jstr(v, "fr"), "Votre rendez-vous");
+	CU_ASSERT(json_object_object_get_ex(o, "languages", &v) && json_object_array_length(v) == 2);
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_array_get_idx(v, 0)), "nl");
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_array_get_idx(v, 1)), "fr");
+	check_envelopes(o, 2);
+	json_object_put(o);
+	fake_req_free(req);
+	req = NULL;
+
+	r = resp_of(202, "{\"notification_id\":\"gn_01ABC\",\"devices\":[{\"device_id\":\"d-1\",\"status\":\"accepted\"}]}");
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_PTR_NULL(req);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_STRING_EQUAL(out.provider_ref, "gn_01ABC");
+	ops->call_free(inst, call);
+}
+
+static void test_send_skips_invalid_key(void)
+{
+	void *call = looked_up_call(ZERO_KEY);
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	struct json_object *o, *envs;
+
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	o = parse(req->body);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	check_envelopes(o, 1);
+	CU_ASSERT(json_object_object_get_ex(o, "envelopes", &envs));
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(envs, 0), "device_id"), "d-1");
+	json_object_put(o);
+	fake_req_free(req);
+	ops->call_free(inst, call);
+}
+
+static void test_send_no_valid_key(void)
+{
+	static const char *bodies[] = {
+		"{\"registered\":true,\"notifications_enabled\":true,\"devices\":["
+		"{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\",\"key_alg\":\"X25519\"},"
+		"{\"device_id\":\"d-2\",\"public_key\":\"not-a-key\",\"key_alg\":\"X25519\"},"
+		"{\"device_id\":\"d-3\",\"key_alg\":\"X25519\"}]}",
+		"{\"registered\":true,\"notifications_enabled\":true,\"devices\":[]}",
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		void *call = NULL;
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out;
+		struct smis_http_response r = resp_of(200, bodies[i]);
+
+		CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+		memset(&out, 0, sizeof(out));
+		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_PTR_NULL(req);
+		fake_req_free(req);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, "govapp_no_device_key");
+		ops->call_free(inst, call);
+	}
+
+	/* A device whose key uses another algorithm is not sealed to either. */
+	{
+		char body[512];
+		void *call = NULL;
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out;
+		struct smis_http_response r;
+
+		snprintf(body, sizeof(body),
+			 "{\"registered\":true,\"notifications_enabled\":true,\"devices\":["
+			 "{\"device_id\":\"d-1\",\"public_key\":\"%s\",\"key_alg\":\"P-256\"}]}", pk1_b64);
+		r = resp_of(200, body);
+		CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.devices, 0);
+		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_STRING_EQUAL(out.error, "govapp_no_device_key");
+		fake_req_free(req);
+		ops->call_free(inst, call);
+	}
+}
+
+static void test_send_unreachable_from_lookup(void)
+{
+	struct {
+		const char *body;
+		const char *error;
+	} cases[] = {
+		{ "{\"registered\":false}", "govapp_not_registered" },
+		{ "{\"registered\":true,\"notifications_enabled\":false,\"devices\":[]}",
+		  "govapp_notifications_disabled" },
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		void *call = NULL;
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out = { 0 };
+		struct smis_http_response r = resp_of(200, cases[i].body);
+
+		/* SEND on a fresh slot: lookup first, then no send at all. */
+		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+		CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
+		fake_req_free(req);
+		req = NULL;
+		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_PTR_NULL(req);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, cases[i].error);
+		ops->call_free(inst, call);
+	}
+}
+
+static void test_lookup_then_send(void)
+{
+	void *call = NULL;
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	char *body = lookup_body(true, pk1_b64, pk2_b64);
+	struct smis_http_response r = resp_of(200, body);
+	struct json_object *o;
+
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
+	fake_req_free(req);
+	req = NULL;
+
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications");
+	o = parse(req->body);
+	check_envelopes(o, 2);
+	json_object_put(o);
+	fake_req_free(req);
+	req = NULL;
+
+	r = resp_of(202, "{\"notification_id\":\"gn_CHAIN\",\"devices\":[]}");
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_STRING_EQUAL(out.provider_ref, "gn_CHAIN");
+
+	/* The lookup is remembered for a while, then asked again. */
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications");
+	fake_req_free(req);
+	req = NULL;
+	fake_mono_ms += 61000;
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
+	fake_req_free(req);
+	free(body);
+	ops->call_free(inst, call);
+}
+
+static void test_unknown_device_relookup(void)
+{
+	void *call = looked_up_call(pk2_b64);
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	char *body = lookup_body(true, pk1_b64, NULL);
+	struct smis_http_response unknown = resp_of(422, "{\"error\":\"unknown_device\"}");
+	struct smis_http_response lk = resp_of(200, body);
+	struct json_object *o;
+
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+	fake_req_free(req);
+	req = NULL;
+	/* Devices changed since the remembered lookup: learn them again. */
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &unknown, &req, &out),
+			SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
+	fake_req_free(req);
+	req = NULL;
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &lk, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	o = parse(req->body);
+	check_envelopes(o, 1);
+	json_object_put(o);
+	fake_req_free(req);
+	req = NULL;
+	/* Only once per operation. */
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &unknown, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_PTR_NULL(req);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "govapp_rejected");
+	free(body);
+	ops->call_free(inst, call);
+}
+
+static void test_error_mapping(void)
+{
+	struct {
+		struct smis_http_response r;
+		enum smis_outcome_kind kind;
+		const char *error;
+	} cases[] = {
+		{ resp_transport(SMIS_TRANSPORT_TIMEOUT), SMIS_OUTCOME_TEMPFAIL, "upstream_timeout" },
+		{ resp_transport(SMIS_TRANSPORT_CONNECT), SMIS_OUTCOME_TEMPFAIL, "upstream_unreachable" },
+		{ resp_transport(SMIS_TRANSPORT_ERROR), SMIS_OUTCOME_TEMPFAIL, "upstream_error" },
+		{ resp_of(500, "{\"error\":\"internal\"}"), SMIS_OUTCOME_TEMPFAIL, "upstream_5xx" },
+		{ resp_of(503, ""), SMIS_OUTCOME_TEMPFAIL, "upstream_5xx" },
+		{ resp_of(401, "{\"error\":\"unauthorized\"}"), SMIS_OUTCOME_PERMFAIL, "govapp_unauthorized" },
+		{ resp_of(403, ""), SMIS_OUTCOME_PERMFAIL, "govapp_unauthorized" },
+		{ resp_of(404, "{\"error\":\"not_registered\"}"), SMIS_OUTCOME_PERMFAIL, "govapp_not_registered" },
+		{ resp_of(404, "<html>nope</html>"), SMIS_OUTCOME_PERMFAIL, "govapp_rejected" },
+		{ resp_of(409, "{\"error\":\"notifications_disabled\"}"), SMIS_OUTCOME_PERMFAIL,
+		  "govapp_notifications_disabled" },
+		{ resp_of(422, "{\"error\":\"invalid_envelope\"}"), SMIS_OUTCOME_PERMFAIL, "govapp_rejected" },
+		{ resp_of(400, "{\"error\":\"bad_json\"}"), SMIS_OUTCOME_PERMFAIL, "govapp_rejected" },
+		{ resp_of(429, "{\"error\":\"slow_down\"}"), SMIS_OUTCOME_TEMPFAIL, "upstream_throttled" },
+		{ resp_of(302, ""), SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response" },
+		{ resp_of(202, "not json"), SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response" },
+		{ resp_of(202, "{\"devices\":[]}"), SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response" },
+		{ resp_of(202, "{\"notification_id\":\"gn_1\"} trailing"), SMIS_OUTCOME_TEMPFAIL,
+		  "upstream_bad_response" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		void *call = looked_up_call(pk2_b64);
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out = { 0 };
+
+		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+		fake_req_free(req);
+		req = NULL;
+		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &cases[i].r, &req, &out),
+				SMIS_STEP_DONE);
+		CU_ASSERT_PTR_NULL(req);
+		if (out.kind != cases[i].kind || strcmp(out.error, cases[i].error) != 0)
+			fprintf(stderr, "\ncase %zu: got %d %s, want %d %s\n", i, out.kind, out.error,
+				cases[i].kind, cases[i].error);
+		CU_ASSERT_EQUAL(out.kind, cases[i].kind);
+		CU_ASSERT_STRING_EQUAL(out.error, cases[i].error);
+		CU_ASSERT(out.detail[0] != '\0');
+		CU_ASSERT_PTR_NULL(strstr(out.detail, PHONE_DIGITS));
+		CU_ASSERT_PTR_NULL(strstr(out.detail, "nope"));
+		ops->call_free(inst, call);
+	}
+
+	/* The same table applies to the lookup. */
+	{
+		struct smis_http_response lk[] = {
+			resp_of(401, "{\"error\":\"unauthorized\"}"), resp_of(200, "{\"registered\":\"yes\"}"),
+			resp_of(200, "[]"), resp_transport(SMIS_TRANSPORT_TIMEOUT), resp_of(502, "") };
+		const char *want[] = { "govapp_unauthorized", "upstream_bad_response", "upstream_bad_response",
+				       "upstream_timeout", "upstream_5xx" };
+
+		for (size_t i = 0; i < 5; i++) {
+			void *call = NULL;
+			struct smis_outcome out;
+
+			CU_ASSERT_EQUAL(do_lookup(&call, &lk[i], &out), SMIS_STEP_DONE);
+			CU_ASSERT_STRING_EQUAL(out.error, want[i]);
+			CU_ASSERT_EQUAL(out.reach, SMIS_REACH_UNKNOWN);
+			ops->call_free(inst, call);
+		}
+	}
+	CU_ASSERT_PTR_NULL(strstr(log_text, PHONE_DIGITS));
+}
+
+static void test_status(void)
+{
+	struct smis_message m = msg;
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	void *call = NULL;
+	struct smis_http_response r = resp_of(200,
+		"{\"notification_id\":\"gn_01ABC\",\"message_id\":\"" MSG_ID "\",\"devices\":["
+		"{\"device_id\":\"d-1\",\"status\":\"read\",\"delivered_at\":\"2024-05-01T12:34:50Z\","
+		"\"read_at\":\"2024-05-01T12:34:56.789Z\"},"
+		"{\"device_id\":\"d-2\",\"status\":\"delivered\",\"delivered_at\":\"2024-05-01T14:34:56+02:00\","
+		"\"read_at\":null},"
+		"{\"device_id\":\"d-3\",\"status\":\"accepted\",\"delivered_at\":null,\"read_at\":null},"
+		"{\"device_id\":\"d-4\",\"status\":\"failed\",\"delivered_at\":null,\"read_at\":null},"
+		"{\"device_id\":\"d-5\",\"status\":\"teleported\"}]}");
+
+	/* No provider_ref: nothing to poll. */
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+
+	m.provider_ref = "gn_01ABC";
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->method, "GET");
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications/gn_01ABC");
+	CU_ASSERT_PTR_NULL(req->body);
+	CU_ASSERT_STRING_EQUAL(req_header(req, "Authorization") ? req_header(req, "Authorization") : "",
+			       "Bearer " TOKEN);
+	fake_req_free(req);
+	req = NULL;
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 4);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].provider_ref, "gn_01ABC");
+	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-1");
+	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_READ);
+	CU_ASSERT_EQUAL(out.reports[0].at_ms, 1714566896789LL);
+	CU_ASSERT_STRING_EQUAL(out.reports[1].device, "d-2");
+	CU_ASSERT_EQUAL(out.reports[1].status, SMIS_REPORT_DELIVERED);
+	CU_ASSERT_EQUAL(out.reports[1].at_ms, 1714566896000LL);
+	CU_ASSERT_EQUAL(out.reports[2].status, SMIS_REPORT_PENDING);
+	CU_ASSERT_EQUAL(out.reports[2].at_ms, 0);
+	CU_ASSERT_EQUAL(out.reports[3].status, SMIS_REPORT_FAILED);
+
+	/* A provider_ref cannot reshape the URL. */
+	m.provider_ref = "../x?y";
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications/..%2Fx%3Fy");
+	fake_req_free(req);
+	req = NULL;
+	r = resp_of(404, "{\"error\":\"not_found\"}");
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
+	fake_req_free(req);
+	req = NULL;
+	r = resp_of(200, "{\"notification_id\":\"gn_01ABC\"}");
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+	ops->call_free(inst, call);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inbound callbacks                                                   */
+/* ------------------------------------------------------------------ */
+
+struct fake_inbound {
+	struct smis_inbound in;
+	const char *sig; /* X-GovApp-Signature or NULL */
+};
+
+static const char *fake_header(const struct smis_inbound *in, const char *name)
+{
+	const struct fake_inbound *f = (const struct fake_inbound *)in;
+
+	return strcasecmp(name, "X-GovApp-Signature") == 0 ? f->sig : NULL;
+}
+
+static const char *fake_query(const struct smis_inbound *in, const char *name)
+{
+	return NULL;
+}
+
+/* "t=<t>,v1=<hex>" computed here independently of the plugin. */
+static void sign(char *out, size_t cap, const char *secret, long long t, const char *body)
+{
+	char ts[32], *buf;
+	unsigned char mac[32];
+	unsigned int len = 0;
+	size_t n;
+	int w;
+
+	snprintf(ts, sizeof(ts), "%lld", t);
+	n = strlen(ts) + 1 + strlen(body);
+	buf = malloc(n + 1);
+	snprintf(buf, n + 1, "%s.%s", ts, body);
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)buf, n, mac, &len);
+	free(buf);
+	w = snprintf(out, cap, "t=%s,v1=", ts);
+	for (unsigned i = 0; i < len && (size_t)w + 3 < cap; i++)
+		w += snprintf(out + w, cap - (size_t)w, "%02x", mac[i]);
+}
+
+static int call_inbound(void *st, const char *method, const char *body, const char *sig,
+			struct smis_report *rep, size_t *n)
+{
+	struct fake_inbound f = {
+		.in = {
+			.size = sizeof(struct smis_inbound),
+			.method = method,
+			.path_rest = "",
+			.remote_addr = "127.0.0.1",
+			.body = body,
+			.body_len = strlen(body),
+			.header = fake_header,
+			.query = fake_query,
+		},
+		.sig = sig,
+	};
+
+	memset(rep, 0, sizeof(*rep) * 4);
+	return ops->inbound(st, &f.in, rep, 4, n);
+}
+
+#define CB_BODY "{\"notification_id\":\"gn_01ABC\",\"message_id\":\"" MSG_ID "\",\"device_id\":\"d-1\"," \
+		"\"status\":\"read\",\"at\":\"2024-05-01T12:34:56Z\"}"
+
+static void test_inbound(void)
+{
+	struct smis_report rep[4];
+	size_t n = 99;
+	char sig[256], sig2[512];
+	long long now = fake_now_ms / 1000;
+	int warns = n_warn;
+
+	sign(sig, sizeof(sig), SECRET, now, CB_BODY);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig, rep, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(rep[0].provider_ref, "gn_01ABC");
+	CU_ASSERT_STRING_EQUAL(rep[0].device, "d-1");
+	CU_ASSERT_EQUAL(rep[0].status, SMIS_REPORT_READ);
+	CU_ASSERT_EQUAL(rep[0].at_ms, 1714566896000LL);
+	CU_ASSERT_EQUAL(n_warn, warns);
+
+	/* Delivered, at the edge of the allowed skew, both directions. */
+	{
+		const char *b = "{\"notification_id\":\"gn_2\",\"message_id\":\"m\",\"device_id\":\"d-2\","
+				"\"status\":\"delivered\",\"at\":\"2024-05-01T12:00:00Z\"}";
+
+		sign(sig, sizeof(sig), SECRET, now - 300, b);
+		CU_ASSERT_EQUAL(call_inbound(inst, "POST", b, sig, rep, &n), 0);
+		CU_ASSERT_EQUAL(rep[0].status, SMIS_REPORT_DELIVERED);
+		sign(sig, sizeof(sig), SECRET, now + 300, b);
+		CU_ASSERT_EQUAL(call_inbound(inst, "POST", b, sig, rep, &n), 0);
+	}
+
+	/* Rotation: one of several v1 values matches. */
+	sign(sig, sizeof(sig), SECRET, now, CB_BODY);
+	snprintf(sig2, sizeof(sig2), "t=%lld,v1=%064d, v1=%s", now, 0, strstr(sig, "v1=") + 3);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig2, rep, &n), 0);
+
+	/* Wrong secret. */
+	sign(sig, sizeof(sig), "another-secret-of-some-length", now, CB_BODY);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig, rep, &n), -EACCES);
+	CU_ASSERT_EQUAL(n, 0);
+	/* Missing header. */
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, NULL, rep, &n), -EACCES);
+	/* Too old, too far in the future. */
+	sign(sig, sizeof(sig), SECRET, now - 301, CB_BODY);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig, rep, &n), -EACCES);
+	sign(sig, sizeof(sig), SECRET, now + 301, CB_BODY);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig, rep, &n), -EACCES);
+	/* Tampered body (read -> delivered) under a signature for the original. */
+	sign(sig, sizeof(sig), SECRET, now, CB_BODY);
+	{
+		char tampered[sizeof(CB_BODY) + 8];
+		char *p;
+
+		snprintf(tampered, sizeof(tampered), "%s", CB_BODY);
+		p = strstr(tampered, "d-1");
+		p[2] = '2';
+		CU_ASSERT_EQUAL(call_inbound(inst, "POST", tampered, sig, rep, &n), -EACCES);
+	}
+	/* Tampered timestamp with the old MAC. */
+	{
+		char moved[256];
+
+		snprintf(moved, sizeof(moved), "t=%lld,%s", now + 1, strstr(sig, "v1="));
+		CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, moved, rep, &n), -EACCES);
+	}
+	/* Malformed headers. */
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, "", rep, &n), -EACCES);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, "v1=abcd", rep, &n), -EACCES);
+	snprintf(sig2, sizeof(sig2), "t=%lld", now);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig2, rep, &n), -EACCES);
+	snprintf(sig2, sizeof(sig2), "t=%lldx,%s", now, strstr(sig, "v1="));
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig2, rep, &n), -EACCES);
+	snprintf(sig2, sizeof(sig2), "t=%lld,v1=%.63s", now, strstr(sig, "v1=") + 3);
+	CU_ASSERT_EQUAL(call_inbound(inst, "POST", CB_BODY, sig2, rep, &n), -EACCES);
+	/* No secret configured: nothing is authentic. */
+	CU_ASSERT_EQUAL(call_inbound(inst_nosig, "POST", CB_BODY, sig, rep, &n), -EACCES);
+	CU_ASSERT(n_warn > warns);
+
+	/* Authentic but malformed. */
+	{
+		const char *bad[] = {
+			"{not json",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"exploded\"}",
+			"{\"notification_id\":\"gn_1\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":\"yesterday\"}",
+		};
+
+		for (size_t i = 0; i < 4; i++) {
+			sign(sig, sizeof(sig), SECRET, now, bad[i]);
+			CU_ASSERT_EQUAL(call_inbound(inst, "POST", bad[i], sig, rep, &n), -EINVAL);
+			CU_ASSERT_EQUAL(n, 0);
+		}
+	}
+}
+
+/* The worked example of docs/govapp-protocol.md, so that the document and
+ * the code cannot drift apart. */
+static void test_signature_worked_example(void)
+{
+	static const struct kv kv[] = {
+		{ "base_url", BASE }, { "api_token", TOKEN },
+		{ "callback_secret", "whsec_test_0123456789abcdef" } };
+	const char *body = "{\"notification_id\":\"gn_01HZY3K4N5P6Q7R8S9T0V1W2X3\",\"message_id\":"
+			   "\"msg_01HZY3K4N5P6Q7R8S9T0V1W2X3\",\"device_id\":\"d-1\",\"status\":\"read\","
+			   "\"at\":\"2024-05-01T12:34:56Z\"}";
+	const char *header = "t=1714566896,v1=" GOVAPP_DOC_EXAMPLE_MAC;
+	struct smis_report rep[4];
+	size_t n = 0;
+	int64_t saved = fake_now_ms;
+	void *st = make_instance(kv, 3, NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+	fake_now_ms = 1714566896000LL + 42000;
+	CU_ASSERT_EQUAL(call_inbound(st, "POST", body, header, rep, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	fake_now_ms = saved;
+	ops->destroy(st);
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	unsigned failures;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("govapp_plugin", suite_init, suite_clean);
+	if (!s ||
+	    !CU_add_test(s, "descriptor", test_descriptor) ||
+	    !CU_add_test(s, "config", test_config) ||
+	    !CU_add_test(s, "lookup request", test_lookup_request) ||
+	    !CU_add_test(s, "lookup reach", test_lookup_reach) ||
+	    !CU_add_test(s, "send envelopes", test_send_envelopes) ||
+	    !CU_add_test(s, "send skips invalid key", test_send_skips_invalid_key) ||
+	    !CU_add_test(s, "send without valid key", test_send_no_valid_key) ||
+	    !CU_add_test(s, "send after negative lookup", test_send_unreachable_from_lookup) ||
+	    !CU_add_test(s, "lookup then send", test_lookup_then_send) ||
+	    !CU_add_test(s, "unknown device relookup", test_unknown_device_relookup) ||
+	    !CU_add_test(s, "error mapping", test_error_mapping) ||
+	    !CU_add_test(s, "status poll", test_status) ||
+	    !CU_add_test(s, "inbound signature", test_inbound) ||
+	    !CU_add_test(s, "signature worked example", test_signature_worked_example)) {
+		CU_cleanup_registry();
+		return 2;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failures = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+	CU_cleanup_registry();
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,78 @@
+/* Recipient normalisation: national and international forms, mobiles only. */
+#include <CUnit/Basic.h>
+#include <string.h>
+
+#include "phone.h"
+
+static void expect(const char *in, enum smisd_phone_result want, const char *e164,
+		   const char *const *cc)
+{
+	char out[SMISD_E164_MAX];
+	enum smisd_phone_result r = smisd_phone_normalise(in, out, cc);
+	CU_ASSERT_EQUAL(r, want);
+	if (r != want)
+		fprintf(stderr, "\n  input '%s': got %d want %d\n", in, r, want);
+	if (want == SMISD_PHONE_OK)
+		CU_ASSERT_STRING_EQUAL(out, e164);
+}
+
+static void test_belgian_forms(void)
+{
+	expect("+32470123456", SMISD_PHONE_OK, "+32470123456", NULL);
+	expect("0470 12 34 56", SMISD_PHONE_OK, "+32470123456", NULL);
+	expect("0470/12.34.56", SMISD_PHONE_OK, "+32470123456", NULL);
+	expect("0032470123456", SMISD_PHONE_OK, "+32470123456", NULL);
+	expect("+32 (0)470 12 34 56", SMISD_PHONE_OK, "+32470123456", NULL);
+	expect("+32 499-99-99-99", SMISD_PHONE_OK, "+32499999999", NULL);
+	expect("0456123456", SMISD_PHONE_OK, "+32456123456", NULL);
+}
+
+static void test_not_mobile(void)
+{
+	expect("+3221234567", SMISD_PHONE_NOT_MOBILE, NULL, NULL);   /* Brussels landline */
+	expect("042123456", SMISD_PHONE_NOT_MOBILE, NULL, NULL);     /* Liège 04 fixed */
+	expect("+32441234567", SMISD_PHONE_NOT_MOBILE, NULL, NULL);  /* 44x is not mobile */
+	expect("080012345", SMISD_PHONE_NOT_MOBILE, NULL, NULL);     /* toll free */
+}
+
+static void test_invalid(void)
+{
+	expect("", SMISD_PHONE_INVALID, NULL, NULL);
+	expect("hello", SMISD_PHONE_INVALID, NULL, NULL);
+	expect("+32 470 12 34 5a", SMISD_PHONE_INVALID, NULL, NULL);
+	expect("+3247012345678", SMISD_PHONE_INVALID, NULL, NULL);  /* too long for BE */
+	expect("+32470", SMISD_PHONE_INVALID, NULL, NULL);
+	expect("470123456", SMISD_PHONE_INVALID, NULL, NULL);       /* no prefix at all */
+	expect("+1234567890123456", SMISD_PHONE_INVALID, NULL, NULL); /* > 15 digits */
+	expect("++32470123456", SMISD_PHONE_INVALID, NULL, NULL);
+}
+
+static void test_countries(void)
+{
+	static const char *const nl[] = { "31", NULL };
+	expect("+31612345678", SMISD_PHONE_COUNTRY, NULL, NULL);
+	expect("+31612345678", SMISD_PHONE_OK, "+31612345678", nl);
+	expect("+33612345678", SMISD_PHONE_COUNTRY, NULL, nl);
+	expect("0031612345678", SMISD_PHONE_OK, "+31612345678", nl);
+	CU_ASSERT_STRING_EQUAL(smisd_phone_result_code(SMISD_PHONE_NOT_MOBILE), "not_mobile");
+	CU_ASSERT_STRING_EQUAL(smisd_phone_result_code(SMISD_PHONE_COUNTRY), "country_not_allowed");
+	CU_ASSERT_STRING_EQUAL(smisd_phone_result_code(SMISD_PHONE_INVALID), "invalid_number");
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("phone", NULL, NULL);
+	CU_add_test(s, "belgian forms", test_belgian_forms);
+	CU_add_test(s, "not mobile", test_not_mobile);
+	CU_add_test(s, "invalid", test_invalid);
+	CU_add_test(s, "countries", test_countries);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,161 @@
+/* Validation of POST /v1/messages bodies: one problem code per mistake. */
+#include <CUnit/Basic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generation.h"
+#include "request.h"
+
+static struct smisd_institution inst;
+
+static int setup(void)
+{
+	static const char langs[4][3] = { "fr", "nl", "de", "en" };
+	memset(&inst, 0, sizeof(inst));
+	inst.name = "test";
+	memcpy(inst.languages, langs, sizeof(langs));
+	inst.n_languages = 4;
+	return 0;
+}
+
+/* Parse `body`; expect `code` (NULL = success) and, if given, `field`. */
+static void expect(const char *body, int status, const char *code, const char *field)
+{
+	struct smisd_request req;
+	struct smisd_problem pb;
+	int rc = smisd_request_parse(body, strlen(body), &inst, &req, &pb);
+	if (!code) {
+		CU_ASSERT_EQUAL(rc, 0);
+		if (rc != 0)
+			fprintf(stderr, "\n  unexpected %s (%s) for %s\n", pb.code, pb.detail, body);
+		smisd_request_clear(&req);
+		return;
+	}
+	CU_ASSERT_EQUAL(rc, -1);
+	if (rc != -1) {
+		smisd_request_clear(&req);
+		fprintf(stderr, "\n  accepted, wanted %s: %s\n", code, body);
+		return;
+	}
+	CU_ASSERT_STRING_EQUAL(pb.code, code);
+	CU_ASSERT_EQUAL(pb.status, status);
+	if (strcmp(pb.code, code) != 0)
+		fprintf(stderr, "\n  got %s (%s), wanted %s: %s\n", pb.code, pb.detail, code, body);
+	if (field)
+		CU_ASSERT_STRING_EQUAL(pb.field, field);
+}
+
+#define OK_CONTENT "\"content\":{\"nl\":{\"title\":\"Hallo\",\"body\":\"Tekst\"}}"
+
+static void test_valid(void)
+{
+	struct smisd_request req;
+	struct smisd_problem pb;
+	const char *body = "{\"recipient\":\"0470 12 34 56\",\"reference\":\"case-42\",\"language\":\"nl\","
+			   "\"content\":{\"nl\":{\"title\":\"Hallo\",\"body\":\"Tekst\"},"
+			   "\"fr\":{\"title\":\"Bonjour\",\"body\":\"Texte\",\"sms_text\":\"SMS fr\"}}}";
+	CU_ASSERT_EQUAL_FATAL(smisd_request_parse(body, strlen(body), &inst, &req, &pb), 0);
+	CU_ASSERT_STRING_EQUAL(req.recipient, "+32470123456");
+	CU_ASSERT_STRING_EQUAL(req.reference, "case-42");
+	CU_ASSERT_STRING_EQUAL(req.language, "nl");
+	CU_ASSERT_EQUAL(req.n_content, 2);
+	/* Institution order is fr, nl. */
+	CU_ASSERT_STRING_EQUAL(req.content[0].lang, "fr");
+	CU_ASSERT_STRING_EQUAL(req.content[0].sms_text, "SMS fr");
+	CU_ASSERT_STRING_EQUAL(req.content[1].lang, "nl");
+	CU_ASSERT_PTR_NULL(req.content[1].sms_text);
+	CU_ASSERT_STRING_EQUAL(req.content[1].body_text, "Tekst");
+	smisd_request_clear(&req);
+}
+
+static void test_html_body(void)
+{
+	struct smisd_request req;
+	struct smisd_problem pb;
+	const char *body = "{\"recipient\":\"+32470123456\",\"content\":{\"en\":{\"title\":\"T\","
+			   "\"body\":\"<p>Hello <script>alert(1)</script><b>world</b></p>\",\"format\":\"html\"}}}";
+	CU_ASSERT_EQUAL_FATAL(smisd_request_parse(body, strlen(body), &inst, &req, &pb), 0);
+	CU_ASSERT_TRUE(req.content[0].html);
+	CU_ASSERT_PTR_NULL(strstr(req.content[0].body, "script"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(req.content[0].body, "<b>world</b>"));
+	CU_ASSERT_PTR_NULL(strstr(req.content[0].body_text, "<"));
+	smisd_request_clear(&req);
+}
+
+static void test_errors(void)
+{
+	expect("{", 400, "malformed_json", NULL);
+	expect("{\"recipient\":\"+32470123456\"} trailing", 400, "malformed_json", NULL);
+	expect("[1,2]", 400, "invalid_type", NULL);
+	expect("{\"recipient\":32470123456," OK_CONTENT "}", 400, "invalid_type", "/recipient");
+	expect("{\"recipient\":\"+32470123456\",\"colour\":\"red\"," OK_CONTENT "}", 400, "unknown_field", "/colour");
+	expect("{" OK_CONTENT "}", 400, "missing_field", "/recipient");
+	expect("{\"recipient\":\"+32 2 123 45 67\"," OK_CONTENT "}", 422, "not_mobile", "/recipient");
+	expect("{\"recipient\":\"not a number\"," OK_CONTENT "}", 422, "invalid_number", "/recipient");
+	expect("{\"recipient\":\"+31612345678\"," OK_CONTENT "}", 422, "country_not_allowed", "/recipient");
+	expect("{\"recipient\":\"+32470123456\"}", 400, "missing_content", "/content");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{}}", 400, "missing_content", "/content");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"it\":{\"title\":\"a\",\"body\":\"b\"}}}", 400,
+	       "unknown_language", "/content/it");
+	expect("{\"recipient\":\"+32470123456\",\"language\":\"es\"," OK_CONTENT "}", 400, "unknown_language", "/language");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"body\":\"b\"}}}", 400, "missing_field",
+	       "/content/nl/title");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":7}}}", 400,
+	       "invalid_type", "/content/nl/body");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\",\"x\":1}}}", 400,
+	       "unknown_field", "/content/nl/x");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\",\"format\":\"pdf\"}}}",
+	       400, "invalid_value", "/content/nl/format");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"a\\u0007b\",\"body\":\"b\"}}}", 400,
+	       "invalid_utf8", "/content/nl/title");
+	expect("{\"recipient\":\"+32470123456\",\"reference\":\"has space\"," OK_CONTENT "}", 400, "invalid_value",
+	       "/reference");
+	expect("{\"recipient\":\"+32470123456\",\"content\":\"hi\"}", 400, "invalid_type", "/content");
+}
+
+static void test_limits(void)
+{
+	char *body = malloc(SMISD_MAX_BODY + 200);
+	char *title = malloc(SMISD_MAX_TITLE + 2);
+	memset(title, 'a', SMISD_MAX_TITLE + 1);
+	title[SMISD_MAX_TITLE + 1] = '\0';
+	snprintf(body, SMISD_MAX_BODY + 200,
+		 "{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"%s\",\"body\":\"b\"}}}", title);
+	expect(body, 400, "field_too_long", "/content/nl/title");
+	title[SMISD_MAX_TITLE] = '\0'; /* exactly the limit is fine */
+	snprintf(body, SMISD_MAX_BODY + 200,
+		 "{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"%s\",\"body\":\"b\"}}}", title);
+	expect(body, 0, NULL, NULL);
+	free(title);
+	free(body);
+}
+
+static void test_utf8(void)
+{
+	CU_ASSERT_TRUE(smisd_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, false));
+	CU_ASSERT_FALSE(smisd_utf8_valid("\xc0\xaf", 2, true));         /* overlong '/' */
+	CU_ASSERT_FALSE(smisd_utf8_valid("\xed\xa0\x80", 3, true));     /* surrogate */
+	CU_ASSERT_FALSE(smisd_utf8_valid("\xf4\x90\x80\x80", 4, true)); /* > U+10FFFF */
+	CU_ASSERT_FALSE(smisd_utf8_valid("\xe2\x82", 2, true));         /* truncated */
+	CU_ASSERT_FALSE(smisd_utf8_valid("a\nb", 3, false));
+	CU_ASSERT_TRUE(smisd_utf8_valid("a\nb", 3, true));
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("request", setup, NULL);
+	CU_add_test(s, "valid request", test_valid);
+	CU_add_test(s, "html body sanitised", test_html_body);
+	CU_add_test(s, "each error has its code", test_errors);
+	CU_add_test(s, "field limits", test_limits);
+	CU_add_test(s, "utf-8", test_utf8);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}

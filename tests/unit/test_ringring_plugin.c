@@ -1,0 +1,1327 @@
+/*
+ * test_ringring_plugin.c - the RingRing channel plugin against a fake core.
+ *
+ * The plugin is loaded from its built module with dlopen(RTLD_NOW |
+ * RTLD_LOCAL), exactly as smisd loads it, and driven through its descriptor
+ * with a hand-filled `struct smis_core_api`: configuration comes from a small
+ * key/value table, HTTP requests are captured instead of performed, and
+ * responses are canned. No network, no daemon.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+#include <json-c/json.h>
+
+#include <smis/smis-plugin.h>
+
+#ifndef RINGRING_SO
+#define RINGRING_SO "plugins/channels/ringring/.libs/ringring.so"
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Fake core                                                            */
+/* ------------------------------------------------------------------ */
+
+enum fake_type { FT_STRING, FT_INT };
+
+struct fake_setting {
+	const char *key;
+	enum fake_type type;
+	const char *value;
+	int read;
+};
+
+struct smis_config {
+	struct fake_setting *settings;
+	size_t n;
+	int errors;
+	char last_error_key[64];
+	char last_error[256];
+};
+
+struct smis_instance {
+	int dummy;
+};
+
+struct smis_http_request {
+	char *method;
+	char *url;
+	char headers[8][256];
+	size_t n_headers;
+	char *body;
+	size_t body_len;
+};
+
+static int g_requests_made;
+static int g_requests_freed;
+static int g_warnings;
+static char g_log[4096];
+
+static void fake_log(struct smis_instance *self, enum smis_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	size_t used = strlen(g_log);
+
+	if (level >= SMIS_LOG_WARN)
+		g_warnings++;
+	va_start(ap, fmt);
+	if (used + 2 < sizeof(g_log)) {
+		vsnprintf(g_log + used, sizeof(g_log) - used - 1, fmt, ap);
+		used = strlen(g_log);
+		g_log[used] = '\n';
+		g_log[used + 1] = '\0';
+	}
+	va_end(ap);
+}
+
+static struct fake_setting *fake_find(struct smis_config *cfg, const char *key)
+{
+	for (size_t i = 0; i < cfg->n; i++) {
+		if (strcmp(cfg->settings[i].key, key) == 0) {
+			cfg->settings[i].read = 1;
+			return &cfg->settings[i];
+		}
+	}
+	return NULL;
+}
+
+static int fake_config_string(struct smis_config *cfg, const char *key, char **out)
+{
+	struct fake_setting *s = fake_find(cfg, key);
+
+	*out = NULL;
+	if (!s)
+		return -ENOENT;
+	if (s->type != FT_STRING)
+		return -EINVAL;
+	*out = strdup(s->value);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int fake_config_int(struct smis_config *cfg, const char *key, long long *out)
+{
+	struct fake_setting *s = fake_find(cfg, key);
+
+	if (!s)
+		return -ENOENT;
+	if (s->type != FT_INT)
+		return -EINVAL;
+	*out = strtoll(s->value, NULL, 10);
+	return 0;
+}
+
+static int fake_config_bool(struct smis_config *cfg, const char *key, bool *out)
+{
+	return fake_find(cfg, key) ? -EINVAL : -ENOENT;
+}
+
+static void fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	cfg->errors++;
+	snprintf(cfg->last_error_key, sizeof(cfg->last_error_key), "%s", key ? key : "");
+	va_start(ap, fmt);
+	vsnprintf(cfg->last_error, sizeof(cfg->last_error), fmt, ap);
+	va_end(ap);
+}
+
+static int fake_channel_caps(struct smis_instance *self, const char *name, unsigned *caps)
+{
+	return -ENOENT;
+}
+
+static struct smis_http_request *fake_http_request_new(const char *method, const char *url)
+{
+	struct smis_http_request *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->method = strdup(method);
+	r->url = strdup(url);
+	g_requests_made++;
+	return r;
+}
+
+static int fake_http_request_header(struct smis_http_request *r, const char *name,
+				    const char *value)
+{
+	if (r->n_headers == 8)
+		return -E2BIG;
+	snprintf(r->headers[r->n_headers++], sizeof(r->headers[0]), "%s: %s", name, value);
+	return 0;
+}
+
+static int fake_http_request_body(struct smis_http_request *r, const char *body, size_t len)
+{
+	free(r->body);
+	r->body = malloc(len + 1);
+	if (!r->body)
+		return -ENOMEM;
+	memcpy(r->body, body, len);
+	r->body[len] = '\0';
+	r->body_len = len;
+	return 0;
+}
+
+static void fake_http_request_free(struct smis_http_request *r)
+{
+	if (!r)
+		return;
+	g_requests_freed++;
+	free(r->method);
+	free(r->url);
+	free(r->body);
+	free(r);
+}
+
+static int64_t fake_now_ms(void)
+{
+	return 1700000000000LL;
+}
+
+static int64_t fake_monotonic_ms(void)
+{
+	return 42;
+}
+
+static void *fake_alloc(size_t n)
+{
+	return calloc(1, n ? n : 1);
+}
+
+static const struct smis_core_api fake_api = {
+	.size = sizeof(struct smis_core_api),
+	.abi_version = SMIS_PLUGIN_ABI_VERSION,
+	.log = fake_log,
+	.config_string = fake_config_string,
+	.config_int = fake_config_int,
+	.config_bool = fake_config_bool,
+	.config_error = fake_config_error,
+	.channel_caps = fake_channel_caps,
+	.http_request_new = fake_http_request_new,
+	.http_request_header = fake_http_request_header,
+	.http_request_body = fake_http_request_body,
+	.http_request_free = fake_http_request_free,
+	.now_ms = fake_now_ms,
+	.monotonic_ms = fake_monotonic_ms,
+	.alloc = fake_alloc,
+	.free = free,
+};
+
+/* ------------------------------------------------------------------ */
+/* Fixtures                                                             */
+/* ------------------------------------------------------------------ */
+
+#define API_KEY "k3y-0123456789abcdef0123456789"
+#define TOKEN "tok_ABCDEFGHIJKLMNOP"
+#define NUMBER "+32470123456"
+
+static void *g_dl;
+static const struct smis_plugin_descriptor *g_desc;
+static const struct smis_channel_ops *ops;
+static struct smis_instance g_self;
+
+static int suite_init(void)
+{
+	g_dl = dlopen(RINGRING_SO, RTLD_NOW | RTLD_LOCAL);
+	if (!g_dl) {
+		fprintf(stderr, "dlopen %s: %s\n", RINGRING_SO, dlerror());
+		return -1;
+	}
+	g_desc = dlsym(g_dl, SMIS_PLUGIN_SYMBOL);
+	if (!g_desc)
+		return -1;
+	ops = g_desc->channel;
+	return ops ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+	if (g_dl)
+		dlclose(g_dl);
+	return 0;
+}
+
+/* Create an instance from NULL-terminated key/value pairs (all strings). */
+static int make_instance(void **state, struct smis_config *cfg, struct fake_setting *set,
+			 size_t n)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->settings = set;
+	cfg->n = n;
+	*state = NULL;
+	return ops->create(&fake_api, &g_self, cfg, state);
+}
+
+#define S(k, v) { (k), FT_STRING, (v), 0 }
+#define NSET(a) (sizeof(a) / sizeof((a)[0]))
+
+static void *basic_instance(void)
+{
+	struct fake_setting set[] = {
+		S("api_key", API_KEY),
+		S("base_url", "http://127.0.0.1:18082/sms/v1/"),
+	};
+	struct smis_config cfg;
+	void *st = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	CU_ASSERT_EQUAL(cfg.errors, 0);
+	return st;
+}
+
+static struct smis_content g_content[SMIS_LANG_MAX];
+
+static struct smis_message make_msg(void)
+{
+	struct smis_message m;
+
+	memset(&m, 0, sizeof(m));
+	memset(g_content, 0, sizeof(g_content));
+	g_content[0] = (struct smis_content){ .lang = "nl", .title = "Titel",
+					      .body = "<p>Tekst</p>", .body_text = "Tekst",
+					      .body_is_html = true };
+	g_content[1] = (struct smis_content){ .lang = "fr", .title = "Titre",
+					      .body = "Texte", .body_text = "Texte" };
+	g_content[2] = (struct smis_content){ .lang = "de", .title = "Titel DE",
+					      .body = "Text", .body_text = "Text" };
+	m.size = sizeof(m);
+	m.id = "msg_01HZZZZZZZZZZZZZZZZZZZZZZZ";
+	m.institution = "test";
+	m.recipient = NUMBER;
+	m.content = g_content;
+	m.n_content = 3;
+	return m;
+}
+
+/* Run SEND start; returns the JSON body (caller puts) or NULL when DONE. */
+static struct json_object *send_body(void *st, const struct smis_message *m,
+				     struct smis_outcome *out, char *url, size_t urllen)
+{
+	struct smis_http_request *req = NULL;
+	void *call = NULL;
+	struct json_object *obj = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = ops->start(st, SMIS_OP_SEND, m, &call, &req, out);
+	if (rc == SMIS_STEP_REQUEST) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+		CU_ASSERT_STRING_EQUAL(req->method, "POST");
+		if (url)
+			snprintf(url, urllen, "%s", req->url);
+		obj = json_tokener_parse(req->body);
+		CU_ASSERT_PTR_NOT_NULL(obj);
+		fake_http_request_free(req);
+	} else {
+		CU_ASSERT_EQUAL(rc, SMIS_STEP_DONE);
+		CU_ASSERT_PTR_NULL(req);
+	}
+	return obj;
+}
+
+static const char *jstr(struct json_object *obj, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (!json_object_object_get_ex(obj, key, &v))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* Feed a canned response to resume(). */
+static int resume_with(void *st, enum smis_op op, const struct smis_message *m,
+		       enum smis_transport transport, long status, const char *body,
+		       struct smis_outcome *out)
+{
+	struct smis_http_response resp = {
+		.size = sizeof(resp),
+		.transport = transport,
+		.status = status,
+		.body = body ? body : "",
+		.body_len = body ? strlen(body) : 0,
+		.content_type = "application/json",
+	};
+	struct smis_http_request *req = NULL;
+	void *call = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = ops->resume(st, op, m, &call, &resp, &req, out);
+	CU_ASSERT_PTR_NULL(req);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Descriptor and configuration                                         */
+/* ------------------------------------------------------------------ */
+
+static void test_descriptor(void)
+{
+	CU_ASSERT_EQUAL(g_desc->abi_version, SMIS_PLUGIN_ABI_VERSION);
+	CU_ASSERT_EQUAL(g_desc->size, sizeof(struct smis_plugin_descriptor));
+	CU_ASSERT_EQUAL(g_desc->kind, SMIS_PLUGIN_CHANNEL);
+	CU_ASSERT_STRING_EQUAL(g_desc->name, "ringring");
+	CU_ASSERT_EQUAL(g_desc->caps, SMIS_CAP_SEND | SMIS_CAP_SMS | SMIS_CAP_STATUS);
+	CU_ASSERT_EQUAL(ops->size, sizeof(struct smis_channel_ops));
+	CU_ASSERT_PTR_NOT_NULL(ops->create);
+	CU_ASSERT_PTR_NOT_NULL(ops->destroy);
+	CU_ASSERT_PTR_NOT_NULL(ops->start);
+	CU_ASSERT_PTR_NOT_NULL(ops->resume);
+	CU_ASSERT_PTR_NOT_NULL(ops->inbound);
+	/* Only the descriptor is exported (rule 13). */
+	CU_ASSERT_PTR_NULL(dlsym(g_dl, "rr_create"));
+	CU_ASSERT_PTR_NULL(dlsym(g_dl, "smis_sms_analyze"));
+	ops->destroy(NULL);
+}
+
+static void expect_config_error(struct fake_setting *set, size_t n, const char *key)
+{
+	struct smis_config cfg;
+	void *st = (void *)1;
+
+	CU_ASSERT_EQUAL(make_instance(&st, &cfg, set, n), -EINVAL);
+	CU_ASSERT_PTR_NULL(st);
+	CU_ASSERT(cfg.errors >= 1);
+	CU_ASSERT_STRING_EQUAL(cfg.last_error_key, key);
+	/* Every key was read despite the error: none reported "unknown". */
+	for (size_t i = 0; i < n; i++)
+		CU_ASSERT(set[i].read);
+	/* The API key is never echoed in an error. */
+	CU_ASSERT_PTR_NULL(strstr(cfg.last_error, API_KEY));
+}
+
+static void test_config(void)
+{
+	struct fake_setting missing_key[] = { S("base_url", "https://example.test/v1") };
+	struct fake_setting wrong_type[] = { { "api_key", FT_INT, "12", 0 } };
+	struct fake_setting bad_url[] = { S("api_key", API_KEY), S("base_url", "ftp://x/y") };
+	struct fake_setting bad_enc[] = { S("api_key", API_KEY), S("message_encoding", "Latin1") };
+	struct fake_setting short_tok[] = { S("api_key", API_KEY), S("callback_token", "short") };
+	struct fake_setting bad_tok[] = { S("api_key", API_KEY),
+					  S("callback_token", "abcdefghijklmnop/q") };
+	struct fake_setting bad_allow[] = { S("api_key", API_KEY),
+					    S("callback_allow", "127.0.0.1, 300.1.1.1") };
+	struct fake_setting bad_prefix[] = { S("api_key", API_KEY),
+					     S("callback_allow", "10.0.0.0/33") };
+	struct fake_setting bad_lang[] = { S("api_key", API_KEY), S("language_order", "nl,xx") };
+	struct fake_setting dup_lang[] = { S("api_key", API_KEY), S("language_order", "nl,fr,nl") };
+	struct fake_setting bad_status[] = { S("api_key", API_KEY), S("status_url", "not a url") };
+	struct fake_setting space_key[] = { S("api_key", "has space") };
+	struct fake_setting full[] = {
+		S("api_key", API_KEY),
+		S("base_url", "https://api.ringring.be/sms/sandbox"),
+		S("message_encoding", "unicode"),
+		S("status_url", "http://127.0.0.1:8080/v1/callbacks/rr/" TOKEN),
+		S("callback_token", TOKEN),
+		S("callback_allow", "194.78.45.194, 80.169.61.10,10.0.0.0/8 , ::1"),
+		S("language_order", "fr, nl,de,en"),
+	};
+	struct smis_config cfg;
+	void *st = NULL;
+
+	expect_config_error(missing_key, NSET(missing_key), "");
+	expect_config_error(wrong_type, NSET(wrong_type), "api_key");
+	expect_config_error(bad_url, NSET(bad_url), "base_url");
+	expect_config_error(bad_enc, NSET(bad_enc), "message_encoding");
+	expect_config_error(short_tok, NSET(short_tok), "callback_token");
+	expect_config_error(bad_tok, NSET(bad_tok), "callback_token");
+	expect_config_error(bad_allow, NSET(bad_allow), "callback_allow");
+	expect_config_error(bad_prefix, NSET(bad_prefix), "callback_allow");
+	expect_config_error(bad_lang, NSET(bad_lang), "language_order");
+	expect_config_error(dup_lang, NSET(dup_lang), "language_order");
+	expect_config_error(bad_status, NSET(bad_status), "status_url");
+	expect_config_error(space_key, NSET(space_key), "api_key");
+
+	g_warnings = 0;
+	CU_ASSERT_EQUAL(make_instance(&st, &cfg, full, NSET(full)), 0);
+	CU_ASSERT_EQUAL(cfg.errors, 0);
+	CU_ASSERT_PTR_NOT_NULL(st);
+	CU_ASSERT_EQUAL(g_warnings, 0);
+	for (size_t i = 0; i < NSET(full); i++)
+		CU_ASSERT(full[i].read);
+	ops->destroy(st);
+}
+
+/* status_url without any webhook authentication works but warns. */
+static void test_config_warns_unauthenticated_webhook(void)
+{
+	struct fake_setting set[] = { S("api_key", API_KEY),
+				      S("status_url", "http://127.0.0.1:8080/v1/callbacks/rr") };
+	struct smis_config cfg;
+	void *st = NULL;
+
+	g_warnings = 0;
+	CU_ASSERT_EQUAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	CU_ASSERT_EQUAL(g_warnings, 1);
+	ops->destroy(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* SEND request building                                                */
+/* ------------------------------------------------------------------ */
+
+static void test_send_request(void)
+{
+	struct fake_setting set[] = { S("api_key", API_KEY) };
+	struct smis_config cfg;
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct smis_http_request *req = NULL;
+	struct json_object *obj;
+	void *st = NULL;
+	void *call = NULL;
+	char url[256];
+
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	g_log[0] = '\0';
+	obj = send_body(st, &m, &out, url, sizeof(url));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(obj);
+	CU_ASSERT_STRING_EQUAL(url, "https://api.ringring.be/sms/v1/message");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "apiKey"), API_KEY);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "to"), "32470123456");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "Titel\nTekst");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "reference"), m.id);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Auto");
+	CU_ASSERT_PTR_NULL(jstr(obj, "senderId"));
+	CU_ASSERT_PTR_NULL(jstr(obj, "from"));
+	CU_ASSERT_PTR_NULL(jstr(obj, "statusUrl"));
+	CU_ASSERT_EQUAL(json_object_object_length(obj), 5);
+	json_object_put(obj);
+	/* Counts are reported already. */
+	CU_ASSERT_EQUAL(out.sms_parts, 1);
+	CU_ASSERT_EQUAL(out.sms_chars, 11);
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "GSM-7");
+	/* Nothing personal or secret was logged. */
+	CU_ASSERT_PTR_NULL(strstr(g_log, "470123456"));
+	CU_ASSERT_PTR_NULL(strstr(g_log, API_KEY));
+	CU_ASSERT_PTR_NULL(strstr(g_log, "Tekst"));
+
+	/* Headers. */
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_SEND, &m, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_EQUAL(req->n_headers, 2);
+	CU_ASSERT_STRING_EQUAL(req->headers[0], "Content-Type: application/json; charset=UTF-8");
+	fake_http_request_free(req);
+
+	/* Unsupported operation. */
+	req = NULL;
+	CU_ASSERT(ops->start(st, SMIS_OP_LOOKUP, &m, &call, &req, &out) < 0);
+	CU_ASSERT_PTR_NULL(req);
+	ops->destroy(st);
+}
+
+static void test_send_status_url(void)
+{
+	struct fake_setting set[] = {
+		S("api_key", API_KEY),
+		S("base_url", "http://127.0.0.1:18082/sms/v1///"),
+		S("message_encoding", "text"),
+		S("status_url", "http://127.0.0.1:8080/v1/callbacks/rr/" TOKEN),
+		S("callback_token", TOKEN),
+	};
+	struct smis_config cfg;
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+	void *st = NULL;
+	char url[256];
+
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	obj = send_body(st, &m, &out, url, sizeof(url));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(obj);
+	CU_ASSERT_STRING_EQUAL(url, "http://127.0.0.1:18082/sms/v1/message");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "statusUrl"),
+			       "http://127.0.0.1:8080/v1/callbacks/rr/" TOKEN);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "statusMethod"), "POST");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "statusFormat"), "Json");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Text");
+	json_object_put(obj);
+	ops->destroy(st);
+}
+
+static void test_send_sender(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+	int made;
+
+	m.sender = "Gemeente1";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "senderId"), "Gemeente1");
+	CU_ASSERT_PTR_NULL(jstr(obj, "from"));
+	json_object_put(obj);
+
+	m.sender = "+3280012345";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "from"), "3280012345");
+	CU_ASSERT_PTR_NULL(jstr(obj, "senderId"));
+	json_object_put(obj);
+
+	m.sender = "8686";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "from"), "8686");
+	json_object_put(obj);
+
+	m.sender = "";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(jstr(obj, "from"));
+	CU_ASSERT_PTR_NULL(jstr(obj, "senderId"));
+	json_object_put(obj);
+
+	/* 12 characters, and characters GSM originators cannot carry. */
+	made = g_requests_made;
+	m.sender = "Gemeente1234";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "invalid_sender");
+	m.sender = "Stad Gent";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_STRING_EQUAL(out.error, "invalid_sender");
+	CU_ASSERT_EQUAL(g_requests_made, made);
+	ops->destroy(st);
+}
+
+static void test_send_recipient(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+
+	m.recipient = "32470123456";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "to"), "32470123456");
+	json_object_put(obj);
+
+	m.recipient = "+32 470 12";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "invalid_recipient");
+	CU_ASSERT_PTR_NULL(strstr(out.detail, "470"));
+
+	m.recipient = NULL;
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_STRING_EQUAL(out.error, "invalid_recipient");
+	ops->destroy(st);
+}
+
+static void expect_message(void *st, const struct smis_message *m, const char *text)
+{
+	struct smis_outcome out;
+	struct json_object *obj = send_body(st, m, &out, NULL, 0);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(obj);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), text);
+	json_object_put(obj);
+}
+
+static void test_send_language(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_message old;
+	struct fake_setting set[] = { S("api_key", API_KEY), S("language_order", "de,fr") };
+	struct smis_config cfg;
+	void *st2 = NULL;
+
+	/* First text in institution order when nothing else is known. */
+	expect_message(st, &m, "Titel\nTekst");
+	/* Requested language. */
+	m.language = "fr";
+	expect_message(st, &m, "Titre\nTexte");
+	/* The citizen's language wins over the request's. */
+	m.citizen_language = "de";
+	expect_message(st, &m, "Titel DE\nText");
+	/* A citizen language without a text falls back to the request's. */
+	m.citizen_language = "en";
+	expect_message(st, &m, "Titre\nTexte");
+	/* Region subtags and case do not matter. */
+	m.citizen_language = "DE-be";
+	expect_message(st, &m, "Titel DE\nText");
+	/* Neither available: first text. */
+	m.citizen_language = "en";
+	m.language = "en";
+	expect_message(st, &m, "Titel\nTekst");
+
+	/* A core built before citizen_language existed: member is absent. */
+	old = make_msg();
+	old.language = "fr";
+	old.citizen_language = "de";
+	old.size = offsetof(struct smis_message, citizen_language);
+	expect_message(st, &old, "Titre\nTexte");
+
+	/* Configured order before the institution's. */
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st2, &cfg, set, NSET(set)), 0);
+	m = make_msg();
+	expect_message(st2, &m, "Titel DE\nText");
+	m.n_content = 2; /* no "de" */
+	expect_message(st2, &m, "Titre\nTexte");
+	m.language = "nl";
+	expect_message(st2, &m, "Titel\nTekst");
+
+	ops->destroy(st2);
+	ops->destroy(st);
+}
+
+static void test_send_text(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+
+	/* sms_text has priority over title + body. */
+	g_content[0].sms_text = "Kort bericht";
+	expect_message(st, &m, "Kort bericht");
+	/* An empty sms_text is no text. */
+	g_content[0].sms_text = "";
+	expect_message(st, &m, "Titel\nTekst");
+	/* No lone newline. */
+	g_content[0].title = "";
+	expect_message(st, &m, "Tekst");
+	g_content[0].title = "Titel";
+	g_content[0].body_text = "";
+	expect_message(st, &m, "Titel");
+
+	/* Both empty: PERMFAIL without upstream. */
+	g_content[0].title = "";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "sms_empty");
+
+	/* Invalid UTF-8. */
+	g_content[0].sms_text = "bad \xff text";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_STRING_EQUAL(out.error, "sms_invalid_text");
+
+	/* Auto rewrites typography to GSM-7 when that makes it all fit. */
+	g_content[0].sms_text = "\xe2\x80\x9cHallo\xe2\x80\x9d \xe2\x80\x93 ok";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\"Hallo\" - ok");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "GSM-7");
+	json_object_put(obj);
+
+	/* A real non-GSM character: UCS-2, unchanged. */
+	g_content[0].sms_text = "For\xc3\xaat";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "For\xc3\xaat");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "UCS-2");
+	CU_ASSERT_EQUAL(out.sms_chars, 5);
+	CU_ASSERT_EQUAL(out.sms_parts, 1);
+	json_object_put(obj);
+	ops->destroy(st);
+}
+
+static void test_send_unicode_mode(void)
+{
+	struct fake_setting set[] = { S("api_key", API_KEY), S("message_encoding", "Unicode") };
+	struct smis_config cfg;
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+	char text[100];
+	void *st = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	memset(text, 'a', 71);
+	text[71] = '\0';
+	g_content[0].sms_text = text;
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Unicode");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "UCS-2");
+	CU_ASSERT_EQUAL(out.sms_chars, 71);
+	CU_ASSERT_EQUAL(out.sms_parts, 2);
+	json_object_put(obj);
+	/* No lookalike rewrite when Unicode is asked for. */
+	g_content[0].sms_text = "\xe2\x80\x9cHi\xe2\x80\x9d";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\xe2\x80\x9cHi\xe2\x80\x9d");
+	json_object_put(obj);
+	ops->destroy(st);
+}
+
+static void test_send_length(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+	static char text[2000];
+	int made;
+
+	memset(text, 'x', 160);
+	text[160] = '\0';
+	g_content[0].sms_text = text;
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_EQUAL(out.sms_parts, 1);
+	CU_ASSERT_EQUAL(out.sms_chars, 160);
+	json_object_put(obj);
+
+	text[160] = 'x';
+	text[161] = '\0';
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_EQUAL(out.sms_parts, 2);
+	json_object_put(obj);
+
+	memset(text, 'x', 758);
+	text[758] = '\0';
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL(obj);
+	CU_ASSERT_EQUAL(out.sms_chars, 758);
+	CU_ASSERT_EQUAL(out.sms_parts, 5);
+	json_object_put(obj);
+
+	made = g_requests_made;
+	text[758] = 'x';
+	text[759] = '\0';
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "sms_too_long");
+	CU_ASSERT_EQUAL(g_requests_made, made);
+
+	/* Characters, not bytes: 758 two-byte characters are fine. */
+	for (size_t i = 0; i < 758; i++) {
+		text[2 * i] = '\xc3';
+		text[2 * i + 1] = '\xa9'; /* é, GSM-7 */
+	}
+	text[2 * 758] = '\0';
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NOT_NULL(obj);
+	CU_ASSERT_EQUAL(out.sms_chars, 758);
+	json_object_put(obj);
+
+	/* Title + body also count. */
+	memset(text, 'y', 758);
+	text[758] = '\0';
+	g_content[0].sms_text = NULL;
+	g_content[0].body_text = text;
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_PTR_NULL(obj);
+	CU_ASSERT_STRING_EQUAL(out.error, "sms_too_long");
+	ops->destroy(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* SEND response mapping                                                */
+/* ------------------------------------------------------------------ */
+
+static void expect_send(void *st, enum smis_transport tr, long status, const char *body,
+			enum smis_outcome_kind kind, const char *error)
+{
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, tr, status, body, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, kind);
+	if (error)
+		CU_ASSERT_STRING_EQUAL(out.error, error);
+	if (out.kind != kind || (error && strcmp(out.error, error) != 0))
+		fprintf(stderr, "\n  status %ld body %s -> kind %d error %s detail %s\n", status,
+			body ? body : "(null)", out.kind, out.error, out.detail);
+}
+
+static void test_map_send_success(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	const char *ok =
+		"{\"MessageCount\":1,\"Reference\":\"msg_x\",\"Messages\":[{\"MessageId\":"
+		"\"0E1B6C3A-1\",\"To\":\"32470123456\",\"ResultCode\":0,\"ResultDescription\":"
+		"\"Success\"}],\"ResultCode\":0,\"ResultDescription\":\"Success\"}";
+	const char *camel =
+		"{\"messageCount\":1,\"messages\":[{\"messageId\":\"abc-2\",\"resultCode\":\"0\"}],"
+		"\"resultCode\":\"0\"} \n";
+
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, SMIS_TRANSPORT_OK, 200, ok, &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_STRING_EQUAL(out.provider_ref, "0E1B6C3A-1");
+	CU_ASSERT_STRING_EQUAL(out.error, "");
+	CU_ASSERT_EQUAL(out.sms_parts, 1);
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "GSM-7");
+
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, SMIS_TRANSPORT_OK, 201, camel, &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_STRING_EQUAL(out.provider_ref, "abc-2");
+	ops->destroy(st);
+}
+
+static void test_map_send_failures(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	char body[512];
+	static const int temp[] = { 1, 2, 34 };
+	static const int perm[] = { 3, 4, 5, 7, 8, 9, 10, 12, 13, 14, 15, 17, 20, 21, 31, 32,
+				    35, 36, 37, 99 };
+
+	/* Transport. */
+	expect_send(st, SMIS_TRANSPORT_TIMEOUT, 0, NULL, SMIS_OUTCOME_TEMPFAIL, "upstream_timeout");
+	expect_send(st, SMIS_TRANSPORT_CONNECT, 0, NULL, SMIS_OUTCOME_TEMPFAIL,
+		    "upstream_unreachable");
+	expect_send(st, SMIS_TRANSPORT_ERROR, 0, NULL, SMIS_OUTCOME_TEMPFAIL, "upstream_error");
+	/* HTTP classes, whatever the body says. */
+	expect_send(st, SMIS_TRANSPORT_OK, 500, "{\"ResultCode\":1}", SMIS_OUTCOME_TEMPFAIL,
+		    "upstream_5xx");
+	expect_send(st, SMIS_TRANSPORT_OK, 503, "<html>down</html>", SMIS_OUTCOME_TEMPFAIL,
+		    "upstream_5xx");
+	expect_send(st, SMIS_TRANSPORT_OK, 403, "{\"ResultCode\":30}", SMIS_OUTCOME_TEMPFAIL,
+		    "ringring_throttled");
+	expect_send(st, SMIS_TRANSPORT_OK, 403, "", SMIS_OUTCOME_TEMPFAIL, "ringring_throttled");
+	/* ResultCode 30 without 403. */
+	expect_send(st, SMIS_TRANSPORT_OK, 400,
+		    "{\"ResultCode\":30,\"ResultDescription\":\"X-RateLimit reached\"}",
+		    SMIS_OUTCOME_TEMPFAIL, "ringring_throttled");
+
+	for (size_t i = 0; i < sizeof(temp) / sizeof(temp[0]); i++) {
+		char err[64];
+		snprintf(body, sizeof(body), "{\"ResultCode\":%d,\"ResultDescription\":\"x\"}",
+			 temp[i]);
+		snprintf(err, sizeof(err), "ringring_result_%d", temp[i]);
+		expect_send(st, SMIS_TRANSPORT_OK, 400, body, SMIS_OUTCOME_TEMPFAIL, err);
+	}
+	for (size_t i = 0; i < sizeof(perm) / sizeof(perm[0]); i++) {
+		char err[64];
+		snprintf(body, sizeof(body), "{\"resultcode\":%d,\"ResultDescription\":\"x\"}",
+			 perm[i]);
+		snprintf(err, sizeof(err), "ringring_result_%d", perm[i]);
+		expect_send(st, SMIS_TRANSPORT_OK, 400, body, SMIS_OUTCOME_PERMFAIL, err);
+	}
+
+	/* Per-recipient code under a successful request. */
+	expect_send(st, SMIS_TRANSPORT_OK, 200,
+		    "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"\",\"ResultCode\":32,"
+		    "\"ResultDescription\":\"Number To Blacklisted\"}]}",
+		    SMIS_OUTCOME_PERMFAIL, "ringring_result_32");
+
+	/* Detail is the description, sanitised: no number, no control chars. */
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, SMIS_TRANSPORT_OK, 400,
+				    "{\"ResultCode\":9,\"ResultDescription\":"
+				    "\"Number To invalid: 32470123456\\n\\u00e9 key "
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\"}",
+				    &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "ringring_result_9");
+	CU_ASSERT_STRING_EQUAL(out.detail, "Number To invalid: *** ? key ***");
+
+	/* Garbage and incomplete answers. */
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "<html>hi</html>", SMIS_OUTCOME_TEMPFAIL,
+		    "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "", SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "{\"ResultCode\":0} trailing",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "{\"ResultCode\":\"zero\"}",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "[1,2]", SMIS_OUTCOME_TEMPFAIL,
+		    "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "{\"ResultCode\":0}", SMIS_OUTCOME_TEMPFAIL,
+		    "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "{\"ResultCode\":0,\"Messages\":[]}",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200,
+		    "{\"ResultCode\":0,\"Messages\":[{\"ResultCode\":0}]}", SMIS_OUTCOME_TEMPFAIL,
+		    "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 400,
+		    "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"x\"}]}",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	ops->destroy(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* STATUS                                                               */
+/* ------------------------------------------------------------------ */
+
+static void test_status_request(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct smis_http_request *req = NULL;
+	struct json_object *obj;
+	void *call = NULL;
+	int made = g_requests_made;
+
+	/* Nothing to ask about. */
+	CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "no_provider_ref");
+	CU_ASSERT_EQUAL(g_requests_made, made);
+
+	m.provider_ref = "0E1B6C3A-1";
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->method, "POST");
+	CU_ASSERT_STRING_EQUAL(req->url, "http://127.0.0.1:18082/sms/v1/statusmessage");
+	obj = json_tokener_parse(req->body);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "apiKey"), API_KEY);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageId"), "0E1B6C3A-1");
+	CU_ASSERT_EQUAL(json_object_object_length(obj), 2);
+	json_object_put(obj);
+	fake_http_request_free(req);
+	ops->destroy(st);
+}
+
+static void expect_status(void *st, const char *code_json, enum smis_report_status want)
+{
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	char body[256];
+	char detail[64];
+	char digits[16];
+	size_t n = 0;
+
+	m.provider_ref = "ref-1";
+	snprintf(body, sizeof(body),
+		 "{\"MessageId\":\"ref-1\",\"StatusCode\":%s,\"StatusDescription\":\"x\","
+		 "\"ResultCode\":0,\"ResultDescription\":\"Success\"}",
+		 code_json);
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 200, body, &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].provider_ref, "ref-1");
+	CU_ASSERT_EQUAL(out.reports[0].status, want);
+	if (out.reports[0].status != want)
+		fprintf(stderr, "\n  StatusCode %s -> %d, want %d\n", code_json,
+			out.reports[0].status, want);
+	for (const char *p = code_json; *p && n + 1 < sizeof(digits); p++) {
+		if (*p >= '0' && *p <= '9')
+			digits[n++] = *p;
+	}
+	digits[n] = '\0';
+	snprintf(detail, sizeof(detail), "ringring_status_%s", digits);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].detail, detail);
+}
+
+static void test_status_mapping(void)
+{
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+
+	expect_status(st, "0", SMIS_REPORT_PENDING);
+	expect_status(st, "10", SMIS_REPORT_PENDING);
+	expect_status(st, "\"20\"", SMIS_REPORT_PENDING);
+	expect_status(st, "100", SMIS_REPORT_PENDING);
+	expect_status(st, "199", SMIS_REPORT_PENDING);
+	expect_status(st, "200", SMIS_REPORT_DELIVERED);
+	expect_status(st, "\"201\"", SMIS_REPORT_DELIVERED);
+	expect_status(st, "202", SMIS_REPORT_PENDING);
+	expect_status(st, "300", SMIS_REPORT_FAILED);
+	expect_status(st, "399", SMIS_REPORT_FAILED);
+	expect_status(st, "400", SMIS_REPORT_FAILED);
+	expect_status(st, "499", SMIS_REPORT_FAILED);
+	expect_status(st, "500", SMIS_REPORT_PENDING);
+	expect_status(st, "800", SMIS_REPORT_FAILED);
+	expect_status(st, "899", SMIS_REPORT_FAILED);
+	expect_status(st, "900", SMIS_REPORT_PENDING);
+	expect_status(st, "999", SMIS_REPORT_PENDING);
+
+	m.provider_ref = "ref-1";
+	/* Not found upstream. */
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 400,
+				    "{\"ResultCode\":29,\"ResultDescription\":\"MessageId not found\"}",
+				    &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "ringring_result_29");
+	CU_ASSERT_EQUAL(out.n_reports, 0);
+	/* No StatusCode. */
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 200,
+				    "{\"ResultCode\":0,\"MessageId\":\"ref-1\"}", &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+	CU_ASSERT_EQUAL(out.n_reports, 0);
+	/* MessageId absent in the answer: the one we asked about. */
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 200,
+				    "{\"resultCode\":0,\"statusCode\":\"300\"}", &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_EQUAL(out.n_reports, 1);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].provider_ref, "ref-1");
+	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_FAILED);
+	/* Transport failures as for SEND. */
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_TIMEOUT, 0, NULL, &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_STRING_EQUAL(out.error, "upstream_timeout");
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 502, "", &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_STRING_EQUAL(out.error, "upstream_5xx");
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 200, "nope", &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+	ops->destroy(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inbound webhook                                                      */
+/* ------------------------------------------------------------------ */
+
+static const char *g_q_id;
+static const char *g_q_code;
+
+static const char *fake_query(const struct smis_inbound *in, const char *name)
+{
+	if (strcmp(name, "MessageId") == 0)
+		return g_q_id;
+	if (strcmp(name, "StatusCode") == 0)
+		return g_q_code;
+	return NULL;
+}
+
+static const char *fake_header(const struct smis_inbound *in, const char *name)
+{
+	return NULL;
+}
+
+static const char *g_dlr =
+	"{\"MessageId\":\"UNIQUE-MESSAGE-ID\",\"Reference\":null,\"StatusCode\":\"200\","
+	"\"StatusDescription\":\"Delivered\",\"TimeScheduled\":\"2018-05-04 14:20:56\","
+	"\"TimeSubmitted\":\"2018-05-04 14:20:57\",\"DeliveryTime\":\"2018-05-04 14:20:58\","
+	"\"Country\":\"BE\",\"ResultCode\":0,\"ResultDescription\":\"Success\",\"From\":\"8686\","
+	"\"To\":\"32485123456\",\"Message\":\"Incoming message test\",\"MessageEncoding\":\"TEXT\","
+	"\"NumberOfParts\":1,\"NumberOfChars\":21}";
+
+static int inbound(void *st, const char *method, const char *path, const char *addr,
+		   const char *body, struct smis_report *reps, size_t max, size_t *n)
+{
+	struct smis_inbound in = {
+		.size = sizeof(in),
+		.method = method,
+		.path_rest = path,
+		.remote_addr = addr,
+		.body = body,
+		.body_len = strlen(body),
+		.header = fake_header,
+		.query = fake_query,
+	};
+
+	*n = 99;
+	return ops->inbound(st, &in, reps, max, n);
+}
+
+static void *webhook_instance(const char *allow)
+{
+	struct fake_setting set[] = {
+		S("api_key", API_KEY),
+		S("status_url", "http://127.0.0.1:8080/v1/callbacks/rr/" TOKEN),
+		S("callback_token", TOKEN),
+		S("callback_allow", allow),
+	};
+	struct smis_config cfg;
+	void *st = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, allow ? 4 : 3), 0);
+	return st;
+}
+
+static void test_inbound_auth(void)
+{
+	void *st = webhook_instance("127.0.0.1, 10.1.0.0/16, 2001:db8::/32");
+	struct smis_report reps[8];
+	size_t n;
+
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "127.0.0.1", g_dlr, reps, 8, &n), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "UNIQUE-MESSAGE-ID");
+	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_DELIVERED);
+	CU_ASSERT_STRING_EQUAL(reps[0].detail, "ringring_status_200");
+	CU_ASSERT_STRING_EQUAL(reps[0].device, "");
+
+	/* Other allowed addresses. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "10.1.200.3", g_dlr, reps, 8, &n), 0);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "::ffff:127.0.0.1", g_dlr, reps, 8, &n), 0);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "2001:db8:1::5", g_dlr, reps, 8, &n), 0);
+
+	/* Wrong token: same length, longer, shorter, missing, NULL. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/tok_ABCDEFGHIJKLMNOQ", "127.0.0.1", g_dlr, reps, 8,
+				&n),
+			-EACCES);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN "x", "127.0.0.1", g_dlr, reps, 8, &n),
+			-EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN "/", "127.0.0.1", g_dlr, reps, 8, &n),
+			-EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", TOKEN, "127.0.0.1", g_dlr, reps, 8, &n), -EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "", "127.0.0.1", g_dlr, reps, 8, &n), -EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", NULL, "127.0.0.1", g_dlr, reps, 8, &n), -EACCES);
+
+	/* Wrong addresses. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "127.0.0.2", g_dlr, reps, 8, &n), -EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "10.2.0.1", g_dlr, reps, 8, &n), -EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "2001:db9::1", g_dlr, reps, 8, &n),
+			-EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "::1", g_dlr, reps, 8, &n), -EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "garbage", g_dlr, reps, 8, &n), -EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, NULL, g_dlr, reps, 8, &n), -EACCES);
+	/* Authentication comes before parsing: garbage from a stranger is 401. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/wrong", "127.0.0.1", "{", reps, 8, &n), -EACCES);
+	ops->destroy(st);
+
+	/* Token only: any address. */
+	st = webhook_instance(NULL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "203.0.113.9", g_dlr, reps, 8, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/nottoken_ABCDEFG", "203.0.113.9", g_dlr, reps, 8,
+				&n),
+			-EACCES);
+	ops->destroy(st);
+}
+
+static void test_inbound_no_auth_configured(void)
+{
+	void *st = basic_instance();
+	struct smis_report reps[8];
+	size_t n;
+
+	CU_ASSERT_EQUAL(inbound(st, "POST", "", "127.0.0.1", g_dlr, reps, 8, &n), -EACCES);
+	CU_ASSERT_EQUAL(inbound(st, "POST", "/anything", "127.0.0.1", g_dlr, reps, 8, &n),
+			-EACCES);
+	ops->destroy(st);
+
+	/* Allow list only. */
+	{
+		struct fake_setting set[] = { S("api_key", API_KEY),
+					      S("callback_allow", "194.78.45.194") };
+		struct smis_config cfg;
+		CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+		CU_ASSERT_EQUAL(inbound(st, "POST", "", "194.78.45.194", g_dlr, reps, 8, &n), 0);
+		CU_ASSERT_EQUAL(n, 1);
+		CU_ASSERT_EQUAL(inbound(st, "POST", "", "194.78.45.195", g_dlr, reps, 8, &n),
+				-EACCES);
+		ops->destroy(st);
+	}
+}
+
+static void test_inbound_parse(void)
+{
+	void *st = webhook_instance(NULL);
+	struct smis_report reps[8];
+	size_t n;
+	const char *path = "/" TOKEN;
+
+	/* Malformed. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "", reps, 8, &n), -EINVAL);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "{\"MessageId\":\"x\"", reps, 8, &n),
+			-EINVAL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "{\"MessageId\":\"x\"}", reps, 8,
+				&n),
+			-EINVAL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "{\"StatusCode\":200}", reps, 8, &n),
+			-EINVAL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"MessageId\":\"x\",\"StatusCode\":\"abc\"}", reps, 8, &n),
+			-EINVAL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"MessageId\":12,\"StatusCode\":200}", reps, 8, &n),
+			-EINVAL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "\"text\"", reps, 8, &n), -EINVAL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "[]", reps, 8, &n), -EINVAL);
+	/* Incoming-SMS webhook is not a DLR. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"MessageId\":\"m\",\"From\":\"32470\",\"Message\":\"hi\"}", reps,
+				8, &n),
+			-EINVAL);
+
+	/* Numeric StatusCode, camelCase keys, failure. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"messageId\":\"m-1\",\"statusCode\":301}", reps, 8, &n),
+			0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "m-1");
+	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_FAILED);
+	CU_ASSERT_STRING_EQUAL(reps[0].detail, "ringring_status_301");
+
+	/* A batch, cut at max_reports. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"[{\"MessageId\":\"a\",\"StatusCode\":\"100\"},"
+				"{\"MessageId\":\"b\",\"StatusCode\":\"201\"},"
+				"{\"MessageId\":\"c\",\"StatusCode\":\"801\"}]",
+				reps, 2, &n),
+			0);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_PENDING);
+	CU_ASSERT_STRING_EQUAL(reps[1].provider_ref, "b");
+	CU_ASSERT_EQUAL(reps[1].status, SMIS_REPORT_DELIVERED);
+
+	/* statusMethod GET: query arguments. */
+	g_q_id = "q-1";
+	g_q_code = "300";
+	CU_ASSERT_EQUAL(inbound(st, "GET", path, "127.0.0.1", "", reps, 8, &n), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "q-1");
+	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_FAILED);
+	g_q_code = NULL;
+	CU_ASSERT_EQUAL(inbound(st, "GET", path, "127.0.0.1", "", reps, 8, &n), -EINVAL);
+	g_q_id = NULL;
+	ops->destroy(st);
+}
+
+int main(void)
+{
+	CU_pSuite s;
+	unsigned failures;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("ringring_plugin", suite_init, suite_clean);
+	if (!s)
+		goto fail;
+	if (!CU_add_test(s, "descriptor", test_descriptor) ||
+	    !CU_add_test(s, "config", test_config) ||
+	    !CU_add_test(s, "config_warns_unauthenticated_webhook",
+			 test_config_warns_unauthenticated_webhook) ||
+	    !CU_add_test(s, "send_request", test_send_request) ||
+	    !CU_add_test(s, "send_status_url", test_send_status_url) ||
+	    !CU_add_test(s, "send_sender", test_send_sender) ||
+	    !CU_add_test(s, "send_recipient", test_send_recipient) ||
+	    !CU_add_test(s, "send_language", test_send_language) ||
+	    !CU_add_test(s, "send_text", test_send_text) ||
+	    !CU_add_test(s, "send_unicode_mode", test_send_unicode_mode) ||
+	    !CU_add_test(s, "send_length", test_send_length) ||
+	    !CU_add_test(s, "map_send_success", test_map_send_success) ||
+	    !CU_add_test(s, "map_send_failures", test_map_send_failures) ||
+	    !CU_add_test(s, "status_request", test_status_request) ||
+	    !CU_add_test(s, "status_mapping", test_status_mapping) ||
+	    !CU_add_test(s, "inbound_auth", test_inbound_auth) ||
+	    !CU_add_test(s, "inbound_no_auth_configured", test_inbound_no_auth_configured) ||
+	    !CU_add_test(s, "inbound_parse", test_inbound_parse))
+		goto fail;
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failures = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+	CU_cleanup_registry();
+	return failures ? 1 : 0;
+
+fail:
+	CU_cleanup_registry();
+	return 2;
+}
