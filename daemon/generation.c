@@ -594,12 +594,12 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 				if (*p < '0' || *p > '9')
 					digits = 0;
 				if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-				      (*p >= '0' && *p <= '9') || *p == ' ' || *p == '-' || *p == '.'))
+				      (*p >= '0' && *p <= '9')))
 					alnum = 0;
 			}
 			if (len == 0 || !alnum || (!digits && len > 11) || (digits && len > 15)) {
 				report(config_setting_get_member(blk, "sender"),
-				       "institution '%s': 'sender' must be up to 11 letters/digits or up to 15 digits",
+				       "institution '%s': 'sender' must be 1-11 ASCII letters/digits (alphanumeric sender id) or up to 15 digits (number)",
 				       in->name);
 				errors++;
 			}

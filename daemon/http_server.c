@@ -585,13 +585,13 @@ int smisd_http_start(const struct smisd_generation *g)
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	mhd = MHD_start_daemon(flags, (uint16_t)g->settings.listen_port, NULL, NULL, on_request, NULL,
+			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			       MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 			       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 			       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)g->settings.http_threads,
 			       MHD_OPTION_CONNECTION_LIMIT, (unsigned)g->settings.max_connections,
 			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->settings.connection_timeout_s,
 			       MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096U,
-			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			       MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!mhd) {

@@ -38,3 +38,7 @@ tests/unit/test_core.log: plugin-dir-stamp $(check_LTLIBRARIES)
 LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-unit.sh
 PY_LOG_COMPILER = python3
 EXTRA_DIST += tests/run-unit.sh tests/integration
+
+# Integration: smisd + simulators on loopback, over real HTTP.
+TESTS += tests/integration/test_core_api.py
+EXTRA_DIST += tests/integration/harness.py

@@ -1,0 +1,306 @@
+"""
+harness.py - start smisd and both simulators on loopback for integration
+tests, and talk to them over real HTTP (standard library only).
+
+Every process is started by the test and stopped by PID. smisd's log is
+scanned at the end: an ERROR or WARN line the test did not declare as
+expected fails the test.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+BUILD = os.environ.get("top_builddir") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SRC = os.environ.get("top_srcdir") or BUILD
+
+KEYS = {"inst-a": "key-a-0123456789abcdef", "inst-b": "key-b-0123456789abcdef"}
+GOVAPP_TOKEN = "govapp-test-token"
+GOVAPP_CALLBACK_SECRET = "govapp-test-callback-secret"
+RINGRING_KEY = "ringring-test-key"
+RINGRING_CALLBACK_TOKEN = "rr-cb-token-0123456789"
+PHONE_HASH_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+# Citizen profiles seeded in the GovApp simulator.
+CITIZENS = {
+    "app_nl": "+32470000001",        # installed, notifications on, nl
+    "app_fr": "+32470000002",        # installed, notifications on, fr, two devices
+    "app_off": "+32470000003",       # installed, notifications off
+    "no_app": "+32470000004",        # not registered
+    "bad_key": "+32470000005",       # registered but its only device key is invalid
+}
+
+SEED = {"citizens": [
+    {"phone": CITIZENS["app_nl"], "installed": True, "notifications": True, "language": "nl",
+     "devices": [{"device_id": "nl-phone", "platform": "android"}]},
+    {"phone": CITIZENS["app_fr"], "installed": True, "notifications": True, "language": "fr",
+     "devices": [{"device_id": "fr-phone", "platform": "ios"}, {"device_id": "fr-tablet", "platform": "android"}]},
+    {"phone": CITIZENS["app_off"], "installed": True, "notifications": False, "language": "de",
+     "devices": [{"device_id": "off-phone", "platform": "android"}]},
+    {"phone": CITIZENS["bad_key"], "installed": True, "notifications": True, "language": "en",
+     "devices": [{"device_id": "bad-phone", "platform": "android",
+                  "public_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]},
+]}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.raw[:300])
+
+
+def http(method, url, body=None, headers=None, timeout=30):
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Response(r.status, r.headers, r.read().decode())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, e.headers, e.read().decode())
+
+
+def start_process(argv, ready_pattern, log_path, env=None):
+    """Start argv, wait for a stdout/stderr line matching ready_pattern."""
+    log = open(log_path, "w+")
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    deadline = time.time() + 20
+    pat = re.compile(ready_pattern)
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            if p.poll() is not None:
+                log.seek(0)
+                raise RuntimeError("%s exited: %s" % (argv[0], log.read()[-2000:]))
+            continue
+        m = pat.search(line)
+        if m:
+            return p, m
+    p.kill()
+    raise RuntimeError("%s not ready in time" % argv[0])
+
+
+class Stack:
+    """smisd + govapp-sim + ringring-sim in a temporary folder."""
+
+    def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000):
+        self.dir = tempfile.mkdtemp(prefix="smis-it-")
+        self.procs = []
+        self.extra_conf = extra_conf
+        self.channels_extra = channels_extra or {}
+        self.max_in_flight = max_in_flight
+        self.job_timeout_ms = job_timeout_ms
+        self.expected_log = []
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self):
+        self.smisd_port = free_port()
+        seed = os.path.join(self.dir, "seed.json")
+        with open(seed, "w") as f:
+            json.dump(SEED, f)
+        p, m = start_process(
+            [os.path.join(BUILD, "tools/govapp-sim/govapp-sim"), "--listen", "127.0.0.1:0",
+             "--token", GOVAPP_TOKEN, "--seed", seed,
+             "--callback-url", "http://127.0.0.1:%d/v1/callbacks/govapp" % self.smisd_port,
+             "--callback-secret", GOVAPP_CALLBACK_SECRET],
+            r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "govapp-sim.log"))
+        self.procs.append(p)
+        self.govapp = "http://127.0.0.1:%s" % m.group(1)
+        p, m = start_process(
+            [os.path.join(BUILD, "tools/ringring-sim/ringring-sim"), "--listen", "127.0.0.1:0",
+             "--api-key", RINGRING_KEY, "--dlr-delay-ms", "100"],
+            r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "ringring-sim.log"))
+        self.procs.append(p)
+        self.ringring = "http://127.0.0.1:%s" % m.group(1)
+        self.conf = os.path.join(self.dir, "smisd.conf")
+        self.write_conf()
+        self.start_smisd()
+        return self
+
+    def write_conf(self, extra_strategy="", path=None):
+        def kv(d):
+            return "".join(" %s = %s;" % (k, json.dumps(v) if not isinstance(v, bool) else str(v).lower())
+                           for k, v in d.items())
+        conf = """
+listen = { address = "127.0.0.1"; port = %(port)d; threads = 2; };
+plugin_dir = "%(plugins)s";
+store = { path = "%(db)s"; phone_hash_key = "%(hk)s"; };
+limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d; };
+log = { level = "info"; };
+channels = (
+  { name = "govapp"; plugin = "govapp"; base_url = "%(govapp)s"; api_token = "%(gt)s";
+    callback_secret = "%(gcs)s"; http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(gx)s },
+  { name = "ringring"; plugin = "ringring"; base_url = "%(ringring)s/v1"; api_key = "%(rk)s";
+    status_url = "http://127.0.0.1:%(port)d/v1/callbacks/ringring/%(rct)s"; callback_token = "%(rct)s";
+    http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(rx)s }
+);
+strategies = (
+  { name = "govapp_first"; steps = ( { plugin = "govapp_first"; app = "govapp"; sms = "ringring"; } ); },
+  { name = "govapp_only"; steps = ( { plugin = "govapp_only"; channel = "govapp"; } ); },
+  { name = "sms_only"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); },
+  { name = "govapp_and_sms"; steps = ( { plugin = "govapp_and_sms"; app = "govapp"; sms = "ringring"; } ); },
+  { name = "app_then_sms"; steps = ( { plugin = "govapp_only"; channel = "govapp"; },
+                                     { plugin = "sms_only"; channel = "ringring"; } ); }%(xs)s
+);
+institutions = (
+  { name = "inst-a"; api_keys = [ "sha256:%(ka)s" ];
+    strategies = [ "govapp_first", "govapp_only", "sms_only", "govapp_and_sms", "app_then_sms" ];
+    default_strategy = "govapp_first"; sender = "SMISTest"; },
+  { name = "inst-b"; api_keys = [ "sha256:%(kb)s" ]; strategies = [ "sms_only" ];
+    default_strategy = "sms_only"; sender = "32470999999"; }
+);
+%(extra)s
+""" % {
+            "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
+            "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY,
+            "mif": self.max_in_flight, "jt": self.job_timeout_ms,
+            "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,
+            "ringring": self.ringring, "rk": RINGRING_KEY, "rct": RINGRING_CALLBACK_TOKEN,
+            "ka": hashlib.sha256(KEYS["inst-a"].encode()).hexdigest(),
+            "kb": hashlib.sha256(KEYS["inst-b"].encode()).hexdigest(),
+            "gx": kv(self.channels_extra.get("govapp", {})),
+            "rx": kv(self.channels_extra.get("ringring", {})),
+            "xs": extra_strategy, "extra": self.extra_conf,
+        }
+        with open(path or self.conf, "w") as f:
+            f.write(conf)
+
+    def start_smisd(self):
+        argv = [os.path.join(BUILD, "smisd"), "-c", self.conf]
+        if os.environ.get("SMIS_VALGRIND_DAEMON") and os.environ.get("VALGRIND"):
+            argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
+                    "--errors-for-leak-kinds=definite"] + argv
+        self.smisd_log = os.path.join(self.dir, "smisd.log")
+        self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                      stderr=open(self.smisd_log, "w"))
+        self.base = "http://127.0.0.1:%d" % self.smisd_port
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.smisd.poll() is not None:
+                raise RuntimeError("smisd exited: " + open(self.smisd_log).read()[-3000:])
+            try:
+                if http("GET", self.base + "/healthz", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("smisd did not come up: " + open(self.smisd_log).read()[-3000:])
+
+    def stop(self, check_log=True):
+        rc = None
+        if getattr(self, "smisd", None) and self.smisd.poll() is None:
+            self.smisd.send_signal(signal.SIGTERM)
+            try:
+                rc = self.smisd.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.smisd.kill()
+                rc = "killed"
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        problems = self.unexpected_log_lines() if check_log else []
+        log = open(self.smisd_log).read() if os.path.exists(self.smisd_log) else ""
+        if not os.environ.get("SMIS_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return rc, problems, log
+
+    def unexpected_log_lines(self):
+        bad = []
+        for line in open(self.smisd_log):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                bad.append(line.strip())  # not our JSON: a sanitizer or crash report
+                continue
+            if entry.get("level") in ("warn", "error"):
+                if not any(re.search(p, entry.get("msg", "")) for p in self.expected_log):
+                    bad.append(line.strip())
+        return bad
+
+    def expect_log(self, pattern):
+        self.expected_log.append(pattern)
+
+    def log_text(self):
+        return open(self.smisd_log).read()
+
+    # -- API helpers -------------------------------------------------------
+    def send(self, body, inst="inst-a", headers=None, key=None):
+        h = {"Authorization": "Bearer " + (key if key is not None else KEYS[inst])}
+        h.update(headers or {})
+        return http("POST", self.base + "/v1/messages", body, h)
+
+    def get(self, msg_id, inst="inst-a"):
+        return http("GET", self.base + "/v1/messages/" + msg_id,
+                    headers={"Authorization": "Bearer " + KEYS[inst]})
+
+    def sim(self, which, method, path, body=None):
+        base = self.govapp if which == "govapp" else self.ringring
+        return http(method, base + path, body)
+
+    def reload(self):
+        self.smisd.send_signal(signal.SIGHUP)
+
+
+def message(recipient, strategy=None, langs=("nl",), html=False, **extra):
+    content = {}
+    for lang in langs:
+        content[lang] = {"title": "Titel %s" % lang, "body": "Bericht in %s" % lang}
+        if html:
+            content[lang]["body"] = "<p>Bericht <b>%s</b> <script>alert(1)</script></p>" % lang
+            content[lang]["format"] = "html"
+    body = {"recipient": recipient, "content": content}
+    if strategy:
+        body["strategy"] = strategy
+    body.update(extra)
+    return body
+
+
+class StackTestCase(unittest.TestCase):
+    """One stack for the whole class; each test resets the simulators."""
+    stack_kwargs = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(**cls.stack_kwargs).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc, problems, log = cls.stack.stop()
+        if rc != 0 or problems:
+            raise AssertionError("smisd exit %r, unexpected log lines:\n%s" % (rc, "\n".join(problems[:20])))
+
+    def setUp(self):
+        self.stack.sim("govapp", "POST", "/_sim/reset", {})
+        self.stack.sim("ringring", "POST", "/_sim/reset", {})

@@ -1,0 +1,329 @@
+"""
+End-to-end tests of the core API (issue: SMIS core): smisd and both
+simulators on loopback, real HTTP. Run by `make check`.
+"""
+import concurrent.futures
+import os
+import sqlite3
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CITIZENS, KEYS, StackTestCase, http, message  # noqa: E402
+
+APP, SMS = "govapp", "ringring"
+
+# strategy -> citizen profile -> (status, first channel, channels that took it, error)
+MATRIX = {
+    "govapp_first": {
+        "app_nl": ("sent", APP, [APP], None),
+        "app_fr": ("sent", APP, [APP], None),
+        "app_off": ("sent", SMS, [SMS], None),
+        "no_app": ("sent", SMS, [SMS], None),
+        "bad_key": ("sent", SMS, [SMS], None),
+    },
+    "app_then_sms": {
+        "app_nl": ("sent", APP, [APP], None),
+        "app_off": ("sent", SMS, [SMS], None),
+        "no_app": ("sent", SMS, [SMS], None),
+        "bad_key": ("sent", SMS, [SMS], None),
+    },
+    "govapp_only": {
+        "app_nl": ("sent", APP, [APP], None),
+        "app_fr": ("sent", APP, [APP], None),
+        "app_off": ("failed", None, [], "recipient_not_reachable"),
+        "no_app": ("failed", None, [], "recipient_not_reachable"),
+        "bad_key": ("failed", None, [], "govapp_no_device_key"),
+    },
+    "sms_only": {
+        "app_nl": ("sent", SMS, [SMS], None),
+        "no_app": ("sent", SMS, [SMS], None),
+    },
+    "govapp_and_sms": {
+        "app_nl": ("sent", APP, [APP, SMS], None),
+        "app_off": ("sent", SMS, [SMS], None),
+        "no_app": ("sent", SMS, [SMS], None),
+        "bad_key": ("sent", SMS, [SMS], None),
+    },
+}
+
+
+class StrategiesAgainstProfiles(StackTestCase):
+    def test_matrix(self):
+        for strategy, profiles in MATRIX.items():
+            for profile, (status, channel, channels, error) in profiles.items():
+                with self.subTest(strategy=strategy, profile=profile):
+                    self.stack.sim("govapp", "POST", "/_sim/reset", {})
+                    self.stack.sim("ringring", "POST", "/_sim/reset", {})
+                    r = self.stack.send(message(CITIZENS[profile], strategy, langs=("nl", "fr")))
+                    self.assertEqual(r.status, 201, r.raw)
+                    self.assertEqual(r.json["status"], status, r.raw)
+                    self.assertEqual(r.json["channel"], channel, r.raw)
+                    self.assertEqual(r.json["channels"], channels, r.raw)
+                    self.assertEqual(r.json["strategy"], strategy)
+                    self.assertTrue(r.json["id"].startswith("msg_"))
+                    if error:
+                        self.assertEqual(r.json.get("error"), error, r.raw)
+                    # What the simulators received matches what SMIS says.
+                    notes = [q for q in self.stack.sim("govapp", "GET", "/_sim/requests").json
+                             if q["path"].endswith("/notifications")]
+                    sms = self.stack.sim("ringring", "GET", "/_sim/requests").json
+                    self.assertEqual(len(notes), 1 if APP in channels else 0, r.raw)
+                    self.assertEqual(len(sms), 1 if SMS in channels else 0, r.raw)
+                    if sms:
+                        self.assertEqual(sms[0]["to"], CITIZENS[profile][1:])  # digits only
+                        self.assertEqual(sms[0]["reference"], r.json["id"])
+                    # The answer is stored and looked up the same way.
+                    g = self.stack.get(r.json["id"])
+                    self.assertEqual(g.status, 200, g.raw)
+                    self.assertEqual(g.json["id"], r.json["id"])
+                    self.assertEqual(g.json["status"], status)
+                    self.assertEqual(len(g.json["attempts"]), len(r.json["attempts"]))
+
+    def test_attempt_details(self):
+        r = self.stack.send(message(CITIZENS["app_fr"], "govapp_first", langs=("nl", "fr", "de", "en")))
+        self.assertEqual(r.status, 201, r.raw)
+        lookup, send = r.json["attempts"]
+        self.assertEqual((lookup["operation"], lookup["outcome"], lookup["reachability"]),
+                         ("lookup", "ok", "reachable"))
+        self.assertEqual(lookup["language"], "fr")
+        self.assertEqual(lookup["devices"], 2)
+        self.assertEqual((send["operation"], send["outcome"]), ("send", "sent"))
+        self.assertTrue(send["provider_reference"])
+        self.assertIn("duration_ms", send)
+        self.assertIn("started_at", send)
+        self.assertEqual(r.headers["Location"], "/v1/messages/" + r.json["id"])
+        self.assertTrue(r.headers["X-Request-Id"].startswith("req_"))
+
+    def test_sms_details(self):
+        r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+        self.assertEqual(r.status, 201, r.raw)
+        sms = r.json["attempts"][0]["sms"]
+        self.assertEqual(sms["encoding"], "GSM-7")
+        self.assertEqual(sms["segments"], 1)
+        self.assertGreater(sms["characters"], 0)
+
+
+class Fallbacks(StackTestCase):
+    def test_govapp_5xx_falls_back_to_sms(self):
+        self.stack.sim("govapp", "POST", "/_sim/faults", {"http_status": 503, "path": "notifications"})
+        r = self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))
+        self.assertEqual(r.status, 201, r.raw)
+        self.assertEqual(r.json["status"], "sent")
+        self.assertEqual(r.json["channel"], SMS)
+        ops = [(a["channel"], a["operation"], a["outcome"], a.get("error")) for a in r.json["attempts"]]
+        self.assertEqual(ops, [(APP, "lookup", "ok", None),
+                               (APP, "send", "temporary_failure", "upstream_5xx"),
+                               (SMS, "send", "sent", None)])
+
+    def test_govapp_down_at_lookup_falls_back(self):
+        self.stack.sim("govapp", "POST", "/_sim/faults", {"http_status": 500, "path": "lookup"})
+        r = self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))
+        self.assertEqual(r.json["channel"], SMS, r.raw)
+        self.assertEqual(r.json["attempts"][0]["error"], "upstream_5xx")
+
+    def test_govapp_timeout_falls_back(self):
+        self.stack.sim("govapp", "POST", "/_sim/faults", {"timeout": True, "path": "notifications", "count": 1})
+        r = self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))
+        self.assertEqual(r.json["channel"], SMS, r.raw)
+        self.assertEqual(r.json["attempts"][1]["error"], "upstream_timeout")
+
+    def test_govapp_only_failure_is_reported(self):
+        self.stack.sim("govapp", "POST", "/_sim/faults", {"http_status": 503, "path": "notifications"})
+        r = self.stack.send(message(CITIZENS["app_nl"], "govapp_only"))
+        self.assertEqual(r.json["status"], "failed", r.raw)
+        self.assertEqual(r.json["error"], "upstream_5xx")
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+
+    def test_ringring_permanent_failure(self):
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"result_code": 32})  # blacklisted
+        r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+        self.assertEqual(r.json["status"], "failed", r.raw)
+        self.assertEqual(r.json["error"], "ringring_result_32")
+        self.assertEqual(r.json["attempts"][0]["outcome"], "permanent_failure")
+
+    def test_ringring_throttled_is_temporary(self):
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"http_status": 403, "result_code": 30})
+        r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+        self.assertEqual(r.json["status"], "failed", r.raw)
+        self.assertEqual(r.json["attempts"][0]["outcome"], "temporary_failure")
+        self.assertEqual(r.json["error"], "ringring_throttled")
+
+    def test_ringring_5xx_is_temporary(self):
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"http_status": 502})
+        r = self.stack.send(message(CITIZENS["no_app"], "govapp_first"))
+        self.assertEqual(r.json["status"], "failed", r.raw)
+        self.assertEqual(r.json["error"], "upstream_5xx")
+
+    def test_both_channels_down(self):
+        self.stack.sim("govapp", "POST", "/_sim/faults", {"http_status": 503})
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"http_status": 503})
+        r = self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))
+        self.assertEqual(r.status, 201)
+        self.assertEqual(r.json["status"], "failed")
+        g = self.stack.get(r.json["id"])
+        self.assertEqual(g.json["status"], "failed")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.stack.expect_log(r"upstream (lookup|send) failed")
+
+
+class AuthAndErrors(StackTestCase):
+    def problem(self, r, status, code, field=None):
+        self.assertEqual(r.status, status, r.raw)
+        self.assertTrue(r.headers["Content-Type"].startswith("application/problem+json"), r.headers)
+        self.assertEqual(r.json["code"], code, r.raw)
+        self.assertEqual(r.json["status"], status)
+        self.assertEqual(r.json["type"], "/problems/" + code)
+        self.assertTrue(r.json["title"])
+        self.assertTrue(r.json["detail"])
+        if field:
+            self.assertEqual(r.json["field"], field)
+
+    def test_auth_failures(self):
+        body = message(CITIZENS["no_app"])
+        self.problem(http("POST", self.stack.base + "/v1/messages", body), 401, "unauthorized")
+        self.problem(self.stack.send(body, key="wrong-key"), 401, "unauthorized")
+        self.problem(self.stack.send(body, key=KEYS["inst-a"][:-1]), 401, "unauthorized")
+        r = http("POST", self.stack.base + "/v1/messages", body, {"Authorization": "Basic " + KEYS["inst-a"]})
+        self.problem(r, 401, "unauthorized")
+        self.assertIn("Bearer", r.headers["WWW-Authenticate"])
+        self.problem(http("GET", self.stack.base + "/v1/messages/msg_x"), 401, "unauthorized")
+        # inst-b may use sms_only only
+        self.problem(self.stack.send(message(CITIZENS["no_app"], "govapp_first"), inst="inst-b"),
+                     403, "strategy_forbidden", "/strategy")
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+
+    def test_bad_inputs(self):
+        s = self.stack
+        self.problem(s.send(b"{not json"), 400, "malformed_json")
+        self.problem(s.send(b"[]"), 400, "invalid_type")
+        self.problem(s.send({"recipient": 32470000004, "content": {"nl": {"title": "t", "body": "b"}}}),
+                     400, "invalid_type", "/recipient")
+        self.problem(s.send(dict(message(CITIZENS["no_app"]), priority="high")), 400, "unknown_field", "/priority")
+        self.problem(s.send(message("+32 2 123 45 67")), 422, "not_mobile", "/recipient")
+        self.problem(s.send(message("12345")), 422, "invalid_number", "/recipient")
+        self.problem(s.send(message("+31612345678")), 422, "country_not_allowed", "/recipient")
+        self.problem(s.send({"recipient": CITIZENS["no_app"], "content": {"es": {"title": "t", "body": "b"}}}),
+                     400, "unknown_language", "/content/es")
+        self.problem(s.send({"recipient": CITIZENS["no_app"], "content": {}}), 400, "missing_content", "/content")
+        self.problem(s.send({"recipient": CITIZENS["no_app"]}), 400, "missing_content", "/content")
+        self.problem(s.send({"recipient": CITIZENS["no_app"], "content": {"nl": {"body": "b"}}}),
+                     400, "missing_field", "/content/nl/title")
+        self.problem(s.send(message(CITIZENS["no_app"], "nope")), 422, "unknown_strategy", "/strategy")
+        self.problem(s.send({"recipient": CITIZENS["no_app"], "content": {"nl": {"title": "t" * 300, "body": "b"}}}),
+                     400, "field_too_long", "/content/nl/title")
+        big = message(CITIZENS["no_app"])
+        big["content"]["nl"]["body"] = "x" * 70000
+        self.problem(s.send(big), 413, "body_too_large")
+        self.problem(s.send(b"\xff\xfe{}"), 400, "malformed_json")
+        self.problem(http("POST", s.base + "/v1/messages", b"{}",
+                          {"Authorization": "Bearer " + KEYS["inst-a"], "Content-Type": "text/plain"}),
+                     415, "unsupported_media_type")
+        self.problem(s.send(message(CITIZENS["no_app"]), headers={"Idempotency-Key": "bad key!"}),
+                     400, "invalid_idempotency_key")
+        self.problem(http("GET", s.base + "/v2/nothing"), 404, "not_found")
+        self.problem(http("DELETE", s.base + "/v1/messages"), 405, "method_not_allowed")
+        # None of this reached an upstream.
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+        self.assertEqual(self.stack.sim("govapp", "GET", "/_sim/requests").json, [])
+        # And the daemon is still healthy.
+        self.assertEqual(http("GET", s.base + "/healthz").status, 200)
+
+    def test_idempotent_retry(self):
+        body = message(CITIZENS["no_app"], "sms_only", reference="case-1")
+        h = {"Idempotency-Key": "retry-0001"}
+        first = self.stack.send(body, headers=h)
+        self.assertEqual(first.status, 201, first.raw)
+        again = self.stack.send(body, headers=h)
+        self.assertEqual(again.status, 200, again.raw)
+        self.assertEqual(again.headers["Idempotent-Replayed"], "true")
+        self.assertEqual(again.json["id"], first.json["id"])
+        self.assertEqual(again.json["attempts"], first.json["attempts"])
+        self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 1)
+        # Same key, different body: refused, nothing sent.
+        other = self.stack.send(message(CITIZENS["app_nl"], "sms_only"), headers=h)
+        self.problem(other, 422, "idempotency_key_reused")
+        # Same key for another institution is another key.
+        b = self.stack.send(body, inst="inst-b", headers=h)
+        self.assertEqual(b.status, 201, b.raw)
+        self.assertNotEqual(b.json["id"], first.json["id"])
+        self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 2)
+
+    def test_concurrent_idempotent_retry_sends_once(self):
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 300})
+        body = message(CITIZENS["no_app"], "sms_only")
+        h = {"Idempotency-Key": "concurrent-1"}
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            rs = list(ex.map(lambda _: self.stack.send(body, headers=h), range(4)))
+        codes = sorted(r.status for r in rs)
+        self.assertEqual(codes.count(201), 1, codes)
+        for r in rs:
+            self.assertIn(r.status, (200, 201, 409), r.raw)
+        self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 1)
+
+    def test_other_institution_cannot_read(self):
+        r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+        self.assertEqual(self.stack.get(r.json["id"], "inst-a").status, 200)
+        self.problem(self.stack.get(r.json["id"], "inst-b"), 404, "not_found")
+        self.problem(self.stack.get("msg_DOESNOTEXIST", "inst-a"), 404, "not_found")
+
+    def test_healthz(self):
+        r = http("GET", self.stack.base + "/healthz")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["status"], "ok")
+
+
+class Privacy(StackTestCase):
+    def test_store_has_no_bodies_nor_numbers(self):
+        secret = "Uw dossier 987-SECRET is klaar"
+        body = message(CITIZENS["app_nl"], "govapp_and_sms")
+        body["content"]["nl"]["body"] = secret
+        r = self.stack.send(body)
+        self.assertEqual(r.json["channels"], [APP, SMS], r.raw)
+        db = os.path.join(self.stack.dir, "smis.db")
+        con = sqlite3.connect(db)
+        dump = "\n".join(con.iterdump())
+        con.close()
+        for f in (db, db + "-wal"):
+            if os.path.exists(f):
+                raw = open(f, "rb").read()
+                self.assertNotIn(secret.encode(), raw)
+                self.assertNotIn(CITIZENS["app_nl"].encode(), raw)
+                self.assertNotIn(CITIZENS["app_nl"][1:].encode(), raw)
+        self.assertIn(r.json["id"], dump)
+        log = self.stack.log_text()
+        self.assertNotIn(secret, log)
+        self.assertNotIn(CITIZENS["app_nl"][3:], log)
+        # The GovApp backend never saw the body in clear (only the title).
+        notes = [q for q in self.stack.sim("govapp", "GET", "/_sim/requests").json
+                 if q["path"].endswith("/notifications")]
+        self.assertEqual(len(notes), 1)
+        self.assertNotIn(secret, str(notes[0]))
+
+
+class Concurrency(StackTestCase):
+    def test_slow_upstream_does_not_pin_the_server(self):
+        # 64 calls wait on a 400 ms GovApp at once; health checks and fast
+        # SMS-only calls still get through meanwhile.
+        self.stack.sim("govapp", "POST", "/_sim/faults", {"latency_ms": 400})
+        with concurrent.futures.ThreadPoolExecutor(70) as ex:
+            slow = [ex.submit(self.stack.send, message(CITIZENS["app_nl"], "govapp_only")) for _ in range(64)]
+            time.sleep(0.2)
+            seen = max(http("GET", self.stack.base + "/healthz").json["in_flight"] for _ in range(5))
+            fast = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+            self.assertEqual(fast.json["status"], "sent")
+            self.assertFalse(all(f.done() for f in slow), "slow calls finished before the fast one")
+            results = [f.result() for f in slow]
+        self.assertGreater(seen, 8)
+        self.assertTrue(all(r.status == 201 and r.json["status"] == "sent" for r in results),
+                        [r.raw for r in results if r.status != 201][:3])
+        ids = {r.json["id"] for r in results}
+        self.assertEqual(len(ids), 64)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

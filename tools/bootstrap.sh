@@ -1,0 +1,70 @@
+#!/bin/sh
+# bootstrap.sh - the README's two set-up commands, on a fresh Debian 12:
+#
+#   tools/bootstrap.sh demo   install packages, build, run the demo
+#   tools/bootstrap.sh test   install packages, build, run every test
+#                             (make check under valgrind, then again with
+#                             AddressSanitizer + UBSan)
+#
+# Builds happen out of tree in build/ (and build-asan/), so the source tree
+# stays clean. Needs root for apt-get (or the packages already installed).
+set -eu
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+what=${1:-}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Debian 12 packages: build tools, the libraries SMIS links, and what the
+# tests and benchmarks run (python3 standard library, curl, valgrind, wrk).
+PACKAGES="build-essential autoconf automake libtool pkg-config
+ libcurl4-openssl-dev libjson-c-dev libssl-dev libconfig-dev libcunit1-dev
+ libmicrohttpd-dev libsqlite3-dev libgumbo-dev
+ python3 curl valgrind sqlite3 wrk"
+
+install_packages() {
+	missing=""
+	for p in $PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "== installing:$missing"
+		if [ "$(id -u)" -ne 0 ]; then
+			echo "bootstrap: run as root (apt-get) or install:$missing" >&2
+			exit 1
+		fi
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		# shellcheck disable=SC2086
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+	fi
+}
+
+build() { # build DIR [configure args...]
+	dir=$1
+	shift
+	[ -x configure ] || autoreconf -fi
+	mkdir -p "$dir"
+	(cd "$dir" && { [ -f Makefile ] || "$here/configure" --enable-werror "$@"; } && make -j"$jobs")
+}
+
+case "$what" in
+demo)
+	install_packages
+	build build
+	exec "$here/tools/demo.sh" "$here/build"
+	;;
+test)
+	install_packages
+	build build
+	echo "== make check (unit tests under valgrind, integration tests on loopback)"
+	(cd build && make -j"$jobs" check) || { cat build/test-suite.log; exit 1; }
+	echo "== make check again with AddressSanitizer and UBSan"
+	build build-asan --enable-sanitizers
+	(cd build-asan && ASAN_OPTIONS=detect_leaks=1 SMIS_NO_VALGRIND=1 make -j"$jobs" check) ||
+		{ cat build-asan/test-suite.log; exit 1; }
+	;;
+*)
+	echo "usage: $0 demo|test" >&2
+	exit 2
+	;;
+esac
