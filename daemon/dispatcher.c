@@ -12,6 +12,7 @@
 #include "core_api.h"
 #include "dispatcher.h"
 #include "log.h"
+#include "metrics.h"
 
 #define MAX_RESPONSE_BYTES (1024 * 1024)
 
@@ -51,8 +52,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 static void record_done(struct smisd_job *job, const struct smis_outcome *out)
 {
 	struct smisd_attempt *a = &job->attempts[job->n_attempts - 1];
+	char labels[200];
 	a->out = *out;
 	a->elapsed_ms = (long)(smisd_monotonic_ms() - job->op_started_mono);
+	snprintf(labels, sizeof(labels), "channel=\"%s\",operation=\"%s\",outcome=\"%s\"", a->ch->name,
+		 smisd_op_name(a->op), smisd_outcome_name(out->kind, a->op));
+	smisd_metric_add("smis_upstream_requests_total", labels, 1);
+	snprintf(labels, sizeof(labels), "channel=\"%s\",operation=\"%s\"", a->ch->name, smisd_op_name(a->op));
+	smisd_metric_observe("smis_upstream_duration_seconds", labels, a->elapsed_ms / 1000.0);
 	if (a->op == SMIS_OP_LOOKUP && out->kind == SMIS_OUTCOME_OK && out->language[0] &&
 	    !job->citizen_language[0]) {
 		snprintf(job->citizen_language, sizeof(job->citizen_language), "%s", out->language);
@@ -128,7 +135,11 @@ out:
 
 static void finish(struct smisd_job *job)
 {
+	char labels[256];
 	smisd_job_conclude(job);
+	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"",
+		 job->inst->name, job->strategy->name, job->status, job->channel ? job->channel : "none");
+	smisd_metric_add("smis_messages_total", labels, 1);
 	on_finished(job);
 }
 

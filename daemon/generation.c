@@ -15,6 +15,7 @@
 
 #include "generation.h"
 #include "log.h"
+#include "metrics.h"
 
 #define report smisd_config_report
 
@@ -270,6 +271,7 @@ static struct smisd_plugin *get_plugin(struct smisd_generation *g, const char *n
 	p = smisd_plugin_load(g->settings.plugin_dir, name, kind, err, sizeof(err));
 	if (!p) {
 		report(where, "%s", err);
+		smisd_metric_add("smis_plugin_load_failures_total", "", 1);
 		return NULL;
 	}
 	grown = realloc(g->plugins, (g->n_plugins + 1) * sizeof(*grown));
@@ -504,7 +506,9 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 static int load_institutions(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const keys[] = { "name", "api_keys", "strategies", "default_strategy",
-					    "sender", "allowed_countries", "languages", NULL };
+					    "sender", "allowed_countries", "languages",
+					    "requests_per_second", "burst", "daily_quota",
+					    "max_per_recipient", "recipient_window_s", NULL };
 	config_setting_t *list = config_lookup(cfg, "institutions");
 	int errors = 0;
 	int n;
@@ -633,6 +637,25 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 				}
 				memcpy(in->languages[in->n_languages++], l, 3);
 			}
+		}
+		{
+			long long v = 0;
+			errors += get_int(blk, "requests_per_second", &v, 0, 1000000, "institution") != 0;
+			in->requests_per_second = (double)v;
+			v = v * 2 > 10 ? v * 2 : 10;
+			errors += get_int(blk, "burst", &v, 1, 10000000, "institution") != 0;
+			in->burst = (double)v;
+			v = 0;
+			errors += get_int(blk, "daily_quota", &v, 0, 1000000000, "institution") != 0;
+			in->daily_quota = (long)v;
+			/* Against SMS pumping: a number gets at most this many
+			 * messages per window from one institution. */
+			v = 10;
+			errors += get_int(blk, "max_per_recipient", &v, 0, 64, "institution") != 0;
+			in->max_per_recipient = (int)v;
+			v = 3600;
+			errors += get_int(blk, "recipient_window_s", &v, 1, 7 * 86400, "institution") != 0;
+			in->recipient_window_s = (int)v;
 		}
 		/* Languages not listed keep the default order after the listed ones. */
 		for (int m = 0; m < SMIS_LANG_MAX; m++) {

@@ -61,6 +61,12 @@ struct smisd_institution {
 	char **allowed_cc;    /* NULL-terminated calling-code prefixes beyond BE */
 	char languages[SMIS_LANG_MAX][3]; /* fallback order */
 	size_t n_languages;
+	/* Limits (0 = off): request rate, daily messages, per recipient. */
+	double requests_per_second;
+	double burst;
+	long daily_quota;
+	int max_per_recipient;
+	int recipient_window_s;
 };
 
 struct smisd_settings {

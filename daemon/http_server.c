@@ -24,7 +24,9 @@
 #include "dispatcher.h"
 #include "http_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "problem.h"
+#include "ratelimit.h"
 #include "request.h"
 #include "store.h"
 
@@ -34,6 +36,7 @@ enum route {
 	ROUTE_SEND,
 	ROUTE_GET_MESSAGE,
 	ROUTE_CALLBACK,
+	ROUTE_METRICS,
 	ROUTE_NOT_FOUND,
 	ROUTE_BAD_METHOD,
 };
@@ -141,6 +144,13 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsign
 	}
 	if (extra_name)
 		MHD_add_response_header(r, extra_name, extra_value);
+	{
+		static const char *const names[] = { "none", "healthz", "send", "get_message", "callback",
+						     "metrics", "not_found", "bad_method" };
+		char labels[64];
+		snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", names[st->route], status);
+		smisd_metric_add("smis_http_requests_total", labels, 1);
+	}
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -176,6 +186,8 @@ static enum route route_of(const char *method, const char *url)
 
 	if (strcmp(url, "/healthz") == 0)
 		return get ? ROUTE_HEALTH : ROUTE_BAD_METHOD;
+	if (strcmp(url, "/metrics") == 0)
+		return get ? ROUTE_METRICS : ROUTE_BAD_METHOD;
 	if (strcmp(url, "/v1/messages") == 0)
 		return post ? ROUTE_SEND : ROUTE_BAD_METHOD;
 	if (strncmp(url, "/v1/messages/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
@@ -283,6 +295,12 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		.core_private = &ctx,
 	};
 	rc = ch->ops->inbound(ch->state, &in, reports, 16, &n);
+	{
+		char labels[128];
+		snprintf(labels, sizeof(labels), "channel=\"%s\",result=\"%s\"", ch->name,
+			 rc == 0 ? "accepted" : rc == -EACCES ? "rejected" : "malformed");
+		smisd_metric_add("smis_callbacks_total", labels, 1);
+	}
 	if (rc == -EACCES) {
 		smisd_log(SMIS_LOG_WARN, ch->self.component, NULL, "callback refused (not authentic), request %s",
 			  st->request_id);
@@ -346,7 +364,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	struct smisd_request req;
 	struct smisd_job *job = NULL;
 	const char *ctype, *idem;
-	char full[256], rh[65];
+	char full[256], rh[65], rcpt_hash[65];
 	enum MHD_Result ret;
 
 	memset(&req, 0, sizeof(req));
@@ -354,6 +372,16 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	if (!inst) {
 		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
 		goto out;
+	}
+	{
+		int wait = smisd_ratelimit_take(inst->name, inst->requests_per_second, inst->burst, smisd_monotonic_ms());
+		if (wait > 0) {
+			smisd_problem_set(&pb, 429, "rate_limited", NULL,
+					  "more than %.0f requests per second; retry in %d s", inst->requests_per_second, wait);
+			pb.retry_after_s = wait;
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
 	}
 	if (st->too_large) {
 		smisd_problem_set(&pb, 413, "body_too_large", NULL, "the body is larger than %zu bytes", st->max_body);
@@ -412,8 +440,38 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
+	smisd_store_phone_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len,
+			       req.recipient, rcpt_hash);
+	{
+		int64_t now = smisd_now_ms();
+		int wait = smisd_ratelimit_recipient(inst->name, rcpt_hash, inst->max_per_recipient,
+						     inst->recipient_window_s, now);
+		if (wait > 0) {
+			if (idem)
+				idem_release(full);
+			smisd_problem_set(&pb, 429, "recipient_rate_limited", "/recipient",
+					  "at most %d messages per %d s to one recipient; retry in %d s",
+					  inst->max_per_recipient, inst->recipient_window_s, wait);
+			pb.retry_after_s = wait;
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
+		wait = smisd_ratelimit_quota(inst->name, inst->daily_quota, now);
+		if (wait > 0) {
+			smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
+			if (idem)
+				idem_release(full);
+			smisd_problem_set(&pb, 429, "quota_exceeded", NULL,
+					  "the daily quota of %ld messages is used up", inst->daily_quota);
+			pb.retry_after_s = wait;
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
+	}
 	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
 		atomic_fetch_sub(&in_flight, 1);
+		smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
+		smisd_ratelimit_unquota(inst->name, smisd_now_ms());
 		if (idem)
 			idem_release(full);
 		smisd_problem_set(&pb, 503, "overloaded", NULL, "too many messages in flight, retry shortly");
@@ -441,8 +499,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	job->req = req;
 	memset(&req, 0, sizeof(req));
 	memcpy(job->request_hash, rh, sizeof(rh));
-	smisd_store_phone_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len,
-			       job->req.recipient, job->recipient_hash);
+	memcpy(job->recipient_hash, rcpt_hash, sizeof(rcpt_hash));
 	job->created_ms = smisd_now_ms();
 	job->deadline_mono = smisd_monotonic_ms() + g->settings.job_timeout_ms;
 	job->done = job_stored;
@@ -525,6 +582,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return handle_get_message(c, st, url);
 	case ROUTE_CALLBACK:
 		return handle_callback(c, st, url, method);
+	case ROUTE_METRICS:
+		smisd_metric_set("smis_in_flight", "", atomic_load(&in_flight));
+		return respond(c, st, 200, "text/plain; version=0.0.4", smisd_metrics_render(), 0, NULL, NULL);
 	case ROUTE_BAD_METHOD: {
 		struct smisd_problem p;
 		smisd_problem_set(&p, 405, "method_not_allowed", NULL, "%s is not allowed on %s", method,

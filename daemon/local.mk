@@ -8,9 +8,11 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/http_server.c daemon/http_server.h \
 	daemon/job.c daemon/job.h \
 	daemon/log.c daemon/log.h \
+	daemon/metrics.c daemon/metrics.h \
 	daemon/phone.c daemon/phone.h \
 	daemon/plugin_loader.c daemon/plugin_loader.h \
 	daemon/problem.c daemon/problem.h \
+	daemon/ratelimit.c daemon/ratelimit.h \
 	daemon/request.c daemon/request.h \
 	daemon/store.c daemon/store.h
 daemon_libsmisd_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \

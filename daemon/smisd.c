@@ -22,6 +22,7 @@
 #include "generation.h"
 #include "http_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 #define DEFAULT_CONFIG SMIS_SYSCONFDIR "/smis/smisd.conf"
@@ -56,6 +57,7 @@ static void reload(const char *path)
 	if (!g) {
 		smisd_log(SMIS_LOG_ERROR, "reload", NULL,
 			  "configuration refused, the previous one keeps serving");
+		smisd_metric_add("smis_reloads_total", "result=\"refused\"", 1);
 		return;
 	}
 	old = smisd_generation_acquire();
@@ -67,6 +69,7 @@ static void reload(const char *path)
 	smisd_generation_unref(old);
 	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
 	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
+	smisd_metric_add("smis_reloads_total", "result=\"ok\"", 1);
 	smisd_generation_swap(g);
 }
 

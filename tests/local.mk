@@ -42,3 +42,4 @@ EXTRA_DIST += tests/run-unit.sh tests/integration
 # Integration: smisd + simulators on loopback, over real HTTP.
 TESTS += tests/integration/test_core_api.py
 EXTRA_DIST += tests/integration/harness.py
+TESTS += tests/integration/test_operations.py

@@ -23,7 +23,8 @@ import urllib.request
 BUILD = os.environ.get("top_builddir") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SRC = os.environ.get("top_srcdir") or BUILD
 
-KEYS = {"inst-a": "key-a-0123456789abcdef", "inst-b": "key-b-0123456789abcdef"}
+KEYS = {"inst-a": "key-a-0123456789abcdef", "inst-b": "key-b-0123456789abcdef",
+        "inst-c": "key-c-0123456789abcdef"}
 GOVAPP_TOKEN = "govapp-test-token"
 GOVAPP_CALLBACK_SECRET = "govapp-test-callback-secret"
 RINGRING_KEY = "ringring-test-key"
@@ -173,9 +174,12 @@ strategies = (
 institutions = (
   { name = "inst-a"; api_keys = [ "sha256:%(ka)s" ];
     strategies = [ "govapp_first", "govapp_only", "sms_only", "govapp_and_sms", "app_then_sms" ];
-    default_strategy = "govapp_first"; sender = "SMISTest"; },
+    default_strategy = "govapp_first"; sender = "SMISTest"; max_per_recipient = 0; },
   { name = "inst-b"; api_keys = [ "sha256:%(kb)s" ]; strategies = [ "sms_only" ];
-    default_strategy = "sms_only"; sender = "32470999999"; }
+    default_strategy = "sms_only"; sender = "32470999999"; },
+  { name = "inst-c"; api_keys = [ "sha256:%(kc)s" ]; strategies = [ "sms_only" ];
+    default_strategy = "sms_only"; max_per_recipient = 3; recipient_window_s = 3600;
+    daily_quota = 6; requests_per_second = 1; burst = 12; }
 );
 %(extra)s
 """ % {
@@ -186,6 +190,7 @@ institutions = (
             "ringring": self.ringring, "rk": RINGRING_KEY, "rct": RINGRING_CALLBACK_TOKEN,
             "ka": hashlib.sha256(KEYS["inst-a"].encode()).hexdigest(),
             "kb": hashlib.sha256(KEYS["inst-b"].encode()).hexdigest(),
+            "kc": hashlib.sha256(KEYS["inst-c"].encode()).hexdigest(),
             "gx": kv(self.channels_extra.get("govapp", {})),
             "rx": kv(self.channels_extra.get("ringring", {})),
             "xs": extra_strategy, "extra": self.extra_conf,

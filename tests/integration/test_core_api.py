@@ -325,5 +325,33 @@ class Concurrency(StackTestCase):
         self.assertEqual(len(ids), 64)
 
 
+class Limits(StackTestCase):
+    """inst-c: 3 messages per recipient per hour, 6 per day, 1 request/s
+    with a burst of 12."""
+
+    def test_recipient_then_daily_then_rate(self):
+        def send(n):
+            return self.stack.send(message("+3247111000%d" % n, "sms_only"), inst="inst-c")
+        for _ in range(3):
+            self.assertEqual(send(1).status, 201)
+        r = send(1)
+        self.assertEqual(r.status, 429, r.raw)
+        self.assertEqual(r.json["code"], "recipient_rate_limited")
+        self.assertGreater(int(r.headers["Retry-After"]), 3000)
+        # Other recipients still get through, until the daily quota (6).
+        for n in (2, 3, 4):
+            self.assertEqual(send(n).status, 201)
+        r = send(5)
+        self.assertEqual(r.status, 429, r.raw)
+        self.assertEqual(r.json["code"], "quota_exceeded")
+        self.assertGreater(int(r.headers["Retry-After"]), 0)
+        self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 6)
+        # The burst of 12 requests is spent by now: the token bucket refuses.
+        codes = [send(6).json["code"] for _ in range(8)]
+        self.assertIn("rate_limited", codes)
+        # Limits are per institution: inst-a is not affected.
+        self.assertEqual(self.stack.send(message("+32471110001", "sms_only")).status, 201)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -1,0 +1,193 @@
+/*
+ * metrics.c - a small series table behind one mutex. Updates are a hash
+ * lookup; rendering sorts nothing: series print in creation order, grouped
+ * by family, which Prometheus accepts.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+
+#define MAX_SERIES 4096
+#define N_BUCKETS 12
+static const double bucket_le[N_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+					     0.1, 0.25, 0.5, 1, 2.5, 5 };
+
+enum kind { COUNTER, GAUGE, HISTOGRAM };
+
+struct family {
+	const char *name;
+	const char *help;
+	enum kind kind;
+};
+
+static const struct family families[] = {
+	{ "smis_http_requests_total", "HTTP requests answered, by route and status", COUNTER },
+	{ "smis_messages_total", "Messages concluded, by institution, strategy, status and channel", COUNTER },
+	{ "smis_upstream_requests_total", "Upstream operations, by channel, operation and outcome", COUNTER },
+	{ "smis_upstream_duration_seconds", "Upstream operation duration, by channel and operation", HISTOGRAM },
+	{ "smis_in_flight", "Messages accepted and not yet answered", GAUGE },
+	{ "smis_reloads_total", "Configuration reloads, by result", COUNTER },
+	{ "smis_plugin_load_failures_total", "Plugin files that could not be loaded", COUNTER },
+	{ "smis_callbacks_total", "Status webhooks received, by channel and result", COUNTER },
+	{ NULL, NULL, COUNTER },
+};
+
+struct series {
+	const struct family *fam;
+	char labels[200];
+	double value;               /* counter/gauge; histogram sum */
+	unsigned long count;        /* histogram count */
+	unsigned long buckets[N_BUCKETS];
+	struct series *hnext;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct series table[MAX_SERIES];
+static int n_series;
+static struct series *hash[1024];
+
+static const struct family *family_of(const char *name)
+{
+	for (const struct family *f = families; f->name; f++)
+		if (strcmp(f->name, name) == 0)
+			return f;
+	return NULL;
+}
+
+static unsigned hash_of(const char *a, const char *b)
+{
+	unsigned h = 2166136261u;
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 16777619u;
+	for (; *b; b++)
+		h = (h ^ (unsigned char)*b) * 16777619u;
+	return h % 1024;
+}
+
+/* Caller holds the lock. */
+static struct series *series_get(const char *name, const char *labels)
+{
+	const struct family *f = family_of(name);
+	unsigned h;
+	if (!f)
+		return NULL;
+	h = hash_of(name, labels);
+	for (struct series *s = hash[h]; s; s = s->hnext)
+		if (s->fam == f && strcmp(s->labels, labels) == 0)
+			return s;
+	if (n_series == MAX_SERIES)
+		return NULL;
+	struct series *s = &table[n_series++];
+	memset(s, 0, sizeof(*s));
+	s->fam = f;
+	snprintf(s->labels, sizeof(s->labels), "%s", labels);
+	s->hnext = hash[h];
+	hash[h] = s;
+	return s;
+}
+
+void smisd_metric_add(const char *name, const char *labels, double v)
+{
+	pthread_mutex_lock(&lock);
+	struct series *s = series_get(name, labels ? labels : "");
+	if (s)
+		s->value += v;
+	pthread_mutex_unlock(&lock);
+}
+
+void smisd_metric_set(const char *name, const char *labels, double v)
+{
+	pthread_mutex_lock(&lock);
+	struct series *s = series_get(name, labels ? labels : "");
+	if (s)
+		s->value = v;
+	pthread_mutex_unlock(&lock);
+}
+
+void smisd_metric_observe(const char *name, const char *labels, double seconds)
+{
+	pthread_mutex_lock(&lock);
+	struct series *s = series_get(name, labels ? labels : "");
+	if (s) {
+		s->value += seconds;
+		s->count++;
+		for (int i = 0; i < N_BUCKETS; i++)
+			if (seconds <= bucket_le[i])
+				s->buckets[i]++;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	if (!b->p)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		char *g = realloc(b->p, b->cap * 2);
+		if (!g) {
+			free(b->p);
+			b->p = NULL;
+			return;
+		}
+		b->p = g;
+		b->cap *= 2;
+	}
+}
+
+char *smisd_metrics_render(void)
+{
+	struct buf b = { malloc(8192), 0, 8192 };
+	static const char *const kinds[] = { "counter", "gauge", "histogram" };
+	pthread_mutex_lock(&lock);
+	for (const struct family *f = families; f->name; f++) {
+		put(&b, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, kinds[f->kind]);
+		for (int i = 0; i < n_series; i++) {
+			const struct series *s = &table[i];
+			const char *sep = s->labels[0] ? "," : "";
+			if (s->fam != f)
+				continue;
+			if (f->kind != HISTOGRAM) {
+				put(&b, "%s%s%s%s %.17g\n", f->name, s->labels[0] ? "{" : "", s->labels,
+				    s->labels[0] ? "}" : "", s->value);
+				continue;
+			}
+			for (int k = 0; k < N_BUCKETS; k++)
+				put(&b, "%s_bucket{%s%sle=\"%g\"} %lu\n", f->name, s->labels, sep, bucket_le[k],
+				    s->buckets[k]);
+			put(&b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", f->name, s->labels, sep, s->count);
+			put(&b, "%s_sum{%s} %.17g\n", f->name, s->labels, s->value);
+			put(&b, "%s_count{%s} %lu\n", f->name, s->labels, s->count);
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return b.p;
+}
+
+void smisd_metrics_reset(void)
+{
+	pthread_mutex_lock(&lock);
+	n_series = 0;
+	memset(hash, 0, sizeof(hash));
+	pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,34 @@
+/*
+ * ratelimit.h - abuse and cost limits, checked before a message is
+ * accepted: a per-institution request rate (token bucket), a daily message
+ * quota per institution, and a per-recipient limit (N messages per number
+ * per window) against SMS pumping. State lives outside configuration
+ * generations, so a reload does not reset anyone's counters.
+ */
+#ifndef SMISD_RATELIMIT_H
+#define SMISD_RATELIMIT_H
+
+#include <stdint.h>
+
+/* Token bucket: `rate` tokens per second, at most `burst`. Returns 0 when
+ * a token was taken, else the seconds to wait (>= 1). rate <= 0 disables. */
+int smisd_ratelimit_take(const char *institution, double rate, double burst, int64_t now_ms);
+
+/* Daily quota (UTC days): returns 0 and counts one message, else the
+ * seconds until midnight UTC. quota <= 0 disables. */
+int smisd_ratelimit_quota(const char *institution, long quota, int64_t now_ms);
+
+/* At most `max` messages per `window_s` seconds for one recipient (its
+ * pseudonym) of one institution. Returns 0 and counts one, else the
+ * seconds until the oldest one leaves the window. max <= 0 disables. */
+int smisd_ratelimit_recipient(const char *institution, const char *recipient_hash, int max,
+			      int window_s, int64_t now_ms);
+
+/* Give back what a check took when the message is then refused for
+ * another reason (so that refused calls do not eat quota). */
+void smisd_ratelimit_unquota(const char *institution, int64_t now_ms);
+void smisd_ratelimit_unrecipient(const char *institution, const char *recipient_hash);
+
+void smisd_ratelimit_reset(void); /* tests */
+
+#endif
