@@ -13,6 +13,7 @@
 #include "dispatcher.h"
 #include "log.h"
 #include "metrics.h"
+#include "store.h"
 
 #define MAX_RESPONSE_BYTES (1024 * 1024)
 
@@ -22,6 +23,27 @@ static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct smisd_job *queue_head, *queue_tail;
 static volatile int stopping;
 static smisd_dispatch_finished_fn on_finished;
+static struct smisd_job *active; /* jobs with a transfer in the multi handle */
+
+static void active_add(struct smisd_job *job)
+{
+	job->active_prev = NULL;
+	job->active_next = active;
+	if (active)
+		active->active_prev = job;
+	active = job;
+}
+
+static void active_remove(struct smisd_job *job)
+{
+	if (job->active_prev)
+		job->active_prev->active_next = job->active_next;
+	else if (active == job)
+		active = job->active_next;
+	if (job->active_next)
+		job->active_next->active_prev = job->active_prev;
+	job->active_prev = job->active_next = NULL;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -128,6 +150,8 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	}
 	rc = curl_multi_add_handle(multi, e) == CURLM_OK ? 0 : -1;
+	if (rc == 0)
+		active_add(job);
 out:
 	smisd_core_api.http_request_free(req);
 	return rc;
@@ -136,6 +160,14 @@ out:
 static void finish(struct smisd_job *job)
 {
 	char labels[256];
+	if (job->poll_channel) {
+		const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
+		if (a && a->out.kind == SMIS_OUTCOME_OK)
+			for (size_t i = 0; i < a->out.n_reports && i < 8; i++)
+				smisd_store_submit_report(job->poll_channel->name, &a->out.reports[i]);
+		smisd_job_free(job);
+		return;
+	}
 	smisd_job_conclude(job);
 	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"",
 		 job->inst->name, job->strategy->name, job->status, job->channel ? job->channel : "none");
@@ -184,6 +216,21 @@ static int advance(struct smisd_job *job)
 		struct smis_outcome out;
 		int v, rc;
 
+		if (job->poll_channel) {
+			/* A status poll is one STATUS operation, no strategy. */
+			if (job->n_attempts)
+				return 0;
+			ch = job->poll_channel;
+			job->attempts[job->n_attempts++] = (struct smisd_attempt){
+				.ch = ch, .op = SMIS_OP_STATUS, .started_ms = smisd_now_ms(),
+			};
+			job->op_started_mono = smisd_monotonic_ms();
+			memset(&out, 0, sizeof(out));
+			rc = ch->ops->start(ch->state, SMIS_OP_STATUS, &job->msg, &job->calls[ch->index], &req, &out);
+			if (after_step(job, rc, req, &out))
+				return 1;
+			return 0;
+		}
 		if (job->step >= job->strategy->n_steps)
 			return 0;
 		step = &job->strategy->steps[job->step];
@@ -269,6 +316,7 @@ static void on_response(struct smisd_job *job, CURLcode code)
 	int rc;
 
 	curl_multi_remove_handle(multi, job->easy);
+	active_remove(job);
 	memset(&resp, 0, sizeof(resp));
 	resp.size = sizeof(resp);
 	resp.body = job->resp_buf ? job->resp_buf : "";
@@ -353,6 +401,12 @@ int smisd_dispatcher_start(smisd_dispatch_finished_fn finished)
 
 void smisd_dispatcher_submit(struct smisd_job *job)
 {
+	if (!multi || stopping) {
+		/* Only status polls can arrive after the stop: drop them. */
+		if (job->poll_channel)
+			smisd_job_free(job);
+		return;
+	}
 	job->next = NULL;
 	pthread_mutex_lock(&queue_lock);
 	if (queue_tail)
@@ -371,6 +425,23 @@ void smisd_dispatcher_stop(void)
 	stopping = 1;
 	curl_multi_wakeup(multi);
 	pthread_join(thread, NULL);
+	/* After the HTTP drain only status polls can be left: drop them. */
+	while (active) {
+		struct smisd_job *job = active;
+		active_remove(job);
+		curl_multi_remove_handle(multi, job->easy);
+		if (job->poll_channel)
+			smisd_job_free(job);
+	}
+	pthread_mutex_lock(&queue_lock);
+	while (queue_head) {
+		struct smisd_job *job = queue_head;
+		queue_head = job->next;
+		if (job->poll_channel)
+			smisd_job_free(job);
+	}
+	queue_tail = NULL;
+	pthread_mutex_unlock(&queue_lock);
 	curl_multi_cleanup(multi);
 	multi = NULL;
 }

@@ -145,7 +145,8 @@ static int parse_hex(const char *hex, unsigned char *out, size_t outlen)
 static int load_settings(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const top_keys[] = { "listen", "plugin_dir", "store", "limits", "log",
-						"channels", "strategies", "institutions", NULL };
+						"status_poll", "channels", "strategies", "institutions", NULL };
+	static const char *const poll_keys[] = { "after_s", "interval_s", "max_polls", NULL };
 	static const char *const listen_keys[] = { "address", "port", "threads",
 						   "connection_timeout_s", "max_connections", NULL };
 	static const char *const store_keys[] = { "path", "phone_hash_key", "batch_max", NULL };
@@ -158,6 +159,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	config_setting_t *store = config_lookup(cfg, "store");
 	config_setting_t *limits = config_lookup(cfg, "limits");
 	config_setting_t *logs = config_lookup(cfg, "log");
+	config_setting_t *poll = config_lookup(cfg, "status_poll");
 	long long v;
 	char *s = NULL;
 	int errors = check_keys(root, top_keys, "the top level");
@@ -166,6 +168,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	errors += check_keys(store, store_keys, "'store'");
 	errors += check_keys(limits, limits_keys, "'limits'");
 	errors += check_keys(logs, log_keys, "'log'");
+	errors += check_keys(poll, poll_keys, "'status_poll'");
 
 	st->listen_address = strdup("127.0.0.1");
 	st->listen_port = 8080;
@@ -234,6 +237,16 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	v = st->job_timeout_ms;
 	errors += get_int(limits, "job_timeout_ms", &v, 100, 600000, "limits") != 0;
 	st->job_timeout_ms = (long)v;
+
+	v = 600;
+	errors += get_int(poll, "after_s", &v, 0, 86400 * 7, "status_poll") != 0;
+	st->poll_after_s = (int)v;
+	v = 900;
+	errors += get_int(poll, "interval_s", &v, 1, 86400, "status_poll") != 0;
+	st->poll_interval_s = (int)v;
+	v = 4;
+	errors += get_int(poll, "max_polls", &v, 0, 100, "status_poll") != 0;
+	st->poll_max = (int)v;
 
 	if (get_string(logs, "level", &s, false, "log") != 0) {
 		errors++;

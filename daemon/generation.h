@@ -84,6 +84,10 @@ struct smisd_settings {
 	size_t max_body_bytes;
 	long job_timeout_ms;
 	int log_level;
+	/* Status polling, the fallback for reports that never come. */
+	int poll_after_s;    /* 0 = off */
+	int poll_interval_s; /* doubled after each poll */
+	int poll_max;
 };
 
 struct smisd_generation {

@@ -66,11 +66,17 @@ struct smisd_job {
 	char *response_json;           /* the POST answer, also stored */
 	int store_failed;
 
+	/* A status poll (not an institution call): run SMIS_OP_STATUS once on
+	 * poll_channel for msg.provider_ref, store the reports, free the job. */
+	const struct smisd_channel *poll_channel;
+	char poll_ref[128];
+
 	/* Completion: called from the store thread once the rows are
 	 * committed (or failed to be). */
 	smisd_job_done_fn done;
 	void *done_arg;
 	struct smisd_job *next;        /* queue link */
+	struct smisd_job *active_prev, *active_next; /* dispatcher: waiting on curl */
 };
 
 /* Fill msg/contents from req; called once the request is validated. */

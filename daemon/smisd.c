@@ -180,6 +180,8 @@ int main(int argc, char **argv)
 	rc = 0;
 	smisd_http_stop();
 out_dispatcher:
+	/* The dispatcher first: status polls in flight end and their reports
+	 * still reach the store, which then drains and closes. */
 	smisd_dispatcher_stop();
 out_store:
 	smisd_store_close();

@@ -8,12 +8,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 #include <openssl/hmac.h>
 #include <sqlite3.h>
 
 #include "core_api.h"
+#include "dispatcher.h"
 #include "log.h"
 #include "store.h"
 
@@ -52,10 +54,13 @@ static const char schema[] =
 	" updated_ms INTEGER NOT NULL,"
 	" idem_key TEXT,"
 	" request_hash TEXT,"
-	" response TEXT NOT NULL);"
+	" response TEXT NOT NULL,"
+	" next_poll_ms INTEGER,"
+	" polls INTEGER NOT NULL DEFAULT 0);"
 	"CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages(institution, idem_key)"
 	" WHERE idem_key IS NOT NULL;"
 	"CREATE INDEX IF NOT EXISTS messages_recipient ON messages(recipient_hash);"
+	"CREATE INDEX IF NOT EXISTS messages_poll ON messages(next_poll_ms) WHERE next_poll_ms IS NOT NULL;"
 	"CREATE TABLE IF NOT EXISTS attempts ("
 	" message_id TEXT NOT NULL,"
 	" seq INTEGER NOT NULL,"
@@ -144,6 +149,11 @@ static int write_job(struct smisd_job *job)
 		sqlite3_bind_null(st_msg, 12);
 	}
 	sqlite3_bind_text(st_msg, 13, job->response_json ? job->response_json : "{}", -1, SQLITE_STATIC);
+	if (strcmp(job->status, "sent") == 0 && job->gen->settings.poll_after_s > 0 &&
+	    job->gen->settings.poll_max > 0)
+		sqlite3_bind_int64(st_msg, 14, now + (int64_t)job->gen->settings.poll_after_s * 1000);
+	else
+		sqlite3_bind_null(st_msg, 14);
 	if (sqlite3_step(st_msg) != SQLITE_DONE)
 		rc = -1;
 	for (size_t i = 0; rc == 0 && i < job->n_attempts; i++) {
@@ -232,17 +242,91 @@ static void write_report(const struct report_item *it)
 	sqlite3_reset(st_upd);
 }
 
+/* Messages sent whose final report has not come: ask the channel (its
+ * SMIS_OP_STATUS) through the dispatcher. Runs on the writer thread, so
+ * the bookkeeping update needs no other connection. */
+static void poll_due(void)
+{
+	struct smisd_generation *g = smisd_generation_acquire();
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	int64_t now = smisd_now_ms();
+
+	if (!g || g->settings.poll_after_s <= 0)
+		goto out;
+	if (sqlite3_prepare_v2(wdb, "SELECT m.id, a.channel, a.provider_ref, m.polls FROM messages m"
+				    " JOIN attempts a ON a.message_id = m.id"
+				    " WHERE m.next_poll_ms IS NOT NULL AND m.next_poll_ms <= ?"
+				    " AND a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
+				    " LIMIT 256", -1, &sel, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = polls + 1, next_poll_ms = ? WHERE id = ?",
+			       -1, &upd, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(sel, 1, now);
+	sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL);
+	while (sqlite3_step(sel) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(sel, 0);
+		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
+		int polls = sqlite3_column_int(sel, 3) + 1;
+		int64_t next = polls >= g->settings.poll_max ? 0 :
+			       now + ((int64_t)g->settings.poll_interval_s * 1000 << (polls - 1 < 10 ? polls - 1 : 10));
+		sqlite3_reset(upd);
+		if (next)
+			sqlite3_bind_int64(upd, 1, next);
+		else
+			sqlite3_bind_null(upd, 1);
+		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
+		sqlite3_step(upd);
+		if (!ch || !(ch->caps & SMIS_CAP_STATUS))
+			continue;
+		struct smisd_job *job = calloc(1, sizeof(*job));
+		if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *)))) {
+			free(job);
+			continue;
+		}
+		snprintf(job->id, sizeof(job->id), "%s", id);
+		snprintf(job->poll_ref, sizeof(job->poll_ref), "%s", (const char *)sqlite3_column_text(sel, 2));
+		job->gen = smisd_generation_ref(g);
+		job->poll_channel = ch;
+		job->deadline_mono = smisd_monotonic_ms() + g->settings.job_timeout_ms;
+		job->msg.size = sizeof(job->msg);
+		job->msg.id = job->id;
+		job->msg.recipient = "";
+		job->msg.institution = "";
+		job->msg.provider_ref = job->poll_ref;
+		smisd_dispatcher_submit(job);
+	}
+	sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	smisd_generation_unref(g);
+}
+
 static void *writer_main(void *arg)
 {
+	int64_t next_poll = 0;
 	(void)arg;
 	for (;;) {
 		struct smisd_job *jobs, *tail;
 		struct report_item *reps;
 		int n = 0;
 
+		if (smisd_monotonic_ms() >= next_poll) {
+			poll_due();
+			next_poll = smisd_monotonic_ms() + 1000;
+		}
 		pthread_mutex_lock(&qlock);
-		while (!jq_head && !rq_head && !stopping)
-			pthread_cond_wait(&qcond, &qlock);
+		while (!jq_head && !rq_head && !stopping) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			if (pthread_cond_timedwait(&qcond, &qlock, &ts) != 0)
+				break;
+		}
+		if (!jq_head && !rq_head && !stopping) {
+			pthread_mutex_unlock(&qlock);
+			continue;
+		}
 		if (!jq_head && !rq_head && stopping) {
 			pthread_mutex_unlock(&qlock);
 			break;
@@ -318,8 +402,8 @@ int smisd_store_open(const char *path, int batch_max)
 		goto fail;
 	sqlite3_busy_timeout(rdb, 5000);
 	if (prepare(wdb, "INSERT INTO messages (id, institution, recipient_hash, reference, strategy, status,"
-			 " channel, error, created_ms, updated_ms, idem_key, request_hash, response)"
-			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &st_msg) ||
+			 " channel, error, created_ms, updated_ms, idem_key, request_hash, response, next_poll_ms)"
+			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st_msg) ||
 	    prepare(wdb, "INSERT INTO attempts (message_id, seq, channel, operation, outcome, error,"
 			 " provider_ref, sms_encoding, sms_chars, sms_parts, started_ms, duration_ms)"
 			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", &st_att) ||
@@ -349,6 +433,12 @@ void smisd_store_close(void)
 		pthread_join(writer, NULL);
 		writer = 0;
 	}
+	while (rq_head) {
+		struct report_item *n = rq_head->next;
+		free(rq_head);
+		rq_head = n;
+	}
+	rq_tail = NULL;
 	sqlite3_finalize(st_msg);
 	sqlite3_finalize(st_att);
 	sqlite3_finalize(st_find_att);
@@ -384,6 +474,11 @@ void smisd_store_submit_report(const char *channel, const struct smis_report *r)
 	snprintf(it->channel, sizeof(it->channel), "%s", channel);
 	it->r = *r;
 	pthread_mutex_lock(&qlock);
+	if (stopping) {
+		pthread_mutex_unlock(&qlock);
+		free(it);
+		return;
+	}
 	if (rq_tail)
 		rq_tail->next = it;
 	else
