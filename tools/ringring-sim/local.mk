@@ -1,0 +1,16 @@
+# ringring-sim: loopback simulator of RingRing's Message API (tests, demos,
+# benchmarks). Not installed: it is a test tool, run from the build tree.
+noinst_PROGRAMS += tools/ringring-sim/ringring-sim
+tools_ringring_sim_ringring_sim_SOURCES = \
+	tools/ringring-sim/sim.h \
+	tools/ringring-sim/main.c \
+	tools/ringring-sim/server.c \
+	tools/ringring-sim/api.c \
+	tools/ringring-sim/control.c \
+	tools/ringring-sim/store.c \
+	tools/ringring-sim/delay.c \
+	tools/ringring-sim/dlr.c \
+	tools/ringring-sim/util.c
+tools_ringring_sim_ringring_sim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS)
+tools_ringring_sim_ringring_sim_LDFLAGS = $(AM_LDFLAGS) $(AX_PTHREAD_CFLAGS)
+tools_ringring_sim_ringring_sim_LDADD = lib/libsmisgsm7.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS)
