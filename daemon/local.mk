@@ -22,5 +22,5 @@ daemon_libsmisd_la_LIBADD = lib/libsmishtml.la $(CURL_LIBS) $(JSONC_LIBS) $(OPEN
 
 sbin_PROGRAMS += smisd
 smisd_SOURCES = daemon/smisd.c
-smisd_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(LIBCONFIG_CFLAGS)
-smisd_LDADD = daemon/libsmisd.la $(LIBS)
+smisd_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(LIBCONFIG_CFLAGS) $(SYSTEMD_CFLAGS)
+smisd_LDADD = daemon/libsmisd.la $(SYSTEMD_LIBS) $(LIBS)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <systemd/sd-daemon.h>
 
 #include "core_api.h"
 #include "dispatcher.h"
@@ -33,6 +34,7 @@ static void usage(FILE *f)
 		"Usage: smisd [-c FILE] [--check-config] [--version]\n"
 		"  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
 		"  -t, --check-config   load and validate the configuration, plugins included, then exit\n"
+		"  -p, --pidfile FILE   write the daemon's PID to FILE (removed at exit)\n"
 		"  -V, --version        print the version and plugin ABI, then exit\n"
 		"  -h, --help           this text\n"
 		"Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop after in-flight messages.\n"
@@ -78,17 +80,22 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 't' },
+		{ "pidfile", required_argument, NULL, 'p' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_CONFIG;
+	const char *pidfile = NULL;
 	int check = 0, c, port, rc = 3;
 	struct smisd_generation *g;
 	sigset_t sigs;
 
-	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:tp:Vh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'p':
+			pidfile = optarg;
+			break;
 		case 'c':
 			path = optarg;
 			break;
@@ -153,18 +160,34 @@ int main(int argc, char **argv)
 		goto out_dispatcher;
 	smisd_log(SMIS_LOG_INFO, "smisd", NULL, "smisd %s listening on %s:%d (generation %lu)",
 		  PACKAGE_VERSION, g->settings.listen_address, port, g->id);
+	if (pidfile) {
+		FILE *pf = fopen(pidfile, "w");
+		if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0) {
+			smisd_log(SMIS_LOG_ERROR, "smisd", NULL, "cannot write pid file %s", pidfile);
+			if (pf)
+				fclose(pf);
+			goto out_http;
+		}
+		fclose(pf);
+	}
+	/* systemd Type=notify: ready only once the socket accepts. */
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s:%d\nMAINPID=%ld", g->settings.listen_address,
+		   port, (long)getpid());
 
 	for (;;) {
 		int sig = 0;
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
+			sd_notify(0, "RELOADING=1");
 			reload(path);
+			sd_notify(0, "READY=1");
 			continue;
 		}
 		break;
 	}
 	/* Graceful stop: no new connections, let in-flight messages finish. */
+	sd_notify(0, "STOPPING=1");
 	smisd_log(SMIS_LOG_INFO, "smisd", NULL, "stopping: draining %d message(s) in flight",
 		  smisd_http_in_flight());
 	smisd_http_quiesce();
@@ -178,7 +201,10 @@ int main(int argc, char **argv)
 		}
 	}
 	rc = 0;
+out_http:
 	smisd_http_stop();
+	if (pidfile)
+		unlink(pidfile);
 out_dispatcher:
 	/* The dispatcher first: status polls in flight end and their reports
 	 * still reach the store, which then drains and closes. */
