@@ -160,6 +160,10 @@ out:
 static void finish(struct smisd_job *job)
 {
 	char labels[256];
+	if (job->poll_channel && job->single_op == SMIS_OP_LOOKUP) {
+		job->done(job); /* the keys endpoint answers from attempts[0] */
+		return;
+	}
 	if (job->poll_channel) {
 		const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
 		if (a && a->out.kind == SMIS_OUTCOME_OK)
@@ -222,11 +226,11 @@ static int advance(struct smisd_job *job)
 				return 0;
 			ch = job->poll_channel;
 			job->attempts[job->n_attempts++] = (struct smisd_attempt){
-				.ch = ch, .op = SMIS_OP_STATUS, .started_ms = smisd_now_ms(),
+				.ch = ch, .op = job->single_op, .started_ms = smisd_now_ms(),
 			};
 			job->op_started_mono = smisd_monotonic_ms();
 			memset(&out, 0, sizeof(out));
-			rc = ch->ops->start(ch->state, SMIS_OP_STATUS, &job->msg, &job->calls[ch->index], &req, &out);
+			rc = ch->ops->start(ch->state, job->single_op, &job->msg, &job->calls[ch->index], &req, &out);
 			if (after_step(job, rc, req, &out))
 				return 1;
 			return 0;
@@ -403,7 +407,7 @@ void smisd_dispatcher_submit(struct smisd_job *job)
 {
 	if (!multi || stopping) {
 		/* Only status polls can arrive after the stop: drop them. */
-		if (job->poll_channel)
+		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
 			smisd_job_free(job);
 		return;
 	}
@@ -430,14 +434,14 @@ void smisd_dispatcher_stop(void)
 		struct smisd_job *job = active;
 		active_remove(job);
 		curl_multi_remove_handle(multi, job->easy);
-		if (job->poll_channel)
+		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
 			smisd_job_free(job);
 	}
 	pthread_mutex_lock(&queue_lock);
 	while (queue_head) {
 		struct smisd_job *job = queue_head;
 		queue_head = job->next;
-		if (job->poll_channel)
+		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
 			smisd_job_free(job);
 	}
 	queue_tail = NULL;

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <microhttpd.h>
 
 #include "auth.h"
@@ -37,6 +38,7 @@ enum route {
 	ROUTE_GET_MESSAGE,
 	ROUTE_CALLBACK,
 	ROUTE_METRICS,
+	ROUTE_KEYS,
 	ROUTE_NOT_FOUND,
 	ROUTE_BAD_METHOD,
 };
@@ -146,7 +148,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsign
 		MHD_add_response_header(r, extra_name, extra_value);
 	{
 		static const char *const names[] = { "none", "healthz", "send", "get_message", "callback",
-						     "metrics", "not_found", "bad_method" };
+						     "metrics", "keys", "not_found", "bad_method" };
 		char labels[64];
 		snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", names[st->route], status);
 		smisd_metric_add("smis_http_requests_total", labels, 1);
@@ -188,6 +190,8 @@ static enum route route_of(const char *method, const char *url)
 		return get ? ROUTE_HEALTH : ROUTE_BAD_METHOD;
 	if (strcmp(url, "/metrics") == 0)
 		return get ? ROUTE_METRICS : ROUTE_BAD_METHOD;
+	if (strcmp(url, "/v1/recipients/keys") == 0)
+		return post ? ROUTE_KEYS : ROUTE_BAD_METHOD;
 	if (strcmp(url, "/v1/messages") == 0)
 		return post ? ROUTE_SEND : ROUTE_BAD_METHOD;
 	if (strncmp(url, "/v1/messages/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
@@ -321,6 +325,139 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		ret = respond(c, st, 200, "application/json", body, 0, NULL, NULL);
 	}
 out:
+	smisd_generation_unref(g);
+	return ret;
+}
+
+/* ---- device keys for institution-side encryption ------------------------ */
+
+static void keys_done(struct smisd_job *job)
+{
+	MHD_resume_connection(job->done_arg);
+}
+
+/* The answer of POST /v1/recipients/keys, from the lookup attempt. */
+static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
+{
+	const struct smisd_job *job = st->job;
+	const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
+	json_object *o, *devs = NULL;
+	char *body;
+
+	if (!a || a->out.kind != SMIS_OUTCOME_OK) {
+		struct smisd_problem pb;
+		smisd_problem_set(&pb, 502, "upstream_unavailable", NULL, "the app backend could not be asked (%s)",
+				  a && a->out.error[0] ? a->out.error : "no answer");
+		return respond_problem(c, st, &pb);
+	}
+	if (a->out.devices_json)
+		devs = json_tokener_parse(a->out.devices_json);
+	o = json_object_new_object();
+	/* The id the envelopes must be bound to, and sent back as message_id. */
+	json_object_object_add(o, "message_id", json_object_new_string(job->id));
+	json_object_object_add(o, "channel", json_object_new_string(a->ch->name));
+	json_object_object_add(o, "reachability", json_object_new_string(smisd_reach_name(a->out.reach)));
+	if (a->out.language[0])
+		json_object_object_add(o, "language", json_object_new_string(a->out.language));
+	json_object_object_add(o, "encryption", json_object_new_string(SMISD_E2E_SUITE));
+	json_object_object_add(o, "devices", devs && json_object_is_type(devs, json_type_array) ? devs : json_object_new_array());
+	if (devs && !json_object_is_type(devs, json_type_array))
+		json_object_put(devs);
+	body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);
+}
+
+static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
+{
+	struct smisd_generation *g = smisd_generation_acquire();
+	const struct smisd_institution *inst;
+	const struct smisd_channel *ch = NULL;
+	struct smisd_problem pb;
+	struct smisd_job *job;
+	json_object *root = NULL, *v;
+	char e164[SMISD_E164_MAX];
+	enum smisd_phone_result pr;
+	enum MHD_Result ret;
+
+	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+	if (!inst) {
+		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
+		goto out;
+	}
+	{
+		int wait = smisd_ratelimit_take(inst->name, inst->requests_per_second, inst->burst, smisd_monotonic_ms());
+		if (wait > 0) {
+			smisd_problem_set(&pb, 429, "rate_limited", NULL, "too many requests; retry in %d s", wait);
+			pb.retry_after_s = wait;
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
+	}
+	root = st->body && !st->too_large ? json_tokener_parse(st->body) : NULL;
+	if (!root || !json_object_is_type(root, json_type_object)) {
+		ret = respond_code(c, st, 400, "malformed_json", "the body must be {\"recipient\": \"+32...\"}");
+		goto out;
+	}
+	json_object_object_foreach(root, k, val) {
+		(void)val;
+		if (strcmp(k, "recipient") != 0 && strcmp(k, "channel") != 0) {
+			char ptr[64];
+			snprintf(ptr, sizeof(ptr), "/%.40s", k);
+			smisd_problem_set(&pb, 400, "unknown_field", ptr, "unknown field '%s'", ptr);
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
+	}
+	if (!json_object_object_get_ex(root, "recipient", &v) || !json_object_is_type(v, json_type_string)) {
+		smisd_problem_set(&pb, 400, "missing_field", "/recipient", "'/recipient' is required");
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	pr = smisd_phone_normalise(json_object_get_string(v), e164, (const char *const *)inst->allowed_cc);
+	if (pr != SMISD_PHONE_OK) {
+		smisd_problem_set(&pb, 422, smisd_phone_result_code(pr), "/recipient", "'/recipient' cannot be used");
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	if (json_object_object_get_ex(root, "channel", &v)) {
+		ch = json_object_is_type(v, json_type_string) ? smisd_generation_channel(g, json_object_get_string(v)) : NULL;
+	} else {
+		for (size_t i = 0; i < g->n_channels && !ch; i++)
+			if ((g->channels[i].caps & (SMIS_CAP_APP | SMIS_CAP_LOOKUP)) == (SMIS_CAP_APP | SMIS_CAP_LOOKUP))
+				ch = &g->channels[i];
+	}
+	if (!ch || (ch->caps & (SMIS_CAP_APP | SMIS_CAP_LOOKUP)) != (SMIS_CAP_APP | SMIS_CAP_LOOKUP)) {
+		smisd_problem_set(&pb, 422, "unknown_channel", "/channel", "no app channel that can look citizens up");
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	job = calloc(1, sizeof(*job));
+	if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *)))) {
+		free(job);
+		ret = respond_code(c, st, 500, "internal_error", "out of memory");
+		goto out;
+	}
+	smisd_new_id("msg_", job->id, sizeof(job->id));
+	memcpy(job->request_id, st->request_id, sizeof(job->request_id));
+	memcpy(job->req.recipient, e164, sizeof(e164));
+	job->gen = smisd_generation_ref(g);
+	job->inst = inst;
+	job->poll_channel = ch;
+	job->single_op = SMIS_OP_LOOKUP;
+	job->deadline_mono = smisd_monotonic_ms() + g->settings.job_timeout_ms;
+	job->done = keys_done;
+	job->done_arg = c;
+	smisd_job_bind_message(job);
+	st->job = job;
+	st->counted = 1; /* drained like messages on shutdown */
+	atomic_fetch_add(&in_flight, 1);
+	MHD_suspend_connection(c);
+	smisd_dispatcher_submit(job);
+	ret = MHD_YES;
+out:
+	if (root)
+		json_object_put(root);
 	smisd_generation_unref(g);
 	return ret;
 }
@@ -491,7 +628,10 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 		goto out;
 	}
-	smisd_new_id("msg_", job->id, sizeof(job->id));
+	if (req.message_id[0])
+		snprintf(job->id, sizeof(job->id), "%s", req.message_id);
+	else
+		smisd_new_id("msg_", job->id, sizeof(job->id));
 	memcpy(job->request_id, st->request_id, sizeof(job->request_id));
 	job->gen = smisd_generation_ref(g);
 	job->inst = inst;
@@ -564,6 +704,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (st->job && st->route == ROUTE_KEYS)
+		return keys_answer(c, st);
 	if (st->job) {
 		/* Resumed: the job's answer is committed. */
 		char *body = st->job->response_json ? strdup(st->job->response_json) : NULL;
@@ -582,6 +724,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return handle_get_message(c, st, url);
 	case ROUTE_CALLBACK:
 		return handle_callback(c, st, url, method);
+	case ROUTE_KEYS:
+		return handle_keys(c, st);
 	case ROUTE_METRICS:
 		smisd_metric_set("smis_in_flight", "", atomic_load(&in_flight));
 		return respond(c, st, 200, "text/plain; version=0.0.4", smisd_metrics_render(), 0, NULL, NULL);

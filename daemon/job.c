@@ -61,6 +61,7 @@ void smisd_job_bind_message(struct smisd_job *job)
 	m->sender = job->inst->sender;
 	m->content = job->contents;
 	m->n_content = job->req.n_content;
+	m->encrypted_json = job->req.encrypted_json;
 }
 
 void smisd_job_free(struct smisd_job *job)
@@ -75,6 +76,8 @@ void smisd_job_free(struct smisd_job *job)
 		}
 		free(job->calls);
 	}
+	for (size_t i = 0; i < job->n_attempts; i++)
+		free(job->attempts[i].out.devices_json);
 	if (job->easy)
 		curl_easy_cleanup(job->easy);
 	curl_slist_free_all(job->easy_headers);

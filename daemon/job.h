@@ -17,7 +17,7 @@
 #include "request.h"
 
 #define SMISD_MAX_ATTEMPTS 16
-#define SMISD_ID_LEN 32
+#define SMISD_ID_LEN 40
 
 struct smisd_attempt {
 	const struct smisd_channel *ch;
@@ -66,9 +66,11 @@ struct smisd_job {
 	char *response_json;           /* the POST answer, also stored */
 	int store_failed;
 
-	/* A status poll (not an institution call): run SMIS_OP_STATUS once on
-	 * poll_channel for msg.provider_ref, store the reports, free the job. */
+	/* A single operation instead of a strategy: SMIS_OP_STATUS polls (the
+	 * reports are stored, the job freed) and SMIS_OP_LOOKUP for the device
+	 * keys endpoint (job->done answers the HTTP call). */
 	const struct smisd_channel *poll_channel;
+	enum smis_op single_op;
 	char poll_ref[128];
 
 	/* Completion: called from the store thread once the rows are

@@ -46,6 +46,8 @@ static const struct {
 	{ "shutting_down", "SMIS is shutting down" },
 	{ "callback_rejected", "The callback is not authentic" },
 	{ "callback_malformed", "The callback body cannot be parsed" },
+	{ "unknown_channel", "No such channel for this operation" },
+	{ "upstream_unavailable", "The upstream service could not be asked" },
 	{ "internal_error", "Internal error" },
 	{ NULL, NULL },
 };

@@ -104,7 +104,7 @@ static int lang_index(const char *l)
 }
 
 static int parse_content(json_object *lc, const char *lang, struct smisd_request_content *c,
-			 struct smisd_problem *pb)
+			 bool body_optional, struct smisd_problem *pb)
 {
 	static const char *const known[] = { "title", "body", "format", "sms_text", NULL };
 	char ptr[64];
@@ -130,8 +130,10 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 	if (get_text(lc, "title", ptr, SMISD_MAX_TITLE, false, true, &title, pb))
 		return -1;
 	snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
-	if (get_text(lc, "body", ptr, SMISD_MAX_BODY, true, true, &body, pb))
+	if (get_text(lc, "body", ptr, SMISD_MAX_BODY, true, !body_optional, &body, pb))
 		return -1;
+	if (!body)
+		body = "";
 	snprintf(ptr, sizeof(ptr), "/content/%s/format", lang);
 	if (get_text(lc, "format", ptr, 8, false, false, &format, pb))
 		return -1;
@@ -147,7 +149,7 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 	c->title = strdup(title);
 	c->sms_text = sms ? strdup(sms) : NULL;
 	c->html = format && strcmp(format, "html") == 0;
-	if (c->html) {
+	if (c->html && body[0]) {
 		int rc = smis_html_sanitize(body, strlen(body), &c->body, &c->body_text);
 		if (rc != 0) {
 			snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
@@ -171,6 +173,93 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 	return 0;
 }
 
+bool smisd_valid_message_id(const char *id)
+{
+	static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	if (strncmp(id, "msg_", 4) != 0 || strlen(id) != 30)
+		return false;
+	for (const char *p = id + 4; *p; p++)
+		if (!strchr(b32, *p))
+			return false;
+	return true;
+}
+
+static bool b64url_text(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > max)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '_'))
+			return false;
+	return true;
+}
+
+/* Validate the passthrough object and keep a normalised copy. */
+static int parse_encrypted(json_object *enc, struct smisd_request *req, struct smisd_problem *pb)
+{
+	json_object *suite, *envs, *out = NULL, *out_envs;
+	size_t n;
+
+	if (!json_object_is_type(enc, json_type_object)) {
+		smisd_problem_set(pb, 400, "invalid_type", "/encrypted", "'/encrypted' must be an object");
+		return -1;
+	}
+	json_object_object_foreach(enc, k, v) {
+		(void)v;
+		if (strcmp(k, "encryption") != 0 && strcmp(k, "envelopes") != 0) {
+			char ptr[64];
+			snprintf(ptr, sizeof(ptr), "/encrypted/%.32s", k);
+			smisd_problem_set(pb, 400, "unknown_field", ptr, "unknown field '%s'", ptr);
+			return -1;
+		}
+	}
+	if (!json_object_object_get_ex(enc, "encryption", &suite) || !json_object_is_type(suite, json_type_string) ||
+	    strcmp(json_object_get_string(suite), SMISD_E2E_SUITE) != 0) {
+		smisd_problem_set(pb, 400, "invalid_value", "/encrypted/encryption",
+				  "'/encrypted/encryption' must be \"" SMISD_E2E_SUITE "\"");
+		return -1;
+	}
+	if (!json_object_object_get_ex(enc, "envelopes", &envs) || !json_object_is_type(envs, json_type_array) ||
+	    (n = json_object_array_length(envs)) == 0 || n > SMISD_MAX_ENVELOPES) {
+		smisd_problem_set(pb, 400, "invalid_value", "/encrypted/envelopes",
+				  "'/encrypted/envelopes' must hold 1 to %d envelopes", SMISD_MAX_ENVELOPES);
+		return -1;
+	}
+	out = json_object_new_object();
+	out_envs = json_object_new_array();
+	json_object_object_add(out, "encryption", json_object_new_string(SMISD_E2E_SUITE));
+	json_object_object_add(out, "envelopes", out_envs);
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(envs, i), *dev, *encap, *ct, *o;
+		char ptr[64];
+		snprintf(ptr, sizeof(ptr), "/encrypted/envelopes/%zu", i);
+		if (!json_object_is_type(e, json_type_object) ||
+		    !json_object_object_get_ex(e, "device_id", &dev) || !json_object_is_type(dev, json_type_string) ||
+		    !json_object_object_get_ex(e, "enc", &encap) || !json_object_is_type(encap, json_type_string) ||
+		    !json_object_object_get_ex(e, "ciphertext", &ct) || !json_object_is_type(ct, json_type_string) ||
+		    json_object_object_length(e) != 3 ||
+		    json_object_get_string_len(dev) == 0 || json_object_get_string_len(dev) > 128 ||
+		    !smisd_utf8_valid(json_object_get_string(dev), (size_t)json_object_get_string_len(dev), false) ||
+		    !b64url_text(json_object_get_string(encap), 64) ||
+		    !b64url_text(json_object_get_string(ct), SMISD_MAX_BODY * 2)) {
+			smisd_problem_set(pb, 400, "invalid_value", ptr,
+					  "'%s' must be {\"device_id\", \"enc\", \"ciphertext\"} with base64url values", ptr);
+			json_object_put(out);
+			return -1;
+		}
+		o = json_object_new_object();
+		json_object_object_add(o, "device_id", json_object_get(dev));
+		json_object_object_add(o, "enc", json_object_get(encap));
+		json_object_object_add(o, "ciphertext", json_object_get(ct));
+		json_object_array_add(out_envs, o);
+	}
+	req->encrypted_json = strdup(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+	json_object_put(out);
+	return req->encrypted_json ? 0 : -1;
+}
+
 static int valid_reference(const char *r)
 {
 	for (; *r; r++)
@@ -184,9 +273,9 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 			struct smisd_request *req, struct smisd_problem *pb)
 {
 	static const char *const known[] = { "recipient", "content", "strategy", "reference",
-					      "language", NULL };
+					      "language", "encrypted", "message_id", NULL };
 	json_tokener *tok = NULL;
-	json_object *root = NULL, *content;
+	json_object *root = NULL, *content, *enc;
 	struct smisd_request_content unordered[SMIS_LANG_MAX];
 	const char *recipient, *s;
 	int rc = -1;
@@ -269,6 +358,22 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 		memcpy(req->language, s, 3);
 	}
 
+	if (json_object_object_get_ex(root, "encrypted", &enc)) {
+		if (parse_encrypted(enc, req, pb) != 0)
+			goto out;
+		if (get_text(root, "message_id", "/message_id", 30, false, true, &s, pb))
+			goto out;
+		if (!smisd_valid_message_id(s)) {
+			smisd_problem_set(pb, 400, "invalid_value", "/message_id",
+					  "'/message_id' must be the id given by POST /v1/recipients/keys");
+			goto out;
+		}
+		snprintf(req->message_id, sizeof(req->message_id), "%s", s);
+	} else if (json_object_object_get_ex(root, "message_id", &enc)) {
+		smisd_problem_set(pb, 400, "invalid_value", "/message_id",
+				  "'/message_id' is only for institution-encrypted messages ('/encrypted')");
+		goto out;
+	}
 	if (!json_object_object_get_ex(root, "content", &content)) {
 		smisd_problem_set(pb, 400, "missing_content", "/content",
 				  "'/content' is required, with at least one of nl, fr, de, en");
@@ -287,7 +392,7 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 					  "'%s': languages are nl, fr, de, en", ptr);
 			goto out;
 		}
-		if (parse_content(lc, lang, &unordered[n], pb) != 0) {
+		if (parse_content(lc, lang, &unordered[n], req->encrypted_json != NULL, pb) != 0) {
 			n++;
 			goto out;
 		}
@@ -332,5 +437,6 @@ void smisd_request_clear(struct smisd_request *req)
 	}
 	free(req->reference);
 	free(req->strategy);
+	free(req->encrypted_json);
 	memset(req, 0, sizeof(*req));
 }

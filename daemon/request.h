@@ -39,7 +39,18 @@ struct smisd_request {
 	char language[3];
 	struct smisd_request_content content[SMIS_LANG_MAX];
 	size_t n_content;
+	/* Passthrough (institution-side encryption): the normalised
+	 * {"encryption","envelopes"} JSON and the message id the envelopes
+	 * are bound to (from POST /v1/recipients/keys). */
+	char *encrypted_json;
+	char message_id[40];
 };
+
+#define SMISD_E2E_SUITE "HPKE-Base-X25519-SHA256-AES128GCM"
+#define SMISD_MAX_ENVELOPES 16
+
+/* True for "msg_" + 26 Crockford base32 characters. */
+bool smisd_valid_message_id(const char *id);
 
 struct smisd_institution;
 

@@ -287,6 +287,7 @@ static void poll_due(void)
 		snprintf(job->poll_ref, sizeof(job->poll_ref), "%s", (const char *)sqlite3_column_text(sel, 2));
 		job->gen = smisd_generation_ref(g);
 		job->poll_channel = ch;
+		job->single_op = SMIS_OP_STATUS;
 		job->deadline_mono = smisd_monotonic_ms() + g->settings.job_timeout_ms;
 		job->msg.size = sizeof(job->msg);
 		job->msg.id = job->id;

@@ -105,6 +105,11 @@ struct smis_message {
 	const char *citizen_language;
 	/* For SMIS_OP_STATUS: the provider_ref this channel returned on SEND. */
 	const char *provider_ref;
+	/* Passthrough: content the institution encrypted itself, as the JSON
+	 * text {"encryption":"...","envelopes":[{"device_id","enc","ciphertext"}]}
+	 * bound to `id`; NULL otherwise. App channels send it as is; the
+	 * content[].body is then empty. */
+	const char *encrypted_json;
 };
 
 /* ------------------------------------------------------------------ */
@@ -194,6 +199,11 @@ struct smis_outcome {
 	/* STATUS results: reports[0..n_reports). */
 	struct smis_report reports[8];
 	size_t n_reports;
+	/* LOOKUP on app channels: the citizen's devices and public keys as a
+	 * JSON array [{"device_id","public_key","key_alg"}], allocated with
+	 * api->alloc; the core takes ownership (frees it with api->free). Lets
+	 * institutions encrypt end to end themselves. NULL when unknown. */
+	char *devices_json;
 };
 
 /* An HTTP request that an upstream sent to SMIS (a status webhook), routed
