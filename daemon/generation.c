@@ -521,7 +521,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 	static const char *const keys[] = { "name", "api_keys", "strategies", "default_strategy",
 					    "sender", "allowed_countries", "languages",
 					    "requests_per_second", "burst", "daily_quota",
-					    "max_per_recipient", "recipient_window_s", NULL };
+					    "max_per_recipient", "recipient_window_s", "max_sms_segments", NULL };
 	config_setting_t *list = config_lookup(cfg, "institutions");
 	int errors = 0;
 	int n;
@@ -669,6 +669,9 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 			v = 3600;
 			errors += get_int(blk, "recipient_window_s", &v, 1, 7 * 86400, "institution") != 0;
 			in->recipient_window_s = (int)v;
+			v = 0;
+			errors += get_int(blk, "max_sms_segments", &v, 0, 255, "institution") != 0;
+			in->max_sms_segments = (int)v;
 		}
 		/* Languages not listed keep the default order after the listed ones. */
 		for (int m = 0; m < SMIS_LANG_MAX; m++) {

@@ -67,6 +67,7 @@ struct smisd_institution {
 	long daily_quota;
 	int max_per_recipient;
 	int recipient_window_s;
+	int max_sms_segments; /* 0 = no cap */
 };
 
 struct smisd_settings {

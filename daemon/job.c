@@ -62,6 +62,7 @@ void smisd_job_bind_message(struct smisd_job *job)
 	m->content = job->contents;
 	m->n_content = job->req.n_content;
 	m->encrypted_json = job->req.encrypted_json;
+	m->max_sms_parts = job->inst->max_sms_segments;
 }
 
 void smisd_job_free(struct smisd_job *job)

@@ -110,6 +110,10 @@ struct smis_message {
 	 * bound to `id`; NULL otherwise. App channels send it as is; the
 	 * content[].body is then empty. */
 	const char *encrypted_json;
+	/* The institution's cap on SMS segments per message (0 = none): an SMS
+	 * channel refuses a longer text with PERMFAIL "sms_too_many_segments"
+	 * rather than truncating it. */
+	int max_sms_parts;
 };
 
 /* ------------------------------------------------------------------ */

@@ -31,7 +31,7 @@
 /* Fake core                                                            */
 /* ------------------------------------------------------------------ */
 
-enum fake_type { FT_STRING, FT_INT };
+enum fake_type { FT_STRING, FT_INT, FT_BOOL };
 
 struct fake_setting {
 	const char *key;
@@ -121,7 +121,14 @@ static int fake_config_int(struct smis_config *cfg, const char *key, long long *
 
 static int fake_config_bool(struct smis_config *cfg, const char *key, bool *out)
 {
-	return fake_find(cfg, key) ? -EINVAL : -ENOENT;
+	struct fake_setting *s = fake_find(cfg, key);
+
+	if (!s)
+		return -ENOENT;
+	if (s->type != FT_BOOL)
+		return -EINVAL;
+	*out = strcmp(s->value, "true") == 0;
+	return 0;
 }
 
 static void fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
@@ -714,12 +721,44 @@ static void test_send_text(void)
 	CU_ASSERT_PTR_NULL(obj);
 	CU_ASSERT_STRING_EQUAL(out.error, "sms_invalid_text");
 
-	/* Auto rewrites typography to GSM-7 when that makes it all fit. */
+	/* By default typography is sent as written: UCS-2. */
 	g_content[0].sms_text = "\xe2\x80\x9cHallo\xe2\x80\x9d \xe2\x80\x93 ok";
 	obj = send_body(st, &m, &out, NULL, 0);
-	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\"Hallo\" - ok");
-	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "GSM-7");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\xe2\x80\x9cHallo\xe2\x80\x9d \xe2\x80\x93 ok");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "UCS-2");
 	json_object_put(obj);
+	/* replace_lookalikes rewrites it to GSM-7 when that makes it all fit. */
+	{
+		struct fake_setting set[] = {
+			S("api_key", API_KEY),
+			S("base_url", "http://127.0.0.1:18082/sms/v1/"),
+			{ "replace_lookalikes", FT_BOOL, "true", 0 },
+		};
+		struct smis_config cfg;
+		void *st2 = NULL;
+		CU_ASSERT_EQUAL_FATAL(make_instance(&st2, &cfg, set, NSET(set)), 0);
+		CU_ASSERT_EQUAL(cfg.errors, 0);
+		obj = send_body(st2, &m, &out, NULL, 0);
+		CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\"Hallo\" - ok");
+		CU_ASSERT_STRING_EQUAL(out.sms_encoding, "GSM-7");
+		json_object_put(obj);
+		/* The institution's segment cap refuses, never truncates. */
+		g_content[0].sms_text = "0123456789012345678901234567890123456789012345678901234567890123456789"
+					"0123456789012345678901234567890123456789012345678901234567890123456789"
+					"0123456789012345678901234567890123456789";
+		m.max_sms_parts = 1;
+		obj = send_body(st2, &m, &out, NULL, 0);
+		CU_ASSERT_PTR_NULL(obj);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, "sms_too_many_segments");
+		CU_ASSERT_EQUAL(out.sms_parts, 2);
+		m.max_sms_parts = 2;
+		obj = send_body(st2, &m, &out, NULL, 0);
+		CU_ASSERT_PTR_NOT_NULL(obj);
+		json_object_put(obj);
+		m.max_sms_parts = 0;
+		ops->destroy(st2);
+	}
 
 	/* A real non-GSM character: UCS-2, unchanged. */
 	g_content[0].sms_text = "For\xc3\xaat";

@@ -74,6 +74,9 @@ struct rr_state {
 	char *expected_path;
 	size_t expected_path_len;
 	enum rr_encoding encoding;
+	/* Rewrite typographic look-alikes (quotes, dashes, NBSP) to GSM-7 to
+	 * avoid UCS-2 pricing; off by default: it changes the text. */
+	bool replace_lookalikes;
 	struct rr_net allow[RR_ALLOW_MAX];
 	size_t n_allow;
 	/* Fallback language order; n_langs == 0 means the institution's. */
@@ -535,6 +538,8 @@ static void rr_text_free(struct rr_text *t)
  * Compose the SMS and count it. Returns 0, -ENOMEM, or -EINVAL with the
  * failure already in *out (PERMFAIL: no retry can fix the text).
  */
+static void rr_outcome_counts(struct smis_outcome *out, const struct rr_text *t);
+
 static int rr_text_build(const struct rr_state *st, const struct smis_message *msg,
 			 struct rr_text *t, struct smis_outcome *out)
 {
@@ -573,10 +578,10 @@ static int rr_text_build(const struct rr_state *st, const struct smis_message *m
 		goto out;
 	}
 	t->len = strlen(t->text);
-	/* RingRing's "Auto" remaps typography to GSM-7 when that makes the
-	 * whole text fit; doing the same here makes our counts the ones it
-	 * bills, and "Text" would otherwise turn those characters into '?'. */
-	if (st->encoding != RR_ENC_UNICODE) {
+	/* With replace_lookalikes, typography is remapped to GSM-7 when that
+	 * makes the whole text fit (as RingRing's "Auto" does), so the counts
+	 * here are the ones it bills. */
+	if (st->replace_lookalikes && st->encoding != RR_ENC_UNICODE) {
 		char *rewritten = NULL;
 		rc = smis_sms_replace_lookalikes(t->text, t->len, &rewritten);
 		if (rc == 0) {
@@ -602,6 +607,16 @@ static int rr_text_build(const struct rr_state *st, const struct smis_message *m
 	}
 	if (t->info.chars == 0) {
 		rr_outcome_fail(out, SMIS_OUTCOME_PERMFAIL, "sms_empty", "SMS text is empty");
+		rc = -EINVAL;
+		goto out_free;
+	}
+	if (RR_HAS(msg, max_sms_parts) && msg->max_sms_parts > 0 &&
+	    t->info.parts > (size_t)msg->max_sms_parts) {
+		char detail[128];
+		snprintf(detail, sizeof(detail), "SMS text needs %zu segments (%s), the institution allows %d",
+			 t->info.parts, smis_sms_encoding_name(t->info.encoding), msg->max_sms_parts);
+		rr_outcome_fail(out, SMIS_OUTCOME_PERMFAIL, "sms_too_many_segments", detail);
+		rr_outcome_counts(out, t);
 		rc = -EINVAL;
 		goto out_free;
 	}
@@ -1163,6 +1178,15 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 	ok &= rr_cfg_string(api, cfg, "callback_token", &st->callback_token);
 	ok &= rr_cfg_string(api, cfg, "callback_allow", &allow);
 	ok &= rr_cfg_string(api, cfg, "language_order", &langs);
+	{
+		bool b = false;
+		int brc = api->config_bool(cfg, "replace_lookalikes", &b);
+		if (brc == -EINVAL) {
+			api->config_error(cfg, "replace_lookalikes", "'replace_lookalikes' must be true or false");
+			ok = 0;
+		}
+		st->replace_lookalikes = brc == 0 && b;
+	}
 
 	if (!st->base_url) {
 		n = sizeof(RR_DEFAULT_BASE_URL);
