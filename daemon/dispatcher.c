@@ -101,6 +101,8 @@ static void fail_current(struct smisd_job *job, enum smis_outcome_kind kind, con
 }
 
 /* Hand a plugin-built request to curl. Takes ownership of req. */
+static unsigned long host_limit_gen;
+
 static int perform(struct smisd_job *job, struct smis_http_request *req)
 {
 	const struct smisd_channel *ch = job->attempts[job->n_attempts - 1].ch;
@@ -110,6 +112,16 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 
 	if (timeout <= 0)
 		goto out;
+	/* curl caps connections per host for the whole multi handle: use the
+	 * largest cap any channel of the current generation asks for. */
+	if (host_limit_gen != job->gen->id) {
+		long cap = 0;
+		host_limit_gen = job->gen->id;
+		for (size_t i = 0; i < job->gen->n_channels; i++)
+			if (job->gen->channels[i].http.max_connections > cap)
+				cap = job->gen->channels[i].http.max_connections;
+		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
+	}
 	if (!job->easy)
 		job->easy = curl_easy_init();
 	else

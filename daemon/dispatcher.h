@@ -16,7 +16,8 @@ typedef void (*smisd_dispatch_finished_fn)(struct smisd_job *job);
 int smisd_dispatcher_start(smisd_dispatch_finished_fn finished);
 /* Thread-safe: queue a job and wake the dispatcher. */
 void smisd_dispatcher_submit(struct smisd_job *job);
-/* Stop the thread; jobs still running are concluded as failed. */
+/* Stop the thread. Call after the HTTP side has drained: only status
+ * polls can still be running, and they are dropped. */
 void smisd_dispatcher_stop(void);
 
 /* Run one strategy step decision chain synchronously for unit tests: the

@@ -58,6 +58,7 @@ static struct MHD_Daemon *mhd;
 static MHD_socket quiesced = MHD_INVALID_SOCKET;
 static atomic_int in_flight;
 static atomic_int max_in_flight = 8192;
+static atomic_int shutting_down;
 
 /* ---- idempotency keys being processed ---------------------------------- */
 
@@ -394,7 +395,18 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
-	root = st->body && !st->too_large ? json_tokener_parse(st->body) : NULL;
+	if (st->too_large) {
+		ret = respond_code(c, st, 413, "body_too_large", "the body is too large");
+		goto out;
+	}
+	if (atomic_load(&in_flight) >= atomic_load(&max_in_flight) || atomic_load(&shutting_down)) {
+		smisd_problem_set(&pb, 503, atomic_load(&shutting_down) ? "shutting_down" : "overloaded", NULL,
+				  "cannot take more work now, retry shortly");
+		pb.retry_after_s = 1;
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	root = st->body ? json_tokener_parse(st->body) : NULL;
 	if (!root || !json_object_is_type(root, json_type_object)) {
 		ret = respond_code(c, st, 400, "malformed_json", "the body must be {\"recipient\": \"+32...\"}");
 		goto out;
@@ -605,7 +617,26 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
-	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
+	if (req.message_id[0] && smisd_store_message_exists(req.message_id)) {
+		smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
+		smisd_ratelimit_unquota(inst->name, smisd_now_ms());
+		if (idem)
+			idem_release(full);
+		smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
+				  "this message id was used already; ask POST /v1/recipients/keys for a new one");
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	}
+	if (atomic_load(&shutting_down) ||
+	    atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
+		if (atomic_load(&shutting_down)) {
+			smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
+			smisd_ratelimit_unquota(inst->name, smisd_now_ms());
+			if (idem)
+				idem_release(full);
+			ret = respond_code(c, st, 503, "shutting_down", "SMIS is shutting down; retry on another instance");
+			goto out;
+		}
 		atomic_fetch_sub(&in_flight, 1);
 		smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
 		smisd_ratelimit_unquota(inst->name, smisd_now_ms());
@@ -809,6 +840,7 @@ int smisd_http_start(const struct smisd_generation *g)
 
 void smisd_http_quiesce(void)
 {
+	atomic_store(&shutting_down, 1);
 	/* MHD hands the listening socket back: we close it after stop. */
 	if (mhd && quiesced == MHD_INVALID_SOCKET)
 		quiesced = MHD_quiesce_daemon(mhd);

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,7 +73,8 @@ void smisd_job_free(struct smisd_job *job)
 	if (job->calls) {
 		for (size_t i = 0; job->gen && i < job->gen->n_channels; i++) {
 			const struct smisd_channel *ch = &job->gen->channels[i];
-			if (job->calls[i] && ch->ops->call_free)
+			if (job->calls[i] && ch->ops->size > offsetof(struct smis_channel_ops, call_free) &&
+			    ch->ops->call_free)
 				ch->ops->call_free(ch->state, job->calls[i]);
 		}
 		free(job->calls);
@@ -147,7 +149,10 @@ void smisd_job_conclude(struct smisd_job *job)
 	const struct smisd_attempt *last_fail = NULL, *lookup = NULL;
 	json_object *o, *arr, *channels;
 	char ts[40];
+	char chain_error[sizeof(job->error)];
 
+	/* An error set while running the chain (strategy_error) wins. */
+	memcpy(chain_error, job->error, sizeof(chain_error));
 	job->status = "failed";
 	job->channel = NULL;
 	job->error[0] = '\0';
@@ -166,7 +171,9 @@ void smisd_job_conclude(struct smisd_job *job)
 		}
 	}
 	if (strcmp(job->status, "failed") == 0) {
-		if (last_fail)
+		if (chain_error[0])
+			memcpy(job->error, chain_error, sizeof(job->error));
+		else if (last_fail)
 			snprintf(job->error, sizeof(job->error), "%s", last_fail->out.error[0] ? last_fail->out.error : "channel_failed");
 		else if (lookup && lookup->out.reach != SMIS_REACH_YES)
 			snprintf(job->error, sizeof(job->error), "recipient_not_reachable");

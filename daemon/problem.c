@@ -47,6 +47,7 @@ static const struct {
 	{ "callback_rejected", "The callback is not authentic" },
 	{ "callback_malformed", "The callback body cannot be parsed" },
 	{ "unknown_channel", "No such channel for this operation" },
+	{ "message_id_used", "This message id was used already" },
 	{ "upstream_unavailable", "The upstream service could not be asked" },
 	{ "internal_error", "Internal error" },
 	{ NULL, NULL },

@@ -36,7 +36,7 @@ static int pending;
 static int stopping;
 static int batch_limit;
 
-static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_rep, *st_upd;
+static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_rep, *st_upd, *st_nopoll, *st_exists;
 
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -240,6 +240,14 @@ static void write_report(const struct report_item *it)
 	sqlite3_bind_int(st_upd, 4, status_rank(st));
 	sqlite3_step(st_upd);
 	sqlite3_reset(st_upd);
+	/* A final report ends status polling for the message. */
+	if (it->r.status == SMIS_REPORT_READ || it->r.status == SMIS_REPORT_FAILED ||
+	    (it->r.status == SMIS_REPORT_DELIVERED && it->r.device[0] == '\0')) {
+		sqlite3_reset(st_nopoll);
+		sqlite3_bind_text(st_nopoll, 1, id, -1, SQLITE_STATIC);
+		sqlite3_step(st_nopoll);
+		sqlite3_reset(st_nopoll);
+	}
 }
 
 /* Messages sent whose final report has not come: ask the channel (its
@@ -413,7 +421,9 @@ int smisd_store_open(const char *path, int batch_max)
 			 " VALUES (?,?,?,?,?,?)", &st_rep) ||
 	    prepare(wdb, "UPDATE messages SET status = ?1, updated_ms = ?2 WHERE id = ?3 AND"
 			 " (CASE status WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 2"
-			 "  WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed'", &st_upd))
+			 "  WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed'", &st_upd) ||
+	    prepare(wdb, "UPDATE messages SET next_poll_ms = NULL WHERE id = ?", &st_nopoll) ||
+	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;
 	stopping = 0;
 	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
@@ -445,7 +455,9 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_find_att);
 	sqlite3_finalize(st_rep);
 	sqlite3_finalize(st_upd);
-	st_msg = st_att = st_find_att = st_rep = st_upd = NULL;
+	sqlite3_finalize(st_nopoll);
+	sqlite3_finalize(st_exists);
+	st_msg = st_att = st_find_att = st_rep = st_upd = st_nopoll = st_exists = NULL;
 	sqlite3_close(rdb);
 	sqlite3_close(wdb);
 	rdb = wdb = NULL;
@@ -558,6 +570,18 @@ out:
 	if (o)
 		json_object_put(o);
 	return rc;
+}
+
+bool smisd_store_message_exists(const char *id)
+{
+	bool found;
+	pthread_mutex_lock(&rlock);
+	sqlite3_reset(st_exists);
+	sqlite3_bind_text(st_exists, 1, id, -1, SQLITE_STATIC);
+	found = sqlite3_step(st_exists) == SQLITE_ROW;
+	sqlite3_reset(st_exists);
+	pthread_mutex_unlock(&rlock);
+	return found;
 }
 
 int smisd_store_find_idempotent(const char *institution, const char *key,

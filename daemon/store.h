@@ -10,6 +10,7 @@
 #ifndef SMISD_STORE_H
 #define SMISD_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <smis/smis-plugin.h>
@@ -29,6 +30,9 @@ void smisd_store_submit_report(const char *channel, const struct smis_report *r)
 /* Reads (any thread). Return 0 and a JSON text the caller frees with
  * free(), -ENOENT when absent (or owned by another institution). */
 int smisd_store_get_message(const char *institution, const char *id, char **json);
+
+/* Whether a message id is taken (passthrough ids come from the client). */
+bool smisd_store_message_exists(const char *id);
 
 /* Idempotency: 0 and the stored request hash + answer when the key was
  * used before by this institution, -ENOENT otherwise. */

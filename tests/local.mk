@@ -43,3 +43,4 @@ EXTRA_DIST += tests/run-unit.sh tests/integration
 TESTS += tests/integration/test_core_api.py
 EXTRA_DIST += tests/integration/harness.py
 TESTS += tests/integration/test_operations.py
+TESTS += tests/integration/test_openapi.py

@@ -1,0 +1,377 @@
+"""
+test_openapi.py - docs/openapi.yaml must not drift from the code.
+
+Reads the C sources (no build needed) and checks that the specification
+names every problem code of daemon/problem.c (in the Problem `code` enum
+and in the root `x-problem-codes` table, with the HTTP statuses the code is
+answered with), every route of route_of() in daemon/http_server.c, and
+every attempt/message error string the daemon and the channel plugins can
+put in an answer. Standard library only; run by `make check` (top_srcdir
+set) or by hand.
+"""
+import functools
+import glob
+import os
+import re
+import sys
+import unittest
+
+SRC = os.environ.get("top_srcdir") or os.path.abspath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+SPEC = os.path.join(SRC, "docs", "openapi.yaml")
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+# ---- a small C reader ---------------------------------------------------------
+
+def strip_c(text):
+    """Blank out comments and preprocessor lines, keep strings and offsets."""
+    out = []
+    i, n = 0, len(text)
+    at_line_start = True
+    while i < n:
+        c = text[i]
+        if at_line_start and c == "#":
+            # Preprocessor line, with its backslash continuations.
+            while i < n and text[i] != "\n":
+                if text[i] == "\\" and i + 1 < n and text[i + 1] == "\n":
+                    out.append("  ")
+                    i += 2
+                    continue
+                out.append(" ")
+                i += 1
+            continue
+        if c == "/" and text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(re.sub(r"[^\n]", " ", text[i:end]))
+            i = end
+            continue
+        if c == "/" and text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(" " * (end - i))
+            i = end
+            continue
+        if c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i:j + 1])
+            i = j + 1
+            at_line_start = False
+            continue
+        out.append(c)
+        if c == "\n":
+            at_line_start = True
+        elif not c.isspace():
+            at_line_start = False
+        i += 1
+    return "".join(out)
+
+
+def skip_literal(text, i):
+    """Index just past the string/char literal starting at text[i]."""
+    q = text[i]
+    j = i + 1
+    while j < len(text) and text[j] != q:
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
+
+
+def functions(code):
+    """[(name, [param names], body)] for every top-level function definition."""
+    found = []
+    depth, i, start = 0, 0, 0
+    while i < len(code):
+        c = code[i]
+        if c in "\"'":
+            i = skip_literal(code, i)
+            continue
+        if c == "{":
+            if depth == 0:
+                head = code[start:i]
+                m = re.search(r"\b([A-Za-z_]\w*)\s*\(([^()]*(?:\([^()]*\)[^()]*)*)\)\s*$", head)
+                body_start = i
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                if m and not re.search(r"=\s*$", head):
+                    params = []
+                    for p in split_args(m.group(2)):
+                        ids = re.findall(r"[A-Za-z_]\w*", p)
+                        params.append(ids[-1] if ids and p.strip() != "..." else "...")
+                    found.append((m.group(1), params, code[body_start:i + 1]))
+                start = i + 1
+        elif c == ";" and depth == 0:
+            start = i + 1
+        i += 1
+    return found
+
+
+def split_args(s):
+    """Split a C argument list on its top-level commas."""
+    args, depth, cur, i = [], 0, [], 0
+    while i < len(s):
+        c = s[i]
+        if c in "\"'":
+            j = skip_literal(s, i)
+            cur.append(s[i:j])
+            i = j
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if c == "," and depth == 0:
+            args.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    if "".join(cur).strip():
+        args.append("".join(cur).strip())
+    return args
+
+
+def calls(body, name):
+    """Argument lists of every call to `name` in body."""
+    for m in re.finditer(r"\b%s\s*\(" % re.escape(name), body):
+        i, depth = m.end(), 1
+        while i < len(body) and depth:
+            if body[i] in "\"'":
+                i = skip_literal(body, i)
+                continue
+            depth += {"(": 1, ")": -1}.get(body[i], 0)
+            i += 1
+        yield split_args(body[m.end():i - 1])
+
+
+LITERAL = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
+ERROR_FIELD = re.compile(r"^\w+\s*(?:->|\.)\s*error$")
+
+
+def literal_stem(lit):
+    """The fixed part of a string that may be a printf format: "a_%d" -> "a_"."""
+    return lit.split("%", 1)[0]
+
+
+def error_strings(paths):
+    """Every string the code can store in smis_outcome.error or job->error.
+
+    A helper such as govapp_fail(out, kind, error, ...) that copies one of
+    its parameters into out->error is followed to its callers (to a fixed
+    point), and a local buffer passed as that parameter contributes the
+    snprintf() formats written into it."""
+    funcs = []
+    for p in paths:
+        funcs += [(p, f) for f in functions(strip_c(read(p)))]
+    sinks = {}  # function name -> index of the parameter that becomes the error
+
+    def mark(name, idx):
+        if sinks.get(name) != idx:
+            sinks[name] = idx
+            return True
+        return False
+
+    changed = True
+    while changed:
+        changed = False
+        for _, (name, params, body) in funcs:
+            for args in calls(body, "SMIS_OUTCOME_SET"):
+                if len(args) == 2 and ERROR_FIELD.match(args[0]) and args[1] in params:
+                    changed |= mark(name, params.index(args[1]))
+            for sink, idx in list(sinks.items()):
+                for args in calls(body, sink):
+                    if idx < len(args) and args[idx] in params:
+                        changed |= mark(name, params.index(args[idx]))
+    found = {}
+
+    def add(lit, where):
+        stem = literal_stem(lit)
+        if stem:
+            found.setdefault(stem, where)
+
+    for path, (name, params, body) in funcs:
+        where = "%s:%s()" % (os.path.relpath(path, SRC), name)
+        for args in calls(body, "SMIS_OUTCOME_SET"):
+            if len(args) == 2 and ERROR_FIELD.match(args[0]) and LITERAL.match(args[1]):
+                add(LITERAL.match(args[1]).group(1), where)
+        for args in calls(body, "snprintf"):
+            # snprintf(job->error, size, "fmt", a ? b : "literal"): the
+            # format and every literal among its arguments.
+            if len(args) >= 3 and ERROR_FIELD.match(args[0]):
+                for arg in args[2:]:
+                    for lit in re.findall(r'"((?:[^"\\]|\\.)*)"', arg):
+                        add(lit, where)
+        for sink, idx in sinks.items():
+            for args in calls(body, sink):
+                if idx >= len(args):
+                    continue
+                arg = args[idx]
+                if LITERAL.match(arg):
+                    add(LITERAL.match(arg).group(1), where)
+                elif re.match(r"^[A-Za-z_]\w*$", arg) and arg not in params:
+                    for sargs in calls(body, "snprintf"):
+                        if len(sargs) >= 3 and sargs[0] == arg and LITERAL.match(sargs[2]):
+                            add(LITERAL.match(sargs[2]).group(1), where)
+    return found, sinks
+
+
+# ---- what the code says -------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def problem_codes():
+    text = read(os.path.join(SRC, "daemon", "problem.c"))
+    table = re.search(r"titles\[\]\s*=\s*\{(.*?)\n\};", text, re.S)
+    assert table, "titles[] table not found in daemon/problem.c"
+    return tuple(re.findall(r'\{\s*"([a-z0-9_]+)"\s*,\s*"', table.group(1)))
+
+
+@functools.lru_cache(maxsize=None)
+def problem_statuses():
+    """{code: {status, ...}} for every problem raised with a literal code."""
+    pairs = {}
+    for path in sorted(glob.glob(os.path.join(SRC, "daemon", "*.c"))):
+        bodies = [body for _, _, body in functions(strip_c(read(path)))]
+        for fn, skip in (("smisd_problem_set", 1), ("respond_code", 2)):
+            for body in bodies:
+                for args in calls(body, fn):
+                    if len(args) > skip + 1 and args[skip].isdigit() and LITERAL.match(args[skip + 1]):
+                        pairs.setdefault(LITERAL.match(args[skip + 1]).group(1), set()).add(int(args[skip]))
+    return pairs
+
+
+def routes():
+    code = strip_c(read(os.path.join(SRC, "daemon", "http_server.c")))
+    for name, _, body in functions(code):
+        if name == "route_of":
+            return sorted(set(re.findall(r'"(/[^"]*)"', body)))
+    raise AssertionError("route_of() not found in daemon/http_server.c")
+
+
+def error_sources():
+    paths = sorted(glob.glob(os.path.join(SRC, "plugins", "channels", "*", "*.c")))
+    paths += sorted(glob.glob(os.path.join(SRC, "daemon", "*.c")))
+    return paths
+
+
+# ---- what the specification says ------------------------------------------------
+
+def block(lines, i):
+    """Lines indented deeper than lines[i], up to the next sibling or parent."""
+    ind = len(lines[i]) - len(lines[i].lstrip())
+    out = []
+    for line in lines[i + 1:]:
+        if line.strip() and not line.lstrip().startswith("#") and len(line) - len(line.lstrip()) <= ind:
+            break
+        out.append(line)
+    return out
+
+
+def find_key(lines, key, indent=None):
+    for i, line in enumerate(lines):
+        s = line.lstrip()
+        if (s.startswith(key + ":") and (indent is None or len(line) - len(s) == indent)):
+            return i
+    return -1
+
+
+class OpenApiMatchesCode(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.spec = read(SPEC)
+        cls.lines = cls.spec.splitlines()
+
+    def test_is_openapi_31(self):
+        self.assertRegex(self.spec, r"(?m)^openapi: ['\"]?3\.1\.\d+")
+        for top in ("info", "paths", "components"):
+            self.assertNotEqual(find_key(self.lines, top, 0), -1, "no top-level '%s'" % top)
+        self.assertNotIn("\t", self.spec, "YAML must not contain tabs")
+
+    def test_every_route_is_a_path(self):
+        p = find_key(self.lines, "paths", 0)
+        keys = [l.strip()[:-1].strip("'\"") for l in block(self.lines, p)
+                if re.match(r"^  ['\"]?/\S*['\"]?:\s*$", l)]
+        self.assertTrue(keys, "no paths found")
+        for r in routes():
+            if r.endswith("/"):
+                ok = any(k.startswith(r) and len(k) > len(r) for k in keys)
+            else:
+                ok = r in keys
+            self.assertTrue(ok, "route %r of route_of() has no path in docs/openapi.yaml (paths: %s)" % (r, keys))
+
+    def test_problem_code_enum_is_complete(self):
+        codes = problem_codes()
+        self.assertGreater(len(codes), 10, "could not read the titles table of daemon/problem.c")
+        comp = block(self.lines, find_key(self.lines, "components", 0))
+        schemas = block(comp, find_key(comp, "schemas", 2))
+        s = find_key(schemas, "Problem", 4)
+        self.assertNotEqual(s, -1, "components/schemas/Problem not found")
+        schema = block(schemas, s)
+        c = find_key(schema, "code")
+        self.assertNotEqual(c, -1, "Problem has no 'code' property")
+        e = find_key(block(schema, c), "enum")
+        self.assertNotEqual(e, -1, "Problem.code has no enum")
+        enum = [l.strip()[2:].strip().strip("'\"") for l in block(block(schema, c), e)
+                if l.strip().startswith("- ")]
+        self.assertEqual(sorted(enum), sorted(codes),
+                         "Problem.code enum differs from daemon/problem.c: missing %s, extra %s"
+                         % (sorted(set(codes) - set(enum)), sorted(set(enum) - set(codes))))
+
+    def test_problem_table_has_every_code_and_status(self):
+        x = find_key(self.lines, "x-problem-codes", 0)
+        self.assertNotEqual(x, -1, "no top-level x-problem-codes table")
+        table = block(self.lines, x)
+        documented = {}
+        cur = None
+        for line in table:
+            m = re.match(r"^  - code:\s*(\w+)\s*$", line)
+            if m:
+                cur = m.group(1)
+                documented[cur] = set()
+                continue
+            m = re.match(r"^    status:\s*\[?([\d,\s]+)\]?\s*$", line)
+            if m and cur:
+                documented[cur] |= {int(v) for v in re.findall(r"\d+", m.group(1))}
+        for code in problem_codes():
+            self.assertIn(code, documented, "x-problem-codes lacks %s" % code)
+            self.assertTrue(documented[code], "x-problem-codes: %s has no status" % code)
+        for code, statuses in problem_statuses().items():
+            self.assertIn(code, documented, "%s is raised in daemon/ but not documented" % code)
+            self.assertTrue(statuses <= documented[code],
+                            "%s is answered with %s, x-problem-codes says %s"
+                            % (code, sorted(statuses), sorted(documented[code])))
+        # Each status a code is answered with appears among the responses,
+        # except 405: it answers methods that have no operation to hang it on,
+        # and a reserved code (documented as answered nowhere yet).
+        for code, statuses in documented.items():
+            if code == "method_not_allowed" or code not in problem_statuses():
+                continue
+            for st in statuses:
+                self.assertIsNotNone(re.search(r"(?m)^\s+['\"]%d['\"]:" % st, self.spec),
+                                     "status %d (of %s) is not a documented response" % (st, code))
+
+    def test_every_problem_code_mentioned(self):
+        for code in problem_codes():
+            self.assertIsNotNone(re.search(r"(?<![A-Za-z0-9_])%s(?![A-Za-z0-9_])" % code, self.spec),
+                                 "problem code %s is not in docs/openapi.yaml" % code)
+
+    def test_every_error_string_mentioned(self):
+        found, sinks = error_strings(error_sources())
+        # The reader must have understood the helpers, or it checks nothing.
+        self.assertIn("fail_current", sinks, "error helpers not recognised: %s" % sinks)
+        self.assertGreater(len(found), 10, found)
+        for stem, where in sorted(found.items()):
+            self.assertIsNotNone(re.search(r"(?<![A-Za-z0-9_])%s" % re.escape(stem), self.spec),
+                                 "error %r (%s) is not in docs/openapi.yaml" % (stem, where))
+
+
+if __name__ == "__main__":
+    prog = unittest.main(exit=False, verbosity=2)
+    sys.exit(0 if prog.result.wasSuccessful() else 1)
