@@ -10,6 +10,8 @@
 #include <openssl/sha.h>
 
 #include "auth.h"
+#include "core_api.h"
+#include "jwt_auth.h"
 
 void smisd_sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -23,8 +25,34 @@ void smisd_sha256_hex(const void *data, size_t len, char out[65])
 	out[64] = '\0';
 }
 
+/* A gateway token: verified against the configured issuers, then its
+ * client id names the institution. */
+static const struct smisd_institution *jwt_institution(const struct smisd_generation *g,
+							const char *token, const char **why)
+{
+	char client[256];
+	int64_t now = smisd_now_ms() / 1000;
+
+	if (smisd_jwt_verify((const struct smisd_jwt_issuer *const *)g->issuers, g->n_issuers, token, now,
+			     client, sizeof(client), why) != 0)
+		return NULL;
+	for (size_t i = 0; i < g->n_institutions; i++)
+		for (char **c = g->institutions[i].client_ids; c && *c; c++)
+			if (strcmp(*c, client) == 0)
+				return &g->institutions[i];
+	*why = "unknown_client";
+	return NULL;
+}
+
 const struct smisd_institution *smisd_auth_institution(const struct smisd_generation *g,
 						       const char *authorization)
+{
+	const char *why = NULL;
+	return smisd_auth_institution_why(g, authorization, &why);
+}
+
+const struct smisd_institution *smisd_auth_institution_why(const struct smisd_generation *g,
+							   const char *authorization, const char **why)
 {
 	const struct smisd_institution *found = NULL;
 	unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -35,6 +63,9 @@ const struct smisd_institution *smisd_auth_institution(const struct smisd_genera
 	key = authorization + 7;
 	while (*key == ' ')
 		key++;
+	if (g->n_issuers && smisd_jwt_looks_like(key))
+		return jwt_institution(g, key, why);
+	*why = "unknown_key";
 	if (!*key || strlen(key) > 512)
 		return NULL;
 	SHA256((const unsigned char *)key, strlen(key), digest);

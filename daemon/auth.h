@@ -8,9 +8,15 @@
 
 #include "generation.h"
 
-/* `authorization` is the raw header value or NULL. */
+/* `authorization` is the raw header value or NULL: "Bearer <api key>" or,
+ * when token issuers are configured, "Bearer <JWT>" from the gateway. */
 const struct smisd_institution *smisd_auth_institution(const struct smisd_generation *g,
 						       const char *authorization);
+
+/* The same, with the reason of a refusal ("expired", "bad_signature",
+ * "unknown_key", ...: a static string, safe to log). */
+const struct smisd_institution *smisd_auth_institution_why(const struct smisd_generation *g,
+							   const char *authorization, const char **why);
 
 /* SHA-256 of `s` as 64 hex characters. */
 void smisd_sha256_hex(const void *data, size_t len, char out[65]);

@@ -145,7 +145,8 @@ static int parse_hex(const char *hex, unsigned char *out, size_t outlen)
 static int load_settings(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const top_keys[] = { "listen", "plugin_dir", "store", "limits", "log",
-						"status_poll", "channels", "strategies", "institutions", NULL };
+						"status_poll", "token_issuers", "channels", "strategies",
+						"institutions", NULL };
 	static const char *const poll_keys[] = { "after_s", "interval_s", "max_polls", NULL };
 	static const char *const listen_keys[] = { "address", "port", "threads",
 						   "connection_timeout_s", "max_connections", NULL };
@@ -521,7 +522,8 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 	static const char *const keys[] = { "name", "api_keys", "strategies", "default_strategy",
 					    "sender", "allowed_countries", "languages",
 					    "requests_per_second", "burst", "daily_quota",
-					    "max_per_recipient", "recipient_window_s", "max_sms_segments", NULL };
+					    "max_per_recipient", "recipient_window_s", "max_sms_segments",
+					    "client_ids", NULL };
 	config_setting_t *list = config_lookup(cfg, "institutions");
 	int errors = 0;
 	int n;
@@ -621,6 +623,34 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 				errors++;
 			}
 		}
+		{
+			/* Identities (client_id/sub) of gateway tokens that act for
+			 * this institution. */
+			config_setting_t *cl = config_setting_get_member(blk, "client_ids");
+			int nc = cl ? config_setting_length(cl) : 0;
+			if (cl && !config_setting_is_array(cl)) {
+				report(cl, "institution '%s': 'client_ids' must be an array of strings", in->name);
+				errors++;
+				nc = 0;
+			}
+			in->client_ids = calloc((size_t)nc + 1, sizeof(char *));
+			for (int k = 0; in->client_ids && k < nc; k++) {
+				const char *id = config_setting_get_string_elem(cl, k);
+				if (!id || !*id || strlen(id) > 255) {
+					report(cl, "institution '%s': client_ids[%d] must be a non-empty string", in->name, k);
+					errors++;
+					break;
+				}
+				for (size_t m = 0; m + 1 < g->n_institutions; m++)
+					for (char **o = g->institutions[m].client_ids; o && *o; o++)
+						if (strcmp(*o, id) == 0) {
+							report(cl, "client id '%s' belongs to institution '%s' already", id,
+							       g->institutions[m].name);
+							errors++;
+						}
+				in->client_ids[k] = strdup(id);
+			}
+		}
 		if (ccl) {
 			int nc = config_setting_length(ccl);
 			in->allowed_cc = calloc((size_t)nc + 1, sizeof(char *));
@@ -685,6 +715,55 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 	return errors;
 }
 
+/* Gateway token issuers: token_issuers = ( { issuer; audience; key_file;
+ * max_skew_s; } ). Keys are read now, so a reload picks up rotated keys. */
+static int load_issuers(struct smisd_generation *g, config_t *cfg)
+{
+	static const char *const keys[] = { "issuer", "audience", "key_file", "max_skew_s", NULL };
+	config_setting_t *list = config_lookup(cfg, "token_issuers");
+	int errors = 0, n;
+
+	if (!list)
+		return 0;
+	if (!config_setting_is_list(list)) {
+		report(list, "'token_issuers' must be a list ( { ... }, ... )");
+		return 1;
+	}
+	n = config_setting_length(list);
+	g->issuers = calloc((size_t)n + 1, sizeof(*g->issuers));
+	if (!g->issuers)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		config_setting_t *blk = config_setting_get_elem(list, (unsigned)i);
+		char *iss = NULL, *aud = NULL, *file = NULL, *path = NULL;
+		long long skew = 60;
+		char err[512];
+
+		errors += check_keys(blk, keys, "a token issuer");
+		if (get_string(blk, "issuer", &iss, true, "token issuer") != 0 ||
+		    get_string(blk, "audience", &aud, true, "token issuer") != 0 ||
+		    get_string(blk, "key_file", &file, true, "token issuer") != 0 ||
+		    get_int(blk, "max_skew_s", &skew, 0, SMISD_JWT_MAX_SKEW, "token issuer") != 0) {
+			errors++;
+		} else {
+			path = resolve_path(g->path, file);
+			struct smisd_jwt_issuer *is = path ? smisd_jwt_issuer_new(iss, aud, path, (int)skew, err, sizeof(err)) : NULL;
+			if (!is) {
+				report(config_setting_get_member(blk, "key_file"), "token issuer '%s': %s", iss,
+				       path ? err : "out of memory");
+				errors++;
+			} else {
+				g->issuers[g->n_issuers++] = is;
+			}
+		}
+		free(iss);
+		free(aud);
+		free(file);
+		free(path);
+	}
+	return errors;
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void generation_free(struct smisd_generation *g)
@@ -700,8 +779,14 @@ static void generation_free(struct smisd_generation *g)
 		for (char **c = in->allowed_cc; c && *c; c++)
 			free(*c);
 		free(in->allowed_cc);
+		for (char **c = in->client_ids; c && *c; c++)
+			free(*c);
+		free(in->client_ids);
 	}
 	free(g->institutions);
+	for (size_t i = 0; i < g->n_issuers; i++)
+		smisd_jwt_issuer_free(g->issuers[i]);
+	free(g->issuers);
 	for (size_t i = 0; i < g->n_strategies; i++) {
 		struct smisd_strategy *s = &g->strategies[i];
 		for (size_t j = 0; j < s->n_steps; j++)
@@ -766,6 +851,7 @@ struct smisd_generation *smisd_generation_load(const char *path)
 		errors += load_channels(g, &cfg);
 		errors += load_strategies(g, &cfg);
 		errors += load_institutions(g, &cfg);
+		errors += load_issuers(g, &cfg);
 	}
 	config_destroy(&cfg);
 	if (errors) {

@@ -16,6 +16,7 @@
 #include <smis/smis-plugin.h>
 
 #include "core_api.h"
+#include "jwt_auth.h"
 #include "plugin_loader.h"
 
 struct smisd_http_settings {
@@ -68,6 +69,7 @@ struct smisd_institution {
 	int max_per_recipient;
 	int recipient_window_s;
 	int max_sms_segments; /* 0 = no cap */
+	char **client_ids;    /* NULL-terminated: gateway token identities */
 };
 
 struct smisd_settings {
@@ -104,6 +106,9 @@ struct smisd_generation {
 	size_t n_strategies;
 	struct smisd_institution *institutions;
 	size_t n_institutions;
+	/* Gateway token issuers (JWT bearer tokens), see jwt_auth.h. */
+	struct smisd_jwt_issuer **issuers;
+	size_t n_issuers;
 };
 
 /* Load and validate `path` (plugins included). Returns NULL after having

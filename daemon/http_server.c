@@ -517,10 +517,16 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	enum MHD_Result ret;
 
 	memset(&req, 0, sizeof(req));
-	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
-	if (!inst) {
-		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
-		goto out;
+	{
+		const char *why = NULL;
+		inst = smisd_auth_institution_why(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &why);
+		if (!inst) {
+			smisd_problem_set(&pb, 401, "unauthorized", NULL,
+					  "a valid 'Authorization: Bearer <API key or gateway token>' header is required (%s)",
+					  why ? why : "missing");
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
 	}
 	{
 		int wait = smisd_ratelimit_take(inst->name, inst->requests_per_second, inst->burst, smisd_monotonic_ms());

@@ -14,7 +14,6 @@
 #include "jwt_auth.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -822,7 +821,6 @@ static const char *jwt_check_signature(const struct smisd_jwt_issuer *is, const 
 				       const struct jwt_token *t)
 {
 	const char *why = R_UNKNOWN_KEY;
-	bool named = false;
 
 	if (t->kid != NULL) {
 		for (size_t i = 0; i < is->n_keys; i++) {
@@ -830,7 +828,6 @@ static const char *jwt_check_signature(const struct smisd_jwt_issuer *is, const 
 
 			if (k->kty != t->kty || k->kid == NULL || strcmp(k->kid, t->kid) != 0)
 				continue;
-			named = true;
 			why = R_SIGNATURE;
 			if (jwt_verify_with(k, token, t->signing_len, t->sig, t->sig_len)) {
 				why = NULL;
@@ -838,8 +835,7 @@ static const char *jwt_check_signature(const struct smisd_jwt_issuer *is, const 
 			}
 		}
 	}
-	if (named)
-		goto out;
+	/* With a kid, only kid-less (PEM) keys are left to try. */
 	for (size_t i = 0; i < is->n_keys; i++) {
 		const struct jwt_key *k = &is->keys[i];
 
@@ -874,9 +870,12 @@ static int jwt_get_time(json_object *claims, const char *name, int64_t *out)
 	} else if (json_object_is_type(v, json_type_double)) {
 		double d = json_object_get_double(v);
 
-		/* ±2^62 s is far beyond any clock; it keeps the cast defined. */
-		if (isfinite(d) && fabs(d) < 4.6e18) {
-			*out = (int64_t)floor(d);
+		/* ±4.6e18 s is far beyond any clock; it keeps the cast defined
+		 * and NaN fails both comparisons. Rounded down, as floor(). */
+		if (d > -4.6e18 && d < 4.6e18) {
+			int64_t whole = (int64_t)d;
+
+			*out = (double)whole > d ? whole - 1 : whole;
 			rc = 1;
 		}
 	}

@@ -44,3 +44,4 @@ TESTS += tests/integration/test_core_api.py
 EXTRA_DIST += tests/integration/harness.py
 TESTS += tests/integration/test_operations.py
 TESTS += tests/integration/test_openapi.py
+TESTS += tests/integration/test_gateway_tokens.py

@@ -174,7 +174,8 @@ strategies = (
 institutions = (
   { name = "inst-a"; api_keys = [ "sha256:%(ka)s" ];
     strategies = [ "govapp_first", "govapp_only", "sms_only", "govapp_and_sms", "app_then_sms" ];
-    default_strategy = "govapp_first"; sender = "SMISTest"; max_per_recipient = 0; },
+    default_strategy = "govapp_first"; sender = "SMISTest"; max_per_recipient = 0;
+    client_ids = [ "cbe-0123456789" ]; },
   { name = "inst-b"; api_keys = [ "sha256:%(kb)s" ]; strategies = [ "sms_only" ];
     default_strategy = "sms_only"; sender = "32470999999"; },
   { name = "inst-c"; api_keys = [ "sha256:%(kc)s" ]; strategies = [ "sms_only" ];
