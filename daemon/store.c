@@ -37,6 +37,7 @@ static int stopping;
 static int batch_limit;
 
 static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_rep, *st_upd, *st_nopoll, *st_exists;
+static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del;
 
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -82,7 +83,11 @@ static const char schema[] =
 	" status TEXT NOT NULL,"
 	" at_ms INTEGER NOT NULL,"
 	" detail TEXT,"
-	" PRIMARY KEY (message_id, channel, device, status));";
+	" PRIMARY KEY (message_id, channel, device, status));"
+	"CREATE TABLE IF NOT EXISTS orphan_reports ("
+	" channel TEXT NOT NULL, provider_ref TEXT NOT NULL, device TEXT NOT NULL,"
+	" status INTEGER NOT NULL, at_ms INTEGER NOT NULL, detail TEXT, received_ms INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS orphan_reports_ref ON orphan_reports(channel, provider_ref);";
 
 void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
 			    char out[65])
@@ -114,6 +119,39 @@ static const char *report_status_name(enum smis_report_status s)
 		break;
 	}
 	return "none";
+}
+
+static void write_report(const struct report_item *it);
+
+/* Reports that arrived before this job's attempts were stored. */
+static void adopt_orphans(const struct smisd_job *job)
+{
+	for (size_t i = 0; i < job->n_attempts; i++) {
+		const struct smisd_attempt *a = &job->attempts[i];
+		if (a->op != SMIS_OP_SEND || !a->out.provider_ref[0])
+			continue;
+		sqlite3_reset(st_orphan_get);
+		sqlite3_bind_text(st_orphan_get, 1, a->ch->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_orphan_get, 2, a->out.provider_ref, -1, SQLITE_STATIC);
+		while (sqlite3_step(st_orphan_get) == SQLITE_ROW) {
+			struct report_item it;
+			memset(&it, 0, sizeof(it));
+			snprintf(it.channel, sizeof(it.channel), "%s", a->ch->name);
+			snprintf(it.r.provider_ref, sizeof(it.r.provider_ref), "%s", a->out.provider_ref);
+			snprintf(it.r.device, sizeof(it.r.device), "%s", (const char *)sqlite3_column_text(st_orphan_get, 0));
+			it.r.status = (enum smis_report_status)sqlite3_column_int(st_orphan_get, 1);
+			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
+			snprintf(it.r.detail, sizeof(it.r.detail), "%s",
+				 sqlite3_column_text(st_orphan_get, 3) ? (const char *)sqlite3_column_text(st_orphan_get, 3) : "");
+			write_report(&it);
+		}
+		sqlite3_reset(st_orphan_get);
+		sqlite3_reset(st_orphan_del);
+		sqlite3_bind_text(st_orphan_del, 1, a->ch->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_orphan_del, 2, a->out.provider_ref, -1, SQLITE_STATIC);
+		sqlite3_step(st_orphan_del);
+		sqlite3_reset(st_orphan_del);
+	}
 }
 
 static int write_job(struct smisd_job *job)
@@ -188,6 +226,8 @@ static int write_job(struct smisd_job *job)
 	}
 	if (rc != 0)
 		smisd_log(SMIS_LOG_ERROR, "store", job->id, "cannot store message: %s", sqlite3_errmsg(wdb));
+	else
+		adopt_orphans(job);
 	return rc;
 }
 
@@ -217,8 +257,21 @@ static void write_report(const struct report_item *it)
 	sqlite3_bind_text(st_find_att, 1, it->channel, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_find_att, 2, it->r.provider_ref, -1, SQLITE_STATIC);
 	if (sqlite3_step(st_find_att) != SQLITE_ROW) {
-		smisd_log(SMIS_LOG_WARN, "store", NULL, "report for an unknown provider reference on channel %s",
-			  it->channel);
+		/* A report can overtake the send's own answer (a fast DLR): keep
+		 * it until the attempt is written, for a day at most. */
+		sqlite3_reset(st_find_att);
+		sqlite3_reset(st_orphan);
+		sqlite3_bind_text(st_orphan, 1, it->channel, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_orphan, 2, it->r.provider_ref, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_orphan, 3, it->r.device, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st_orphan, 4, (int)it->r.status);
+		sqlite3_bind_int64(st_orphan, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
+		sqlite3_bind_text(st_orphan, 6, it->r.detail, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
+		sqlite3_step(st_orphan);
+		sqlite3_reset(st_orphan);
+		smisd_log(SMIS_LOG_INFO, "store", NULL,
+			  "report for a provider reference not stored yet on channel %s: kept", it->channel);
 		return;
 	}
 	mid = (const char *)sqlite3_column_text(st_find_att, 0);
@@ -271,6 +324,12 @@ static void poll_due(void)
 		goto out;
 	sqlite3_bind_int64(sel, 1, now);
 	sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL);
+	{
+		char sql[128];
+		snprintf(sql, sizeof(sql), "DELETE FROM orphan_reports WHERE received_ms < %lld",
+			 (long long)(now - 86400000));
+		sqlite3_exec(wdb, sql, NULL, NULL, NULL);
+	}
 	while (sqlite3_step(sel) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(sel, 0);
 		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
@@ -423,6 +482,11 @@ int smisd_store_open(const char *path, int batch_max)
 			 " (CASE status WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 2"
 			 "  WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed'", &st_upd) ||
 	    prepare(wdb, "UPDATE messages SET next_poll_ms = NULL WHERE id = ?", &st_nopoll) ||
+	    prepare(wdb, "INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms, detail, received_ms)"
+			 " VALUES (?,?,?,?,?,?,?)", &st_orphan) ||
+	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
+		    &st_orphan_get) ||
+	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;
 	stopping = 0;
@@ -457,6 +521,10 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_upd);
 	sqlite3_finalize(st_nopoll);
 	sqlite3_finalize(st_exists);
+	sqlite3_finalize(st_orphan);
+	sqlite3_finalize(st_orphan_get);
+	sqlite3_finalize(st_orphan_del);
+	st_orphan = st_orphan_get = st_orphan_del = NULL;
 	st_msg = st_att = st_find_att = st_rep = st_upd = st_nopoll = st_exists = NULL;
 	sqlite3_close(rdb);
 	sqlite3_close(wdb);

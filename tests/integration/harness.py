@@ -91,16 +91,16 @@ def http(method, url, body=None, headers=None, timeout=30):
 
 def start_process(argv, ready_pattern, log_path, env=None):
     """Start argv, wait for a stdout/stderr line matching ready_pattern."""
-    log = open(log_path, "w+")
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    with open(log_path, "w+") as log:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     deadline = time.time() + 20
     pat = re.compile(ready_pattern)
     while time.time() < deadline:
         line = p.stdout.readline()
         if not line:
             if p.poll() is not None:
-                log.seek(0)
-                raise RuntimeError("%s exited: %s" % (argv[0], log.read()[-2000:]))
+                with open(log_path) as log:
+                    raise RuntimeError("%s exited: %s" % (argv[0], log.read()[-2000:]))
             continue
         m = pat.search(line)
         if m:
@@ -205,20 +205,20 @@ institutions = (
             argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
                     "--errors-for-leak-kinds=definite"] + argv
         self.smisd_log = os.path.join(self.dir, "smisd.log")
-        self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                      stderr=open(self.smisd_log, "w"))
+        with open(self.smisd_log, "w") as logf:
+            self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf)
         self.base = "http://127.0.0.1:%d" % self.smisd_port
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.smisd.poll() is not None:
-                raise RuntimeError("smisd exited: " + open(self.smisd_log).read()[-3000:])
+                raise RuntimeError("smisd exited: " + self.log_text()[-3000:])
             try:
                 if http("GET", self.base + "/healthz", timeout=2).status == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("smisd did not come up: " + open(self.smisd_log).read()[-3000:])
+        raise RuntimeError("smisd did not come up: " + self.log_text()[-3000:])
 
     def stop(self, check_log=True):
         rc = None
@@ -237,14 +237,17 @@ institutions = (
                 except subprocess.TimeoutExpired:
                     p.kill()
         problems = self.unexpected_log_lines() if check_log else []
-        log = open(self.smisd_log).read() if os.path.exists(self.smisd_log) else ""
+        log = self.log_text() if os.path.exists(self.smisd_log) else ""
+        for p in self.procs:
+            if p.stdout:
+                p.stdout.close()
         if not os.environ.get("SMIS_KEEP_TMP"):
             shutil.rmtree(self.dir, ignore_errors=True)
         return rc, problems, log
 
     def unexpected_log_lines(self):
         bad = []
-        for line in open(self.smisd_log):
+        for line in self.log_text().splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -259,7 +262,8 @@ institutions = (
         self.expected_log.append(pattern)
 
     def log_text(self):
-        return open(self.smisd_log).read()
+        with open(self.smisd_log) as f:
+            return f.read()
 
     # -- API helpers -------------------------------------------------------
     def send(self, body, inst="inst-a", headers=None, key=None):

@@ -114,7 +114,7 @@ class Observability(StackTestCase):
         r = self.stack.send(b"{", headers={})
         rid = r.headers["X-Request-Id"]
         self.assertEqual(r.json["request_id"], rid)
-        for line in open(self.stack.smisd_log):
+        for line in self.stack.log_text().splitlines():
             entry = json.loads(line)
             self.assertIn(entry["level"], ("debug", "info", "warn", "error"))
             self.assertIn("ts", entry)

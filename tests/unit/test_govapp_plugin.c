@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,6 +397,7 @@ static void *looked_up_call(const char *pk2)
 	struct smis_http_response r = resp_of(200, body);
 
 	CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+	free(out.devices_json);
 	free(body);
 	return call;
 }
@@ -462,8 +464,28 @@ static void test_config(void)
 	CU_ASSERT_PTR_NULL(make_instance(typed, 3, &errors));
 	CU_ASSERT_EQUAL(errors, 1);
 	st = make_instance(full, 5, &errors);
-	CU_ASSERT_PTR_NOT_NULL(st);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(st);
 	CU_ASSERT_EQUAL(errors, 0);
+	/* lookup_max_age_s = 0: a SEND never reuses a lookup, even a fresh one. */
+	{
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out = { 0 };
+		char *body = lookup_body(true, pk1_b64, NULL);
+		struct smis_http_response r = resp_of(200, body);
+		void *call = NULL;
+
+		CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_LOOKUP, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+		fake_req_free(req);
+		req = NULL;
+		CU_ASSERT_EQUAL(ops->resume(st, SMIS_OP_LOOKUP, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
+		free(out.devices_json);
+		CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+		CU_ASSERT_STRING_EQUAL(req ? req->url : "", BASE "/v1/citizens/lookup");
+		fake_req_free(req);
+		ops->call_free(st, call);
+		free(body);
+	}
 	ops->destroy(st);
 	ops->destroy(NULL);
 	ops->call_free(inst, NULL);
@@ -510,9 +532,11 @@ static void test_lookup_reach(void)
 		  SMIS_REACH_NOTIFICATIONS_OFF, 0, "nl" },
 		{ "{\"registered\":true,\"notifications_enabled\":true,\"language\":\"de\",\"devices\":[]}",
 		  SMIS_REACH_NOT_INSTALLED, 0, "de" },
+		/* A device whose key is unusable still counts as an installation:
+		 * the SEND then fails with the precise "govapp_no_device_key". */
 		{ "{\"registered\":true,\"notifications_enabled\":true,\"language\":\"en\",\"devices\":["
 		  "{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\",\"key_alg\":\"X25519\"}]}",
-		  SMIS_REACH_NOT_INSTALLED, 0, "en" },
+		  SMIS_REACH_YES, 1, "en" },
 	};
 	struct smis_outcome out;
 	char *body;
@@ -526,6 +550,12 @@ static void test_lookup_reach(void)
 		CU_ASSERT_EQUAL(out.reach, cases[i].reach);
 		CU_ASSERT_EQUAL(out.devices, cases[i].devices);
 		CU_ASSERT_STRING_EQUAL(out.language, cases[i].lang);
+		/* Only usable keys are offered to institutions. */
+		if (i == 0)
+			CU_ASSERT_PTR_NULL(out.devices_json);
+		if (i > 0)
+			CU_ASSERT_STRING_EQUAL(out.devices_json ? out.devices_json : "", "[]");
+		free(out.devices_json);
 		ops->call_free(inst, call);
 	}
 
@@ -542,6 +572,19 @@ static void test_lookup_reach(void)
 		CU_ASSERT_EQUAL(out.devices, 2);
 		CU_ASSERT_STRING_EQUAL(out.language, "fr");
 		CU_ASSERT_PTR_NULL(strstr(out.detail, PHONE_DIGITS));
+		/* The keys, for institutions that encrypt themselves. */
+		{
+			struct json_object *a = parse(out.devices_json), *d;
+
+			CU_ASSERT_FATAL(a && json_object_is_type(a, json_type_array));
+			CU_ASSERT_EQUAL(json_object_array_length(a), 2);
+			d = json_object_array_get_idx(a, 1);
+			CU_ASSERT_STRING_EQUAL(jstr(d, "device_id"), "d-2");
+			CU_ASSERT_STRING_EQUAL(jstr(d, "public_key"), pk2_b64);
+			CU_ASSERT_STRING_EQUAL(jstr(d, "key_alg"), "X25519");
+			json_object_put(a);
+		}
+		free(out.devices_json);
 		ops->call_free(inst, call);
 		free(body);
 	}
@@ -678,6 +721,7 @@ static void test_send_no_valid_key(void)
 		struct smis_http_response r = resp_of(200, bodies[i]);
 
 		CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+		free(out.devices_json);
 		memset(&out, 0, sizeof(out));
 		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_DONE);
 		CU_ASSERT_PTR_NULL(req);
@@ -700,7 +744,9 @@ static void test_send_no_valid_key(void)
 			 "{\"device_id\":\"d-1\",\"public_key\":\"%s\",\"key_alg\":\"P-256\"}]}", pk1_b64);
 		r = resp_of(200, body);
 		CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
-		CU_ASSERT_EQUAL(out.devices, 0);
+		CU_ASSERT_EQUAL(out.devices, 1);
+		CU_ASSERT_STRING_EQUAL(out.devices_json ? out.devices_json : "", "[]");
+		free(out.devices_json);
 		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_DONE);
 		CU_ASSERT_STRING_EQUAL(out.error, "govapp_no_device_key");
 		fake_req_free(req);
@@ -882,6 +928,7 @@ static void test_error_mapping(void)
 			CU_ASSERT_EQUAL(do_lookup(&call, &lk[i], &out), SMIS_STEP_DONE);
 			CU_ASSERT_STRING_EQUAL(out.error, want[i]);
 			CU_ASSERT_EQUAL(out.reach, SMIS_REACH_UNKNOWN);
+			CU_ASSERT_PTR_NULL(out.devices_json);
 			ops->call_free(inst, call);
 		}
 	}
@@ -951,6 +998,61 @@ static void test_status(void)
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
 	CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+	ops->call_free(inst, call);
+}
+
+static void test_passthrough(void)
+{
+	const char *enc_json = "{\"encryption\":\"HPKE-Base-X25519-SHA256-AES128GCM\",\"envelopes\":["
+			       "{\"device_id\":\"d-9\",\"enc\":\"ZW5j\",\"ciphertext\":\"Y3Q\"}]}";
+	static const struct smis_content empty[1] = {
+		{ .lang = "nl", .title = "Titel in klare tekst", .body = "", .body_text = "" } };
+	struct smis_message m = msg;
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	struct smis_http_response unknown = resp_of(422, "{\"error\":\"unknown_device\"}");
+	struct json_object *o, *envs, *v;
+	void *call = NULL;
+
+	m.content = empty;
+	m.n_content = 1;
+	m.encrypted_json = enc_json;
+	/* Sent as is, without a lookup: there is nothing to seal. */
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &m, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications");
+	o = parse(req->body);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT_STRING_EQUAL(jstr(o, "message_id"), MSG_ID);
+	CU_ASSERT_STRING_EQUAL(jstr(o, "encryption"), "HPKE-Base-X25519-SHA256-AES128GCM");
+	CU_ASSERT(json_object_object_get_ex(o, "title", &v));
+	CU_ASSERT_STRING_EQUAL(jstr(v, "nl"), "Titel in klare tekst");
+	CU_ASSERT(json_object_object_get_ex(o, "envelopes", &envs) && json_object_array_length(envs) == 1);
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(envs, 0), "device_id"), "d-9");
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(envs, 0), "enc"), "ZW5j");
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(envs, 0), "ciphertext"), "Y3Q");
+	json_object_put(o);
+	fake_req_free(req);
+	req = NULL;
+	/* The envelopes cannot be re-sealed: an unknown device is final. */
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &m, &call, &unknown, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_PTR_NULL(req);
+	CU_ASSERT_STRING_EQUAL(out.error, "govapp_rejected");
+
+	/* Another suite is refused before anything is sent. */
+	m.encrypted_json = "{\"encryption\":\"RSA-OAEP\",\"envelopes\":[]}";
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &m, &call, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_PTR_NULL(req);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "govapp_bad_envelopes");
+
+	/* A core whose message struct ends before encrypted_json: ignored. */
+	m.encrypted_json = enc_json;
+	m.size = offsetof(struct smis_message, encrypted_json);
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &m, &call, &req, &out), SMIS_STEP_REQUEST);
+	CU_ASSERT_STRING_EQUAL(req ? req->url : "", BASE "/v1/citizens/lookup");
+	fake_req_free(req);
 	ops->call_free(inst, call);
 }
 
@@ -1157,6 +1259,7 @@ int main(void)
 	    !CU_add_test(s, "unknown device relookup", test_unknown_device_relookup) ||
 	    !CU_add_test(s, "error mapping", test_error_mapping) ||
 	    !CU_add_test(s, "status poll", test_status) ||
+	    !CU_add_test(s, "passthrough", test_passthrough) ||
 	    !CU_add_test(s, "inbound signature", test_inbound) ||
 	    !CU_add_test(s, "signature worked example", test_signature_worked_example)) {
 		CU_cleanup_registry();

@@ -1,0 +1,1333 @@
+/*
+ * govapp.c - channel plugin for the GovApp backend (SMIS side of the
+ * protocol written in docs/govapp-protocol.md, v1).
+ *
+ * A pair of pure functions in the sense of STYLE.md rule 7: start() builds
+ * the next HTTP request, resume() turns its response into an outcome or into
+ * the request after it. The core performs the HTTP itself. A LOOKUP learns
+ * the citizen's devices and public keys and keeps them in the per-message
+ * `call` slot, so that the SEND that usually follows needs no second lookup;
+ * a SEND without a recent lookup makes one first (lookup then send). A
+ * LOOKUP also hands the core the usable device keys (devices_json) for
+ * institutions that seal the envelopes themselves; their "passthrough"
+ * messages (smis_message.encrypted_json) are sent without a lookup.
+ *
+ * The message content travels only inside per-device HPKE envelopes
+ * (lib/e2e.h, docs/e2e-format.md); the titles are the only text in clear,
+ * as GovApp's privacy statement promises.
+ *
+ * inbound() authenticates the backend's status callbacks with an HMAC-SHA256
+ * signature over "<t>.<raw body>" and a bounded clock skew.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "smis/smis-plugin.h"
+#include "e2e.h"
+
+#define GOVAPP_VERSION "1.0.0"
+#define GOVAPP_SUITE SMIS_E2E_SUITE
+#define GOVAPP_KEY_ALG "X25519"
+#define GOVAPP_DEFAULT_SKEW_S 300
+#define GOVAPP_DEFAULT_LOOKUP_MAX_AGE_S 60
+/* A secret shorter than this is guessable offline from one signed callback. */
+#define GOVAPP_MIN_SECRET_LEN 16
+#define GOVAPP_SIG_HEADER "X-GovApp-Signature"
+
+struct govapp {
+	const struct smis_core_api *api;
+	struct smis_instance *self;
+	char *lookup_url;
+	char *send_url;
+	char *authorization;  /* "Bearer <api_token>" */
+	char *callback_secret; /* NULL: status callbacks are refused */
+	size_t callback_secret_len;
+	int64_t max_skew_s;
+	int64_t lookup_max_age_ms;
+};
+
+struct govapp_device {
+	char *id;
+	char *public_key; /* base64url X25519, as the backend sent it */
+	bool usable;      /* key algorithm and key passed the checks */
+};
+
+/* What the request handed to the core last was, so resume() knows what
+ * the response answers. */
+enum govapp_pending {
+	GOVAPP_PENDING_NONE = 0,
+	GOVAPP_PENDING_LOOKUP,
+	GOVAPP_PENDING_SEND,
+	GOVAPP_PENDING_STATUS,
+};
+
+/* The per (message, instance) slot. */
+struct govapp_call {
+	enum govapp_pending pending;
+	bool have_lookup;
+	int64_t lookup_at_ms; /* monotonic */
+	bool registered;
+	bool notifications;
+	char language[8];
+	struct govapp_device *devices;
+	size_t n_devices;
+	size_t n_usable;
+	/* A lookup was made during the current SEND: an "unknown_device"
+	 * answer then is final instead of a reason to refresh the keys. */
+	bool fresh_in_op;
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+static char *govapp_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+static char *govapp_concat(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = malloc(la + lb + 1);
+
+	if (p) {
+		memcpy(p, a, la);
+		memcpy(p + la, b, lb + 1);
+	}
+	return p;
+}
+
+static void govapp_devices_free(struct govapp_call *c)
+{
+	for (size_t i = 0; i < c->n_devices; i++) {
+		free(c->devices[i].id);
+		free(c->devices[i].public_key);
+	}
+	free(c->devices);
+	c->devices = NULL;
+	c->n_devices = 0;
+	c->n_usable = 0;
+}
+
+/* Parse exactly buf[0..len) as one JSON value; NULL when it is not JSON. */
+static struct json_object *govapp_parse_json(const char *buf, size_t len)
+{
+	struct json_tokener *tok;
+	struct json_object *obj = NULL;
+
+	if (!buf || len == 0 || len > (size_t)INT32_MAX)
+		return NULL;
+	tok = json_tokener_new();
+	if (!tok)
+		return NULL;
+	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	/* Trailing bytes after the value mean a corrupt or concatenated body. */
+	if (obj && (json_tokener_get_error(tok) != json_tokener_success ||
+		    json_tokener_get_parse_end(tok) != len)) {
+		json_object_put(obj);
+		obj = NULL;
+	}
+	json_tokener_free(tok);
+	return obj;
+}
+
+static const char *govapp_json_string(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* -1 when absent or not a boolean. */
+static int govapp_json_bool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
+		return -1;
+	return json_object_get_boolean(v) ? 1 : 0;
+}
+
+/*
+ * Copy the upstream "error" code into dst when it is a short token of
+ * [a-z0-9_]; anything else becomes "" so that outcome details never carry
+ * upstream text that could hold personal data.
+ */
+static void govapp_error_code(const struct smis_http_response *resp, char *dst, size_t cap)
+{
+	struct json_object *o = govapp_parse_json(resp->body, resp->body_len);
+	const char *e = o ? govapp_json_string(o, "error") : NULL;
+	size_t n = e ? strlen(e) : 0;
+
+	dst[0] = '\0';
+	if (n == 0 || n >= cap || n > 40)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (!((e[i] >= 'a' && e[i] <= 'z') || (e[i] >= '0' && e[i] <= '9') || e[i] == '_'))
+			goto out;
+	memcpy(dst, e, n + 1);
+out:
+	json_object_put(o);
+}
+
+static void govapp_fail(struct smis_outcome *out, enum smis_outcome_kind kind, const char *error,
+			const char *fmt, ...) SMIS_PRINTF(4, 5);
+
+static void govapp_fail(struct smis_outcome *out, enum smis_outcome_kind kind, const char *error,
+			const char *fmt, ...)
+{
+	va_list ap;
+
+	out->kind = kind;
+	SMIS_OUTCOME_SET(out->error, error);
+	va_start(ap, fmt);
+	vsnprintf(out->detail, sizeof(out->detail), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * The outcome of a response that is not the expected success, following
+ * the table in docs/govapp-protocol.md ("Error mapping"). `what` names the
+ * request in the detail text ("lookup", "send", "status poll").
+ */
+static void govapp_map_failure(const struct smis_http_response *resp, const char *what,
+			       struct smis_outcome *out)
+{
+	char code[48];
+	long st = resp->status;
+
+	switch (resp->transport) {
+	case SMIS_TRANSPORT_OK:
+		break;
+	case SMIS_TRANSPORT_TIMEOUT:
+		govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_timeout",
+			    "GovApp %s timed out after %ld ms", what, resp->elapsed_ms);
+		return;
+	case SMIS_TRANSPORT_CONNECT:
+		govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_unreachable",
+			    "GovApp backend unreachable for %s", what);
+		return;
+	default:
+		govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_error",
+			    "GovApp %s failed in transport", what);
+		return;
+	}
+	govapp_error_code(resp, code, sizeof(code));
+	if (st >= 500 && st <= 599)
+		govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_5xx",
+			    "GovApp %s answered HTTP %ld", what, st);
+	else if (st == 401 || st == 403)
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_unauthorized",
+			    "GovApp refused the api_token for %s (HTTP %ld)", what, st);
+	else if (st == 404 && strcmp(code, "not_registered") == 0)
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_not_registered",
+			    "citizen has no GovApp installation");
+	else if (st == 409)
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_notifications_disabled",
+			    "citizen turned GovApp notifications off");
+	else if (st == 429)
+		/* Rate limiting passes; failing over to SMS for it would be
+		 * a costly answer to a temporary condition. */
+		govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_throttled",
+			    "GovApp throttled the %s (HTTP 429)", what);
+	else if (st >= 400 && st <= 499)
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_rejected",
+			    "GovApp rejected the %s: HTTP %ld %s", what, st, code[0] ? code : "-");
+	else
+		govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
+			    "GovApp %s answered unexpected HTTP %ld", what, st);
+}
+
+static void govapp_bad_response(struct smis_outcome *out, const char *what, const char *why)
+{
+	govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
+		    "GovApp %s answer unusable: %s", what, why);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t govapp_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	int64_t era;
+	unsigned yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (unsigned)(y - era * 400);
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int govapp_digits(const char *s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * RFC 3339 date-time ("2024-05-01T12:34:56Z", optional fraction, "Z" or a
+ * numeric offset) to epoch milliseconds. Returns 0 or -EINVAL.
+ */
+static int govapp_parse_rfc3339(const char *s, int64_t *out_ms)
+{
+	int y, mo, d, h, mi, sec, ms = 0, oh = 0, om = 0, sign = 0;
+	const char *p;
+	int64_t t;
+
+	if (!s || strlen(s) < 20 || s[4] != '-' || s[7] != '-' ||
+	    (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
+		return -EINVAL;
+	if (govapp_digits(s, 4, &y) || govapp_digits(s + 5, 2, &mo) || govapp_digits(s + 8, 2, &d) ||
+	    govapp_digits(s + 11, 2, &h) || govapp_digits(s + 14, 2, &mi) ||
+	    govapp_digits(s + 17, 2, &sec))
+		return -EINVAL;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -EINVAL;
+	p = s + 19;
+	if (*p == '.') {
+		int n = 0;
+
+		for (p++; *p >= '0' && *p <= '9'; p++, n++)
+			if (n < 3)
+				ms = ms * 10 + (*p - '0');
+		if (n == 0)
+			return -EINVAL;
+		for (; n < 3; n++)
+			ms *= 10;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p == '+' ? 1 : -1;
+		if (p[3] != ':' || govapp_digits(p + 1, 2, &oh) || govapp_digits(p + 4, 2, &om) ||
+		    oh > 23 || om > 59)
+			return -EINVAL;
+		p += 6;
+	} else {
+		return -EINVAL;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	t = govapp_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
+	    (sec > 59 ? 59 : sec);
+	t -= sign * (oh * 3600 + om * 60);
+	*out_ms = t * 1000 + ms;
+	return 0;
+}
+
+/* Percent-encode a path segment; notification ids are plain tokens, but a
+ * provider_ref comes from storage and must not be able to alter the path. */
+static char *govapp_path_escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+	char *o = malloc(n * 3 + 1), *w = o;
+
+	if (!o)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+			*w++ = (char)*p;
+		} else {
+			*w++ = '%';
+			*w++ = hex[*p >> 4];
+			*w++ = hex[*p & 15];
+		}
+	}
+	*w = '\0';
+	return o;
+}
+
+/* ------------------------------------------------------------------ */
+/* Instance                                                            */
+/* ------------------------------------------------------------------ */
+
+static void govapp_destroy(void *state)
+{
+	struct govapp *g = state;
+
+	if (!g)
+		return;
+	free(g->lookup_url);
+	free(g->send_url);
+	if (g->authorization)
+		OPENSSL_cleanse(g->authorization, strlen(g->authorization));
+	free(g->authorization);
+	if (g->callback_secret)
+		OPENSSL_cleanse(g->callback_secret, g->callback_secret_len);
+	free(g->callback_secret);
+	free(g);
+}
+
+/* Read optional integer `key` in [min, max] into *v (left as is when absent). */
+static int govapp_config_range(const struct smis_core_api *api, struct smis_config *cfg,
+			       const char *key, long long min, long long max, int64_t *v)
+{
+	long long x;
+	int rc = api->config_int(cfg, key, &x);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0 || x < min || x > max) {
+		api->config_error(cfg, key, "'%s' must be an integer from %lld to %lld", key, min, max);
+		return -EINVAL;
+	}
+	*v = x;
+	return 0;
+}
+
+static int govapp_create(const struct smis_core_api *api, struct smis_instance *self,
+			 struct smis_config *cfg, void **state)
+{
+	struct govapp *g = calloc(1, sizeof(*g));
+	char *base = NULL, *token = NULL, *secret = NULL;
+	int64_t max_age_s = GOVAPP_DEFAULT_LOOKUP_MAX_AGE_S;
+	size_t n;
+	int rc = -ENOMEM, r;
+
+	if (!g) {
+		api->config_error(cfg, NULL, "out of memory");
+		goto out;
+	}
+	g->api = api;
+	g->self = self;
+	g->max_skew_s = GOVAPP_DEFAULT_SKEW_S;
+
+	/* Read every key before failing so that the core can report them all. */
+	r = api->config_string(cfg, "base_url", &base);
+	if (r < 0 || !base || (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)) {
+		api->config_error(cfg, r == -ENOENT ? NULL : "base_url",
+				  "'base_url' is required: the GovApp backend's http:// or https:// URL");
+		rc = -EINVAL;
+	}
+	r = api->config_string(cfg, "api_token", &token);
+	if (r < 0 || !token || !token[0] || strpbrk(token, "\r\n \t")) {
+		api->config_error(cfg, r == -ENOENT ? NULL : "api_token",
+				  "'api_token' is required: a non-empty string without spaces");
+		rc = -EINVAL;
+	}
+	r = api->config_string(cfg, "callback_secret", &secret);
+	if (r == -EINVAL || (r == 0 && strlen(secret) < GOVAPP_MIN_SECRET_LEN)) {
+		api->config_error(cfg, "callback_secret",
+				  "'callback_secret' must be a string of at least %d characters",
+				  GOVAPP_MIN_SECRET_LEN);
+		rc = -EINVAL;
+	}
+	if (govapp_config_range(api, cfg, "callback_max_skew_s", 1, 86400, &g->max_skew_s) < 0)
+		rc = -EINVAL;
+	if (govapp_config_range(api, cfg, "lookup_max_age_s", 0, 86400, &max_age_s) < 0)
+		rc = -EINVAL;
+	if (rc == -EINVAL)
+		goto out;
+
+	n = strlen(base);
+	while (n > 0 && base[n - 1] == '/')
+		base[--n] = '\0';
+	g->lookup_max_age_ms = max_age_s * 1000;
+	g->lookup_url = govapp_concat(base, "/v1/citizens/lookup");
+	g->send_url = govapp_concat(base, "/v1/notifications");
+	g->authorization = govapp_concat("Bearer ", token);
+	if (secret) {
+		g->callback_secret = govapp_strdup(secret);
+		g->callback_secret_len = strlen(secret);
+	}
+	if (!g->lookup_url || !g->send_url || !g->authorization || (secret && !g->callback_secret)) {
+		api->config_error(cfg, NULL, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (!g->callback_secret)
+		api->log(self, SMIS_LOG_INFO,
+			 "no callback_secret: GovApp status callbacks will be refused, use STATUS polling");
+	*state = g;
+	g = NULL;
+	rc = 0;
+out:
+	if (token)
+		OPENSSL_cleanse(token, strlen(token));
+	if (secret)
+		OPENSSL_cleanse(secret, strlen(secret));
+	api->free(base);
+	api->free(token);
+	api->free(secret);
+	govapp_destroy(g);
+	return rc;
+}
+
+static void govapp_call_free(void *state, void *call)
+{
+	struct govapp_call *c = call;
+
+	if (!c)
+		return;
+	govapp_devices_free(c);
+	free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+/* ------------------------------------------------------------------ */
+
+/* A request with the bearer token and, when body is set, a JSON body. */
+static struct smis_http_request *govapp_request(struct govapp *g, const char *method,
+						const char *url, const char *body)
+{
+	const struct smis_core_api *api = g->api;
+	struct smis_http_request *req = api->http_request_new(method, url);
+
+	if (!req)
+		goto out;
+	if (api->http_request_header(req, "Authorization", g->authorization) < 0 ||
+	    api->http_request_header(req, "Accept", "application/json") < 0)
+		goto out_free;
+	if (body && (api->http_request_header(req, "Content-Type", "application/json") < 0 ||
+		     api->http_request_body(req, body, strlen(body)) < 0))
+		goto out_free;
+	goto out;
+out_free:
+	api->http_request_free(req);
+	req = NULL;
+out:
+	return req;
+}
+
+/* Serialise without escaping '/' (URLs in titles stay readable). */
+static const char *govapp_json_text(struct json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static int govapp_lookup_request(struct govapp *g, const struct smis_message *msg,
+				 struct govapp_call *c, struct smis_http_request **req)
+{
+	struct json_object *o = json_object_new_object();
+	int rc = -ENOMEM;
+
+	/* POST with the number in the body: numbers never reach URLs, and so
+	 * never proxy or access logs. */
+	if (!o || json_object_object_add(o, "phone", json_object_new_string(msg->recipient)) < 0)
+		goto out;
+	*req = govapp_request(g, "POST", g->lookup_url, govapp_json_text(o));
+	if (!*req)
+		goto out;
+	c->pending = GOVAPP_PENDING_LOOKUP;
+	rc = SMIS_STEP_REQUEST;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* The plaintext sealed to every device (docs/govapp-protocol.md, "Envelope plaintext"). */
+static char *govapp_plaintext(const struct smis_message *msg)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *content = json_object_new_object();
+	char *text = NULL;
+
+	if (!o || !content) {
+		json_object_put(content);
+		goto out;
+	}
+	json_object_object_add(o, "v", json_object_new_int(1));
+	json_object_object_add(o, "message_id", json_object_new_string(msg->id));
+	json_object_object_add(o, "content", content); /* o owns it from here */
+	for (size_t i = 0; i < msg->n_content; i++) {
+		const struct smis_content *ct = &msg->content[i];
+		struct json_object *l = json_object_new_object();
+
+		if (!l)
+			goto out;
+		json_object_object_add(l, "title", json_object_new_string(ct->title));
+		json_object_object_add(l, "body", json_object_new_string(ct->body ? ct->body : ct->body_text));
+		json_object_object_add(l, "body_text", json_object_new_string(ct->body_text));
+		json_object_object_add(l, "format", json_object_new_string(ct->body_is_html ? "html" : "text"));
+		json_object_object_add(content, ct->lang, l);
+	}
+	text = govapp_strdup(govapp_json_text(o));
+out:
+	json_object_put(o);
+	return text;
+}
+
+/*
+ * Hand the core the SEND: the clear part (ids, sender, titles) around the
+ * envelopes array `envs`, which this takes ownership of.
+ */
+static int govapp_post_send(struct govapp *g, const struct smis_message *msg, struct govapp_call *c,
+			    struct json_object *envs, struct smis_http_request **req)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *title = json_object_new_object();
+	struct json_object *langs = json_object_new_array();
+	int rc = -ENOMEM;
+
+	if (!o || !title || !langs) {
+		json_object_put(title);
+		json_object_put(langs);
+		json_object_put(envs);
+		goto out;
+	}
+	json_object_object_add(o, "message_id", json_object_new_string(msg->id));
+	json_object_object_add(o, "phone", json_object_new_string(msg->recipient));
+	json_object_object_add(o, "sender", json_object_new_string(msg->institution ? msg->institution : ""));
+	json_object_object_add(o, "reference", msg->reference ? json_object_new_string(msg->reference) : NULL);
+	json_object_object_add(o, "title", title);
+	json_object_object_add(o, "languages", langs);
+	json_object_object_add(o, "encryption", json_object_new_string(GOVAPP_SUITE));
+	json_object_object_add(o, "envelopes", envs);
+	/* Titles only: GovApp shows them in the push notification, the rest
+	 * exists only inside the envelopes. */
+	for (size_t i = 0; i < msg->n_content; i++) {
+		json_object_object_add(title, msg->content[i].lang,
+				       json_object_new_string(msg->content[i].title));
+		json_object_array_add(langs, json_object_new_string(msg->content[i].lang));
+	}
+	*req = govapp_request(g, "POST", g->send_url, govapp_json_text(o));
+	if (!*req)
+		goto out;
+	c->pending = GOVAPP_PENDING_SEND;
+	rc = SMIS_STEP_REQUEST;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* The envelopes an institution sealed itself, or NULL for a normal message. */
+static const char *govapp_passthrough(const struct smis_message *msg)
+{
+	/* A core whose message ends before the member has no passthrough. */
+	if (msg->size < offsetof(struct smis_message, encrypted_json) + sizeof(msg->encrypted_json))
+		return NULL;
+	return msg->encrypted_json;
+}
+
+/* SEND of a passthrough message: its envelopes go as they are. */
+static int govapp_send_passthrough(struct govapp *g, const struct smis_message *msg,
+				   struct govapp_call *c, const char *enc_json,
+				   struct smis_http_request **req, struct smis_outcome *out)
+{
+	struct json_object *o = govapp_parse_json(enc_json, strlen(enc_json)), *envs = NULL;
+	const char *suite = o ? govapp_json_string(o, "encryption") : NULL;
+	int rc = SMIS_STEP_DONE;
+
+	if (!suite || strcmp(suite, GOVAPP_SUITE) != 0 || !json_object_object_get_ex(o, "envelopes", &envs) ||
+	    !json_object_is_type(envs, json_type_array) || json_object_array_length(envs) == 0) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_bad_envelopes",
+			    "the institution's envelopes are not \"%s\" envelopes", GOVAPP_SUITE);
+		goto out;
+	}
+	rc = govapp_post_send(g, msg, c, json_object_get(envs), req);
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/*
+ * Build the SEND from the looked-up devices, or finish with a PERMFAIL when
+ * the lookup already shows the send cannot succeed.
+ */
+static int govapp_send_request(struct govapp *g, const struct smis_message *msg,
+			       struct govapp_call *c, struct smis_http_request **req,
+			       struct smis_outcome *out)
+{
+	struct json_object *envs = NULL;
+	char *pt = NULL;
+	size_t pt_len, sealed = 0;
+	int rc = -ENOMEM;
+
+	if (!c->registered) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_not_registered",
+			    "citizen has no GovApp installation");
+		rc = SMIS_STEP_DONE;
+		goto out;
+	}
+	if (!c->notifications) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_notifications_disabled",
+			    "citizen turned GovApp notifications off");
+		rc = SMIS_STEP_DONE;
+		goto out;
+	}
+	if (c->n_usable == 0) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_device_key",
+			    "none of the citizen's %zu GovApp devices has a usable public key",
+			    c->n_devices);
+		rc = SMIS_STEP_DONE;
+		goto out;
+	}
+	pt = govapp_plaintext(msg);
+	envs = json_object_new_array();
+	if (!pt || !envs)
+		goto out;
+	pt_len = strlen(pt);
+	for (size_t i = 0; i < c->n_devices; i++) {
+		struct govapp_device *d = &c->devices[i];
+		struct json_object *e;
+		char *enc = NULL, *ct = NULL;
+		int r;
+
+		if (!d->usable)
+			continue;
+		/* The envelope is bound to the message and device ids: the
+		 * backend cannot move it to another device or message. */
+		r = smis_e2e_seal(msg->id, d->id, d->public_key, (const unsigned char *)pt, pt_len,
+				  &enc, &ct);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0) {
+			g->api->log(g->self, SMIS_LOG_INFO,
+				    "GovApp device %s: sealing failed (%d), device skipped", d->id, r);
+			continue;
+		}
+		e = json_object_new_object();
+		if (e) {
+			json_object_object_add(e, "device_id", json_object_new_string(d->id));
+			json_object_object_add(e, "enc", json_object_new_string(enc));
+			json_object_object_add(e, "ciphertext", json_object_new_string(ct));
+			json_object_array_add(envs, e);
+			sealed++;
+		}
+		free(enc);
+		free(ct);
+		if (!e)
+			goto out;
+	}
+	if (sealed == 0) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_device_key",
+			    "no envelope could be sealed for the citizen's GovApp devices");
+		rc = SMIS_STEP_DONE;
+		goto out;
+	}
+	rc = govapp_post_send(g, msg, c, envs, req);
+	envs = NULL;
+out:
+	if (pt) {
+		OPENSSL_cleanse(pt, strlen(pt));
+		free(pt);
+	}
+	json_object_put(envs);
+	return rc;
+}
+
+static int govapp_status_request(struct govapp *g, const struct smis_message *msg,
+				 struct govapp_call *c, struct smis_http_request **req,
+				 struct smis_outcome *out)
+{
+	char *id = NULL, *url = NULL;
+	int rc = -ENOMEM;
+
+	if (!msg->provider_ref || !msg->provider_ref[0]) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_notification_id",
+			    "no GovApp notification id to poll");
+		rc = SMIS_STEP_DONE;
+		goto out;
+	}
+	id = govapp_path_escape(msg->provider_ref);
+	url = id ? malloc(strlen(g->send_url) + strlen(id) + 2) : NULL;
+	if (!url)
+		goto out;
+	snprintf(url, strlen(g->send_url) + strlen(id) + 2, "%s/%s", g->send_url, id);
+	*req = govapp_request(g, "GET", url, NULL);
+	if (!*req)
+		goto out;
+	c->pending = GOVAPP_PENDING_STATUS;
+	rc = SMIS_STEP_REQUEST;
+out:
+	free(id);
+	free(url);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Store the lookup answer in the slot. Returns 0 or -EINVAL (bad answer). */
+static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct json_object *o)
+{
+	struct json_object *devs;
+	const char *lang;
+	size_t n;
+	int reg, rc = -EINVAL;
+
+	govapp_devices_free(c);
+	c->have_lookup = false;
+	reg = govapp_json_bool(o, "registered");
+	if (reg < 0)
+		goto out;
+	c->registered = reg == 1;
+	c->notifications = govapp_json_bool(o, "notifications_enabled") == 1;
+	c->language[0] = '\0';
+	lang = govapp_json_string(o, "language");
+	if (lang && strlen(lang) < sizeof(c->language) && strspn(lang, "abcdefghijklmnopqrstuvwxyz-") == strlen(lang))
+		SMIS_OUTCOME_SET(c->language, lang);
+	if (!c->registered || !json_object_object_get_ex(o, "devices", &devs)) {
+		rc = 0;
+		goto out_done;
+	}
+	if (!json_object_is_type(devs, json_type_array))
+		goto out;
+	n = json_object_array_length(devs);
+	c->devices = n ? calloc(n, sizeof(*c->devices)) : NULL;
+	if (n && !c->devices) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(devs, i);
+		const char *id = govapp_json_string(d, "device_id");
+		const char *pk = govapp_json_string(d, "public_key");
+		const char *alg = govapp_json_string(d, "key_alg");
+		struct govapp_device *dev = &c->devices[c->n_devices];
+
+		/* smis_report.device holds 63 characters. */
+		if (!id || !id[0] || strlen(id) >= sizeof(((struct smis_report *)0)->device)) {
+			g->api->log(g->self, SMIS_LOG_INFO, "GovApp lookup: device without a usable id skipped");
+			continue;
+		}
+		dev->id = govapp_strdup(id);
+		dev->public_key = govapp_strdup(pk ? pk : "");
+		c->n_devices++;
+		if (!dev->id || !dev->public_key) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		dev->usable = pk && (!alg || strcmp(alg, GOVAPP_KEY_ALG) == 0) &&
+			      smis_e2e_check_public_key(pk) == 0;
+		if (dev->usable)
+			c->n_usable++;
+		else
+			g->api->log(g->self, SMIS_LOG_INFO,
+				    "GovApp device %s has no usable %s public key, skipped", id, GOVAPP_KEY_ALG);
+	}
+	rc = 0;
+out_done:
+	c->have_lookup = true;
+	c->lookup_at_ms = g->api->monotonic_ms();
+out:
+	if (rc < 0)
+		govapp_devices_free(c);
+	return rc;
+}
+
+/*
+ * The devices with a usable key as JSON for institutions that encrypt
+ * themselves (smis_outcome.devices_json), allocated with api->alloc.
+ */
+static char *govapp_devices_json(const struct govapp *g, const struct govapp_call *c)
+{
+	struct json_object *a = json_object_new_array();
+	const char *text;
+	char *copy = NULL;
+	size_t n;
+
+	if (!a)
+		return NULL;
+	for (size_t i = 0; i < c->n_devices; i++) {
+		struct json_object *d;
+
+		if (!c->devices[i].usable)
+			continue;
+		d = json_object_new_object();
+		if (!d)
+			goto out;
+		json_object_object_add(d, "device_id", json_object_new_string(c->devices[i].id));
+		json_object_object_add(d, "public_key", json_object_new_string(c->devices[i].public_key));
+		json_object_object_add(d, "key_alg", json_object_new_string(GOVAPP_KEY_ALG));
+		json_object_array_add(a, d);
+	}
+	text = govapp_json_text(a);
+	n = strlen(text);
+	copy = g->api->alloc(n + 1);
+	if (copy)
+		memcpy(copy, text, n + 1);
+out:
+	json_object_put(a);
+	return copy;
+}
+
+/* Fill a LOOKUP outcome from the slot. */
+static int govapp_lookup_outcome(const struct govapp *g, const struct govapp_call *c,
+				 struct smis_outcome *out)
+{
+	out->kind = SMIS_OUTCOME_OK;
+	SMIS_OUTCOME_SET(out->language, c->language);
+	out->devices = (int)c->n_devices;
+	if (!c->registered) {
+		out->reach = SMIS_REACH_NOT_INSTALLED;
+		SMIS_OUTCOME_SET(out->detail, "not registered with GovApp");
+	} else if (!c->notifications) {
+		out->reach = SMIS_REACH_NOTIFICATIONS_OFF;
+		SMIS_OUTCOME_SET(out->detail, "GovApp notifications are off");
+	} else if (c->n_devices == 0) {
+		out->reach = SMIS_REACH_NOT_INSTALLED;
+		SMIS_OUTCOME_SET(out->detail, "registered, but no device");
+	} else {
+		/* Reachable even when no key is usable: the SEND then says
+		 * "govapp_no_device_key", which names the actual problem. */
+		out->reach = SMIS_REACH_YES;
+		snprintf(out->detail, sizeof(out->detail), "reachable on %zu device(s), %zu with a usable key",
+			 c->n_devices, c->n_usable);
+	}
+	if (!c->registered)
+		return 0;
+	out->devices_json = govapp_devices_json(g, c);
+	return out->devices_json ? 0 : -ENOMEM;
+}
+
+static int govapp_on_lookup(struct govapp *g, enum smis_op op, const struct smis_message *msg,
+			    struct govapp_call *c, const struct smis_http_response *resp,
+			    struct smis_http_request **req, struct smis_outcome *out)
+{
+	struct json_object *o = NULL;
+	int rc = SMIS_STEP_DONE, r;
+
+	if (resp->transport != SMIS_TRANSPORT_OK || resp->status != 200) {
+		govapp_map_failure(resp, "lookup", out);
+		goto out;
+	}
+	o = govapp_parse_json(resp->body, resp->body_len);
+	r = o && json_object_is_type(o, json_type_object) ? govapp_take_lookup(g, c, o) : -EINVAL;
+	if (r == -ENOMEM) {
+		rc = r;
+		goto out;
+	}
+	if (r < 0) {
+		govapp_bad_response(out, "lookup", "not the documented JSON");
+		goto out;
+	}
+	if (op == SMIS_OP_SEND)
+		rc = govapp_send_request(g, msg, c, req, out);
+	else
+		rc = govapp_lookup_outcome(g, c, out) < 0 ? -ENOMEM : SMIS_STEP_DONE;
+out:
+	json_object_put(o);
+	return rc;
+}
+
+static int govapp_on_send(struct govapp *g, const struct smis_message *msg, struct govapp_call *c,
+			  const struct smis_http_response *resp, struct smis_http_request **req,
+			  struct smis_outcome *out)
+{
+	struct json_object *o = NULL;
+	const char *id;
+	char code[48];
+	int rc = SMIS_STEP_DONE;
+
+	if (resp->transport == SMIS_TRANSPORT_OK && (resp->status == 200 || resp->status == 202)) {
+		o = govapp_parse_json(resp->body, resp->body_len);
+		id = o ? govapp_json_string(o, "notification_id") : NULL;
+		if (!id || !id[0] || strlen(id) >= sizeof(out->provider_ref)) {
+			govapp_bad_response(out, "send", "no notification_id");
+			goto out;
+		}
+		out->kind = SMIS_OUTCOME_OK;
+		SMIS_OUTCOME_SET(out->provider_ref, id);
+		snprintf(out->detail, sizeof(out->detail), "accepted by GovApp for %zu device(s)",
+			 c->n_usable);
+		goto out;
+	}
+	if (resp->transport == SMIS_TRANSPORT_OK && resp->status == 422 && !c->fresh_in_op) {
+		govapp_error_code(resp, code, sizeof(code));
+		if (strcmp(code, "unknown_device") == 0) {
+			/* The citizen's devices changed since the remembered
+			 * lookup: learn them again and resend once. */
+			c->fresh_in_op = true;
+			rc = govapp_lookup_request(g, msg, c, req);
+			goto out;
+		}
+	}
+	govapp_map_failure(resp, "send", out);
+out:
+	json_object_put(o);
+	return rc;
+}
+
+static enum smis_report_status govapp_report_status(const char *s)
+{
+	if (!s)
+		return SMIS_REPORT_NONE;
+	if (strcmp(s, "accepted") == 0)
+		return SMIS_REPORT_PENDING;
+	if (strcmp(s, "delivered") == 0)
+		return SMIS_REPORT_DELIVERED;
+	if (strcmp(s, "read") == 0)
+		return SMIS_REPORT_READ;
+	if (strcmp(s, "failed") == 0)
+		return SMIS_REPORT_FAILED;
+	return SMIS_REPORT_NONE;
+}
+
+/* Fill one report from a device status object of a poll; false if unusable. */
+static bool govapp_device_report(struct json_object *d, const char *ref, struct smis_report *r)
+{
+	const char *id = govapp_json_string(d, "device_id");
+	const char *st = govapp_json_string(d, "status");
+	const char *at = NULL;
+	enum smis_report_status s = govapp_report_status(st);
+
+	if (!id || s == SMIS_REPORT_NONE || strlen(id) >= sizeof(r->device))
+		return false;
+	memset(r, 0, sizeof(*r));
+	SMIS_OUTCOME_SET(r->provider_ref, ref);
+	SMIS_OUTCOME_SET(r->device, id);
+	r->status = s;
+	if (s == SMIS_REPORT_READ)
+		at = govapp_json_string(d, "read_at");
+	else if (s == SMIS_REPORT_DELIVERED)
+		at = govapp_json_string(d, "delivered_at");
+	else if (s == SMIS_REPORT_FAILED)
+		at = govapp_json_string(d, "failed_at");
+	if (at && govapp_parse_rfc3339(at, &r->at_ms) < 0)
+		r->at_ms = 0;
+	snprintf(r->detail, sizeof(r->detail), "govapp_%s", st);
+	return true;
+}
+
+static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
+			    const struct smis_http_response *resp, struct smis_outcome *out)
+{
+	struct json_object *o = NULL, *devs;
+	size_t n;
+
+	if (resp->transport != SMIS_TRANSPORT_OK || resp->status != 200) {
+		govapp_map_failure(resp, "status poll", out);
+		goto out;
+	}
+	o = govapp_parse_json(resp->body, resp->body_len);
+	if (!o || !json_object_object_get_ex(o, "devices", &devs) ||
+	    !json_object_is_type(devs, json_type_array)) {
+		govapp_bad_response(out, "status poll", "no devices array");
+		goto out;
+	}
+	n = json_object_array_length(devs);
+	for (size_t i = 0; i < n; i++) {
+		if (out->n_reports == sizeof(out->reports) / sizeof(out->reports[0])) {
+			g->api->log(g->self, SMIS_LOG_DEBUG, "GovApp status: %zu devices, first %zu reported",
+				    n, out->n_reports);
+			break;
+		}
+		if (govapp_device_report(json_object_array_get_idx(devs, i), msg->provider_ref,
+					 &out->reports[out->n_reports]))
+			out->n_reports++;
+	}
+	out->kind = SMIS_OUTCOME_OK;
+	snprintf(out->detail, sizeof(out->detail), "%zu device status(es)", out->n_reports);
+out:
+	json_object_put(o);
+	return SMIS_STEP_DONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Channel operations                                                  */
+/* ------------------------------------------------------------------ */
+
+static int govapp_start(void *state, enum smis_op op, const struct smis_message *msg, void **call,
+			struct smis_http_request **req, struct smis_outcome *out)
+{
+	struct govapp *g = state;
+	struct govapp_call *c = *call;
+	int rc = -EINVAL;
+
+	if (!g || !msg || !msg->id || !msg->recipient)
+		goto out;
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		*call = c;
+	}
+	c->pending = GOVAPP_PENDING_NONE;
+	c->fresh_in_op = false;
+	switch (op) {
+	case SMIS_OP_LOOKUP:
+		rc = govapp_lookup_request(g, msg, c, req);
+		break;
+	case SMIS_OP_SEND:
+		if (govapp_passthrough(msg)) {
+			/* Nothing to seal, so no keys to learn: the backend
+			 * answers not_registered and the like itself. */
+			c->fresh_in_op = true;
+			rc = govapp_send_passthrough(g, msg, c, govapp_passthrough(msg), req, out);
+		} else if (c->have_lookup && g->lookup_max_age_ms > 0 &&
+			   g->api->monotonic_ms() - c->lookup_at_ms <= g->lookup_max_age_ms) {
+			rc = govapp_send_request(g, msg, c, req, out);
+		} else {
+			c->fresh_in_op = true;
+			rc = govapp_lookup_request(g, msg, c, req);
+		}
+		break;
+	case SMIS_OP_STATUS:
+		rc = govapp_status_request(g, msg, c, req, out);
+		break;
+	default:
+		rc = -EINVAL;
+		break;
+	}
+out:
+	return rc;
+}
+
+static int govapp_resume(void *state, enum smis_op op, const struct smis_message *msg, void **call,
+			 const struct smis_http_response *resp, struct smis_http_request **req,
+			 struct smis_outcome *out)
+{
+	struct govapp *g = state;
+	struct govapp_call *c = *call;
+	enum govapp_pending pending;
+	int rc = -EINVAL;
+
+	if (!g || !c || !resp)
+		goto out;
+	pending = c->pending;
+	c->pending = GOVAPP_PENDING_NONE;
+	switch (pending) {
+	case GOVAPP_PENDING_LOOKUP:
+		rc = govapp_on_lookup(g, op, msg, c, resp, req, out);
+		break;
+	case GOVAPP_PENDING_SEND:
+		rc = govapp_on_send(g, msg, c, resp, req, out);
+		break;
+	case GOVAPP_PENDING_STATUS:
+		rc = govapp_on_status(g, msg, resp, out);
+		break;
+	default:
+		rc = -EINVAL;
+		break;
+	}
+out:
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Status callbacks                                                    */
+/* ------------------------------------------------------------------ */
+
+static int govapp_hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Check "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>[,v1=..]"
+ * against the body. Several v1 entries let the backend sign with an old and
+ * a new secret while a rotation is under way. Returns 0 or -EACCES, with a
+ * reason for the log in *why.
+ */
+static int govapp_check_signature(const struct govapp *g, const char *header, const char *body,
+				  size_t body_len, const char **why)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0;
+	const char *p = header, *t = NULL;
+	size_t t_len = 0;
+	int64_t ts = 0, now_s;
+	bool any_v1 = false, match = false;
+	int rc = -EACCES;
+
+	*why = "missing signature header";
+	if (!header)
+		goto out;
+	*why = "malformed signature header";
+	/* First pass: the timestamp. */
+	while (*p) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		while (len && *p == ' ') {
+			p++;
+			len--;
+		}
+		if (len > 2 && p[0] == 't' && p[1] == '=') {
+			if (t || len - 2 > 18)
+				goto out;
+			t = p + 2;
+			t_len = len - 2;
+			for (size_t i = 0; i < t_len; i++) {
+				if (t[i] < '0' || t[i] > '9')
+					goto out;
+				ts = ts * 10 + (t[i] - '0');
+			}
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (!t)
+		goto out;
+	now_s = g->api->now_ms() / 1000;
+	if (ts < now_s - g->max_skew_s || ts > now_s + g->max_skew_s) {
+		*why = "signature timestamp outside the allowed clock skew";
+		goto out;
+	}
+	{
+		/* HMAC over "<t>.<body>" exactly as the header spells t. */
+		unsigned char *msgbuf = malloc(t_len + 1 + body_len);
+
+		if (!msgbuf) {
+			*why = "out of memory";
+			goto out;
+		}
+		memcpy(msgbuf, t, t_len);
+		msgbuf[t_len] = '.';
+		if (body_len)
+			memcpy(msgbuf + t_len + 1, body, body_len);
+		if (!HMAC(EVP_sha256(), g->callback_secret, (int)g->callback_secret_len, msgbuf,
+			  t_len + 1 + body_len, mac, &mac_len))
+			mac_len = 0;
+		free(msgbuf);
+	}
+	if (mac_len != 32) {
+		*why = "HMAC computation failed";
+		goto out;
+	}
+	/* Second pass: every v1 value, compared in constant time. */
+	for (p = header; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		while (len && *p == ' ') {
+			p++;
+			len--;
+		}
+		if (len > 3 && strncmp(p, "v1=", 3) == 0) {
+			unsigned char want[32];
+			bool hex_ok = len - 3 == 64;
+
+			any_v1 = true;
+			for (size_t i = 0; hex_ok && i < 32; i++) {
+				int hi = govapp_hexval(p[3 + 2 * i]), lo = govapp_hexval(p[4 + 2 * i]);
+
+				if (hi < 0 || lo < 0)
+					hex_ok = false;
+				else
+					want[i] = (unsigned char)(hi << 4 | lo);
+			}
+			if (hex_ok && CRYPTO_memcmp(want, mac, 32) == 0)
+				match = true;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (!any_v1) {
+		*why = "malformed signature header";
+		goto out;
+	}
+	if (!match) {
+		*why = "signature mismatch";
+		goto out;
+	}
+	rc = 0;
+out:
+	OPENSSL_cleanse(mac, sizeof(mac));
+	return rc;
+}
+
+static int govapp_inbound(void *state, const struct smis_inbound *in, struct smis_report *reports,
+			  size_t max_reports, size_t *n_reports)
+{
+	const struct govapp *g = state;
+	struct json_object *o = NULL;
+	const char *why = "no callback_secret configured";
+	const char *ref, *dev, *st, *at;
+	enum smis_report_status s;
+	struct smis_report *r = reports;
+	int rc = -EACCES;
+
+	*n_reports = 0;
+	if (!g || !in || !g->callback_secret)
+		goto out_refuse;
+	if (govapp_check_signature(g, in->header ? in->header(in, GOVAPP_SIG_HEADER) : NULL,
+				   in->body ? in->body : "", in->body ? in->body_len : 0, &why) < 0)
+		goto out_refuse;
+	rc = -EINVAL;
+	if (!in->method || strcmp(in->method, "POST") != 0 || max_reports == 0)
+		goto out;
+	o = govapp_parse_json(in->body, in->body_len);
+	ref = o ? govapp_json_string(o, "notification_id") : NULL;
+	dev = o ? govapp_json_string(o, "device_id") : NULL;
+	st = o ? govapp_json_string(o, "status") : NULL;
+	at = o ? govapp_json_string(o, "at") : NULL;
+	s = govapp_report_status(st);
+	if (!ref || !ref[0] || strlen(ref) >= sizeof(r->provider_ref) || !dev || !dev[0] ||
+	    strlen(dev) >= sizeof(r->device) || s == SMIS_REPORT_NONE || s == SMIS_REPORT_PENDING)
+		goto out;
+	memset(r, 0, sizeof(*r));
+	if (at && govapp_parse_rfc3339(at, &r->at_ms) < 0)
+		goto out;
+	SMIS_OUTCOME_SET(r->provider_ref, ref);
+	SMIS_OUTCOME_SET(r->device, dev);
+	r->status = s;
+	snprintf(r->detail, sizeof(r->detail), "govapp_callback_%s", st);
+	*n_reports = 1;
+	rc = 0;
+	goto out;
+out_refuse:
+	if (g)
+		g->api->log(g->self, SMIS_LOG_WARN, "GovApp callback from %s refused: %s",
+			    in && in->remote_addr ? in->remote_addr : "?", why);
+out:
+	json_object_put(o);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Descriptor                                                          */
+/* ------------------------------------------------------------------ */
+
+static const struct smis_channel_ops govapp_ops = {
+	.size = sizeof(struct smis_channel_ops),
+	.create = govapp_create,
+	.destroy = govapp_destroy,
+	.start = govapp_start,
+	.resume = govapp_resume,
+	.call_free = govapp_call_free,
+	.inbound = govapp_inbound,
+};
+
+SMIS_PLUGIN_EXPORT const struct smis_plugin_descriptor smis_plugin_descriptor = {
+	.abi_version = SMIS_PLUGIN_ABI_VERSION,
+	.size = sizeof(struct smis_plugin_descriptor),
+	.kind = SMIS_PLUGIN_CHANNEL,
+	.name = "govapp",
+	.version = GOVAPP_VERSION,
+	.description = "GovApp push-to-app channel: end-to-end encrypted, per device (protocol v1)",
+	.caps = SMIS_CAP_LOOKUP | SMIS_CAP_SEND | SMIS_CAP_APP | SMIS_CAP_STATUS,
+	.channel = &govapp_ops,
+};
