@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,9 +152,15 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 	c->html = format && strcmp(format, "html") == 0;
 	if (c->html && body[0]) {
 		int rc = smis_html_sanitize(body, strlen(body), &c->body, &c->body_text);
+		if (rc == -ENOMEM) {
+			smisd_problem_set(pb, 500, "internal_error", NULL, "out of memory");
+			return -1;
+		}
 		if (rc != 0) {
 			snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
-			smisd_problem_set(pb, 400, "invalid_html", ptr, "'%s' cannot be sanitised", ptr);
+			smisd_problem_set(pb, 400, "invalid_html", ptr, rc == -E2BIG
+					  ? "'%s' is too complex to sanitise (too many tags or too deep)"
+					  : "'%s' cannot be sanitised", ptr);
 			return -1;
 		}
 		if (!c->body_text || !c->body_text[0]) {
