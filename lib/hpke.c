@@ -8,6 +8,7 @@
 #include "hpke.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,24 +85,34 @@ static void hpke_put_u16(unsigned char *p, uint16_t v)
  * One HKDF-SHA256 step: mode EXTRACT_ONLY (key = IKM, optional salt, out =
  * 32-byte PRK) or EXPAND_ONLY (key = PRK, info, out_len bytes of output).
  */
+/* Fetching the HKDF implementation is costly (a provider lookup under a
+ * lock) and a seal does ten HKDF steps: fetch it once per process. It
+ * lives until exit, as OpenSSL's own provider objects do. */
+static EVP_KDF *hkdf_impl;
+static pthread_once_t hkdf_once = PTHREAD_ONCE_INIT;
+
+static void hkdf_fetch(void)
+{
+	hkdf_impl = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+}
+
 static int hkdf(int mode, const unsigned char *key, size_t key_len, const unsigned char *salt,
 	size_t salt_len, const unsigned char *info, size_t info_len, unsigned char *out, size_t out_len)
 {
-	EVP_KDF *kdf = NULL;
 	EVP_KDF_CTX *kctx = NULL;
 	OSSL_PARAM params[6], *p = params;
 	char digest[] = "SHA256";
 	int rc = 0;
 
-	kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
-	if (kdf == NULL) {
+	pthread_once(&hkdf_once, hkdf_fetch);
+	if (hkdf_impl == NULL) {
 		rc = -EIO;
 		goto out;
 	}
-	kctx = EVP_KDF_CTX_new(kdf);
+	kctx = EVP_KDF_CTX_new(hkdf_impl);
 	if (kctx == NULL) {
 		rc = -ENOMEM;
-		goto out_free_kdf;
+		goto out;
 	}
 	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
 	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
@@ -115,8 +126,6 @@ static int hkdf(int mode, const unsigned char *key, size_t key_len, const unsign
 	if (EVP_KDF_derive(kctx, out, out_len, params) <= 0)
 		rc = -EIO;
 	EVP_KDF_CTX_free(kctx);
-out_free_kdf:
-	EVP_KDF_free(kdf);
 out:
 	return rc;
 }
