@@ -52,8 +52,14 @@ struct conn {
 	size_t max_body;
 	struct smisd_job *job;
 	int counted; /* holds an in-flight slot */
+	unsigned status;           /* answered HTTP status, for the access log */
+	char institution[64];      /* authenticated caller (config name) or "" */
+	int64_t started_mono;
+	char method[8];
 };
 
+static const char *const route_names[] = { "none", "healthz", "send", "get_message", "callback",
+					   "metrics", "keys", "not_found", "bad_method" };
 static struct MHD_Daemon *mhd;
 static MHD_socket quiesced = MHD_INVALID_SOCKET;
 static atomic_int in_flight;
@@ -148,12 +154,11 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsign
 	if (extra_name)
 		MHD_add_response_header(r, extra_name, extra_value);
 	{
-		static const char *const names[] = { "none", "healthz", "send", "get_message", "callback",
-						     "metrics", "keys", "not_found", "bad_method" };
 		char labels[64];
-		snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", names[st->route], status);
+		snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], status);
 		smisd_metric_add("smis_http_requests_total", labels, 1);
 	}
+	st->status = status;
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -527,6 +532,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
+		/* A copy: the generation may be gone when the access line is written. */
+		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
 	}
 	{
 		int wait = smisd_ratelimit_take(inst->name, inst->requests_per_second, inst->burst, smisd_monotonic_ms());
@@ -708,6 +715,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*con_cls = st;
 		smisd_new_id("req_", st->request_id, sizeof(st->request_id));
 		st->route = route_of(method, url);
+		st->started_mono = smisd_monotonic_ms();
+		snprintf(st->method, sizeof(st->method), "%s", method);
 		{
 			struct smisd_generation *g = smisd_generation_acquire();
 			st->max_body = g ? g->settings.max_body_bytes : 65536;
@@ -793,6 +802,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	if (st->counted)
 		atomic_fetch_sub(&in_flight, 1);
+	/* One access line per request: no query, no body, no number. */
+	smisd_log_request(SMIS_LOG_INFO, "access", st->request_id, st->job ? st->job->id : NULL,
+			  "%s %s %u %lldms%s%s", st->method, route_names[st->route], st->status,
+			  (long long)(smisd_monotonic_ms() - st->started_mono),
+			  st->institution[0] ? " institution=" : "", st->institution);
 	smisd_job_free(st->job);
 	free(st->body);
 	free(st);

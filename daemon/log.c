@@ -48,8 +48,26 @@ static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
 	}
 }
 
+static void logv_full(enum smis_log_level level, const char *component, const char *request_id,
+		      const char *msg_id, const char *fmt, va_list ap);
+
 void smisd_logv(enum smis_log_level level, const char *component,
 		const char *msg_id, const char *fmt, va_list ap)
+{
+	logv_full(level, component, NULL, msg_id, fmt, ap);
+}
+
+void smisd_log_request(enum smis_log_level level, const char *component, const char *request_id,
+		       const char *msg_id, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	logv_full(level, component, request_id, msg_id, fmt, ap);
+	va_end(ap);
+}
+
+static void logv_full(enum smis_log_level level, const char *component, const char *request_id,
+		      const char *msg_id, const char *fmt, va_list ap)
 {
 	char text[1024];
 	char line[2048];
@@ -67,6 +85,10 @@ void smisd_logv(enum smis_log_level level, const char *component,
 				".%03ldZ\",\"level\":\"%s\",\"component\":\"",
 				ts.tv_nsec / 1000000L, level_names[level & 3]);
 	json_escape_into(line, sizeof(line), &pos, component ? component : "smisd");
+	if (request_id) {
+		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"request_id\":\"");
+		json_escape_into(line, sizeof(line), &pos, request_id);
+	}
 	if (msg_id) {
 		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"message_id\":\"");
 		json_escape_into(line, sizeof(line), &pos, msg_id);

@@ -22,6 +22,10 @@ void smisd_logv(enum smis_log_level level, const char *component,
 		const char *msg_id, const char *fmt, va_list ap);
 void smisd_log(enum smis_log_level level, const char *component,
 	       const char *msg_id, const char *fmt, ...) SMIS_PRINTF(4, 5);
+/* The same with the HTTP request id (returned as X-Request-Id), so that a
+ * caller's report can be matched to the log. */
+void smisd_log_request(enum smis_log_level level, const char *component, const char *request_id,
+		       const char *msg_id, const char *fmt, ...) SMIS_PRINTF(5, 6);
 
 #define SMISD_DEBUG(c, ...) smisd_log(SMIS_LOG_DEBUG, (c), NULL, __VA_ARGS__)
 #define SMISD_INFO(c, ...) smisd_log(SMIS_LOG_INFO, (c), NULL, __VA_ARGS__)

@@ -114,10 +114,23 @@ class Observability(StackTestCase):
         r = self.stack.send(b"{", headers={})
         rid = r.headers["X-Request-Id"]
         self.assertEqual(r.json["request_id"], rid)
-        for line in self.stack.log_text().splitlines():
-            entry = json.loads(line)
+        r2 = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+        rid2 = r2.headers["X-Request-Id"]
+        deadline = time.time() + 5
+        while time.time() < deadline and rid2 not in self.stack.log_text():
+            time.sleep(0.05)
+        entries = [json.loads(line) for line in self.stack.log_text().splitlines()]
+        for entry in entries:
             self.assertIn(entry["level"], ("debug", "info", "warn", "error"))
             self.assertIn("ts", entry)
+        access = {e["request_id"]: e for e in entries if e.get("component") == "access"}
+        self.assertIn("400", access[rid]["msg"])
+        self.assertIn("201", access[rid2]["msg"])
+        self.assertEqual(access[rid2]["message_id"], r2.json["id"])
+        self.assertIn("institution=inst-a", access[rid2]["msg"])
+        text = self.stack.log_text()
+        self.assertNotIn(CITIZENS["no_app"][3:], text)  # no phone numbers
+        self.assertNotIn("Bericht in nl", text)         # no content
 
 
 class GracefulStop(unittest.TestCase):
