@@ -45,3 +45,4 @@ EXTRA_DIST += tests/integration/harness.py
 TESTS += tests/integration/test_operations.py
 TESTS += tests/integration/test_openapi.py
 TESTS += tests/integration/test_gateway_tokens.py
+TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py

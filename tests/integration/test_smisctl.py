@@ -1,0 +1,359 @@
+"""
+smisctl, the operators' command line, against the real thing: keys and
+secrets, `check-config` through the built smisd, `plugins` on the built
+plugin folder and on the broken test plugins, and `send` / `status` /
+`reload` against a running stack (harness.Stack). Exit codes are part of
+the contract (smisctl(1)): 0 ok, 1 failed / negative, 2 usage, 3 error.
+"""
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BUILD, CITIZENS, KEYS, Stack, StackTestCase, free_port, http  # noqa: E402
+
+SMISCTL = os.path.join(BUILD, "tools/smisctl/smisctl")
+SMISD = os.path.join(BUILD, "smisd")
+TEST_PLUGINS = os.path.join(BUILD, "tests/plugins/.libs")
+
+
+def smisctl(*args, stdin=None, env_extra=None, exe=SMISCTL):
+    """Run smisctl (under valgrind when the build has it); return the
+    CompletedProcess with text stdout/stderr."""
+    argv = [exe] + list(args)
+    if os.environ.get("VALGRIND") and not os.environ.get("SMIS_NO_VALGRIND"):
+        argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
+                "--errors-for-leak-kinds=definite"] + argv
+    env = dict(os.environ)
+    env.pop("SMIS_API_KEY", None)
+    env.update(env_extra or {})
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=180)
+
+
+def sim_requests(stack, which):
+    """What a simulator received (a list, or {"requests": [...]})."""
+    j = stack.sim(which, "GET", "/_sim/requests").json
+    return j["requests"] if isinstance(j, dict) else j
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def write(path, text, mode="w"):
+    with open(path, mode) as f:
+        f.write(text)
+
+
+def offline_conf(path, extra_channel="", extra_strategy=""):
+    """A complete configuration (the harness's) written without starting
+    anything: check-config and plugins need no running upstream."""
+    s = Stack()
+    s.smisd_port = 1
+    s.govapp = "http://127.0.0.1:1"
+    s.ringring = "http://127.0.0.1:1"
+    s.write_conf(extra_strategy=extra_strategy, path=path)
+    shutil.rmtree(s.dir, ignore_errors=True)
+    if extra_channel:
+        write(path, read(path).replace("\n);\nstrategies", ",\n" + extra_channel + "\n);\nstrategies", 1))
+
+
+class Usage(unittest.TestCase):
+    def test_exit_codes_of_usage(self):
+        self.assertEqual(smisctl().returncode, 2)
+        r = smisctl("frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown command", r.stderr)
+        r = smisctl("send", "--url", "http://127.0.0.1:1", "--title", "t", "--body", "b")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        r = smisctl("status", "--url", "http://127.0.0.1:1", "--key", "k", "../etc/passwd")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(smisctl("send", "--bogus").returncode, 2)
+
+    def test_help_of_every_command(self):
+        r = smisctl("--help")
+        self.assertEqual(r.returncode, 0)
+        for cmd in ("send", "status", "gen-key", "hash-key", "gen-secret", "check-config",
+                    "plugins", "reload"):
+            self.assertIn(cmd, r.stdout)
+            h = smisctl(cmd, "--help")
+            self.assertEqual(h.returncode, 0, cmd)
+            self.assertIn("Usage: smisctl " + cmd, h.stdout)
+            self.assertEqual(smisctl("help", cmd).stdout, h.stdout)
+        r = smisctl("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^smisctl \S+ \(plugin ABI 1\)")
+
+
+class Keys(unittest.TestCase):
+    def test_gen_key_and_hash_key_round_trip(self):
+        r = smisctl("gen-key")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        key, line = r.stdout.splitlines()
+        # 32 random bytes in unpadded base64url.
+        self.assertRegex(key, r"^[A-Za-z0-9_-]{43}$")
+        self.assertEqual(len(base64.urlsafe_b64decode(key + "=")), 32)
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        self.assertEqual(line, 'api_keys = [ "sha256:%s" ];' % digest)
+        self.assertEqual(smisctl("hash-key", key).stdout, "sha256:%s\n" % digest)
+        # From standard input, with or without a newline.
+        self.assertEqual(smisctl("hash-key", stdin=key + "\n").stdout, "sha256:%s\n" % digest)
+        self.assertEqual(smisctl("hash-key", stdin=key).stdout, "sha256:%s\n" % digest)
+        self.assertNotEqual(smisctl("gen-key").stdout.split()[0], key)
+
+    def test_hash_key_matches_sha256sum_of_the_demo_key(self):
+        # conf/smisd.conf's comment: the hash of "demo-key-0123456789".
+        r = smisctl("hash-key", "demo-key-0123456789")
+        self.assertEqual(r.stdout.strip(),
+                         "sha256:507636717dd889c4aca6e55fac6880c0e096f0160c1c940da0564f39301c6537")
+
+    def test_hash_key_refuses_keys_smisd_cannot_accept(self):
+        self.assertEqual(smisctl("hash-key", "two words").returncode, 2)
+        self.assertEqual(smisctl("hash-key", stdin="").returncode, 2)
+        self.assertEqual(smisctl("hash-key", "x" * 513).returncode, 2)
+
+    def test_gen_secret(self):
+        a, b = smisctl("gen-secret"), smisctl("gen-secret")
+        self.assertEqual(a.returncode, 0)
+        self.assertRegex(a.stdout, r"^[0-9a-f]{64}\n$")
+        self.assertNotEqual(a.stdout, b.stdout)
+
+
+class CheckConfig(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="smisctl-it-")
+        self.conf = os.path.join(self.dir, "smisd.conf")
+        offline_conf(self.conf)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_valid(self):
+        r = smisctl("check-config", "-c", self.conf, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("configuration OK", r.stdout)
+
+    def test_errors_name_file_and_line(self):
+        write(self.conf, "bogus_setting = 1;\n", "a")
+        line = len(read(self.conf).splitlines())
+        r = smisctl("check-config", "-c", self.conf, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("%s:%d: unknown setting 'bogus_setting'" % (self.conf, line), r.stderr)
+
+    def test_syntax_error(self):
+        write(self.conf, "\nthis is = = not libconfig;\n", "a")
+        line = len(read(self.conf).splitlines())
+        r = smisctl("check-config", "-c", self.conf, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, re.escape(self.conf) + ":%d: " % line)
+
+    def test_smisd_found_beside_smisctl(self):
+        bindir = os.path.join(self.dir, "bin")
+        os.mkdir(bindir)
+        shutil.copy(SMISCTL, os.path.join(bindir, "smisctl"))
+        os.symlink(SMISD, os.path.join(bindir, "smisd"))
+        r = smisctl("check-config", "-c", self.conf, exe=os.path.join(bindir, "smisctl"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_no_smisd_is_an_error(self):
+        r = smisctl("check-config", "-c", self.conf, "--smisd", "/nonexistent/smisd")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("/nonexistent/smisd", r.stderr)
+
+
+class Plugins(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="smisctl-it-")
+        self.conf = os.path.join(self.dir, "smisd.conf")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_lists_instances_and_descriptors(self):
+        offline_conf(self.conf)
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        out = r.stdout
+        self.assertRegex(out, r"(?m)^  ringring\s+plugin ringring$")
+        self.assertRegex(out, r"(?m)^  app_then_sms\s+steps govapp_only -> sms_only$")
+        self.assertRegex(out, r"(?m)^  ringring\.so\s+channel\s+ringring \S+ ABI 1 caps send,sms,status$")
+        self.assertRegex(out, r"(?m)^  govapp\.so\s+channel\s+govapp \S+ ABI 1 caps lookup,send,app,status$")
+        self.assertRegex(out, r"(?m)^  sms_only\.so\s+strategy sms_only \S+ ABI 1$")
+        self.assertIn("SMS through RingRing", out)
+        self.assertEqual(r.stderr, "")
+
+    def test_missing_plugin_and_wrong_kind(self):
+        offline_conf(self.conf,
+                     extra_channel='  { name = "extra"; plugin = "nosuch"; }',
+                     extra_strategy=',\n  { name = "odd"; steps = ( { plugin = "ringring"; } ); }')
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("channel 'extra' names plugin 'nosuch': no nosuch.so", r.stderr)
+        self.assertIn("names 'ringring', a channel plugin where a strategy plugin is needed", r.stderr)
+
+    def test_broken_plugins_are_named(self):
+        r = smisctl("plugins", "--dir", TEST_PLUGINS)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stdout, r"(?m)^  badabi\.so\s+ABI 2, NOT LOADABLE")
+        self.assertRegex(r.stdout, r"(?m)^  nodesc\.so\s+NOT A PLUGIN")
+        self.assertRegex(r.stdout, r"(?m)NOT LOADABLE: a mandatory \w+ op is missing")
+        self.assertRegex(r.stdout, r"(?m)^  fakechan\.so\s+channel\s+fakechan ")
+
+    def test_unreadable_config(self):
+        with open(self.conf, "w") as f:
+            f.write("channels = ( { name = ; } );\n")
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(self.conf + ":1:", r.stderr)
+
+
+class Api(StackTestCase):
+    """send / status / reload against smisd + simulators."""
+
+    def run_ctl(self, *args, key="inst-a", **kw):
+        env = {"SMIS_API_KEY": KEYS[key]} if key else {}
+        return smisctl(*args, env_extra=env, **kw)
+
+    def send(self, *args, key="inst-a"):
+        return self.run_ctl("send", "--url", self.stack.base, "--title", "Titel", "--body", "Tekst",
+                            *args, key=key)
+
+    def test_send_sent(self):
+        r = self.send("--to", "0470 00 00 04", "--strategy", "sms_only", "--reference", "ref-1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        answer = json.loads(r.stdout)
+        self.assertEqual(answer["status"], "sent")
+        self.assertEqual(answer["channel"], "ringring")
+        self.assertEqual(answer["reference"], "ref-1")
+        # The national form reached the SMS provider as E.164 digits.
+        sms = sim_requests(self.stack, "ringring")
+        self.assertEqual([q["to"] for q in sms], [CITIZENS["no_app"][1:]])
+        self.assertEqual(self.stack.get(answer["id"]).status, 200)
+
+    def test_send_failed_exits_1(self):
+        # No app for this citizen: govapp_only delivers nothing.
+        r = self.send("--to", CITIZENS["no_app"], "--strategy", "govapp_only")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["status"], "failed")
+
+    def test_api_errors_exit_3_with_the_problem_code(self):
+        r = self.send("--to", CITIZENS["no_app"], "--strategy", "no_such_strategy")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("HTTP 422 unknown_strategy", r.stderr)
+        self.assertEqual(json.loads(r.stdout)["code"], "unknown_strategy")
+        r = self.run_ctl("send", "--url", self.stack.base, "--key", "wrong-key", "--to", CITIZENS["no_app"],
+                         "--title", "t", "--body", "b", key=None)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("HTTP 401 unauthorized", r.stderr)
+        r = self.send("--to", "+3222222222", key="inst-a")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("not_mobile", r.stderr)
+        # inst-b may use sms_only only.
+        r = self.send("--to", CITIZENS["no_app"], "--strategy", "govapp_first", key="inst-b")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("HTTP 403 strategy_forbidden", r.stderr)
+
+    def test_no_key_is_a_usage_error(self):
+        r = self.send("--to", CITIZENS["no_app"], key=None)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("SMIS_API_KEY", r.stderr)
+
+    def test_transport_error_exits_3(self):
+        r = self.run_ctl("send", "--url", "http://127.0.0.1:%d" % free_port(), "--to", CITIZENS["no_app"],
+                         "--title", "t", "--body", "b", "--timeout", "5")
+        self.assertEqual(r.returncode, 3)
+        self.assertTrue(r.stderr.startswith("smisctl: POST http://127.0.0.1:"), r.stderr)
+
+    def test_key_file_html_language_and_idempotency(self):
+        key_file = os.path.join(self.stack.dir, "key")
+        with open(key_file, "w") as f:
+            f.write(KEYS["inst-a"] + "\n")
+        args = ("send", "--url", self.stack.base + "/", "--key-file", key_file, "--to", CITIZENS["app_fr"],
+                "--lang", "fr", "--title", "Titre", "--body", "<p>Votre <b>document</b></p>", "--html",
+                "--strategy", "govapp_first", "--idempotency-key", "smisctl-it-1")
+        first = self.run_ctl(*args, key=None)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(json.loads(first.stdout)["channel"], "govapp")
+        self.assertNotIn("idempotent replay", first.stderr)
+        again = self.run_ctl(*args, key=None)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("idempotent replay", again.stderr)
+        self.assertEqual(json.loads(again.stdout)["id"], json.loads(first.stdout)["id"])
+        # One notification reached the app backend: the replay sent nothing.
+        notes = [q for q in sim_requests(self.stack, "govapp") if q["path"].endswith("/notifications")]
+        self.assertEqual(len(notes), 1)
+
+    def test_status(self):
+        sent = json.loads(self.send("--to", CITIZENS["no_app"], "--strategy", "sms_only").stdout)
+        r = self.run_ctl("status", "--url", self.stack.base, sent["id"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["id"], sent["id"])
+        # Another institution's message looks like a missing one.
+        r = self.run_ctl("status", "--url", self.stack.base, sent["id"], key="inst-b")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("HTTP 404 not_found", r.stderr)
+        r = self.run_ctl("status", "--url", self.stack.base, "msg_00000000000000000000000000")
+        self.assertEqual(r.returncode, 3)
+
+    def generation(self):
+        return http("GET", self.stack.base + "/healthz").json["generation"]
+
+    def wait_generation(self, want):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.generation() == want:
+                return
+            time.sleep(0.05)
+        self.fail("generation %d not reached (now %d)" % (want, self.generation()))
+
+    def test_reload(self):
+        pidfile = os.path.join(self.stack.dir, "smisd.pid")
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % self.stack.smisd.pid)
+        before = self.generation()
+        r = smisctl("reload", "--pidfile", pidfile, "-c", self.stack.conf, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.wait_generation(before + 1)
+
+        # An invalid file is checked first and smisd is not signalled.
+        bad = os.path.join(self.stack.dir, "bad.conf")
+        write(bad, read(self.stack.conf) + "\nnot = = libconfig;\n")
+        r = smisctl("reload", "--pidfile", pidfile, "-c", bad, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not reloaded", r.stderr)
+        time.sleep(0.3)
+        self.assertEqual(self.generation(), before + 1)
+
+    def test_reload_refuses_stale_pid_files(self):
+        pidfile = os.path.join(self.stack.dir, "stale.pid")
+        r = smisctl("reload", "--pidfile", pidfile)
+        self.assertEqual(r.returncode, 1)
+        # A live process that is not smisd: this test runner.
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % os.getpid())
+        r = smisctl("reload", "--pidfile", pidfile)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is not smisd", r.stderr)
+        # A process that is gone.
+        p = subprocess.Popen(["true"])
+        p.wait()
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % p.pid)
+        r = smisctl("reload", "--pidfile", pidfile)
+        self.assertEqual(r.returncode, 1)
+        with open(pidfile, "w") as f:
+            f.write("garbage\n")
+        self.assertEqual(smisctl("reload", "--pidfile", pidfile).returncode, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
