@@ -96,6 +96,14 @@ static void hkdf_fetch(void)
 	hkdf_impl = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
 }
 
+/* This code is also linked into plugins that are dlclose()d on reload:
+ * give the cached implementation back when the object goes away. */
+__attribute__((destructor)) static void hkdf_release(void)
+{
+	EVP_KDF_free(hkdf_impl);
+	hkdf_impl = NULL;
+}
+
 static int hkdf(int mode, const unsigned char *key, size_t key_len, const unsigned char *salt,
 	size_t salt_len, const unsigned char *info, size_t info_len, unsigned char *out, size_t out_len)
 {
