@@ -607,16 +607,19 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 		} else if (in->sender) {
 			/* Alphanumeric sender ids are at most 11 GSM characters;
 			 * numeric senders are up to 15 digits (E.164). */
-			size_t len = strlen(in->sender);
+			/* A number may be written in E.164 with its '+'. */
+			const char *sp = in->sender[0] == '+' ? in->sender + 1 : in->sender;
+			size_t len = strlen(sp);
 			int digits = 1, alnum = 1;
-			for (const char *p = in->sender; *p; p++) {
+			for (const char *p = sp; *p; p++) {
 				if (*p < '0' || *p > '9')
 					digits = 0;
 				if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 				      (*p >= '0' && *p <= '9')))
 					alnum = 0;
 			}
-			if (len == 0 || !alnum || (!digits && len > 11) || (digits && len > 15)) {
+			if (len == 0 || !alnum || (!digits && len > 11) || (digits && len > 15) ||
+			    (sp != in->sender && !digits)) {
 				report(config_setting_get_member(blk, "sender"),
 				       "institution '%s': 'sender' must be 1-11 ASCII letters/digits (alphanumeric sender id) or up to 15 digits (number)",
 				       in->name);

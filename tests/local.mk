@@ -46,3 +46,4 @@ TESTS += tests/integration/test_operations.py
 TESTS += tests/integration/test_openapi.py
 TESTS += tests/integration/test_gateway_tokens.py
 TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py
+TESTS += tests/integration/test_sms_full.py

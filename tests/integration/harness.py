@@ -112,11 +112,16 @@ def start_process(argv, ready_pattern, log_path, env=None):
 class Stack:
     """smisd + govapp-sim + ringring-sim in a temporary folder."""
 
-    def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000):
+    def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
+                 institutions_extra=None, ringring_status_url=True):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
         self.channels_extra = channels_extra or {}
+        # {"inst-b": {"max_sms_segments": 2}}: settings appended to an institution.
+        self.institutions_extra = institutions_extra or {}
+        # False: the ringring channel has no status_url (no DLR webhook).
+        self.ringring_status_url = ringring_status_url
         self.max_in_flight = max_in_flight
         self.job_timeout_ms = job_timeout_ms
         self.expected_log = []
@@ -160,7 +165,7 @@ channels = (
   { name = "govapp"; plugin = "govapp"; base_url = "%(govapp)s"; api_token = "%(gt)s";
     callback_secret = "%(gcs)s"; http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(gx)s },
   { name = "ringring"; plugin = "ringring"; base_url = "%(ringring)s/v1"; api_key = "%(rk)s";
-    status_url = "http://127.0.0.1:%(port)d/v1/callbacks/ringring/%(rct)s"; callback_token = "%(rct)s";
+    %(rsu)scallback_token = "%(rct)s";
     http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(rx)s }
 );
 strategies = (
@@ -175,12 +180,12 @@ institutions = (
   { name = "inst-a"; api_keys = [ "sha256:%(ka)s" ];
     strategies = [ "govapp_first", "govapp_only", "sms_only", "govapp_and_sms", "app_then_sms" ];
     default_strategy = "govapp_first"; sender = "SMISTest"; max_per_recipient = 0;
-    client_ids = [ "cbe-0123456789" ]; },
+    client_ids = [ "cbe-0123456789" ];%(ia)s },
   { name = "inst-b"; api_keys = [ "sha256:%(kb)s" ]; strategies = [ "sms_only" ];
-    default_strategy = "sms_only"; sender = "32470999999"; },
+    default_strategy = "sms_only"; sender = "32470999999";%(ib)s },
   { name = "inst-c"; api_keys = [ "sha256:%(kc)s" ]; strategies = [ "sms_only" ];
     default_strategy = "sms_only"; max_per_recipient = 3; recipient_window_s = 3600;
-    daily_quota = 6; requests_per_second = 1; burst = 12; }
+    daily_quota = 6; requests_per_second = 1; burst = 12;%(ic)s }
 );
 %(extra)s
 """ % {
@@ -195,6 +200,11 @@ institutions = (
             "gx": kv(self.channels_extra.get("govapp", {})),
             "rx": kv(self.channels_extra.get("ringring", {})),
             "xs": extra_strategy, "extra": self.extra_conf,
+            "rsu": ('status_url = "http://127.0.0.1:%d/v1/callbacks/ringring/%s"; '
+                    % (self.smisd_port, RINGRING_CALLBACK_TOKEN)) if self.ringring_status_url else "",
+            "ia": kv(self.institutions_extra.get("inst-a", {})),
+            "ib": kv(self.institutions_extra.get("inst-b", {})),
+            "ic": kv(self.institutions_extra.get("inst-c", {})),
         }
         with open(path or self.conf, "w") as f:
             f.write(conf)

@@ -726,6 +726,8 @@ static void test_send_text(void)
 	obj = send_body(st, &m, &out, NULL, 0);
 	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\xe2\x80\x9cHallo\xe2\x80\x9d \xe2\x80\x93 ok");
 	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "UCS-2");
+	/* ... and as Unicode, so RingRing's Auto does not rewrite it behind our counts. */
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Unicode");
 	json_object_put(obj);
 	/* replace_lookalikes rewrites it to GSM-7 when that makes it all fit. */
 	{

@@ -644,6 +644,20 @@ static void rr_outcome_counts(struct smis_outcome *out, const struct rr_text *t)
 	SMIS_OUTCOME_SET(out->sms_encoding, smis_sms_encoding_name(t->info.encoding));
 }
 
+/*
+ * The messageEncoding to ask for. RingRing's "Auto" rewrites typography to
+ * GSM-7 on its side (R6): with replace_lookalikes off, a text we count as
+ * UCS-2 goes as "Unicode", so that it travels as written and is billed as
+ * we counted it (segments, max_sms_segments).
+ */
+static const char *rr_wire_encoding(const struct rr_state *st, const struct rr_text *t)
+{
+	bool as_written = st->encoding == RR_ENC_AUTO && !st->replace_lookalikes &&
+			  t->info.encoding == SMIS_SMS_UCS2;
+
+	return rr_encoding_names[as_written ? RR_ENC_UNICODE : st->encoding];
+}
+
 static int rr_json_add_str(struct json_object *obj, const char *key, const char *val)
 {
 	struct json_object *s = json_object_new_string(val);
@@ -759,7 +773,7 @@ static int rr_start_send(const struct rr_state *st, const struct smis_message *m
 		}
 	}
 	if (rc == 0)
-		rc = rr_json_add_str(obj, "messageEncoding", rr_encoding_names[st->encoding]);
+		rc = rr_json_add_str(obj, "messageEncoding", rr_wire_encoding(st, &t));
 	if (rc == 0 && st->status_url) {
 		rc = rr_json_add_str(obj, "statusUrl", st->status_url);
 		if (rc == 0)
