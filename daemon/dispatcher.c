@@ -103,6 +103,29 @@ static void fail_current(struct smisd_job *job, enum smis_outcome_kind kind, con
 /* Hand a plugin-built request to curl. Takes ownership of req. */
 static unsigned long host_limit_gen;
 
+/* Easy handles are kept for the next message: creating one costs
+ * allocations and setup that a busy dispatcher should not pay each time. */
+#define EASY_POOL_MAX 4096
+static CURL *easy_pool[EASY_POOL_MAX];
+static size_t easy_pooled;
+
+static CURL *easy_get(void)
+{
+	return easy_pooled ? easy_pool[--easy_pooled] : curl_easy_init();
+}
+
+static void easy_put(CURL *e)
+{
+	if (!e)
+		return;
+	if (easy_pooled < EASY_POOL_MAX) {
+		curl_easy_reset(e);
+		easy_pool[easy_pooled++] = e;
+	} else {
+		curl_easy_cleanup(e);
+	}
+}
+
 static int perform(struct smisd_job *job, struct smis_http_request *req)
 {
 	const struct smisd_channel *ch = job->attempts[job->n_attempts - 1].ch;
@@ -123,7 +146,7 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
 	}
 	if (!job->easy)
-		job->easy = curl_easy_init();
+		job->easy = easy_get();
 	else
 		curl_easy_reset(job->easy);
 	if (!job->easy)
@@ -153,6 +176,9 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "smisd/" PACKAGE_VERSION);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* Upstream answers are small; the default 16 KiB buffer per handle
+	 * would cost 16 MiB per thousand messages in flight. */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
 	if (strcmp(req->method, "GET") == 0) {
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	} else {
@@ -172,6 +198,8 @@ out:
 static void finish(struct smisd_job *job)
 {
 	char labels[256];
+	easy_put(job->easy);
+	job->easy = NULL;
 	if (job->poll_channel && job->single_op == SMIS_OP_LOOKUP) {
 		job->done(job); /* the keys endpoint answers from attempts[0] */
 		return;
@@ -237,7 +265,10 @@ static int advance(struct smisd_job *job)
 			if (job->n_attempts)
 				return 0;
 			ch = job->poll_channel;
-			job->attempts[job->n_attempts++] = (struct smisd_attempt){
+			struct smisd_attempt *na = smisd_job_add_attempt(job);
+			if (!na)
+				return 0;
+			*na = (struct smisd_attempt){
 				.ch = ch, .op = job->single_op, .started_ms = smisd_now_ms(),
 			};
 			job->op_started_mono = smisd_monotonic_ms();
@@ -291,11 +322,18 @@ static int advance(struct smisd_job *job)
 			snprintf(job->error, sizeof(job->error), "strategy_error");
 			return 0;
 		}
-		job->attempts[job->n_attempts++] = (struct smisd_attempt){
-			.ch = ch,
-			.op = act.op,
-			.started_ms = smisd_now_ms(),
-		};
+		{
+			struct smisd_attempt *na = smisd_job_add_attempt(job);
+			if (!na) {
+				snprintf(job->error, sizeof(job->error), "internal_error");
+				return 0;
+			}
+			*na = (struct smisd_attempt){
+				.ch = ch,
+				.op = act.op,
+				.started_ms = smisd_now_ms(),
+			};
+		}
 		job->op_started_mono = smisd_monotonic_ms();
 		unsigned need = act.op == SMIS_OP_LOOKUP ? SMIS_CAP_LOOKUP : SMIS_CAP_SEND;
 		if (!(ch->caps & need)) {
@@ -460,4 +498,6 @@ void smisd_dispatcher_stop(void)
 	pthread_mutex_unlock(&queue_lock);
 	curl_multi_cleanup(multi);
 	multi = NULL;
+	while (easy_pooled)
+		curl_easy_cleanup(easy_pool[--easy_pooled]);
 }

@@ -81,6 +81,7 @@ void smisd_job_free(struct smisd_job *job)
 	}
 	for (size_t i = 0; i < job->n_attempts; i++)
 		free(job->attempts[i].out.devices_json);
+	free(job->attempts);
 	if (job->easy)
 		curl_easy_cleanup(job->easy);
 	curl_slist_free_all(job->easy_headers);
@@ -90,6 +91,22 @@ void smisd_job_free(struct smisd_job *job)
 	free(job->response_json);
 	smisd_generation_unref(job->gen);
 	free(job);
+}
+
+struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job)
+{
+	if (job->n_attempts >= SMISD_MAX_ATTEMPTS)
+		return NULL;
+	if (job->n_attempts == job->cap_attempts) {
+		size_t cap = job->cap_attempts ? job->cap_attempts * 2 : 3;
+		struct smisd_attempt *grown = realloc(job->attempts, cap * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		job->attempts = grown;
+		job->cap_attempts = cap;
+	}
+	memset(&job->attempts[job->n_attempts], 0, sizeof(job->attempts[0]));
+	return &job->attempts[job->n_attempts++];
 }
 
 const char *smisd_op_name(enum smis_op op)

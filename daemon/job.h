@@ -48,8 +48,8 @@ struct smisd_job {
 	/* Strategy execution (dispatcher thread only). */
 	size_t step;
 	size_t step_first_attempt;
-	struct smisd_attempt attempts[SMISD_MAX_ATTEMPTS];
-	size_t n_attempts;
+	struct smisd_attempt *attempts; /* grown by smisd_job_add_attempt */
+	size_t n_attempts, cap_attempts;
 	void **calls;                  /* per channel index, see start() */
 	char citizen_language[8];
 	int64_t op_started_mono;
@@ -84,6 +84,11 @@ struct smisd_job {
 /* Fill msg/contents from req; called once the request is validated. */
 void smisd_job_bind_message(struct smisd_job *job);
 void smisd_job_free(struct smisd_job *job);
+
+/* Append a zeroed attempt (most messages make one to three: the array
+ * grows instead of reserving SMISD_MAX_ATTEMPTS outcomes per message).
+ * NULL when out of memory or at SMISD_MAX_ATTEMPTS. */
+struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job);
 
 /* "msg_" + 26 Crockford base32 characters: 48-bit ms time + 80 random
  * bits, sortable by creation time. */
