@@ -322,6 +322,22 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		ret = respond_code(c, st, 400, "callback_malformed", "the callback cannot be parsed");
 		goto out;
 	}
+	{
+		/* A report for a message SMIS never sent is refused. One that
+		 * overtakes its send's answer (a fast DLR) is kept instead, which
+		 * is only possible while messages are in flight. */
+		size_t unknown = 0;
+		int busy = atomic_load(&in_flight) > 0;
+		for (size_t i = 0; i < n && i < 16; i++)
+			if (!busy && !smisd_store_provider_ref_known(ch->name, reports[i].provider_ref))
+				unknown++;
+		if (n > 0 && unknown == n) {
+			smisd_log(SMIS_LOG_WARN, ch->self.component, NULL,
+				  "callback for an unknown message refused, request %s", st->request_id);
+			ret = respond_code(c, st, 404, "unknown_message", "no message of SMIS has this provider reference");
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < n && i < 16; i++)
 		smisd_store_submit_report(ch->name, &reports[i]);
 	{
@@ -494,6 +510,11 @@ static int valid_idem_key(const char *k)
 static void job_stored(struct smisd_job *job)
 {
 	struct MHD_Connection *c = job->done_arg;
+	if (job->req.message_id[0]) {
+		char key[64];
+		snprintf(key, sizeof(key), "\001message_id\n%s", job->req.message_id);
+		idem_release(key);
+	}
 	if (job->idem_key) {
 		char full[256];
 		idem_full_key(job->inst->name, job->idem_key, full, sizeof(full));
@@ -519,6 +540,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	struct smisd_job *job = NULL;
 	const char *ctype, *idem;
 	char full[256], rh[65], rcpt_hash[65];
+	char msgid_key[64] = "";
 	enum MHD_Result ret;
 
 	memset(&req, 0, sizeof(req));
@@ -630,6 +652,22 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
+	if (req.message_id[0]) {
+		/* Claimed until stored, like idempotency keys: two concurrent
+		 * sends of one institution-encrypted message cannot both go. */
+		snprintf(msgid_key, sizeof(msgid_key), "\001message_id\n%s", req.message_id);
+		if (idem_claim(msgid_key) != 0) {
+			msgid_key[0] = '\0';
+			smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
+			smisd_ratelimit_unquota(inst->name, smisd_now_ms());
+			if (idem)
+				idem_release(full);
+			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
+					  "this message id is being sent already");
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
+	}
 	if (req.message_id[0] && smisd_store_message_exists(req.message_id)) {
 		smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
 		smisd_ratelimit_unquota(inst->name, smisd_now_ms());
@@ -669,6 +707,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			idem_release(full);
 		free(job ? job->calls : NULL);
 		free(job);
+		job = NULL;
 		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 		goto out;
 	}
@@ -694,6 +733,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	smisd_dispatcher_submit(job);
 	ret = MHD_YES;
 out:
+	if (msgid_key[0] && !job)
+		idem_release(msgid_key);
 	smisd_request_clear(&req);
 	smisd_generation_unref(g);
 	return ret;

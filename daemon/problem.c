@@ -46,6 +46,7 @@ static const struct {
 	{ "shutting_down", "SMIS is shutting down" },
 	{ "callback_rejected", "The callback is not authentic" },
 	{ "callback_malformed", "The callback body cannot be parsed" },
+	{ "unknown_message", "The callback is about a message SMIS does not know" },
 	{ "unknown_channel", "No such channel for this operation" },
 	{ "message_id_used", "This message id was used already" },
 	{ "upstream_unavailable", "The upstream service could not be asked" },

@@ -293,9 +293,11 @@ static void write_report(const struct report_item *it)
 	sqlite3_bind_int(st_upd, 4, status_rank(st));
 	sqlite3_step(st_upd);
 	sqlite3_reset(st_upd);
-	/* A final report ends status polling for the message. */
-	if (it->r.status == SMIS_REPORT_READ || it->r.status == SMIS_REPORT_FAILED ||
-	    (it->r.status == SMIS_REPORT_DELIVERED && it->r.device[0] == '\0')) {
+	/* A final report ends status polling for an SMS. App messages go to
+	 * several devices: one device's final word says nothing of the others,
+	 * so their polling runs its bounded course (max_polls). */
+	if (it->r.device[0] == '\0' &&
+	    (it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED)) {
 		sqlite3_reset(st_nopoll);
 		sqlite3_bind_text(st_nopoll, 1, id, -1, SQLITE_STATIC);
 		sqlite3_step(st_nopoll);
@@ -638,6 +640,22 @@ out:
 	if (o)
 		json_object_put(o);
 	return rc;
+}
+
+bool smisd_store_provider_ref_known(const char *channel, const char *provider_ref)
+{
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+	pthread_mutex_lock(&rlock);
+	if (sqlite3_prepare_v2(rdb, "SELECT 1 FROM attempts WHERE channel = ? AND provider_ref = ?", -1, &st,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, provider_ref, -1, SQLITE_STATIC);
+		found = sqlite3_step(st) == SQLITE_ROW;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&rlock);
+	return found;
 }
 
 bool smisd_store_message_exists(const char *id)

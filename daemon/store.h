@@ -31,6 +31,10 @@ void smisd_store_submit_report(const char *channel, const struct smis_report *r)
  * free(), -ENOENT when absent (or owned by another institution). */
 int smisd_store_get_message(const char *institution, const char *id, char **json);
 
+/* Whether a send on `channel` returned `provider_ref` (reports for
+ * unknown messages are refused). */
+bool smisd_store_provider_ref_known(const char *channel, const char *provider_ref);
+
 /* Whether a message id is taken (passthrough ids come from the client). */
 bool smisd_store_message_exists(const char *id);
 

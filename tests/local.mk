@@ -47,3 +47,4 @@ TESTS += tests/integration/test_openapi.py
 TESTS += tests/integration/test_gateway_tokens.py
 TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py
 TESTS += tests/integration/test_sms_full.py
+TESTS += tests/integration/test_govapp_full.py
