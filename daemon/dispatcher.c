@@ -5,7 +5,11 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -404,13 +408,69 @@ static void on_response(struct smisd_job *job, CURLcode code)
 		finish(job);
 }
 
+/*
+ * The event loop: curl's socket interface on our own epoll set, so each
+ * wake-up costs what is ready, not what is in flight (curl_multi_perform
+ * walks every transfer: a thousand waiting messages would be walked on
+ * every single answer).
+ */
+static int epfd = -1;
+static int wakefd = -1;
+static int64_t timer_deadline = -1; /* monotonic ms of curl's timer, -1 none */
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+	(void)e;
+	(void)userp;
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	/* curl tells us once per socket with socketp NULL: add, then modify. */
+	if (!socketp) {
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+			epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev);
+		curl_multi_assign(multi, s, (void *)1);
+	} else if (epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT) {
+		epoll_ctl(epfd, EPOLL_CTL_ADD, s, &ev);
+	}
+	return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+	(void)m;
+	(void)userp;
+	timer_deadline = timeout_ms < 0 ? -1 : smisd_monotonic_ms() + timeout_ms;
+	return 0;
+}
+
+static void drain_done(void)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(multi, &left))) {
+		struct smisd_job *job = NULL;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&job);
+		on_response(job, m->data.result);
+	}
+}
+
 static void *dispatcher_main(void *arg)
 {
+	struct epoll_event evs[256];
 	(void)arg;
 	while (!stopping) {
 		struct smisd_job *batch;
-		CURLMsg *m;
-		int running, left;
+		int running, n, wait_ms;
+		int64_t now;
+		uint64_t junk;
 
 		pthread_mutex_lock(&queue_lock);
 		batch = queue_head;
@@ -423,17 +483,46 @@ static void *dispatcher_main(void *arg)
 			if (!advance(job))
 				finish(job);
 		}
-		curl_multi_perform(multi, &running);
-		while ((m = curl_multi_info_read(multi, &left))) {
-			struct smisd_job *job = NULL;
-			if (m->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&job);
-			on_response(job, m->data.result);
+		/* curl's timer: new transfers start on it (set to 0 when added),
+		 * and timeouts are found by it. It is due whatever else happens. */
+		now = smisd_monotonic_ms();
+		if (timer_deadline >= 0 && now >= timer_deadline) {
+			timer_deadline = -1;
+			curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			drain_done();
+			continue;
 		}
-		curl_multi_poll(multi, NULL, 0, 1000, NULL);
+		wait_ms = timer_deadline < 0 ? 1000 : (int)(timer_deadline - now);
+		if (wait_ms > 1000)
+			wait_ms = 1000;
+		n = epoll_wait(epfd, evs, 256, wait_ms);
+		for (int i = 0; i < n; i++) {
+			int mask = 0;
+			if (evs[i].data.fd == wakefd) {
+				if (read(wakefd, &junk, sizeof(junk)) < 0) {
+					/* nothing to drain: another wake-up raced us */
+				}
+				continue;
+			}
+			if (evs[i].events & EPOLLIN)
+				mask |= CURL_CSELECT_IN;
+			if (evs[i].events & EPOLLOUT)
+				mask |= CURL_CSELECT_OUT;
+			if (evs[i].events & (EPOLLERR | EPOLLHUP))
+				mask |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, evs[i].data.fd, mask, &running);
+		}
+		drain_done();
 	}
 	return NULL;
+}
+
+static void wake(void)
+{
+	uint64_t one = 1;
+	if (write(wakefd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the loop is awake anyway */
+	}
 }
 
 int smisd_dispatcher_start(smisd_dispatch_finished_fn finished)
@@ -444,13 +533,30 @@ int smisd_dispatcher_start(smisd_dispatch_finished_fn finished)
 		return -1;
 	/* Keep enough idle connections for a burst of 1000+ calls in flight. */
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 4096L);
-	stopping = 0;
-	if (pthread_create(&thread, NULL, dispatcher_main, NULL) != 0) {
-		curl_multi_cleanup(multi);
-		multi = NULL;
-		return -1;
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (epfd < 0 || wakefd < 0)
+		goto fail;
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = wakefd };
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) != 0)
+			goto fail;
 	}
+	stopping = 0;
+	if (pthread_create(&thread, NULL, dispatcher_main, NULL) != 0)
+		goto fail;
 	return 0;
+fail:
+	if (epfd >= 0)
+		close(epfd);
+	if (wakefd >= 0)
+		close(wakefd);
+	epfd = wakefd = -1;
+	curl_multi_cleanup(multi);
+	multi = NULL;
+	return -1;
 }
 
 void smisd_dispatcher_submit(struct smisd_job *job)
@@ -469,7 +575,7 @@ void smisd_dispatcher_submit(struct smisd_job *job)
 		queue_head = job;
 	queue_tail = job;
 	pthread_mutex_unlock(&queue_lock);
-	curl_multi_wakeup(multi);
+	wake();
 }
 
 void smisd_dispatcher_stop(void)
@@ -477,7 +583,7 @@ void smisd_dispatcher_stop(void)
 	if (!multi)
 		return;
 	stopping = 1;
-	curl_multi_wakeup(multi);
+	wake();
 	pthread_join(thread, NULL);
 	/* After the HTTP drain only status polls can be left: drop them. */
 	while (active) {
@@ -498,6 +604,9 @@ void smisd_dispatcher_stop(void)
 	pthread_mutex_unlock(&queue_lock);
 	curl_multi_cleanup(multi);
 	multi = NULL;
+	close(epfd);
+	close(wakefd);
+	epfd = wakefd = -1;
 	while (easy_pooled)
 		curl_easy_cleanup(easy_pool[--easy_pooled]);
 }
