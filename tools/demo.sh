@@ -53,6 +53,7 @@ send() { # send TITLE RECIPIENT STRATEGY [FORMAT BODY]
 
 send "Citizen with GovApp" "0470 00 00 01" govapp_first html '<p>Uw <b>document</b> is klaar. <a href=\"https://example.be/doc\">Bekijk</a><script>alert(1)</script></p>'
 id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/last.json")
+notif=$(python3 -c 'import json,sys; print([a for a in json.load(open(sys.argv[1]))["attempts"] if a["operation"]=="send"][0]["provider_reference"])' "$work/last.json")
 send "Citizen with GovApp, two devices, French" "+32 470 00 00 02" govapp_first
 send "Citizen with notifications off" "+32470000003" govapp_first
 send "Citizen without GovApp" "+32470000004" govapp_first
@@ -64,7 +65,7 @@ echo
 echo "== GovApp backend down: the strategy falls back to SMS"
 curl -fsS -X POST http://127.0.0.1:18081/_sim/faults -d '{"http_status":503}' > /dev/null
 send "GovApp failing" "+32470000001" govapp_first
-curl -fsS -X POST http://127.0.0.1:18081/_sim/reset -d '{}' > /dev/null
+curl -fsS -X DELETE http://127.0.0.1:18081/_sim/faults > /dev/null
 
 echo
 echo "== Errors are problem+json with a stable code"
@@ -77,7 +78,16 @@ echo
 echo "== What the citizen's device decrypted (govapp-sim inbox +32470000001)"
 "$build/tools/govapp-sim/govapp-sim" inbox +32470000001 --url http://127.0.0.1:18081 || true
 
-sleep 0.5
+echo
+echo "== The citizen opens it: the device reports delivered, then read (signed callbacks to SMIS)"
+"$build/tools/govapp-sim/govapp-sim" mark --url http://127.0.0.1:18081 "$notif" an-android delivered
+"$build/tools/govapp-sim/govapp-sim" mark --url http://127.0.0.1:18081 "$notif" an-android read
+i=0
+until curl -fsS "$API/v1/messages/$id" -H "Authorization: Bearer $KEY" | grep -q '"status":"read"'; do
+	i=$((i + 1))
+	[ $i -lt 50 ] || break
+	sleep 0.1
+done
 echo
 echo "== Status lookup of the first message: GET /v1/messages/$id"
 curl -sS "$API/v1/messages/$id" -H "Authorization: Bearer $KEY" | python3 -m json.tool
