@@ -6,18 +6,43 @@
 #include <string.h>
 #include <strings.h>
 
+#include <pthread.h>
+
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "auth.h"
 #include "core_api.h"
 #include "jwt_auth.h"
 
+/* SHA256() fetches the algorithm from the provider on every call; fetch
+ * it once (it is reference-counted and thread-safe to share). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void sha256(const void *data, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	if (!sha256_md || EVP_Digest(data, len, out, NULL, sha256_md, NULL) != 1)
+		SHA256(data, len, out);
+}
+
+__attribute__((destructor)) static void sha256_release(void)
+{
+	EVP_MD_free(sha256_md);
+}
+
 void smisd_sha256_hex(const void *data, size_t len, char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char d[SHA256_DIGEST_LENGTH];
-	SHA256(data, len, d);
+	sha256(data, len, d);
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
 		out[2 * i] = hex[d[i] >> 4];
 		out[2 * i + 1] = hex[d[i] & 15];
@@ -68,7 +93,7 @@ const struct smisd_institution *smisd_auth_institution_why(const struct smisd_ge
 	*why = "unknown_key";
 	if (!*key || strlen(key) > 512)
 		return NULL;
-	SHA256((const unsigned char *)key, strlen(key), digest);
+	sha256(key, strlen(key), digest);
 	/* No early exit: every key is compared whatever matched before. */
 	for (size_t i = 0; i < g->n_institutions; i++) {
 		const struct smisd_institution *in = &g->institutions[i];

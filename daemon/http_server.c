@@ -888,6 +888,11 @@ int smisd_http_start(const struct smisd_generation *g)
 			       MHD_OPTION_CONNECTION_LIMIT, (unsigned)g->settings.max_connections,
 			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->settings.connection_timeout_s,
 			       MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096U,
+			       /* MHD clears a connection's memory pool for every
+				* request: 12 KiB (headers up to a gateway token of
+				* 8 KiB; bodies are copied out as they arrive) instead
+				* of the default 32 KiB is most of that work saved. */
+			       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)12288,
 			       MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!mhd) {

@@ -11,6 +11,9 @@
 #include <time.h>
 
 #include <json-c/json.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sqlite3.h>
 
@@ -89,14 +92,60 @@ static const char schema[] =
 	" status INTEGER NOT NULL, at_ms INTEGER NOT NULL, detail TEXT, received_ms INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS orphan_reports_ref ON orphan_reports(channel, provider_ref);";
 
+/* A keyed HMAC template, duplicated per use: keying and fetching on every
+ * call cost more than the hash itself. Rebuilt when the key changes. */
+static pthread_mutex_t mac_lock = PTHREAD_MUTEX_INITIALIZER;
+static EVP_MAC_CTX *mac_tmpl;
+static unsigned char mac_key[64];
+static size_t mac_keylen;
+
+static EVP_MAC_CTX *phone_mac(const unsigned char *key, size_t keylen)
+{
+	EVP_MAC_CTX *ctx = NULL;
+	pthread_mutex_lock(&mac_lock);
+	if (!mac_tmpl || keylen != mac_keylen || CRYPTO_memcmp(key, mac_key, keylen) != 0) {
+		EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		OSSL_PARAM params[] = {
+			OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+			OSSL_PARAM_construct_end(),
+		};
+		EVP_MAC_CTX_free(mac_tmpl);
+		mac_tmpl = mac ? EVP_MAC_CTX_new(mac) : NULL;
+		EVP_MAC_free(mac);
+		if (mac_tmpl && EVP_MAC_init(mac_tmpl, key, keylen, params) != 1) {
+			EVP_MAC_CTX_free(mac_tmpl);
+			mac_tmpl = NULL;
+		}
+		memcpy(mac_key, key, keylen < sizeof(mac_key) ? keylen : sizeof(mac_key));
+		mac_keylen = keylen;
+	}
+	if (mac_tmpl)
+		ctx = EVP_MAC_CTX_dup(mac_tmpl);
+	pthread_mutex_unlock(&mac_lock);
+	return ctx;
+}
+
+__attribute__((destructor)) static void phone_mac_release(void)
+{
+	EVP_MAC_CTX_free(mac_tmpl);
+	OPENSSL_cleanse(mac_key, sizeof(mac_key));
+}
+
 void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
 			    char out[65])
 {
 	unsigned char mac[32];
 	unsigned int maclen = sizeof(mac);
 	static const char hex[] = "0123456789abcdef";
+	EVP_MAC_CTX *ctx = phone_mac(key, keylen);
+	size_t outl = 0;
 
-	HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)e164, strlen(e164), mac, &maclen);
+	if (ctx && EVP_MAC_update(ctx, (const unsigned char *)e164, strlen(e164)) == 1 &&
+	    EVP_MAC_final(ctx, mac, &outl, sizeof(mac)) == 1 && outl == sizeof(mac))
+		maclen = (unsigned int)outl;
+	else
+		HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)e164, strlen(e164), mac, &maclen);
+	EVP_MAC_CTX_free(ctx);
 	for (int i = 0; i < 32; i++) {
 		out[2 * i] = hex[mac[i] >> 4];
 		out[2 * i + 1] = hex[mac[i] & 15];
@@ -123,9 +172,14 @@ static const char *report_status_name(enum smis_report_status s)
 
 static void write_report(const struct report_item *it);
 
-/* Reports that arrived before this job's attempts were stored. */
+/* Reports that arrived before this job's attempts were stored. Such
+ * reports are rare: skip the lookups while none are kept. */
+static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
+
 static void adopt_orphans(const struct smisd_job *job)
 {
+	if (orphans_kept == 0)
+		return;
 	for (size_t i = 0; i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
 		if (a->op != SMIS_OP_SEND || !a->out.provider_ref[0])
@@ -270,6 +324,8 @@ static void write_report(const struct report_item *it)
 		sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
 		sqlite3_step(st_orphan);
 		sqlite3_reset(st_orphan);
+		if (orphans_kept >= 0)
+			orphans_kept++;
 		smisd_log(SMIS_LOG_INFO, "store", NULL,
 			  "report for a provider reference not stored yet on channel %s: kept", it->channel);
 		return;
@@ -328,9 +384,15 @@ static void poll_due(void)
 	sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL);
 	{
 		char sql[128];
+		sqlite3_stmt *cnt = NULL;
 		snprintf(sql, sizeof(sql), "DELETE FROM orphan_reports WHERE received_ms < %lld",
 			 (long long)(now - 86400000));
 		sqlite3_exec(wdb, sql, NULL, NULL, NULL);
+		/* Recount now and then: adopted and expired rows are gone. */
+		if (sqlite3_prepare_v2(wdb, "SELECT count(*) FROM orphan_reports", -1, &cnt, NULL) == SQLITE_OK &&
+		    sqlite3_step(cnt) == SQLITE_ROW)
+			orphans_kept = sqlite3_column_int64(cnt, 0);
+		sqlite3_finalize(cnt);
 	}
 	while (sqlite3_step(sel) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(sel, 0);
