@@ -201,7 +201,6 @@ out:
 
 static void finish(struct smisd_job *job)
 {
-	char labels[256];
 	easy_put(job->easy);
 	job->easy = NULL;
 	if (job->poll_channel && job->single_op == SMIS_OP_LOOKUP) {
@@ -216,10 +215,8 @@ static void finish(struct smisd_job *job)
 		smisd_job_free(job);
 		return;
 	}
-	smisd_job_conclude(job);
-	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"",
-		 job->inst->name, job->strategy->name, job->status, job->channel ? job->channel : "none");
-	smisd_metric_add("smis_messages_total", labels, 1);
+	/* The answer is built (smisd_job_conclude) by the store thread: the
+	 * dispatcher is the one thread every message goes through. */
 	on_finished(job);
 }
 

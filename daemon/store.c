@@ -20,6 +20,7 @@
 #include "core_api.h"
 #include "dispatcher.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 struct report_item {
@@ -478,6 +479,16 @@ static void *writer_main(void *arg)
 		rq_head = rq_tail = NULL;
 		pthread_mutex_unlock(&qlock);
 
+		/* Conclude here rather than on the dispatcher thread: building the
+		 * answer is the largest piece of per-message work after HTTP. */
+		for (struct smisd_job *j = jobs; j; j = j->next) {
+			char labels[256];
+			smisd_job_conclude(j);
+			snprintf(labels, sizeof(labels),
+				 "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"", j->inst->name,
+				 j->strategy->name, j->status, j->channel ? j->channel : "none");
+			smisd_metric_add("smis_messages_total", labels, 1);
+		}
 		int ok = sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 		for (struct smisd_job *j = jobs; j; j = j->next)
 			j->store_failed = !ok || write_job(j) != 0;
