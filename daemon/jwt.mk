@@ -7,7 +7,7 @@ tests_unit_test_jwt_auth_SOURCES = tests/unit/test_jwt_auth.c daemon/jwt_auth.c 
 tests_unit_test_jwt_auth_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DSMIS_TEST_DATADIR='"$(abs_top_srcdir)/tests/data"'
 tests_unit_test_jwt_auth_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JSONC_CFLAGS) $(CUNIT_CFLAGS)
-tests_unit_test_jwt_auth_LDADD = $(OPENSSL_LIBS) $(JSONC_LIBS) $(CUNIT_LIBS)
+tests_unit_test_jwt_auth_LDADD = lib/libsmishpke.la $(OPENSSL_LIBS) $(JSONC_LIBS) $(CUNIT_LIBS)
 
 # TEST-ONLY keys, JWKS and the script that made them (tests/data/jwt/gen.sh).
 EXTRA_DIST += tests/data/jwt

@@ -11,6 +11,7 @@
  */
 #include "config.h"
 
+#include "b64url.h"
 #include "jwt_auth.h"
 
 #include <errno.h>
@@ -90,77 +91,6 @@ static void jwt_set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-}
-
-static int b64url_value(unsigned char c)
-{
-	int v = -1;
-
-	if (c >= 'A' && c <= 'Z')
-		v = c - 'A';
-	else if (c >= 'a' && c <= 'z')
-		v = c - 'a' + 26;
-	else if (c >= '0' && c <= '9')
-		v = c - '0' + 52;
-	else if (c == '-')
-		v = 62;
-	else if (c == '_')
-		v = 63;
-	return v;
-}
-
-/*
- * Strict unpadded base64url: one byte string has exactly one accepted text
- * form, so "=" padding, other alphabets, whitespace, a length of 1 mod 4 and
- * non-zero unused trailing bits are all refused. *out is NUL-terminated (not
- * counted) and freed by the caller. Returns 0, -EINVAL or -ENOMEM.
- */
-static int jwt_b64url_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
-{
-	unsigned char *buf = NULL;
-	size_t i, o = 0;
-	uint32_t acc = 0;
-	int bits = 0, rc = 0;
-
-	*out = NULL;
-	*out_len = 0;
-	if (len % 4 == 1) {
-		rc = -EINVAL;
-		goto out;
-	}
-	buf = malloc(len / 4 * 3 + 3);
-	if (buf == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < len; i++) {
-		int v = b64url_value((unsigned char)in[i]);
-
-		if (v < 0) {
-			rc = -EINVAL;
-			goto out_free;
-		}
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	/* Leftover bits must be zero, or two texts would decode alike. */
-	if (acc != 0) {
-		rc = -EINVAL;
-		goto out_free;
-	}
-	buf[o] = '\0';
-	*out = buf;
-	*out_len = o;
-	goto out;
-out_free:
-	free(buf);
-out:
-	return rc;
 }
 
 /*
@@ -389,7 +319,7 @@ static BIGNUM *jwt_jwk_bn(json_object *jwk, const char *name)
 	size_t raw_len = 0;
 	BIGNUM *bn = NULL;
 
-	if (jwt_get_string(jwk, name, &s) != 1 || jwt_b64url_decode(s, strlen(s), &raw, &raw_len) != 0)
+	if (jwt_get_string(jwk, name, &s) != 1 || smis_b64url_decode(s, strlen(s), &raw, &raw_len) != 0)
 		goto out;
 	if (raw_len > 0)
 		bn = BN_bin2bn(raw, (int)raw_len, NULL);
@@ -406,7 +336,7 @@ static int jwt_jwk_coord(json_object *jwk, const char *name, unsigned char *out)
 	size_t raw_len = 0;
 	int rc = -EINVAL;
 
-	if (jwt_get_string(jwk, name, &s) != 1 || jwt_b64url_decode(s, strlen(s), &raw, &raw_len) != 0)
+	if (jwt_get_string(jwk, name, &s) != 1 || smis_b64url_decode(s, strlen(s), &raw, &raw_len) != 0)
 		goto out;
 	if (raw_len == JWT_P256_COORD) {
 		memcpy(out, raw, JWT_P256_COORD);
@@ -686,7 +616,8 @@ int smisd_jwt_looks_like(const char *token)
 		if (*p == '.') {
 			if (++dots > 2)
 				goto out;
-		} else if (b64url_value((unsigned char)*p) < 0) {
+		} else if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+			     *p == '-' || *p == '_')) {
 			goto out;
 		} else {
 			seg[dots]++;
@@ -712,7 +643,7 @@ static json_object *jwt_segment_object(const char *seg, size_t len)
 	size_t raw_len = 0;
 	json_object *obj = NULL;
 
-	if (jwt_b64url_decode(seg, len, &raw, &raw_len) == 0)
+	if (smis_b64url_decode(seg, len, &raw, &raw_len) == 0)
 		obj = jwt_parse_object(raw, raw_len);
 	free(raw);
 	return obj;
@@ -737,7 +668,7 @@ static const char *jwt_token_parse(const char *token, struct jwt_token *t)
 	t->header = jwt_segment_object(token, (size_t)(dot1 - token));
 	t->claims = jwt_segment_object(dot1 + 1, (size_t)(dot2 - dot1 - 1));
 	if (t->header == NULL || t->claims == NULL ||
-	    jwt_b64url_decode(dot2 + 1, strlen(dot2 + 1), &t->sig, &t->sig_len) != 0)
+	    smis_b64url_decode(dot2 + 1, strlen(dot2 + 1), &t->sig, &t->sig_len) != 0)
 		goto out;
 	if (jwt_get_string(t->header, "alg", &alg) != 1)
 		goto out;

@@ -18,7 +18,7 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/store.c daemon/store.h
 daemon_libsmisd_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(LIBCONFIG_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(GUMBO_CFLAGS)
-daemon_libsmisd_la_LIBADD = lib/libsmishtml.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
+daemon_libsmisd_la_LIBADD = lib/libsmishtml.la lib/libsmishpke.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
 	$(LIBCONFIG_LIBS) $(MHD_LIBS) $(SQLITE_LIBS) $(GUMBO_LIBS) -lpthread
 
 sbin_PROGRAMS += smisd
