@@ -14,8 +14,8 @@ SMIS_SUBST = sed \
 	-e 's|@docdir[@]|$(docdir)|g' \
 	-e 's|@PACKAGE_VERSION[@]|$(PACKAGE_VERSION)|g'
 
-man_MANS = man/smisd.8 man/smis.conf.5 man/smisctl.1
-EXTRA_DIST += man/smisd.8.in man/smis.conf.5.in man/smisctl.1.in
+man_MANS = man/smisd.8 man/smis.conf.5 man/smisctl.1 man/smis-encrypt.1
+EXTRA_DIST += man/smisd.8.in man/smis.conf.5.in man/smisctl.1.in man/smis-encrypt.1.in
 CLEANFILES += $(man_MANS) conf/smisd.service
 
 # systemd looks in $(prefix)/lib/systemd/system for /usr and /usr/local;
@@ -30,6 +30,7 @@ $(man_MANS) conf/smisd.service: Makefile
 man/smisd.8: $(srcdir)/man/smisd.8.in
 man/smis.conf.5: $(srcdir)/man/smis.conf.5.in
 man/smisctl.1: $(srcdir)/man/smisctl.1.in
+man/smis-encrypt.1: $(srcdir)/man/smis-encrypt.1.in
 conf/smisd.service: $(srcdir)/conf/smisd.service.in
 
 # Built by their own Makefiles against an installed SMIS (pkg-config), never

@@ -9,10 +9,13 @@ lib_libsmispassthrough_la_LIBADD = lib/libsmishpke.la $(JSONC_LIBS) $(OPENSSL_LI
 
 bin_PROGRAMS += tools/smis-encrypt/smis-encrypt
 tools_smis_encrypt_smis_encrypt_SOURCES = tools/smis-encrypt/smis-encrypt.c
+tools_smis_encrypt_smis_encrypt_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common
 tools_smis_encrypt_smis_encrypt_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(GUMBO_CFLAGS)
-# libsmishtml: --html bodies are sanitised with SMIS's own allow-list.
+# libsmishtml: --html bodies are sanitised with SMIS's own allow-list;
+# libsmisapiclient: the HTTP client smisctl uses too.
 tools_smis_encrypt_smis_encrypt_LDADD = lib/libsmispassthrough.la lib/libsmishtml.la \
+	tools/common/libsmisapiclient.la \
 	$(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) $(GUMBO_LIBS)
 
 check_PROGRAMS += tests/unit/test_passthrough

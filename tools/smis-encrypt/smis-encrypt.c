@@ -10,7 +10,8 @@
  *                                 (plus `sms_text` when given), nothing else.
  *
  * It is also the reference for institutions that write their own client:
- * every step is the public API, nothing of the daemon is linked.
+ * every step is the public API, nothing of the daemon is linked. The HTTP
+ * client is the one it shares with smisctl (tools/common/apiclient.h).
  *
  * Exit codes (as smisctl): 0 sent, 1 failed (the answer says "failed", or
  * the citizen has no app device to encrypt to: nothing sent), 2 usage,
@@ -25,26 +26,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 
 #include "html_sanitize.h"
 #include "passthrough.h"
 
-enum enc_exit {
-	ENC_SENT = 0,
-	ENC_FAILED = 1,
-	ENC_USAGE = 2,
-	ENC_ERROR = 3,
-};
+#include "apiclient.h"
 
-#define DEFAULT_TIMEOUT_S 60L
-#define KEY_MAX 8192
-/* An answer bigger than this is not SMIS talking. */
-#define ANSWER_MAX (4u << 20)
 /* A body read from a file: SMIS refuses requests over 64 KiB by default, the
  * sealed body grows by a third, so this is generous. */
 #define BODY_FILE_MAX (1u << 20)
@@ -60,25 +50,11 @@ struct lang_block {
 };
 
 struct options {
-	const char *url;
-	const char *to;
-	const char *strategy;
-	const char *reference;
-	const char *idem;
+	struct smis_api_options api; /* what smisctl send takes too */
 	const char *channel;
-	bool html;
 	bool dry_run;
-	long timeout_s;
 	struct lang_block langs[MAX_LANGS];
 	size_t n_langs;
-};
-
-struct answer {
-	long status;
-	char *body;
-	size_t len;
-	bool too_big;
-	char error[CURL_ERROR_SIZE];
 };
 
 static void usage(FILE *f)
@@ -115,34 +91,6 @@ static void usage(FILE *f)
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
 /* ------------------------------------------------------------------ */
-
-static const char *json_str(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) &&
-	    json_object_is_type(v, json_type_string))
-		return json_object_get_string(v);
-	return NULL;
-}
-
-static const char *json_text(json_object *o)
-{
-	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-}
-
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
 
 /* Read a whole file (or stdin for "-") as a NUL-terminated string. */
 static char *read_file(const char *path, size_t max)
@@ -194,182 +142,6 @@ out:
 	return buf;
 }
 
-/* The API key: --key, else the first line of --key-file, else SMIS_API_KEY. */
-static char *api_key(const char *opt_key, const char *key_file)
-{
-	const char *env = getenv("SMIS_API_KEY");
-	char *key = NULL;
-
-	if (opt_key) {
-		key = strdup(opt_key);
-	} else if (key_file) {
-		key = read_file(key_file, KEY_MAX);
-		if (key)
-			key[strcspn(key, "\r\n")] = '\0';
-	} else if (env) {
-		key = strdup(env);
-	} else {
-		fprintf(stderr, "smis-encrypt: no API key: use --key-file, SMIS_API_KEY or --key\n");
-		goto out;
-	}
-	if (!key)
-		goto out;
-	if (!key[0] || strpbrk(key, "\r\n") || strlen(key) > KEY_MAX) {
-		fprintf(stderr, "smis-encrypt: the API key must be one non-empty line\n");
-		OPENSSL_cleanse(key, strlen(key));
-		free(key);
-		key = NULL;
-	}
-out:
-	return key;
-}
-
-/* ------------------------------------------------------------------ */
-/* HTTP                                                                 */
-/* ------------------------------------------------------------------ */
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct answer *a = arg;
-	size_t n = size * nmemb;
-	char *grown;
-
-	if (a->len + n > ANSWER_MAX) {
-		a->too_big = true;
-		return 0;
-	}
-	grown = realloc(a->body, a->len + n + 1);
-	if (!grown)
-		return 0;
-	memcpy(grown + a->len, data, n);
-	a->body = grown;
-	a->len += n;
-	a->body[a->len] = '\0';
-	return n;
-}
-
-static void answer_clear(struct answer *a)
-{
-	free(a->body);
-	memset(a, 0, sizeof(*a));
-}
-
-/* POST body (JSON) to base + path. Returns 0 when an HTTP answer arrived
- * (any status), -1 after printing why none did. */
-static int http_post(const char *base, const char *path, const char *key, const char *idem,
-		     const char *body, long timeout_s, struct answer *a)
-{
-	struct curl_slist *h = NULL, *grown;
-	char *url = NULL, *line = NULL;
-	size_t n;
-	CURL *c = curl_easy_init();
-	CURLcode cc;
-	int rc = -1;
-
-	memset(a, 0, sizeof(*a));
-	if (!c) {
-		fprintf(stderr, "smis-encrypt: cannot initialise libcurl\n");
-		goto out;
-	}
-	n = strlen(base);
-	while (n > 0 && base[n - 1] == '/')
-		n--;
-	url = malloc(n + strlen(path) + 1);
-	line = malloc(strlen(key) + 32);
-	if (!url || !line)
-		goto out_oom;
-	memcpy(url, base, n);
-	memcpy(url + n, path, strlen(path) + 1);
-	snprintf(line, strlen(key) + 32, "Authorization: Bearer %s", key);
-	grown = curl_slist_append(h, line);
-	OPENSSL_cleanse(line, strlen(line));
-	if (!grown)
-		goto out_oom;
-	h = grown;
-	if (!(grown = curl_slist_append(h, "Accept: application/json, application/problem+json")))
-		goto out_oom;
-	h = grown;
-	if (!(grown = curl_slist_append(h, "Content-Type: application/json")))
-		goto out_oom;
-	h = grown;
-	/* libcurl would otherwise wait for a 100 Continue on big bodies. */
-	if (!(grown = curl_slist_append(h, "Expect:")))
-		goto out_oom;
-	h = grown;
-	if (idem) {
-		free(line);
-		line = malloc(strlen(idem) + 32);
-		if (!line)
-			goto out_oom;
-		snprintf(line, strlen(idem) + 32, "Idempotency-Key: %s", idem);
-		if (!(grown = curl_slist_append(h, line)))
-			goto out_oom;
-		h = grown;
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "smis-encrypt/" PACKAGE_VERSION);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_s < 10 ? timeout_s : 10L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, a->error);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	cc = curl_easy_perform(c);
-	if (cc != CURLE_OK) {
-		fprintf(stderr, "smis-encrypt: POST %s: %s\n", url,
-			a->too_big ? "answer too large" : a->error[0] ? a->error : curl_easy_strerror(cc));
-		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
-	rc = 0;
-	goto out;
-out_oom:
-	fprintf(stderr, "smis-encrypt: out of memory\n");
-out:
-	curl_slist_free_all(h);
-	free(url);
-	free(line);
-	if (c)
-		curl_easy_cleanup(c);
-	return rc;
-}
-
-/* Print only printable ASCII of a server-supplied string: an answer must
- * not be able to drive the terminal. */
-static void print_safe(FILE *f, const char *s)
-{
-	for (; *s; s++)
-		fputc(*s >= 0x20 && *s < 0x7f ? *s : '?', f);
-}
-
-/* An answer that is not a success: name the problem on stderr. */
-static void report_problem(const char *what, const struct answer *a)
-{
-	json_object *o = a->body ? json_tokener_parse(a->body) : NULL;
-	const char *code = json_str(o, "code"), *detail = json_str(o, "detail");
-
-	fprintf(stderr, "smis-encrypt: %s: HTTP %ld", what, a->status);
-	if (code) {
-		fputc(' ', stderr);
-		print_safe(stderr, code);
-	}
-	if (detail) {
-		fputs(": ", stderr);
-		print_safe(stderr, detail);
-	}
-	fputc('\n', stderr);
-	json_object_put(o);
-}
-
 /* ------------------------------------------------------------------ */
 /* Message                                                              */
 /* ------------------------------------------------------------------ */
@@ -383,12 +155,12 @@ static bool known_lang(const char *l)
  * The plaintext of docs/e2e-format.md section 7 (message_id and v are
  * filled in by smis_passthrough_seal). HTML is sanitised with the same
  * allow-list SMIS applies to the messages it encrypts, which also gives the
- * plain rendering. Returns ENC_SENT (0) or the exit code of the failure.
+ * plain rendering. Returns SMIS_EXIT_OK (0) or the exit code of the failure.
  */
 static int build_plaintext(const struct options *op, char **out)
 {
 	json_object *o = json_object_new_object(), *content = json_object_new_object();
-	int rc = ENC_ERROR;
+	int rc = SMIS_EXIT_ERROR;
 
 	*out = NULL;
 	if (!o || !content) {
@@ -407,7 +179,7 @@ static int build_plaintext(const struct options *op, char **out)
 			goto out_oom;
 		json_object_object_add(content, b->lang, lc);
 		json_object_object_add(lc, "title", json_object_new_string(b->title));
-		if (op->html) {
+		if (op->api.html) {
 			int r = smis_html_sanitize(body, strlen(body), &clean, &text);
 
 			if (r == -ENOMEM)
@@ -420,7 +192,7 @@ static int build_plaintext(const struct options *op, char **out)
 					OPENSSL_cleanse(text, strlen(text));
 				free(clean);
 				free(text);
-				rc = ENC_USAGE;
+				rc = SMIS_EXIT_USAGE;
 				goto out;
 			}
 			json_object_object_add(lc, "body", json_object_new_string(clean));
@@ -436,10 +208,10 @@ static int build_plaintext(const struct options *op, char **out)
 			json_object_object_add(lc, "format", json_object_new_string("text"));
 		}
 	}
-	*out = strdup(json_text(o));
+	*out = strdup(smis_api_json_text(o));
 	if (!*out)
 		goto out_oom;
-	rc = ENC_SENT;
+	rc = SMIS_EXIT_OK;
 	goto out;
 out_oom:
 	fprintf(stderr, "smis-encrypt: out of memory\n");
@@ -461,7 +233,7 @@ static char *send_body(const struct options *op, const char *message_id, const c
 		json_object_put(enc);
 		goto out;
 	}
-	json_object_object_add(o, "recipient", json_object_new_string(op->to));
+	json_object_object_add(o, "recipient", json_object_new_string(op->api.to));
 	json_object_object_add(o, "message_id", json_object_new_string(message_id));
 	json_object_object_add(o, "encrypted", enc);
 	json_object_object_add(o, "content", content);
@@ -475,11 +247,11 @@ static char *send_body(const struct options *op, const char *message_id, const c
 		if (op->langs[i].sms_text)
 			json_object_object_add(lc, "sms_text", json_object_new_string(op->langs[i].sms_text));
 	}
-	if (op->strategy)
-		json_object_object_add(o, "strategy", json_object_new_string(op->strategy));
-	if (op->reference)
-		json_object_object_add(o, "reference", json_object_new_string(op->reference));
-	out = strdup(json_text(o));
+	if (op->api.strategy)
+		json_object_object_add(o, "strategy", json_object_new_string(op->api.strategy));
+	if (op->api.reference)
+		json_object_object_add(o, "reference", json_object_new_string(op->api.reference));
+	out = strdup(smis_api_json_text(o));
 out:
 	json_object_put(o);
 	return out;
@@ -512,7 +284,7 @@ static struct lang_block *block_for(struct options *op, size_t item_offset)
 
 static int check_blocks(struct options *op)
 {
-	int rc = ENC_USAGE;
+	int rc = SMIS_EXIT_USAGE;
 
 	if (op->n_langs == 0) {
 		fprintf(stderr, "smis-encrypt: --title and --body are required\n");
@@ -540,7 +312,7 @@ static int check_blocks(struct options *op)
 		if (b->body_file) {
 			b->body_read = read_file(b->body_file, BODY_FILE_MAX);
 			if (!b->body_read) {
-				rc = ENC_ERROR;
+				rc = SMIS_EXIT_ERROR;
 				goto out;
 			}
 		}
@@ -550,49 +322,29 @@ out:
 	return rc;
 }
 
-/* Parse argv into op (and the key options). Returns 0, ENC_USAGE, or -1
- * after --help. */
-static int parse_args(int argc, char **argv, struct options *op, const char **opt_key,
-		      const char **key_file)
+/* Parse argv into op. Returns 0, SMIS_EXIT_USAGE, or -1 after --help. */
+static int parse_args(int argc, char **argv, struct options *op)
 {
-	enum { OPT_HTML = 256, OPT_SMS, OPT_TIMEOUT, OPT_BODY_FILE };
+	enum { OPT_BODY_FILE = 256 };
 	static const struct option opts[] = {
-		{ "url", required_argument, NULL, 'u' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "key-file", required_argument, NULL, 'K' },
-		{ "to", required_argument, NULL, 't' },
-		{ "lang", required_argument, NULL, 'l' },
-		{ "title", required_argument, NULL, 'T' },
-		{ "body", required_argument, NULL, 'b' },
+		SMIS_API_LONG_OPTIONS,
+		SMIS_API_LONG_OPTIONS_SEND,
 		{ "body-file", required_argument, NULL, OPT_BODY_FILE },
-		{ "sms-text", required_argument, NULL, OPT_SMS },
-		{ "html", no_argument, NULL, OPT_HTML },
-		{ "strategy", required_argument, NULL, 's' },
-		{ "reference", required_argument, NULL, 'r' },
-		{ "idempotency-key", required_argument, NULL, 'i' },
 		{ "channel", required_argument, NULL, 'c' },
 		{ "dry-run", no_argument, NULL, 'n' },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct lang_block *b;
-	int c, rc = ENC_USAGE;
+	int c, rc = SMIS_EXIT_USAGE;
 
 	/* "+": options in order, no permutation: --lang applies to what follows. */
-	while ((c = getopt_long(argc, argv, "+u:k:K:t:l:T:b:s:r:i:c:nh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+" SMIS_API_SHORT_OPTIONS SMIS_API_SHORT_OPTIONS_SEND "c:nh", opts,
+				NULL)) != -1) {
 		b = NULL;
 		switch (c) {
-		case 'u': op->url = optarg; break;
-		case 'k': *opt_key = optarg; break;
-		case 'K': *key_file = optarg; break;
-		case 't': op->to = optarg; break;
-		case 's': op->strategy = optarg; break;
-		case 'r': op->reference = optarg; break;
-		case 'i': op->idem = optarg; break;
 		case 'c': op->channel = optarg; break;
 		case 'n': op->dry_run = true; break;
-		case OPT_HTML: op->html = true; break;
 		case 'l':
 			if (!(b = block_for(op, offsetof(struct lang_block, lang))))
 				goto out;
@@ -614,35 +366,28 @@ static int parse_args(int argc, char **argv, struct options *op, const char **op
 			else
 				b->body_file = optarg;
 			break;
-		case OPT_SMS:
+		case SMIS_API_OPT_SMS_TEXT:
 			if (!(b = block_for(op, offsetof(struct lang_block, sms_text))))
 				goto out;
 			b->sms_text = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (!parse_long(optarg, 1, 3600, &op->timeout_s)) {
-				fprintf(stderr, "smis-encrypt: --timeout must be 1-3600 seconds\n");
-				goto out;
-			}
 			break;
 		case 'h':
 			usage(stdout);
 			rc = -1;
 			goto out;
 		default:
-			usage(stderr);
-			goto out;
+			if (!smis_api_option(&op->api, c, optarg, "smis-encrypt", usage))
+				goto out;
+			break;
 		}
 	}
-	if (optind != argc || !op->url || !op->to) {
+	if (optind != argc || !op->api.url || !op->api.to) {
 		fprintf(stderr, "smis-encrypt: --url and --to are required\n");
 		usage(stderr);
 		goto out;
 	}
-	if (op->idem && (strpbrk(op->idem, "\r\n") || strlen(op->idem) > 128)) {
-		fprintf(stderr, "smis-encrypt: --idempotency-key must be one line of at most 128 characters\n");
+	if (!smis_api_check_idem(&op->api, "smis-encrypt"))
 		goto out;
-	}
 	rc = check_blocks(op);
 out:
 	return rc;
@@ -652,31 +397,46 @@ out:
 /* Main                                                                 */
 /* ------------------------------------------------------------------ */
 
+/* Who asks: smis-encrypt's messages keep to printable ASCII and do not
+ * mention Retry-After (its documented output). */
+static struct smis_api_client client(const struct options *op, const char *key)
+{
+	struct smis_api_client cl = {
+		.prog = "smis-encrypt",
+		.url = op->api.url,
+		.key = key,
+		.timeout_s = op->api.timeout_s,
+	};
+
+	return cl;
+}
+
 /* Step 1: the keys answer (body of a 200), or NULL with *rc set. */
 static char *fetch_keys(const struct options *op, const char *key, int *rc)
 {
+	const struct smis_api_client cl = client(op, key);
 	json_object *req = json_object_new_object();
-	struct answer a;
+	struct smis_api_answer a;
 	char *keys = NULL;
 
 	memset(&a, 0, sizeof(a));
-	*rc = ENC_ERROR;
+	*rc = SMIS_EXIT_ERROR;
 	if (!req)
 		goto out;
-	json_object_object_add(req, "recipient", json_object_new_string(op->to));
+	json_object_object_add(req, "recipient", json_object_new_string(op->api.to));
 	if (op->channel)
 		json_object_object_add(req, "channel", json_object_new_string(op->channel));
-	if (http_post(op->url, "/v1/recipients/keys", key, NULL, json_text(req), op->timeout_s, &a) < 0)
+	if (smis_api_request(&cl, "POST", "/v1/recipients/keys", NULL, NULL, smis_api_json_text(req), &a) < 0)
 		goto out;
 	if (a.status != 200 || !a.body) {
-		report_problem("POST /v1/recipients/keys", &a);
+		smis_api_report_problem(&cl, "POST /v1/recipients/keys", &a, NULL);
 		goto out;
 	}
 	keys = a.body;
 	a.body = NULL;
-	*rc = ENC_SENT;
+	*rc = SMIS_EXIT_OK;
 out:
-	answer_clear(&a);
+	smis_api_answer_clear(&a);
 	json_object_put(req);
 	return keys;
 }
@@ -684,66 +444,64 @@ out:
 /* Step 3: send, print the answer and map it to the exit code. */
 static int send_message(const struct options *op, const char *key, const char *body)
 {
-	struct answer a;
+	const struct smis_api_client cl = client(op, key);
+	struct smis_api_answer a;
 	json_object *o = NULL;
 	const char *status;
-	int rc = ENC_ERROR;
+	int rc = SMIS_EXIT_ERROR;
 
-	if (http_post(op->url, "/v1/messages", key, op->idem, body, op->timeout_s, &a) < 0)
+	if (smis_api_request(&cl, "POST", "/v1/messages", NULL, op->api.idem, body, &a) < 0)
 		goto out;
 	if (a.status != 200 && a.status != 201) {
-		report_problem("POST /v1/messages", &a);
+		smis_api_report_problem(&cl, "POST /v1/messages", &a, NULL);
 		goto out;
 	}
-	o = a.body ? json_tokener_parse(a.body) : NULL;
-	status = json_str(o, "status");
+	o = smis_api_answer_json(&a);
+	status = smis_api_json_str(o, "status");
 	if (!status) {
 		fprintf(stderr, "smis-encrypt: POST /v1/messages: HTTP %ld without a status\n", a.status);
 		goto out;
 	}
-	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-	fflush(stdout);
+	smis_api_print_answer(&a, o);
 	if (strcmp(status, "failed") == 0) {
 		fputs("smis-encrypt: failed: ", stderr);
-		print_safe(stderr, json_str(o, "error") ? json_str(o, "error") : "?");
+		smis_api_print_safe(stderr, smis_api_json_str(o, "error") ? smis_api_json_str(o, "error") : "?",
+				    false);
 		fputc('\n', stderr);
-		rc = ENC_FAILED;
+		rc = SMIS_EXIT_FAILED;
 	} else {
-		rc = ENC_SENT;
+		rc = SMIS_EXIT_OK;
 	}
 out:
 	json_object_put(o);
-	answer_clear(&a);
+	smis_api_answer_clear(&a);
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	struct options op = { .timeout_s = DEFAULT_TIMEOUT_S };
-	const char *opt_key = NULL, *key_file = NULL;
+	struct options op = { .api = SMIS_API_OPTIONS_INIT };
 	char *key = NULL, *keys = NULL, *plaintext = NULL, *encrypted = NULL, *message_id = NULL;
 	char *body = NULL;
 	bool curl_ready = false;
 	json_object *ko = NULL;
 	int rc, r;
 
-	rc = parse_args(argc, argv, &op, &opt_key, &key_file);
+	rc = parse_args(argc, argv, &op);
 	if (rc != 0) {
-		rc = rc < 0 ? ENC_SENT : rc;
+		rc = rc < 0 ? SMIS_EXIT_OK : rc;
 		goto out;
 	}
-	rc = ENC_USAGE;
-	key = api_key(opt_key, key_file);
+	rc = SMIS_EXIT_USAGE;
+	key = smis_api_key("smis-encrypt", &op.api);
 	if (!key)
 		goto out;
 	rc = build_plaintext(&op, &plaintext);
-	if (rc != ENC_SENT)
+	if (rc != SMIS_EXIT_OK)
 		goto out;
-	rc = ENC_ERROR;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "smis-encrypt: cannot initialise libcurl\n");
+	rc = SMIS_EXIT_ERROR;
+	if (smis_api_global_init("smis-encrypt") != 0)
 		goto out;
-	}
 	curl_ready = true;
 
 	keys = fetch_keys(&op, key, &rc);
@@ -753,27 +511,28 @@ int main(int argc, char **argv)
 	if (r == -ENODEV) {
 		ko = json_tokener_parse(keys);
 		fputs("smis-encrypt: the citizen has no app device to encrypt to (reachability ", stderr);
-		print_safe(stderr, json_str(ko, "reachability") ? json_str(ko, "reachability") : "?");
+		smis_api_print_safe(stderr, smis_api_json_str(ko, "reachability") ?
+					    smis_api_json_str(ko, "reachability") : "?", false);
 		fputs("): nothing sent\n", stderr);
-		rc = ENC_FAILED;
+		rc = SMIS_EXIT_FAILED;
 		goto out;
 	}
 	if (r < 0) {
 		fprintf(stderr, "smis-encrypt: cannot encrypt: %s\n",
 			r == -E2BIG ? "too many devices or too large a message" :
 			r == -EINVAL ? "unexpected keys answer" : strerror(-r));
-		rc = ENC_ERROR;
+		rc = SMIS_EXIT_ERROR;
 		goto out;
 	}
 	body = send_body(&op, message_id, encrypted);
 	if (!body) {
 		fprintf(stderr, "smis-encrypt: out of memory\n");
-		rc = ENC_ERROR;
+		rc = SMIS_EXIT_ERROR;
 		goto out;
 	}
 	if (op.dry_run) {
 		printf("%s\n", body);
-		rc = ENC_SENT;
+		rc = SMIS_EXIT_OK;
 		goto out;
 	}
 	rc = send_message(&op, key, body);
@@ -781,9 +540,7 @@ out:
 	if (plaintext)
 		OPENSSL_cleanse(plaintext, strlen(plaintext));
 	free(plaintext);
-	if (key)
-		OPENSSL_cleanse(key, strlen(key));
-	free(key);
+	smis_api_key_free(key);
 	for (size_t i = 0; i < op.n_langs; i++) {
 		if (op.langs[i].body_read)
 			OPENSSL_cleanse(op.langs[i].body_read, strlen(op.langs[i].body_read));
@@ -795,6 +552,6 @@ out:
 	free(message_id);
 	free(body);
 	if (curl_ready)
-		curl_global_cleanup();
+		smis_api_global_cleanup();
 	return rc;
 }

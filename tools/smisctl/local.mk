@@ -1,11 +1,13 @@
 # smisctl: the operators' and integrators' command line (smisctl(1)). It
 # uses only SMIS's public surface (HTTP API, smisd --check-config, the
-# plugin ABI header, the pid file), never daemon internals. SMIS_SBINDIR
-# lets `check-config` find an installed smisd.
+# plugin ABI header, the pid file), never daemon internals; its HTTP client
+# is tools/common's, shared with smis-encrypt. SMIS_SBINDIR lets
+# `check-config` find an installed smisd.
 bin_PROGRAMS += tools/smisctl/smisctl
 tools_smisctl_smisctl_SOURCES = tools/smisctl/smisctl.c
-tools_smisctl_smisctl_CPPFLAGS = $(AM_CPPFLAGS) -DSMIS_SBINDIR='"$(sbindir)"'
+tools_smisctl_smisctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common \
+	-DSMIS_SBINDIR='"$(sbindir)"'
 tools_smisctl_smisctl_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(LIBCONFIG_CFLAGS)
-tools_smisctl_smisctl_LDADD = $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) $(LIBS)
+tools_smisctl_smisctl_LDADD = tools/common/libsmisapiclient.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) $(LIBS)
 

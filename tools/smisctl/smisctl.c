@@ -9,7 +9,10 @@
  * descriptor of <smis/smis-plugin.h>, the configuration file and the pid
  * file. So it can run from another host, a CI job or an install tree.
  *
- * Exit codes, the same for every command (smisctl(1)):
+ * The HTTP client (options, API key, requests, problems) is the one it
+ * shares with smis-encrypt, tools/common/apiclient.h.
+ *
+ * Exit codes, the same for every command (smisctl(1), SMIS_EXIT_*):
  *   0 ok, 1 failed / negative result, 2 usage, 3 error.
  */
 #include "config.h"
@@ -26,12 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 #include <libconfig.h>
 #include <openssl/crypto.h>
@@ -39,6 +40,8 @@
 #include <openssl/sha.h>
 
 #include <smis/smis-plugin.h>
+
+#include "apiclient.h"
 
 #ifndef SMIS_SBINDIR
 #define SMIS_SBINDIR "/usr/local/sbin"
@@ -52,19 +55,9 @@
 
 #define DEFAULT_CONFIG SMIS_SYSCONFDIR "/smis/smisd.conf"
 #define DEFAULT_PIDFILE "/run/smis/smisd.pid"
-#define DEFAULT_TIMEOUT_S 60L
-/* smisd refuses longer API keys; gateway tokens (JWT) may be longer. */
+/* smisd refuses longer API keys (gateway tokens may be longer:
+ * SMIS_API_TOKEN_MAX). */
 #define KEY_MAX 512
-#define TOKEN_MAX 8192
-/* An answer bigger than this is not SMIS talking. */
-#define BODY_MAX (4u << 20)
-
-enum smisctl_exit {
-	SMISCTL_OK = 0,
-	SMISCTL_FAILED = 1,
-	SMISCTL_USAGE = 2,
-	SMISCTL_ERROR = 3,
-};
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -118,26 +111,6 @@ static void key_hash(const char *key, char out[7 + 2 * SHA256_DIGEST_LENGTH + 1]
 	OPENSSL_cleanse(d, sizeof(d));
 }
 
-/* A key smisd can ever accept: it travels in an HTTP header after
- * "Bearer ", so no spaces or control characters, at most `max` bytes. */
-static bool key_usable(const char *key, size_t max)
-{
-	size_t n = strlen(key);
-	bool ok = n > 0 && n <= max;
-
-	for (size_t i = 0; ok && i < n; i++)
-		ok = (unsigned char)key[i] > 0x20 && (unsigned char)key[i] != 0x7f;
-	return ok;
-}
-
-/* Print text from a plugin or a server without letting it drive the
- * terminal. */
-static void print_safe(FILE *f, const char *s)
-{
-	for (; s && *s; s++)
-		fputc(isprint((unsigned char)*s) || (unsigned char)*s >= 0x80 ? *s : '?', f);
-}
-
 /* The folder of `path` + "/" + `name`, freshly allocated. */
 static char *sibling_path(const char *path, const char *name)
 {
@@ -150,19 +123,6 @@ static char *sibling_path(const char *path, const char *name)
 	if (out)
 		snprintf(out, n, "%.*s/%s", (int)dirlen, dir, name);
 	return out;
-}
-
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-	char *end = NULL;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -200,11 +160,11 @@ static char *find_smisd(const char *given)
 }
 
 /* Run `smisd --check-config -c conf`, its output going where ours goes.
- * Returns its exit code, or SMISCTL_ERROR when it could not run. */
+ * Returns its exit code, or SMIS_EXIT_ERROR when it could not run. */
 static int run_check(const char *smisd_opt, const char *conf)
 {
 	char *smisd = find_smisd(smisd_opt);
-	int rc = SMISCTL_ERROR, status;
+	int rc = SMIS_EXIT_ERROR, status;
 	pid_t pid;
 
 	if (!smisd) {
@@ -242,264 +202,39 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
-/* HTTP                                                                 */
+/* The API                                                              */
 /* ------------------------------------------------------------------ */
 
-struct answer {
-	long status;
-	char *body;
-	size_t len;
-	bool too_big;
-	char retry_after[32];
-	bool replayed;
-	char error[CURL_ERROR_SIZE];
-};
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+/*
+ * send and status: perform `method` on /v1/messages[/id] and print the
+ * answer, whatever its status: an RFC 9457 problem is useful output too.
+ * Returns 0 for a success, 1 after naming the problem on stderr, -1 when no
+ * answer arrived (said why). *a and *o (the parsed body, or NULL) are the
+ * caller's either way.
+ */
+static int api_call(const struct smis_api_options *api, const char *key, const char *method,
+		    const char *id, const char *body, struct smis_api_answer *a, json_object **o)
 {
-	struct answer *a = arg;
-	size_t n = size * nmemb;
-	char *grown;
+	/* Plugin authors and operators read any language: UTF-8 as is. */
+	const struct smis_api_client cl = {
+		.prog = "smisctl",
+		.flags = SMIS_API_UTF8 | SMIS_API_SHOW_RETRY_AFTER,
+		.url = api->url,
+		.key = key,
+		.timeout_s = api->timeout_s,
+	};
 
-	if (a->len + n > BODY_MAX) {
-		a->too_big = true;
+	*o = NULL;
+	if (smis_api_request(&cl, method, "/v1/messages", id, api->idem, body, a) != 0)
+		return -1;
+	*o = smis_api_answer_json(a);
+	smis_api_print_answer(a, *o);
+	/* 201 a new message, 200 a replay or a record; a record is JSON (a
+	 * send without "status" is the caller's to name). */
+	if ((a->status == 200 || (body && a->status == 201)) && (body || *o))
 		return 0;
-	}
-	grown = realloc(a->body, a->len + n + 1);
-	if (!grown)
-		return 0;
-	memcpy(grown + a->len, data, n);
-	a->body = grown;
-	a->len += n;
-	a->body[a->len] = '\0';
-	return n;
-}
-
-/* Keep the headers that change what the operator should do next. */
-static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct answer *a = arg;
-	size_t n = size * nmemb;
-	size_t vlen;
-	const char *v;
-
-	if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
-		v = data + 12;
-		vlen = n - 12;
-		while (vlen && (*v == ' ' || *v == '\t')) {
-			v++;
-			vlen--;
-		}
-		while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-			vlen--;
-		snprintf(a->retry_after, sizeof(a->retry_after), "%.*s", (int)vlen, v);
-	} else if (n > 20 && strncasecmp(data, "Idempotent-Replayed:", 20) == 0) {
-		a->replayed = strstr(data + 20, "true") != NULL;
-	}
-	return n;
-}
-
-static void answer_clear(struct answer *a)
-{
-	free(a->body);
-	memset(a, 0, sizeof(*a));
-}
-
-/* Perform one request. Returns 0 when an HTTP answer arrived (any status),
- * -1 after printing why none did. */
-static int http_call(const char *method, const char *url, const char *key, const char *idem,
-		     const char *body, long timeout_s, struct answer *a)
-{
-	struct curl_slist *h = NULL, *grown;
-	char line[TOKEN_MAX + 64];
-	CURL *c = curl_easy_init();
-	CURLcode cc;
-	int rc = -1;
-
-	memset(a, 0, sizeof(*a));
-	if (!c) {
-		fprintf(stderr, "smisctl: cannot initialise libcurl\n");
-		goto out;
-	}
-	snprintf(line, sizeof(line), "Authorization: Bearer %s", key);
-	grown = curl_slist_append(h, line);
-	OPENSSL_cleanse(line, sizeof(line));
-	if (!grown)
-		goto out_oom;
-	h = grown;
-	if (!(grown = curl_slist_append(h, "Accept: application/json, application/problem+json")))
-		goto out_oom;
-	h = grown;
-	if (body) {
-		if (!(grown = curl_slist_append(h, "Content-Type: application/json")))
-			goto out_oom;
-		h = grown;
-		/* libcurl would otherwise wait for a 100 Continue on big bodies. */
-		if (!(grown = curl_slist_append(h, "Expect:")))
-			goto out_oom;
-		h = grown;
-	}
-	if (idem) {
-		snprintf(line, sizeof(line), "Idempotency-Key: %s", idem);
-		if (!(grown = curl_slist_append(h, line)))
-			goto out_oom;
-		h = grown;
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "smisctl/" PACKAGE_VERSION);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_s < 10 ? timeout_s : 10L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, a->error);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	}
-	cc = curl_easy_perform(c);
-	if (cc != CURLE_OK) {
-		fprintf(stderr, "smisctl: %s %s: %s\n", method, url,
-			a->too_big ? "answer too large" : a->error[0] ? a->error : curl_easy_strerror(cc));
-		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
-	rc = 0;
-	goto out;
-out_oom:
-	fprintf(stderr, "smisctl: out of memory\n");
-out:
-	curl_slist_free_all(h);
-	if (c)
-		curl_easy_cleanup(c);
-	return rc;
-}
-
-/* Print an answer body: indented JSON when it parses, as is otherwise. */
-static json_object *print_answer(const struct answer *a)
-{
-	json_object *o = a->body ? json_tokener_parse(a->body) : NULL;
-
-	if (o)
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								  JSON_C_TO_STRING_NOSLASHESCAPE));
-	else if (a->len)
-		printf("%s\n", a->body);
-	fflush(stdout);
-	return o;
-}
-
-static const char *json_str(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) &&
-	    json_object_is_type(v, json_type_string))
-		return json_object_get_string(v);
-	return NULL;
-}
-
-/* An answer that is not a success: name the problem on stderr. */
-static void report_problem(const struct answer *a, json_object *o)
-{
-	const char *code = json_str(o, "code");
-	const char *detail = json_str(o, "detail");
-
-	fprintf(stderr, "smisctl: HTTP %ld", a->status);
-	if (code) {
-		fputs(" ", stderr);
-		print_safe(stderr, code);
-	}
-	if (detail) {
-		fputs(": ", stderr);
-		print_safe(stderr, detail);
-	}
-	if (a->retry_after[0]) {
-		fputs(" (retry after ", stderr);
-		print_safe(stderr, a->retry_after);
-		fputs(" s)", stderr);
-	}
-	fputc('\n', stderr);
-}
-
-/* "http://host:port" + path, without a doubled '/'. */
-static char *api_url(const char *base, const char *path, const char *id)
-{
-	size_t blen = strlen(base);
-	size_t n;
-	char *out;
-
-	while (blen > 0 && base[blen - 1] == '/')
-		blen--;
-	n = blen + strlen(path) + (id ? strlen(id) + 1 : 0) + 1;
-	out = malloc(n);
-	if (out)
-		snprintf(out, n, "%.*s%s%s%s", (int)blen, base, path, id ? "/" : "", id ? id : "");
-	return out;
-}
-
-/* ------------------------------------------------------------------ */
-/* The API key: --key, --key-file or $SMIS_API_KEY                     */
-/* ------------------------------------------------------------------ */
-
-/* Read the first line of `f` (trailing CR/LF removed) into a new string. */
-static char *read_line(FILE *f)
-{
-	char buf[TOKEN_MAX + 3];
-	size_t n;
-
-	if (!fgets(buf, sizeof(buf), f))
-		return NULL;
-	n = strlen(buf);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	return strdup(buf);
-}
-
-static char *api_key(const char *opt_key, const char *key_file)
-{
-	char *key = NULL;
-	FILE *f;
-
-	if (opt_key) {
-		key = strdup(opt_key);
-	} else if (key_file) {
-		f = fopen(key_file, "r");
-		if (!f) {
-			fprintf(stderr, "smisctl: %s: %s\n", key_file, strerror(errno));
-			return NULL;
-		}
-		key = read_line(f);
-		fclose(f);
-	} else if (getenv("SMIS_API_KEY")) {
-		key = strdup(getenv("SMIS_API_KEY"));
-	}
-	if (!key) {
-		fprintf(stderr, "smisctl: an API key is needed: --key-file FILE, $SMIS_API_KEY or --key KEY\n");
-	} else if (!key_usable(key, TOKEN_MAX)) {
-		fprintf(stderr, "smisctl: the API key or token must be 1-%d printable characters without spaces\n",
-			TOKEN_MAX);
-		OPENSSL_cleanse(key, strlen(key));
-		free(key);
-		key = NULL;
-	}
-	return key;
-}
-
-static void key_free(char *key)
-{
-	if (key)
-		OPENSSL_cleanse(key, strlen(key));
-	free(key);
+	smis_api_report_problem(&cl, NULL, a, *o);
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -530,8 +265,8 @@ static void usage_send(FILE *f)
 	      f);
 }
 
-static char *send_body(const char *to, const char *lang, const char *title, const char *body,
-		       bool html, const char *sms_text, const char *strategy, const char *reference)
+static char *send_body(const struct smis_api_options *api, const char *lang, const char *title,
+		       const char *body, const char *sms_text)
 {
 	json_object *o = json_object_new_object();
 	json_object *content = json_object_new_object();
@@ -544,126 +279,89 @@ static char *send_body(const char *to, const char *lang, const char *title, cons
 		json_object_put(lc);
 		return NULL;
 	}
-	json_object_object_add(o, "recipient", json_object_new_string(to));
+	json_object_object_add(o, "recipient", json_object_new_string(api->to));
 	json_object_object_add(lc, "title", json_object_new_string(title));
 	json_object_object_add(lc, "body", json_object_new_string(body));
-	if (html)
+	if (api->html)
 		json_object_object_add(lc, "format", json_object_new_string("html"));
 	if (sms_text)
 		json_object_object_add(lc, "sms_text", json_object_new_string(sms_text));
 	json_object_object_add(content, lang, lc);
 	json_object_object_add(o, "content", content);
-	if (strategy)
-		json_object_object_add(o, "strategy", json_object_new_string(strategy));
-	if (reference)
-		json_object_object_add(o, "reference", json_object_new_string(reference));
-	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-						       JSON_C_TO_STRING_NOSLASHESCAPE));
+	if (api->strategy)
+		json_object_object_add(o, "strategy", json_object_new_string(api->strategy));
+	if (api->reference)
+		json_object_object_add(o, "reference", json_object_new_string(api->reference));
+	out = strdup(smis_api_json_text(o));
 	json_object_put(o);
 	return out;
 }
 
 static int cmd_send(int argc, char **argv)
 {
-	enum { OPT_HTML = 256, OPT_SMS, OPT_TIMEOUT };
 	static const struct option opts[] = {
-		{ "url", required_argument, NULL, 'u' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "key-file", required_argument, NULL, 'K' },
-		{ "to", required_argument, NULL, 't' },
-		{ "title", required_argument, NULL, 'T' },
-		{ "body", required_argument, NULL, 'b' },
-		{ "lang", required_argument, NULL, 'l' },
-		{ "html", no_argument, NULL, OPT_HTML },
-		{ "sms-text", required_argument, NULL, OPT_SMS },
-		{ "strategy", required_argument, NULL, 's' },
-		{ "reference", required_argument, NULL, 'r' },
-		{ "idempotency-key", required_argument, NULL, 'i' },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		SMIS_API_LONG_OPTIONS,
+		SMIS_API_LONG_OPTIONS_SEND,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *url = NULL, *opt_key = NULL, *key_file = NULL, *to = NULL, *title = NULL;
-	const char *body = NULL, *lang = "nl", *sms_text = NULL, *strategy = NULL;
-	const char *reference = NULL, *idem = NULL;
-	bool html = false;
-	long timeout_s = DEFAULT_TIMEOUT_S;
-	char *key = NULL, *json = NULL, *full_url = NULL;
-	struct answer a;
+	struct smis_api_options api = SMIS_API_OPTIONS_INIT;
+	const char *title = NULL, *body = NULL, *lang = "nl", *sms_text = NULL;
+	char *key = NULL, *json = NULL;
+	struct smis_api_answer a;
 	json_object *o = NULL;
 	const char *status;
-	int c, rc = SMISCTL_USAGE;
+	int c, rc = SMIS_EXIT_USAGE;
 
 	memset(&a, 0, sizeof(a));
-	while ((c = getopt_long(argc, argv, "u:k:K:t:T:b:l:s:r:i:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, SMIS_API_SHORT_OPTIONS SMIS_API_SHORT_OPTIONS_SEND "h", opts,
+				NULL)) != -1) {
 		switch (c) {
-		case 'u': url = optarg; break;
-		case 'k': opt_key = optarg; break;
-		case 'K': key_file = optarg; break;
-		case 't': to = optarg; break;
 		case 'T': title = optarg; break;
 		case 'b': body = optarg; break;
 		case 'l': lang = optarg; break;
-		case OPT_HTML: html = true; break;
-		case OPT_SMS: sms_text = optarg; break;
-		case 's': strategy = optarg; break;
-		case 'r': reference = optarg; break;
-		case 'i': idem = optarg; break;
-		case OPT_TIMEOUT:
-			if (!parse_long(optarg, 1, 3600, &timeout_s)) {
-				fprintf(stderr, "smisctl send: --timeout must be 1-3600 seconds\n");
-				goto out;
-			}
-			break;
+		case SMIS_API_OPT_SMS_TEXT: sms_text = optarg; break;
 		case 'h':
 			usage_send(stdout);
-			rc = SMISCTL_OK;
+			rc = SMIS_EXIT_OK;
 			goto out;
 		default:
-			usage_send(stderr);
-			goto out;
+			if (!smis_api_option(&api, c, optarg, "smisctl send", usage_send))
+				goto out;
+			break;
 		}
 	}
-	if (optind != argc || !url || !to || !title || !body) {
+	if (optind != argc || !api.url || !api.to || !title || !body) {
 		fprintf(stderr, "smisctl send: --url, --to, --title and --body are required\n");
 		usage_send(stderr);
 		goto out;
 	}
-	if (idem && (strpbrk(idem, "\r\n") || strlen(idem) > 128)) {
-		fprintf(stderr, "smisctl send: --idempotency-key must be one line of at most 128 characters\n");
+	if (!smis_api_check_idem(&api, "smisctl send"))
 		goto out;
-	}
-	key = api_key(opt_key, key_file);
+	key = smis_api_key("smisctl", &api);
 	if (!key)
 		goto out;
-	rc = SMISCTL_ERROR;
-	json = send_body(to, lang, title, body, html, sms_text, strategy, reference);
-	full_url = api_url(url, "/v1/messages", NULL);
-	if (!json || !full_url) {
+	rc = SMIS_EXIT_ERROR;
+	json = send_body(&api, lang, title, body, sms_text);
+	if (!json) {
 		fprintf(stderr, "smisctl: out of memory\n");
 		goto out;
 	}
-	if (http_call("POST", full_url, key, idem, json, timeout_s, &a) != 0)
+	if (api_call(&api, key, "POST", NULL, json, &a, &o) != 0)
 		goto out;
-	o = print_answer(&a);
-	if (a.status != 200 && a.status != 201) {
-		report_problem(&a, o);
-		goto out;
-	}
-	status = json_str(o, "status");
+	status = smis_api_json_str(o, "status");
 	if (!status) {
 		fprintf(stderr, "smisctl: HTTP %ld without a JSON \"status\"\n", a.status);
 		goto out;
 	}
 	if (a.replayed)
 		fprintf(stderr, "smisctl: idempotent replay: the first answer to this key, nothing was sent again\n");
-	rc = strcmp(status, "sent") == 0 ? SMISCTL_OK : SMISCTL_FAILED;
+	rc = strcmp(status, "sent") == 0 ? SMIS_EXIT_OK : SMIS_EXIT_FAILED;
 out:
 	json_object_put(o);
-	answer_clear(&a);
-	free(full_url);
+	smis_api_answer_clear(&a);
 	free(json);
-	key_free(key);
+	smis_api_key_free(key);
 	return rc;
 }
 
@@ -697,44 +395,29 @@ static bool valid_message_id(const char *id)
 
 static int cmd_status(int argc, char **argv)
 {
-	enum { OPT_TIMEOUT = 256 };
 	static const struct option opts[] = {
-		{ "url", required_argument, NULL, 'u' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "key-file", required_argument, NULL, 'K' },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		SMIS_API_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *url = NULL, *opt_key = NULL, *key_file = NULL, *id;
-	long timeout_s = DEFAULT_TIMEOUT_S;
-	char *key = NULL, *full_url = NULL;
-	struct answer a;
+	struct smis_api_options api = SMIS_API_OPTIONS_INIT;
+	const char *id;
+	char *key = NULL;
+	struct smis_api_answer a;
 	json_object *o = NULL;
-	int c, rc = SMISCTL_USAGE;
+	int c, rc = SMIS_EXIT_USAGE;
 
 	memset(&a, 0, sizeof(a));
-	while ((c = getopt_long(argc, argv, "u:k:K:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'u': url = optarg; break;
-		case 'k': opt_key = optarg; break;
-		case 'K': key_file = optarg; break;
-		case OPT_TIMEOUT:
-			if (!parse_long(optarg, 1, 3600, &timeout_s)) {
-				fprintf(stderr, "smisctl status: --timeout must be 1-3600 seconds\n");
-				goto out;
-			}
-			break;
-		case 'h':
+	while ((c = getopt_long(argc, argv, SMIS_API_SHORT_OPTIONS "h", opts, NULL)) != -1) {
+		if (c == 'h') {
 			usage_status(stdout);
-			rc = SMISCTL_OK;
-			goto out;
-		default:
-			usage_status(stderr);
+			rc = SMIS_EXIT_OK;
 			goto out;
 		}
+		if (!smis_api_option(&api, c, optarg, "smisctl status", usage_status))
+			goto out;
 	}
-	if (!url || optind + 1 != argc) {
+	if (!api.url || optind + 1 != argc) {
 		usage_status(stderr);
 		goto out;
 	}
@@ -743,28 +426,16 @@ static int cmd_status(int argc, char **argv)
 		fprintf(stderr, "smisctl status: '%s' is not a message id (msg_...)\n", id);
 		goto out;
 	}
-	key = api_key(opt_key, key_file);
+	key = smis_api_key("smisctl", &api);
 	if (!key)
 		goto out;
-	rc = SMISCTL_ERROR;
-	full_url = api_url(url, "/v1/messages", id);
-	if (!full_url) {
-		fprintf(stderr, "smisctl: out of memory\n");
-		goto out;
-	}
-	if (http_call("GET", full_url, key, NULL, NULL, timeout_s, &a) != 0)
-		goto out;
-	o = print_answer(&a);
-	if (a.status != 200 || !o) {
-		report_problem(&a, o);
-		goto out;
-	}
-	rc = SMISCTL_OK;
+	rc = SMIS_EXIT_ERROR;
+	if (api_call(&api, key, "GET", id, NULL, &a, &o) == 0 && a.status == 200 && o)
+		rc = SMIS_EXIT_OK;
 out:
 	json_object_put(o);
-	answer_clear(&a);
-	free(full_url);
-	key_free(key);
+	smis_api_answer_clear(&a);
+	smis_api_key_free(key);
 	return rc;
 }
 
@@ -783,10 +454,10 @@ static int only_help(int argc, char **argv, void (*usage)(FILE *))
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
-			return SMISCTL_OK;
+			return SMIS_EXIT_OK;
 		}
 		usage(stderr);
-		return SMISCTL_USAGE;
+		return SMIS_EXIT_USAGE;
 	}
 	return -1;
 }
@@ -811,18 +482,18 @@ static int cmd_gen_key(int argc, char **argv)
 		return rc;
 	if (optind != argc) {
 		usage_gen_key(stderr);
-		return SMISCTL_USAGE;
+		return SMIS_EXIT_USAGE;
 	}
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
 		fprintf(stderr, "smisctl: the random generator failed\n");
-		return SMISCTL_ERROR;
+		return SMIS_EXIT_ERROR;
 	}
 	b64url_encode(raw, sizeof(raw), key);
 	key_hash(key, hash);
 	printf("%s\napi_keys = [ \"%s\" ];\n", key, hash);
 	OPENSSL_cleanse(raw, sizeof(raw));
 	OPENSSL_cleanse(key, sizeof(key));
-	return fflush(stdout) == 0 ? SMISCTL_OK : SMISCTL_ERROR;
+	return fflush(stdout) == 0 ? SMIS_EXIT_OK : SMIS_EXIT_ERROR;
 }
 
 static void usage_hash_key(FILE *f)
@@ -842,26 +513,26 @@ static int cmd_hash_key(int argc, char **argv)
 
 	if (rc >= 0)
 		return rc;
-	rc = SMISCTL_USAGE;
+	rc = SMIS_EXIT_USAGE;
 	if (optind + 1 < argc) {
 		usage_hash_key(stderr);
 		goto out;
 	}
-	key = optind < argc ? strdup(argv[optind]) : read_line(stdin);
+	key = optind < argc ? strdup(argv[optind]) : smis_api_read_line(stdin);
 	if (!key) {
 		fprintf(stderr, "smisctl hash-key: no key given\n");
 		goto out;
 	}
-	if (!key_usable(key, KEY_MAX)) {
+	if (!smis_api_key_usable(key, KEY_MAX)) {
 		fprintf(stderr, "smisctl hash-key: a key is 1-%d printable characters without spaces\n",
 			KEY_MAX);
 		goto out;
 	}
 	key_hash(key, hash);
 	printf("%s\n", hash);
-	rc = fflush(stdout) == 0 ? SMISCTL_OK : SMISCTL_ERROR;
+	rc = fflush(stdout) == 0 ? SMIS_EXIT_OK : SMIS_EXIT_ERROR;
 out:
-	key_free(key);
+	smis_api_key_free(key);
 	return rc;
 }
 
@@ -882,17 +553,17 @@ static int cmd_gen_secret(int argc, char **argv)
 		return rc;
 	if (optind != argc) {
 		usage_gen_secret(stderr);
-		return SMISCTL_USAGE;
+		return SMIS_EXIT_USAGE;
 	}
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
 		fprintf(stderr, "smisctl: the random generator failed\n");
-		return SMISCTL_ERROR;
+		return SMIS_EXIT_ERROR;
 	}
 	hex_encode(raw, sizeof(raw), hex);
 	printf("%s\n", hex);
 	OPENSSL_cleanse(raw, sizeof(raw));
 	OPENSSL_cleanse(hex, sizeof(hex));
-	return fflush(stdout) == 0 ? SMISCTL_OK : SMISCTL_ERROR;
+	return fflush(stdout) == 0 ? SMIS_EXIT_OK : SMIS_EXIT_ERROR;
 }
 
 /* ------------------------------------------------------------------ */
@@ -929,15 +600,15 @@ static int cmd_check_config(int argc, char **argv)
 		case OPT_SMISD: smisd = optarg; break;
 		case 'h':
 			usage_check_config(stdout);
-			return SMISCTL_OK;
+			return SMIS_EXIT_OK;
 		default:
 			usage_check_config(stderr);
-			return SMISCTL_USAGE;
+			return SMIS_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
 		usage_check_config(stderr);
-		return SMISCTL_USAGE;
+		return SMIS_EXIT_USAGE;
 	}
 	return run_check(smisd, conf);
 }
@@ -1128,7 +799,7 @@ static int describe_plugin(const char *dir, const char *file, struct uses *u)
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		printf(" NOT LOADABLE: ");
-		print_safe(stdout, dlerror());
+		smis_api_print_safe(stdout, dlerror(), true);
 		printf("\n");
 		problems++;
 		goto out_mark;
@@ -1149,14 +820,14 @@ static int describe_plugin(const char *dir, const char *file, struct uses *u)
 	problem = descriptor_problem(d, name);
 	printf(" %-8s ", kind_name(d->kind));
 	if (d->size >= DESC_MIN) {
-		print_safe(stdout, d->name ? d->name : "(no name)");
+		smis_api_print_safe(stdout, d->name ? d->name : "(no name)", true);
 		putchar(' ');
-		print_safe(stdout, d->version ? d->version : "(no version)");
+		smis_api_print_safe(stdout, d->version ? d->version : "(no version)", true);
 		printf(" ABI %u", d->abi_version);
 		if (d->kind == SMIS_PLUGIN_CHANNEL)
 			print_caps(d->caps);
 		printf("\n  %-20s ", "");
-		print_safe(stdout, d->description ? d->description : "(no description)");
+		smis_api_print_safe(stdout, d->description ? d->description : "(no description)", true);
 	}
 	printf("\n");
 	if (problem) {
@@ -1234,7 +905,7 @@ static int cmd_plugins(int argc, char **argv)
 	char *inc = NULL, *dir = NULL;
 	struct uses u = { NULL, 0 };
 	config_t cfg;
-	int c, problems = 0, rc = SMISCTL_USAGE;
+	int c, problems = 0, rc = SMIS_EXIT_USAGE;
 
 	config_init(&cfg);
 	while ((c = getopt_long(argc, argv, "c:d:h", opts, NULL)) != -1) {
@@ -1243,7 +914,7 @@ static int cmd_plugins(int argc, char **argv)
 		case 'd': dir_opt = optarg; break;
 		case 'h':
 			usage_plugins(stdout);
-			rc = SMISCTL_OK;
+			rc = SMIS_EXIT_OK;
 			goto out;
 		default:
 			usage_plugins(stderr);
@@ -1254,7 +925,7 @@ static int cmd_plugins(int argc, char **argv)
 		usage_plugins(stderr);
 		goto out;
 	}
-	rc = SMISCTL_ERROR;
+	rc = SMIS_EXIT_ERROR;
 	if (!conf && !dir_opt)
 		conf = DEFAULT_CONFIG;
 	if (conf) {
@@ -1270,7 +941,7 @@ static int cmd_plugins(int argc, char **argv)
 				fprintf(stderr, "%s:%d: %s\n",
 					config_error_file(&cfg) ? config_error_file(&cfg) : conf,
 					config_error_line(&cfg), config_error_text(&cfg));
-				rc = SMISCTL_FAILED;
+				rc = SMIS_EXIT_FAILED;
 			}
 			goto out;
 		}
@@ -1288,7 +959,7 @@ static int cmd_plugins(int argc, char **argv)
 	if (!dir)
 		goto out_oom;
 	problems += list_plugins(dir, &u);
-	rc = problems ? SMISCTL_FAILED : SMISCTL_OK;
+	rc = problems ? SMIS_EXIT_FAILED : SMIS_EXIT_OK;
 	goto out;
 out_oom:
 	fprintf(stderr, "smisctl: out of memory\n");
@@ -1361,7 +1032,7 @@ static int cmd_reload(int argc, char **argv)
 	char *line = NULL;
 	long pid = 0;
 	FILE *f;
-	int c, rc = SMISCTL_USAGE;
+	int c, rc = SMIS_EXIT_USAGE;
 
 	while ((c = getopt_long(argc, argv, "p:c:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -1370,7 +1041,7 @@ static int cmd_reload(int argc, char **argv)
 		case OPT_SMISD: smisd = optarg; break;
 		case 'h':
 			usage_reload(stdout);
-			rc = SMISCTL_OK;
+			rc = SMIS_EXIT_OK;
 			goto out;
 		default:
 			usage_reload(stderr);
@@ -1381,16 +1052,16 @@ static int cmd_reload(int argc, char **argv)
 		usage_reload(stderr);
 		goto out;
 	}
-	rc = SMISCTL_FAILED;
+	rc = SMIS_EXIT_FAILED;
 	f = fopen(pidfile, "r");
 	if (!f) {
 		fprintf(stderr, "smisctl: %s: %s (is smisd running with --pidfile?)\n", pidfile,
 			strerror(errno));
 		goto out;
 	}
-	line = read_line(f);
+	line = smis_api_read_line(f);
 	fclose(f);
-	if (!line || !parse_long(line, 2, INT_MAX, &pid)) {
+	if (!line || !smis_api_parse_long(line, 2, INT_MAX, &pid)) {
 		fprintf(stderr, "smisctl: %s does not hold a process id\n", pidfile);
 		goto out;
 	}
@@ -1406,8 +1077,8 @@ static int cmd_reload(int argc, char **argv)
 		int check = run_check(smisd, conf);
 		if (check != 0) {
 			fprintf(stderr, "smisctl: %s not reloaded: the configuration %s\n", pidfile,
-				check == SMISCTL_FAILED ? "is invalid" : "could not be checked");
-			rc = check == SMISCTL_FAILED ? SMISCTL_FAILED : SMISCTL_ERROR;
+				check == SMIS_EXIT_FAILED ? "is invalid" : "could not be checked");
+			rc = check == SMIS_EXIT_FAILED ? SMIS_EXIT_FAILED : SMIS_EXIT_ERROR;
 			goto out;
 		}
 	}
@@ -1417,7 +1088,7 @@ static int cmd_reload(int argc, char **argv)
 	}
 	printf("smisd (pid %ld) asked to reload; its log says whether the new configuration is active\n",
 	       pid);
-	rc = SMISCTL_OK;
+	rc = SMIS_EXIT_OK;
 out:
 	free(line);
 	return rc;
@@ -1461,7 +1132,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		usage(stderr);
-		return SMISCTL_USAGE;
+		return SMIS_EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
@@ -1472,11 +1143,11 @@ int main(int argc, char **argv)
 					return commands[i].run(2, help_argv);
 		}
 		usage(stdout);
-		return SMISCTL_OK;
+		return SMIS_EXIT_OK;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("smisctl %s (plugin ABI %u)\n", PACKAGE_VERSION, SMIS_PLUGIN_ABI_VERSION);
-		return SMISCTL_OK;
+		return SMIS_EXIT_OK;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(commands[i].name, argv[1]) == 0)
@@ -1484,14 +1155,12 @@ int main(int argc, char **argv)
 	if (!cmd) {
 		fprintf(stderr, "smisctl: unknown command '%s'\n", argv[1]);
 		usage(stderr);
-		return SMISCTL_USAGE;
+		return SMIS_EXIT_USAGE;
 	}
 	/* libcurl once, single-threaded, before any request. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "smisctl: cannot initialise libcurl\n");
-		return SMISCTL_ERROR;
-	}
+	if (smis_api_global_init("smisctl") != 0)
+		return SMIS_EXIT_ERROR;
 	rc = cmd->run(argc - 1, argv + 1);
-	curl_global_cleanup();
+	smis_api_global_cleanup();
 	return rc;
 }

@@ -1,0 +1,388 @@
+/*
+ * apiclient.c - the HTTP API client shared by smisctl and smis-encrypt
+ * (apiclient.h): options, API key, one libcurl request per call, problems
+ * on stderr. One connection per request is plenty for a command line.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "apiclient.h"
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                        */
+/* ------------------------------------------------------------------ */
+
+const char *smis_api_json_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
+}
+
+const char *smis_api_json_text(json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+void smis_api_print_safe(FILE *f, const char *s, bool utf8)
+{
+	/* No isprint(): its answer would depend on the locale. */
+	for (; s && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		fputc((ch >= 0x20 && ch < 0x7f) || (utf8 && ch >= 0x80) ? *s : '?', f);
+	}
+}
+
+bool smis_api_parse_long(const char *s, long min, long max, long *out)
+{
+	char *end = NULL;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Options and the API key                                              */
+/* ------------------------------------------------------------------ */
+
+bool smis_api_option(struct smis_api_options *o, int c, const char *arg, const char *who,
+		     void (*usage)(FILE *))
+{
+	bool ok = true;
+
+	switch (c) {
+	case 'u': o->url = arg; break;
+	case 'k': o->key = arg; break;
+	case 'K': o->key_file = arg; break;
+	case 't': o->to = arg; break;
+	case 's': o->strategy = arg; break;
+	case 'r': o->reference = arg; break;
+	case 'i': o->idem = arg; break;
+	case SMIS_API_OPT_HTML: o->html = true; break;
+	case SMIS_API_OPT_TIMEOUT:
+		if (!smis_api_parse_long(arg, 1, 3600, &o->timeout_s)) {
+			fprintf(stderr, "%s: --timeout must be 1-3600 seconds\n", who);
+			ok = false;
+		}
+		break;
+	default:
+		usage(stderr);
+		ok = false;
+		break;
+	}
+	return ok;
+}
+
+bool smis_api_check_idem(const struct smis_api_options *o, const char *who)
+{
+	/* It becomes a header line: a line break would smuggle in another. */
+	if (o->idem && (strpbrk(o->idem, "\r\n") || strlen(o->idem) > SMIS_API_IDEM_MAX)) {
+		fprintf(stderr, "%s: --idempotency-key must be one line of at most %d characters\n", who,
+			SMIS_API_IDEM_MAX);
+		return false;
+	}
+	return true;
+}
+
+char *smis_api_read_line(FILE *f)
+{
+	char buf[SMIS_API_TOKEN_MAX + 3];
+	char *line = NULL;
+	size_t n;
+
+	if (!fgets(buf, sizeof(buf), f))
+		goto out;
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	line = strdup(buf);
+	/* It may have been a key. */
+	OPENSSL_cleanse(buf, sizeof(buf));
+out:
+	return line;
+}
+
+bool smis_api_key_usable(const char *key, size_t max)
+{
+	size_t n = strlen(key);
+	bool ok = n > 0 && n <= max;
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (unsigned char)key[i] > 0x20 && (unsigned char)key[i] != 0x7f;
+	return ok;
+}
+
+void smis_api_key_free(char *key)
+{
+	if (key)
+		OPENSSL_cleanse(key, strlen(key));
+	free(key);
+}
+
+char *smis_api_key(const char *prog, const struct smis_api_options *o)
+{
+	const char *env = getenv("SMIS_API_KEY");
+	char *key = NULL;
+	FILE *f;
+
+	if (o->key) {
+		key = strdup(o->key);
+	} else if (o->key_file) {
+		f = fopen(o->key_file, "r");
+		if (!f) {
+			fprintf(stderr, "%s: %s: %s\n", prog, o->key_file, strerror(errno));
+			goto out;
+		}
+		key = smis_api_read_line(f);
+		fclose(f);
+	} else if (env) {
+		key = strdup(env);
+	}
+	if (!key) {
+		fprintf(stderr, "%s: an API key is needed: --key-file FILE, $SMIS_API_KEY or --key KEY\n", prog);
+	} else if (!smis_api_key_usable(key, SMIS_API_TOKEN_MAX)) {
+		fprintf(stderr, "%s: the API key or token must be 1-%d printable characters without spaces\n",
+			prog, SMIS_API_TOKEN_MAX);
+		smis_api_key_free(key);
+		key = NULL;
+	}
+out:
+	return key;
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                             */
+/* ------------------------------------------------------------------ */
+
+int smis_api_global_init(const char *prog)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "%s: cannot initialise libcurl\n", prog);
+		return -1;
+	}
+	return 0;
+}
+
+void smis_api_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+void smis_api_answer_clear(struct smis_api_answer *a)
+{
+	free(a->body);
+	memset(a, 0, sizeof(*a));
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct smis_api_answer *a = arg;
+	size_t n = size * nmemb;
+	char *grown;
+
+	if (a->len + n > SMIS_API_ANSWER_MAX) {
+		a->too_big = true;
+		return 0;
+	}
+	grown = realloc(a->body, a->len + n + 1);
+	if (!grown)
+		return 0;
+	memcpy(grown + a->len, data, n);
+	a->body = grown;
+	a->len += n;
+	a->body[a->len] = '\0';
+	return n;
+}
+
+/* Keep the headers that change what the user should do next. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct smis_api_answer *a = arg;
+	size_t n = size * nmemb;
+	size_t vlen;
+	const char *v;
+
+	if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+		v = data + 12;
+		vlen = n - 12;
+		while (vlen && (*v == ' ' || *v == '\t')) {
+			v++;
+			vlen--;
+		}
+		while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+			vlen--;
+		snprintf(a->retry_after, sizeof(a->retry_after), "%.*s", (int)vlen, v);
+	} else if (n > 20 && strncasecmp(data, "Idempotent-Replayed:", 20) == 0) {
+		a->replayed = memmem(data + 20, n - 20, "true", 4) != NULL;
+	}
+	return n;
+}
+
+/* "http://host:port" + path [+ "/" + id], without a doubled '/'. */
+static char *api_url(const char *base, const char *path, const char *id)
+{
+	size_t blen = strlen(base);
+	size_t n;
+	char *out;
+
+	while (blen > 0 && base[blen - 1] == '/')
+		blen--;
+	n = blen + strlen(path) + (id ? strlen(id) + 1 : 0) + 1;
+	out = malloc(n);
+	if (out)
+		snprintf(out, n, "%.*s%s%s%s", (int)blen, base, path, id ? "/" : "", id ? id : "");
+	return out;
+}
+
+/* Append "<name><value>" to *h; false when out of memory. */
+static bool add_header(struct curl_slist **h, const char *name, const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 1;
+	char *line = malloc(n);
+	struct curl_slist *grown = NULL;
+
+	if (!line)
+		goto out;
+	snprintf(line, n, "%s%s", name, value);
+	grown = curl_slist_append(*h, line);
+	/* The Authorization line holds the key: wipe our copy. */
+	OPENSSL_cleanse(line, n);
+	free(line);
+	if (grown)
+		*h = grown;
+out:
+	return grown != NULL;
+}
+
+int smis_api_request(const struct smis_api_client *cl, const char *method, const char *path,
+		     const char *id, const char *idem, const char *body, struct smis_api_answer *a)
+{
+	struct curl_slist *h = NULL;
+	char *url = NULL;
+	char agent[64];
+	CURL *c;
+	CURLcode cc;
+	int rc = -1;
+
+	memset(a, 0, sizeof(*a));
+	c = curl_easy_init();
+	if (!c) {
+		fprintf(stderr, "%s: cannot initialise libcurl\n", cl->prog);
+		goto out;
+	}
+	url = api_url(cl->url, path, id);
+	/* Authorization first: it is the node wiped at the end. */
+	if (!url || !add_header(&h, "Authorization: Bearer ", cl->key) ||
+	    !add_header(&h, "Accept: ", "application/json, application/problem+json"))
+		goto out_oom;
+	/* Expect: libcurl would otherwise wait for a 100 Continue on big
+	 * bodies. */
+	if (body && (!add_header(&h, "Content-Type: ", "application/json") || !add_header(&h, "Expect:", "")))
+		goto out_oom;
+	if (idem && !add_header(&h, "Idempotency-Key: ", idem))
+		goto out_oom;
+	snprintf(agent, sizeof(agent), "%s/%s", cl->prog, PACKAGE_VERSION);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	/* A body makes a POST, none a GET; anything else is named. */
+	if (strcmp(method, body ? "POST" : "GET") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, agent);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, cl->timeout_s);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, cl->timeout_s < 10 ? cl->timeout_s : 10L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, a);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, a->error);
+	cc = curl_easy_perform(c);
+	if (cc != CURLE_OK) {
+		fprintf(stderr, "%s: %s %s: %s\n", cl->prog, method, url,
+			a->too_big ? "answer too large" : a->error[0] ? a->error : curl_easy_strerror(cc));
+		smis_api_answer_clear(a);
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
+	rc = 0;
+	goto out;
+out_oom:
+	fprintf(stderr, "%s: out of memory\n", cl->prog);
+out:
+	if (h)
+		OPENSSL_cleanse(h->data, strlen(h->data));
+	curl_slist_free_all(h);
+	free(url);
+	if (c)
+		curl_easy_cleanup(c);
+	return rc;
+}
+
+json_object *smis_api_answer_json(const struct smis_api_answer *a)
+{
+	return a->body ? json_tokener_parse(a->body) : NULL;
+}
+
+void smis_api_print_answer(const struct smis_api_answer *a, json_object *o)
+{
+	if (o)
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
+	else if (a->len)
+		printf("%s\n", a->body);
+	fflush(stdout);
+}
+
+void smis_api_report_problem(const struct smis_api_client *cl, const char *what,
+			     const struct smis_api_answer *a, json_object *o)
+{
+	json_object *parsed = o ? NULL : smis_api_answer_json(a);
+	json_object *p = o ? o : parsed;
+	const char *code = smis_api_json_str(p, "code");
+	const char *detail = smis_api_json_str(p, "detail");
+	bool utf8 = cl->flags & SMIS_API_UTF8;
+
+	fprintf(stderr, "%s: ", cl->prog);
+	if (what)
+		fprintf(stderr, "%s: ", what);
+	fprintf(stderr, "HTTP %ld", a->status);
+	if (code) {
+		fputc(' ', stderr);
+		smis_api_print_safe(stderr, code, utf8);
+	}
+	if (detail) {
+		fputs(": ", stderr);
+		smis_api_print_safe(stderr, detail, utf8);
+	}
+	if ((cl->flags & SMIS_API_SHOW_RETRY_AFTER) && a->retry_after[0]) {
+		fputs(" (retry after ", stderr);
+		smis_api_print_safe(stderr, a->retry_after, utf8);
+		fputs(" s)", stderr);
+	}
+	fputc('\n', stderr);
+	json_object_put(parsed);
+}

@@ -1,0 +1,8 @@
+# libsmisapiclient: what the command-line tools (smisctl, smis-encrypt) share
+# to talk to SMIS's HTTP API: options, API key, libcurl requests, problems
+# and exit codes (tools/common/apiclient.h). A PIC convenience library for
+# the tools only; link it with `..._LDADD` and add -I$(top_srcdir)/tools/common.
+noinst_LTLIBRARIES += tools/common/libsmisapiclient.la
+tools_common_libsmisapiclient_la_SOURCES = tools/common/apiclient.c tools/common/apiclient.h
+tools_common_libsmisapiclient_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
+tools_common_libsmisapiclient_la_LIBADD = $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS)
