@@ -31,6 +31,12 @@ struct report_item {
 
 static sqlite3 *wdb, *rdb;
 static pthread_t writer;
+/* WAL checkpoints run on their own thread and connection: done by the
+ * writer (SQLite's default), each one would stall every answer queued
+ * behind it for the length of a disk flush. */
+static pthread_t checkpointer;
+static sqlite3 *cdb;
+static pthread_cond_t ccond = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t rlock = PTHREAD_MUTEX_INITIALIZER;
@@ -518,6 +524,26 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+static void *checkpoint_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&qlock);
+	while (!stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&ccond, &qlock, &ts);
+		if (stopping)
+			break;
+		pthread_mutex_unlock(&qlock);
+		/* PASSIVE: copies what it can without waiting for anyone. */
+		sqlite3_wal_checkpoint_v2(cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&qlock);
+	}
+	pthread_mutex_unlock(&qlock);
+	return NULL;
+}
+
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
 	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
@@ -564,8 +590,14 @@ int smisd_store_open(const char *path, int batch_max)
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;
+	sqlite3_exec(wdb, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
+	if (sqlite3_open_v2(path, &cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_busy_timeout(cdb, 5000);
 	stopping = 0;
 	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
+		goto fail;
+	if (pthread_create(&checkpointer, NULL, checkpoint_main, NULL) != 0)
 		goto fail;
 	return 0;
 fail:
@@ -579,9 +611,24 @@ void smisd_store_close(void)
 		pthread_mutex_lock(&qlock);
 		stopping = 1;
 		pthread_cond_signal(&qcond);
+		pthread_cond_signal(&ccond);
 		pthread_mutex_unlock(&qlock);
 		pthread_join(writer, NULL);
 		writer = 0;
+	}
+	if (checkpointer) {
+		pthread_mutex_lock(&qlock);
+		stopping = 1;
+		pthread_cond_signal(&ccond);
+		pthread_mutex_unlock(&qlock);
+		pthread_join(checkpointer, NULL);
+		checkpointer = 0;
+	}
+	if (cdb) {
+		/* Leave a short WAL behind. */
+		sqlite3_wal_checkpoint_v2(cdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+		sqlite3_close(cdb);
+		cdb = NULL;
 	}
 	while (rq_head) {
 		struct report_item *n = rq_head->next;
