@@ -774,7 +774,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				st->too_large = 1;
 			} else {
 				if (st->len + *upload_size + 1 > st->cap) {
-					size_t cap = st->cap ? st->cap * 2 : 4096;
+					/* First chunk: size for the announced body when
+					 * there is one (most are a few hundred bytes). */
+					const char *cl = st->cap ? NULL :
+						MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+					size_t want = cl ? (size_t)strtoull(cl, NULL, 10) + 1 : 0;
+					size_t cap = st->cap ? st->cap * 2 : (want > 0 && want <= st->max_body + 1 ? want : 1024);
 					while (cap < st->len + *upload_size + 1)
 						cap *= 2;
 					char *grown = realloc(st->body, cap);

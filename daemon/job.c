@@ -115,7 +115,7 @@ struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job)
 	if (job->n_attempts >= SMISD_MAX_ATTEMPTS)
 		return NULL;
 	if (job->n_attempts == job->cap_attempts) {
-		size_t cap = job->cap_attempts ? job->cap_attempts * 2 : 3;
+		size_t cap = job->cap_attempts ? job->cap_attempts * 2 : 2;
 		struct smisd_attempt *grown = realloc(job->attempts, cap * sizeof(*grown));
 		if (!grown)
 			return NULL;

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +25,21 @@ struct inst_state {
 	long used_today;
 };
 
+/* One recipient of one institution. Kept small: there is one per
+ * recipient seen within the window. */
 struct rcpt_entry {
-	char key[160]; /* institution "\n" hash */
-	int64_t times[RCPT_SLOTS]; /* ring of send times, ms */
-	int head, count;
 	struct rcpt_entry *next;
+	uint64_t inst;             /* FNV-1a of the institution's name */
+	unsigned char rcpt[32];    /* the recipient's pseudonym (HMAC), binary */
+	uint16_t head, count, cap; /* ring of send times */
+	int64_t times[];           /* ms, cap entries */
 };
 
 static pthread_mutex_t inst_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct inst_state insts[INST_MAX];
 static int n_insts;
 static pthread_mutex_t rcpt_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct rcpt_entry *rcpt[RCPT_BUCKETS];
+static struct rcpt_entry *rcpt_table[RCPT_BUCKETS];
 
 static struct inst_state *inst_get(const char *name)
 {
@@ -111,18 +115,41 @@ void smisd_ratelimit_unquota(const char *institution, int64_t now_ms)
 	pthread_mutex_unlock(&inst_lock);
 }
 
-static unsigned hash_key(const char *s)
+static uint64_t fnv64(const char *s)
 {
-	unsigned h = 2166136261u;
+	uint64_t h = 14695981039346656037ull;
 	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % RCPT_BUCKETS;
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : 0;
+}
+
+/* The 64-hex-digit pseudonym as 32 bytes (shorter input is zero-padded). */
+static void rcpt_bin(const char *hex, unsigned char out[32])
+{
+	memset(out, 0, 32);
+	for (size_t i = 0; i < 32 && hex[2 * i] && hex[2 * i + 1]; i++)
+		out[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+}
+
+static unsigned bucket_of(uint64_t inst, const unsigned char rcpt[32])
+{
+	uint64_t h = inst;
+	for (int i = 0; i < 8; i++)
+		h = (h ^ rcpt[i]) * 1099511628211ull;
+	return (unsigned)(h % RCPT_BUCKETS);
 }
 
 int smisd_ratelimit_recipient(const char *institution, const char *recipient_hash, int max,
 			      int window_s, int64_t now_ms)
 {
-	char key[160];
+	uint64_t inst = fnv64(institution);
+	unsigned char rcpt[32];
 	unsigned h;
 	struct rcpt_entry **pp, *e = NULL;
 	int64_t horizon = now_ms - (int64_t)window_s * 1000;
@@ -132,19 +159,19 @@ int smisd_ratelimit_recipient(const char *institution, const char *recipient_has
 		return 0;
 	if (max > RCPT_SLOTS)
 		max = RCPT_SLOTS;
-	snprintf(key, sizeof(key), "%s\n%s", institution, recipient_hash);
-	h = hash_key(key);
+	rcpt_bin(recipient_hash, rcpt);
+	h = bucket_of(inst, rcpt);
 	pthread_mutex_lock(&rcpt_lock);
 	/* Walk the bucket: drop entries whose window has emptied, find ours. */
-	for (pp = &rcpt[h]; *pp;) {
+	for (pp = &rcpt_table[h]; *pp;) {
 		struct rcpt_entry *cur = *pp;
 		while (cur->count > 0) {
-			int oldest = (cur->head - cur->count + RCPT_SLOTS) % RCPT_SLOTS;
+			int oldest = (cur->head - cur->count + cur->cap) % cur->cap;
 			if (cur->times[oldest] > horizon)
 				break;
 			cur->count--;
 		}
-		if (strcmp(cur->key, key) == 0) {
+		if (cur->inst == inst && memcmp(cur->rcpt, rcpt, 32) == 0) {
 			e = cur;
 		} else if (cur->count == 0) {
 			*pp = cur->next;
@@ -153,22 +180,33 @@ int smisd_ratelimit_recipient(const char *institution, const char *recipient_has
 		}
 		pp = &cur->next;
 	}
+	if (e && e->cap < max) {
+		/* The configured maximum grew (reload): start this one afresh. */
+		struct rcpt_entry **q;
+		for (q = &rcpt_table[h]; *q != e; q = &(*q)->next)
+			;
+		*q = e->next;
+		free(e);
+		e = NULL;
+	}
 	if (!e) {
-		e = calloc(1, sizeof(*e));
+		e = calloc(1, sizeof(*e) + (size_t)max * sizeof(e->times[0]));
 		if (!e) {
 			pthread_mutex_unlock(&rcpt_lock);
 			return 0; /* fail open on memory exhaustion: availability first */
 		}
-		memcpy(e->key, key, sizeof(e->key));
-		e->next = rcpt[h];
-		rcpt[h] = e;
+		e->inst = inst;
+		memcpy(e->rcpt, rcpt, 32);
+		e->cap = (uint16_t)max;
+		e->next = rcpt_table[h];
+		rcpt_table[h] = e;
 	}
 	if (e->count >= max) {
-		int oldest = (e->head - e->count + RCPT_SLOTS) % RCPT_SLOTS;
+		int oldest = (e->head - e->count + e->cap) % e->cap;
 		wait = (int)((e->times[oldest] - horizon) / 1000) + 1;
 	} else {
 		e->times[e->head] = now_ms;
-		e->head = (e->head + 1) % RCPT_SLOTS;
+		e->head = (uint16_t)((e->head + 1) % e->cap);
 		e->count++;
 	}
 	pthread_mutex_unlock(&rcpt_lock);
@@ -177,12 +215,13 @@ int smisd_ratelimit_recipient(const char *institution, const char *recipient_has
 
 void smisd_ratelimit_unrecipient(const char *institution, const char *recipient_hash)
 {
-	char key[160];
-	snprintf(key, sizeof(key), "%s\n%s", institution, recipient_hash);
+	uint64_t inst = fnv64(institution);
+	unsigned char rcpt[32];
+	rcpt_bin(recipient_hash, rcpt);
 	pthread_mutex_lock(&rcpt_lock);
-	for (struct rcpt_entry *e = rcpt[hash_key(key)]; e; e = e->next)
-		if (strcmp(e->key, key) == 0 && e->count > 0) {
-			e->head = (e->head - 1 + RCPT_SLOTS) % RCPT_SLOTS;
+	for (struct rcpt_entry *e = rcpt_table[bucket_of(inst, rcpt)]; e; e = e->next)
+		if (e->inst == inst && memcmp(e->rcpt, rcpt, 32) == 0 && e->count > 0) {
+			e->head = (uint16_t)((e->head - 1 + e->cap) % e->cap);
 			e->count--;
 			break;
 		}
@@ -193,10 +232,10 @@ void smisd_ratelimit_reset(void)
 {
 	pthread_mutex_lock(&rcpt_lock);
 	for (int i = 0; i < RCPT_BUCKETS; i++)
-		while (rcpt[i]) {
-			struct rcpt_entry *n = rcpt[i]->next;
-			free(rcpt[i]);
-			rcpt[i] = n;
+		while (rcpt_table[i]) {
+			struct rcpt_entry *n = rcpt_table[i]->next;
+			free(rcpt_table[i]);
+			rcpt_table[i] = n;
 		}
 	pthread_mutex_unlock(&rcpt_lock);
 	pthread_mutex_lock(&inst_lock);
