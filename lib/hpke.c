@@ -221,23 +221,19 @@ static int is_all_zero(const unsigned char *p, size_t n)
  * fails the derivation when the result is all-zero (a small-order pk), the
  * explicit check below keeps the RFC's MUST (7.1.4) independent of that.
  */
-static int x25519(const unsigned char sk[SMIS_HPKE_NSK], const unsigned char pk[SMIS_HPKE_NPK],
+/* DH with a private key already imported (its public half computed). */
+static int x25519_pkey(EVP_PKEY *priv, const unsigned char pk[SMIS_HPKE_NPK],
 	unsigned char out[SMIS_HPKE_NSECRET])
 {
-	EVP_PKEY *priv = NULL, *peer = NULL;
+	EVP_PKEY *peer = NULL;
 	EVP_PKEY_CTX *pctx = NULL;
 	size_t out_len = SMIS_HPKE_NSECRET;
 	int rc = 0;
 
-	priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, SMIS_HPKE_NSK);
-	if (priv == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
 	peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pk, SMIS_HPKE_NPK);
 	if (peer == NULL) {
 		rc = -EINVAL;
-		goto out_free_priv;
+		goto out;
 	}
 	pctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv, NULL);
 	if (pctx == NULL) {
@@ -258,9 +254,20 @@ out_free_pctx:
 	EVP_PKEY_CTX_free(pctx);
 out_free_peer:
 	EVP_PKEY_free(peer);
-out_free_priv:
-	EVP_PKEY_free(priv);
 out:
+	return rc;
+}
+
+static int x25519(const unsigned char sk[SMIS_HPKE_NSK], const unsigned char pk[SMIS_HPKE_NPK],
+	unsigned char out[SMIS_HPKE_NSECRET])
+{
+	EVP_PKEY *priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, SMIS_HPKE_NSK);
+	int rc;
+
+	if (priv == NULL)
+		return -ENOMEM;
+	rc = x25519_pkey(priv, pk, out);
+	EVP_PKEY_free(priv);
 	return rc;
 }
 
@@ -338,28 +345,42 @@ out:
 	return rc;
 }
 
+static EVP_PKEY *probe_pkey;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+/* Any fixed scalar works as a probe: X25519 clamps it to a multiple of the
+ * cofactor 8 in [2^254, 2^255), which no large prime order of the curve or
+ * its twist divides, so X25519(probe, pk) is zero exactly when pk has small
+ * order. The probe is public ("Hpke-probe-smis-check-public-key"). */
+static const unsigned char probe_bytes[SMIS_HPKE_NSK] = {
+	0x48, 0x70, 0x6b, 0x65, 0x2d, 0x70, 0x72, 0x6f, 0x62, 0x65, 0x2d, 0x73, 0x6d, 0x69,
+	0x73, 0x2d, 0x63, 0x68, 0x65, 0x63, 0x6b, 0x2d, 0x70, 0x75, 0x62, 0x6c, 0x69, 0x63,
+	0x2d, 0x6b, 0x65, 0x79,
+};
+
+static void probe_import(void)
+{
+	probe_pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, probe_bytes, SMIS_HPKE_NSK);
+}
+
+__attribute__((destructor)) static void probe_release(void)
+{
+	EVP_PKEY_free(probe_pkey);
+	probe_pkey = NULL;
+}
+
 int smis_hpke_check_public_key(const unsigned char pk[SMIS_HPKE_NPK])
 {
-	/*
-	 * Any fixed scalar works as a probe: X25519 clamps it to a multiple of
-	 * the cofactor 8 in [2^254, 2^255), which no large prime order of the
-	 * curve or its twist divides, so X25519(probe, pk) is zero exactly when
-	 * pk has small order. The probe is public ("Hpke-probe-smis-check-
-	 * public-key" in ASCII); the output is wiped anyway out of habit.
-	 */
-	static const unsigned char probe[SMIS_HPKE_NSK] = {
-		0x48, 0x70, 0x6b, 0x65, 0x2d, 0x70, 0x72, 0x6f, 0x62, 0x65, 0x2d, 0x73, 0x6d, 0x69,
-		0x73, 0x2d, 0x63, 0x68, 0x65, 0x63, 0x6b, 0x2d, 0x70, 0x75, 0x62, 0x6c, 0x69, 0x63,
-		0x2d, 0x6b, 0x65, 0x79,
-	};
-	unsigned char dh[SMIS_HPKE_NSECRET];
+	unsigned char dh[SMIS_HPKE_NSECRET]; /* public, wiped out of habit */
 	int rc;
 
 	if (pk == NULL || is_all_zero(pk, SMIS_HPKE_NPK)) {
 		rc = -EINVAL;
 		goto out;
 	}
-	rc = x25519(probe, pk, dh);
+	/* The probe key is imported once per process (importing computes its
+	 * public half: a scalar multiplication that each check would repeat). */
+	pthread_once(&probe_once, probe_import);
+	rc = probe_pkey ? x25519_pkey(probe_pkey, pk, dh) : x25519(probe_bytes, pk, dh);
 	OPENSSL_cleanse(dh, sizeof(dh));
 out:
 	return rc;
@@ -396,22 +417,36 @@ static int kem_encap(const unsigned char pkR[SMIS_HPKE_NPK], const unsigned char
 	unsigned char sk[SMIS_HPKE_NSK], pkE[SMIS_HPKE_NPK], dh[SMIS_HPKE_NSECRET];
 	int rc;
 
-	if (skE != NULL) {
+	EVP_PKEY *eph = NULL;
+	size_t pk_len = SMIS_HPKE_NPK;
+
+	/* One import gives both halves of the ephemeral key: importing it
+	 * again for the DH would recompute its public key (a scalar
+	 * multiplication, most of a seal's cost). */
+	if (skE != NULL)
 		memcpy(sk, skE, SMIS_HPKE_NSK);
-		rc = smis_hpke_public_key(sk, pkE);
-	} else {
-		rc = smis_hpke_keygen(sk, pkE);
-	}
-	if (rc < 0)
+	else if (RAND_priv_bytes(sk, sizeof(sk)) != 1) {
+		rc = -EIO;
 		goto out_wipe;
+	}
+	eph = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, SMIS_HPKE_NSK);
+	if (eph == NULL) {
+		rc = -ENOMEM;
+		goto out_wipe;
+	}
+	if (EVP_PKEY_get_raw_public_key(eph, pkE, &pk_len) <= 0 || pk_len != SMIS_HPKE_NPK) {
+		rc = -EIO;
+		goto out_wipe;
+	}
 	/* A failure here is the recipient key's fault: all-zero or small order. */
-	rc = x25519(sk, pkR, dh);
+	rc = x25519_pkey(eph, pkR, dh);
 	if (rc < 0)
 		goto out_wipe;
 	rc = kem_extract_and_expand(dh, pkE, pkR, shared_secret);
 	if (rc == 0)
 		memcpy(enc, pkE, SMIS_HPKE_NENC);
 out_wipe:
+	EVP_PKEY_free(eph);
 	OPENSSL_cleanse(sk, sizeof(sk));
 	OPENSSL_cleanse(dh, sizeof(dh));
 	return rc;
@@ -422,12 +457,20 @@ static int kem_decap(const unsigned char enc[SMIS_HPKE_NENC], const unsigned cha
 	unsigned char shared_secret[SMIS_HPKE_NSECRET])
 {
 	unsigned char pkR[SMIS_HPKE_NPK], dh[SMIS_HPKE_NSECRET];
+	EVP_PKEY *priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, skR, SMIS_HPKE_NSK);
+	size_t pk_len = SMIS_HPKE_NPK;
 	int rc;
 
-	rc = smis_hpke_public_key(skR, pkR);
-	if (rc < 0)
+	/* One import for both the public half and the DH (see kem_encap). */
+	if (priv == NULL) {
+		rc = -ENOMEM;
 		goto out;
-	rc = x25519(skR, enc, dh);
+	}
+	if (EVP_PKEY_get_raw_public_key(priv, pkR, &pk_len) <= 0 || pk_len != SMIS_HPKE_NPK) {
+		rc = -EIO;
+		goto out;
+	}
+	rc = x25519_pkey(priv, enc, dh);
 	if (rc == -EINVAL) {
 		rc = -EBADMSG;
 		goto out;
@@ -437,6 +480,7 @@ static int kem_decap(const unsigned char enc[SMIS_HPKE_NENC], const unsigned cha
 	rc = kem_extract_and_expand(dh, enc, pkR, shared_secret);
 	OPENSSL_cleanse(dh, sizeof(dh));
 out:
+	EVP_PKEY_free(priv);
 	return rc;
 }
 
