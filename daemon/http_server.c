@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -351,6 +352,19 @@ out:
 	return ret;
 }
 
+/* The institution's request rate (token bucket): true and *pb filled when
+ * this request is over it. Both authenticated POST routes take a token. */
+static bool rate_limited(const struct smisd_institution *inst, struct smisd_problem *pb)
+{
+	int wait = smisd_ratelimit_take(inst->name, inst->requests_per_second, inst->burst, smisd_monotonic_ms());
+	if (wait <= 0)
+		return false;
+	smisd_problem_set(pb, 429, "rate_limited", NULL, "more than %.0f requests per second; retry in %d s",
+			  inst->requests_per_second, wait);
+	pb->retry_after_s = wait;
+	return true;
+}
+
 /* ---- device keys for institution-side encryption ------------------------ */
 
 static void keys_done(struct smisd_job *job)
@@ -407,14 +421,9 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
 		goto out;
 	}
-	{
-		int wait = smisd_ratelimit_take(inst->name, inst->requests_per_second, inst->burst, smisd_monotonic_ms());
-		if (wait > 0) {
-			smisd_problem_set(&pb, 429, "rate_limited", NULL, "too many requests; retry in %d s", wait);
-			pb.retry_after_s = wait;
-			ret = respond_problem(c, st, &pb);
-			goto out;
-		}
+	if (rate_limited(inst, &pb)) {
+		ret = respond_problem(c, st, &pb);
+		goto out;
 	}
 	if (st->too_large) {
 		ret = respond_code(c, st, 413, "body_too_large", "the body is too large");
@@ -541,6 +550,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	const char *ctype, *idem;
 	char full[256], rh[65], rcpt_hash[65];
 	char msgid_key[64] = "";
+	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0;
 	enum MHD_Result ret;
 
 	memset(&req, 0, sizeof(req));
@@ -557,15 +567,9 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		/* A copy: the generation may be gone when the access line is written. */
 		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
 	}
-	{
-		int wait = smisd_ratelimit_take(inst->name, inst->requests_per_second, inst->burst, smisd_monotonic_ms());
-		if (wait > 0) {
-			smisd_problem_set(&pb, 429, "rate_limited", NULL,
-					  "more than %.0f requests per second; retry in %d s", inst->requests_per_second, wait);
-			pb.retry_after_s = wait;
-			ret = respond_problem(c, st, &pb);
-			goto out;
-		}
+	if (rate_limited(inst, &pb)) {
+		ret = respond_problem(c, st, &pb);
+		goto out;
 	}
 	if (st->too_large) {
 		smisd_problem_set(&pb, 413, "body_too_large", NULL, "the body is larger than %zu bytes", st->max_body);
@@ -612,8 +616,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
+		idem_claimed = 1;
 		if (smisd_store_find_idempotent(inst->name, idem, stored_hash, &answer) == 0) {
-			idem_release(full);
 			if (strcmp(stored_hash, rh) != 0) {
 				free(answer);
 				ret = respond_code(c, st, 422, "idempotency_key_reused",
@@ -631,8 +635,6 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		int wait = smisd_ratelimit_recipient(inst->name, rcpt_hash, inst->max_per_recipient,
 						     inst->recipient_window_s, now);
 		if (wait > 0) {
-			if (idem)
-				idem_release(full);
 			smisd_problem_set(&pb, 429, "recipient_rate_limited", "/recipient",
 					  "at most %d messages per %d s to one recipient; retry in %d s",
 					  inst->max_per_recipient, inst->recipient_window_s, wait);
@@ -640,17 +642,16 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
+		rcpt_taken = 1;
 		wait = smisd_ratelimit_quota(inst->name, inst->daily_quota, now);
 		if (wait > 0) {
-			smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
-			if (idem)
-				idem_release(full);
 			smisd_problem_set(&pb, 429, "quota_exceeded", NULL,
 					  "the daily quota of %ld messages is used up", inst->daily_quota);
 			pb.retry_after_s = wait;
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
+		quota_taken = 1;
 	}
 	if (req.message_id[0]) {
 		/* Claimed until stored, like idempotency keys: two concurrent
@@ -658,41 +659,24 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		snprintf(msgid_key, sizeof(msgid_key), "\001message_id\n%s", req.message_id);
 		if (idem_claim(msgid_key) != 0) {
 			msgid_key[0] = '\0';
-			smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
-			smisd_ratelimit_unquota(inst->name, smisd_now_ms());
-			if (idem)
-				idem_release(full);
 			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
 					  "this message id is being sent already");
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
-	}
-	if (req.message_id[0] && smisd_store_message_exists(req.message_id)) {
-		smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
-		smisd_ratelimit_unquota(inst->name, smisd_now_ms());
-		if (idem)
-			idem_release(full);
-		smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
-				  "this message id was used already; ask POST /v1/recipients/keys for a new one");
-		ret = respond_problem(c, st, &pb);
-		goto out;
-	}
-	if (atomic_load(&shutting_down) ||
-	    atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
-		if (atomic_load(&shutting_down)) {
-			smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
-			smisd_ratelimit_unquota(inst->name, smisd_now_ms());
-			if (idem)
-				idem_release(full);
-			ret = respond_code(c, st, 503, "shutting_down", "SMIS is shutting down; retry on another instance");
+		if (smisd_store_message_exists(req.message_id)) {
+			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
+					  "this message id was used already; ask POST /v1/recipients/keys for a new one");
+			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
+	}
+	if (atomic_load(&shutting_down)) {
+		ret = respond_code(c, st, 503, "shutting_down", "SMIS is shutting down; retry on another instance");
+		goto out;
+	}
+	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
 		atomic_fetch_sub(&in_flight, 1);
-		smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
-		smisd_ratelimit_unquota(inst->name, smisd_now_ms());
-		if (idem)
-			idem_release(full);
 		smisd_problem_set(&pb, 503, "overloaded", NULL, "too many messages in flight, retry shortly");
 		pb.retry_after_s = 1;
 		ret = respond_problem(c, st, &pb);
@@ -703,8 +687,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	job = calloc(1, sizeof(*job));
 	if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *))) ||
 	    (idem && !(job->idem_key = strdup(idem)))) {
-		if (idem)
-			idem_release(full);
+		free(job ? job->idem_key : NULL);
 		free(job ? job->calls : NULL);
 		free(job);
 		job = NULL;
@@ -733,8 +716,19 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	smisd_dispatcher_submit(job);
 	ret = MHD_YES;
 out:
-	if (msgid_key[0] && !job)
-		idem_release(msgid_key);
+	/* Refused (or failed) before a job took over: give back what the
+	 * checks above took, so that a refused call costs no quota and holds
+	 * no key. A job releases its keys itself once stored (job_stored). */
+	if (!job) {
+		if (rcpt_taken)
+			smisd_ratelimit_unrecipient(inst->name, rcpt_hash);
+		if (quota_taken)
+			smisd_ratelimit_unquota(inst->name, smisd_now_ms());
+		if (idem_claimed)
+			idem_release(full);
+		if (msgid_key[0])
+			idem_release(msgid_key);
+	}
 	smisd_request_clear(&req);
 	smisd_generation_unref(g);
 	return ret;

@@ -169,7 +169,7 @@ const char *smisd_reach_name(enum smis_reach r)
 	return "unknown";
 }
 
-static void iso8601(int64_t ms, char *buf, size_t len)
+void smisd_iso8601(int64_t ms, char *buf, size_t len)
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
@@ -225,7 +225,7 @@ void smisd_job_conclude(struct smisd_job *job)
 	json_object_object_add(o, "strategy", json_object_new_string(job->strategy->name));
 	if (job->req.reference)
 		json_object_object_add(o, "reference", json_object_new_string(job->req.reference));
-	iso8601(job->created_ms, ts, sizeof(ts));
+	smisd_iso8601(job->created_ms, ts, sizeof(ts));
 	json_object_object_add(o, "created_at", json_object_new_string(ts));
 	arr = json_object_new_array();
 	for (size_t i = 0; i < job->n_attempts; i++) {
@@ -253,7 +253,7 @@ void smisd_job_conclude(struct smisd_job *job)
 			json_object_object_add(sms, "segments", json_object_new_int(a->out.sms_parts));
 			json_object_object_add(ao, "sms", sms);
 		}
-		iso8601(a->started_ms, ts, sizeof(ts));
+		smisd_iso8601(a->started_ms, ts, sizeof(ts));
 		json_object_object_add(ao, "started_at", json_object_new_string(ts));
 		json_object_object_add(ao, "duration_ms", json_object_new_int64(a->elapsed_ms));
 		json_object_array_add(arr, ao);

@@ -97,6 +97,9 @@ void smisd_new_id(const char *prefix, char *out, size_t outlen);
 /* Build the POST answer (and status/channel/error) from the attempts. */
 void smisd_job_conclude(struct smisd_job *job);
 
+/* UTC "2026-11-28T11:16:15.331Z" for epoch milliseconds. */
+void smisd_iso8601(int64_t ms, char *buf, size_t len);
+
 const char *smisd_op_name(enum smis_op op);
 const char *smisd_outcome_name(enum smis_outcome_kind k, enum smis_op op);
 const char *smisd_reach_name(enum smis_reach r);

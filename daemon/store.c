@@ -700,14 +700,6 @@ int smisd_store_pending(void)
 	return n;
 }
 
-static void iso(int64_t ms, char *buf, size_t len)
-{
-	time_t s = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&s, &tm);
-	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
-}
 
 int smisd_store_get_message(const char *institution, const char *id, char **json)
 {
@@ -730,7 +722,7 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 	if (!o)
 		goto out;
 	json_object_object_add(o, "status", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
-	iso(sqlite3_column_int64(st, 2), ts, sizeof(ts));
+	smisd_iso8601(sqlite3_column_int64(st, 2), ts, sizeof(ts));
 	json_object_object_add(o, "updated_at", json_object_new_string(ts));
 	sqlite3_finalize(st);
 	st = NULL;
@@ -744,7 +736,7 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 			if (sqlite3_column_text(st, 1) && sqlite3_column_text(st, 1)[0])
 				json_object_object_add(r, "device", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
 			json_object_object_add(r, "status", json_object_new_string((const char *)sqlite3_column_text(st, 2)));
-			iso(sqlite3_column_int64(st, 3), ts, sizeof(ts));
+			smisd_iso8601(sqlite3_column_int64(st, 3), ts, sizeof(ts));
 			json_object_object_add(r, "at", json_object_new_string(ts));
 			if (sqlite3_column_text(st, 4) && sqlite3_column_text(st, 4)[0])
 				json_object_object_add(r, "detail", json_object_new_string((const char *)sqlite3_column_text(st, 4)));
