@@ -247,6 +247,39 @@ static int after_step(struct smisd_job *job, int rc, struct smis_http_request *r
 	return 0;
 }
 
+/* Begin operation `op` on `ch` as a new attempt: 1 when it now waits on an
+ * upstream request, 0 when it is already over (done, refused or failed),
+ * -1 when no attempt could be recorded. */
+static int start_op(struct smisd_job *job, const struct smisd_channel *ch, enum smis_op op)
+{
+	static const unsigned need[] = { [SMIS_OP_LOOKUP] = SMIS_CAP_LOOKUP,
+					 [SMIS_OP_SEND] = SMIS_CAP_SEND,
+					 [SMIS_OP_STATUS] = SMIS_CAP_STATUS };
+	struct smisd_attempt *a = smisd_job_add_attempt(job);
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out;
+	int rc;
+
+	if (!a)
+		return -1;
+	*a = (struct smisd_attempt){ .ch = ch, .op = op, .started_ms = smisd_now_ms() };
+	job->op_started_mono = smisd_monotonic_ms();
+	/* An op outside the vocabulary (a strategy's mistake) is unsupported. */
+	if (op < SMIS_OP_LOOKUP || op > SMIS_OP_STATUS || !(ch->caps & need[op])) {
+		fail_current(job, SMIS_OUTCOME_PERMFAIL, "operation_unsupported",
+			     "the channel does not support this operation");
+		return 0;
+	}
+	if (job->deadline_mono <= job->op_started_mono) {
+		fail_current(job, SMIS_OUTCOME_TEMPFAIL, "job_timeout",
+			     "the message's deadline passed before this step could run");
+		return 0;
+	}
+	memset(&out, 0, sizeof(out));
+	rc = ch->ops->start(ch->state, op, &job->msg, &job->calls[ch->index], &req, &out);
+	return after_step(job, rc, req, &out);
+}
+
 /* Run the strategy chain until the job waits on upstream or is done.
  * Returns 1 when waiting, 0 when finished (caller concludes). */
 static int advance(struct smisd_job *job)
@@ -257,27 +290,14 @@ static int advance(struct smisd_job *job)
 		struct smis_action act;
 		const struct smisd_step *step;
 		const struct smisd_channel *ch;
-		struct smis_http_request *req = NULL;
-		struct smis_outcome out;
-		int v, rc;
+		int v;
 
 		if (job->poll_channel) {
-			/* A status poll is one STATUS operation, no strategy. */
+			/* A single operation (a status poll, a device-keys
+			 * lookup) runs no strategy. */
 			if (job->n_attempts)
 				return 0;
-			ch = job->poll_channel;
-			struct smisd_attempt *na = smisd_job_add_attempt(job);
-			if (!na)
-				return 0;
-			*na = (struct smisd_attempt){
-				.ch = ch, .op = job->single_op, .started_ms = smisd_now_ms(),
-			};
-			job->op_started_mono = smisd_monotonic_ms();
-			memset(&out, 0, sizeof(out));
-			rc = ch->ops->start(ch->state, job->single_op, &job->msg, &job->calls[ch->index], &req, &out);
-			if (after_step(job, rc, req, &out))
-				return 1;
-			return 0;
+			return start_op(job, job->poll_channel, job->single_op) == 1;
 		}
 		if (job->step >= job->strategy->n_steps)
 			return 0;
@@ -323,33 +343,12 @@ static int advance(struct smisd_job *job)
 			snprintf(job->error, sizeof(job->error), "strategy_error");
 			return 0;
 		}
-		{
-			struct smisd_attempt *na = smisd_job_add_attempt(job);
-			if (!na) {
-				snprintf(job->error, sizeof(job->error), "internal_error");
-				return 0;
-			}
-			*na = (struct smisd_attempt){
-				.ch = ch,
-				.op = act.op,
-				.started_ms = smisd_now_ms(),
-			};
+		v = start_op(job, ch, act.op);
+		if (v < 0) {
+			snprintf(job->error, sizeof(job->error), "internal_error");
+			return 0;
 		}
-		job->op_started_mono = smisd_monotonic_ms();
-		unsigned need = act.op == SMIS_OP_LOOKUP ? SMIS_CAP_LOOKUP : SMIS_CAP_SEND;
-		if (!(ch->caps & need)) {
-			fail_current(job, SMIS_OUTCOME_PERMFAIL, "operation_unsupported",
-				     "the channel does not support this operation");
-			continue;
-		}
-		if (job->deadline_mono <= job->op_started_mono) {
-			fail_current(job, SMIS_OUTCOME_TEMPFAIL, "job_timeout",
-				     "the message's deadline passed before this step could run");
-			continue;
-		}
-		memset(&out, 0, sizeof(out));
-		rc = ch->ops->start(ch->state, act.op, &job->msg, &job->calls[ch->index], &req, &out);
-		if (after_step(job, rc, req, &out))
+		if (v == 1)
 			return 1;
 	}
 }
