@@ -543,6 +543,8 @@ int smisd_dispatcher_start(smisd_dispatch_finished_fn finished)
 	stopping = 0;
 	if (pthread_create(&thread, NULL, dispatcher_main, NULL) != 0)
 		goto fail;
+	/* Named for top -H, ps -L and /proc/PID/task/ (15 characters at most). */
+	pthread_setname_np(thread, "smisd-dispatch");
 	return 0;
 fail:
 	if (epfd >= 0)

@@ -67,10 +67,9 @@ static const char schema[] =
 	" request_hash TEXT,"
 	" response TEXT NOT NULL,"
 	" next_poll_ms INTEGER,"
-	" polls INTEGER NOT NULL DEFAULT 0);"
+	" polls INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages(institution, idem_key)"
 	" WHERE idem_key IS NOT NULL;"
-	"CREATE INDEX IF NOT EXISTS messages_recipient ON messages(recipient_hash);"
 	"CREATE INDEX IF NOT EXISTS messages_poll ON messages(next_poll_ms) WHERE next_poll_ms IS NOT NULL;"
 	"CREATE TABLE IF NOT EXISTS attempts ("
 	" message_id TEXT NOT NULL,"
@@ -83,7 +82,7 @@ static const char schema[] =
 	" sms_encoding TEXT, sms_chars INTEGER, sms_parts INTEGER,"
 	" started_ms INTEGER NOT NULL,"
 	" duration_ms INTEGER NOT NULL,"
-	" PRIMARY KEY (message_id, seq));"
+	" PRIMARY KEY (message_id, seq)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS attempts_provider ON attempts(channel, provider_ref)"
 	" WHERE provider_ref IS NOT NULL;"
 	"CREATE TABLE IF NOT EXISTS reports ("
@@ -597,8 +596,10 @@ int smisd_store_open(const char *path, int batch_max)
 	stopping = 0;
 	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
 		goto fail;
+	pthread_setname_np(writer, "smisd-store");
 	if (pthread_create(&checkpointer, NULL, checkpoint_main, NULL) != 0)
 		goto fail;
+	pthread_setname_np(checkpointer, "smisd-checkpnt");
 	return 0;
 fail:
 	smisd_store_close();
