@@ -17,6 +17,7 @@
 
 #include <CUnit/Basic.h>
 #include <json.h>
+#include <openssl/rand.h>
 
 #include "hpke.h"
 
@@ -356,6 +357,35 @@ static void test_small_order_keys_rejected(void)
 	}
 }
 
+/* The check compares against a list; OpenSSL's X25519 is the oracle: every
+ * listed encoding with the ignored top bit set is refused like the bare one
+ * (the seal's Diffie-Hellman gives zero), and random byte strings, which are
+ * almost all usable points of the curve or its twist, pass the check exactly
+ * when a seal to them works. */
+static void test_key_check_agrees_with_x25519(void)
+{
+	unsigned char pk[32], enc[32], ct[16 + 3], pt[3] = {1, 2, 3};
+	size_t i;
+
+	for (i = 0; i < sizeof(small_order) / sizeof(small_order[0]); i++) {
+		memcpy(pk, small_order[i], sizeof(pk));
+		pk[31] ^= 0x80;
+		CU_ASSERT_EQUAL(smis_hpke_check_public_key(pk), -EINVAL);
+		CU_ASSERT_EQUAL(smis_hpke_seal(SMIS_HPKE_AEAD_AES128GCM, pk, NULL, 0, NULL, 0, pt,
+					sizeof(pt), enc, ct), -EINVAL);
+	}
+	for (i = 0; i < 300; i++) {
+		int checked, sealed;
+		CU_ASSERT_EQUAL_FATAL(RAND_bytes(pk, sizeof(pk)), 1);
+		checked = smis_hpke_check_public_key(pk);
+		sealed = smis_hpke_seal(SMIS_HPKE_AEAD_AES128GCM, pk, NULL, 0, NULL, 0, pt, sizeof(pt),
+					enc, ct);
+		CU_ASSERT_EQUAL(checked, 0);
+		CU_ASSERT_EQUAL(sealed, 0);
+	}
+	CU_ASSERT_EQUAL(smis_hpke_check_public_key(NULL), -EINVAL);
+}
+
 static void test_roundtrip_random_keys(void)
 {
 	static const uint16_t aeads[] = {SMIS_HPKE_AEAD_AES128GCM, SMIS_HPKE_AEAD_AES256GCM,
@@ -473,6 +503,7 @@ int main(void)
 	suite = CU_add_suite("hpke_edges", NULL, NULL);
 	if (suite == NULL
 		|| !CU_add_test(suite, "small-order keys rejected", test_small_order_keys_rejected)
+		|| !CU_add_test(suite, "key check agrees with X25519", test_key_check_agrees_with_x25519)
 		|| !CU_add_test(suite, "round trip with random keys", test_roundtrip_random_keys)
 		|| !CU_add_test(suite, "bad arguments", test_bad_arguments)
 		|| !CU_add_test(suite, "sequence overflow", test_sequence_overflow))
