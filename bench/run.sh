@@ -49,7 +49,7 @@ HALF_50=$((TARGET_50 / 2))
 RECIPIENTS=20000
 GA_CITIZENS=$RECIPIENTS
 
-for tool in wrk curl python3; do
+for tool in wrk curl python3 openssl; do
 	command -v "$tool" > /dev/null || { echo "run.sh: $tool is needed" >&2; exit 1; }
 done
 for f in smisd tools/ringring-sim/ringring-sim plugin-dir/sms_only.so; do
@@ -79,6 +79,12 @@ read -r b0 _ <<< "$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /pro
 sleep 2
 read -r b1 _ <<< "$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat)"
 idle_busy=$(( (b1 - b0) * 100 / $(getconf CLK_TCK) / 2 ))
+
+# What one X25519 operation costs on this machine (OpenSSL, one core): the
+# floor of the GovApp path's cost, which report.py turns into a bound.
+x25519_ops=$(openssl speed -seconds 2 ecdhx25519 2> /dev/null |
+	awk '/ecdh \(X25519\)/ {print int($NF); exit}')
+x25519_ops=${x25519_ops:-0}
 
 work=$(mktemp -d /tmp/smis-bench-XXXXXX)
 pids=""
@@ -358,5 +364,6 @@ python3 "$bench/report.py" --raw "$raw" --out "$OUT" --cmdline "$cmdline" \
 	--duration "$DURATION" --reps "$REPS" --conns "$CONNS" --threads "$THREADS" \
 	--target0 $TARGET_0 --target50 $TARGET_50 --half0 $HALF_0 --half50 $HALF_50 \
 	--elapsed "$elapsed" --govapp $have_govapp --smisd-log "$work/smisd.log" \
-	--clk-tck "$(getconf CLK_TCK)" --idle-busy "$idle_busy" --build-src "$build_src"
+	--clk-tck "$(getconf CLK_TCK)" --idle-busy "$idle_busy" --build-src "$build_src" \
+	--x25519-ops "$x25519_ops"
 echo "wrote $OUT" >&2
