@@ -22,7 +22,8 @@ set -euo pipefail
 
 usage() { echo "usage: bench/run.sh BUILD_DIR" >&2; exit 2; }
 [ $# -ge 1 ] || usage
-cmdline="bench/run.sh $*"
+# The command as given, with the BENCH_* settings it ran under.
+cmdline="$(env | grep '^BENCH_' | grep -v '^BENCH_OUT=' | sort | tr '\n' ' ')bench/run.sh $*"
 build=$(cd "$1" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
 bench="$src/bench"
