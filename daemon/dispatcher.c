@@ -15,6 +15,7 @@
 
 #include "core_api.h"
 #include "dispatcher.h"
+#include "prepare_pool.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
@@ -24,7 +25,8 @@
 static CURLM *multi;
 static pthread_t thread;
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct smisd_job *queue_head, *queue_tail;
+static struct smisd_job_queue queue;    /* new jobs and single operations */
+static struct smisd_job_queue prepared; /* back from the prepare pool (same lock) */
 static volatile int stopping;
 static smisd_dispatch_finished_fn on_finished;
 static struct smisd_job *active; /* jobs with a transfer in the multi handle */
@@ -247,6 +249,26 @@ static int after_step(struct smisd_job *job, int rc, struct smis_http_request *r
 	return 0;
 }
 
+static bool has_prepare_send(const struct smisd_channel *ch)
+{
+	return ch->ops->size > offsetof(struct smis_channel_ops, prepare_send) && ch->ops->prepare_send;
+}
+
+/* Call start() for the job's last attempt (recorded by start_op): 1 when
+ * the job now waits on an upstream request, 0 when the operation is over. */
+static int start_attempt(struct smisd_job *job)
+{
+	const struct smisd_attempt *a = &job->attempts[job->n_attempts - 1];
+	const struct smisd_channel *ch = a->ch;
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out;
+	int rc;
+
+	memset(&out, 0, sizeof(out));
+	rc = ch->ops->start(ch->state, a->op, &job->msg, &job->calls[ch->index], &req, &out);
+	return after_step(job, rc, req, &out);
+}
+
 /* Begin operation `op` on `ch` as a new attempt: 1 when it now waits on an
  * upstream request, 0 when it is already over (done, refused or failed),
  * -1 when no attempt could be recorded. */
@@ -256,9 +278,6 @@ static int start_op(struct smisd_job *job, const struct smisd_channel *ch, enum 
 					 [SMIS_OP_SEND] = SMIS_CAP_SEND,
 					 [SMIS_OP_STATUS] = SMIS_CAP_STATUS };
 	struct smisd_attempt *a = smisd_job_add_attempt(job);
-	struct smis_http_request *req = NULL;
-	struct smis_outcome out;
-	int rc;
 
 	if (!a)
 		return -1;
@@ -275,9 +294,17 @@ static int start_op(struct smisd_job *job, const struct smisd_channel *ch, enum 
 			     "the message's deadline passed before this step could run");
 		return 0;
 	}
-	memset(&out, 0, sizeof(out));
-	rc = ch->ops->start(ch->state, op, &job->msg, &job->calls[ch->index], &req, &out);
-	return after_step(job, rc, req, &out);
+	if (op == SMIS_OP_SEND && has_prepare_send(ch)) {
+		if (smisd_prepare_pool_running()) {
+			/* The job waits on a worker instead of on curl; it comes
+			 * back through prepared_done() to start_attempt(). */
+			job->prepare_ch = ch;
+			smisd_prepare_pool_submit(job);
+			return 1;
+		}
+		ch->ops->prepare_send(ch->state, &job->msg, &job->calls[ch->index]);
+	}
+	return start_attempt(job);
 }
 
 /* Run the strategy chain until the job waits on upstream or is done.
@@ -463,15 +490,23 @@ static void *dispatcher_main(void *arg)
 	struct epoll_event evs[256];
 	(void)arg;
 	while (!stopping) {
-		struct smisd_job *batch;
+		struct smisd_job *batch, *ready;
 		int running, n, wait_ms;
 		int64_t now;
 		uint64_t junk;
 
 		pthread_mutex_lock(&queue_lock);
-		batch = queue_head;
-		queue_head = queue_tail = NULL;
+		batch = smisd_job_queue_take(&queue);
+		ready = smisd_job_queue_take(&prepared);
 		pthread_mutex_unlock(&queue_lock);
+		while (ready) {
+			struct smisd_job *job = ready;
+			ready = ready->next;
+			job->next = NULL;
+			job->prepare_ch = NULL;
+			if (!start_attempt(job) && !advance(job))
+				finish(job);
+		}
 		while (batch) {
 			struct smisd_job *job = batch;
 			batch = batch->next;
@@ -521,7 +556,16 @@ static void wake(void)
 	}
 }
 
-int smisd_dispatcher_start(smisd_dispatch_finished_fn finished)
+/* A worker of the prepare pool hands a job back. */
+static void prepared_done(struct smisd_job *job)
+{
+	pthread_mutex_lock(&queue_lock);
+	smisd_job_queue_push(&prepared, job);
+	pthread_mutex_unlock(&queue_lock);
+	wake();
+}
+
+int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads)
 {
 	on_finished = finished;
 	multi = curl_multi_init();
@@ -541,8 +585,12 @@ int smisd_dispatcher_start(smisd_dispatch_finished_fn finished)
 			goto fail;
 	}
 	stopping = 0;
-	if (pthread_create(&thread, NULL, dispatcher_main, NULL) != 0)
+	if (smisd_prepare_pool_start(prepare_threads, prepared_done) != 0)
 		goto fail;
+	if (pthread_create(&thread, NULL, dispatcher_main, NULL) != 0) {
+		smisd_prepare_pool_stop();
+		goto fail;
+	}
 	/* Named for top -H, ps -L and /proc/PID/task/ (15 characters at most). */
 	pthread_setname_np(thread, "smisd-dispatch");
 	return 0;
@@ -565,13 +613,8 @@ void smisd_dispatcher_submit(struct smisd_job *job)
 			smisd_job_free(job);
 		return;
 	}
-	job->next = NULL;
 	pthread_mutex_lock(&queue_lock);
-	if (queue_tail)
-		queue_tail->next = job;
-	else
-		queue_head = job;
-	queue_tail = job;
+	smisd_job_queue_push(&queue, job);
 	pthread_mutex_unlock(&queue_lock);
 	wake();
 }
@@ -580,6 +623,8 @@ void smisd_dispatcher_stop(void)
 {
 	if (!multi)
 		return;
+	/* Before the HTTP drain ended, every SEND came back from the pool. */
+	smisd_prepare_pool_stop();
 	stopping = 1;
 	wake();
 	pthread_join(thread, NULL);
@@ -592,13 +637,9 @@ void smisd_dispatcher_stop(void)
 			smisd_job_free(job);
 	}
 	pthread_mutex_lock(&queue_lock);
-	while (queue_head) {
-		struct smisd_job *job = queue_head;
-		queue_head = job->next;
+	for (struct smisd_job *job; (job = smisd_job_queue_pop(&queue));)
 		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
 			smisd_job_free(job);
-	}
-	queue_tail = NULL;
 	pthread_mutex_unlock(&queue_lock);
 	curl_multi_cleanup(multi);
 	multi = NULL;

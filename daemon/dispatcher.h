@@ -13,7 +13,8 @@
 /* Called on a finished job (strategy done): the dispatcher hands it on. */
 typedef void (*smisd_dispatch_finished_fn)(struct smisd_job *job);
 
-int smisd_dispatcher_start(smisd_dispatch_finished_fn finished);
+/* prepare_threads: workers for channels' prepare_send (0: run it inline). */
+int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads);
 /* Thread-safe: queue a job and wake the dispatcher. */
 void smisd_dispatcher_submit(struct smisd_job *job);
 /* Stop the thread. Call after the HTTP side has drained: only status

@@ -152,7 +152,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 						   "connection_timeout_s", "max_connections", NULL };
 	static const char *const store_keys[] = { "path", "phone_hash_key", "batch_max", NULL };
 	static const char *const limits_keys[] = { "max_in_flight", "max_body_bytes",
-						   "job_timeout_ms", NULL };
+						   "job_timeout_ms", "prepare_threads", NULL };
 	static const char *const log_keys[] = { "level", NULL };
 	struct smisd_settings *st = &g->settings;
 	config_setting_t *root = config_root_setting(cfg);
@@ -180,6 +180,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	st->max_in_flight = 8192;
 	st->max_body_bytes = 64 * 1024;
 	st->job_timeout_ms = 30000;
+	st->prepare_threads = 2;
 	st->log_level = SMIS_LOG_INFO;
 
 	errors += get_string(listen, "address", &st->listen_address, false, "listen") != 0;
@@ -238,6 +239,9 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	v = st->job_timeout_ms;
 	errors += get_int(limits, "job_timeout_ms", &v, 100, 600000, "limits") != 0;
 	st->job_timeout_ms = (long)v;
+	v = st->prepare_threads;
+	errors += get_int(limits, "prepare_threads", &v, 0, 64, "limits") != 0;
+	st->prepare_threads = (int)v;
 
 	v = 600;
 	errors += get_int(poll, "after_s", &v, 0, 86400 * 7, "status_poll") != 0;

@@ -86,6 +86,7 @@ struct smisd_settings {
 	int max_in_flight;
 	size_t max_body_bytes;
 	long job_timeout_ms;
+	int prepare_threads; /* workers for channels' prepare_send; read at start only */
 	int log_level;
 	/* Status polling, the fallback for reports that never come. */
 	int poll_after_s;    /* 0 = off */

@@ -78,8 +78,48 @@ struct smisd_job {
 	smisd_job_done_fn done;
 	void *done_arg;
 	struct smisd_job *next;        /* queue link */
+	/* Set while the job is on the prepare pool (prepare_pool.c). */
+	const struct smisd_channel *prepare_ch;
 	struct smisd_job *active_prev, *active_next; /* dispatcher: waiting on curl */
 };
+
+/* A FIFO of jobs linked through job->next, for the hand-overs between
+ * threads (HTTP -> dispatcher -> prepare pool -> dispatcher -> store). The
+ * owner of the queue holds its own lock around these. */
+struct smisd_job_queue {
+	struct smisd_job *head, *tail;
+};
+
+static inline void smisd_job_queue_push(struct smisd_job_queue *q, struct smisd_job *job)
+{
+	job->next = NULL;
+	if (q->tail)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+}
+
+/* The first job, unlinked, or NULL. */
+static inline struct smisd_job *smisd_job_queue_pop(struct smisd_job_queue *q)
+{
+	struct smisd_job *job = q->head;
+	if (job) {
+		q->head = job->next;
+		if (!q->head)
+			q->tail = NULL;
+		job->next = NULL;
+	}
+	return job;
+}
+
+/* Everything queued, as a list linked through next; the queue is empty. */
+static inline struct smisd_job *smisd_job_queue_take(struct smisd_job_queue *q)
+{
+	struct smisd_job *all = q->head;
+	q->head = q->tail = NULL;
+	return all;
+}
 
 /* Fill msg/contents from req; called once the request is validated. */
 void smisd_job_bind_message(struct smisd_job *job);

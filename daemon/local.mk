@@ -4,6 +4,7 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/auth.c daemon/auth.h \
 	daemon/core_api.c daemon/core_api.h \
 	daemon/dispatcher.c daemon/dispatcher.h \
+	daemon/prepare_pool.c daemon/prepare_pool.h \
 	daemon/generation.c daemon/generation.h \
 	daemon/http_server.c daemon/http_server.h \
 	daemon/job.c daemon/job.h \

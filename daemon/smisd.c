@@ -65,9 +65,10 @@ static void reload(const char *path)
 	old = smisd_generation_acquire();
 	if (old && (strcmp(old->settings.listen_address, g->settings.listen_address) != 0 ||
 		    old->settings.listen_port != g->settings.listen_port ||
-		    strcmp(old->settings.store_path, g->settings.store_path) != 0))
+		    strcmp(old->settings.store_path, g->settings.store_path) != 0 ||
+		    old->settings.prepare_threads != g->settings.prepare_threads))
 		smisd_log(SMIS_LOG_WARN, "reload", NULL,
-			  "listen address and store path changes take effect at the next restart");
+			  "listen address, store path and limits.prepare_threads changes take effect at the next restart");
 	smisd_generation_unref(old);
 	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
 	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
 	smisd_generation_swap(g);
 	if (smisd_store_open(g->settings.store_path, g->settings.store_batch_max) != 0)
 		goto out;
-	if (smisd_dispatcher_start(smisd_http_job_finished) != 0) {
+	if (smisd_dispatcher_start(smisd_http_job_finished, g->settings.prepare_threads) != 0) {
 		smisd_log(SMIS_LOG_ERROR, "smisd", NULL, "cannot start the dispatcher");
 		goto out_store;
 	}

@@ -40,7 +40,7 @@ static pthread_cond_t ccond = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t rlock = PTHREAD_MUTEX_INITIALIZER;
-static struct smisd_job *jq_head, *jq_tail;
+static struct smisd_job_queue jq;
 static struct report_item *rq_head, *rq_tail;
 static int pending;
 static int stopping;
@@ -454,30 +454,30 @@ static void *writer_main(void *arg)
 			next_poll = smisd_monotonic_ms() + 1000;
 		}
 		pthread_mutex_lock(&qlock);
-		while (!jq_head && !rq_head && !stopping) {
+		while (!jq.head && !rq_head && !stopping) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1;
 			if (pthread_cond_timedwait(&qcond, &qlock, &ts) != 0)
 				break;
 		}
-		if (!jq_head && !rq_head && !stopping) {
+		if (!jq.head && !rq_head && !stopping) {
 			pthread_mutex_unlock(&qlock);
 			continue;
 		}
-		if (!jq_head && !rq_head && stopping) {
+		if (!jq.head && !rq_head && stopping) {
 			pthread_mutex_unlock(&qlock);
 			break;
 		}
 		/* Take at most batch_limit jobs: one transaction each round. */
-		jobs = jq_head;
+		jobs = jq.head;
 		tail = jobs;
 		for (n = 1; tail && tail->next && n < batch_limit; n++)
 			tail = tail->next;
 		if (tail) {
-			jq_head = tail->next;
-			if (!jq_head)
-				jq_tail = NULL;
+			jq.head = tail->next;
+			if (!jq.head)
+				jq.tail = NULL;
 			tail->next = NULL;
 		}
 		reps = rq_head;
@@ -656,13 +656,8 @@ void smisd_store_close(void)
 
 void smisd_store_submit(struct smisd_job *job)
 {
-	job->next = NULL;
 	pthread_mutex_lock(&qlock);
-	if (jq_tail)
-		jq_tail->next = job;
-	else
-		jq_head = job;
-	jq_tail = job;
+	smisd_job_queue_push(&jq, job);
 	pending++;
 	pthread_cond_signal(&qcond);
 	pthread_mutex_unlock(&qlock);

@@ -333,6 +333,17 @@ struct smis_channel_ops {
 	int (*inbound)(void *state, const struct smis_inbound *in,
 		       struct smis_report *reports, size_t max_reports,
 		       size_t *n_reports);
+	/* CPU-heavy preparation of a SEND (end-to-end sealing, say), which the
+	 * core runs on one of its worker threads right before start(SMIS_OP_SEND)
+	 * for the same message, so the dispatcher thread goes on serving other
+	 * messages' I/O meanwhile. It may read `msg` and `state` (read-only:
+	 * other workers and the dispatcher use the instance at the same time)
+	 * and write `*call` (exclusively its own until start runs); of the core
+	 * API it may call log, alloc, free, now_ms and monotonic_ms only. It
+	 * returns nothing: start runs next whatever happened and decides, so
+	 * start MUST also work on a call that was not prepared (a core may run
+	 * prepare inline, or not at all). Optional. */
+	void (*prepare_send)(void *state, const struct smis_message *msg, void **call);
 };
 
 /* ------------------------------------------------------------------ */

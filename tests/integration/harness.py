@@ -113,7 +113,7 @@ class Stack:
     """smisd + govapp-sim + ringring-sim in a temporary folder."""
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
-                 institutions_extra=None, ringring_status_url=True):
+                 institutions_extra=None, ringring_status_url=True, prepare_threads=None):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -124,6 +124,8 @@ class Stack:
         self.ringring_status_url = ringring_status_url
         self.max_in_flight = max_in_flight
         self.job_timeout_ms = job_timeout_ms
+        # limits.prepare_threads; None leaves smisd's default.
+        self.prepare_threads = prepare_threads
         self.expected_log = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -159,7 +161,7 @@ class Stack:
 listen = { address = "127.0.0.1"; port = %(port)d; threads = 2; };
 plugin_dir = "%(plugins)s";
 store = { path = "%(db)s"; phone_hash_key = "%(hk)s"; };
-limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d; };
+limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d;%(pt)s };
 log = { level = "info"; };
 channels = (
   { name = "govapp"; plugin = "govapp"; base_url = "%(govapp)s"; api_token = "%(gt)s";
@@ -192,6 +194,7 @@ institutions = (
             "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
             "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY,
             "mif": self.max_in_flight, "jt": self.job_timeout_ms,
+            "pt": "" if self.prepare_threads is None else " prepare_threads = %d;" % self.prepare_threads,
             "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,
             "ringring": self.ringring, "rk": RINGRING_KEY, "rct": RINGRING_CALLBACK_TOKEN,
             "ka": hashlib.sha256(KEYS["inst-a"].encode()).hexdigest(),

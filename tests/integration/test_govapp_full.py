@@ -392,6 +392,14 @@ class EndToEnd(GovAppCase):
         self.assertEqual(len(self.sends()), 0)
 
 
+class InlineSealing(GovAppCase):
+    """limits.prepare_threads = 0: the dispatcher seals itself instead of
+    handing the sealing to worker threads (the default); same outcome."""
+    stack_kwargs = {"prepare_threads": 0}
+    test_html_four_languages_encrypted_delivered_and_read = \
+        EndToEnd.test_html_four_languages_encrypted_delivered_and_read
+
+
 class Callbacks(GovAppCase):
     @classmethod
     def setUpClass(cls):

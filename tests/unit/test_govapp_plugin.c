@@ -827,6 +827,79 @@ static void test_lookup_then_send(void)
 	ops->call_free(inst, call);
 }
 
+/* A step that must ask for `url`; with envelopes > 0, a SEND carrying that
+ * many envelopes that open. Frees the request. */
+static void expect_request(int rc, struct smis_http_request *req, const char *url, size_t envelopes)
+{
+	CU_ASSERT_EQUAL(rc, SMIS_STEP_REQUEST);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
+	CU_ASSERT_STRING_EQUAL(req->url, url);
+	if (envelopes > 0) {
+		struct json_object *o = parse(req->body);
+		check_envelopes(o, envelopes);
+		json_object_put(o);
+	}
+	fake_req_free(req);
+}
+
+/* prepare_send seals ahead (on a core worker thread) for the devices the
+ * call's lookup holds; the SEND then takes those envelopes; anything that
+ * changes the devices in between throws them away. */
+static void test_prepare_send(void)
+{
+	struct smis_content other[2] = { contents[0], contents[1] };
+	struct smis_message later = msg;
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out = { 0 };
+	void *call;
+	char *one = lookup_body(true, pk1_b64, NULL);
+	struct smis_http_response r = resp_of(200, one);
+	int rc;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ops->prepare_send);
+	/* A message whose content start() would seal differently: the
+	 * envelopes of the SEND hold what prepare_send sealed (msg's). */
+	other[0].body = other[0].body_text = "Iets anders";
+	later.content = other;
+
+	/* Fresh lookup: prepared, and taken by start. */
+	call = looked_up_call(pk2_b64);
+	ops->prepare_send(inst, &msg, &call);
+	rc = ops->start(inst, SMIS_OP_SEND, &later, &call, &req, &out);
+	expect_request(rc, req, BASE "/v1/notifications", 2);
+	ops->call_free(inst, call);
+
+	/* Prepared, then the lookup got too old before start: start looks the
+	 * citizen up again, who now has one device; the SEND carries that
+	 * device's envelope only, sealed anew. */
+	call = looked_up_call(pk2_b64);
+	ops->prepare_send(inst, &msg, &call);
+	fake_mono_ms += 61000;
+	rc = ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out);
+	expect_request(rc, req, BASE "/v1/citizens/lookup", 0);
+	rc = ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out);
+	expect_request(rc, req, BASE "/v1/notifications", 1);
+	ops->call_free(inst, call);
+
+	/* A stale lookup is not sealed for at all, and a call never looked
+	 * up, or NULL, is left alone; a prepared call freed unused leaks
+	 * nothing (valgrind runs this). */
+	call = looked_up_call(pk2_b64);
+	fake_mono_ms += 61000;
+	ops->prepare_send(inst, &msg, &call);
+	rc = ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out);
+	expect_request(rc, req, BASE "/v1/citizens/lookup", 0);
+	ops->call_free(inst, call);
+	call = NULL;
+	ops->prepare_send(inst, &msg, &call);
+	CU_ASSERT_PTR_NULL(call);
+	ops->prepare_send(inst, &msg, NULL);
+	call = looked_up_call(pk2_b64);
+	ops->prepare_send(inst, &msg, &call);
+	ops->call_free(inst, call);
+	free(one);
+}
+
 static void test_unknown_device_relookup(void)
 {
 	void *call = looked_up_call(pk2_b64);
@@ -1256,6 +1329,7 @@ int main(void)
 	    !CU_add_test(s, "send without valid key", test_send_no_valid_key) ||
 	    !CU_add_test(s, "send after negative lookup", test_send_unreachable_from_lookup) ||
 	    !CU_add_test(s, "lookup then send", test_lookup_then_send) ||
+	    !CU_add_test(s, "prepare send", test_prepare_send) ||
 	    !CU_add_test(s, "unknown device relookup", test_unknown_device_relookup) ||
 	    !CU_add_test(s, "error mapping", test_error_mapping) ||
 	    !CU_add_test(s, "status poll", test_status) ||

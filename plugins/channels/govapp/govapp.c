@@ -87,6 +87,10 @@ struct govapp_call {
 	/* A lookup was made during the current SEND: an "unknown_device"
 	 * answer then is final instead of a reason to refresh the keys. */
 	bool fresh_in_op;
+	/* Envelopes sealed by govapp_prepare_send for `devices` as they are
+	 * now (freed with them), taken by the SEND that follows. */
+	struct json_object *prepared_envs;
+	size_t prepared_sealed;
 };
 
 /* ------------------------------------------------------------------ */
@@ -125,6 +129,9 @@ static void govapp_devices_free(struct govapp_call *c)
 	c->devices = NULL;
 	c->n_devices = 0;
 	c->n_usable = 0;
+	json_object_put(c->prepared_envs);
+	c->prepared_envs = NULL;
+	c->prepared_sealed = 0;
 }
 
 /* Parse exactly buf[0..len) as one JSON value; NULL when it is not JSON. */
@@ -651,44 +658,24 @@ out:
 }
 
 /*
- * Build the SEND from the looked-up devices, or finish with a PERMFAIL when
- * the lookup already shows the send cannot succeed.
+ * Seal the message for every usable device: *envs gets the envelopes array
+ * and *sealed how many it holds. 0, or -ENOMEM. Thread-safe on its own
+ * call (govapp_prepare_send runs it on a core worker thread).
  */
-static int govapp_send_request(struct govapp *g, const struct smis_message *msg,
-			       struct govapp_call *c, struct smis_http_request **req,
-			       struct smis_outcome *out)
+static int govapp_seal_envelopes(struct govapp *g, const struct smis_message *msg,
+				 const struct govapp_call *c, struct json_object **envs, size_t *sealed)
 {
-	struct json_object *envs = NULL;
-	char *pt = NULL;
-	size_t pt_len, sealed = 0;
+	char *pt = govapp_plaintext(msg);
+	size_t pt_len;
 	int rc = -ENOMEM;
 
-	if (!c->registered) {
-		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_not_registered",
-			    "citizen has no GovApp installation");
-		rc = SMIS_STEP_DONE;
-		goto out;
-	}
-	if (!c->notifications) {
-		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_notifications_disabled",
-			    "citizen turned GovApp notifications off");
-		rc = SMIS_STEP_DONE;
-		goto out;
-	}
-	if (c->n_usable == 0) {
-		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_device_key",
-			    "none of the citizen's %zu GovApp devices has a usable public key",
-			    c->n_devices);
-		rc = SMIS_STEP_DONE;
-		goto out;
-	}
-	pt = govapp_plaintext(msg);
-	envs = json_object_new_array();
-	if (!pt || !envs)
+	*sealed = 0;
+	*envs = json_object_new_array();
+	if (!pt || !*envs)
 		goto out;
 	pt_len = strlen(pt);
 	for (size_t i = 0; i < c->n_devices; i++) {
-		struct govapp_device *d = &c->devices[i];
+		const struct govapp_device *d = &c->devices[i];
 		struct json_object *e;
 		char *enc = NULL, *ct = NULL;
 		int r;
@@ -711,29 +698,94 @@ static int govapp_send_request(struct govapp *g, const struct smis_message *msg,
 			json_object_object_add(e, "device_id", json_object_new_string(d->id));
 			json_object_object_add(e, "enc", json_object_new_string(enc));
 			json_object_object_add(e, "ciphertext", json_object_new_string(ct));
-			json_object_array_add(envs, e);
-			sealed++;
+			json_object_array_add(*envs, e);
+			(*sealed)++;
 		}
 		free(enc);
 		free(ct);
 		if (!e)
 			goto out;
 	}
-	if (sealed == 0) {
-		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_device_key",
-			    "no envelope could be sealed for the citizen's GovApp devices");
-		rc = SMIS_STEP_DONE;
-		goto out;
-	}
-	rc = govapp_post_send(g, msg, c, envs, req);
-	envs = NULL;
+	rc = 0;
 out:
 	if (pt) {
 		OPENSSL_cleanse(pt, strlen(pt));
 		free(pt);
 	}
-	json_object_put(envs);
+	if (rc != 0) {
+		json_object_put(*envs);
+		*envs = NULL;
+	}
 	return rc;
+}
+
+/* True when a SEND started now would use the lookup this call holds. */
+static bool govapp_lookup_fresh(const struct govapp *g, const struct govapp_call *c)
+{
+	return c->have_lookup && g->lookup_max_age_ms > 0 &&
+	       g->api->monotonic_ms() - c->lookup_at_ms <= g->lookup_max_age_ms;
+}
+
+/*
+ * Build the SEND from the looked-up devices, or finish with a PERMFAIL when
+ * the lookup already shows the send cannot succeed.
+ */
+static int govapp_send_request(struct govapp *g, const struct smis_message *msg,
+			       struct govapp_call *c, struct smis_http_request **req,
+			       struct smis_outcome *out)
+{
+	struct json_object *envs = NULL;
+	size_t sealed = 0;
+	int rc;
+
+	if (!c->registered) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_not_registered",
+			    "citizen has no GovApp installation");
+		return SMIS_STEP_DONE;
+	}
+	if (!c->notifications) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_notifications_disabled",
+			    "citizen turned GovApp notifications off");
+		return SMIS_STEP_DONE;
+	}
+	if (c->n_usable == 0) {
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_device_key",
+			    "none of the citizen's %zu GovApp devices has a usable public key",
+			    c->n_devices);
+		return SMIS_STEP_DONE;
+	}
+	if (c->prepared_envs) { /* sealed by govapp_prepare_send for these devices */
+		envs = c->prepared_envs;
+		sealed = c->prepared_sealed;
+		c->prepared_envs = NULL;
+		c->prepared_sealed = 0;
+	} else if ((rc = govapp_seal_envelopes(g, msg, c, &envs, &sealed)) != 0) {
+		return rc;
+	}
+	if (sealed == 0) {
+		json_object_put(envs);
+		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_device_key",
+			    "no envelope could be sealed for the citizen's GovApp devices");
+		return SMIS_STEP_DONE;
+	}
+	return govapp_post_send(g, msg, c, envs, req);
+}
+
+/*
+ * The sealing of a SEND, ahead of it on a core worker thread: only when the
+ * SEND will use the lookup this call already holds (the same test as
+ * govapp_start's). Anything else, start handles as if this had not run.
+ */
+static void govapp_prepare_send(void *state, const struct smis_message *msg, void **call)
+{
+	struct govapp *g = state;
+	struct govapp_call *c = call ? *call : NULL;
+
+	if (!g || !c || !msg || !msg->id || c->prepared_envs || govapp_passthrough(msg) ||
+	    !govapp_lookup_fresh(g, c) || !c->registered || !c->notifications || c->n_usable == 0)
+		return;
+	if (govapp_seal_envelopes(g, msg, c, &c->prepared_envs, &c->prepared_sealed) != 0)
+		c->prepared_envs = NULL; /* start seals, or fails, itself */
 }
 
 static int govapp_status_request(struct govapp *g, const struct smis_message *msg,
@@ -1078,8 +1130,7 @@ static int govapp_start(void *state, enum smis_op op, const struct smis_message 
 			 * answers not_registered and the like itself. */
 			c->fresh_in_op = true;
 			rc = govapp_send_passthrough(g, msg, c, govapp_passthrough(msg), req, out);
-		} else if (c->have_lookup && g->lookup_max_age_ms > 0 &&
-			   g->api->monotonic_ms() - c->lookup_at_ms <= g->lookup_max_age_ms) {
+		} else if (govapp_lookup_fresh(g, c)) {
 			rc = govapp_send_request(g, msg, c, req, out);
 		} else {
 			c->fresh_in_op = true;
@@ -1319,6 +1370,7 @@ static const struct smis_channel_ops govapp_ops = {
 	.resume = govapp_resume,
 	.call_free = govapp_call_free,
 	.inbound = govapp_inbound,
+	.prepare_send = govapp_prepare_send,
 };
 
 SMIS_PLUGIN_EXPORT const struct smis_plugin_descriptor smis_plugin_descriptor = {

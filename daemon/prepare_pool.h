@@ -1,0 +1,23 @@
+/*
+ * prepare_pool.h - worker threads that run channel plugins' prepare_send
+ * (CPU-heavy work such as end-to-end sealing) off the dispatcher thread.
+ */
+#ifndef SMISD_PREPARE_POOL_H
+#define SMISD_PREPARE_POOL_H
+
+#include <stdbool.h>
+
+#include "job.h"
+
+/* Called on a worker thread once job->prepare_ch's prepare_send has run. */
+typedef void (*smisd_prepare_done_fn)(struct smisd_job *job);
+
+/* Start `threads` workers (0: none; the caller then prepares inline). */
+int smisd_prepare_pool_start(int threads, smisd_prepare_done_fn done);
+bool smisd_prepare_pool_running(void);
+/* Queue a job whose prepare_ch is set; thread-safe. */
+void smisd_prepare_pool_submit(struct smisd_job *job);
+/* Let the workers finish what is queued, then join them. */
+void smisd_prepare_pool_stop(void);
+
+#endif
