@@ -193,6 +193,13 @@ def main():
       % os.cpu_count())
     w("| machine busy before the runs | %s cores (measured over 2 s before anything started: other users "
       "of this shared machine) |" % fmt(o.idle_busy / 100.0, 2))
+    # The machine's own speed drifts on a shared host (other tenants' load
+    # shows as slower runs, not as busy CPUs here): the closed-loop baseline
+    # of each repetition is the yardstick.
+    drift = [r["ok_rps"] for r in sorted(by_name.get("sms0.base", []), key=lambda r: r["rep"])]
+    if len(drift) > 1:
+        w("| machine speed across the repetitions | baseline `sms0` %s msg/s: the slowest at %.0f%% of the "
+          "fastest |" % (", ".join(fmt(x) for x in drift), 100.0 * min(drift) / max(drift)))
     w("")
     w("Each repetition runs every scenario once, the **baseline** (wrk straight at the simulator, the same "
       "request shape smisd sends upstream) right before the same load **through smisd**. Figures are "
