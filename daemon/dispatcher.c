@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -27,7 +28,7 @@ static pthread_t thread;
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct smisd_job_queue queue;    /* new jobs and single operations */
 static struct smisd_job_queue prepared; /* back from the prepare pool (same lock) */
-static volatile int stopping;
+static atomic_int stopping; /* set by smisd_dispatcher_stop, read by the loop */
 static smisd_dispatch_finished_fn on_finished;
 static struct smisd_job *active; /* jobs with a transfer in the multi handle */
 

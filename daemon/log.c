@@ -10,15 +10,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stdatomic.h>
+
 #include "log.h"
 
-static enum smis_log_level log_min = SMIS_LOG_INFO;
+/* Set by a reload (main thread) while every other thread logs. */
+static atomic_int log_min = SMIS_LOG_INFO;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 void smisd_log_set_level(enum smis_log_level min)
 {
-	log_min = min;
+	atomic_store_explicit(&log_min, (int)min, memory_order_relaxed);
 }
 
 int smisd_log_level_parse(const char *s)
@@ -75,7 +78,7 @@ static void logv_full(enum smis_log_level level, const char *component, const ch
 	struct timespec ts;
 	struct tm tm;
 
-	if (level < log_min)
+	if ((int)level < atomic_load_explicit(&log_min, memory_order_relaxed))
 		return;
 	vsnprintf(text, sizeof(text), fmt, ap);
 	clock_gettime(CLOCK_REALTIME, &ts);
