@@ -296,13 +296,12 @@ static int start_op(struct smisd_job *job, const struct smisd_channel *ch, enum 
 		return 0;
 	}
 	if (op == SMIS_OP_SEND && has_prepare_send(ch)) {
-		if (smisd_prepare_pool_running()) {
-			/* The job waits on a worker instead of on curl; it comes
-			 * back through prepared_done() to start_attempt(). */
-			job->prepare_ch = ch;
-			smisd_prepare_pool_submit(job);
+		/* The job waits on a worker instead of on curl; it comes back
+		 * through prepared_done() to start_attempt(). */
+		job->prepare_ch = ch;
+		if (smisd_prepare_pool_submit(job))
 			return 1;
-		}
+		job->prepare_ch = NULL;
 		ch->ops->prepare_send(ch->state, &job->msg, &job->calls[ch->index]);
 	}
 	return start_attempt(job);

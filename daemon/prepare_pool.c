@@ -70,17 +70,21 @@ int smisd_prepare_pool_start(int threads, smisd_prepare_done_fn done)
 	return 0;
 }
 
-bool smisd_prepare_pool_running(void)
+bool smisd_prepare_pool_submit(struct smisd_job *job)
 {
-	return n_workers > 0;
-}
+	bool taken;
 
-void smisd_prepare_pool_submit(struct smisd_job *job)
-{
 	pthread_mutex_lock(&lock);
-	smisd_job_queue_push(&queue, job);
-	pthread_cond_signal(&cond);
+	/* Refused once stopping: a SEND that comes after the drain window
+	 * (a straggler's lookup answered late) is prepared inline instead of
+	 * waiting for workers that are gone. */
+	taken = n_workers > 0 && !stopping;
+	if (taken) {
+		smisd_job_queue_push(&queue, job);
+		pthread_cond_signal(&cond);
+	}
 	pthread_mutex_unlock(&lock);
+	return taken;
 }
 
 void smisd_prepare_pool_stop(void)
@@ -92,7 +96,9 @@ void smisd_prepare_pool_stop(void)
 	/* Workers finish what is queued first: every job comes back. */
 	for (int i = 0; i < n_workers; i++)
 		pthread_join(workers[i], NULL);
+	pthread_mutex_lock(&lock);
+	n_workers = 0;
+	pthread_mutex_unlock(&lock);
 	free(workers);
 	workers = NULL;
-	n_workers = 0;
 }

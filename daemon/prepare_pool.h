@@ -14,9 +14,9 @@ typedef void (*smisd_prepare_done_fn)(struct smisd_job *job);
 
 /* Start `threads` workers (0: none; the caller then prepares inline). */
 int smisd_prepare_pool_start(int threads, smisd_prepare_done_fn done);
-bool smisd_prepare_pool_running(void);
-/* Queue a job whose prepare_ch is set; thread-safe. */
-void smisd_prepare_pool_submit(struct smisd_job *job);
+/* Queue a job whose prepare_ch is set; thread-safe. False when there are
+ * no workers (none started, or stopping): the caller prepares inline. */
+bool smisd_prepare_pool_submit(struct smisd_job *job);
 /* Let the workers finish what is queued, then join them. */
 void smisd_prepare_pool_stop(void);
 
