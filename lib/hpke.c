@@ -373,9 +373,9 @@ out:
 
 /*
  * The u-coordinates whose X25519 with any (clamped) scalar is zero: the points
- * of order 1, 2, 4 and 8 on the curve and its twist (0, 1, p-1 and the two of
- * order 8), plus the non-canonical encodings below 2^255 of 0 and 1 (p and
- * p+1). Clamping makes every scalar a multiple of the cofactor 8, so these and
+ * of small order on the curve and its twist, u = 0 (order 2), 1 and p-1
+ * (order 4) and the two of order 8, plus the non-canonical encodings below
+ * 2^255 of 0 and 1 (p and p+1). Clamping makes every scalar a multiple of the cofactor 8, so these and
  * only these give the all-zero secret (RFC 7748 section 6.1; the same list as
  * libsodium's). Comparing against them replaces a probe scalar multiplication
  * (~30 us) per key check, which the lookup path paid once per device.
