@@ -306,7 +306,7 @@ def main():
     db = med([r["db_bytes"] / r["requests"] for r in sruns if r["requests"]])
     w("## Set-up")
     w("")
-    w("- smisd: the benchmark configuration written by run.sh: `listen.threads = 2`, log level warn, "
+    w("- smisd: the benchmark configuration written by run.sh: `listen.threads = 2`, `limits.prepare_threads` at its default (2 workers sealing GovApp messages), log level warn, "
       "SQLite store (WAL) in a scratch folder on the local disk, strategies `sms_only` (one RingRing "
       "send) and `govapp_first` (GovApp lookup + send; every recipient is a seeded citizen with the app "
       "and one device, so no SMS fallback); `status_url` is unset, so no delivery-report callbacks load "
