@@ -298,10 +298,8 @@ static int start_op(struct smisd_job *job, const struct smisd_channel *ch, enum 
 	if (op == SMIS_OP_SEND && has_prepare_send(ch)) {
 		/* The job waits on a worker instead of on curl; it comes back
 		 * through prepared_done() to start_attempt(). */
-		job->prepare_ch = ch;
 		if (smisd_prepare_pool_submit(job))
 			return 1;
-		job->prepare_ch = NULL;
 		ch->ops->prepare_send(ch->state, &job->msg, &job->calls[ch->index]);
 	}
 	return start_attempt(job);
@@ -503,7 +501,6 @@ static void *dispatcher_main(void *arg)
 			struct smisd_job *job = ready;
 			ready = ready->next;
 			job->next = NULL;
-			job->prepare_ch = NULL;
 			if (!start_attempt(job) && !advance(job))
 				finish(job);
 		}

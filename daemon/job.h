@@ -78,8 +78,6 @@ struct smisd_job {
 	smisd_job_done_fn done;
 	void *done_arg;
 	struct smisd_job *next;        /* queue link */
-	/* Set while the job is on the prepare pool (prepare_pool.c). */
-	const struct smisd_channel *prepare_ch;
 	struct smisd_job *active_prev, *active_next; /* dispatcher: waiting on curl */
 };
 

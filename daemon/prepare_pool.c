@@ -8,8 +8,9 @@
  * small pool, and the job goes back to the dispatcher to start the SEND.
  *
  * A job is owned by exactly one thread at a time: the dispatcher hands it
- * over (nothing of it is touched there until it comes back), a worker runs
- * prepare_send on it and hands it back through the `done` callback.
+ * over with the SEND recorded as its last attempt (nothing of it is touched
+ * there until it comes back), a worker runs that channel's prepare_send and
+ * hands it back through the `done` callback.
  */
 #include "config.h"
 
@@ -34,14 +35,15 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&lock);
 	for (;;) {
 		struct smisd_job *job;
+		const struct smisd_channel *ch;
 		while (!queue.head && !stopping)
 			pthread_cond_wait(&cond, &lock);
 		job = smisd_job_queue_pop(&queue);
 		if (!job) /* stopping, and nothing left to prepare */
 			break;
 		pthread_mutex_unlock(&lock);
-		job->prepare_ch->ops->prepare_send(job->prepare_ch->state, &job->msg,
-						   &job->calls[job->prepare_ch->index]);
+		ch = job->attempts[job->n_attempts - 1].ch;
+		ch->ops->prepare_send(ch->state, &job->msg, &job->calls[ch->index]);
 		on_done(job);
 		pthread_mutex_lock(&lock);
 	}
