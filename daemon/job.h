@@ -111,6 +111,22 @@ static inline struct smisd_job *smisd_job_queue_pop(struct smisd_job_queue *q)
 	return job;
 }
 
+/* At most max jobs (at least 1) from the front, as a list linked through
+ * next; NULL when the queue is empty. */
+static inline struct smisd_job *smisd_job_queue_take_upto(struct smisd_job_queue *q, size_t max)
+{
+	struct smisd_job *first = q->head, *last = first;
+	if (!first)
+		return NULL;
+	for (size_t n = 1; n < max && last->next; n++)
+		last = last->next;
+	q->head = last->next;
+	if (!q->head)
+		q->tail = NULL;
+	last->next = NULL;
+	return first;
+}
+
 /* Everything queued, as a list linked through next; the queue is empty. */
 static inline struct smisd_job *smisd_job_queue_take(struct smisd_job_queue *q)
 {

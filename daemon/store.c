@@ -445,9 +445,8 @@ static void *writer_main(void *arg)
 	int64_t next_poll = 0;
 	(void)arg;
 	for (;;) {
-		struct smisd_job *jobs, *tail;
+		struct smisd_job *jobs;
 		struct report_item *reps;
-		int n = 0;
 
 		if (smisd_monotonic_ms() >= next_poll) {
 			poll_due();
@@ -470,16 +469,7 @@ static void *writer_main(void *arg)
 			break;
 		}
 		/* Take at most batch_limit jobs: one transaction each round. */
-		jobs = jq.head;
-		tail = jobs;
-		for (n = 1; tail && tail->next && n < batch_limit; n++)
-			tail = tail->next;
-		if (tail) {
-			jq.head = tail->next;
-			if (!jq.head)
-				jq.tail = NULL;
-			tail->next = NULL;
-		}
+		jobs = smisd_job_queue_take_upto(&jq, (size_t)batch_limit);
 		reps = rq_head;
 		rq_head = rq_tail = NULL;
 		pthread_mutex_unlock(&qlock);
