@@ -90,7 +90,6 @@ struct govapp_call {
 	/* Envelopes sealed by govapp_prepare_send for `devices` as they are
 	 * now (freed with them), taken by the SEND that follows. */
 	struct json_object *prepared_envs;
-	size_t prepared_sealed;
 };
 
 /* ------------------------------------------------------------------ */
@@ -131,7 +130,6 @@ static void govapp_devices_free(struct govapp_call *c)
 	c->n_usable = 0;
 	json_object_put(c->prepared_envs);
 	c->prepared_envs = NULL;
-	c->prepared_sealed = 0;
 }
 
 /* Parse exactly buf[0..len) as one JSON value; NULL when it is not JSON. */
@@ -659,17 +657,16 @@ out:
 
 /*
  * Seal the message for every usable device: *envs gets the envelopes array
- * and *sealed how many it holds. 0, or -ENOMEM. Thread-safe on its own
- * call (govapp_prepare_send runs it on a core worker thread).
+ * (one per device sealed for, possibly none). 0, or -ENOMEM. Thread-safe on
+ * its own call (govapp_prepare_send runs it on a core worker thread).
  */
 static int govapp_seal_envelopes(struct govapp *g, const struct smis_message *msg,
-				 const struct govapp_call *c, struct json_object **envs, size_t *sealed)
+				 const struct govapp_call *c, struct json_object **envs)
 {
 	char *pt = govapp_plaintext(msg);
 	size_t pt_len;
 	int rc = -ENOMEM;
 
-	*sealed = 0;
 	*envs = json_object_new_array();
 	if (!pt || !*envs)
 		goto out;
@@ -699,7 +696,6 @@ static int govapp_seal_envelopes(struct govapp *g, const struct smis_message *ms
 			json_object_object_add(e, "enc", json_object_new_string(enc));
 			json_object_object_add(e, "ciphertext", json_object_new_string(ct));
 			json_object_array_add(*envs, e);
-			(*sealed)++;
 		}
 		free(enc);
 		free(ct);
@@ -735,7 +731,6 @@ static int govapp_send_request(struct govapp *g, const struct smis_message *msg,
 			       struct smis_outcome *out)
 {
 	struct json_object *envs = NULL;
-	size_t sealed = 0;
 	int rc;
 
 	if (!c->registered) {
@@ -756,13 +751,11 @@ static int govapp_send_request(struct govapp *g, const struct smis_message *msg,
 	}
 	if (c->prepared_envs) { /* sealed by govapp_prepare_send for these devices */
 		envs = c->prepared_envs;
-		sealed = c->prepared_sealed;
 		c->prepared_envs = NULL;
-		c->prepared_sealed = 0;
-	} else if ((rc = govapp_seal_envelopes(g, msg, c, &envs, &sealed)) != 0) {
+	} else if ((rc = govapp_seal_envelopes(g, msg, c, &envs)) != 0) {
 		return rc;
 	}
-	if (sealed == 0) {
+	if (json_object_array_length(envs) == 0) {
 		json_object_put(envs);
 		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_device_key",
 			    "no envelope could be sealed for the citizen's GovApp devices");
@@ -784,7 +777,7 @@ static void govapp_prepare_send(void *state, const struct smis_message *msg, voi
 	if (!g || !c || !msg || !msg->id || c->prepared_envs || govapp_passthrough(msg) ||
 	    !govapp_lookup_fresh(g, c) || !c->registered || !c->notifications || c->n_usable == 0)
 		return;
-	if (govapp_seal_envelopes(g, msg, c, &c->prepared_envs, &c->prepared_sealed) != 0)
+	if (govapp_seal_envelopes(g, msg, c, &c->prepared_envs) != 0)
 		c->prepared_envs = NULL; /* start seals, or fails, itself */
 }
 
