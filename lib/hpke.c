@@ -1,7 +1,7 @@
 /*
  * HPKE base mode (RFC 9180) on OpenSSL 3.0 EVP: X25519 through EVP_PKEY raw
- * keys, HKDF-SHA256 through EVP_KDF "HKDF" in extract-only / expand-only
- * modes, the AEADs through EVP_CIPHER. Section numbers below are RFC 9180's.
+ * keys, HKDF-SHA256's extract and expand (RFC 5869) on EVP_MAC HMAC, the
+ * AEADs through EVP_CIPHER. Section numbers below are RFC 9180's.
  */
 #include "config.h"
 
@@ -16,7 +16,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
@@ -81,10 +80,6 @@ static void hpke_put_u16(unsigned char *p, uint16_t v)
 	p[1] = (unsigned char)v;
 }
 
-/*
- * One HKDF-SHA256 step: mode EXTRACT_ONLY (key = IKM, optional salt, out =
- * 32-byte PRK) or EXPAND_ONLY (key = PRK, info, out_len bytes of output).
- */
 /* HKDF (RFC 5869) on OpenSSL's HMAC-SHA256. OpenSSL's own HKDF (EVP_KDF)
  * fetches its digest and, inside, HMAC by name on every call: a provider
  * lookup under a lock, about a third of a seal's time beside the two X25519
@@ -146,26 +141,26 @@ static int hmac3(const unsigned char *key, size_t key_len, const unsigned char *
 	return rc;
 }
 
-/*
- * One HKDF-SHA256 step: mode EXTRACT_ONLY (key = IKM, optional salt, out =
- * 32-byte PRK) or EXPAND_ONLY (key = PRK, info, out_len bytes of output, at
- * most 255 blocks).
- */
-static int hkdf(int mode, const unsigned char *key, size_t key_len, const unsigned char *salt,
-	size_t salt_len, const unsigned char *info, size_t info_len, unsigned char *out, size_t out_len)
+/* HKDF-Extract: prk = HMAC-SHA256(salt, ikm); an empty salt is HashLen zeros. */
+static int hkdf_extract(const unsigned char *salt, size_t salt_len, const unsigned char *ikm,
+	size_t ikm_len, unsigned char prk[HPKE_NH])
+{
+	return hmac3(salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
+}
+
+/* HKDF-Expand: out_len bytes (1 .. 255 blocks) of T(1) || T(2) || ..., where
+ * T(i) = HMAC-SHA256(prk, T(i-1) || info || i). */
+static int hkdf_expand(const unsigned char prk[HPKE_NH], const unsigned char *info, size_t info_len,
+	unsigned char *out, size_t out_len)
 {
 	unsigned char t[HPKE_NH];
 	size_t done = 0, t_len = 0;
 	int rc = 0;
 
-	if (mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY) /* PRK = HMAC(salt, IKM) */
-		return out_len == HPKE_NH ? hmac3(salt, salt_len, key, key_len, NULL, 0, NULL, 0, out)
-					  : -EINVAL;
 	if (out_len == 0 || out_len > 255 * HPKE_NH)
 		return -EINVAL;
-	/* T(i) = HMAC(PRK, T(i-1) || info || i); OKM = T(1) || T(2) || ... */
 	for (unsigned char i = 1; rc == 0 && done < out_len; i++) {
-		rc = hmac3(key, key_len, t, t_len, info, info_len, &i, 1, t);
+		rc = hmac3(prk, HPKE_NH, t, t_len, info, info_len, &i, 1, t);
 		t_len = HPKE_NH;
 		if (rc == 0) {
 			size_t n = out_len - done < HPKE_NH ? out_len - done : HPKE_NH;
@@ -201,7 +196,7 @@ static int labeled_extract(const unsigned char *suite_id, size_t suite_id_len,
 	memcpy(buf + HPKE_VERSION_LABEL_LEN + suite_id_len, label, label_len);
 	if (ikm_len > 0)
 		memcpy(buf + HPKE_VERSION_LABEL_LEN + suite_id_len + label_len, ikm, ikm_len);
-	rc = hkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, buf, n, salt, salt_len, NULL, 0, prk, HPKE_NH);
+	rc = hkdf_extract(salt, salt_len, buf, n, prk);
 	/* ikm is often a DH output or a shared secret. */
 	OPENSSL_cleanse(buf, n);
 	free(buf);
@@ -237,7 +232,7 @@ static int labeled_expand(const unsigned char *suite_id, size_t suite_id_len,
 	memcpy(buf + 2 + HPKE_VERSION_LABEL_LEN + suite_id_len, label, label_len);
 	if (info_len > 0)
 		memcpy(buf + 2 + HPKE_VERSION_LABEL_LEN + suite_id_len + label_len, info, info_len);
-	rc = hkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, HPKE_NH, NULL, 0, buf, n, out, L);
+	rc = hkdf_expand(prk, buf, n, out, L);
 	OPENSSL_cleanse(buf, n);
 	free(buf);
 out:
@@ -375,8 +370,8 @@ out:
  * The u-coordinates whose X25519 with any (clamped) scalar is zero: the points
  * of small order on the curve and its twist, u = 0 (order 2), 1 and p-1
  * (order 4) and the two of order 8, plus the non-canonical encodings below
- * 2^255 of 0 and 1 (p and p+1). Clamping makes every scalar a multiple of the cofactor 8, so these and
- * only these give the all-zero secret (RFC 7748 section 6.1; the same list as
+ * 2^255 of 0 and 1 (p and p+1). Clamping makes every scalar a multiple of
+ * the cofactor 8, so these and only these give the all-zero secret (RFC 7748 section 6.1; the same list as
  * libsodium's). Comparing against them replaces a probe scalar multiplication
  * (~30 us) per key check, which the lookup path paid once per device.
  */
