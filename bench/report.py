@@ -66,6 +66,11 @@ def sh(argv):
         return ""
 
 
+def sims_cpu_s(r, clk_tck):
+    """CPU seconds the simulators used over run r."""
+    return (r["rr_cpu_ticks"] + r["ga_cpu_ticks"]) / clk_tck
+
+
 def bound_section(w, o, stat, by_name):
     """What this machine can do at all for govapp_first, from figures of
     the same invocation: the GovApp calls/s of the baseline (wrk straight
@@ -94,7 +99,7 @@ def bound_section(w, o, stat, by_name):
         w("| cores of X25519 alone at %s msg/s | %.2f of 2 |" % (fmt(o.target0), need_x))
     # The cheapest HTTP call this machine makes: wrk straight at ringring-sim
     # (baseline sms0), CPU of both ends per call.
-    per_call = med([((r["rr_cpu_ticks"] + r["ga_cpu_ticks"]) / o.clk_tck + r["wrk_cpu_s"]) / r["requests"]
+    per_call = med([(sims_cpu_s(r, o.clk_tck) + r["wrk_cpu_s"]) / r["requests"]
                     for r in by_name.get("sms0.base", []) if r.get("requests")])
     if per_call:
         need_http = o.target0 * (1 + calls_per_msg) * per_call
@@ -144,7 +149,7 @@ def main():
         users of the machine, and the kernel's softirq work not charged to
         a process), in cores."""
         busy = r["machine_busy_ticks"] / o.clk_tck
-        ours = (r["smisd_cpu_ticks"] + r["rr_cpu_ticks"] + r["ga_cpu_ticks"]) / o.clk_tck + r["wrk_cpu_s"]
+        ours = r["smisd_cpu_ticks"] / o.clk_tck + sims_cpu_s(r, o.clk_tck) + r["wrk_cpu_s"]
         return max(0.0, busy - ours) / (r["duration_us"] / 1e6)
 
     def paired(name, fn):
@@ -222,7 +227,7 @@ def main():
                            + r.get("err_status", 0) + r.get("err_timeout", 0)) for r in rs)
             cpu = "%s / %s / %s / %s" % (
                 fmt(med([cores(r, r["smisd_cpu_ticks"] / o.clk_tck) for r in rs]), 2) if kind == "smisd" else "–",
-                fmt(med([cores(r, (r["rr_cpu_ticks"] + r["ga_cpu_ticks"]) / o.clk_tck) for r in rs]), 2),
+                fmt(med([cores(r, sims_cpu_s(r, o.clk_tck)) for r in rs]), 2),
                 fmt(med([cores(r, r["wrk_cpu_s"]) for r in rs]), 2),
                 fmt(med([other(r) for r in rs]), 2))
             if kind == "base":
@@ -306,7 +311,8 @@ def main():
     db = med([r["db_bytes"] / r["requests"] for r in sruns if r["requests"]])
     w("## Set-up")
     w("")
-    w("- smisd: the benchmark configuration written by run.sh: `listen.threads = 2`, `limits.prepare_threads` at its default (2 workers sealing GovApp messages), log level warn, "
+    w("- smisd: the benchmark configuration written by run.sh: `listen.threads = 2`, "
+      "`limits.prepare_threads` at its default (2 workers sealing GovApp messages), log level warn, "
       "SQLite store (WAL) in a scratch folder on the local disk, strategies `sms_only` (one RingRing "
       "send) and `govapp_first` (GovApp lookup + send; every recipient is a seeded citizen with the app "
       "and one device, so no SMS fallback); `status_url` is unset, so no delivery-report callbacks load "
