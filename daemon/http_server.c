@@ -604,9 +604,12 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_problem(c, st, &pb);
 		goto out;
 	}
-	smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
+	rh[0] = '\0';
 	if (idem) {
 		char stored_hash[65] = "";
+		/* The body's digest is what a replay is checked against; it is
+		 * stored with the key, so only keyed requests need it. */
+		smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
 		char *answer = NULL;
 		idem_full_key(inst->name, idem, full, sizeof(full));
 		if (idem_claim(full) != 0) {
