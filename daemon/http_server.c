@@ -796,8 +796,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (st->job && st->route == ROUTE_KEYS)
 		return keys_answer(c, st);
 	if (st->job) {
-		/* Resumed: the job's answer is committed. */
-		char *body = st->job->response_json ? strdup(st->job->response_json) : NULL;
+		/* Resumed: the job's answer is committed, and the response
+		 * takes the text over (the job only has to be freed now). */
+		char *body = st->job->response_json;
+		st->job->response_json = NULL;
 		if (!body)
 			return respond_code(c, st, 500, "internal_error", "no answer was produced");
 		char loc[64];

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "core_api.h"
 #include "job.h"
+#include "json_writer.h"
 
 /* Ids take 10 random bytes each, twice per call: draw them from a
  * per-thread buffer filled 2 KiB at a time (one DRBG call instead of
@@ -173,23 +173,42 @@ void smisd_iso8601(int64_t ms, char *buf, size_t len)
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
-	gmtime_r(&s, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
+	/* Written digit by digit: two of these go into every answer, and
+	 * snprintf's parsing of the format cost more than the rest of it. */
+	char out[24], *p = out;
+	const int fields[][2] = { { 0, 4 }, { '-', 2 }, { '-', 2 }, { 'T', 2 }, { ':', 2 }, { ':', 2 }, { '.', 3 } };
+	int values[7];
 
-/* Every key of the answer is a string literal written once per object, so
- * json-c need neither copy it nor look for an earlier one (the answer is
- * built for every message: about 8% fewer instructions, by callgrind). */
-static void put(json_object *o, const char *literal_key, json_object *v)
-{
-	json_object_object_add_ex(o, literal_key, v, JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_KEY_IS_CONSTANT);
+	gmtime_r(&s, &tm);
+	values[0] = tm.tm_year + 1900;
+	values[1] = tm.tm_mon + 1;
+	values[2] = tm.tm_mday;
+	values[3] = tm.tm_hour;
+	values[4] = tm.tm_min;
+	values[5] = tm.tm_sec;
+	values[6] = (int)(ms % 1000);
+	for (int i = 0; i < 7; i++) {
+		int v = values[i];
+		if (fields[i][0])
+			*p++ = (char)fields[i][0];
+		for (int d = fields[i][1] - 1; d >= 0; d--) {
+			p[d] = (char)('0' + v % 10);
+			v /= 10;
+		}
+		p += fields[i][1];
+	}
+	*p++ = 'Z';
+	if (len > 0) {
+		size_t n = (size_t)(p - out) < len ? (size_t)(p - out) : len - 1;
+		memcpy(buf, out, n);
+		buf[n] = '\0';
+	}
 }
 
 void smisd_job_conclude(struct smisd_job *job)
 {
 	const struct smisd_attempt *last_fail = NULL, *lookup = NULL;
-	json_object *o, *arr, *channels;
+	struct smisd_jw w;
 	char ts[40];
 	char chain_error[sizeof(job->error)];
 
@@ -198,13 +217,11 @@ void smisd_job_conclude(struct smisd_job *job)
 	job->status = "failed";
 	job->channel = NULL;
 	job->error[0] = '\0';
-	channels = json_object_new_array();
 	for (size_t i = 0; i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
 		if (a->op == SMIS_OP_SEND && a->out.kind == SMIS_OUTCOME_OK) {
 			if (!job->channel)
 				job->channel = a->ch->name;
-			json_object_array_add(channels, json_object_new_string(a->ch->name));
 			job->status = "sent";
 		} else if (a->out.kind != SMIS_OUTCOME_OK) {
 			last_fail = a;
@@ -223,51 +240,58 @@ void smisd_job_conclude(struct smisd_job *job)
 			snprintf(job->error, sizeof(job->error), "no_channel_attempted");
 	}
 
-	o = json_object_new_object();
-	put(o, "id", json_object_new_string(job->id));
-	put(o, "status", json_object_new_string(job->status));
-	put(o, "channel", job->channel ? json_object_new_string(job->channel) : NULL);
-	put(o, "channels", channels);
-	if (job->error[0])
-		put(o, "error", json_object_new_string(job->error));
-	put(o, "strategy", json_object_new_string(job->strategy->name));
-	if (job->req.reference)
-		put(o, "reference", json_object_new_string(job->req.reference));
-	smisd_iso8601(job->created_ms, ts, sizeof(ts));
-	put(o, "created_at", json_object_new_string(ts));
-	arr = json_object_new_array();
+	smisd_jw_init(&w);
+	smisd_jw_object_begin(&w, NULL);
+	smisd_jw_string(&w, "id", job->id);
+	smisd_jw_string(&w, "status", job->status);
+	smisd_jw_string(&w, "channel", job->channel);
+	smisd_jw_array_begin(&w, "channels");
 	for (size_t i = 0; i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
-		json_object *ao = json_object_new_object();
-		put(ao, "channel", json_object_new_string(a->ch ? a->ch->name : "?"));
-		put(ao, "operation", json_object_new_string(smisd_op_name(a->op)));
-		put(ao, "outcome", json_object_new_string(smisd_outcome_name(a->out.kind, a->op)));
+		if (a->op == SMIS_OP_SEND && a->out.kind == SMIS_OUTCOME_OK)
+			smisd_jw_string(&w, NULL, a->ch->name);
+	}
+	smisd_jw_array_end(&w);
+	if (job->error[0])
+		smisd_jw_string(&w, "error", job->error);
+	smisd_jw_string(&w, "strategy", job->strategy->name);
+	if (job->req.reference)
+		smisd_jw_string(&w, "reference", job->req.reference);
+	smisd_iso8601(job->created_ms, ts, sizeof(ts));
+	smisd_jw_string(&w, "created_at", ts);
+	smisd_jw_array_begin(&w, "attempts");
+	for (size_t i = 0; i < job->n_attempts; i++) {
+		const struct smisd_attempt *a = &job->attempts[i];
+		smisd_jw_object_begin(&w, NULL);
+		smisd_jw_string(&w, "channel", a->ch ? a->ch->name : "?");
+		smisd_jw_string(&w, "operation", smisd_op_name(a->op));
+		smisd_jw_string(&w, "outcome", smisd_outcome_name(a->out.kind, a->op));
 		if (a->out.error[0])
-			put(ao, "error", json_object_new_string(a->out.error));
+			smisd_jw_string(&w, "error", a->out.error);
 		if (a->out.detail[0])
-			put(ao, "detail", json_object_new_string(a->out.detail));
+			smisd_jw_string(&w, "detail", a->out.detail);
 		if (a->out.provider_ref[0])
-			put(ao, "provider_reference", json_object_new_string(a->out.provider_ref));
+			smisd_jw_string(&w, "provider_reference", a->out.provider_ref);
 		if (a->op == SMIS_OP_LOOKUP && a->out.kind == SMIS_OUTCOME_OK) {
-			put(ao, "reachability", json_object_new_string(smisd_reach_name(a->out.reach)));
+			smisd_jw_string(&w, "reachability", smisd_reach_name(a->out.reach));
 			if (a->out.language[0])
-				put(ao, "language", json_object_new_string(a->out.language));
-			put(ao, "devices", json_object_new_int(a->out.devices));
+				smisd_jw_string(&w, "language", a->out.language);
+			smisd_jw_int(&w, "devices", a->out.devices);
 		}
 		if (a->op == SMIS_OP_SEND && a->out.sms_parts > 0) {
-			json_object *sms = json_object_new_object();
-			put(sms, "encoding", json_object_new_string(a->out.sms_encoding));
-			put(sms, "characters", json_object_new_int(a->out.sms_chars));
-			put(sms, "segments", json_object_new_int(a->out.sms_parts));
-			put(ao, "sms", sms);
+			smisd_jw_object_begin(&w, "sms");
+			smisd_jw_string(&w, "encoding", a->out.sms_encoding);
+			smisd_jw_int(&w, "characters", a->out.sms_chars);
+			smisd_jw_int(&w, "segments", a->out.sms_parts);
+			smisd_jw_object_end(&w);
 		}
 		smisd_iso8601(a->started_ms, ts, sizeof(ts));
-		put(ao, "started_at", json_object_new_string(ts));
-		put(ao, "duration_ms", json_object_new_int64(a->elapsed_ms));
-		json_object_array_add(arr, ao);
+		smisd_jw_string(&w, "started_at", ts);
+		smisd_jw_int(&w, "duration_ms", a->elapsed_ms);
+		smisd_jw_object_end(&w);
 	}
-	put(o, "attempts", arr);
+	smisd_jw_array_end(&w);
+	smisd_jw_object_end(&w);
 	free(job->response_json);
-	job->response_json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
+	job->response_json = smisd_jw_finish(&w);
 }

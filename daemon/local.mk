@@ -8,6 +8,7 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/generation.c daemon/generation.h \
 	daemon/http_server.c daemon/http_server.h \
 	daemon/job.c daemon/job.h \
+	daemon/json_writer.c daemon/json_writer.h \
 	daemon/jwt_auth.c daemon/jwt_auth.h \
 	daemon/log.c daemon/log.h \
 	daemon/metrics.c daemon/metrics.h \

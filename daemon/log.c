@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 
+#include "json_writer.h"
 #include "log.h"
 
 /* Set by a reload (main thread) while every other thread logs. */
@@ -36,17 +37,13 @@ int smisd_log_level_parse(const char *s)
 static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
 {
 	for (; *s && *pos + 7 < cap; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			buf[(*pos)++] = '\\';
-			buf[(*pos)++] = (char)c;
-		} else if (c == '\n') {
-			buf[(*pos)++] = '\\';
-			buf[(*pos)++] = 'n';
-		} else if (c < 0x20) {
-			*pos += (size_t)snprintf(buf + *pos, cap - *pos, "\\u%04x", c);
+		char esc[7];
+		size_t n = smisd_json_escape_byte((unsigned char)*s, esc);
+		if (n == 0) {
+			buf[(*pos)++] = *s;
 		} else {
-			buf[(*pos)++] = (char)c;
+			memcpy(buf + *pos, esc, n);
+			*pos += n;
 		}
 	}
 }

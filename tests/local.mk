@@ -18,8 +18,9 @@ CORE_TEST_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $
 	-DSMIS_TEST_BUILDDIR='"$(abs_top_builddir)"'
 CORE_TEST_LDADD = daemon/libsmisd.la $(CUNIT_LIBS)
 
-check_PROGRAMS += tests/unit/test_phone tests/unit/test_request tests/unit/test_core
-TESTS += tests/unit/test_phone tests/unit/test_request tests/unit/test_core
+check_PROGRAMS += tests/unit/test_phone tests/unit/test_request tests/unit/test_core \
+	tests/unit/test_json_writer
+TESTS += tests/unit/test_phone tests/unit/test_request tests/unit/test_core tests/unit/test_json_writer
 tests_unit_test_phone_SOURCES = tests/unit/test_phone.c
 tests_unit_test_phone_CFLAGS = $(CORE_TEST_CFLAGS)
 tests_unit_test_phone_LDADD = $(CORE_TEST_LDADD)
@@ -29,6 +30,9 @@ tests_unit_test_request_LDADD = $(CORE_TEST_LDADD)
 tests_unit_test_core_SOURCES = tests/unit/test_core.c
 tests_unit_test_core_CFLAGS = $(CORE_TEST_CFLAGS)
 tests_unit_test_core_LDADD = $(CORE_TEST_LDADD)
+tests_unit_test_json_writer_SOURCES = tests/unit/test_json_writer.c
+tests_unit_test_json_writer_CFLAGS = $(CORE_TEST_CFLAGS)
+tests_unit_test_json_writer_LDADD = $(CORE_TEST_LDADD)
 
 # test_core dlopens the built strategy plugins (plugin-dir, made by
 # all-local before any check) and the test plugins (check_LTLIBRARIES).

@@ -4,6 +4,7 @@
  * through the dispatcher's real chain logic with deterministic channels.
  */
 #include <CUnit/Basic.h>
+#include <json-c/json.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,6 +316,58 @@ static void test_strategies(void)
 	smisd_generation_unref(gen);
 }
 
+/* The answer of a run, as a client parses it: every field, and a
+ * reference with characters JSON must escape coming back unchanged. */
+static void test_answer_json(void)
+{
+	static const char reference[] = "ref \"quoted\" back\\slash\nnew\x01line caf\xc3\xa9";
+	struct smisd_job *job;
+	json_object *o, *v, *atts, *a;
+
+	gen = smisd_generation_load(write_conf("good.conf", base_conf));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(gen);
+	job = run("both_yes");
+	job->req.reference = strdup(reference);
+	job->created_ms = 1700000000123LL;
+	smisd_job_conclude(job);
+	o = json_tokener_parse(job->response_json);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT(json_object_object_get_ex(o, "id", &v) && strcmp(json_object_get_string(v), "msg_test") == 0);
+	CU_ASSERT(json_object_object_get_ex(o, "status", &v) && strcmp(json_object_get_string(v), "sent") == 0);
+	CU_ASSERT(json_object_object_get_ex(o, "channel", &v) && strcmp(json_object_get_string(v), "app_yes") == 0);
+	CU_ASSERT(json_object_object_get_ex(o, "channels", &v) && json_object_array_length(v) == 2 &&
+		  strcmp(json_object_get_string(json_object_array_get_idx(v, 1)), "sms_ok") == 0);
+	CU_ASSERT(!json_object_object_get_ex(o, "error", &v));
+	CU_ASSERT(json_object_object_get_ex(o, "strategy", &v) && strcmp(json_object_get_string(v), "both_yes") == 0);
+	CU_ASSERT(json_object_object_get_ex(o, "reference", &v) && strcmp(json_object_get_string(v), reference) == 0);
+	CU_ASSERT(json_object_object_get_ex(o, "created_at", &v) &&
+		  strcmp(json_object_get_string(v), "2023-11-14T22:13:20.123Z") == 0);
+	CU_ASSERT_FATAL(json_object_object_get_ex(o, "attempts", &atts) && json_object_array_length(atts) == 3);
+	a = json_object_array_get_idx(atts, 0);
+	CU_ASSERT(json_object_object_get_ex(a, "operation", &v) && strcmp(json_object_get_string(v), "lookup") == 0);
+	CU_ASSERT(json_object_object_get_ex(a, "reachability", &v) &&
+		  strcmp(json_object_get_string(v), "reachable") == 0);
+	CU_ASSERT(json_object_object_get_ex(a, "devices", &v) && json_object_is_type(v, json_type_int));
+	CU_ASSERT(json_object_object_get_ex(a, "duration_ms", &v) && json_object_is_type(v, json_type_int));
+	a = json_object_array_get_idx(atts, 2);
+	CU_ASSERT(json_object_object_get_ex(a, "channel", &v) && strcmp(json_object_get_string(v), "sms_ok") == 0);
+	CU_ASSERT(json_object_object_get_ex(a, "outcome", &v) && strcmp(json_object_get_string(v), "sent") == 0);
+	json_object_put(o);
+	smisd_job_free(job);
+
+	/* A failed run names its error; channel is null, channels empty. */
+	job = run("only_noinst");
+	o = json_tokener_parse(job->response_json);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT(json_object_object_get_ex(o, "channel", &v) && v == NULL);
+	CU_ASSERT(json_object_object_get_ex(o, "channels", &v) && json_object_array_length(v) == 0);
+	CU_ASSERT(json_object_object_get_ex(o, "error", &v) &&
+		  strcmp(json_object_get_string(v), "recipient_not_reachable") == 0);
+	json_object_put(o);
+	smisd_job_free(job);
+	smisd_generation_unref(gen);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -327,6 +380,7 @@ int main(void)
 	CU_add_test(s, "valid configuration", test_config_valid);
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
 	CU_add_test(s, "strategy decisions", test_strategies);
+	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
