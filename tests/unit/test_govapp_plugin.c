@@ -28,6 +28,7 @@
 #include <openssl/hmac.h>
 
 #include "smis/smis-plugin.h"
+#include "fake_core.h"
 #include "b64url.h"
 #include "e2e.h"
 
@@ -66,15 +67,6 @@ struct smis_config {
 	size_t n;
 	int errors;
 	char last_error_key[64];
-};
-
-struct smis_http_request {
-	char *method;
-	char *url;
-	char *headers[16];
-	size_t n_headers;
-	char *body;
-	size_t body_len;
 };
 
 static int64_t fake_now_ms = 1714566896000LL;
@@ -142,58 +134,10 @@ static void fake_config_error(struct smis_config *cfg, const char *key, const ch
 	snprintf(cfg->last_error_key, sizeof(cfg->last_error_key), "%s", key ? key : "(block)");
 }
 
-static int fake_channel_caps(struct smis_instance *self, const char *name, unsigned *caps)
-{
-	return -ENOENT;
-}
 
-static struct smis_http_request *fake_req_new(const char *method, const char *url)
-{
-	struct smis_http_request *r = calloc(1, sizeof(*r));
 
-	if (r) {
-		r->method = strdup(method);
-		r->url = strdup(url);
-	}
-	return r;
-}
 
-static int fake_req_header(struct smis_http_request *r, const char *name, const char *value)
-{
-	size_t n = strlen(name) + strlen(value) + 3;
 
-	if (r->n_headers == 16)
-		return -E2BIG;
-	r->headers[r->n_headers] = malloc(n);
-	if (!r->headers[r->n_headers])
-		return -ENOMEM;
-	snprintf(r->headers[r->n_headers++], n, "%s: %s", name, value);
-	return 0;
-}
-
-static int fake_req_body(struct smis_http_request *r, const char *body, size_t len)
-{
-	free(r->body);
-	r->body = malloc(len + 1);
-	if (!r->body)
-		return -ENOMEM;
-	memcpy(r->body, body, len);
-	r->body[len] = '\0';
-	r->body_len = len;
-	return 0;
-}
-
-static void fake_req_free(struct smis_http_request *r)
-{
-	if (!r)
-		return;
-	for (size_t i = 0; i < r->n_headers; i++)
-		free(r->headers[i]);
-	free(r->method);
-	free(r->url);
-	free(r->body);
-	free(r);
-}
 
 static int64_t fake_now(void)
 {
@@ -205,10 +149,6 @@ static int64_t fake_mono(void)
 	return fake_mono_ms;
 }
 
-static void *fake_alloc(size_t n)
-{
-	return calloc(1, n ? n : 1);
-}
 
 static const struct smis_core_api api = {
 	.size = sizeof(struct smis_core_api),
@@ -219,25 +159,15 @@ static const struct smis_core_api api = {
 	.config_bool = fake_config_bool,
 	.config_error = fake_config_error,
 	.channel_caps = fake_channel_caps,
-	.http_request_new = fake_req_new,
-	.http_request_header = fake_req_header,
-	.http_request_body = fake_req_body,
-	.http_request_free = fake_req_free,
+	.http_request_new = fake_http_request_new,
+	.http_request_header = fake_http_request_header,
+	.http_request_body = fake_http_request_body,
+	.http_request_free = fake_http_request_free,
 	.now_ms = fake_now,
 	.monotonic_ms = fake_mono,
 	.alloc = fake_alloc,
 	.free = free,
 };
-
-static const char *req_header(const struct smis_http_request *r, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < r->n_headers; i++)
-		if (strncasecmp(r->headers[i], name, n) == 0 && r->headers[i][n] == ':')
-			return r->headers[i] + n + 2;
-	return NULL;
-}
 
 /* ------------------------------------------------------------------ */
 /* Fixtures                                                            */
@@ -380,11 +310,11 @@ static int do_lookup(void **call, struct smis_http_response *resp, struct smis_o
 	memset(out, 0, sizeof(*out));
 	rc = ops->start(inst, SMIS_OP_LOOKUP, &msg, call, &req, out);
 	CU_ASSERT_EQUAL_FATAL(rc, SMIS_STEP_REQUEST);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	rc = ops->resume(inst, SMIS_OP_LOOKUP, &msg, call, resp, &req, out);
 	CU_ASSERT_PTR_NULL(req);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	return rc;
 }
 
@@ -475,14 +405,14 @@ static void test_config(void)
 		void *call = NULL;
 
 		CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_LOOKUP, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
-		fake_req_free(req);
+		fake_http_request_free(req);
 		req = NULL;
 		CU_ASSERT_EQUAL(ops->resume(st, SMIS_OP_LOOKUP, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
 		CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
 		free(out.devices_json);
 		CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
 		CU_ASSERT_STRING_EQUAL(req ? req->url : "", BASE "/v1/citizens/lookup");
-		fake_req_free(req);
+		fake_http_request_free(req);
 		ops->call_free(st, call);
 		free(body);
 	}
@@ -504,18 +434,18 @@ static void test_lookup_request(void)
 	CU_ASSERT_STRING_EQUAL(req->method, "POST");
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
 	CU_ASSERT_PTR_NULL(strstr(req->url, PHONE_DIGITS));
-	CU_ASSERT_PTR_NOT_NULL(req_header(req, "Authorization"));
-	if (req_header(req, "Authorization"))
-		CU_ASSERT_STRING_EQUAL(req_header(req, "Authorization"), "Bearer " TOKEN);
-	CU_ASSERT_PTR_NOT_NULL(req_header(req, "Content-Type"));
-	if (req_header(req, "Content-Type"))
-		CU_ASSERT_STRING_EQUAL(req_header(req, "Content-Type"), "application/json");
+	CU_ASSERT_PTR_NOT_NULL(fake_http_header(req, "Authorization"));
+	if (fake_http_header(req, "Authorization"))
+		CU_ASSERT_STRING_EQUAL(fake_http_header(req, "Authorization"), "Bearer " TOKEN);
+	CU_ASSERT_PTR_NOT_NULL(fake_http_header(req, "Content-Type"));
+	if (fake_http_header(req, "Content-Type"))
+		CU_ASSERT_STRING_EQUAL(fake_http_header(req, "Content-Type"), "application/json");
 	o = parse(req->body);
 	CU_ASSERT_PTR_NOT_NULL(o);
 	CU_ASSERT_STRING_EQUAL(jstr(o, "phone") ? jstr(o, "phone") : "", PHONE);
 	CU_ASSERT_EQUAL(json_object_object_length(o), 1);
 	json_object_put(o);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	ops->call_free(inst, call);
 }
 
@@ -651,7 +581,7 @@ static void test_send_envelopes(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
 	CU_ASSERT_STRING_EQUAL(req->method, "POST");
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications");
-	CU_ASSERT_STRING_EQUAL(req_header(req, "Authorization") ? req_header(req, "Authorization") : "",
+	CU_ASSERT_STRING_EQUAL(fake_http_header(req, "Authorization") ? fake_http_header(req, "Authorization") : "",
 			       "Bearer " TOKEN);
 	/* Nothing of the body in clear, whatever its form. */
 	CU_ASSERT_PTR_NULL(strstr(req->body, BODY_NL));
@@ -673,7 +603,7 @@ static void test_send_envelopes(void)
 	CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_array_get_idx(v, 1)), "fr");
 	check_envelopes(o, 2);
 	json_object_put(o);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 
 	r = resp_of(202, "{\"notification_id\":\"gn_01ABC\",\"devices\":[{\"device_id\":\"d-1\",\"status\":\"accepted\"}]}");
@@ -700,7 +630,7 @@ static void test_send_skips_invalid_key(void)
 	CU_ASSERT(json_object_object_get_ex(o, "envelopes", &envs));
 	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(envs, 0), "device_id"), "d-1");
 	json_object_put(o);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	ops->call_free(inst, call);
 }
 
@@ -725,7 +655,7 @@ static void test_send_no_valid_key(void)
 		memset(&out, 0, sizeof(out));
 		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_DONE);
 		CU_ASSERT_PTR_NULL(req);
-		fake_req_free(req);
+		fake_http_request_free(req);
 		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
 		CU_ASSERT_STRING_EQUAL(out.error, "govapp_no_device_key");
 		ops->call_free(inst, call);
@@ -749,7 +679,7 @@ static void test_send_no_valid_key(void)
 		free(out.devices_json);
 		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_DONE);
 		CU_ASSERT_STRING_EQUAL(out.error, "govapp_no_device_key");
-		fake_req_free(req);
+		fake_http_request_free(req);
 		ops->call_free(inst, call);
 	}
 }
@@ -774,7 +704,7 @@ static void test_send_unreachable_from_lookup(void)
 		/* SEND on a fresh slot: lookup first, then no send at all. */
 		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
 		CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
-		fake_req_free(req);
+		fake_http_request_free(req);
 		req = NULL;
 		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
 		CU_ASSERT_PTR_NULL(req);
@@ -796,7 +726,7 @@ static void test_lookup_then_send(void)
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_REQUEST);
@@ -805,7 +735,7 @@ static void test_lookup_then_send(void)
 	o = parse(req->body);
 	check_envelopes(o, 2);
 	json_object_put(o);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 
 	r = resp_of(202, "{\"notification_id\":\"gn_CHAIN\",\"devices\":[]}");
@@ -817,12 +747,12 @@ static void test_lookup_then_send(void)
 	memset(&out, 0, sizeof(out));
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications");
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	fake_mono_ms += 61000;
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
-	fake_req_free(req);
+	fake_http_request_free(req);
 	free(body);
 	ops->call_free(inst, call);
 }
@@ -839,7 +769,7 @@ static void expect_request(int rc, struct smis_http_request *req, const char *ur
 		check_envelopes(o, envelopes);
 		json_object_put(o);
 	}
-	fake_req_free(req);
+	fake_http_request_free(req);
 }
 
 /* prepare_send seals ahead (on a core worker thread) for the devices the
@@ -911,21 +841,21 @@ static void test_unknown_device_relookup(void)
 	struct json_object *o;
 
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	/* Devices changed since the remembered lookup: learn them again. */
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &unknown, &req, &out),
 			SMIS_STEP_REQUEST);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/citizens/lookup");
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &lk, &req, &out), SMIS_STEP_REQUEST);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(req);
 	o = parse(req->body);
 	check_envelopes(o, 1);
 	json_object_put(o);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	/* Only once per operation. */
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &unknown, &req, &out), SMIS_STEP_DONE);
@@ -970,7 +900,7 @@ static void test_error_mapping(void)
 		struct smis_outcome out = { 0 };
 
 		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
-		fake_req_free(req);
+		fake_http_request_free(req);
 		req = NULL;
 		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &cases[i].r, &req, &out),
 				SMIS_STEP_DONE);
@@ -1035,9 +965,9 @@ static void test_status(void)
 	CU_ASSERT_STRING_EQUAL(req->method, "GET");
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications/gn_01ABC");
 	CU_ASSERT_PTR_NULL(req->body);
-	CU_ASSERT_STRING_EQUAL(req_header(req, "Authorization") ? req_header(req, "Authorization") : "",
+	CU_ASSERT_STRING_EQUAL(fake_http_header(req, "Authorization") ? fake_http_header(req, "Authorization") : "",
 			       "Bearer " TOKEN);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
@@ -1057,14 +987,14 @@ static void test_status(void)
 	m.provider_ref = "../x?y";
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
 	CU_ASSERT_STRING_EQUAL(req->url, BASE "/v1/notifications/..%2Fx%3Fy");
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	r = resp_of(404, "{\"error\":\"not_found\"}");
 	memset(&out, 0, sizeof(out));
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	r = resp_of(200, "{\"notification_id\":\"gn_01ABC\"}");
 	memset(&out, 0, sizeof(out));
@@ -1105,7 +1035,7 @@ static void test_passthrough(void)
 	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(envs, 0), "enc"), "ZW5j");
 	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(envs, 0), "ciphertext"), "Y3Q");
 	json_object_put(o);
-	fake_req_free(req);
+	fake_http_request_free(req);
 	req = NULL;
 	/* The envelopes cannot be re-sealed: an unknown device is final. */
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &m, &call, &unknown, &req, &out), SMIS_STEP_DONE);
@@ -1125,7 +1055,7 @@ static void test_passthrough(void)
 	m.size = offsetof(struct smis_message, encrypted_json);
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &m, &call, &req, &out), SMIS_STEP_REQUEST);
 	CU_ASSERT_STRING_EQUAL(req ? req->url : "", BASE "/v1/citizens/lookup");
-	fake_req_free(req);
+	fake_http_request_free(req);
 	ops->call_free(inst, call);
 }
 

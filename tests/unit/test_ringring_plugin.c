@@ -23,6 +23,8 @@
 
 #include <smis/smis-plugin.h>
 
+#include "fake_core.h"
+
 #ifndef RINGRING_SO
 #define RINGRING_SO "plugins/channels/ringring/.libs/ringring.so"
 #endif
@@ -52,17 +54,6 @@ struct smis_instance {
 	int dummy;
 };
 
-struct smis_http_request {
-	char *method;
-	char *url;
-	char headers[8][256];
-	size_t n_headers;
-	char *body;
-	size_t body_len;
-};
-
-static int g_requests_made;
-static int g_requests_freed;
 static int g_warnings;
 static char g_log[4096];
 
@@ -142,54 +133,10 @@ static void fake_config_error(struct smis_config *cfg, const char *key, const ch
 	va_end(ap);
 }
 
-static int fake_channel_caps(struct smis_instance *self, const char *name, unsigned *caps)
-{
-	return -ENOENT;
-}
 
-static struct smis_http_request *fake_http_request_new(const char *method, const char *url)
-{
-	struct smis_http_request *r = calloc(1, sizeof(*r));
 
-	if (!r)
-		return NULL;
-	r->method = strdup(method);
-	r->url = strdup(url);
-	g_requests_made++;
-	return r;
-}
 
-static int fake_http_request_header(struct smis_http_request *r, const char *name,
-				    const char *value)
-{
-	if (r->n_headers == 8)
-		return -E2BIG;
-	snprintf(r->headers[r->n_headers++], sizeof(r->headers[0]), "%s: %s", name, value);
-	return 0;
-}
 
-static int fake_http_request_body(struct smis_http_request *r, const char *body, size_t len)
-{
-	free(r->body);
-	r->body = malloc(len + 1);
-	if (!r->body)
-		return -ENOMEM;
-	memcpy(r->body, body, len);
-	r->body[len] = '\0';
-	r->body_len = len;
-	return 0;
-}
-
-static void fake_http_request_free(struct smis_http_request *r)
-{
-	if (!r)
-		return;
-	g_requests_freed++;
-	free(r->method);
-	free(r->url);
-	free(r->body);
-	free(r);
-}
 
 static int64_t fake_now_ms(void)
 {
@@ -201,10 +148,6 @@ static int64_t fake_monotonic_ms(void)
 	return 42;
 }
 
-static void *fake_alloc(size_t n)
-{
-	return calloc(1, n ? n : 1);
-}
 
 static const struct smis_core_api fake_api = {
 	.size = sizeof(struct smis_core_api),
@@ -590,7 +533,7 @@ static void test_send_sender(void)
 	json_object_put(obj);
 
 	/* 12 characters, and characters GSM originators cannot carry. */
-	made = g_requests_made;
+	made = fake_requests_made;
 	m.sender = "Gemeente1234";
 	obj = send_body(st, &m, &out, NULL, 0);
 	CU_ASSERT_PTR_NULL(obj);
@@ -600,7 +543,7 @@ static void test_send_sender(void)
 	obj = send_body(st, &m, &out, NULL, 0);
 	CU_ASSERT_PTR_NULL(obj);
 	CU_ASSERT_STRING_EQUAL(out.error, "invalid_sender");
-	CU_ASSERT_EQUAL(g_requests_made, made);
+	CU_ASSERT_EQUAL(fake_requests_made, made);
 	ops->destroy(st);
 }
 
@@ -832,14 +775,14 @@ static void test_send_length(void)
 	CU_ASSERT_EQUAL(out.sms_parts, 5);
 	json_object_put(obj);
 
-	made = g_requests_made;
+	made = fake_requests_made;
 	text[758] = 'x';
 	text[759] = '\0';
 	obj = send_body(st, &m, &out, NULL, 0);
 	CU_ASSERT_PTR_NULL(obj);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
 	CU_ASSERT_STRING_EQUAL(out.error, "sms_too_long");
-	CU_ASSERT_EQUAL(g_requests_made, made);
+	CU_ASSERT_EQUAL(fake_requests_made, made);
 
 	/* Characters, not bytes: 758 two-byte characters are fine. */
 	for (size_t i = 0; i < 758; i++) {
@@ -1005,13 +948,13 @@ static void test_status_request(void)
 	struct smis_http_request *req = NULL;
 	struct json_object *obj;
 	void *call = NULL;
-	int made = g_requests_made;
+	int made = fake_requests_made;
 
 	/* Nothing to ask about. */
 	CU_ASSERT_EQUAL(ops->start(st, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
 	CU_ASSERT_STRING_EQUAL(out.error, "no_provider_ref");
-	CU_ASSERT_EQUAL(g_requests_made, made);
+	CU_ASSERT_EQUAL(fake_requests_made, made);
 
 	m.provider_ref = "0E1B6C3A-1";
 	memset(&out, 0, sizeof(out));

@@ -9,7 +9,7 @@ plugins_channels_ringring_ringring_la_LIBADD = lib/libsmisgsm7.la $(JSONC_LIBS) 
 
 check_PROGRAMS += tests/unit/test_ringring_plugin
 TESTS += tests/unit/test_ringring_plugin
-tests_unit_test_ringring_plugin_SOURCES = tests/unit/test_ringring_plugin.c
+tests_unit_test_ringring_plugin_SOURCES = tests/unit/test_ringring_plugin.c tests/unit/fake_core.c tests/unit/fake_core.h
 tests_unit_test_ringring_plugin_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DRINGRING_SO='"$(abs_top_builddir)/plugins/channels/ringring/.libs/ringring.so"'
 tests_unit_test_ringring_plugin_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(JSONC_CFLAGS)
