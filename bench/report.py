@@ -71,6 +71,43 @@ def sims_cpu_s(r, clk_tck):
     return (r["rr_cpu_ticks"] + r["ga_cpu_ticks"]) / clk_tck
 
 
+def compare_section(w, o, by_name, groups):
+    """BENCH_COMPARE: this build against another, run by run. Each ratio is
+    taken within one repetition (the two runs are next to each other, their
+    order alternating), then the median over the repetitions."""
+    groups = [g for g in groups if g[0] + ".old" in by_name]
+    if not groups:
+        return
+    rev = sh(["git", "-C", o.compare_build_src, "rev-parse", "--short", "HEAD"]) or "unknown"
+    this = sh(["git", "-C", o.build_src, "rev-parse", "--short", "HEAD"]) or "unknown"
+    w("## Against the other build")
+    w("")
+    w("`BENCH_COMPARE` ran every scenario through smisd twice per repetition: with this build (git %s) "
+      "and with `%s` (git %s), one right after the other, the older first in odd repetitions and second "
+      "in even ones. Ratios are taken within each repetition, then the median; CPU per message is "
+      "smisd's user+system time over the messages answered." % (this, o.compare_build_src, rev))
+    w("")
+    w("| scenario | msg/s other | msg/s this | this/other msg/s | p99 ms other | p99 ms this | "
+      "CPU µs/msg other | CPU µs/msg this | this/other CPU per msg |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+
+    def cpu_us(r):
+        return r["smisd_cpu_ticks"] / o.clk_tck / r["requests"] * 1e6 if r.get("requests") else None
+
+    for g in groups:
+        old = {r["rep"]: r for r in by_name.get(g[0] + ".old", [])}
+        new = [r for r in by_name.get(g[0] + ".smisd", []) if r["rep"] in old]
+        pairs = [(old[r["rep"]], r) for r in new]
+        rate = med([n["ok_rps"] / b["ok_rps"] for b, n in pairs if b["ok_rps"]])
+        cpu = med([cpu_us(n) / cpu_us(b) for b, n in pairs if cpu_us(b) and cpu_us(n)])
+        w("| %s (`%s`) | %s | %s | %s | %.2f | %.2f | %s | %s | %s |" % (
+            g[0], g[1], fmt(med([b["ok_rps"] for b, _ in pairs])), fmt(med([n["ok_rps"] for _, n in pairs])),
+            fmt(rate, 3), med([b["p99_ms"] for b, _ in pairs]), med([n["p99_ms"] for _, n in pairs]),
+            fmt(med([cpu_us(b) for b, _ in pairs]), 1), fmt(med([cpu_us(n) for _, n in pairs]), 1),
+            fmt(cpu, 3)))
+    w("")
+
+
 def bound_section(w, o, stat, by_name):
     """What this machine can do at all for govapp_first, from figures of
     the same invocation: the GovApp calls/s of the baseline (wrk straight
@@ -128,6 +165,7 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("raw", "out", "cmdline", "smisd-log", "build-src"):
         ap.add_argument("--" + a, required=True)
+    ap.add_argument("--compare-build-src", default="")
     for a in ("duration", "reps", "conns", "threads", "target0", "target50", "half0", "half50",
               "elapsed", "govapp", "clk-tck", "idle-busy", "x25519-ops"):
         ap.add_argument("--" + a, type=int, required=True)
@@ -177,8 +215,8 @@ def main():
     w("")
     w("Written by `bench/run.sh`; rerun it to refresh this file (it is rewritten as a whole): build "
       "first (e.g. `./configure CFLAGS=\"-O2 -g\" && make`), then run it from the source tree with the "
-      "build folder as argument. `BENCH_DURATION`, `BENCH_REPS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=sms|govapp` "
-      "and `BENCH_KEEP=1` are described at the top of the script; the figures below come from this "
+      "build folder as argument. `BENCH_DURATION`, `BENCH_REPS`, `BENCH_CONNECTIONS`, `BENCH_ONLY=sms|govapp`, "
+      "`BENCH_KEEP=1` and `BENCH_COMPARE=OTHER_BUILD` are described at the top of the script; the figures below come from this "
       "command:")
     w("")
     w("```")
@@ -300,6 +338,7 @@ def main():
         w("")
         w("govapp-sim was not built when this ran: the `govapp_first` scenarios were skipped.")
     w("")
+    compare_section(w, o, by_name, groups)
     bound_section(w, o, stat, by_name)
 
     errors = 0
@@ -340,7 +379,7 @@ def main():
                 + r.get("err_status", 0) + r.get("err_timeout", 0))
         w("| %d | %s | %s | %.2f | %.2f | %.2f | %s | %s | %d |" % (
             r["rep"], r["name"], fmt(r["ok_rps"]), r["p50_ms"], r["p99_ms"], r["max_ms"],
-            fmt(r["hwm_kb"] / MiB, 1) if r["kind"] == "smisd" else "",
+            fmt(r["hwm_kb"] / MiB, 1) if r["kind"] != "base" else "",
             ("%.2f" % other(r)) + (" *noisy*" if other(r) > NOISY_CORES else ""), e))
     w("")
     verdicts = [line for line in L if line.startswith("| ") and line.endswith(" |")

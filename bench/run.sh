@@ -17,6 +17,12 @@
 #   BENCH_ONLY=sms|govapp only one path
 #   BENCH_OUT=FILE        where to write (default bench/RESULTS.md)
 #   BENCH_KEEP=1          keep the scratch folder (logs, raw results)
+#   BENCH_COMPARE=DIR     another build (e.g. the previous commit's): every
+#                         "through smisd" run is also made with its smisd and
+#                         plugins, beside this build's in the same repetition
+#                         (which goes first alternates), and RESULTS.md gets
+#                         the per-repetition ratios. On a machine whose speed
+#                         drifts, this is how a change is measured.
 # Every process it starts is stopped by PID on exit.
 set -euo pipefail
 
@@ -36,6 +42,13 @@ CONNS=${BENCH_CONNECTIONS:-1000}
 THREADS=${BENCH_THREADS:-2}
 ONLY=${BENCH_ONLY:-}
 OUT=${BENCH_OUT:-$bench/RESULTS.md}
+old_build=""
+old_build_src=""
+if [ -n "${BENCH_COMPARE:-}" ]; then
+	old_build=$(cd "$BENCH_COMPARE" && pwd)
+	old_build_src=$(cd "$old_build" && sed -n "s/^srcdir='\(.*\)'$/\1/p" config.status 2> /dev/null | head -1)
+	old_build_src=$(cd "$old_build" && cd "${old_build_src:-.}" && pwd)
+fi
 # The targets of the issue: closed-loop rate at 0 ms and 50 ms, and "half
 # that load" for the latency target, paced to half the target rate.
 TARGET_0=12000
@@ -55,6 +68,10 @@ for tool in wrk curl python3 openssl; do
 done
 for f in smisd tools/ringring-sim/ringring-sim plugin-dir/sms_only.so; do
 	[ -e "$build/$f" ] || { echo "run.sh: $build/$f is missing: build first" >&2; exit 1; }
+done
+for f in smisd plugin-dir/sms_only.so; do
+	[ -z "$old_build" ] || [ -e "$old_build/$f" ] ||
+		{ echo "run.sh: $old_build/$f is missing: build BENCH_COMPARE first" >&2; exit 1; }
 done
 have_govapp=0
 if [ "$ONLY" != sms ] && [ -x "$build/tools/govapp-sim/govapp-sim" ] &&
@@ -195,14 +212,22 @@ institutions = (
 );
 EOF
 "$build/smisd" --check-config -c "$work/smisd.conf" > /dev/null
+if [ -n "$old_build" ]; then
+	sed "s#^plugin_dir = .*#plugin_dir = \"$old_build/plugin-dir\";#" "$work/smisd.conf" > "$work/smisd-old.conf"
+	"$old_build/smisd" --check-config -c "$work/smisd-old.conf" > /dev/null
+fi
 
 # smisd is started afresh, on an empty store, for every run: each run's peak
 # RSS is its own (glibc keeps freed heap, so a reset VmHWM would still carry
 # the previous run's) and the store does not grow across the whole session.
-start_smisd() {
-	local i=0
+start_smisd() { # start_smisd [old]: this build's smisd, or BENCH_COMPARE's
+	local i=0 bin="$build/smisd" conf="$work/smisd.conf"
+	if [ "${1:-}" = old ]; then
+		bin="$old_build/smisd"
+		conf="$work/smisd-old.conf"
+	fi
 	rm -f "$work/smis.db" "$work/smis.db-wal" "$work/smis.db-shm"
-	"$build/smisd" -c "$work/smisd.conf" 2>> "$work/smisd.log" &
+	"$bin" -c "$conf" 2>> "$work/smisd.log" &
 	smisd_pid=$!
 	until curl -fsS "$API/healthz" > /dev/null 2>&1; do
 		i=$((i + 1))
@@ -264,7 +289,7 @@ machine_ticks() { # busy and idle clock ticks of the whole machine
 }
 
 # run_case REP NAME KIND TARGET URL LATENCY [RATE]
-#   KIND base|smisd; TARGET ringring|govapp|sms_only|govapp_first
+#   KIND base|smisd|old; TARGET ringring|govapp|sms_only|govapp_first
 run_case() {
 	local rep=$1 name=$2 kind=$3 target=$4 url=$5 lat=$6 rate=${7:-}
 	local args=(auth="$API_KEY" apikey="$RR_KEY" recipients="$RECIPIENTS" threads="$THREADS")
@@ -280,8 +305,8 @@ run_case() {
 	[ -n "$rate" ] && args+=(rate="$rate")
 	set_latency "$lat"
 	db_bytes=0
-	if [ "$kind" = smisd ]; then
-		start_smisd
+	if [ "$kind" != base ]; then
+		start_smisd "$kind"
 		# One second of the same load first: curl's upstream connections,
 		# the store's first pages, the allocator's arenas.
 		wrk -t"$THREADS" -c"$CONNS" -d1s --timeout 10s -s "$bench/post.lua" "$url" \
@@ -301,7 +326,7 @@ run_case() {
 	s1=$(sim_count "$RR" sent)
 	g1=0
 	[ -n "$GA" ] && g1=$(sim_count "$GA" requests) && ga1=$(cpu_ticks "$(cat "$work/govapp.pid")")
-	if [ "$kind" = smisd ]; then
+	if [ "$kind" != base ]; then
 		t1=$(cpu_ticks "$smisd_pid")
 		hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$smisd_pid/status")
 		stop_smisd
@@ -356,7 +381,15 @@ for rep in $(seq 1 "$REPS"); do
 	for s in "${scenarios[@]}"; do
 		read -r name kind target urlvar lat rate <<< "$s"
 		[ "$rate" = - ] && rate=""
+		# With BENCH_COMPARE, the other build's run goes right before this
+		# build's in odd repetitions and right after it in even ones.
+		if [ -n "$old_build" ] && [ "$kind" = smisd ] && [ $((rep % 2)) = 1 ]; then
+			run_case "$rep" "${name%.smisd}.old" old "$target" "${!urlvar}" "$lat" "$rate"
+		fi
 		run_case "$rep" "$name" "$kind" "$target" "${!urlvar}" "$lat" "$rate"
+		if [ -n "$old_build" ] && [ "$kind" = smisd ] && [ $((rep % 2)) = 0 ]; then
+			run_case "$rep" "${name%.smisd}.old" old "$target" "${!urlvar}" "$lat" "$rate"
+		fi
 	done
 done
 elapsed=$(( $(date +%s) - started ))
@@ -366,5 +399,5 @@ python3 "$bench/report.py" --raw "$raw" --out "$OUT" --cmdline "$cmdline" \
 	--target0 $TARGET_0 --target50 $TARGET_50 --half0 $HALF_0 --half50 $HALF_50 \
 	--elapsed "$elapsed" --govapp $have_govapp --smisd-log "$work/smisd.log" \
 	--clk-tck "$(getconf CLK_TCK)" --idle-busy "$idle_busy" --build-src "$build_src" \
-	--x25519-ops "$x25519_ops"
+	--x25519-ops "$x25519_ops" --compare-build-src "$old_build_src"
 echo "wrote $OUT" >&2
