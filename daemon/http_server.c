@@ -607,10 +607,10 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	rh[0] = '\0';
 	if (idem) {
 		char stored_hash[65] = "";
+		char *answer = NULL;
 		/* The body's digest is what a replay is checked against; it is
 		 * stored with the key, so only keyed requests need it. */
 		smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
-		char *answer = NULL;
 		idem_full_key(inst->name, idem, full, sizeof(full));
 		if (idem_claim(full) != 0) {
 			smisd_problem_set(&pb, 409, "idempotency_in_progress", NULL,

@@ -41,6 +41,7 @@ static int setup(void)
 	link_plugin("tests/plugins/.libs", "badabi");
 	link_plugin("tests/plugins/.libs", "missingop");
 	link_plugin("tests/plugins/.libs", "nodesc");
+	link_plugin("tests/plugins/.libs", "badstep");
 	link_plugin("plugin-dir", "govapp_only");
 	link_plugin("plugin-dir", "govapp_first");
 	link_plugin("plugin-dir", "sms_only");
@@ -138,7 +139,10 @@ static const char *base_conf =
 	"  { name = \"chain_noinst\"; steps = ( { plugin = \"govapp_only\"; channel = \"app_noinst\"; },\n"
 	"                                      { plugin = \"sms_only\"; channel = \"sms_ok\"; } ); },\n"
 	"  { name = \"chain_yes\"; steps = ( { plugin = \"govapp_only\"; channel = \"app_yes\"; },\n"
-	"                                   { plugin = \"sms_only\"; channel = \"sms_ok\"; } ); }\n"
+	"                                   { plugin = \"sms_only\"; channel = \"sms_ok\"; } ); },\n"
+	"  { name = \"bad_verdict\"; steps = ( { plugin = \"badstep\"; mode = \"verdict\"; } ); },\n"
+	"  { name = \"bad_channel\"; steps = ( { plugin = \"badstep\"; mode = \"channel\"; } ); },\n"
+	"  { name = \"bad_late\"; steps = ( { plugin = \"badstep\"; mode = \"late\"; channel = \"sms_ok\"; } ); }\n"
 	");\n"
 	"institutions = ( { name = \"inst\"; api_keys = [ \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" ];\n"
 	"  strategies = [ \"first_yes\", \"first_noinst\", \"first_off\", \"first_fail\", \"first_fail_nofb\", \"first_allfail\",\n"
@@ -203,7 +207,7 @@ static void test_config_valid(void)
 	struct smisd_generation *g = smisd_generation_load(write_conf("good.conf", base_conf));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
 	CU_ASSERT_EQUAL(g->n_channels, 6);
-	CU_ASSERT_EQUAL(g->n_strategies, 14);
+	CU_ASSERT_EQUAL(g->n_strategies, 17);
 	CU_ASSERT_EQUAL(g->n_institutions, 1);
 	CU_ASSERT_EQUAL(g->settings.listen_port, 8080); /* default */
 	CU_ASSERT_PTR_NOT_NULL(strstr(g->settings.store_path, "/x.db"));
@@ -306,6 +310,26 @@ static void test_strategies(void)
 	expect_run("both_off", "lookup:app_off:ok send:sms_ok:sent", "sent", "sms_ok");
 	expect_run("chain_noinst", "lookup:app_noinst:ok send:sms_ok:sent", "sent", "sms_ok");
 	expect_run("chain_yes", "lookup:app_yes:ok send:app_yes:sent", "sent", "app_yes");
+	/* A step that answers a verdict that does not exist, or names a
+	 * channel that does not exist, ends the chain with strategy_error,
+	 * which reaches the answer; after a send it does not undo the send. */
+	expect_run("bad_verdict", "", "failed", NULL);
+	expect_run("bad_channel", "", "failed", NULL);
+	expect_run("bad_late", "send:sms_ok:sent", "sent", "sms_ok");
+	{
+		static const char *const bad[] = { "bad_verdict", "bad_channel" };
+		for (size_t i = 0; i < 2; i++) {
+			struct smisd_job *job = run(bad[i]);
+			CU_ASSERT_STRING_EQUAL(job->error, "strategy_error");
+			CU_ASSERT_PTR_NOT_NULL(strstr(job->response_json, "\"error\":\"strategy_error\""));
+			smisd_job_free(job);
+		}
+	}
+	{
+		struct smisd_job *job = run("bad_late");
+		CU_ASSERT_PTR_NULL(strstr(job->response_json, "\"error\""));
+		smisd_job_free(job);
+	}
 	{
 		struct smisd_job *job = run("only_noinst");
 		CU_ASSERT_STRING_EQUAL(job->error, "recipient_not_reachable");
