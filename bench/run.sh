@@ -46,7 +46,8 @@ old_build=""
 old_build_src=""
 if [ -n "${BENCH_COMPARE:-}" ]; then
 	old_build=$(cd "$BENCH_COMPARE" && pwd)
-	old_build_src=$(cd "$old_build" && sed -n "s/^srcdir='\(.*\)'$/\1/p" config.status 2> /dev/null | head -1)
+	# No config.status (a wrapper folder, say): its own folder names it.
+	old_build_src=$(cd "$old_build" && { sed -n "s/^srcdir='\(.*\)'$/\1/p" config.status 2> /dev/null || true; } | head -1)
 	old_build_src=$(cd "$old_build" && cd "${old_build_src:-.}" && pwd)
 fi
 # The targets of the issue: closed-loop rate at 0 ms and 50 ms, and "half
