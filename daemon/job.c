@@ -173,36 +173,9 @@ void smisd_iso8601(int64_t ms, char *buf, size_t len)
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
-	/* Written digit by digit: two of these go into every answer, and
-	 * snprintf's parsing of the format cost more than the rest of it. */
-	char out[24], *p = out;
-	const int fields[][2] = { { 0, 4 }, { '-', 2 }, { '-', 2 }, { 'T', 2 }, { ':', 2 }, { ':', 2 }, { '.', 3 } };
-	int values[7];
-
 	gmtime_r(&s, &tm);
-	values[0] = tm.tm_year + 1900;
-	values[1] = tm.tm_mon + 1;
-	values[2] = tm.tm_mday;
-	values[3] = tm.tm_hour;
-	values[4] = tm.tm_min;
-	values[5] = tm.tm_sec;
-	values[6] = (int)(ms % 1000);
-	for (int i = 0; i < 7; i++) {
-		int v = values[i];
-		if (fields[i][0])
-			*p++ = (char)fields[i][0];
-		for (int d = fields[i][1] - 1; d >= 0; d--) {
-			p[d] = (char)('0' + v % 10);
-			v /= 10;
-		}
-		p += fields[i][1];
-	}
-	*p++ = 'Z';
-	if (len > 0) {
-		size_t n = (size_t)(p - out) < len ? (size_t)(p - out) : len - 1;
-		memcpy(buf, out, n);
-		buf[n] = '\0';
-	}
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 void smisd_job_conclude(struct smisd_job *job)

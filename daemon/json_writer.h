@@ -6,7 +6,7 @@
  * copy of every string) and then serialising it cost ~37,000 instructions
  * per message, about a tenth of all smisd does for one (callgrind, bench
  * load); written directly, the whole answer, timestamps included, costs
- * ~12,000. Parsing stays with json-c; this only writes, and only what
+ * ~18,000. Parsing stays with json-c; this only writes, and only what
  * smisd itself composes.
  *
  * Strings are escaped as RFC 8259 requires (quote, backslash, and every
