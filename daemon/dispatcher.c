@@ -161,6 +161,9 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 	curl_slist_free_all(job->easy_headers);
 	job->easy_headers = req->headers;
 	req->headers = NULL;
+	free(job->easy_body);
+	job->easy_body = req->body;
+	req->body = NULL;
 	job->resp_len = 0;
 	job->resp_overflow = 0;
 	if (job->resp_buf)
@@ -190,7 +193,9 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	} else {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
-		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
+		/* Not COPYPOSTFIELDS: the job keeps the body until the next
+		 * request or its end, so curl need not copy it. */
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->easy_body ? job->easy_body : "");
 		if (strcmp(req->method, "POST") != 0)
 			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	}
@@ -439,26 +444,56 @@ static int epfd = -1;
 static int wakefd = -1;
 static int64_t timer_deadline = -1; /* monotonic ms of curl's timer, -1 none */
 
+/*
+ * A socket curl stops watching (a kept-alive connection back in its cache)
+ * stays in the epoll set, marked idle: the next request on it then costs
+ * one EPOLL_CTL_MOD instead of a DEL and an ADD. An idle socket that turns
+ * readable (the server closed it) is removed then. A socket curl closes
+ * leaves the set by itself; its number is cleared when curl reuses it.
+ */
+static unsigned char *idle;
+static size_t idle_cap;
+
+static void set_idle(curl_socket_t s, unsigned char v)
+{
+	if ((size_t)s >= idle_cap) {
+		size_t cap = idle_cap ? idle_cap : 1024;
+		unsigned char *n;
+		while (cap <= (size_t)s)
+			cap *= 2;
+		n = realloc(idle, cap);
+		if (!n) {
+			/* no room to remember: remove it for real */
+			if (v)
+				epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL);
+			return;
+		}
+		memset(n + idle_cap, 0, cap - idle_cap);
+		idle = n;
+		idle_cap = cap;
+	}
+	idle[s] = v;
+}
+
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	struct epoll_event ev;
 	(void)e;
 	(void)userp;
-	memset(&ev, 0, sizeof(ev));
-	ev.data.fd = s;
+	(void)socketp;
+	if (s < 0)
+		return 0;
 	if (what == CURL_POLL_REMOVE) {
-		epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL);
+		set_idle(s, 1);
 		return 0;
 	}
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
 	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-	/* curl tells us once per socket with socketp NULL: add, then modify. */
-	if (!socketp) {
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
-			epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev);
-		curl_multi_assign(multi, s, (void *)1);
-	} else if (epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT) {
+	if ((size_t)s < idle_cap)
+		idle[s] = 0;
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
 		epoll_ctl(epfd, EPOLL_CTL_ADD, s, &ev);
-	}
 	return 0;
 }
 
@@ -530,6 +565,11 @@ static void *dispatcher_main(void *arg)
 				if (read(wakefd, &junk, sizeof(junk)) < 0) {
 					/* nothing to drain: another wake-up raced us */
 				}
+				continue;
+			}
+			if ((size_t)evs[i].data.fd < idle_cap && idle[evs[i].data.fd]) {
+				epoll_ctl(epfd, EPOLL_CTL_DEL, evs[i].data.fd, NULL);
+				idle[evs[i].data.fd] = 0;
 				continue;
 			}
 			if (evs[i].events & EPOLLIN)
@@ -653,6 +693,9 @@ void smisd_dispatcher_stop(void)
 	close(epfd);
 	close(wakefd);
 	epfd = wakefd = -1;
+	free(idle);
+	idle = NULL;
+	idle_cap = 0;
 	while (easy_pooled)
 		curl_easy_cleanup(easy_pool[--easy_pooled]);
 }

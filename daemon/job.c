@@ -102,6 +102,7 @@ void smisd_job_free(struct smisd_job *job)
 	if (job->easy)
 		curl_easy_cleanup(job->easy);
 	curl_slist_free_all(job->easy_headers);
+	free(job->easy_body);
 	free(job->resp_buf);
 	smisd_request_clear(&job->req);
 	free(job->idem_key);

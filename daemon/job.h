@@ -55,6 +55,7 @@ struct smisd_job {
 	int64_t op_started_mono;
 	CURL *easy;
 	struct curl_slist *easy_headers;
+	char *easy_body; /* the upstream request's body: curl reads it in place */
 	char *resp_buf;
 	size_t resp_len, resp_cap;
 	int resp_overflow;

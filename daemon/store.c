@@ -48,6 +48,8 @@ static int batch_limit;
 
 static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_rep, *st_upd, *st_nopoll, *st_exists;
 static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del;
+/* Prepared once: sqlite3_exec("BEGIN") compiles the statement on every call. */
+static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -105,9 +107,48 @@ static EVP_MAC_CTX *mac_tmpl;
 static unsigned char mac_key[64];
 static size_t mac_keylen;
 
+static unsigned mac_gen; /* under mac_lock: bumped when the key changes */
+
+/* Each thread keeps its own context, re-initialised with the same key for
+ * every hash: duplicating the template cost seven allocations a message. */
+struct mac_cache {
+	EVP_MAC_CTX *ctx;
+	unsigned gen;
+};
+static pthread_key_t mac_tls;
+static pthread_once_t mac_tls_once = PTHREAD_ONCE_INIT;
+static bool mac_tls_ready;
+
+static void mac_cache_free(void *p)
+{
+	struct mac_cache *c = p;
+
+	EVP_MAC_CTX_free(c->ctx);
+	free(c);
+}
+
+static void mac_tls_make(void)
+{
+	if (pthread_key_create(&mac_tls, mac_cache_free) != 0)
+		abort();
+	mac_tls_ready = true;
+}
+
+/* A context keyed with `key`, ready for update; owned by this thread. */
 static EVP_MAC_CTX *phone_mac(const unsigned char *key, size_t keylen)
 {
-	EVP_MAC_CTX *ctx = NULL;
+	struct mac_cache *c;
+	unsigned gen;
+
+	pthread_once(&mac_tls_once, mac_tls_make);
+	c = pthread_getspecific(mac_tls);
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c || pthread_setspecific(mac_tls, c) != 0) {
+			free(c);
+			return NULL;
+		}
+	}
 	pthread_mutex_lock(&mac_lock);
 	if (!mac_tmpl || keylen != mac_keylen || CRYPTO_memcmp(key, mac_key, keylen) != 0) {
 		EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
@@ -124,15 +165,31 @@ static EVP_MAC_CTX *phone_mac(const unsigned char *key, size_t keylen)
 		}
 		memcpy(mac_key, key, keylen < sizeof(mac_key) ? keylen : sizeof(mac_key));
 		mac_keylen = keylen;
+		mac_gen++;
 	}
-	if (mac_tmpl)
-		ctx = EVP_MAC_CTX_dup(mac_tmpl);
+	gen = mac_gen;
+	if (c->ctx && c->gen == gen) {
+		pthread_mutex_unlock(&mac_lock);
+		/* NULL key: HMAC starts over with the key it has. */
+		return EVP_MAC_init(c->ctx, NULL, 0, NULL) == 1 ? c->ctx : NULL;
+	}
+	EVP_MAC_CTX_free(c->ctx);
+	c->ctx = mac_tmpl ? EVP_MAC_CTX_dup(mac_tmpl) : NULL;
+	c->gen = gen;
 	pthread_mutex_unlock(&mac_lock);
-	return ctx;
+	return c->ctx;
 }
 
+/* At exit: the template and the exiting (main) thread's context, which no
+ * key destructor frees. */
 __attribute__((destructor)) static void phone_mac_release(void)
 {
+	if (mac_tls_ready) {
+		struct mac_cache *c = pthread_getspecific(mac_tls);
+		if (c)
+			mac_cache_free(c);
+		pthread_setspecific(mac_tls, NULL);
+	}
 	EVP_MAC_CTX_free(mac_tmpl);
 	OPENSSL_cleanse(mac_key, sizeof(mac_key));
 }
@@ -151,7 +208,6 @@ void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char 
 		maclen = (unsigned int)outl;
 	else
 		HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)e164, strlen(e164), mac, &maclen);
-	EVP_MAC_CTX_free(ctx);
 	for (int i = 0; i < 32; i++) {
 		out[2 * i] = hex[mac[i] >> 4];
 		out[2 * i + 1] = hex[mac[i] & 15];
@@ -440,6 +496,14 @@ out:
 	smisd_generation_unref(g);
 }
 
+static int run_stmt(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static void *writer_main(void *arg)
 {
 	int64_t next_poll = 0;
@@ -484,14 +548,14 @@ static void *writer_main(void *arg)
 				 j->strategy->name, j->status, j->channel ? j->channel : "none");
 			smisd_metric_add("smis_messages_total", labels, 1);
 		}
-		int ok = sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+		int ok = run_stmt(st_begin) == SQLITE_OK;
 		for (struct smisd_job *j = jobs; j; j = j->next)
 			j->store_failed = !ok || write_job(j) != 0;
 		for (struct report_item *r = reps; r; r = r->next)
 			write_report(r);
-		if (!ok || sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		if (!ok || run_stmt(st_commit) != SQLITE_OK) {
 			smisd_log(SMIS_LOG_ERROR, "store", NULL, "commit failed: %s", sqlite3_errmsg(wdb));
-			sqlite3_exec(wdb, "ROLLBACK", NULL, NULL, NULL);
+			run_stmt(st_rollback);
 			for (struct smisd_job *j = jobs; j; j = j->next)
 				j->store_failed = 1;
 		}
@@ -577,6 +641,8 @@ int smisd_store_open(const char *path, int batch_max)
 	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
 		    &st_orphan_get) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
+	    prepare(wdb, "BEGIN", &st_begin) || prepare(wdb, "COMMIT", &st_commit) ||
+	    prepare(wdb, "ROLLBACK", &st_rollback) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;
 	sqlite3_exec(wdb, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
@@ -637,6 +703,10 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_orphan);
 	sqlite3_finalize(st_orphan_get);
 	sqlite3_finalize(st_orphan_del);
+	sqlite3_finalize(st_begin);
+	sqlite3_finalize(st_commit);
+	sqlite3_finalize(st_rollback);
+	st_begin = st_commit = st_rollback = NULL;
 	st_orphan = st_orphan_get = st_orphan_del = NULL;
 	st_msg = st_att = st_find_att = st_rep = st_upd = st_nopoll = st_exists = NULL;
 	sqlite3_close(rdb);

@@ -82,6 +82,9 @@ struct rr_state {
 	/* Fallback language order; n_langs == 0 means the institution's. */
 	char langs[SMIS_LANG_MAX][3];
 	size_t n_langs;
+	/* Parser for answers, reused by resume() (one call at a time, on the
+	 * dispatcher thread); inbound() runs on HTTP threads and makes its own. */
+	struct json_tokener *answer_tok;
 };
 
 /* The SMS text of a message, ready to send, and what it costs. */
@@ -205,14 +208,19 @@ static void rr_outcome_fail(struct smis_outcome *out, enum smis_outcome_kind kin
 /* lookup is case-insensitive.                                          */
 /* ------------------------------------------------------------------ */
 
-static struct json_object *rr_json_parse(const char *body, size_t len)
+/* `reuse`, if not NULL, is a tokener owned by the caller's thread: one
+ * fewer set of allocations per answer. */
+static struct json_object *rr_json_parse(struct json_tokener *reuse, const char *body, size_t len)
 {
-	struct json_tokener *tok;
+	struct json_tokener *tok = reuse;
 	struct json_object *obj = NULL;
 
 	if (!body || len == 0 || len > INT_MAX)
 		return NULL;
-	tok = json_tokener_new_ex(RR_JSON_DEPTH);
+	if (tok)
+		json_tokener_reset(tok);
+	else
+		tok = json_tokener_new_ex(RR_JSON_DEPTH);
 	if (!tok)
 		return NULL;
 	obj = json_tokener_parse_ex(tok, body, (int)len);
@@ -235,7 +243,8 @@ static struct json_object *rr_json_parse(const char *body, size_t len)
 		json_object_put(obj);
 		obj = NULL;
 	}
-	json_tokener_free(tok);
+	if (tok != reuse)
+		json_tokener_free(tok);
 	return obj;
 }
 
@@ -375,7 +384,7 @@ static int rr_report_from_json(struct json_object *obj, const char *fallback_ref
  * parsed body (caller puts it) when the caller has to look further, i.e.
  * on ResultCode 0 with a 2xx status; otherwise fills *out and returns NULL.
  */
-static struct json_object *rr_map_common(const struct smis_http_response *resp,
+static struct json_object *rr_map_common(struct json_tokener *tok, const struct smis_http_response *resp,
 					 struct smis_outcome *out)
 {
 	struct json_object *obj = NULL;
@@ -404,7 +413,7 @@ static struct json_object *rr_map_common(const struct smis_http_response *resp,
 				"HTTP 403: throttling limit exceeded");
 		goto out;
 	}
-	obj = rr_json_parse(resp->body, resp->body_len);
+	obj = rr_json_parse(tok, resp->body, resp->body_len);
 	if (!obj || !rr_json_int(rr_json_get(obj, "ResultCode"), &code)) {
 		snprintf(detail, sizeof(detail), "HTTP %ld, body is not a RingRing answer",
 			 resp->status);
@@ -429,9 +438,10 @@ out:
 	return obj;
 }
 
-static void rr_map_send(const struct smis_http_response *resp, struct smis_outcome *out)
+static void rr_map_send(const struct rr_state *st, const struct smis_http_response *resp,
+			struct smis_outcome *out)
 {
-	struct json_object *obj = rr_map_common(resp, out);
+	struct json_object *obj = rr_map_common(st->answer_tok, resp, out);
 	struct json_object *msgs;
 	struct json_object *first;
 	const char *id;
@@ -473,10 +483,10 @@ out_put:
 	json_object_put(obj);
 }
 
-static void rr_map_status(const struct smis_message *msg, const struct smis_http_response *resp,
-			  struct smis_outcome *out)
+static void rr_map_status(const struct rr_state *st, const struct smis_message *msg,
+			  const struct smis_http_response *resp, struct smis_outcome *out)
 {
-	struct json_object *obj = rr_map_common(resp, out);
+	struct json_object *obj = rr_map_common(st->answer_tok, resp, out);
 	const char *ref = RR_HAS(msg, provider_ref) ? msg->provider_ref : NULL;
 
 	if (!obj)
@@ -664,7 +674,8 @@ static int rr_json_add_str(struct json_object *obj, const char *key, const char 
 
 	if (!s)
 		return -ENOMEM;
-	if (json_object_object_add(obj, key, s) != 0) {
+	/* Keys are string literals: no copy of each per message. */
+	if (json_object_object_add_ex(obj, key, s, JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_KEY_IS_CONSTANT) != 0) {
 		json_object_put(s);
 		return -ENOMEM;
 	}
@@ -857,7 +868,7 @@ static int rr_resume(void *state, enum smis_op op, const struct smis_message *ms
 
 	switch (op) {
 	case SMIS_OP_SEND:
-		rr_map_send(resp, out);
+		rr_map_send(st, resp, out);
 		/* Counts are a pure function of the message: recompute rather
 		 * than keep state between start and resume. */
 		memset(&scratch, 0, sizeof(scratch));
@@ -867,7 +878,7 @@ static int rr_resume(void *state, enum smis_op op, const struct smis_message *ms
 		}
 		break;
 	case SMIS_OP_STATUS:
-		rr_map_status(msg, resp, out);
+		rr_map_status(st, msg, resp, out);
 		break;
 	default:
 		rc = -EOPNOTSUPP;
@@ -1010,7 +1021,7 @@ static int rr_inbound(void *state, const struct smis_inbound *in, struct smis_re
 			goto out_put;
 		}
 	} else {
-		obj = rr_json_parse(in->body, in->body_len);
+		obj = rr_json_parse(NULL, in->body, in->body_len);
 	}
 
 	if (json_object_is_type(obj, json_type_object)) {
@@ -1066,6 +1077,8 @@ static void rr_destroy(void *state)
 	if (st->expected_path)
 		OPENSSL_cleanse(st->expected_path, st->expected_path_len);
 	api->free(st->expected_path);
+	if (st->answer_tok)
+		json_tokener_free(st->answer_tok);
 	api->free(st);
 }
 
@@ -1181,6 +1194,13 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 	}
 	st->api = api;
 	st->self = self;
+	st->answer_tok = json_tokener_new_ex(RR_JSON_DEPTH);
+	if (!st->answer_tok) {
+		api->config_error(cfg, NULL, "out of memory");
+		api->free(st);
+		rc = -ENOMEM;
+		goto out;
+	}
 
 	/* Read every key even after an error: all problems are reported in
 	 * one go, and none of our keys is then called "unknown". */
