@@ -219,7 +219,9 @@ static void finish(struct smisd_job *job)
 		const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
 		if (a && a->out.kind == SMIS_OUTCOME_OK)
 			for (size_t i = 0; i < a->out.n_reports && i < 8; i++)
-				smisd_store_submit_report(job->poll_channel->name, &a->out.reports[i]);
+				smisd_store_submit_report(job->poll_channel->name,
+							  (job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0,
+							  &a->out.reports[i]);
 		smisd_job_free(job);
 		return;
 	}

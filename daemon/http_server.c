@@ -275,6 +275,7 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 	const union MHD_ConnectionInfo *ci;
 	struct inbound_ctx ctx = { c };
 	struct smis_inbound in;
+	bool by_id;
 	int rc;
 
 	snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
@@ -323,6 +324,7 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		ret = respond_code(c, st, 400, "callback_malformed", "the callback cannot be parsed");
 		goto out;
 	}
+	by_id = (ch->caps & SMIS_CAP_REPORTS_BY_ID) != 0;
 	{
 		/* A report for a message SMIS never sent is refused. One that
 		 * overtakes its send's answer (a fast DLR) is kept instead, which
@@ -330,7 +332,7 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		size_t unknown = 0;
 		int busy = atomic_load(&in_flight) > 0;
 		for (size_t i = 0; i < n && i < 16; i++)
-			if (!busy && !smisd_store_provider_ref_known(ch->name, reports[i].provider_ref))
+			if (!busy && !smisd_store_provider_ref_known(ch->name, by_id, reports[i].provider_ref))
 				unknown++;
 		if (n > 0 && unknown == n) {
 			smisd_log(SMIS_LOG_WARN, ch->self.component, NULL,
@@ -340,7 +342,7 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		}
 	}
 	for (size_t i = 0; i < n && i < 16; i++)
-		smisd_store_submit_report(ch->name, &reports[i]);
+		smisd_store_submit_report(ch->name, by_id, &reports[i]);
 	{
 		char *body = malloc(64);
 		if (body)

@@ -25,6 +25,7 @@
 
 struct report_item {
 	char channel[64];
+	bool by_id; /* the channel has SMIS_CAP_REPORTS_BY_ID: r.provider_ref is a message id */
 	struct smis_report r;
 	struct report_item *next;
 };
@@ -46,7 +47,7 @@ static int pending;
 static int stopping;
 static int batch_limit;
 
-static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_rep, *st_upd, *st_nopoll, *st_exists;
+static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_nopoll, *st_exists;
 static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del;
 /* Prepared once: sqlite3_exec("BEGIN") compiles the statement on every call. */
 static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
@@ -81,12 +82,11 @@ static const char schema[] =
 	" outcome TEXT NOT NULL,"
 	" error TEXT,"
 	" provider_ref TEXT,"
+	" lookup_ref TEXT,"
 	" sms_encoding TEXT, sms_chars INTEGER, sms_parts INTEGER,"
 	" started_ms INTEGER NOT NULL,"
 	" duration_ms INTEGER NOT NULL,"
 	" PRIMARY KEY (message_id, seq)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS attempts_provider ON attempts(channel, provider_ref)"
-	" WHERE provider_ref IS NOT NULL;"
 	"CREATE TABLE IF NOT EXISTS reports ("
 	" message_id TEXT NOT NULL,"
 	" channel TEXT NOT NULL,"
@@ -244,16 +244,19 @@ static void adopt_orphans(const struct smisd_job *job)
 		return;
 	for (size_t i = 0; i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
+		bool by_id = (a->ch->caps & SMIS_CAP_REPORTS_BY_ID) != 0;
+		const char *key = by_id ? job->id : a->out.provider_ref;
 		if (a->op != SMIS_OP_SEND || !a->out.provider_ref[0])
 			continue;
 		sqlite3_reset(st_orphan_get);
 		sqlite3_bind_text(st_orphan_get, 1, a->ch->name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan_get, 2, a->out.provider_ref, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_orphan_get, 2, key, -1, SQLITE_STATIC);
 		while (sqlite3_step(st_orphan_get) == SQLITE_ROW) {
 			struct report_item it;
 			memset(&it, 0, sizeof(it));
 			snprintf(it.channel, sizeof(it.channel), "%s", a->ch->name);
-			snprintf(it.r.provider_ref, sizeof(it.r.provider_ref), "%s", a->out.provider_ref);
+			it.by_id = by_id;
+			snprintf(it.r.provider_ref, sizeof(it.r.provider_ref), "%s", key);
 			snprintf(it.r.device, sizeof(it.r.device), "%s", (const char *)sqlite3_column_text(st_orphan_get, 0));
 			it.r.status = (enum smis_report_status)sqlite3_column_int(st_orphan_get, 1);
 			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
@@ -264,7 +267,7 @@ static void adopt_orphans(const struct smisd_job *job)
 		sqlite3_reset(st_orphan_get);
 		sqlite3_reset(st_orphan_del);
 		sqlite3_bind_text(st_orphan_del, 1, a->ch->name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan_del, 2, a->out.provider_ref, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
 		sqlite3_step(st_orphan_del);
 		sqlite3_reset(st_orphan_del);
 	}
@@ -326,6 +329,12 @@ static int write_job(struct smisd_job *job)
 			sqlite3_bind_text(st_att, 7, a->out.provider_ref, -1, SQLITE_STATIC);
 		else
 			sqlite3_bind_null(st_att, 7);
+		/* The indexed key reports are matched by: none when they name
+		 * the message itself (its primary key serves). */
+		if (a->out.provider_ref[0] && a->op == SMIS_OP_SEND && !(a->ch->caps & SMIS_CAP_REPORTS_BY_ID))
+			sqlite3_bind_text(st_att, 13, a->out.provider_ref, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st_att, 13);
 		if (a->out.sms_parts > 0) {
 			sqlite3_bind_text(st_att, 8, a->out.sms_encoding, -1, SQLITE_STATIC);
 			sqlite3_bind_int(st_att, 9, a->out.sms_chars);
@@ -366,16 +375,18 @@ static void write_report(const struct report_item *it)
 	const char *mid;
 	char id[64];
 	const char *st = report_status_name(it->r.status);
+	sqlite3_stmt *find;
 
 	if (it->r.status == SMIS_REPORT_NONE || it->r.status == SMIS_REPORT_PENDING)
 		return;
-	sqlite3_reset(st_find_att);
-	sqlite3_bind_text(st_find_att, 1, it->channel, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st_find_att, 2, it->r.provider_ref, -1, SQLITE_STATIC);
-	if (sqlite3_step(st_find_att) != SQLITE_ROW) {
+	find = it->by_id ? st_find_by_id : st_find_att;
+	sqlite3_reset(find);
+	sqlite3_bind_text(find, 1, it->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(find, 2, it->r.provider_ref, -1, SQLITE_STATIC);
+	if (sqlite3_step(find) != SQLITE_ROW) {
 		/* A report can overtake the send's own answer (a fast DLR): keep
 		 * it until the attempt is written, for a day at most. */
-		sqlite3_reset(st_find_att);
+		sqlite3_reset(find);
 		sqlite3_reset(st_orphan);
 		sqlite3_bind_text(st_orphan, 1, it->channel, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st_orphan, 2, it->r.provider_ref, -1, SQLITE_STATIC);
@@ -392,9 +403,9 @@ static void write_report(const struct report_item *it)
 			  "report for a provider reference not stored yet on channel %s: kept", it->channel);
 		return;
 	}
-	mid = (const char *)sqlite3_column_text(st_find_att, 0);
+	mid = (const char *)sqlite3_column_text(find, 0);
 	snprintf(id, sizeof(id), "%s", mid ? mid : "");
-	sqlite3_reset(st_find_att);
+	sqlite3_reset(find);
 	sqlite3_reset(st_rep);
 	sqlite3_bind_text(st_rep, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_rep, 2, it->channel, -1, SQLITE_STATIC);
@@ -494,6 +505,44 @@ out:
 	sqlite3_finalize(sel);
 	sqlite3_finalize(upd);
 	smisd_generation_unref(g);
+}
+
+/*
+ * Reports are matched through attempts.lookup_ref, indexed. A database made
+ * before that column matched them by provider_ref: the column is added,
+ * filled with provider_ref (what those rows' reports still carry, unless
+ * their channel now reports by message id, which its primary key serves),
+ * and the old index swapped for the new one.
+ */
+static int migrate_lookup_ref(const char *path)
+{
+	sqlite3_stmt *st = NULL;
+	bool has = false;
+	char *err = NULL;
+
+	if (sqlite3_prepare_v2(wdb, "SELECT 1 FROM pragma_table_info('attempts') WHERE name = 'lookup_ref'", -1,
+			       &st, NULL) == SQLITE_OK)
+		has = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if ((!has && sqlite3_exec(wdb,
+				  "BEGIN; ALTER TABLE attempts ADD COLUMN lookup_ref TEXT;"
+				  " UPDATE attempts SET lookup_ref = provider_ref WHERE provider_ref IS NOT NULL;"
+				  " COMMIT;",
+				  NULL, NULL, &err) != SQLITE_OK) ||
+	    sqlite3_exec(wdb,
+			 "DROP INDEX IF EXISTS attempts_provider;"
+			 " CREATE INDEX IF NOT EXISTS attempts_lookup ON attempts(channel, lookup_ref)"
+			 " WHERE lookup_ref IS NOT NULL;",
+			 NULL, NULL, err ? NULL : &err) != SQLITE_OK) {
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "cannot update the schema of %s: %s", path,
+			  err ? err : sqlite3_errmsg(wdb));
+		sqlite3_free(err);
+		sqlite3_exec(wdb, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	if (!has)
+		smisd_log(SMIS_LOG_INFO, "store", NULL, "%s: attempts.lookup_ref added", path);
+	return 0;
 }
 
 static int run_stmt(sqlite3_stmt *st)
@@ -620,6 +669,8 @@ int smisd_store_open(const char *path, int batch_max)
 		sqlite3_free(err);
 		goto fail;
 	}
+	if (migrate_lookup_ref(path) != 0)
+		goto fail;
 	if (sqlite3_open_v2(path, &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
 		goto fail;
 	sqlite3_busy_timeout(rdb, 5000);
@@ -627,9 +678,11 @@ int smisd_store_open(const char *path, int batch_max)
 			 " channel, error, created_ms, updated_ms, idem_key, request_hash, response, next_poll_ms)"
 			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st_msg) ||
 	    prepare(wdb, "INSERT INTO attempts (message_id, seq, channel, operation, outcome, error,"
-			 " provider_ref, sms_encoding, sms_chars, sms_parts, started_ms, duration_ms)"
-			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", &st_att) ||
-	    prepare(wdb, "SELECT message_id FROM attempts WHERE channel = ? AND provider_ref = ?", &st_find_att) ||
+			 " provider_ref, sms_encoding, sms_chars, sms_parts, started_ms, duration_ms, lookup_ref)"
+			 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &st_att) ||
+	    prepare(wdb, "SELECT message_id FROM attempts WHERE channel = ? AND lookup_ref = ?", &st_find_att) ||
+	    prepare(wdb, "SELECT message_id FROM attempts WHERE channel = ?1 AND message_id = ?2"
+			 " AND operation = 'send' LIMIT 1", &st_find_by_id) ||
 	    prepare(wdb, "INSERT OR IGNORE INTO reports (message_id, channel, device, status, at_ms, detail)"
 			 " VALUES (?,?,?,?,?,?)", &st_rep) ||
 	    prepare(wdb, "UPDATE messages SET status = ?1, updated_ms = ?2 WHERE id = ?3 AND"
@@ -696,6 +749,8 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_msg);
 	sqlite3_finalize(st_att);
 	sqlite3_finalize(st_find_att);
+	sqlite3_finalize(st_find_by_id);
+	st_find_by_id = NULL;
 	sqlite3_finalize(st_rep);
 	sqlite3_finalize(st_upd);
 	sqlite3_finalize(st_nopoll);
@@ -723,7 +778,7 @@ void smisd_store_submit(struct smisd_job *job)
 	pthread_mutex_unlock(&qlock);
 }
 
-void smisd_store_submit_report(const char *channel, const struct smis_report *r)
+void smisd_store_submit_report(const char *channel, bool by_id, const struct smis_report *r)
 {
 	struct report_item *it = calloc(1, sizeof(*it));
 	if (!it) {
@@ -731,6 +786,7 @@ void smisd_store_submit_report(const char *channel, const struct smis_report *r)
 		return;
 	}
 	snprintf(it->channel, sizeof(it->channel), "%s", channel);
+	it->by_id = by_id;
 	it->r = *r;
 	pthread_mutex_lock(&qlock);
 	if (stopping) {
@@ -810,13 +866,15 @@ out:
 	return rc;
 }
 
-bool smisd_store_provider_ref_known(const char *channel, const char *provider_ref)
+bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref)
 {
 	sqlite3_stmt *st = NULL;
 	bool found = false;
 	pthread_mutex_lock(&rlock);
-	if (sqlite3_prepare_v2(rdb, "SELECT 1 FROM attempts WHERE channel = ? AND provider_ref = ?", -1, &st,
-			       NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(rdb,
+			       by_id ? "SELECT 1 FROM attempts WHERE channel = ?1 AND message_id = ?2 LIMIT 1"
+				     : "SELECT 1 FROM attempts WHERE channel = ? AND lookup_ref = ?",
+			       -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, provider_ref, -1, SQLITE_STATIC);
 		found = sqlite3_step(st) == SQLITE_ROW;

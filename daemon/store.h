@@ -24,16 +24,17 @@ void smisd_store_close(void);
 void smisd_store_submit(struct smisd_job *job);
 
 /* Queue a delivery/reception report for the message whose attempt on
- * `channel` returned `r->provider_ref`. */
-void smisd_store_submit_report(const char *channel, const struct smis_report *r);
+ * `channel` returned `r->provider_ref`, or, with `by_id` (the channel has
+ * SMIS_CAP_REPORTS_BY_ID), for the message whose id it is. */
+void smisd_store_submit_report(const char *channel, bool by_id, const struct smis_report *r);
 
 /* Reads (any thread). Return 0 and a JSON text the caller frees with
  * free(), -ENOENT when absent (or owned by another institution). */
 int smisd_store_get_message(const char *institution, const char *id, char **json);
 
-/* Whether a send on `channel` returned `provider_ref` (reports for
- * unknown messages are refused). */
-bool smisd_store_provider_ref_known(const char *channel, const char *provider_ref);
+/* Whether a send on `channel` returned `provider_ref` (with `by_id`: was
+ * made for message `provider_ref`); reports for unknown messages are refused. */
+bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref);
 
 /* Whether a message id is taken (passthrough ids come from the client). */
 bool smisd_store_message_exists(const char *id);

@@ -176,7 +176,9 @@ enum smis_report_status {
 };
 
 struct smis_report {
-	char provider_ref[128];  /* as returned in smis_outcome.provider_ref */
+	/* As returned in smis_outcome.provider_ref; for a channel with
+	 * SMIS_CAP_REPORTS_BY_ID, SMIS's message id (smis_message.id) instead. */
+	char provider_ref[128];
 	char device[64];         /* device id for apps, "" for SMS */
 	enum smis_report_status status;
 	int64_t at_ms;           /* when it happened upstream (epoch ms), 0 = now */
@@ -295,6 +297,13 @@ struct smis_core_api {
 #define SMIS_CAP_APP (1u << 2)    /* reaches an app (rich, encrypted) */
 #define SMIS_CAP_SMS (1u << 3)    /* reaches a phone by SMS */
 #define SMIS_CAP_STATUS (1u << 4) /* implements SMIS_OP_STATUS polling */
+/* Its reports name the message by SMIS's own id (smis_message.id, which the
+ * provider echoes back, e.g. RingRing's "Reference") in smis_report's
+ * provider_ref, not by the provider's id. The core then finds the message
+ * by its primary key and need not index providers' ids, which are random:
+ * one more random page to write per message. A report whose id is not a
+ * message of SMIS's is refused or kept as an orphan, as for other channels. */
+#define SMIS_CAP_REPORTS_BY_ID (1u << 5)
 
 struct smis_channel_ops {
 	size_t size; /* sizeof(struct smis_channel_ops) the plugin was built with */

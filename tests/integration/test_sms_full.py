@@ -17,6 +17,7 @@ loopback, real HTTP. Run by `make check`.
 import os
 import random
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -427,7 +428,7 @@ class DeliveryReports(SmsCase):
                 self.assertEqual(dlr["http_status"], 200)
                 # Then a final report on the same message still applies.
                 r = self.callback("ringring/" + RINGRING_CALLBACK_TOKEN,
-                                  {"MessageId": rec["message_id"], "StatusCode": "200"})
+                                  {"MessageId": rec["message_id"], "Reference": answer["id"], "StatusCode": "200"})
                 self.assertEqual(r.status, 200, r.raw)
                 g = self.wait_status(answer["id"], "delivered")
                 self.assertEqual([x["status"] for x in g["reports"]], ["delivered"])
@@ -441,7 +442,8 @@ class DeliveryReports(SmsCase):
         # The simulator's own report must not come during this test.
         self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_delay_ms": 600000})
         answer, rec = self.sent_sms(sms_body("Echt"))
-        forged = {"MessageId": rec["message_id"], "StatusCode": "200", "StatusDescription": "Delivered"}
+        forged = {"MessageId": rec["message_id"], "Reference": answer["id"], "StatusCode": "200",
+                  "StatusDescription": "Delivered"}
         tok = RINGRING_CALLBACK_TOKEN
         for path in ("ringring/" + "x" * len(tok), "ringring/" + tok[:-1], "ringring/" + tok + "x",
                      "ringring/" + tok + "/", "ringring/" + tok.upper(), "ringring", "ringring/",
@@ -450,7 +452,8 @@ class DeliveryReports(SmsCase):
                 r = self.callback(path, forged)
                 self.assertEqual(r.status, 401, r.raw)
                 self.assertEqual(r.json["code"], "callback_rejected")
-        r = self.callback("ringring/wrong-token-000000?MessageId=%s&StatusCode=200" % rec["message_id"],
+        r = self.callback("ringring/wrong-token-000000?MessageId=%s&Reference=%s&StatusCode=200"
+                          % (rec["message_id"], answer["id"]),
                           None, method="GET")
         self.assertEqual(r.status, 401, r.raw)
         r = self.callback("nosuchchannel/" + tok, forged)
@@ -463,12 +466,70 @@ class DeliveryReports(SmsCase):
         # The authentic "300" now makes it undelivered. Had any forged
         # "200" been queued before it, the message would be delivered
         # (status only moves forward) with a delivered report.
-        r = self.callback("ringring/" + tok, {"MessageId": rec["message_id"], "StatusCode": "300"})
+        # Reports name the message by the Reference SMIS sent (its id): one
+        # without it, or naming no message of SMIS's, changes nothing.
+        r = self.callback("ringring/" + tok, {"MessageId": rec["message_id"], "Reference": None, "StatusCode": "200"})
+        self.assertEqual((r.status, r.json["code"]), (400, "callback_malformed"), r.raw)
+        r = self.callback("ringring/" + tok, {"MessageId": rec["message_id"], "StatusCode": "200"})
+        self.assertEqual((r.status, r.json["code"]), (400, "callback_malformed"), r.raw)
+        self.stack.expect_log(r"callback for an unknown message refused")
+        r = self.callback("ringring/" + tok, {"MessageId": rec["message_id"], "Reference": "msg_" + "0" * 26,
+                                              "StatusCode": "200"})
+        self.assertEqual((r.status, r.json["code"]), (404, "unknown_message"), r.raw)
+        r = self.callback("ringring/" + tok, {"MessageId": rec["message_id"], "Reference": answer["id"],
+                                              "StatusCode": "300"})
         self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
         g = self.wait_status(answer["id"], "undelivered")
         self.assertEqual([(x["status"], x["detail"]) for x in g["reports"]],
                          [("undelivered", "ringring_status_300")])
         self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/dlrs").json, [])
+
+
+class StoreBeforeLookupRef(SmsCase):
+    """A database written before attempts.lookup_ref (reports matched through an
+    index on provider_ref) is brought forward at start, and a report for a
+    message stored then still finds it."""
+
+    def test_old_database_migrated(self):
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_delay_ms": 600000})
+        answer, rec = self.sent_sms(sms_body("Oud"))
+        self.stack.smisd.send_signal(signal.SIGTERM)
+        self.assertEqual(self.stack.smisd.wait(timeout=60), 0)
+        db = os.path.join(self.stack.dir, "smis.db")
+        con = sqlite3.connect(db)
+        try:
+            # The schema as it was: no lookup_ref, the index on provider_ref.
+            con.executescript("DROP INDEX attempts_lookup; ALTER TABLE attempts DROP COLUMN lookup_ref;"
+                              " CREATE INDEX attempts_provider ON attempts(channel, provider_ref)"
+                              " WHERE provider_ref IS NOT NULL;")
+        finally:
+            con.close()
+        self.stack.start_smisd()
+        self.assertRegex(self.stack.log_text(), r"attempts\.lookup_ref added")
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+        try:
+            indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+            row = con.execute("SELECT provider_ref, lookup_ref FROM attempts WHERE message_id = ?"
+                              " AND operation = 'send'", (answer["id"],)).fetchone()
+        finally:
+            con.close()
+        self.assertIn("attempts_lookup", indexes)
+        self.assertNotIn("attempts_provider", indexes)
+        self.assertEqual(row, (rec["message_id"], rec["message_id"]))
+        # RingRing reports by the message's id: found by its primary key.
+        r = http("POST", self.stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
+                 {"MessageId": rec["message_id"], "Reference": answer["id"], "StatusCode": "200"})
+        self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+        self.wait_status(answer["id"], "delivered")
+        # A message stored now has no lookup key: nothing random to index.
+        answer2, rec2 = self.sent_sms(sms_body("Nieuw"))
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+        try:
+            row = con.execute("SELECT provider_ref, lookup_ref FROM attempts WHERE message_id = ?"
+                              " AND operation = 'send'", (answer2["id"],)).fetchone()
+        finally:
+            con.close()
+        self.assertEqual(row, (rec2["message_id"], None))
 
 
 class ThrottlingAndLimits(SmsCase):
@@ -560,7 +621,7 @@ class AllowListRefuses(SmsCase):
         dlr = self.wait_dlr(rec["message_id"])
         self.assertEqual((dlr["http_status"], dlr["ok"]), (401, False), dlr)
         r = http("POST", self.stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
-                 {"MessageId": rec["message_id"], "StatusCode": "200"})
+                 {"MessageId": rec["message_id"], "Reference": answer["id"], "StatusCode": "200"})
         self.assertEqual((r.status, r.json["code"]), (401, "callback_rejected"), r.raw)
         g = self.stack.get(answer["id"])
         self.assertEqual((g.json["status"], g.json["reports"]), ("sent", []))

@@ -322,7 +322,7 @@ static void test_descriptor(void)
 	CU_ASSERT_EQUAL(g_desc->size, sizeof(struct smis_plugin_descriptor));
 	CU_ASSERT_EQUAL(g_desc->kind, SMIS_PLUGIN_CHANNEL);
 	CU_ASSERT_STRING_EQUAL(g_desc->name, "ringring");
-	CU_ASSERT_EQUAL(g_desc->caps, SMIS_CAP_SEND | SMIS_CAP_SMS | SMIS_CAP_STATUS);
+	CU_ASSERT_EQUAL(g_desc->caps, SMIS_CAP_SEND | SMIS_CAP_SMS | SMIS_CAP_STATUS | SMIS_CAP_REPORTS_BY_ID);
 	CU_ASSERT_EQUAL(ops->size, sizeof(struct smis_channel_ops));
 	CU_ASSERT_PTR_NOT_NULL(ops->create);
 	CU_ASSERT_PTR_NOT_NULL(ops->destroy);
@@ -989,7 +989,10 @@ static void expect_status(void *st, const char *code_json, enum smis_report_stat
 			SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
 	CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
-	CU_ASSERT_STRING_EQUAL(out.reports[0].provider_ref, "ref-1");
+	/* Reports name the message by SMIS's id (SMIS_CAP_REPORTS_BY_ID); the
+	 * outcome keeps RingRing's. */
+	CU_ASSERT_STRING_EQUAL(out.reports[0].provider_ref, m.id);
+	CU_ASSERT_STRING_EQUAL(out.provider_ref, "ref-1");
 	CU_ASSERT_EQUAL(out.reports[0].status, want);
 	if (out.reports[0].status != want)
 		fprintf(stderr, "\n  StatusCode %s -> %d, want %d\n", code_json,
@@ -1043,13 +1046,14 @@ static void test_status_mapping(void)
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
 	CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
 	CU_ASSERT_EQUAL(out.n_reports, 0);
-	/* MessageId absent in the answer: the one we asked about. */
+	/* MessageId absent in the answer: the message we asked about. */
 	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 200,
 				    "{\"resultCode\":0,\"statusCode\":\"300\"}", &out),
 			SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
 	CU_ASSERT_EQUAL(out.n_reports, 1);
-	CU_ASSERT_STRING_EQUAL(out.reports[0].provider_ref, "ref-1");
+	CU_ASSERT_STRING_EQUAL(out.reports[0].provider_ref, m.id);
+	CU_ASSERT_STRING_EQUAL(out.provider_ref, "ref-1");
 	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_FAILED);
 	/* Transport failures as for SEND. */
 	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_TIMEOUT, 0, NULL, &out),
@@ -1073,7 +1077,7 @@ static const char *g_q_code;
 
 static const char *fake_query(const struct smis_inbound *in, const char *name)
 {
-	if (strcmp(name, "MessageId") == 0)
+	if (strcmp(name, "Reference") == 0)
 		return g_q_id;
 	if (strcmp(name, "StatusCode") == 0)
 		return g_q_code;
@@ -1085,8 +1089,9 @@ static const char *fake_header(const struct smis_inbound *in, const char *name)
 	return NULL;
 }
 
+/* R5's example, for a message SMIS sent: its Reference is SMIS's id. */
 static const char *g_dlr =
-	"{\"MessageId\":\"UNIQUE-MESSAGE-ID\",\"Reference\":null,\"StatusCode\":\"200\","
+	"{\"MessageId\":\"UNIQUE-MESSAGE-ID\",\"Reference\":\"msg_01HZY3K4N5P6Q7R8S9T0V1W2X3\",\"StatusCode\":\"200\","
 	"\"StatusDescription\":\"Delivered\",\"TimeScheduled\":\"2018-05-04 14:20:56\","
 	"\"TimeSubmitted\":\"2018-05-04 14:20:57\",\"DeliveryTime\":\"2018-05-04 14:20:58\","
 	"\"Country\":\"BE\",\"ResultCode\":0,\"ResultDescription\":\"Success\",\"From\":\"8686\","
@@ -1134,7 +1139,7 @@ static void test_inbound_auth(void)
 
 	CU_ASSERT_EQUAL(inbound(st, "POST", "/" TOKEN, "127.0.0.1", g_dlr, reps, 8, &n), 0);
 	CU_ASSERT_EQUAL_FATAL(n, 1);
-	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "UNIQUE-MESSAGE-ID");
+	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "msg_01HZY3K4N5P6Q7R8S9T0V1W2X3");
 	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_DELIVERED);
 	CU_ASSERT_STRING_EQUAL(reps[0].detail, "ringring_status_200");
 	CU_ASSERT_STRING_EQUAL(reps[0].device, "");
@@ -1235,9 +1240,19 @@ static void test_inbound_parse(void)
 				8, &n),
 			-EINVAL);
 
+	/* R5's example as printed: Reference null, a message not sent by
+	 * SMIS (or sent without its id): nothing to match it with. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"MessageId\":\"UNIQUE-MESSAGE-ID\",\"Reference\":null,\"StatusCode\":\"200\"}",
+				reps, 8, &n),
+			-EINVAL);
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"MessageId\":\"UNIQUE-MESSAGE-ID\",\"StatusCode\":\"200\"}", reps, 8, &n),
+			-EINVAL);
+
 	/* Numeric StatusCode, camelCase keys, failure. */
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
-				"{\"messageId\":\"m-1\",\"statusCode\":301}", reps, 8, &n),
+				"{\"messageId\":\"x\",\"reference\":\"m-1\",\"statusCode\":301}", reps, 8, &n),
 			0);
 	CU_ASSERT_EQUAL_FATAL(n, 1);
 	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "m-1");
@@ -1246,9 +1261,9 @@ static void test_inbound_parse(void)
 
 	/* A batch, cut at max_reports. */
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
-				"[{\"MessageId\":\"a\",\"StatusCode\":\"100\"},"
-				"{\"MessageId\":\"b\",\"StatusCode\":\"201\"},"
-				"{\"MessageId\":\"c\",\"StatusCode\":\"801\"}]",
+				"[{\"Reference\":\"a\",\"StatusCode\":\"100\"},"
+				"{\"Reference\":\"b\",\"StatusCode\":\"201\"},"
+				"{\"Reference\":\"c\",\"StatusCode\":\"801\"}]",
 				reps, 2, &n),
 			0);
 	CU_ASSERT_EQUAL_FATAL(n, 2);

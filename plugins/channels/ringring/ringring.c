@@ -356,16 +356,19 @@ static enum smis_report_status rr_status_of(long long code)
 	return SMIS_REPORT_PENDING;
 }
 
-/* Fill `rep` from a StatusMessage response or a DLR object; -EINVAL when
- * the object has no usable MessageId or StatusCode. */
-static int rr_report_from_json(struct json_object *obj, const char *fallback_ref,
+/*
+ * Fill `rep` from a StatusMessage response or a DLR object; -EINVAL when
+ * the object has no usable StatusCode or names no message. The channel has
+ * SMIS_CAP_REPORTS_BY_ID: a report names the message by SMIS's id, which
+ * every send carries as its Reference and RingRing echoes; `message_id`,
+ * when known (a status answer for that message), is used as is.
+ */
+static int rr_report_from_json(struct json_object *obj, const char *message_id,
 			       struct smis_report *rep)
 {
-	const char *ref = rr_json_str(rr_json_get(obj, "MessageId"));
+	const char *ref = message_id ? message_id : rr_json_str(rr_json_get(obj, "Reference"));
 	long long code;
 
-	if (!ref || !*ref)
-		ref = fallback_ref;
 	if (!ref || !*ref || strlen(ref) >= sizeof(rep->provider_ref))
 		return -EINVAL;
 	if (!rr_json_int(rr_json_get(obj, "StatusCode"), &code))
@@ -491,14 +494,14 @@ static void rr_map_status(const struct rr_state *st, const struct smis_message *
 
 	if (!obj)
 		return;
-	if (rr_report_from_json(obj, ref, &out->reports[0]) != 0) {
+	if (!msg->id || rr_report_from_json(obj, msg->id, &out->reports[0]) != 0) {
 		rr_outcome_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
 				"RingRing status answer has no StatusCode");
 		goto out_put;
 	}
 	out->n_reports = 1;
 	out->kind = SMIS_OUTCOME_OK;
-	SMIS_OUTCOME_SET(out->provider_ref, out->reports[0].provider_ref);
+	SMIS_OUTCOME_SET(out->provider_ref, ref);
 
 out_put:
 	json_object_put(obj);
@@ -1005,9 +1008,9 @@ static int rr_inbound(void *state, const struct smis_inbound *in, struct smis_re
 		const char *id = NULL;
 		const char *code = NULL;
 		if (RR_HAS(in, query) && in->query) {
-			id = in->query(in, "MessageId");
+			id = in->query(in, "Reference");
 			if (!id)
-				id = in->query(in, "messageId");
+				id = in->query(in, "reference");
 			code = in->query(in, "StatusCode");
 			if (!code)
 				code = in->query(in, "statusCode");
@@ -1015,7 +1018,7 @@ static int rr_inbound(void *state, const struct smis_inbound *in, struct smis_re
 		if (!id || !code)
 			goto out;
 		obj = json_object_new_object();
-		if (!obj || rr_json_add_str(obj, "MessageId", id) != 0 ||
+		if (!obj || rr_json_add_str(obj, "Reference", id) != 0 ||
 		    rr_json_add_str(obj, "StatusCode", code) != 0) {
 			rc = -ENOMEM;
 			goto out_put;
@@ -1348,7 +1351,7 @@ SMIS_PLUGIN_EXPORT const struct smis_plugin_descriptor smis_plugin_descriptor = 
 	.name = "ringring",
 	.version = "0.1.0",
 	.description = "SMS through RingRing's Message API (ringring.be)",
-	.caps = SMIS_CAP_SEND | SMIS_CAP_SMS | SMIS_CAP_STATUS,
+	.caps = SMIS_CAP_SEND | SMIS_CAP_SMS | SMIS_CAP_STATUS | SMIS_CAP_REPORTS_BY_ID,
 	.channel = &rr_ops,
 	.strategy = NULL,
 };
