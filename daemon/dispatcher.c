@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -23,30 +25,65 @@
 
 #define MAX_RESPONSE_BYTES (1024 * 1024)
 
-static CURLM *multi;
-static pthread_t thread;
-static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct smisd_job_queue queue;    /* new jobs and single operations */
-static struct smisd_job_queue prepared; /* back from the prepare pool (same lock) */
-static atomic_int stopping; /* set by smisd_dispatcher_stop, read by the loop */
+/* Easy handles are kept for the next message: creating one costs
+ * allocations and setup that a busy dispatcher should not pay each time. */
+#define EASY_POOL_MAX 4096
+
+/*
+ * One event loop thread: its own curl multi handle and epoll set, and the
+ * event source attached to it (an HTTP daemon), so that a message is
+ * received, sent upstream and answered on the one thread that took it.
+ * Everything here is touched by that thread only, except the two queues
+ * (queue_lock) and the source, attached once before it matters.
+ */
+struct smisd_loop {
+	int index;
+	pthread_t thread;
+	bool running;
+	CURLM *multi;
+	int epfd;
+	int wakefd;
+	pthread_mutex_t queue_lock;
+	struct smisd_job_queue queue;    /* new jobs and single operations */
+	struct smisd_job_queue prepared; /* back from the prepare pool (same lock) */
+	struct smisd_job *active;        /* jobs with a transfer in the multi handle */
+	int64_t timer_deadline;          /* monotonic ms of curl's timer, -1 none */
+	unsigned long host_limit_gen;
+	unsigned char *idle; /* see set_idle() */
+	size_t idle_cap;
+	atomic_bool has_source;
+	atomic_bool source_due; /* run the source this turn (a connection was resumed) */
+	struct smisd_loop_source source;
+	size_t easy_pooled;
+	CURL *easy_pool[EASY_POOL_MAX];
+};
+
+static struct smisd_loop *loops;
+static int n_loops;
+static atomic_uint next_loop; /* round robin for jobs from other threads */
+static atomic_int stopping;   /* set by smisd_dispatcher_stop, read by the loops */
 static smisd_dispatch_finished_fn on_finished;
-static struct smisd_job *active; /* jobs with a transfer in the multi handle */
+/* The loop this thread runs, NULL elsewhere. */
+static __thread struct smisd_loop *L;
+/* Plugins' decide/start/resume/prepare_send run one at a time per daemon
+ * (the ABI's promise), whichever loop calls them. */
+static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void active_add(struct smisd_job *job)
 {
 	job->active_prev = NULL;
-	job->active_next = active;
-	if (active)
-		active->active_prev = job;
-	active = job;
+	job->active_next = L->active;
+	if (L->active)
+		L->active->active_prev = job;
+	L->active = job;
 }
 
 static void active_remove(struct smisd_job *job)
 {
 	if (job->active_prev)
 		job->active_prev->active_next = job->active_next;
-	else if (active == job)
-		active = job->active_next;
+	else if (L->active == job)
+		L->active = job->active_next;
 	if (job->active_next)
 		job->active_next->active_prev = job->active_prev;
 	job->active_prev = job->active_next = NULL;
@@ -107,27 +144,18 @@ static void fail_current(struct smisd_job *job, enum smis_outcome_kind kind, con
 	record_done(job, &out);
 }
 
-/* Hand a plugin-built request to curl. Takes ownership of req. */
-static unsigned long host_limit_gen;
-
-/* Easy handles are kept for the next message: creating one costs
- * allocations and setup that a busy dispatcher should not pay each time. */
-#define EASY_POOL_MAX 4096
-static CURL *easy_pool[EASY_POOL_MAX];
-static size_t easy_pooled;
-
 static CURL *easy_get(void)
 {
-	return easy_pooled ? easy_pool[--easy_pooled] : curl_easy_init();
+	return L->easy_pooled ? L->easy_pool[--L->easy_pooled] : curl_easy_init();
 }
 
 static void easy_put(CURL *e)
 {
 	if (!e)
 		return;
-	if (easy_pooled < EASY_POOL_MAX) {
+	if (L->easy_pooled < EASY_POOL_MAX) {
 		curl_easy_reset(e);
-		easy_pool[easy_pooled++] = e;
+		L->easy_pool[L->easy_pooled++] = e;
 	} else {
 		curl_easy_cleanup(e);
 	}
@@ -144,13 +172,13 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 		goto out;
 	/* curl caps connections per host for the whole multi handle: use the
 	 * largest cap any channel of the current generation asks for. */
-	if (host_limit_gen != job->gen->id) {
+	if (L->host_limit_gen != job->gen->id) {
 		long cap = 0;
-		host_limit_gen = job->gen->id;
+		L->host_limit_gen = job->gen->id;
 		for (size_t i = 0; i < job->gen->n_channels; i++)
 			if (job->gen->channels[i].http.max_connections > cap)
 				cap = job->gen->channels[i].http.max_connections;
-		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
+		curl_multi_setopt(L->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
 	}
 	if (!job->easy)
 		job->easy = easy_get();
@@ -199,7 +227,7 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 		if (strcmp(req->method, "POST") != 0)
 			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	}
-	rc = curl_multi_add_handle(multi, e) == CURLM_OK ? 0 : -1;
+	rc = curl_multi_add_handle(L->multi, e) == CURLM_OK ? 0 : -1;
 	if (rc == 0)
 		active_add(job);
 out:
@@ -273,7 +301,9 @@ static int start_attempt(struct smisd_job *job)
 	int rc;
 
 	memset(&out, 0, sizeof(out));
+	pthread_mutex_lock(&plugin_lock);
 	rc = ch->ops->start(ch->state, a->op, &job->msg, &job->calls[ch->index], &req, &out);
+	pthread_mutex_unlock(&plugin_lock);
 	return after_step(job, rc, req, &out);
 }
 
@@ -307,7 +337,9 @@ static int start_op(struct smisd_job *job, const struct smisd_channel *ch, enum 
 		 * through prepared_done() to start_attempt(). */
 		if (smisd_prepare_pool_submit(job))
 			return 1;
+		pthread_mutex_lock(&plugin_lock);
 		ch->ops->prepare_send(ch->state, &job->msg, &job->calls[ch->index]);
+		pthread_mutex_unlock(&plugin_lock);
 	}
 	return start_attempt(job);
 }
@@ -349,7 +381,9 @@ static int advance(struct smisd_job *job)
 			.step_first_attempt = job->step_first_attempt,
 		};
 		memset(&act, 0, sizeof(act));
+		pthread_mutex_lock(&plugin_lock);
 		v = step->ops->decide(step->state, &view, &act);
+		pthread_mutex_unlock(&plugin_lock);
 		if (v == SMIS_VERDICT_NEXT) {
 			job->step++;
 			job->step_first_attempt = job->n_attempts;
@@ -401,7 +435,7 @@ static void on_response(struct smisd_job *job, CURLcode code)
 	long status = 0;
 	int rc;
 
-	curl_multi_remove_handle(multi, job->easy);
+	curl_multi_remove_handle(L->multi, job->easy);
 	active_remove(job);
 	memset(&resp, 0, sizeof(resp));
 	resp.size = sizeof(resp);
@@ -429,7 +463,9 @@ static void on_response(struct smisd_job *job, CURLcode code)
 			  smisd_op_name(a->op), resp.error);
 	}
 	memset(&out, 0, sizeof(out));
+	pthread_mutex_lock(&plugin_lock);
 	rc = ch->ops->resume(ch->state, a->op, &job->msg, &job->calls[ch->index], &resp, &req, &out);
+	pthread_mutex_unlock(&plugin_lock);
 	if (after_step(job, rc, req, &out))
 		return;
 	if (!advance(job))
@@ -442,9 +478,6 @@ static void on_response(struct smisd_job *job, CURLcode code)
  * walks every transfer: a thousand waiting messages would be walked on
  * every single answer).
  */
-static int epfd = -1;
-static int wakefd = -1;
-static int64_t timer_deadline = -1; /* monotonic ms of curl's timer, -1 none */
 
 /*
  * A socket curl stops watching (a kept-alive connection back in its cache)
@@ -453,57 +486,56 @@ static int64_t timer_deadline = -1; /* monotonic ms of curl's timer, -1 none */
  * readable (the server closed it) is removed then. A socket curl closes
  * leaves the set by itself; its number is cleared when curl reuses it.
  */
-static unsigned char *idle;
-static size_t idle_cap;
-
-static void set_idle(curl_socket_t s, unsigned char v)
+static void set_idle(struct smisd_loop *lp, curl_socket_t s, unsigned char v)
 {
-	if ((size_t)s >= idle_cap) {
-		size_t cap = idle_cap ? idle_cap : 1024;
+	if ((size_t)s >= lp->idle_cap) {
+		size_t cap = lp->idle_cap ? lp->idle_cap : 1024;
 		unsigned char *n;
 		while (cap <= (size_t)s)
 			cap *= 2;
-		n = realloc(idle, cap);
+		n = realloc(lp->idle, cap);
 		if (!n) {
 			/* no room to remember: remove it for real */
 			if (v)
-				epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL);
+				epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
 			return;
 		}
-		memset(n + idle_cap, 0, cap - idle_cap);
-		idle = n;
-		idle_cap = cap;
+		memset(n + lp->idle_cap, 0, cap - lp->idle_cap);
+		lp->idle = n;
+		lp->idle_cap = cap;
 	}
-	idle[s] = v;
+	lp->idle[s] = v;
 }
 
+/* curl calls these from the loop's thread, and from the main thread while
+ * the loop is torn down: the loop comes as userp, not from L. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
+	struct smisd_loop *lp = userp;
 	struct epoll_event ev;
 	(void)e;
-	(void)userp;
 	(void)socketp;
 	if (s < 0)
 		return 0;
 	if (what == CURL_POLL_REMOVE) {
-		set_idle(s, 1);
+		set_idle(lp, s, 1);
 		return 0;
 	}
 	memset(&ev, 0, sizeof(ev));
 	ev.data.fd = s;
 	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-	if ((size_t)s < idle_cap)
-		idle[s] = 0;
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-		epoll_ctl(epfd, EPOLL_CTL_ADD, s, &ev);
+	if ((size_t)s < lp->idle_cap)
+		lp->idle[s] = 0;
+	if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+		epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev);
 	return 0;
 }
 
 static int on_timer(CURLM *m, long timeout_ms, void *userp)
 {
+	struct smisd_loop *lp = userp;
 	(void)m;
-	(void)userp;
-	timer_deadline = timeout_ms < 0 ? -1 : smisd_monotonic_ms() + timeout_ms;
+	lp->timer_deadline = timeout_ms < 0 ? -1 : smisd_monotonic_ms() + timeout_ms;
 	return 0;
 }
 
@@ -511,7 +543,7 @@ static void drain_done(void)
 {
 	CURLMsg *m;
 	int left;
-	while ((m = curl_multi_info_read(multi, &left))) {
+	while ((m = curl_multi_info_read(L->multi, &left))) {
 		struct smisd_job *job = NULL;
 		if (m->msg != CURLMSG_DONE)
 			continue;
@@ -520,20 +552,31 @@ static void drain_done(void)
 	}
 }
 
-static void *dispatcher_main(void *arg)
+/* Run the attached source (the HTTP daemon) if it is due: its fd was
+ * readable, or its own timer (idle connections, work it left) ran out. */
+static void run_source(bool readable)
+{
+	if (!atomic_load(&L->has_source))
+		return;
+	if (readable || (L->source.timeout_ms && L->source.timeout_ms(L->source.arg) == 0))
+		L->source.run(L->source.arg);
+}
+
+static void *loop_main(void *arg)
 {
 	struct epoll_event evs[256];
-	(void)arg;
+	L = arg;
 	while (!stopping) {
 		struct smisd_job *batch, *ready;
 		int running, n, wait_ms;
-		int64_t now;
+		bool source_ready = false;
+		int64_t now, src_ms;
 		uint64_t junk;
 
-		pthread_mutex_lock(&queue_lock);
-		batch = smisd_job_queue_take(&queue);
-		ready = smisd_job_queue_take(&prepared);
-		pthread_mutex_unlock(&queue_lock);
+		pthread_mutex_lock(&L->queue_lock);
+		batch = smisd_job_queue_take(&L->queue);
+		ready = smisd_job_queue_take(&L->prepared);
+		pthread_mutex_unlock(&L->queue_lock);
 		while (ready) {
 			struct smisd_job *job = ready;
 			ready = ready->next;
@@ -551,27 +594,36 @@ static void *dispatcher_main(void *arg)
 		/* curl's timer: new transfers start on it (set to 0 when added),
 		 * and timeouts are found by it. It is due whatever else happens. */
 		now = smisd_monotonic_ms();
-		if (timer_deadline >= 0 && now >= timer_deadline) {
-			timer_deadline = -1;
-			curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		if (L->timer_deadline >= 0 && now >= L->timer_deadline) {
+			L->timer_deadline = -1;
+			curl_multi_socket_action(L->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 			drain_done();
 			continue;
 		}
-		wait_ms = timer_deadline < 0 ? 1000 : (int)(timer_deadline - now);
+		wait_ms = L->timer_deadline < 0 ? 1000 : (int)(L->timer_deadline - now);
 		if (wait_ms > 1000)
 			wait_ms = 1000;
-		n = epoll_wait(epfd, evs, 256, wait_ms);
+		src_ms = atomic_load(&L->has_source) && L->source.timeout_ms ? L->source.timeout_ms(L->source.arg)
+									   : -1;
+		if (src_ms >= 0 && src_ms < wait_ms)
+			wait_ms = (int)src_ms;
+		n = epoll_wait(L->epfd, evs, 256, wait_ms);
 		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
 			int mask = 0;
-			if (evs[i].data.fd == wakefd) {
-				if (read(wakefd, &junk, sizeof(junk)) < 0) {
+			if (fd == L->wakefd) {
+				if (read(L->wakefd, &junk, sizeof(junk)) < 0) {
 					/* nothing to drain: another wake-up raced us */
 				}
 				continue;
 			}
-			if ((size_t)evs[i].data.fd < idle_cap && idle[evs[i].data.fd]) {
-				epoll_ctl(epfd, EPOLL_CTL_DEL, evs[i].data.fd, NULL);
-				idle[evs[i].data.fd] = 0;
+			if (atomic_load(&L->has_source) && fd == L->source.fd) {
+				source_ready = true;
+				continue;
+			}
+			if ((size_t)fd < L->idle_cap && L->idle[fd]) {
+				epoll_ctl(L->epfd, EPOLL_CTL_DEL, fd, NULL);
+				L->idle[fd] = 0;
 				continue;
 			}
 			if (evs[i].events & EPOLLIN)
@@ -580,124 +632,214 @@ static void *dispatcher_main(void *arg)
 				mask |= CURL_CSELECT_OUT;
 			if (evs[i].events & (EPOLLERR | EPOLLHUP))
 				mask |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(multi, evs[i].data.fd, mask, &running);
+			curl_multi_socket_action(L->multi, fd, mask, &running);
 		}
 		drain_done();
+		/* Last: requests it reads are queued to this loop and started
+		 * at the top of the next turn, before any wait. */
+		run_source(source_ready || atomic_exchange(&L->source_due, false));
 	}
 	return NULL;
 }
 
-static void wake(void)
+static void wake(struct smisd_loop *lp)
 {
 	uint64_t one = 1;
-	if (write(wakefd, &one, sizeof(one)) < 0) {
+	if (write(lp->wakefd, &one, sizeof(one)) < 0) {
 		/* the counter is saturated: the loop is awake anyway */
 	}
 }
 
-/* Hand a job to the loop. Only a push that finds both queues empty wakes
+/* Hand a job to a loop. Only a push that finds both queues empty wakes
  * it: the loop takes both queues whole, so until it does, that one
  * wake-up covers every later push. Under load this saves an eventfd write
  * and read per message (a wake-up that finds the queues already taken is
- * harmless: the loop finds nothing and waits again). */
-static void enqueue(struct smisd_job_queue *q, struct smisd_job *job)
+ * harmless: the loop finds nothing and waits again). A loop pushing to
+ * itself needs no wake-up at all: it takes its queues before it waits. */
+static void enqueue(struct smisd_loop *lp, struct smisd_job_queue *q, struct smisd_job *job)
 {
 	int was_idle;
-	pthread_mutex_lock(&queue_lock);
-	was_idle = !queue.head && !prepared.head;
+	pthread_mutex_lock(&lp->queue_lock);
+	was_idle = !lp->queue.head && !lp->prepared.head;
 	smisd_job_queue_push(q, job);
-	pthread_mutex_unlock(&queue_lock);
-	if (was_idle)
-		wake();
+	pthread_mutex_unlock(&lp->queue_lock);
+	if (was_idle && lp != L)
+		wake(lp);
 }
 
-/* A worker of the prepare pool hands a job back. */
+/* A worker of the prepare pool hands a job back to the loop it came from. */
 static void prepared_done(struct smisd_job *job)
 {
-	enqueue(&prepared, job);
+	enqueue(job->loop, &job->loop->prepared, job);
 }
 
-int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads)
+static void loop_free(struct smisd_loop *lp)
 {
-	on_finished = finished;
-	multi = curl_multi_init();
-	if (!multi)
+	if (lp->multi)
+		curl_multi_cleanup(lp->multi);
+	lp->multi = NULL;
+	if (lp->epfd >= 0)
+		close(lp->epfd);
+	if (lp->wakefd >= 0)
+		close(lp->wakefd);
+	lp->epfd = lp->wakefd = -1;
+	free(lp->idle);
+	lp->idle = NULL;
+	lp->idle_cap = 0;
+	while (lp->easy_pooled)
+		curl_easy_cleanup(lp->easy_pool[--lp->easy_pooled]);
+	pthread_mutex_destroy(&lp->queue_lock);
+}
+
+static int loop_init(struct smisd_loop *lp, int index)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	lp->index = index;
+	lp->epfd = lp->wakefd = -1;
+	lp->timer_deadline = -1;
+	pthread_mutex_init(&lp->queue_lock, NULL);
+	lp->multi = curl_multi_init();
+	if (!lp->multi)
 		return -1;
 	/* Keep enough idle connections for a burst of 1000+ calls in flight. */
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 4096L);
-	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (epfd < 0 || wakefd < 0)
-		goto fail;
-	{
-		struct epoll_event ev = { .events = EPOLLIN, .data.fd = wakefd };
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) != 0)
-			goto fail;
-	}
+	curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, 4096L);
+	curl_multi_setopt(lp->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(lp->multi, CURLMOPT_SOCKETDATA, lp);
+	curl_multi_setopt(lp->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(lp->multi, CURLMOPT_TIMERDATA, lp);
+	lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+	lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (lp->epfd < 0 || lp->wakefd < 0)
+		return -1;
+	ev.data.fd = lp->wakefd;
+	return epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->wakefd, &ev);
+}
+
+static void stop_loops(void)
+{
+	stopping = 1;
+	for (int i = 0; i < n_loops; i++)
+		if (loops[i].running) {
+			wake(&loops[i]);
+			pthread_join(loops[i].thread, NULL);
+			loops[i].running = false;
+		}
+}
+
+int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads, int n)
+{
+	on_finished = finished;
+	if (n < 1)
+		n = 1;
+	loops = calloc((size_t)n, sizeof(*loops));
+	if (!loops)
+		return -1;
+	n_loops = n;
 	stopping = 0;
+	for (int i = 0; i < n; i++)
+		if (loop_init(&loops[i], i) != 0)
+			goto fail;
 	if (smisd_prepare_pool_start(prepare_threads, prepared_done) != 0)
 		goto fail;
-	if (pthread_create(&thread, NULL, dispatcher_main, NULL) != 0) {
-		smisd_prepare_pool_stop();
-		goto fail;
+	for (int i = 0; i < n; i++) {
+		char name[16];
+		if (pthread_create(&loops[i].thread, NULL, loop_main, &loops[i]) != 0) {
+			stop_loops();
+			smisd_prepare_pool_stop();
+			goto fail;
+		}
+		loops[i].running = true;
+		/* Named for top -H, ps -L and /proc/PID/task/ (15 characters at most). */
+		snprintf(name, sizeof(name), "smisd-loop%u", (unsigned)i % 100u);
+		pthread_setname_np(loops[i].thread, name);
 	}
-	/* Named for top -H, ps -L and /proc/PID/task/ (15 characters at most). */
-	pthread_setname_np(thread, "smisd-dispatch");
 	return 0;
 fail:
-	if (epfd >= 0)
-		close(epfd);
-	if (wakefd >= 0)
-		close(wakefd);
-	epfd = wakefd = -1;
-	curl_multi_cleanup(multi);
-	multi = NULL;
+	for (int i = 0; i < n; i++)
+		loop_free(&loops[i]);
+	free(loops);
+	loops = NULL;
+	n_loops = 0;
 	return -1;
+}
+
+int smisd_dispatcher_loops(void)
+{
+	return n_loops;
+}
+
+int smisd_dispatcher_attach(int loop, const struct smisd_loop_source *src)
+{
+	struct smisd_loop *lp;
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	if (loop < 0 || loop >= n_loops || atomic_load(&loops[loop].has_source))
+		return -1;
+	lp = &loops[loop];
+	lp->source = *src;
+	atomic_store(&lp->has_source, true);
+	ev.data.fd = src->fd;
+	if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, src->fd, &ev) != 0) {
+		atomic_store(&lp->has_source, false);
+		return -1;
+	}
+	wake(lp); /* to take the source's timer into account */
+	return 0;
+}
+
+void smisd_dispatcher_source_due(struct smisd_loop *lp)
+{
+	/* One wake-up until the loop has run it: it runs every resumption. */
+	if (!atomic_exchange(&lp->source_due, true) && lp != L)
+		wake(lp);
 }
 
 void smisd_dispatcher_submit(struct smisd_job *job)
 {
-	if (!multi || stopping) {
+	struct smisd_loop *lp;
+
+	if (!loops || stopping) {
 		/* Only status polls can arrive after the stop: drop them. */
 		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
 			smisd_job_free(job);
 		return;
 	}
-	enqueue(&queue, job);
+	/* A request stays on the loop that read it; work from elsewhere
+	 * (status polls) goes round the loops. */
+	lp = L ? L : &loops[atomic_fetch_add(&next_loop, 1) % (unsigned)n_loops];
+	job->loop = lp;
+	enqueue(lp, &lp->queue, job);
 }
 
 void smisd_dispatcher_stop(void)
 {
-	if (!multi)
+	if (!loops)
 		return;
 	/* Before the HTTP drain ended, every SEND came back from the pool. */
 	smisd_prepare_pool_stop();
-	stopping = 1;
-	wake();
-	pthread_join(thread, NULL);
-	/* After the HTTP drain only status polls can be left: drop them. */
-	while (active) {
-		struct smisd_job *job = active;
-		active_remove(job);
-		curl_multi_remove_handle(multi, job->easy);
-		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
-			smisd_job_free(job);
+	stop_loops();
+	for (int i = 0; i < n_loops; i++) {
+		struct smisd_loop *lp = &loops[i];
+		/* The functions below work on the current loop. */
+		L = lp;
+		/* After the HTTP drain only status polls can be left: drop them. */
+		while (lp->active) {
+			struct smisd_job *job = lp->active;
+			active_remove(job);
+			curl_multi_remove_handle(lp->multi, job->easy);
+			if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
+				smisd_job_free(job);
+		}
+		pthread_mutex_lock(&lp->queue_lock);
+		for (struct smisd_job *job; (job = smisd_job_queue_pop(&lp->queue));)
+			if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
+				smisd_job_free(job);
+		pthread_mutex_unlock(&lp->queue_lock);
+		loop_free(lp);
+		L = NULL;
 	}
-	pthread_mutex_lock(&queue_lock);
-	for (struct smisd_job *job; (job = smisd_job_queue_pop(&queue));)
-		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
-			smisd_job_free(job);
-	pthread_mutex_unlock(&queue_lock);
-	curl_multi_cleanup(multi);
-	multi = NULL;
-	close(epfd);
-	close(wakefd);
-	epfd = wakefd = -1;
-	free(idle);
-	idle = NULL;
-	idle_cap = 0;
-	while (easy_pooled)
-		curl_easy_cleanup(easy_pool[--easy_pooled]);
+	free(loops);
+	loops = NULL;
+	n_loops = 0;
 }

@@ -1,6 +1,8 @@
 /*
- * dispatcher.h - the one thread that runs strategy chains and performs
- * every upstream HTTP request on a shared libcurl multi handle.
+ * dispatcher.h - the event loop threads that run strategy chains and
+ * perform upstream HTTP requests, each on its own libcurl multi handle,
+ * and each also running one HTTP daemon (its "source"), so that a message
+ * is read, sent upstream and answered by one thread.
  *
  * Thousands of jobs can wait on upstreams at once without a thread each:
  * a job is a small state machine advanced when its response arrives.
@@ -8,17 +10,38 @@
 #ifndef SMISD_DISPATCHER_H
 #define SMISD_DISPATCHER_H
 
+#include <stdint.h>
+
 #include "job.h"
 
 /* Called on a finished job (strategy done): the dispatcher hands it on. */
 typedef void (*smisd_dispatch_finished_fn)(struct smisd_job *job);
 
-/* prepare_threads: workers for channels' prepare_send (0: run it inline). */
-int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads);
-/* Thread-safe: queue a job and wake the dispatcher. */
+/* An event source a loop runs beside curl: `fd` joins the loop's epoll
+ * set; `run` is called on the loop's thread when it is readable or when
+ * `timeout_ms` (ms until it needs running anyway, -1 never) says so. */
+struct smisd_loop_source {
+	int fd;
+	void (*run)(void *arg);
+	int64_t (*timeout_ms)(void *arg);
+	void *arg;
+};
+
+/* `loops` event loop threads; prepare_threads: workers for channels'
+ * prepare_send (0: run it inline). */
+int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads, int loops);
+int smisd_dispatcher_loops(void);
+/* Give loop `loop` its source (once, before it is used). */
+int smisd_dispatcher_attach(int loop, const struct smisd_loop_source *src);
+/* Thread-safe: have loop `lp` run its source soon (MHD in external mode
+ * must be run after a connection is resumed: nothing else tells it). */
+void smisd_dispatcher_source_due(struct smisd_loop *lp);
+/* Thread-safe: queue a job. On a loop thread it stays on that loop (no
+ * wake-up needed); from elsewhere it goes to the next loop, woken. */
 void smisd_dispatcher_submit(struct smisd_job *job);
-/* Stop the thread. Call after the HTTP side has drained: only status
- * polls can still be running, and they are dropped. */
+/* Stop the loops (their sources are no longer run). Call after the HTTP
+ * side has drained: only status polls can still be running, and they are
+ * dropped. */
 void smisd_dispatcher_stop(void);
 
 /* Run one strategy step decision chain synchronously for unit tests: the

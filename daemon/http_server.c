@@ -1,15 +1,18 @@
 /*
  * http_server.c - REST API (docs/openapi.yaml) on libmicrohttpd.
  *
- * A POST is validated on the HTTP thread, then its connection is
- * suspended while the dispatcher runs the strategy; the store thread
- * resumes it once the outcome is committed. No thread waits on upstream.
+ * A POST is validated on the event loop that read it (dispatcher.c runs
+ * one daemon per loop), then its connection is suspended while the same
+ * loop runs the strategy; the store thread resumes it once the outcome is
+ * committed. No thread waits on upstream.
  */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -61,8 +64,12 @@ struct conn {
 
 static const char *const route_names[] = { "none", "healthz", "send", "get_message", "callback",
 					   "metrics", "keys", "not_found", "bad_method" };
-static struct MHD_Daemon *mhd;
-static MHD_socket quiesced = MHD_INVALID_SOCKET;
+/* One daemon per event loop (dispatcher.c runs it), each accepting from
+ * its own dup() of one listening socket (see listen_socket()). */
+#define MAX_DAEMONS 64
+static struct MHD_Daemon *mhds[MAX_DAEMONS];
+static MHD_socket quiesced[MAX_DAEMONS];
+static int n_mhds;
 static atomic_int in_flight;
 static atomic_int max_in_flight = 8192;
 static atomic_int shutting_down;
@@ -369,9 +376,19 @@ static bool rate_limited(const struct smisd_institution *inst, struct smisd_prob
 
 /* ---- device keys for institution-side encryption ------------------------ */
 
+/* Resume a suspended connection and have its loop run MHD (external mode
+ * needs that). The loop is read first: once resumed, the loop may answer
+ * and free the job before this thread reads another field. */
+static void resume_on_loop(struct smisd_job *job, struct MHD_Connection *c)
+{
+	struct smisd_loop *lp = job->loop;
+	MHD_resume_connection(c);
+	smisd_dispatcher_source_due(lp);
+}
+
 static void keys_done(struct smisd_job *job)
 {
-	MHD_resume_connection(job->done_arg);
+	resume_on_loop(job, job->done_arg);
 }
 
 /* The answer of POST /v1/recipients/keys, from the lookup attempt. */
@@ -533,7 +550,7 @@ static void job_stored(struct smisd_job *job)
 	}
 	if (job->store_failed)
 		smisd_log(SMIS_LOG_ERROR, "http", job->id, "answering without a stored record");
-	MHD_resume_connection(c);
+	resume_on_loop(job, c);
 }
 
 void smisd_http_job_finished(struct smisd_job *job)
@@ -866,15 +883,63 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	smisd_logv(SMIS_LOG_WARN, "http", NULL, fmt, ap);
 }
 
+static void mhd_run(void *arg)
+{
+	MHD_run(arg);
+}
+
+static int64_t mhd_timeout(void *arg)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	if (MHD_get_timeout(arg, &ms) != MHD_YES)
+		return -1;
+	return ms > INT32_MAX ? INT32_MAX : (int64_t)ms;
+}
+
+/* The listening socket, made here rather than by MHD: every daemon gets
+ * its own dup() of it (MHD closes what it was given), so the loops take
+ * turns accepting from one queue, as MHD's own thread pool does. Not
+ * SO_REUSEPORT: that would let a second smisd started by mistake on the
+ * same port share the traffic instead of failing to start. */
+static int listen_socket(const struct addrinfo *ai, int *port)
+{
+	int one = 1;
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					       : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
 int smisd_http_start(const struct smisd_generation *g)
 {
 	struct addrinfo hints, *ai = NULL;
 	char port[8];
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-			 MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
+	int n = smisd_dispatcher_loops();
+	int bound = g->settings.listen_port;
+	int lfd;
+	unsigned limit;
 
 	atomic_store(&max_in_flight, g->settings.max_in_flight);
+	if (n < 1 || n > MAX_DAEMONS)
+		return -1;
+	limit = (unsigned)g->settings.max_connections / (unsigned)n;
+	if (limit < 1)
+		limit = 1;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
 	hints.ai_socktype = SOCK_STREAM;
@@ -886,46 +951,82 @@ int smisd_http_start(const struct smisd_generation *g)
 	}
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	mhd = MHD_start_daemon(flags, (uint16_t)g->settings.listen_port, NULL, NULL, on_request, NULL,
-			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			       MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-			       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-			       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)g->settings.http_threads,
-			       MHD_OPTION_CONNECTION_LIMIT, (unsigned)g->settings.max_connections,
-			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->settings.connection_timeout_s,
-			       MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096U,
-			       /* MHD clears a connection's memory pool for every
-				* request: 12 KiB (headers up to a gateway token of
-				* 8 KiB; bodies are copied out as they arrive) instead
-				* of the default 32 KiB is most of that work saved. */
-			       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)12288,
-			       MHD_OPTION_END);
+	lfd = listen_socket(ai, &bound);
 	freeaddrinfo(ai);
-	if (!mhd) {
-		smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot listen on %s:%d", g->settings.listen_address,
-			  g->settings.listen_port);
+	if (lfd < 0) {
+		smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot listen on %s:%d: %s", g->settings.listen_address,
+			  g->settings.listen_port, strerror(errno));
 		return -1;
 	}
-	info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
-	return info ? info->port : g->settings.listen_port;
+	for (int i = 0; i < n; i++) {
+		struct smisd_loop_source src;
+		int fd = i == n - 1 ? lfd : fcntl(lfd, F_DUPFD_CLOEXEC, 0);
+
+		quiesced[i] = MHD_INVALID_SOCKET;
+		if (fd < 0)
+			goto fail;
+		mhds[i] = MHD_start_daemon(flags, (uint16_t)bound, NULL, NULL, on_request, NULL,
+					   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+					   MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+					   MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+					   MHD_OPTION_CONNECTION_LIMIT, limit,
+					   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->settings.connection_timeout_s,
+					   /* MHD clears a connection's memory pool for every
+					    * request: 12 KiB (headers up to a gateway token of
+					    * 8 KiB; bodies are copied out as they arrive) instead
+					    * of the default 32 KiB is most of that work saved. */
+					   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)12288,
+					   MHD_OPTION_END);
+		if (!mhds[i]) {
+			/* Whether MHD closed `fd` is not said: leave it (we exit). */
+			if (fd == lfd)
+				lfd = -1;
+			goto fail;
+		}
+		n_mhds = i + 1;
+		info = MHD_get_daemon_info(mhds[i], MHD_DAEMON_INFO_EPOLL_FD);
+		src = (struct smisd_loop_source){ .fd = info ? info->epoll_fd : -1, .run = mhd_run,
+						  .timeout_ms = mhd_timeout, .arg = mhds[i] };
+		if (src.fd < 0 || smisd_dispatcher_attach(i, &src) != 0) {
+			smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot attach the HTTP daemon to its loop");
+			if (fd == lfd)
+				lfd = -1; /* the daemon owns it now */
+			goto fail;
+		}
+	}
+	return bound;
+fail:
+	smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot start the HTTP daemons on %s:%d", g->settings.listen_address,
+		  bound);
+	if (lfd >= 0)
+		close(lfd);
+	/* Daemons not attached yet, or loops not started: nothing runs them. */
+	smisd_dispatcher_stop();
+	smisd_http_stop();
+	return -1;
 }
 
 void smisd_http_quiesce(void)
 {
 	atomic_store(&shutting_down, 1);
-	/* MHD hands the listening socket back: we close it after stop. */
-	if (mhd && quiesced == MHD_INVALID_SOCKET)
-		quiesced = MHD_quiesce_daemon(mhd);
+	/* MHD hands the listening sockets back: we close them after stop. */
+	for (int i = 0; i < n_mhds; i++)
+		if (mhds[i] && quiesced[i] == MHD_INVALID_SOCKET)
+			quiesced[i] = MHD_quiesce_daemon(mhds[i]);
 }
 
+/* After smisd_dispatcher_stop(): no loop runs the daemons any more. */
 void smisd_http_stop(void)
 {
-	if (mhd)
-		MHD_stop_daemon(mhd);
-	mhd = NULL;
-	if (quiesced != MHD_INVALID_SOCKET)
-		close(quiesced);
-	quiesced = MHD_INVALID_SOCKET;
+	for (int i = 0; i < n_mhds; i++) {
+		if (mhds[i])
+			MHD_stop_daemon(mhds[i]);
+		mhds[i] = NULL;
+		if (quiesced[i] != MHD_INVALID_SOCKET)
+			close(quiesced[i]);
+		quiesced[i] = MHD_INVALID_SOCKET;
+	}
+	n_mhds = 0;
 }
 
 int smisd_http_in_flight(void)

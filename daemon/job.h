@@ -28,6 +28,7 @@ struct smisd_attempt {
 };
 
 struct smisd_job;
+struct smisd_loop;
 typedef void (*smisd_job_done_fn)(struct smisd_job *job);
 
 struct smisd_job {
@@ -45,7 +46,7 @@ struct smisd_job {
 	int64_t created_ms;
 	int64_t deadline_mono;
 
-	/* Strategy execution (dispatcher thread only). */
+	/* Strategy execution (the job's event loop only). */
 	size_t step;
 	size_t step_first_attempt;
 	struct smisd_attempt *attempts; /* grown by smisd_job_add_attempt */
@@ -56,6 +57,7 @@ struct smisd_job {
 	CURL *easy;
 	struct curl_slist *easy_headers;
 	char *easy_body; /* the upstream request's body: curl reads it in place */
+	struct smisd_loop *loop; /* the event loop the job runs on */
 	char *resp_buf;
 	size_t resp_len, resp_cap;
 	int resp_overflow;

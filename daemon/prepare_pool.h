@@ -1,6 +1,6 @@
 /*
  * prepare_pool.h - worker threads that run channel plugins' prepare_send
- * (CPU-heavy work such as end-to-end sealing) off the dispatcher thread.
+ * (CPU-heavy work such as end-to-end sealing) off the event-loop threads.
  */
 #ifndef SMISD_PREPARE_POOL_H
 #define SMISD_PREPARE_POOL_H

@@ -277,7 +277,7 @@ static int valid_reference(const char *r)
 	return 1;
 }
 
-/* One strict tokener per HTTP thread, reset for each body: making one costs
+/* One strict tokener per event-loop thread, reset for each body: making one costs
  * four allocations and a stack per request. Freed when its thread ends. */
 static pthread_key_t tok_key;
 static pthread_once_t tok_once = PTHREAD_ONCE_INIT;

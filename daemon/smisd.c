@@ -152,7 +152,8 @@ int main(int argc, char **argv)
 	smisd_generation_swap(g);
 	if (smisd_store_open(g->settings.store_path, g->settings.store_batch_max) != 0)
 		goto out;
-	if (smisd_dispatcher_start(smisd_http_job_finished, g->settings.prepare_threads) != 0) {
+	if (smisd_dispatcher_start(smisd_http_job_finished, g->settings.prepare_threads,
+				   g->settings.http_threads) != 0) {
 		smisd_log(SMIS_LOG_ERROR, "smisd", NULL, "cannot start the dispatcher");
 		goto out_store;
 	}
@@ -203,12 +204,14 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out_http:
+	/* The loops first (they run the HTTP daemons, which may only be
+	 * stopped when nothing runs them): status polls in flight end and
+	 * their reports still reach the store, which then drains and closes. */
+	smisd_dispatcher_stop();
 	smisd_http_stop();
 	if (pidfile)
 		unlink(pidfile);
 out_dispatcher:
-	/* The dispatcher first: status polls in flight end and their reports
-	 * still reach the store, which then drains and closes. */
 	smisd_dispatcher_stop();
 out_store:
 	smisd_store_close();

@@ -587,7 +587,7 @@ static void *writer_main(void *arg)
 		rq_head = rq_tail = NULL;
 		pthread_mutex_unlock(&qlock);
 
-		/* Conclude here rather than on the dispatcher thread: building the
+		/* Conclude here rather than on the event loops: building the
 		 * answer is the largest piece of per-message work after HTTP. */
 		for (struct smisd_job *j = jobs; j; j = j->next) {
 			char labels[256];

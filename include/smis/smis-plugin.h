@@ -21,9 +21,10 @@
  *  2. For every configuration block naming the plugin: `create` one instance
  *     (a plugin is a type, a config block is an instance).
  *  3. Serve: channel `start`/`resume` and strategy `decide` are called from the
- *     dispatcher thread only, one call at a time per daemon. They MUST NOT
- *     block: no sockets, no sleeping, no disk. The core performs the HTTP
- *     requests a channel asks for on its shared event loop.
+ *     core's event-loop threads, one call at a time per daemon (the core
+ *     serialises them: keep no thread-local state between calls). They MUST
+ *     NOT block: no sockets, no sleeping, no disk. The core performs the HTTP
+ *     requests a channel asks for on its event loops.
  *  4. On reload a new generation of instances is created beside the old one;
  *     the old instances are destroyed once their last in-flight message is
  *     done. `destroy` may therefore run on any thread, but never concurrently
@@ -336,7 +337,7 @@ struct smis_channel_ops {
 	/* Authenticate and parse a status webhook. Returns 0 and fills
 	 * reports[0..*n_reports) (at most max_reports), or -EACCES when the
 	 * request is not authentic (the core answers 401), -EINVAL when it is
-	 * malformed (400). Called from an HTTP thread: MUST NOT block, and
+	 * malformed (400). Called from a loop thread: MUST NOT block, and
 	 * MUST be safe to call concurrently (treat state as read-only).
 	 * Optional; absent means the channel takes no webhooks. */
 	int (*inbound)(void *state, const struct smis_inbound *in,
@@ -344,9 +345,9 @@ struct smis_channel_ops {
 		       size_t *n_reports);
 	/* CPU-heavy preparation of a SEND (end-to-end sealing, say), which the
 	 * core runs on one of its worker threads right before start(SMIS_OP_SEND)
-	 * for the same message, so the dispatcher thread goes on serving other
+	 * for the same message, so the event loops go on serving other
 	 * messages' I/O meanwhile. It may read `msg` and `state` (read-only:
-	 * other workers and the dispatcher use the instance at the same time)
+	 * other workers and the loops use the instance at the same time)
 	 * and write `*call` (exclusively its own until start runs); of the core
 	 * API it may call log, alloc, free, now_ms and monotonic_ms only. It
 	 * returns nothing: start runs next whatever happened and decides, so
