@@ -116,7 +116,10 @@ struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job)
 	if (job->n_attempts >= SMISD_MAX_ATTEMPTS)
 		return NULL;
 	if (job->n_attempts == job->cap_attempts) {
-		size_t cap = job->cap_attempts ? job->cap_attempts * 2 : 2;
+		/* From 1: most messages make one attempt, and an attempt is
+		 * 3 KiB (struct smis_outcome): a second slot reserved for every
+		 * message was ~3 MiB of smisd's peak with 1000 in flight. */
+		size_t cap = job->cap_attempts ? job->cap_attempts * 2 : 1;
 		struct smisd_attempt *grown = realloc(job->attempts, cap * sizeof(*grown));
 		if (!grown)
 			return NULL;
