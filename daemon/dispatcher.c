@@ -171,13 +171,16 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 	if (timeout <= 0)
 		goto out;
 	/* curl caps connections per host for the whole multi handle: use the
-	 * largest cap any channel of the current generation asks for. */
+	 * largest cap any channel of the current generation asks for, shared
+	 * out between the loops (each has its own multi handle). */
 	if (L->host_limit_gen != job->gen->id) {
 		long cap = 0;
 		L->host_limit_gen = job->gen->id;
 		for (size_t i = 0; i < job->gen->n_channels; i++)
 			if (job->gen->channels[i].http.max_connections > cap)
 				cap = job->gen->channels[i].http.max_connections;
+		if (cap > 0)
+			cap = (cap + n_loops - 1) / n_loops;
 		curl_multi_setopt(L->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
 	}
 	if (!job->easy)
