@@ -119,7 +119,7 @@ static void record_done(struct smisd_job *job, const struct smis_outcome *out)
 {
 	struct smisd_attempt *a = &job->attempts[job->n_attempts - 1];
 	char labels[200];
-	a->out = *out;
+	smisd_outcome_keep(&a->out, out);
 	a->elapsed_ms = (long)(smisd_monotonic_ms() - job->op_started_mono);
 	snprintf(labels, sizeof(labels), "channel=\"%s\",operation=\"%s\",outcome=\"%s\"", a->ch->name,
 		 smisd_op_name(a->op), smisd_outcome_name(out->kind, a->op));
@@ -249,7 +249,7 @@ static void finish(struct smisd_job *job)
 	if (job->poll_channel) {
 		const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
 		if (a && a->out.kind == SMIS_OUTCOME_OK)
-			for (size_t i = 0; i < a->out.n_reports && i < 8; i++)
+			for (size_t i = 0; i < a->out.n_reports; i++)
 				smisd_store_submit_report(job->poll_channel->name,
 							  (job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0,
 							  &a->out.reports[i]);
@@ -351,6 +351,10 @@ static int start_op(struct smisd_job *job, const struct smisd_channel *ch, enum 
  * Returns 1 when waiting, 0 when finished (caller concludes). */
 static int advance(struct smisd_job *job)
 {
+	/* The outcomes strategies see, rebuilt from the kept records (one
+	 * set per thread: decide() only borrows them during the call). */
+	static __thread struct smis_outcome outcomes[SMISD_MAX_ATTEMPTS];
+
 	for (;;) {
 		struct smis_attempt_view views[SMISD_MAX_ATTEMPTS];
 		struct smis_job_view view;
@@ -369,13 +373,15 @@ static int advance(struct smisd_job *job)
 		if (job->step >= job->strategy->n_steps)
 			return 0;
 		step = &job->strategy->steps[job->step];
-		for (size_t i = 0; i < job->n_attempts; i++)
+		for (size_t i = 0; i < job->n_attempts; i++) {
+			smisd_outcome_view(&job->attempts[i].out, &outcomes[i]);
 			views[i] = (struct smis_attempt_view){
 				.channel = job->attempts[i].ch->name,
 				.channel_caps = job->attempts[i].ch->caps,
 				.op = job->attempts[i].op,
-				.outcome = &job->attempts[i].out,
+				.outcome = &outcomes[i],
 			};
+		}
 		view = (struct smis_job_view){
 			.size = sizeof(view),
 			.msg = &job->msg,

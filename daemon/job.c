@@ -83,6 +83,48 @@ void smisd_job_bind_message(struct smisd_job *job)
 	m->max_sms_parts = job->inst->max_sms_segments;
 }
 
+void smisd_outcome_keep(struct smisd_outcome_rec *rec, const struct smis_outcome *out)
+{
+	size_t n = out->n_reports < 8 ? out->n_reports : 8;
+
+	rec->kind = out->kind;
+	memcpy(rec->error, out->error, sizeof(rec->error));
+	memcpy(rec->detail, out->detail, sizeof(rec->detail));
+	memcpy(rec->provider_ref, out->provider_ref, sizeof(rec->provider_ref));
+	rec->reach = out->reach;
+	memcpy(rec->language, out->language, sizeof(rec->language));
+	rec->devices = out->devices;
+	rec->sms_parts = out->sms_parts;
+	rec->sms_chars = out->sms_chars;
+	memcpy(rec->sms_encoding, out->sms_encoding, sizeof(rec->sms_encoding));
+	rec->devices_json = out->devices_json;
+	rec->reports = NULL;
+	rec->n_reports = 0;
+	if (n && (rec->reports = malloc(n * sizeof(*rec->reports)))) {
+		memcpy(rec->reports, out->reports, n * sizeof(*rec->reports));
+		rec->n_reports = n;
+	}
+}
+
+void smisd_outcome_view(const struct smisd_outcome_rec *rec, struct smis_outcome *out)
+{
+	memset(out, 0, offsetof(struct smis_outcome, reports));
+	out->kind = rec->kind;
+	memcpy(out->error, rec->error, sizeof(out->error));
+	memcpy(out->detail, rec->detail, sizeof(out->detail));
+	memcpy(out->provider_ref, rec->provider_ref, sizeof(out->provider_ref));
+	out->reach = rec->reach;
+	memcpy(out->language, rec->language, sizeof(out->language));
+	out->devices = rec->devices;
+	out->sms_parts = rec->sms_parts;
+	out->sms_chars = rec->sms_chars;
+	memcpy(out->sms_encoding, rec->sms_encoding, sizeof(out->sms_encoding));
+	if (rec->n_reports)
+		memcpy(out->reports, rec->reports, rec->n_reports * sizeof(*rec->reports));
+	out->n_reports = rec->n_reports;
+	out->devices_json = rec->devices_json;
+}
+
 void smisd_job_free(struct smisd_job *job)
 {
 	if (!job)
@@ -96,8 +138,10 @@ void smisd_job_free(struct smisd_job *job)
 		}
 		free(job->calls);
 	}
-	for (size_t i = 0; i < job->n_attempts; i++)
+	for (size_t i = 0; i < job->n_attempts; i++) {
 		free(job->attempts[i].out.devices_json);
+		free(job->attempts[i].out.reports);
+	}
 	free(job->attempts);
 	if (job->easy)
 		curl_easy_cleanup(job->easy);
@@ -116,9 +160,7 @@ struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job)
 	if (job->n_attempts >= SMISD_MAX_ATTEMPTS)
 		return NULL;
 	if (job->n_attempts == job->cap_attempts) {
-		/* From 1: most messages make one attempt, and an attempt is
-		 * 3 KiB (struct smis_outcome): a second slot reserved for every
-		 * message was ~3 MiB of smisd's peak with 1000 in flight. */
+		/* From 1: most messages make one attempt. */
 		size_t cap = job->cap_attempts ? job->cap_attempts * 2 : 1;
 		struct smisd_attempt *grown = realloc(job->attempts, cap * sizeof(*grown));
 		if (!grown)

@@ -19,13 +19,41 @@
 #define SMISD_MAX_ATTEMPTS 16
 #define SMISD_ID_LEN 40
 
+/* What the core keeps of an attempt's struct smis_outcome: the same fields
+ * (so `a->out.kind` reads as before) but the reports, which only status
+ * polls have, held by pointer. The ABI struct is 3.2 KiB, 2.7 of them the
+ * reports[8] array: kept whole in every attempt, that was ~5 MiB of peak
+ * RSS with 1000 messages in flight. smisd_outcome_view() rebuilds the ABI
+ * struct where a plugin must see one. */
+struct smisd_outcome_rec {
+	enum smis_outcome_kind kind;
+	char error[64];
+	char detail[256];
+	char provider_ref[128];
+	enum smis_reach reach;
+	char language[8];
+	int devices;
+	int sms_parts;
+	int sms_chars;
+	char sms_encoding[16];
+	char *devices_json;          /* owned, as in smis_outcome */
+	struct smis_report *reports; /* n_reports of them (malloc), or NULL */
+	size_t n_reports;
+};
+
 struct smisd_attempt {
 	const struct smisd_channel *ch;
 	enum smis_op op;
-	struct smis_outcome out;
+	struct smisd_outcome_rec out;
 	int64_t started_ms; /* wall clock */
 	long elapsed_ms;
 };
+
+/* Keep `out` (taking its devices_json) in `rec`. Reports that cannot be
+ * copied for lack of memory are dropped (a status poll runs again). */
+void smisd_outcome_keep(struct smisd_outcome_rec *rec, const struct smis_outcome *out);
+/* Fill the ABI struct from a kept record (devices_json is lent, not given). */
+void smisd_outcome_view(const struct smisd_outcome_rec *rec, struct smis_outcome *out);
 
 struct smisd_job;
 struct smisd_loop;
