@@ -37,7 +37,6 @@
  * (queue_lock) and the source, attached once before it matters.
  */
 struct smisd_loop {
-	int index;
 	pthread_t thread;
 	bool running;
 	CURLM *multi;
@@ -700,11 +699,10 @@ static void loop_free(struct smisd_loop *lp)
 	pthread_mutex_destroy(&lp->queue_lock);
 }
 
-static int loop_init(struct smisd_loop *lp, int index)
+static int loop_init(struct smisd_loop *lp)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 
-	lp->index = index;
 	lp->epfd = lp->wakefd = -1;
 	lp->timer_deadline = -1;
 	pthread_mutex_init(&lp->queue_lock, NULL);
@@ -738,6 +736,8 @@ static void stop_loops(void)
 
 int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads, int n)
 {
+	int inited = 0; /* loops loop_init ran on, even half: only those are freed */
+
 	on_finished = finished;
 	if (n < 1)
 		n = 1;
@@ -746,8 +746,8 @@ int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_thre
 		return -1;
 	n_loops = n;
 	stopping = 0;
-	for (int i = 0; i < n; i++)
-		if (loop_init(&loops[i], i) != 0)
+	while (inited < n)
+		if (loop_init(&loops[inited++]) != 0)
 			goto fail;
 	if (smisd_prepare_pool_start(prepare_threads, prepared_done) != 0)
 		goto fail;
@@ -765,7 +765,7 @@ int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_thre
 	}
 	return 0;
 fail:
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < inited; i++)
 		loop_free(&loops[i]);
 	free(loops);
 	loops = NULL;

@@ -83,21 +83,24 @@ void smisd_job_bind_message(struct smisd_job *job)
 	m->max_sms_parts = job->inst->max_sms_segments;
 }
 
+/* The fields a kept record shares with struct smis_outcome, one list for
+ * both directions (the reports go by pointer, apart). */
+#define OUTCOME_SHARED_FIELDS(X)                                                                  \
+	X(kind) X(error) X(detail) X(provider_ref) X(reach) X(language) X(devices) X(sms_parts) \
+	X(sms_chars) X(sms_encoding) X(devices_json)
+#define COPY_FIELD(f)                                                                  \
+	_Static_assert(sizeof(((struct smisd_outcome_rec *)0)->f) ==                   \
+			       sizeof(((struct smis_outcome *)0)->f),                  \
+		       "smisd_outcome_rec." #f " differs from smis_outcome." #f);      \
+	memcpy(&to->f, &from->f, sizeof(to->f));
+
 void smisd_outcome_keep(struct smisd_outcome_rec *rec, const struct smis_outcome *out)
 {
+	const struct smis_outcome *from = out;
+	struct smisd_outcome_rec *to = rec;
 	size_t n = out->n_reports < 8 ? out->n_reports : 8;
 
-	rec->kind = out->kind;
-	memcpy(rec->error, out->error, sizeof(rec->error));
-	memcpy(rec->detail, out->detail, sizeof(rec->detail));
-	memcpy(rec->provider_ref, out->provider_ref, sizeof(rec->provider_ref));
-	rec->reach = out->reach;
-	memcpy(rec->language, out->language, sizeof(rec->language));
-	rec->devices = out->devices;
-	rec->sms_parts = out->sms_parts;
-	rec->sms_chars = out->sms_chars;
-	memcpy(rec->sms_encoding, out->sms_encoding, sizeof(rec->sms_encoding));
-	rec->devices_json = out->devices_json;
+	OUTCOME_SHARED_FIELDS(COPY_FIELD)
 	rec->reports = NULL;
 	rec->n_reports = 0;
 	if (n && (rec->reports = malloc(n * sizeof(*rec->reports)))) {
@@ -108,21 +111,14 @@ void smisd_outcome_keep(struct smisd_outcome_rec *rec, const struct smis_outcome
 
 void smisd_outcome_view(const struct smisd_outcome_rec *rec, struct smis_outcome *out)
 {
+	const struct smisd_outcome_rec *from = rec;
+	struct smis_outcome *to = out;
+
 	memset(out, 0, offsetof(struct smis_outcome, reports));
-	out->kind = rec->kind;
-	memcpy(out->error, rec->error, sizeof(out->error));
-	memcpy(out->detail, rec->detail, sizeof(out->detail));
-	memcpy(out->provider_ref, rec->provider_ref, sizeof(out->provider_ref));
-	out->reach = rec->reach;
-	memcpy(out->language, rec->language, sizeof(out->language));
-	out->devices = rec->devices;
-	out->sms_parts = rec->sms_parts;
-	out->sms_chars = rec->sms_chars;
-	memcpy(out->sms_encoding, rec->sms_encoding, sizeof(out->sms_encoding));
+	OUTCOME_SHARED_FIELDS(COPY_FIELD)
 	if (rec->n_reports)
 		memcpy(out->reports, rec->reports, rec->n_reports * sizeof(*rec->reports));
 	out->n_reports = rec->n_reports;
-	out->devices_json = rec->devices_json;
 }
 
 void smisd_job_free(struct smisd_job *job)
