@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -89,6 +90,13 @@ def http(method, url, body=None, headers=None, timeout=30):
         return Response(e.code, e.headers, e.read().decode())
 
 
+def drain_to_log(stream, log_path):
+    with open(log_path, "a") as log:
+        for line in stream:
+            log.write(line)
+            log.flush()
+
+
 def start_process(argv, ready_pattern, log_path, env=None):
     """Start argv, wait for a stdout/stderr line matching ready_pattern."""
     with open(log_path, "w+") as log:
@@ -104,6 +112,9 @@ def start_process(argv, ready_pattern, log_path, env=None):
             continue
         m = pat.search(line)
         if m:
+            # Keep reading: a simulator that writes to a full pipe blocks
+            # (and with it every request it is serving).
+            threading.Thread(target=drain_to_log, args=(p.stdout, log_path), daemon=True).start()
             return p, m
     p.kill()
     raise RuntimeError("%s not ready in time" % argv[0])
