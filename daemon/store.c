@@ -50,7 +50,6 @@ static sqlite3 *cdb;
 #define WAL_RESTART_FRAMES 4096 /* 16 MiB of 4 KiB pages */
 #define WAL_CATCHUP_PASSES 4    /* unheld copies before the held one, at most */
 #define WAL_GATED_FRAMES 256    /* few enough to copy with the writer held */
-#define WAL_SIZE_LIMIT (64 * 1024 * 1024) /* truncated to this when started over */
 static pthread_mutex_t write_gate = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ccond = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
@@ -70,6 +69,9 @@ static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
 	"PRAGMA synchronous=NORMAL;"
+	/* The WAL file is cut back to 64 MiB when it is started over (see
+	 * WAL_RESTART_FRAMES). */
+	"PRAGMA journal_size_limit=67108864;"
 	"CREATE TABLE IF NOT EXISTS messages ("
 	" id TEXT PRIMARY KEY,"
 	" institution TEXT NOT NULL,"
@@ -749,11 +751,6 @@ int smisd_store_open(const char *path, int batch_max)
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;
 	sqlite3_exec(wdb, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
-	{
-		char sql[64];
-		snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%d", WAL_SIZE_LIMIT);
-		sqlite3_exec(wdb, sql, NULL, NULL, NULL);
-	}
 	if (sqlite3_open_v2(path, &cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
 		goto fail;
 	sqlite3_busy_timeout(cdb, 5000);

@@ -3,6 +3,7 @@ Operating smisd: reload under load (SIGHUP), refused reloads, graceful
 SIGTERM with messages in flight, /metrics, JSON logs with request ids.
 """
 import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,31 @@ NEW_STRATEGY = """,
   { name = "reloaded_sms"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); }"""
 
 
+@contextlib.contextmanager
+def background_load(send, threads=8):
+    """Call send() in a loop on `threads` threads for the length of the
+    with block; yields the list of what the calls returned."""
+    stop = threading.Event()
+    results = []
+    lock = threading.Lock()
+
+    def load():
+        while not stop.is_set():
+            r = send()
+            with lock:
+                results.append(r)
+
+    workers = [threading.Thread(target=load) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()
+
+
 class Reload(StackTestCase):
     @classmethod
     def setUpClass(cls):
@@ -27,20 +53,7 @@ class Reload(StackTestCase):
         cls.stack.expect_log(r"syntax error|configuration refused")
 
     def test_reload_under_load_loses_nothing(self):
-        stop = threading.Event()
-        results = []
-        lock = threading.Lock()
-
-        def load():
-            while not stop.is_set():
-                r = self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))
-                with lock:
-                    results.append(r)
-
-        threads = [threading.Thread(target=load) for _ in range(8)]
-        for t in threads:
-            t.start()
-        try:
+        with background_load(lambda: self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))) as results:
             time.sleep(0.3)
             # A good reload that adds a strategy (inst-a may not use it yet:
             # the institution list is not changed), then a broken one.
@@ -52,10 +65,6 @@ class Reload(StackTestCase):
                 f.write("\nthis is not libconfig = = ;\n")
             self.stack.reload()
             time.sleep(0.3)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
         self.assertGreater(len(results), 50)
         bad = [r for r in results if r.status != 201 or r.json["status"] != "sent"]
         self.assertEqual(bad, [])
@@ -110,24 +119,11 @@ class StoreUnderLoad(StackTestCase):
 
     def test_wal_is_checkpointed_and_restarted_under_load(self):
         db = os.path.join(self.stack.dir, "smis.db")
-        stop = threading.Event()
-        answers = []
-        lock = threading.Lock()
-
-        def load():
-            while not stop.is_set():
-                r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
-                with lock:
-                    answers.append(r.status)
-
         # The WAL as the first message left it (starting smisd may have
         # started it over already).
         self.assertEqual(self.stack.send(message(CITIZENS["no_app"], "sms_only")).status, 201)
         start = self.wal_restarts(db + "-wal")
-        threads = [threading.Thread(target=load) for _ in range(8)]
-        for t in threads:
-            t.start()
-        try:
+        with background_load(lambda: self.stack.send(message(CITIZENS["no_app"], "sms_only"))) as answers:
             # A restart needs a full copy first (16 MiB of WAL, ~1000
             # messages sent one at a time): wait for it while the load runs.
             deadline = time.time() + 240
@@ -143,13 +139,9 @@ class StoreUnderLoad(StackTestCase):
                 in_file = 0
             finally:
                 con.close()
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
         self.assertTrue(restarted, "the WAL was not started over after %d messages" % len(answers))
         self.assertGreater(in_file, 0)
-        self.assertEqual([s for s in answers if s != 201], [])
+        self.assertEqual([r.status for r in answers if r.status != 201], [])
 
 
 class Observability(StackTestCase):
