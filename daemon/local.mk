@@ -26,4 +26,6 @@ daemon_libsmisd_la_LIBADD = lib/libsmishtml.la lib/libsmishpke.la $(CURL_LIBS) $
 sbin_PROGRAMS += smisd
 smisd_SOURCES = daemon/smisd.c
 smisd_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(LIBCONFIG_CFLAGS) $(SYSTEMD_CFLAGS)
-smisd_LDADD = daemon/libsmisd.la $(SYSTEMD_LIBS) $(LIBS)
+# mimalloc first, so that it is the allocator every malloc() in the process
+# binds to (see configure.ac).
+smisd_LDADD = $(MIMALLOC_LIBS) daemon/libsmisd.la $(SYSTEMD_LIBS) $(LIBS)

@@ -17,6 +17,9 @@
 
 #include <curl/curl.h>
 #include <systemd/sd-daemon.h>
+#ifdef HAVE_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 #include "core_api.h"
 #include "dispatcher.h"
@@ -50,6 +53,18 @@ static void raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* Which allocator this smisd runs on (configure's --with-mimalloc): the
+ * benchmarks' figures depend on it. */
+static void print_allocator(void)
+{
+#ifdef HAVE_MIMALLOC
+	int v = mi_version(); /* e.g. 209 for 2.0.9 */
+	printf("allocator: mimalloc %d.%d.%d\n", v / 100, v / 10 % 10, v % 10);
+#else
+	printf("allocator: glibc malloc\n");
+#endif
 }
 
 static void reload(const char *path)
@@ -105,6 +120,7 @@ int main(int argc, char **argv)
 			break;
 		case 'V':
 			printf("smisd %s (plugin ABI %u)\n", PACKAGE_VERSION, SMIS_PLUGIN_ABI_VERSION);
+			print_allocator();
 			return 0;
 		case 'h':
 			usage(stdout);

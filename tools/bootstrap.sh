@@ -23,6 +23,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 PACKAGES="build-essential autoconf automake libtool pkg-config
  libcurl4-openssl-dev libjson-c-dev libssl-dev libconfig-dev libcunit1-dev
  libmicrohttpd-dev libsqlite3-dev libgumbo-dev libsystemd-dev
+ libmimalloc-dev
  python3 curl openssl valgrind sqlite3 wrk"
 
 install_packages() {
