@@ -85,7 +85,9 @@ def compare_section(w, o, by_name, groups):
     w("`BENCH_COMPARE` ran every scenario through smisd twice per repetition: with this build (git %s) "
       "and with `%s` (git %s), one right after the other, the older first in odd repetitions and second "
       "in even ones. Ratios are taken within each repetition, then the median; CPU per message is "
-      "smisd's user+system time over the messages answered." % (this, o.compare_build_src, rev))
+      "smisd's user+system time over the messages answered. Allocators: %s here, %s there."
+      % (this, o.compare_build_src, rev, o.allocator or "glibc malloc",
+         o.compare_allocator or "glibc malloc"))
     w("")
     w("| scenario | msg/s other | msg/s this | this/other msg/s | p99 ms other | p99 ms this | "
       "CPU µs/msg other | CPU µs/msg this | this/other CPU per msg |")
@@ -166,6 +168,10 @@ def main():
     for a in ("raw", "out", "cmdline", "smisd-log", "build-src"):
         ap.add_argument("--" + a, required=True)
     ap.add_argument("--compare-build-src", default="")
+    # The allocator line of each smisd's --version ("mimalloc 2.0.9"; empty
+    # for a build older than that line: glibc's).
+    ap.add_argument("--allocator", default="")
+    ap.add_argument("--compare-allocator", default="")
     for a in ("duration", "reps", "conns", "threads", "target0", "target50", "half0", "half50",
               "elapsed", "govapp", "clk-tck", "idle-busy", "x25519-ops"):
         ap.add_argument("--" + a, type=int, required=True)
@@ -227,8 +233,9 @@ def main():
     w("|---|---|")
     w("| date | %s |" % now)
     w("| machine | %s CPUs (`nproc`), %s, Linux %s |" % (os.cpu_count(), cpu_model(), platform.release()))
-    w("| build | configured from `%s` at git %s%s |" % (
-        o.build_src, rev or "unknown", " with uncommitted changes" if dirty else ""))
+    w("| build | configured from `%s` at git %s%s; smisd's allocator: %s |" % (
+        o.build_src, rev or "unknown", " with uncommitted changes" if dirty else "",
+        o.allocator or "glibc malloc"))
     w("| load | wrk %s, %d threads, %d connections, %d s per run, %d repetitions, %d s of runs |"
       % (sh(["sh", "-c", "wrk -v 2>&1 | head -1 | cut -d' ' -f2"]) or "?", o.threads, o.conns,
          o.duration, o.reps, o.elapsed))

@@ -400,5 +400,7 @@ python3 "$bench/report.py" --raw "$raw" --out "$OUT" --cmdline "$cmdline" \
 	--target0 $TARGET_0 --target50 $TARGET_50 --half0 $HALF_0 --half50 $HALF_50 \
 	--elapsed "$elapsed" --govapp $have_govapp --smisd-log "$work/smisd.log" \
 	--clk-tck "$(getconf CLK_TCK)" --idle-busy "$idle_busy" --build-src "$build_src" \
-	--x25519-ops "$x25519_ops" --compare-build-src "$old_build_src"
+	--x25519-ops "$x25519_ops" --compare-build-src "$old_build_src" \
+	--allocator "$("$build/smisd" --version | sed -n 's/^allocator: //p')" \
+	--compare-allocator "$([ -z "$old_build" ] || "$old_build/smisd" --version | sed -n 's/^allocator: //p')"
 echo "wrote $OUT" >&2

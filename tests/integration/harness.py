@@ -227,9 +227,7 @@ institutions = (
         argv = [os.path.join(BUILD, "smisd"), "-c", self.conf]
         if os.environ.get("SMIS_VALGRIND_DAEMON") and os.environ.get("VALGRIND"):
             argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite",
-                    # smisd may be linked with mimalloc: valgrind must replace its malloc too.
-                    "--soname-synonyms=somalloc=libmimalloc.so*"] + argv
+                    "--errors-for-leak-kinds=definite"] + argv
         self.smisd_log = os.path.join(self.dir, "smisd.log")
         with open(self.smisd_log, "w") as logf:
             self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf)

@@ -227,9 +227,7 @@ class Install(unittest.TestCase):
         argv = [os.path.join(self.root, "sbin/smisd"), "-c", conf, "--pidfile", pidfile]
         if os.environ.get("SMIS_VALGRIND_DAEMON") and use_valgrind():
             argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite",
-                    # smisd may be linked with mimalloc: valgrind must replace its malloc too.
-                    "--soname-synonyms=somalloc=libmimalloc.so*"] + argv
+                    "--errors-for-leak-kinds=definite"] + argv
         with open(log_path, "w") as log:
             type(self).smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log,
                                                 env=clean_env())
