@@ -108,6 +108,19 @@ class Keys(unittest.TestCase):
         # From standard input, with or without a newline.
         self.assertEqual(smisctl("hash-key", stdin=key + "\n").stdout, "sha256:%s\n" % digest)
         self.assertEqual(smisctl("hash-key", stdin=key).stdout, "sha256:%s\n" % digest)
+
+    def test_gen_key_never_starts_with_a_dash(self):
+        # One base64url key in 64 would start with '-' and read as an option
+        # to `smisctl hash-key KEY`. 300 keys without the redraw: 99% chance
+        # of one (run without valgrind: only the output is checked here).
+        for _ in range(300):
+            r = subprocess.run([SMISCTL, "gen-key"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertFalse(r.stdout.startswith("-"), r.stdout)
+        # A key from elsewhere that does start with '-' is hashed after "--".
+        key = "-" + "A" * 42
+        self.assertEqual(smisctl("hash-key", "--", key).stdout,
+                         "sha256:%s\n" % hashlib.sha256(key.encode()).hexdigest())
         self.assertNotEqual(smisctl("gen-key").stdout.split()[0], key)
 
     def test_hash_key_matches_sha256sum_of_the_demo_key(self):
