@@ -48,8 +48,8 @@ struct smisd_loop {
 	struct smisd_job *active;        /* jobs with a transfer in the multi handle */
 	int64_t timer_deadline;          /* monotonic ms of curl's timer, -1 none */
 	unsigned long host_limit_gen;
-	unsigned char *fd_states; /* per curl socket: FD_* (see fd_state()) */
-	size_t fd_cap;
+	unsigned char *idle; /* see set_idle() */
+	size_t idle_cap;
 	atomic_bool has_source;
 	atomic_bool source_due; /* run the source this turn (a connection was resumed) */
 	struct smisd_loop_source source;
@@ -160,8 +160,6 @@ static void easy_put(CURL *e)
 	}
 }
 
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a);
-
 static int perform(struct smisd_job *job, struct smis_http_request *req)
 {
 	const struct smisd_channel *ch = job->attempts[job->n_attempts - 1].ch;
@@ -218,8 +216,6 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "smisd/" PACKAGE_VERSION);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, L);
 	/* Upstream answers are small; the default 16 KiB buffer per handle
 	 * would cost 16 MiB per thousand messages in flight. */
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
@@ -492,53 +488,31 @@ static void on_response(struct smisd_job *job, CURLcode code)
  */
 
 /*
- * What the loop's epoll set holds for each of curl's sockets, by number, so
- * that curl's socket callbacks cost a system call only when something
- * changes. A socket curl stops watching (a kept-alive connection back in its
- * cache) stays in the set, marked idle: the next request on it usually
- * wants the same events (IN, for the answer) and costs nothing; otherwise
- * one EPOLL_CTL_MOD, never a DEL and an ADD. An idle socket that turns
+ * A socket curl stops watching (a kept-alive connection back in its cache)
+ * stays in the epoll set, marked idle: the next request on it then costs
+ * one EPOLL_CTL_MOD instead of a DEL and an ADD. An idle socket that turns
  * readable (the server closed it) is removed then. A socket curl closes
- * leaves the set by itself; its number's state is cleared when curl opens
- * a socket again (on_open_socket), so a reused number starts unregistered.
+ * leaves the set by itself; its number is cleared when curl reuses it.
  */
-enum {
-	FD_IN = 1,
-	FD_OUT = 2,
-	FD_REGISTERED = 4, /* in the epoll set, with the FD_IN/FD_OUT above */
-	FD_IDLE = 8,       /* curl is not watching it (see above) */
-};
-
-/* The state of socket s, the table grown as needed; NULL if it cannot
- * grow: the caller then makes the system calls without remembering. */
-static unsigned char *fd_state(struct smisd_loop *lp, curl_socket_t s)
+static void set_idle(struct smisd_loop *lp, curl_socket_t s, unsigned char v)
 {
-	if ((size_t)s >= lp->fd_cap) {
-		size_t cap = lp->fd_cap ? lp->fd_cap : 1024;
+	if ((size_t)s >= lp->idle_cap) {
+		size_t cap = lp->idle_cap ? lp->idle_cap : 1024;
 		unsigned char *n;
 		while (cap <= (size_t)s)
 			cap *= 2;
-		n = realloc(lp->fd_states, cap);
-		if (!n)
-			return NULL;
-		memset(n + lp->fd_cap, 0, cap - lp->fd_cap);
-		lp->fd_states = n;
-		lp->fd_cap = cap;
+		n = realloc(lp->idle, cap);
+		if (!n) {
+			/* no room to remember: remove it for real */
+			if (v)
+				epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
+			return;
+		}
+		memset(n + lp->idle_cap, 0, cap - lp->idle_cap);
+		lp->idle = n;
+		lp->idle_cap = cap;
 	}
-	return &lp->fd_states[s];
-}
-
-/* curl's sockets are made here only to learn their numbers (see above). */
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct smisd_loop *lp = clientp;
-	curl_socket_t s;
-	unsigned char *st;
-	(void)purpose;
-	s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-	if (s != CURL_SOCKET_BAD && (st = fd_state(lp, s)) != NULL)
-		*st = 0;
-	return s;
+	lp->idle[s] = v;
 }
 
 /* curl calls these from the loop's thread, and from the main thread while
@@ -547,39 +521,21 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
 {
 	struct smisd_loop *lp = userp;
 	struct epoll_event ev;
-	unsigned char *st, want;
 	(void)e;
 	(void)socketp;
 	if (s < 0)
 		return 0;
-	st = fd_state(lp, s);
 	if (what == CURL_POLL_REMOVE) {
-		if (st)
-			*st |= FD_IDLE;
-		else /* no room to remember: remove it for real */
-			epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
+		set_idle(lp, s, 1);
 		return 0;
 	}
-	want = (what & CURL_POLL_IN ? FD_IN : 0) | (what & CURL_POLL_OUT ? FD_OUT : 0);
-	if (st && *st == (FD_REGISTERED | FD_IDLE | want)) {
-		*st = FD_REGISTERED | want;
-		return 0;
-	}
-	if (st && *st == (FD_REGISTERED | want))
-		return 0;
 	memset(&ev, 0, sizeof(ev));
 	ev.data.fd = s;
-	ev.events = (want & FD_IN ? EPOLLIN : 0) | (want & FD_OUT ? EPOLLOUT : 0);
-	/* A state lost to a failed allocation may be wrong either way: the
-	 * other operation is tried when the first one says so. */
-	if (st && !(*st & FD_REGISTERED)) {
-		if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
-			epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev);
-	} else if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT) {
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if ((size_t)s < lp->idle_cap)
+		lp->idle[s] = 0;
+	if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
 		epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev);
-	}
-	if (st)
-		*st = FD_REGISTERED | want;
 	return 0;
 }
 
@@ -673,9 +629,9 @@ static void *loop_main(void *arg)
 				source_ready = true;
 				continue;
 			}
-			if ((size_t)fd < L->fd_cap && (L->fd_states[fd] & FD_IDLE)) {
+			if ((size_t)fd < L->idle_cap && L->idle[fd]) {
 				epoll_ctl(L->epfd, EPOLL_CTL_DEL, fd, NULL);
-				L->fd_states[fd] = 0;
+				L->idle[fd] = 0;
 				continue;
 			}
 			if (evs[i].events & EPOLLIN)
@@ -735,9 +691,9 @@ static void loop_free(struct smisd_loop *lp)
 	if (lp->wakefd >= 0)
 		close(lp->wakefd);
 	lp->epfd = lp->wakefd = -1;
-	free(lp->fd_states);
-	lp->fd_states = NULL;
-	lp->fd_cap = 0;
+	free(lp->idle);
+	lp->idle = NULL;
+	lp->idle_cap = 0;
 	while (lp->easy_pooled)
 		curl_easy_cleanup(lp->easy_pool[--lp->easy_pooled]);
 	pthread_mutex_destroy(&lp->queue_lock);
