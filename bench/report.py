@@ -359,7 +359,9 @@ def main():
     w("")
     w("- smisd: the benchmark configuration written by run.sh: `listen.threads = 2`, "
       "`limits.prepare_threads` at its default (2 workers sealing GovApp messages), log level warn, "
-      "SQLite store (WAL) in a scratch folder on the local disk, strategies `sms_only` (one RingRing "
+      "SQLite store (WAL) in a scratch folder on the local disk, `store.*` at the build's defaults "
+      "(since `store.commit_before_answer` exists: answers before the commit, records committed within "
+      "`commit_delay_ms` = 2; builds before it answer after the commit), strategies `sms_only` (one RingRing "
       "send) and `govapp_first` (GovApp lookup + send; every recipient is a seeded citizen with the app "
       "and one device, so no SMS fallback); `status_url` is unset, so no delivery-report callbacks load "
       "smisd during the runs.")

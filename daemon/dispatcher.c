@@ -255,8 +255,9 @@ static void finish(struct smisd_job *job)
 		smisd_job_free(job);
 		return;
 	}
-	/* The answer is built (smisd_job_conclude) by the store thread: the
-	 * dispatcher is the one thread every message goes through. */
+	/* The HTTP side answers it: now (and the store commits it after), or
+	 * after its commit (store.commit_before_answer), when the store
+	 * thread builds the answer (smisd_job_conclude) before it writes. */
 	on_finished(job);
 }
 
@@ -615,6 +616,10 @@ static void *loop_main(void *arg)
 									   : -1;
 		if (src_ms >= 0 && src_ms < wait_ms)
 			wait_ms = (int)src_ms;
+		/* A job finished above may have resumed its connection on this
+		 * very thread (answer before commit): nothing would wake us. */
+		if (atomic_load(&L->source_due))
+			wait_ms = 0;
 		n = epoll_wait(L->epfd, evs, 256, wait_ms);
 		for (int i = 0; i < n; i++) {
 			int fd = evs[i].data.fd;

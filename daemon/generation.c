@@ -150,7 +150,8 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	static const char *const poll_keys[] = { "after_s", "interval_s", "max_polls", NULL };
 	static const char *const listen_keys[] = { "address", "port", "threads",
 						   "connection_timeout_s", "max_connections", NULL };
-	static const char *const store_keys[] = { "path", "phone_hash_key", "batch_max", NULL };
+	static const char *const store_keys[] = { "path", "phone_hash_key", "batch_max",
+						  "commit_before_answer", "commit_delay_ms", NULL };
 	static const char *const limits_keys[] = { "max_in_flight", "max_body_bytes",
 						   "job_timeout_ms", "prepare_threads", NULL };
 	static const char *const log_keys[] = { "level", NULL };
@@ -177,6 +178,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	st->connection_timeout_s = 30;
 	st->max_connections = 10000;
 	st->store_batch_max = 512;
+	st->store_commit_delay_ms = 2;
 	st->max_in_flight = 8192;
 	st->max_body_bytes = 64 * 1024;
 	st->job_timeout_ms = 30000;
@@ -228,6 +230,10 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 		v = st->store_batch_max;
 		errors += get_int(store, "batch_max", &v, 1, 100000, "store") != 0;
 		st->store_batch_max = (int)v;
+		errors += get_bool(store, "commit_before_answer", &st->store_commit_before_answer, "store") != 0;
+		v = st->store_commit_delay_ms;
+		errors += get_int(store, "commit_delay_ms", &v, 0, 1000, "store") != 0;
+		st->store_commit_delay_ms = (int)v;
 	}
 
 	v = st->max_in_flight;

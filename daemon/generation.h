@@ -83,6 +83,8 @@ struct smisd_settings {
 	unsigned char phone_hash_key[64];
 	size_t phone_hash_key_len;
 	int store_batch_max;
+	bool store_commit_before_answer; /* else answer first, commit after */
+	int store_commit_delay_ms;       /* read at start, like the path */
 	int max_in_flight;
 	size_t max_body_bytes;
 	long job_timeout_ms;

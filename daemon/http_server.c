@@ -535,9 +535,10 @@ static int valid_idem_key(const char *k)
 	return 1;
 }
 
-static void job_stored(struct smisd_job *job)
+/* What a message holds from its admission until the reads can find it:
+ * its passthrough message_id and its Idempotency-Key. */
+static void release_claims(const struct smisd_job *job)
 {
-	struct MHD_Connection *c = job->done_arg;
 	if (job->req.message_id[0]) {
 		char key[64];
 		snprintf(key, sizeof(key), "\001message_id\n%s", job->req.message_id);
@@ -548,14 +549,60 @@ static void job_stored(struct smisd_job *job)
 		idem_full_key(job->inst->name, job->idem_key, full, sizeof(full));
 		idem_release(full);
 	}
+}
+
+/* store.commit_before_answer: the writer has committed the job's rows (or
+ * failed to); its loop answers now. */
+static void job_stored(struct smisd_job *job)
+{
+	struct MHD_Connection *c = job->done_arg;
+	release_claims(job);
 	if (job->store_failed)
 		smisd_log(SMIS_LOG_ERROR, "http", job->id, "answering without a stored record");
 	resume_on_loop(job, c);
 }
 
+/* A job answered before its commit is held by its connection and by the
+ * store writer; whichever lets go last frees it, and its in-flight slot
+ * with it, so that limits.max_in_flight also bounds the writer's backlog
+ * and a drain on shutdown waits for the commits. */
+static void job_put(struct smisd_job *job)
+{
+	if (__atomic_sub_fetch(&job->holds, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	atomic_fetch_sub(&in_flight, 1);
+	smisd_job_free(job);
+}
+
+/* The writer, after the commit of a job answered first. */
+static void job_committed(struct smisd_job *job)
+{
+	if (job->store_failed)
+		smisd_log(SMIS_LOG_ERROR, "http", job->id, "answered, but the record could not be stored");
+	job_put(job);
+}
+
+/* The strategy has ended (on the job's loop). By default the answer goes
+ * out now, from this loop, and the writer commits the rows a few
+ * milliseconds later with others: a message's way back does not wait for
+ * another thread or the disk (docs/architecture.md, section 2). Until the
+ * commit the store's reads find the job in memory (unstored.h). With
+ * store.commit_before_answer the loop is woken to answer after the commit. */
 void smisd_http_job_finished(struct smisd_job *job)
 {
-	smisd_store_submit(job);
+	struct MHD_Connection *c = job->done_arg;
+
+	if (job->gen->settings.store_commit_before_answer) {
+		smisd_store_submit(job);
+		return;
+	}
+	smisd_job_conclude(job);
+	job->answered_first = true;
+	__atomic_store_n(&job->holds, 2, __ATOMIC_RELEASE);
+	job->done = job_committed;
+	smisd_store_submit(job); /* findable from here on */
+	release_claims(job);
+	resume_on_loop(job, c);
 }
 
 static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
@@ -815,10 +862,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (st->job && st->route == ROUTE_KEYS)
 		return keys_answer(c, st);
 	if (st->job) {
-		/* Resumed: the job's answer is committed, and the response
-		 * takes the text over (the job only has to be freed now). */
+		/* Resumed: the job's answer is ready. With commit before answer
+		 * the response takes the text over (the job only has to be
+		 * freed now); otherwise the writer may still be storing it. */
 		char *body = st->job->response_json;
-		st->job->response_json = NULL;
+		if (st->job->answered_first)
+			body = body ? strdup(body) : NULL;
+		else
+			st->job->response_json = NULL;
 		if (!body)
 			return respond_code(c, st, 500, "internal_error", "no answer was produced");
 		char loc[64];
@@ -864,14 +915,18 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)toe;
 	if (!st)
 		return;
-	if (st->counted)
+	/* A job answered before its commit gives its slot back once stored. */
+	if (st->counted && !(st->job && st->job->answered_first))
 		atomic_fetch_sub(&in_flight, 1);
 	/* One access line per request: no query, no body, no number. */
 	smisd_log_request(SMIS_LOG_INFO, "access", st->request_id, st->job ? st->job->id : NULL,
 			  "%s %s %u %lldms%s%s", st->method, route_names[st->route], st->status,
 			  (long long)(smisd_monotonic_ms() - st->started_mono),
 			  st->institution[0] ? " institution=" : "", st->institution);
-	smisd_job_free(st->job);
+	if (st->job && st->job->answered_first)
+		job_put(st->job);
+	else
+		smisd_job_free(st->job);
 	free(st->body);
 	free(st);
 	*con_cls = NULL;

@@ -14,6 +14,7 @@
 #include "core_api.h"
 #include "job.h"
 #include "json_writer.h"
+#include "metrics.h"
 
 /* Ids take 10 random bytes each, twice per call: draw them from a
  * per-thread buffer filled 2 KiB at a time (one DRBG call instead of
@@ -220,6 +221,16 @@ void smisd_iso8601(int64_t ms, char *buf, size_t len)
 		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
+/* Counted where the answer is made, so /metrics agrees with the answers
+ * already given. */
+static void count_message(const struct smisd_job *job)
+{
+	char labels[256];
+	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"",
+		 job->inst->name, job->strategy->name, job->status, job->channel ? job->channel : "none");
+	smisd_metric_add("smis_messages_total", labels, 1);
+}
+
 void smisd_job_conclude(struct smisd_job *job)
 {
 	const struct smisd_attempt *last_fail = NULL, *lookup = NULL;
@@ -229,6 +240,7 @@ void smisd_job_conclude(struct smisd_job *job)
 
 	/* An error set while running the chain (strategy_error) wins. */
 	memcpy(chain_error, job->error, sizeof(chain_error));
+	job->concluded_ms = smisd_now_ms();
 	job->status = "failed";
 	job->channel = NULL;
 	job->error[0] = '\0';
@@ -309,4 +321,5 @@ void smisd_job_conclude(struct smisd_job *job)
 	smisd_jw_object_end(&w);
 	free(job->response_json);
 	job->response_json = smisd_jw_finish(&w);
+	count_message(job);
 }

@@ -1,12 +1,15 @@
 /*
  * job.h - one institution call in flight: the validated request, the
  * generation it runs under, the attempts made so far and, at the end, the
- * answer. Owned by the HTTP connection that created it; the dispatcher and
- * the store work on it in turn, never at the same time.
+ * answer. Owned by the HTTP connection that created it; the event loop and
+ * the store work on it in turn. Only a job answered before its commit is
+ * shared: its loop answers from it while the store writer writes it, and
+ * both only read it then.
  */
 #ifndef SMISD_JOB_H
 #define SMISD_JOB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
@@ -95,7 +98,16 @@ struct smisd_job {
 	const char *channel;           /* first channel that took it, or NULL */
 	char error[64];
 	char *response_json;           /* the POST answer, also stored */
+	int64_t concluded_ms;          /* wall clock: the record's updated_ms */
 	int store_failed;
+
+	/* Answered before its commit (store.commit_before_answer = false):
+	 * the connection and the store writer each hold the job (`holds`, 2
+	 * then 1 then freed, by whichever finishes last), and until the
+	 * commit the job is in the index of unstored.c, linked through these. */
+	bool answered_first;
+	int holds;                     /* __atomic builtins */
+	struct smisd_job *unstored_by_id, *unstored_by_key;
 
 	/* A single operation instead of a strategy: SMIS_OP_STATUS polls (the
 	 * reports are stored, the job freed) and SMIS_OP_LOOKUP for the device

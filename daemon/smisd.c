@@ -81,9 +81,11 @@ static void reload(const char *path)
 	if (old && (strcmp(old->settings.listen_address, g->settings.listen_address) != 0 ||
 		    old->settings.listen_port != g->settings.listen_port ||
 		    strcmp(old->settings.store_path, g->settings.store_path) != 0 ||
+		    old->settings.store_commit_delay_ms != g->settings.store_commit_delay_ms ||
 		    old->settings.prepare_threads != g->settings.prepare_threads))
 		smisd_log(SMIS_LOG_WARN, "reload", NULL,
-			  "listen address, store path and limits.prepare_threads changes take effect at the next restart");
+			  "listen address, store path, store.commit_delay_ms and limits.prepare_threads changes"
+			  " take effect at the next restart");
 	smisd_generation_unref(old);
 	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
 	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
@@ -166,7 +168,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	smisd_generation_swap(g);
-	if (smisd_store_open(g->settings.store_path, g->settings.store_batch_max) != 0)
+	if (smisd_store_open(g->settings.store_path, g->settings.store_batch_max,
+			     g->settings.store_commit_delay_ms) != 0)
 		goto out;
 	if (smisd_dispatcher_start(smisd_http_job_finished, g->settings.prepare_threads,
 				   g->settings.http_threads) != 0) {

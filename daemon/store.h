@@ -3,8 +3,9 @@
  *
  * Writes go through one writer thread that batches them into a single
  * transaction (group commit); a job's completion callback runs only once
- * its rows are committed, so a GET right after the POST's answer finds
- * the message. Message bodies are never stored; recipients are stored as
+ * its rows are committed. A job answered before that (job->answered_first)
+ * is found by the reads below from the moment it is submitted (unstored.h),
+ * so either way a GET right after the POST's answer finds the message. Message bodies are never stored; recipients are stored as
  * HMAC-SHA256(phone_hash_key, E.164).
  */
 #ifndef SMISD_STORE_H
@@ -17,10 +18,14 @@
 
 #include "job.h"
 
-int smisd_store_open(const char *path, int batch_max);
+/* batch_max: jobs per transaction at most; commit_delay_ms: how long the
+ * writer gathers jobs that were answered already before it commits them
+ * (0: commit what is queued at once). */
+int smisd_store_open(const char *path, int batch_max, int commit_delay_ms);
 void smisd_store_close(void);
 
-/* Queue a finished job's rows; job->done(job) runs after the commit. */
+/* Queue a finished job's rows; job->done(job) runs on the writer after the
+ * commit. A job answered first must be concluded already. */
 void smisd_store_submit(struct smisd_job *job);
 
 /* Queue a delivery/reception report for the message whose attempt on

@@ -48,7 +48,7 @@ EXTRA_DIST += tests/run-unit.sh tests/integration
 # Integration: smisd + simulators on loopback, over real HTTP.
 TESTS += tests/integration/test_core_api.py
 EXTRA_DIST += tests/integration/harness.py
-TESTS += tests/integration/test_operations.py
+TESTS += tests/integration/test_operations.py tests/integration/test_answer_first.py
 TESTS += tests/integration/test_openapi.py
 TESTS += tests/integration/test_gateway_tokens.py
 TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import socket
 import subprocess
 import tempfile
@@ -124,7 +125,7 @@ class Stack:
     """smisd + govapp-sim + ringring-sim in a temporary folder."""
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
-                 institutions_extra=None, ringring_status_url=True, prepare_threads=None):
+                 institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra=""):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -137,6 +138,8 @@ class Stack:
         self.job_timeout_ms = job_timeout_ms
         # limits.prepare_threads; None leaves smisd's default.
         self.prepare_threads = prepare_threads
+        # Settings appended to the store group ("commit_delay_ms = 1000;").
+        self.store_extra = store_extra
         self.expected_log = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -171,7 +174,7 @@ class Stack:
         conf = """
 listen = { address = "127.0.0.1"; port = %(port)d; threads = 2; };
 plugin_dir = "%(plugins)s";
-store = { path = "%(db)s"; phone_hash_key = "%(hk)s"; };
+store = { path = "%(db)s"; phone_hash_key = "%(hk)s"; %(sx)s};
 limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d;%(pt)s };
 log = { level = "info"; };
 channels = (
@@ -203,7 +206,7 @@ institutions = (
 %(extra)s
 """ % {
             "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
-            "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY,
+            "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY, "sx": self.store_extra,
             "mif": self.max_in_flight, "jt": self.job_timeout_ms,
             "pt": "" if self.prepare_threads is None else " prepare_threads = %d;" % self.prepare_threads,
             "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,
@@ -294,6 +297,24 @@ institutions = (
         h = {"Authorization": "Bearer " + (key if key is not None else KEYS[inst])}
         h.update(headers or {})
         return http("POST", self.base + "/v1/messages", body, h)
+
+    def wait_stored(self, msg_id, timeout=10):
+        """Wait until the message's row is committed to the SQLite file. By
+        default smisd answers before its commit (store.commit_before_answer
+        = false) and commits within store.commit_delay_ms; a test that reads
+        the file itself (not through GET) waits for that first."""
+        db = os.path.join(self.dir, "smis.db")
+        deadline = time.time() + timeout
+        while True:
+            con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+            try:
+                if con.execute("SELECT 1 FROM messages WHERE id = ?", (msg_id,)).fetchone():
+                    return
+            finally:
+                con.close()
+            if time.time() > deadline:
+                raise AssertionError("message %s not committed after %s s" % (msg_id, timeout))
+            time.sleep(0.005)
 
     def get(self, msg_id, inst="inst-a"):
         return http("GET", self.base + "/v1/messages/" + msg_id,

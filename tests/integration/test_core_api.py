@@ -284,6 +284,7 @@ class Privacy(StackTestCase):
         body["content"]["nl"]["body"] = secret
         r = self.stack.send(body)
         self.assertEqual(r.json["channels"], [APP, SMS], r.raw)
+        self.stack.wait_stored(r.json["id"])
         db = os.path.join(self.stack.dir, "smis.db")
         con = sqlite3.connect(db)
         dump = "\n".join(con.iterdump())

@@ -121,7 +121,9 @@ class StoreUnderLoad(StackTestCase):
         db = os.path.join(self.stack.dir, "smis.db")
         # The WAL as the first message left it (starting smisd may have
         # started it over already).
-        self.assertEqual(self.stack.send(message(CITIZENS["no_app"], "sms_only")).status, 201)
+        first = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+        self.assertEqual(first.status, 201)
+        self.stack.wait_stored(first.json["id"])
         start = self.wal_restarts(db + "-wal")
         with background_load(lambda: self.stack.send(message(CITIZENS["no_app"], "sms_only"))) as answers:
             # A restart needs a full copy first (16 MiB of WAL, ~1000

@@ -156,6 +156,7 @@ class SmsCase(StackTestCase):
         return recs[0] if recs else None
 
     def stored_sms(self, msg_id):
+        self.stack.wait_stored(msg_id)
         con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
         try:
             return con.execute("SELECT sms_encoding, sms_chars, sms_parts FROM attempts"
@@ -523,6 +524,7 @@ class StoreBeforeLookupRef(SmsCase):
         self.wait_status(answer["id"], "delivered")
         # A message stored now has no lookup key: nothing random to index.
         answer2, rec2 = self.sent_sms(sms_body("Nieuw"))
+        self.stack.wait_stored(answer2["id"])
         con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
         try:
             row = con.execute("SELECT provider_ref, lookup_ref FROM attempts WHERE message_id = ?"

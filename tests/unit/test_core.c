@@ -212,7 +212,19 @@ static void test_config_valid(void)
 	CU_ASSERT_EQUAL(g->settings.listen_port, 8080); /* default */
 	CU_ASSERT_PTR_NOT_NULL(strstr(g->settings.store_path, "/x.db"));
 	CU_ASSERT_STRING_EQUAL(g->institutions[0].languages[0], "nl");
+	CU_ASSERT_FALSE(g->settings.store_commit_before_answer); /* answer first */
+	CU_ASSERT_EQUAL(g->settings.store_commit_delay_ms, 2);
 	smisd_generation_unref(g);
+	{
+		char *t = replace(base_conf, "phone_hash_key = \"00",
+				  "commit_before_answer = true; commit_delay_ms = 7; phone_hash_key = \"00");
+		g = smisd_generation_load(write_conf("good2.conf", t));
+		free(t);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+		CU_ASSERT_TRUE(g->settings.store_commit_before_answer);
+		CU_ASSERT_EQUAL(g->settings.store_commit_delay_ms, 7);
+		smisd_generation_unref(g);
+	}
 }
 
 static void test_config_errors(void)
@@ -242,6 +254,12 @@ static void test_config_errors(void)
 	free(t);
 	t = replace(base_conf, "name = \"sms_ok\"; plugin = \"fakechan\"", "name = \"sms_ok\"; plugin = \"missingop\"");
 	expect_config_error(t, "bad.conf:8:");
+	free(t);
+	t = replace(base_conf, "phone_hash_key = \"00", "commit_delay_ms = 5000; phone_hash_key = \"00");
+	expect_config_error(t, "bad.conf:2: store: 'commit_delay_ms' must be between 0 and 1000");
+	free(t);
+	t = replace(base_conf, "phone_hash_key = \"00", "commit_before_answer = 1; phone_hash_key = \"00");
+	expect_config_error(t, "bad.conf:2: store: 'commit_before_answer' must be true or false");
 	free(t);
 	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
 			    "missing required list 'channels'");
