@@ -951,12 +951,16 @@ static int64_t mhd_timeout(void *arg)
 	return ms > INT32_MAX ? INT32_MAX : (int64_t)ms;
 }
 
-/* The listening socket, made here rather than by MHD: every daemon gets
- * its own dup() of it (MHD closes what it was given), so the loops take
- * turns accepting from one queue, as MHD's own thread pool does. Not
- * SO_REUSEPORT: that would let a second smisd started by mistake on the
- * same port share the traffic instead of failing to start. */
-static int listen_socket(const struct addrinfo *ai, int *port)
+/* One listening socket per loop, made here rather than by MHD, all bound to
+ * the same address with SO_REUSEPORT: the kernel spreads new connections
+ * evenly over them, so each loop gets its share of the clients. (With one
+ * socket shared through dup()s, the loop that happened to be awake took
+ * most of a burst of connections, and kept them: 3 to 1 was common, and
+ * the busier loop made the latency tail.) SO_REUSEPORT alone would also let
+ * a second smisd started by mistake on the same port share the traffic
+ * instead of failing; so the port is first probed with a plain bind, which
+ * fails when anything listens there already. `*port` 0 picks one. */
+static int listen_one(const struct addrinfo *ai, int *port, bool reuseport)
 {
 	int one = 1;
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -965,17 +969,48 @@ static int listen_socket(const struct addrinfo *ai, int *port)
 
 	if (fd < 0)
 		return -1;
+	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+	if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)*port);
+	else
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)*port);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0 ||
+	if (bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) != 0 || (reuseport && listen(fd, 4096) != 0) ||
 	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+		int e = errno;
 		close(fd);
+		errno = e;
 		return -1;
 	}
 	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 					       : ((struct sockaddr_in *)&ss)->sin_port);
 	return fd;
+}
+
+/* `n` listening sockets into `fds`; 0, or -1 (errno set, none left open). */
+static int listen_sockets(const struct addrinfo *ai, int n, int *fds, int *port)
+{
+	if (*port != 0) {
+		int probe = listen_one(ai, port, false);
+		if (probe < 0)
+			return -1;
+		close(probe);
+	}
+	for (int i = 0; i < n; i++) {
+		fds[i] = listen_one(ai, port, true);
+		if (fds[i] < 0) {
+			int e = errno;
+			while (i-- > 0)
+				close(fds[i]);
+			errno = e;
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int smisd_http_start(const struct smisd_generation *g)
@@ -986,7 +1021,7 @@ int smisd_http_start(const struct smisd_generation *g)
 	const union MHD_DaemonInfo *info;
 	int n = smisd_dispatcher_loops();
 	int bound = g->settings.listen_port;
-	int lfd;
+	int lfds[MAX_DAEMONS], lrc;
 	unsigned limit;
 
 	atomic_store(&max_in_flight, g->settings.max_in_flight);
@@ -1006,20 +1041,19 @@ int smisd_http_start(const struct smisd_generation *g)
 	}
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	lfd = listen_socket(ai, &bound);
+	lrc = listen_sockets(ai, n, lfds, &bound);
 	freeaddrinfo(ai);
-	if (lfd < 0) {
+	if (lrc != 0) {
 		smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot listen on %s:%d: %s", g->settings.listen_address,
 			  g->settings.listen_port, strerror(errno));
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
 		struct smisd_loop_source src;
-		int fd = i == n - 1 ? lfd : fcntl(lfd, F_DUPFD_CLOEXEC, 0);
+		int fd = lfds[i];
 
+		lfds[i] = -1; /* the daemon's from here on */
 		quiesced[i] = MHD_INVALID_SOCKET;
-		if (fd < 0)
-			goto fail;
 		mhds[i] = MHD_start_daemon(flags, (uint16_t)bound, NULL, NULL, on_request, NULL,
 					   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 					   MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -1032,20 +1066,14 @@ int smisd_http_start(const struct smisd_generation *g)
 					    * of the default 32 KiB is most of that work saved. */
 					   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)12288,
 					   MHD_OPTION_END);
-		if (!mhds[i]) {
-			/* Whether MHD closed `fd` is not said: leave it (we exit). */
-			if (fd == lfd)
-				lfd = -1;
-			goto fail;
-		}
+		if (!mhds[i])
+			goto fail; /* whether MHD closed `fd` is not said: leave it (we exit) */
 		n_mhds = i + 1;
 		info = MHD_get_daemon_info(mhds[i], MHD_DAEMON_INFO_EPOLL_FD);
 		src = (struct smisd_loop_source){ .fd = info ? info->epoll_fd : -1, .run = mhd_run,
 						  .timeout_ms = mhd_timeout, .arg = mhds[i] };
 		if (src.fd < 0 || smisd_dispatcher_attach(i, &src) != 0) {
 			smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot attach the HTTP daemon to its loop");
-			if (fd == lfd)
-				lfd = -1; /* the daemon owns it now */
 			goto fail;
 		}
 	}
@@ -1053,8 +1081,9 @@ int smisd_http_start(const struct smisd_generation *g)
 fail:
 	smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot start the HTTP daemons on %s:%d", g->settings.listen_address,
 		  bound);
-	if (lfd >= 0)
-		close(lfd);
+	for (int i = 0; i < n; i++)
+		if (lfds[i] >= 0)
+			close(lfds[i]);
 	/* Daemons not attached yet, or loops not started: nothing runs them. */
 	smisd_dispatcher_stop();
 	smisd_http_stop();

@@ -9,13 +9,14 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, Stack, StackTestCase, http, message  # noqa: E402
+from harness import BUILD, CITIZENS, Stack, StackTestCase, http, message  # noqa: E402
 
 NEW_STRATEGY = """,
   { name = "reloaded_sms"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); }"""
@@ -185,6 +186,28 @@ class Observability(StackTestCase):
         text = self.stack.log_text()
         self.assertNotIn(CITIZENS["no_app"][3:], text)  # no phone numbers
         self.assertNotIn("Bericht in nl", text)         # no content
+
+
+class SecondInstance(StackTestCase):
+    """The loops listen on one socket each (SO_REUSEPORT, so that the kernel
+    spreads the connections over them); a second smisd on the same port must
+    still fail to start rather than share the traffic."""
+
+    def test_second_smisd_on_the_same_port_is_refused(self):
+        conf2 = os.path.join(self.stack.dir, "second.conf")
+        with open(self.stack.conf) as f:
+            text = f.read().replace(os.path.join(self.stack.dir, "smis.db"),
+                                    os.path.join(self.stack.dir, "second.db"))
+        with open(conf2, "w") as f:
+            f.write(text)
+        r = subprocess.run([os.path.join(BUILD, "smisd"), "-c", conf2], capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(r.returncode, 0, r.stderr[-2000:])
+        self.assertIn("cannot listen on 127.0.0.1:%d" % self.stack.smisd_port, r.stderr)
+        self.assertIn("Address already in use", r.stderr)
+        # The first one serves on, alone.
+        for _ in range(20):
+            self.assertEqual(self.stack.send(message(CITIZENS["no_app"], "sms_only")).status, 201)
 
 
 class GracefulStop(unittest.TestCase):
