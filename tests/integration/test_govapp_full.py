@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -390,6 +391,37 @@ class EndToEnd(GovAppCase):
         self.encrypt("--to", CITIZENS["app_fr"], "--html", "--title", "t", "--body", "<script>x</script>", check=2)
         self.assertIn("Usage:", self.encrypt("--help", check=0).stdout)
         self.assertEqual(len(self.sends()), 0)
+
+
+class PassthroughBeforeTheCommit(GovAppCase):
+    """An institution-encrypted message's id is taken from the moment its
+    send is answered, before the store commits it (answers come first by
+    default; a 1000 ms commit delay keeps the window open for the test)."""
+    stack_kwargs = {"store_extra": "commit_delay_ms = 1000;"}
+
+    def test_message_id_reuse_refused_before_the_commit(self):
+        p = self.encrypt("--dry-run", "--to", CITIZENS["app_fr"], "--strategy", "govapp_only",
+                         "--title", "Bericht", "--body", "Inhoud 77", check=0)
+        request = json.loads(p.stdout)
+        idem = {"Idempotency-Key": "pt-window-0001"}
+        r = self.stack.send(request, headers=idem)
+        self.assertEqual((r.status, r.json["id"]), (201, request["message_id"]), r.raw)
+        again = self.stack.send(request)
+        self.assertEqual((again.status, again.json["code"]), (409, "message_id_used"), again.raw)
+        replay = self.stack.send(request, headers=idem)
+        self.assertEqual((replay.status, replay.json), (200, r.json), replay.raw)
+        self.assertEqual(len(self.sends()), 1)
+        # All of that while the record was in memory only.
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
+        try:
+            row = con.execute("SELECT 1 FROM messages WHERE id = ?", (request["message_id"],)).fetchone()
+        finally:
+            con.close()
+        self.assertIsNone(row)
+        self.stack.wait_stored(request["message_id"])
+        after = self.stack.send(request)
+        self.assertEqual((after.status, after.json["code"]), (409, "message_id_used"), after.raw)
+        self.assertEqual(len(self.sends()), 1)
 
 
 class InlineSealing(GovAppCase):
