@@ -86,8 +86,7 @@ def compare_section(w, o, by_name, groups):
       "and with `%s` (git %s), one right after the other, the older first in odd repetitions and second "
       "in even ones. Ratios are taken within each repetition, then the median; CPU per message is "
       "smisd's user+system time over the messages answered. Allocators: %s here, %s there."
-      % (this, o.compare_build_src, rev, o.allocator or "glibc malloc",
-         o.compare_allocator or "glibc malloc"))
+      % (this, o.compare_build_src, rev, o.allocator, o.compare_allocator))
     w("")
     w("| scenario | msg/s other | msg/s this | this/other msg/s | p99 ms other | p99 ms this | "
       "CPU µs/msg other | CPU µs/msg this | this/other CPU per msg |")
@@ -176,6 +175,8 @@ def main():
               "elapsed", "govapp", "clk-tck", "idle-busy", "x25519-ops"):
         ap.add_argument("--" + a, type=int, required=True)
     o = ap.parse_args()
+    o.allocator = o.allocator or "glibc malloc"
+    o.compare_allocator = o.compare_allocator or "glibc malloc"
 
     runs = parse(o.raw)
     by_name = {}
@@ -235,7 +236,7 @@ def main():
     w("| machine | %s CPUs (`nproc`), %s, Linux %s |" % (os.cpu_count(), cpu_model(), platform.release()))
     w("| build | configured from `%s` at git %s%s; smisd's allocator: %s |" % (
         o.build_src, rev or "unknown", " with uncommitted changes" if dirty else "",
-        o.allocator or "glibc malloc"))
+        o.allocator))
     w("| load | wrk %s, %d threads, %d connections, %d s per run, %d repetitions, %d s of runs |"
       % (sh(["sh", "-c", "wrk -v 2>&1 | head -1 | cut -d' ' -f2"]) or "?", o.threads, o.conns,
          o.duration, o.reps, o.elapsed))

@@ -317,7 +317,7 @@ static int write_job(struct smisd_job *job)
 	else
 		sqlite3_bind_null(st_msg, 8);
 	sqlite3_bind_int64(st_msg, 9, job->created_ms);
-	sqlite3_bind_int64(st_msg, 10, job->concluded_ms ? job->concluded_ms : now);
+	sqlite3_bind_int64(st_msg, 10, job->concluded_ms);
 	if (job->idem_key) {
 		sqlite3_bind_text(st_msg, 11, job->idem_key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st_msg, 12, job->request_hash, -1, SQLITE_STATIC);
@@ -897,52 +897,52 @@ int smisd_store_pending(void)
 }
 
 
+/* A message's answer as stored, with what moves on after it: its status
+ * and when that last changed. */
+static json_object *answer_with_status(const char *answer, const char *status, int64_t updated_ms)
+{
+	char ts[40];
+	json_object *o = json_tokener_parse(answer);
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "status", json_object_new_string(status));
+	smisd_iso8601(updated_ms, ts, sizeof(ts));
+	json_object_object_add(o, "updated_at", json_object_new_string(ts));
+	return o;
+}
+
 int smisd_store_get_message(const char *institution, const char *id, char **json)
 {
 	sqlite3_stmt *st = NULL;
 	json_object *o = NULL, *reports;
 	int rc = -ENOENT;
 	char ts[40];
+	char *answer = NULL;
+	const char *status = NULL;
+	int64_t updated_ms = 0;
 
 	*json = NULL;
-	{
-		/* Answered, not committed yet: from memory, with the same shape
-		 * (its reports, if any came already, wait as orphans). */
-		char *answer = NULL;
-		const char *status = NULL;
-		int64_t updated_ms = 0;
-		if (smisd_unstored_get(institution, id, &answer, &status, &updated_ms) == 0) {
-			o = json_tokener_parse(answer);
-			free(answer);
-			if (!o)
-				return -ENOMEM;
-			json_object_object_add(o, "status", json_object_new_string(status));
-			smisd_iso8601(updated_ms, ts, sizeof(ts));
-			json_object_object_add(o, "updated_at", json_object_new_string(ts));
-			json_object_object_add(o, "reports", json_object_new_array());
-			*json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-									 JSON_C_TO_STRING_NOSLASHESCAPE));
-			json_object_put(o);
-			return *json ? 0 : -ENOMEM;
-		}
-	}
+	/* Answered, not committed yet: from memory. Its reports, if any came
+	 * already, wait as orphans, so the query below finds none. */
+	bool unstored = smisd_unstored_get(institution, id, &answer, &status, &updated_ms) == 0;
 	pthread_mutex_lock(&rlock);
-	if (sqlite3_prepare_v2(rdb, "SELECT response, status, updated_ms FROM messages WHERE id = ? AND institution = ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, institution, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		goto out;
-	/* The stored answer has the attempts; status and reports move on. */
-	o = json_tokener_parse((const char *)sqlite3_column_text(st, 0));
+	if (unstored) {
+		o = answer_with_status(answer, status, updated_ms);
+	} else {
+		if (sqlite3_prepare_v2(rdb, "SELECT response, status, updated_ms FROM messages"
+					    " WHERE id = ? AND institution = ?", -1, &st, NULL) != SQLITE_OK)
+			goto out;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, institution, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_ROW)
+			goto out;
+		o = answer_with_status((const char *)sqlite3_column_text(st, 0),
+				       (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
+		sqlite3_finalize(st);
+		st = NULL;
+	}
 	if (!o)
 		goto out;
-	json_object_object_add(o, "status", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
-	smisd_iso8601(sqlite3_column_int64(st, 2), ts, sizeof(ts));
-	json_object_object_add(o, "updated_at", json_object_new_string(ts));
-	sqlite3_finalize(st);
-	st = NULL;
 	reports = json_object_new_array();
 	if (sqlite3_prepare_v2(rdb, "SELECT channel, device, status, at_ms, detail FROM reports"
 				    " WHERE message_id = ? ORDER BY at_ms, status", -1, &st, NULL) == SQLITE_OK) {
@@ -966,6 +966,7 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&rlock);
+	free(answer);
 	if (o)
 		json_object_put(o);
 	return rc;

@@ -118,11 +118,3 @@ bool smisd_unstored_exists(const char *id)
 	pthread_mutex_unlock(&lock);
 	return found;
 }
-
-int smisd_unstored_count(void)
-{
-	pthread_mutex_lock(&lock);
-	int n = count;
-	pthread_mutex_unlock(&lock);
-	return n;
-}

@@ -36,7 +36,4 @@ int smisd_unstored_find_idempotent(const char *institution, const char *key,
 
 bool smisd_unstored_exists(const char *id);
 
-/* Jobs in the index (tests, metrics). */
-int smisd_unstored_count(void);
-
 #endif

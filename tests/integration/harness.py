@@ -298,20 +298,25 @@ institutions = (
         h.update(headers or {})
         return http("POST", self.base + "/v1/messages", body, h)
 
+    def stored_status(self, msg_id):
+        """The message's status as committed to the SQLite file (read by
+        another process, as a backup or an operator would), or None."""
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.dir, "smis.db"), uri=True)
+        try:
+            row = con.execute("SELECT status FROM messages WHERE id = ?", (msg_id,)).fetchone()
+        finally:
+            con.close()
+        return row[0] if row else None
+
     def wait_stored(self, msg_id, timeout=10):
         """Wait until the message's row is committed to the SQLite file. By
         default smisd answers before its commit (store.commit_before_answer
         = false) and commits within store.commit_delay_ms; a test that reads
         the file itself (not through GET) waits for that first."""
-        db = os.path.join(self.dir, "smis.db")
         deadline = time.time() + timeout
         while True:
-            con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
-            try:
-                if con.execute("SELECT 1 FROM messages WHERE id = ?", (msg_id,)).fetchone():
-                    return
-            finally:
-                con.close()
+            if self.stored_status(msg_id) is not None:
+                return
             if time.time() > deadline:
                 raise AssertionError("message %s not committed after %s s" % (msg_id, timeout))
             time.sleep(0.005)

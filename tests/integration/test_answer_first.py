@@ -12,22 +12,12 @@ commit_before_answer = true the row is there when the answer arrives.
 import concurrent.futures
 import os
 import signal
-import sqlite3
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import CITIZENS, Stack, StackTestCase, http, message  # noqa: E402
-
-
-def in_file(stack, msg_id):
-    """The committed row, read from the SQLite file by another process."""
-    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(stack.dir, "smis.db"), uri=True)
-    try:
-        return con.execute("SELECT status FROM messages WHERE id = ?", (msg_id,)).fetchone()
-    finally:
-        con.close()
 
 
 def sms_requests(stack):
@@ -67,7 +57,7 @@ class BeforeTheCommit(StackTestCase):
         self.assertEqual(len(sms_requests(self.stack)), 1)
 
         # All of that was answered from memory: the row is not on disk yet.
-        self.assertIsNone(in_file(self.stack, msg_id))
+        self.assertIsNone(self.stack.stored_status(msg_id))
 
         # Committed with the delay; the reads then come from the file, and
         # the delivery report that came meanwhile (the simulator sends it
@@ -92,7 +82,7 @@ class BeforeTheCommit(StackTestCase):
         m = http("GET", self.stack.base + "/metrics").raw
         self.assertRegex(m, r'smis_messages_total\{institution="inst-a",strategy="sms_only",'
                             r'status="sent",channel="ringring"\} [1-9]')
-        self.assertIsNone(in_file(self.stack, r.json["id"]))
+        self.assertIsNone(self.stack.stored_status(r.json["id"]))
 
 
 class StopCommitsWhatWasAnswered(unittest.TestCase):
@@ -104,10 +94,10 @@ class StopCommitsWhatWasAnswered(unittest.TestCase):
                 answers = [f.result() for f in futs]
             self.assertEqual([a.status for a in answers], [201] * 8, [a.raw for a in answers][:2])
             ids = [a.json["id"] for a in answers]
-            self.assertEqual([in_file(stack, i) for i in ids], [None] * 8)
+            self.assertEqual([stack.stored_status(i) for i in ids], [None] * 8)
             stack.smisd.send_signal(signal.SIGTERM)
             self.assertEqual(stack.smisd.wait(timeout=30), 0)
-            self.assertEqual([in_file(stack, i) for i in ids], [("sent",)] * 8)
+            self.assertEqual([stack.stored_status(i) for i in ids], ["sent"] * 8)
         finally:
             rc, problems, log = stack.stop()
         self.assertEqual(problems, [])
@@ -121,7 +111,7 @@ class CommitBeforeAnswer(StackTestCase):
         for i in range(3):
             r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
             self.assertEqual(r.status, 201, r.raw)
-            self.assertEqual(in_file(self.stack, r.json["id"]), ("sent",))
+            self.assertEqual(self.stack.stored_status(r.json["id"]), "sent")
             g = self.stack.get(r.json["id"])
             self.assertEqual((g.status, g.json["attempts"]), (200, r.json["attempts"]), g.raw)
 

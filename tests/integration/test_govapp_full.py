@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -412,12 +411,7 @@ class PassthroughBeforeTheCommit(GovAppCase):
         self.assertEqual((replay.status, replay.json), (200, r.json), replay.raw)
         self.assertEqual(len(self.sends()), 1)
         # All of that while the record was in memory only.
-        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
-        try:
-            row = con.execute("SELECT 1 FROM messages WHERE id = ?", (request["message_id"],)).fetchone()
-        finally:
-            con.close()
-        self.assertIsNone(row)
+        self.assertIsNone(self.stack.stored_status(request["message_id"]))
         self.stack.wait_stored(request["message_id"])
         after = self.stack.send(request)
         self.assertEqual((after.status, after.json["code"]), (409, "message_id_used"), after.raw)
