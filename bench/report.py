@@ -16,6 +16,10 @@ import subprocess
 MiB = 1024
 # A run with more CPU than this used outside the benchmark is marked noisy.
 NOISY_CORES = 0.25
+# Steal above this many cores (of the machine's) marks a run noisy: a
+# virtual CPU taken away for milliseconds stalls every thread on it, and a
+# p99 over a few seconds shows it at once.
+NOISY_STEAL = 0.05
 
 
 def parse(path):
@@ -197,6 +201,15 @@ def main():
         ours = r["smisd_cpu_ticks"] / o.clk_tck + sims_cpu_s(r, o.clk_tck) + r["wrk_cpu_s"]
         return max(0.0, busy - ours) / (r["duration_us"] / 1e6)
 
+    def steal(r):
+        """Time the hypervisor gave this machine's virtual CPUs to other
+        guests while they had work (/proc/stat), in cores. Runs made before
+        run.sh counted it apart have none (it was inside *other*)."""
+        return r.get("machine_steal_ticks", 0) / o.clk_tck / (r["duration_us"] / 1e6)
+
+    def noisy(r):
+        return other(r) > NOISY_CORES or steal(r) > NOISY_STEAL
+
     def paired(name, fn):
         """Median over repetitions of fn(smisd_run, base_run)."""
         base = {r["rep"]: r for r in by_name.get(name + ".base", [])}
@@ -260,7 +273,7 @@ def main():
     w("## Results")
     w("")
     w("| scenario | upstream latency | load | path | msg/s | p50 ms | p99 ms | smisd/baseline msg/s "
-      "| p99 added by smisd ms | smisd peak RSS MiB | CPU cores: smisd / sims / wrk / other | upstream calls/msg | errors |")
+      "| p99 added by smisd ms | smisd peak RSS MiB | CPU cores: smisd / sims / wrk / other / steal | upstream calls/msg | errors |")
     w("|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for g, strat, lat, rate in groups:
         load = "closed loop, %d conns" % o.conns if not rate else "paced %s/s" % fmt(rate)
@@ -271,11 +284,12 @@ def main():
                 continue
             errs = sum(int(r.get("err_connect", 0) + r.get("err_read", 0) + r.get("err_write", 0)
                            + r.get("err_status", 0) + r.get("err_timeout", 0)) for r in rs)
-            cpu = "%s / %s / %s / %s" % (
+            cpu = "%s / %s / %s / %s / %s" % (
                 fmt(med([cores(r, r["smisd_cpu_ticks"] / o.clk_tck) for r in rs]), 2) if kind == "smisd" else "–",
                 fmt(med([cores(r, sims_cpu_s(r, o.clk_tck)) for r in rs]), 2),
                 fmt(med([cores(r, r["wrk_cpu_s"]) for r in rs]), 2),
-                fmt(med([other(r) for r in rs]), 2))
+                fmt(med([other(r) for r in rs]), 2),
+                fmt(med([steal(r) for r in rs]), 2))
             if kind == "base":
                 path = "baseline: %s alone" % ("ringring-sim" if strat == "sms_only" else "govapp-sim")
                 ratio = added = hwm = calls = ""
@@ -298,8 +312,10 @@ def main():
       "write, timeout and status (≥ 400) errors over all repetitions. *Peak RSS* is smisd's VmHWM, reset "
       "before each run (`/proc/PID/clear_refs`). *CPU cores* is user+system time over the run's "
       "wall time; *sims* the simulators', *wrk* the load generator's, *other* the rest of the machine's busy time "
-      "(other processes on this shared machine, and kernel work charged to no process): a large *other* "
-      "means a noisy run. *Upstream calls/msg* is what the simulators counted per answered request: messages "
+      "(other processes on this shared machine, and kernel work charged to no process), *steal* the time "
+      "the hypervisor ran other guests while this machine's virtual CPUs had work (`/proc/stat`): a "
+      "large *other* or any real *steal* means a noisy run, and steal stalls whatever thread was on the "
+      "stolen CPU, so p99s follow it. *Upstream calls/msg* is what the simulators counted per answered request: messages "
       "accepted by ringring-sim, or for `govapp_first` GovApp API requests + SMS (fallbacks); requests "
       "still in flight when wrk stops push it slightly above the true figure (1 for `sms_only`, 2 for a "
       "GovApp lookup and send). Paced runs keep wrk's latency measured from "
@@ -382,19 +398,19 @@ def main():
     w("")
     w("## Raw runs")
     w("")
-    w("| rep | scenario | msg/s | p50 ms | p99 ms | max ms | peak RSS MiB | other CPU (cores) | errors |")
-    w("|--:|---|--:|--:|--:|--:|--:|--:|--:|")
+    w("| rep | scenario | msg/s | p50 ms | p99 ms | max ms | peak RSS MiB | other CPU (cores) | steal (cores) | errors |")
+    w("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in runs:
         e = int(r.get("err_connect", 0) + r.get("err_read", 0) + r.get("err_write", 0)
                 + r.get("err_status", 0) + r.get("err_timeout", 0))
-        w("| %d | %s | %s | %.2f | %.2f | %.2f | %s | %s | %d |" % (
+        w("| %d | %s | %s | %.2f | %.2f | %.2f | %s | %.2f | %s | %d |" % (
             r["rep"], r["name"], fmt(r["ok_rps"]), r["p50_ms"], r["p99_ms"], r["max_ms"],
-            fmt(r["hwm_kb"] / MiB, 1) if r["kind"] != "base" else "",
-            ("%.2f" % other(r)) + (" *noisy*" if other(r) > NOISY_CORES else ""), e))
+            fmt(r["hwm_kb"] / MiB, 1) if r["kind"] != "base" else "", other(r),
+            ("%.2f" % steal(r)) + (" *noisy*" if noisy(r) else ""), e))
     w("")
     verdicts = [line for line in L if line.startswith("| ") and line.endswith(" |")
                 and ("**met**" in line or "**not met**" in line)]
-    noisy = sum(1 for r in runs if other(r) > NOISY_CORES)
+    n_noisy = sum(1 for r in runs if noisy(r))
     parts = []
     for strat in ("sms_only", "govapp_first"):
         mine = [line for line in verdicts if "(`%s`)" % strat in line or "peak RSS" in line]
@@ -404,10 +420,11 @@ def main():
     summary = ("Where it stands on this run: %s of the issue's targets (the memory target counts for "
                "both; a half-load latency target counts as met only if the paced rate was reached)."
                % "; ".join(parts))
-    if noisy:
-        summary += (" %d of %d runs shared the machine with more than %.2f cores of other load (marked "
-                    "*noisy* under Raw runs); tail latencies suffer most from that, so rerun on a quiet "
-                    "machine before trusting a p99." % (noisy, len(runs), NOISY_CORES))
+    if n_noisy:
+        summary += (" %d of %d runs shared the machine with more than %.2f cores of other load or lost "
+                    "more than %.2f cores to steal (marked *noisy* under Raw runs); tail latencies "
+                    "suffer most from that, so rerun on a quiet machine before trusting a p99."
+                    % (n_noisy, len(runs), NOISY_CORES, NOISY_STEAL))
     L = [summary if line == "VERDICT_SUMMARY" else line for line in L]
     with open(o.out + ".tmp", "w") as f:
         f.write("\n".join(L))

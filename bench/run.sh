@@ -285,8 +285,10 @@ prepare_govapp_calls() {
 
 raw="$work/raw.tsv"
 : > "$raw"
-machine_ticks() { # busy and idle clock ticks of the whole machine
-	awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
+machine_ticks() { # busy, idle and steal clock ticks of the whole machine
+	# Steal (field 9) is time the hypervisor ran other guests while this
+	# machine's virtual CPUs had work: counted apart from busy time.
+	awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6, $9; exit}' /proc/stat
 }
 
 # run_case REP NAME KIND TARGET URL LATENCY [RATE]
@@ -294,7 +296,7 @@ machine_ticks() { # busy and idle clock ticks of the whole machine
 run_case() {
 	local rep=$1 name=$2 kind=$3 target=$4 url=$5 lat=$6 rate=${7:-}
 	local args=(auth="$API_KEY" apikey="$RR_KEY" recipients="$RECIPIENTS" threads="$THREADS")
-	local line t0=0 t1=0 s0 s1 r0 r1 g0 g1 ga0=0 ga1=0 hwm=0 mb0 mi0 mb1 mi1 wrk_cpu
+	local line t0=0 t1=0 s0 s1 r0 r1 g0 g1 ga0=0 ga1=0 hwm=0 mb0 mi0 ms0 mb1 mi1 ms1 wrk_cpu
 	case $target in
 	ringring) args+=(target=ringring) ;;
 	govapp) args=(auth="$GOVAPP_TOKEN" recipients="$GA_CITIZENS" threads="$THREADS" target=govapp
@@ -319,10 +321,10 @@ run_case() {
 	g0=0
 	[ -n "$GA" ] && g0=$(sim_count "$GA" requests) && ga0=$(cpu_ticks "$(cat "$work/govapp.pid")")
 	r0=$(cpu_ticks "$(cat "$work/ringring.pid")")
-	read -r mb0 mi0 <<< "$(machine_ticks)"
+	read -r mb0 mi0 ms0 <<< "$(machine_ticks)"
 	line=$( { TIMEFORMAT='WRKCPU %U %S'; time wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 10s \
 		-s "$bench/post.lua" "$url" -- "${args[@]}"; } 2>&1 | tee -a "$work/wrk.log" | grep -E '^(BENCH|WRKCPU) ' || true)
-	read -r mb1 mi1 <<< "$(machine_ticks)"
+	read -r mb1 mi1 ms1 <<< "$(machine_ticks)"
 	r1=$(cpu_ticks "$(cat "$work/ringring.pid")")
 	s1=$(sim_count "$RR" sent)
 	g1=0
@@ -339,9 +341,9 @@ run_case() {
 		tail -20 "$work/wrk.log" >&2
 		exit 1
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s smisd_cpu_ticks=%s rr_cpu_ticks=%s ga_cpu_ticks=%s wrk_cpu_s=%s machine_busy_ticks=%s machine_idle_ticks=%s rr_sent=%s ga_sent=%s hwm_kb=%s db_bytes=%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s smisd_cpu_ticks=%s rr_cpu_ticks=%s ga_cpu_ticks=%s wrk_cpu_s=%s machine_busy_ticks=%s machine_idle_ticks=%s machine_steal_ticks=%s rr_sent=%s ga_sent=%s hwm_kb=%s db_bytes=%s\n' \
 		"$rep" "$name" "$kind" "$target" "$lat" "${rate:-0}" "$line" \
-		$((t1 - t0)) $((r1 - r0)) $((ga1 - ga0)) "$wrk_cpu" $((mb1 - mb0)) $((mi1 - mi0)) \
+		$((t1 - t0)) $((r1 - r0)) $((ga1 - ga0)) "$wrk_cpu" $((mb1 - mb0)) $((mi1 - mi0)) $((ms1 - ms0)) \
 		$((s1 - s0)) $((g1 - g0)) "$hwm" "$db_bytes" >> "$raw"
 	printf '  %-18s %s\n' "$name" "$(echo "$line" | awk '{print $4, $6, $8, $13}')" >&2
 }
