@@ -269,6 +269,45 @@ cpu_ticks() { # user+system clock ticks of a process
 	awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
+# smisd's own view of what it adds per message: the buckets of its
+# smis_message_overhead_seconds histogram (GET /metrics), all strategies
+# summed, one "le count" pair per line. Empty for a build without it.
+overhead_buckets() {
+	curl -fsS "$API/metrics" | awk -F'[{}" ]+' '/^smis_message_overhead_seconds_bucket\{/ {
+		for (i = 2; i < NF; i++) if ($i ~ /le=$/) le = $(i + 1)
+		n[le] += $NF } END { for (le in n) print le, n[le] }'
+}
+
+# own_quantiles BEFORE AFTER: p50 and p99 of the messages between two
+# overhead_buckets readings, interpolated within buckets as Prometheus'
+# histogram_quantile() does, in ms; "own_count=0" when there is none.
+own_quantiles() {
+	python3 - "$1" "$2" << 'PY'
+import math, sys
+def read(p):
+    d = {}
+    for line in open(p):
+        le, n = line.split()
+        d[math.inf if le == "+Inf" else float(le)] = float(n)
+    return d
+a, b = read(sys.argv[1]), read(sys.argv[2])
+cum = [(le, b[le] - a.get(le, 0.0)) for le in sorted(b)]
+total = cum[-1][1] if cum else 0
+out = ["own_count=%d" % total]
+for q, key in ((0.5, "own_p50_ms"), (0.99, "own_p99_ms")):
+    if not total:
+        break
+    rank, lo, below = q * total, 0.0, 0.0
+    for le, n in cum:
+        if n >= rank:
+            v = lo if le == math.inf else lo + (le - lo) * ((rank - below) / (n - below) if n > below else 1)
+            out.append("%s=%.3f" % (key, v * 1000))
+            break
+        lo, below = le, n
+print(" ".join(out))
+PY
+}
+
 sim_count() { # sim_count URL KEY: a counter of GET /_sim/stats
 	curl -fsS "$1/_sim/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$2"
 }
@@ -296,7 +335,7 @@ machine_ticks() { # busy, idle and steal clock ticks of the whole machine
 run_case() {
 	local rep=$1 name=$2 kind=$3 target=$4 url=$5 lat=$6 rate=${7:-}
 	local args=(auth="$API_KEY" apikey="$RR_KEY" recipients="$RECIPIENTS" threads="$THREADS")
-	local line t0=0 t1=0 s0 s1 r0 r1 g0 g1 ga0=0 ga1=0 hwm=0 mb0 mi0 ms0 mb1 mi1 ms1 wrk_cpu
+	local line t0=0 t1=0 s0 s1 r0 r1 g0 g1 ga0=0 ga1=0 hwm=0 mb0 mi0 ms0 mb1 mi1 ms1 wrk_cpu own=""
 	case $target in
 	ringring) args+=(target=ringring) ;;
 	govapp) args=(auth="$GOVAPP_TOKEN" recipients="$GA_CITIZENS" threads="$THREADS" target=govapp
@@ -316,6 +355,7 @@ run_case() {
 			-- "${args[@]}" > /dev/null
 		echo 5 > "/proc/$smisd_pid/clear_refs" # resets VmHWM
 		t0=$(cpu_ticks "$smisd_pid")
+		overhead_buckets > "$work/own.before"
 	fi
 	s0=$(sim_count "$RR" sent)
 	g0=0
@@ -331,6 +371,8 @@ run_case() {
 	[ -n "$GA" ] && g1=$(sim_count "$GA" requests) && ga1=$(cpu_ticks "$(cat "$work/govapp.pid")")
 	if [ "$kind" != base ]; then
 		t1=$(cpu_ticks "$smisd_pid")
+		overhead_buckets > "$work/own.after"
+		own=$(own_quantiles "$work/own.before" "$work/own.after")
 		hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$smisd_pid/status")
 		stop_smisd
 	fi
@@ -341,10 +383,10 @@ run_case() {
 		tail -20 "$work/wrk.log" >&2
 		exit 1
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s smisd_cpu_ticks=%s rr_cpu_ticks=%s ga_cpu_ticks=%s wrk_cpu_s=%s machine_busy_ticks=%s machine_idle_ticks=%s machine_steal_ticks=%s rr_sent=%s ga_sent=%s hwm_kb=%s db_bytes=%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s smisd_cpu_ticks=%s rr_cpu_ticks=%s ga_cpu_ticks=%s wrk_cpu_s=%s machine_busy_ticks=%s machine_idle_ticks=%s machine_steal_ticks=%s rr_sent=%s ga_sent=%s hwm_kb=%s db_bytes=%s %s\n' \
 		"$rep" "$name" "$kind" "$target" "$lat" "${rate:-0}" "$line" \
 		$((t1 - t0)) $((r1 - r0)) $((ga1 - ga0)) "$wrk_cpu" $((mb1 - mb0)) $((mi1 - mi0)) $((ms1 - ms0)) \
-		$((s1 - s0)) $((g1 - g0)) "$hwm" "$db_bytes" >> "$raw"
+		$((s1 - s0)) $((g1 - g0)) "$hwm" "$db_bytes" "$own" >> "$raw"
 	printf '  %-18s %s\n' "$name" "$(echo "$line" | awk '{print $4, $6, $8, $13}')" >&2
 }
 

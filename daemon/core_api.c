@@ -57,6 +57,13 @@ int64_t smisd_monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t smisd_monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int smisd_config_wrap(struct smis_config *cfg, config_setting_t *setting,
 		      const char *const *core_keys)
 {

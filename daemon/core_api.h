@@ -56,5 +56,7 @@ void smisd_config_report_plain(int plain);
 
 int64_t smisd_now_ms(void);
 int64_t smisd_monotonic_ms(void);
+/* The same clock in microseconds (the overhead histogram). */
+int64_t smisd_monotonic_us(void);
 
 #endif

@@ -229,6 +229,7 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 		if (strcmp(req->method, "POST") != 0)
 			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	}
+	job->upstream_started_us = smisd_monotonic_us();
 	rc = curl_multi_add_handle(L->multi, e) == CURLM_OK ? 0 : -1;
 	if (rc == 0)
 		active_add(job);
@@ -446,6 +447,7 @@ static void on_response(struct smisd_job *job, CURLcode code)
 
 	curl_multi_remove_handle(L->multi, job->easy);
 	active_remove(job);
+	job->upstream_us += smisd_monotonic_us() - job->upstream_started_us;
 	memset(&resp, 0, sizeof(resp));
 	resp.size = sizeof(resp);
 	resp.body = job->resp_buf ? job->resp_buf : "";

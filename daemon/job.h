@@ -85,6 +85,11 @@ struct smisd_job {
 	void **calls;                  /* per channel index, see start() */
 	char citizen_language[8];
 	int64_t op_started_mono;
+	/* What SMIS itself adds (smis_message_overhead_seconds): the time
+	 * spent waiting on upstream HTTP calls, summed over the attempts, and
+	 * when the current call was handed to curl (monotonic microseconds). */
+	int64_t upstream_us;
+	int64_t upstream_started_us;
 	CURL *easy;
 	struct curl_slist *easy_headers;
 	char *easy_body; /* the upstream request's body: curl reads it in place */

@@ -15,8 +15,12 @@
 
 #define MAX_SERIES 4096
 #define N_BUCKETS 12
+/* Upstream calls take milliseconds to seconds; SMIS's own part of a
+ * message takes tens of microseconds to milliseconds. */
 static const double bucket_le[N_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 					     0.1, 0.25, 0.5, 1, 2.5, 5 };
+static const double fine_le[N_BUCKETS] = { 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005,
+					   0.01, 0.025, 0.05, 0.1, 0.25, 1 };
 
 enum kind { COUNTER, GAUGE, HISTOGRAM };
 
@@ -24,6 +28,7 @@ struct family {
 	const char *name;
 	const char *help;
 	enum kind kind;
+	const double *le; /* histogram bucket bounds: bucket_le unless set */
 };
 
 static const struct family families[] = {
@@ -31,6 +36,9 @@ static const struct family families[] = {
 	{ "smis_messages_total", "Messages concluded, by institution, strategy, status and channel", COUNTER },
 	{ "smis_upstream_requests_total", "Upstream operations, by channel, operation and outcome", COUNTER },
 	{ "smis_upstream_duration_seconds", "Upstream operation duration, by channel and operation", HISTOGRAM },
+	{ "smis_message_overhead_seconds",
+	  "Time SMIS itself added to a message's answer (request to answer, less the upstream calls), by strategy",
+	  HISTOGRAM, fine_le },
 	{ "smis_in_flight", "Messages accepted and not yet answered", GAUGE },
 	{ "smis_reloads_total", "Configuration reloads, by result", COUNTER },
 	{ "smis_plugin_load_failures_total", "Plugin files that could not be loaded", COUNTER },
@@ -115,10 +123,11 @@ void smisd_metric_observe(const char *name, const char *labels, double seconds)
 	pthread_mutex_lock(&lock);
 	struct series *s = series_get(name, labels ? labels : "");
 	if (s) {
+		const double *le = s->fam->le ? s->fam->le : bucket_le;
 		s->value += seconds;
 		s->count++;
 		for (int i = 0; i < N_BUCKETS; i++)
-			if (seconds <= bucket_le[i])
+			if (seconds <= le[i])
 				s->buckets[i]++;
 	}
 	pthread_mutex_unlock(&lock);
@@ -173,8 +182,8 @@ char *smisd_metrics_render(void)
 				continue;
 			}
 			for (int k = 0; k < N_BUCKETS; k++)
-				put(&b, "%s_bucket{%s%sle=\"%g\"} %lu\n", f->name, s->labels, sep, bucket_le[k],
-				    s->buckets[k]);
+				put(&b, "%s_bucket{%s%sle=\"%g\"} %lu\n", f->name, s->labels, sep,
+				    (f->le ? f->le : bucket_le)[k], s->buckets[k]);
 			put(&b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", f->name, s->labels, sep, s->count);
 			put(&b, "%s_sum{%s} %.17g\n", f->name, s->labels, s->value);
 			put(&b, "%s_count{%s} %lu\n", f->name, s->labels, s->count);

@@ -165,6 +165,32 @@ class Observability(StackTestCase):
         self.assertRegex(t, r"smis_in_flight \d")
         self.assertNotIn(CITIZENS["app_nl"], t)
 
+    def test_overhead_leaves_out_the_upstream_wait(self):
+        """smis_message_overhead_seconds is what SMIS adds: each message here
+        waits 1.5 s on RingRing, and its overhead still lands at or under 1 s
+        (it would be above if the upstream wait were not taken out)."""
+        def series():
+            t = http("GET", self.stack.base + "/metrics").raw
+            got = {}
+            for name, value in re.findall(r'^(smis_message_overhead_seconds_\w+\{strategy="sms_only"[^}]*\}|'
+                                          r'smis_upstream_duration_seconds_sum\{channel="ringring",operation="send"\})'
+                                          r' (\S+)$', t, re.M):
+                got[name] = float(value)
+            return got
+
+        count = 'smis_message_overhead_seconds_count{strategy="sms_only"}'
+        under_1s = 'smis_message_overhead_seconds_bucket{strategy="sms_only",le="1"}'
+        upstream = 'smis_upstream_duration_seconds_sum{channel="ringring",operation="send"}'
+        before = series()
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1500})
+        for _ in range(2):
+            r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+            self.assertEqual(r.status, 201, r.raw)
+        after = series()
+        self.assertEqual(after[count] - before.get(count, 0), 2)
+        self.assertEqual(after[under_1s] - before.get(under_1s, 0), 2)
+        self.assertGreaterEqual(after[upstream] - before.get(upstream, 0), 3.0)
+
     def test_logs_are_json_with_request_ids(self):
         r = self.stack.send(b"{", headers={})
         rid = r.headers["X-Request-Id"]
