@@ -105,6 +105,38 @@ def own_section(w, o, by_name, groups, paired, stat, steal):
     w("")
 
 
+def proxy_section(w, o, by_name, groups, paired, stat):
+    """The reference runs through nginx (BENCH_PROXY): what a process that
+    only forwards adds on this machine, beside what smisd adds."""
+    rows = [g for g, strat, _, _ in groups if strat == "sms_only" and g + ".proxy" in by_name]
+    if not rows:
+        return
+
+    def cpu_us(r, key):
+        return (r.get(key, 0) / o.clk_tck) / r["requests"] * 1e6 if r["requests"] else None
+
+    w("## A process in the middle, for scale")
+    w("")
+    w("The same load as `sms_only`, through nginx configured to forward to ringring-sim and nothing else "
+      "(2 workers on `SO_REUSEPORT` sockets, kept-alive upstream connections, no logging, no buffering), "
+      "right after the run through smisd in each repetition. nginx does none of smisd's work (no "
+      "authentication, validation, strategy, store or answer of its own): its figures show what a "
+      "well-tuned process that takes a request and makes one upstream call costs on this machine, with "
+      "wrk and the simulator on the same 2 CPUs, before any of that work.")
+    w("")
+    w("| scenario | p99 added: nginx ms | p99 added: smisd ms | msg/s: nginx | msg/s: smisd | CPU µs/msg: nginx "
+      "| CPU µs/msg: smisd |")
+    w("|---|--:|--:|--:|--:|--:|--:|")
+    for g in rows:
+        w("| %s | %s | %s | %s | %s | %s | %s |" % (
+            g, fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"], "proxy"), 2),
+            fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"]), 2),
+            fmt(stat(g + ".proxy", "ok_rps")), fmt(stat(g + ".smisd", "ok_rps")),
+            fmt(med([cpu_us(r, "proxy_cpu_ticks") for r in by_name.get(g + ".proxy", [])]), 1),
+            fmt(med([cpu_us(r, "smisd_cpu_ticks") for r in by_name.get(g + ".smisd", [])]), 1)))
+    w("")
+
+
 def compare_section(w, o, by_name, groups):
     """BENCH_COMPARE: this build against another, run by run. Each ratio is
     taken within one repetition (the two runs are next to each other, their
@@ -228,7 +260,8 @@ def main():
         users of the machine, and the kernel's softirq work not charged to
         a process), in cores."""
         busy = r["machine_busy_ticks"] / o.clk_tck
-        ours = r["smisd_cpu_ticks"] / o.clk_tck + sims_cpu_s(r, o.clk_tck) + r["wrk_cpu_s"]
+        ours = ((r["smisd_cpu_ticks"] + r.get("proxy_cpu_ticks", 0)) / o.clk_tck + sims_cpu_s(r, o.clk_tck)
+                + r["wrk_cpu_s"])
         return max(0.0, busy - ours) / (r["duration_us"] / 1e6)
 
     def steal(r):
@@ -240,11 +273,12 @@ def main():
     def noisy(r):
         return other(r) > NOISY_CORES or steal(r) > NOISY_STEAL
 
-    def paired(name, fn):
-        """Median over repetitions of fn(smisd_run, base_run)."""
+    def paired(name, fn, kind="smisd"):
+        """Median over repetitions of fn(run, base_run), run the one of
+        `kind` (smisd, or proxy: the reference nginx)."""
         base = {r["rep"]: r for r in by_name.get(name + ".base", [])}
         vals = []
-        for r in by_name.get(name + ".smisd", []):
+        for r in by_name.get(name + "." + kind, []):
             b = base.get(r["rep"])
             if b:
                 vals.append(fn(r, b))
@@ -302,12 +336,12 @@ def main():
     w("")
     w("## Results")
     w("")
-    w("| scenario | upstream latency | load | path | msg/s | p50 ms | p99 ms | smisd/baseline msg/s "
-      "| p99 added by smisd ms | smisd peak RSS MiB | CPU cores: smisd / sims / wrk / other / steal | upstream calls/msg | errors |")
+    w("| scenario | upstream latency | load | path | msg/s | p50 ms | p99 ms | msg/s against the baseline "
+      "| p99 added ms | smisd peak RSS MiB | CPU cores: smisd / sims / wrk / other / steal | upstream calls/msg | errors |")
     w("|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for g, strat, lat, rate in groups:
         load = "closed loop, %d conns" % o.conns if not rate else "paced %s/s" % fmt(rate)
-        for kind in ("base", "smisd"):
+        for kind in ("base", "smisd", "proxy"):
             name = "%s.%s" % (g, kind)
             rs = by_name.get(name, [])
             if not rs:
@@ -315,7 +349,9 @@ def main():
             errs = sum(int(r.get("err_connect", 0) + r.get("err_read", 0) + r.get("err_write", 0)
                            + r.get("err_status", 0) + r.get("err_timeout", 0)) for r in rs)
             cpu = "%s / %s / %s / %s / %s" % (
-                fmt(med([cores(r, r["smisd_cpu_ticks"] / o.clk_tck) for r in rs]), 2) if kind == "smisd" else "–",
+                fmt(med([cores(r, r["smisd_cpu_ticks"] / o.clk_tck) for r in rs]), 2) if kind == "smisd" else
+                "nginx %s" % fmt(med([cores(r, r.get("proxy_cpu_ticks", 0) / o.clk_tck) for r in rs]), 2)
+                if kind == "proxy" else "–",
                 fmt(med([cores(r, sims_cpu_s(r, o.clk_tck)) for r in rs]), 2),
                 fmt(med([cores(r, r["wrk_cpu_s"]) for r in rs]), 2),
                 fmt(med([other(r) for r in rs]), 2),
@@ -323,6 +359,13 @@ def main():
             if kind == "base":
                 path = "baseline: %s alone" % ("ringring-sim" if strat == "sms_only" else "govapp-sim")
                 ratio = added = hwm = calls = ""
+            elif kind == "proxy":
+                path = "reference: nginx forwarding to ringring-sim"
+                ratio = fmt(paired(g, lambda s, b: s["ok_rps"] / b["ok_rps"] if b["ok_rps"] else None,
+                                   "proxy"), 2)
+                added = fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"], "proxy"), 2)
+                hwm = ""
+                calls = fmt(med([r["rr_sent"] / r["requests"] for r in rs if r["requests"]]), 2)
             else:
                 path = "smisd `%s`" % strat
                 ratio = fmt(paired(g, lambda s, b: s["ok_rps"] / b["ok_rps"] if b["ok_rps"] else None), 2)
@@ -393,6 +436,7 @@ def main():
         w("govapp-sim was not built when this ran: the `govapp_first` scenarios were skipped.")
     w("")
     own_section(w, o, by_name, groups, paired, stat, steal)
+    proxy_section(w, o, by_name, groups, paired, stat)
     compare_section(w, o, by_name, groups)
     bound_section(w, o, stat, by_name)
 
@@ -415,6 +459,11 @@ def main():
       "smisd during the runs.")
     w("- Simulators: ringring-sim and govapp-sim from the same build, `--quiet`, 2 HTTP threads each; "
       "upstream latency set per run with `POST /_sim/faults {\"latency_ms\":N}`.")
+    if any(r["kind"] == "proxy" for r in runs):
+        w("- Reference proxy: %s, started for each of its runs with the configuration run.sh writes "
+          "(see *A process in the middle*), after 1 s of the same load as warm-up; `BENCH_PROXY=0` "
+          "leaves these runs out, and they are made only where nginx is installed (`apt-get install "
+          "nginx-light`)." % (sh(["sh", "-c", "nginx -v 2>&1 | cut -d' ' -f3"]) or "nginx"))
     w("- Requests: `bench/post.lua`, one JSON message (nl title + 21-character body) per request. "
       "Recipients rotate over 20,000 numbers from +32470100000, seeded in govapp-sim as citizens with "
       "the app, so smisd's per-recipient limit (left at its default, as in production) is never what "

@@ -17,6 +17,10 @@
 #   BENCH_ONLY=sms|govapp only one path
 #   BENCH_OUT=FILE        where to write (default bench/RESULTS.md)
 #   BENCH_KEEP=1          keep the scratch folder (logs, raw results)
+#   BENCH_PROXY=0         leave out the reference runs through nginx (made
+#                         when nginx is installed: apt-get install
+#                         nginx-light): the same load as sms_only through a
+#                         reverse proxy that only forwards, for scale
 #   BENCH_COMPARE=DIR     another build (e.g. the previous commit's): every
 #                         "through smisd" run is also made with its smisd and
 #                         plugins, beside this build's in the same repetition
@@ -108,9 +112,10 @@ x25519_ops=${x25519_ops:-0}
 work=$(mktemp -d /tmp/smis-bench-XXXXXX)
 pids=""
 smisd_pid=""
+proxy_pid=""
 cleanup() {
 	local p i
-	pids="${smisd_pid:-} $pids"
+	pids="${smisd_pid:-} ${proxy_pid:-} $pids"
 	for p in $pids; do kill "$p" 2> /dev/null || true; done
 	# The simulators are not this shell's children (they were started in a
 	# command substitution): wait for them by polling.
@@ -163,6 +168,43 @@ pids="$pids $(cat "$work/ringring.pid")"
 RR="http://127.0.0.1:$rr_port"
 smisd_port=$(free_port)
 API="http://127.0.0.1:$smisd_port"
+
+# The reference proxy: nginx forwarding to ringring-sim, nothing else, set
+# up like smisd where they compare (2 workers on SO_REUSEPORT sockets, kept-
+# alive upstream connections without a cap). It shows what any process in
+# the middle costs on this machine.
+NGINX=""
+PROXY=""
+if [ "$ONLY" != govapp ] && [ "${BENCH_PROXY:-1}" != 0 ]; then
+	NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+fi
+if [ -n "$NGINX" ]; then
+	proxy_port=$(free_port)
+	PROXY="http://127.0.0.1:$proxy_port"
+	mkdir -p "$work/nginx"
+	cat > "$work/nginx/nginx.conf" << EOF
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  upstream ringring { server 127.0.0.1:$rr_port; keepalive 4096; }
+  server {
+    listen 127.0.0.1:$proxy_port reuseport;
+    location / {
+      proxy_pass http://ringring;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+fi
 
 GA=""
 if [ $have_govapp = 1 ]; then
@@ -265,6 +307,36 @@ set_latency() { # set_latency MS: upstream latency of both simulators
 	done
 }
 
+start_proxy() {
+	local i=0
+	"$NGINX" -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
+		-g 'daemon off;' 2>> "$work/nginx/error.log" &
+	proxy_pid=$!
+	until curl -fsS -o /dev/null "$PROXY/_sim/stats" 2> /dev/null; do
+		i=$((i + 1))
+		if [ $i -gt 200 ] || ! kill -0 "$proxy_pid" 2> /dev/null; then
+			echo "run.sh: nginx did not start:" >&2
+			cat "$work/nginx/error.log" >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+}
+stop_proxy() {
+	kill -QUIT "$proxy_pid"
+	wait "$proxy_pid" || true
+	proxy_pid=""
+}
+proxy_ticks() { # nginx's master and workers
+	local t=0 p
+	for p in /proc/[0-9]*; do
+		[ "${p#/proc/}" = "$proxy_pid" ] ||
+			[ "$(awk '{print $4}' "$p/stat" 2> /dev/null)" = "$proxy_pid" ] || continue
+		t=$((t + $(awk '{print $14 + $15}' "$p/stat" 2> /dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
 cpu_ticks() { # user+system clock ticks of a process
 	awk '{print $14 + $15}' "/proc/$1/stat"
 }
@@ -331,11 +403,12 @@ machine_ticks() { # busy, idle and steal clock ticks of the whole machine
 }
 
 # run_case REP NAME KIND TARGET URL LATENCY [RATE]
-#   KIND base|smisd|old; TARGET ringring|govapp|sms_only|govapp_first
+#   KIND base|smisd|old|proxy; TARGET ringring|govapp|sms_only|govapp_first
 run_case() {
 	local rep=$1 name=$2 kind=$3 target=$4 url=$5 lat=$6 rate=${7:-}
 	local args=(auth="$API_KEY" apikey="$RR_KEY" recipients="$RECIPIENTS" threads="$THREADS")
 	local line t0=0 t1=0 s0 s1 r0 r1 g0 g1 ga0=0 ga1=0 hwm=0 mb0 mi0 ms0 mb1 mi1 ms1 wrk_cpu own=""
+	local p0=0 p1=0
 	case $target in
 	ringring) args+=(target=ringring) ;;
 	govapp) args=(auth="$GOVAPP_TOKEN" recipients="$GA_CITIZENS" threads="$THREADS" target=govapp
@@ -347,7 +420,12 @@ run_case() {
 	[ -n "$rate" ] && args+=(rate="$rate")
 	set_latency "$lat"
 	db_bytes=0
-	if [ "$kind" != base ]; then
+	if [ "$kind" = proxy ]; then
+		start_proxy
+		wrk -t"$THREADS" -c"$CONNS" -d1s --timeout 10s -s "$bench/post.lua" "$url" \
+			-- "${args[@]}" > /dev/null
+		p0=$(proxy_ticks)
+	elif [ "$kind" != base ]; then
 		start_smisd "$kind"
 		# One second of the same load first: curl's upstream connections,
 		# the store's first pages, the allocator's arenas.
@@ -369,7 +447,10 @@ run_case() {
 	s1=$(sim_count "$RR" sent)
 	g1=0
 	[ -n "$GA" ] && g1=$(sim_count "$GA" requests) && ga1=$(cpu_ticks "$(cat "$work/govapp.pid")")
-	if [ "$kind" != base ]; then
+	if [ "$kind" = proxy ]; then
+		p1=$(proxy_ticks)
+		stop_proxy
+	elif [ "$kind" != base ]; then
 		t1=$(cpu_ticks "$smisd_pid")
 		overhead_buckets > "$work/own.after"
 		own=$(own_quantiles "$work/own.before" "$work/own.after")
@@ -383,26 +464,22 @@ run_case() {
 		tail -20 "$work/wrk.log" >&2
 		exit 1
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s smisd_cpu_ticks=%s rr_cpu_ticks=%s ga_cpu_ticks=%s wrk_cpu_s=%s machine_busy_ticks=%s machine_idle_ticks=%s machine_steal_ticks=%s rr_sent=%s ga_sent=%s hwm_kb=%s db_bytes=%s %s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s smisd_cpu_ticks=%s rr_cpu_ticks=%s ga_cpu_ticks=%s wrk_cpu_s=%s machine_busy_ticks=%s machine_idle_ticks=%s machine_steal_ticks=%s rr_sent=%s ga_sent=%s hwm_kb=%s db_bytes=%s proxy_cpu_ticks=%s %s\n' \
 		"$rep" "$name" "$kind" "$target" "$lat" "${rate:-0}" "$line" \
 		$((t1 - t0)) $((r1 - r0)) $((ga1 - ga0)) "$wrk_cpu" $((mb1 - mb0)) $((mi1 - mi0)) $((ms1 - ms0)) \
-		$((s1 - s0)) $((g1 - g0)) "$hwm" "$db_bytes" "$own" >> "$raw"
+		$((s1 - s0)) $((g1 - g0)) "$hwm" "$db_bytes" $((p1 - p0)) "$own" >> "$raw"
 	printf '  %-18s %s\n' "$name" "$(echo "$line" | awk '{print $4, $6, $8, $13}')" >&2
 }
 
 # Scenarios: NAME KIND TARGET URL-VAR LATENCY RATE
 scenarios=()
 if [ "$ONLY" != govapp ]; then
-	scenarios+=(
-		"sms0.base base ringring RR 0 -"
-		"sms0.smisd smisd sms_only API 0 -"
-		"sms50.base base ringring RR 50 -"
-		"sms50.smisd smisd sms_only API 50 -"
-		"sms0half.base base ringring RR 0 $HALF_0"
-		"sms0half.smisd smisd sms_only API 0 $HALF_0"
-		"sms50half.base base ringring RR 50 $HALF_50"
-		"sms50half.smisd smisd sms_only API 50 $HALF_50"
-	)
+	# Each through nginx right after the same load through smisd.
+	for s in "sms0 0 -" "sms50 50 -" "sms0half 0 $HALF_0" "sms50half 50 $HALF_50"; do
+		read -r g lat rate <<< "$s"
+		scenarios+=("$g.base base ringring RR $lat $rate" "$g.smisd smisd sms_only API $lat $rate")
+		[ -z "$NGINX" ] || scenarios+=("$g.proxy proxy ringring PROXY $lat $rate")
+	done
 fi
 if [ $have_govapp = 1 ]; then
 	scenarios+=(
