@@ -263,8 +263,21 @@ fi
 # smisd is started afresh, on an empty store, for every run: each run's peak
 # RSS is its own (glibc keeps freed heap, so a reset VmHWM would still carry
 # the previous run's) and the store does not grow across the whole session.
+wait_up() { # wait_up NAME PID URL LOG: until URL answers; exit if PID dies first
+	local i=0
+	until curl -fsS -o /dev/null "$3" 2> /dev/null; do
+		i=$((i + 1))
+		if [ $i -gt 200 ] || ! kill -0 "$2" 2> /dev/null; then
+			echo "run.sh: $1 did not start:" >&2
+			cat "$4" >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+}
+
 start_smisd() { # start_smisd [old]: this build's smisd, or BENCH_COMPARE's
-	local i=0 bin="$build/smisd" conf="$work/smisd.conf"
+	local bin="$build/smisd" conf="$work/smisd.conf"
 	if [ "${1:-}" = old ]; then
 		bin="$old_build/smisd"
 		conf="$work/smisd-old.conf"
@@ -272,15 +285,7 @@ start_smisd() { # start_smisd [old]: this build's smisd, or BENCH_COMPARE's
 	rm -f "$work/smis.db" "$work/smis.db-wal" "$work/smis.db-shm"
 	"$bin" -c "$conf" 2>> "$work/smisd.log" &
 	smisd_pid=$!
-	until curl -fsS "$API/healthz" > /dev/null 2>&1; do
-		i=$((i + 1))
-		if [ $i -gt 200 ] || ! kill -0 "$smisd_pid" 2> /dev/null; then
-			echo "run.sh: smisd did not start:" >&2
-			cat "$work/smisd.log" >&2
-			exit 1
-		fi
-		sleep 0.05
-	done
+	wait_up smisd "$smisd_pid" "$API/healthz" "$work/smisd.log"
 }
 stop_smisd() {
 	local rc=0
@@ -308,19 +313,10 @@ set_latency() { # set_latency MS: upstream latency of both simulators
 }
 
 start_proxy() {
-	local i=0
 	"$NGINX" -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
 		-g 'daemon off;' 2>> "$work/nginx/error.log" &
 	proxy_pid=$!
-	until curl -fsS -o /dev/null "$PROXY/_sim/stats" 2> /dev/null; do
-		i=$((i + 1))
-		if [ $i -gt 200 ] || ! kill -0 "$proxy_pid" 2> /dev/null; then
-			echo "run.sh: nginx did not start:" >&2
-			cat "$work/nginx/error.log" >&2
-			exit 1
-		fi
-		sleep 0.05
-	done
+	wait_up nginx "$proxy_pid" "$PROXY/_sim/stats" "$work/nginx/error.log"
 }
 stop_proxy() {
 	kill -QUIT "$proxy_pid"
