@@ -75,6 +75,21 @@ def sims_cpu_s(r, clk_tck):
     return (r["rr_cpu_ticks"] + r["ga_cpu_ticks"]) / clk_tck
 
 
+def cpu_us_per_msg(r, clk_tck, key="smisd_cpu_ticks"):
+    """Microseconds of CPU per answered request of the process counted
+    under `key` in run r (smisd, or nginx: proxy_cpu_ticks)."""
+    return r.get(key, 0) / clk_tck / r["requests"] * 1e6 if r.get("requests") else None
+
+
+def p99_added(run, base):
+    """What a run through smisd (or nginx) adds to its baseline's p99."""
+    return run["p99_ms"] - base["p99_ms"]
+
+
+def rate_ratio(run, base):
+    return run["ok_rps"] / base["ok_rps"] if base["ok_rps"] else None
+
+
 def own_section(w, o, by_name, groups, paired, stat, steal):
     """What smisd itself adds, from its own smis_message_overhead_seconds
     histogram (read before and after each run), beside the end-to-end
@@ -99,7 +114,7 @@ def own_section(w, o, by_name, groups, paired, stat, steal):
     for g, strat in rows:
         rs = by_name.get(g + ".smisd", [])
         w("| %s (`%s`) | %s | %s | %s | %s | %s |" % (
-            g, strat, fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"]), 2),
+            g, strat, fmt(paired(g, p99_added), 2),
             fmt(stat(g + ".smisd", "own_p50_ms"), 2), fmt(stat(g + ".smisd", "own_p99_ms"), 2),
             fmt(stat(g + ".smisd", "own_count")), fmt(med([steal(r) for r in rs]), 2)))
     w("")
@@ -111,10 +126,6 @@ def proxy_section(w, o, by_name, groups, paired, stat):
     rows = [g for g, strat, _, _ in groups if strat == "sms_only" and g + ".proxy" in by_name]
     if not rows:
         return
-
-    def cpu_us(r, key):
-        return (r.get(key, 0) / o.clk_tck) / r["requests"] * 1e6 if r["requests"] else None
-
     w("## A process in the middle, for scale")
     w("")
     w("The same load as `sms_only`, through nginx configured to forward to ringring-sim and nothing else "
@@ -129,11 +140,10 @@ def proxy_section(w, o, by_name, groups, paired, stat):
     w("|---|--:|--:|--:|--:|--:|--:|")
     for g in rows:
         w("| %s | %s | %s | %s | %s | %s | %s |" % (
-            g, fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"], "proxy"), 2),
-            fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"]), 2),
+            g, fmt(paired(g, p99_added, "proxy"), 2), fmt(paired(g, p99_added), 2),
             fmt(stat(g + ".proxy", "ok_rps")), fmt(stat(g + ".smisd", "ok_rps")),
-            fmt(med([cpu_us(r, "proxy_cpu_ticks") for r in by_name.get(g + ".proxy", [])]), 1),
-            fmt(med([cpu_us(r, "smisd_cpu_ticks") for r in by_name.get(g + ".smisd", [])]), 1)))
+            fmt(med([cpu_us_per_msg(r, o.clk_tck, "proxy_cpu_ticks") for r in by_name.get(g + ".proxy", [])]), 1),
+            fmt(med([cpu_us_per_msg(r, o.clk_tck) for r in by_name.get(g + ".smisd", [])]), 1)))
     w("")
 
 
@@ -159,13 +169,13 @@ def compare_section(w, o, by_name, groups):
     w("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 
     def cpu_us(r):
-        return r["smisd_cpu_ticks"] / o.clk_tck / r["requests"] * 1e6 if r.get("requests") else None
+        return cpu_us_per_msg(r, o.clk_tck)
 
     for g in groups:
         old = {r["rep"]: r for r in by_name.get(g[0] + ".old", [])}
         new = [r for r in by_name.get(g[0] + ".smisd", []) if r["rep"] in old]
         pairs = [(old[r["rep"]], r) for r in new]
-        rate = med([n["ok_rps"] / b["ok_rps"] for b, n in pairs if b["ok_rps"]])
+        rate = med([rate_ratio(n, b) for b, n in pairs])
         cpu = med([cpu_us(n) / cpu_us(b) for b, n in pairs if cpu_us(b) and cpu_us(n)])
         w("| %s (`%s`) | %s | %s | %s | %.2f | %.2f | %s | %s | %s |" % (
             g[0], g[1], fmt(med([b["ok_rps"] for b, _ in pairs])), fmt(med([n["ok_rps"] for _, n in pairs])),
@@ -356,20 +366,18 @@ def main():
                 fmt(med([cores(r, r["wrk_cpu_s"]) for r in rs]), 2),
                 fmt(med([other(r) for r in rs]), 2),
                 fmt(med([steal(r) for r in rs]), 2))
+            ratio = added = hwm = ""
+            if kind != "base":
+                ratio = fmt(paired(g, rate_ratio, kind), 2)
+                added = fmt(paired(g, p99_added, kind), 2)
             if kind == "base":
                 path = "baseline: %s alone" % ("ringring-sim" if strat == "sms_only" else "govapp-sim")
-                ratio = added = hwm = calls = ""
+                calls = ""
             elif kind == "proxy":
                 path = "reference: nginx forwarding to ringring-sim"
-                ratio = fmt(paired(g, lambda s, b: s["ok_rps"] / b["ok_rps"] if b["ok_rps"] else None,
-                                   "proxy"), 2)
-                added = fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"], "proxy"), 2)
-                hwm = ""
                 calls = fmt(med([r["rr_sent"] / r["requests"] for r in rs if r["requests"]]), 2)
             else:
                 path = "smisd `%s`" % strat
-                ratio = fmt(paired(g, lambda s, b: s["ok_rps"] / b["ok_rps"] if b["ok_rps"] else None), 2)
-                added = fmt(paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"]), 2)
                 hwm = fmt(stat(name, "hwm_kb") / MiB, 1)
                 if strat == "sms_only":
                     calls = fmt(med([r["rr_sent"] / r["requests"] for r in rs if r["requests"]]), 2)
@@ -419,7 +427,7 @@ def main():
         for g, lat, rate in ((pre + "0half", 0, o.half0), (pre + "50half", 50, o.half50)):
             if g + ".smisd" not in by_name:
                 continue
-            added = paired(g, lambda s, b: s["p99_ms"] - b["p99_ms"])
+            added = paired(g, p99_added)
             got = stat(g + ".smisd", "ok_rps")
             reached = got is not None and got >= 0.95 * rate
             note = "" if reached else " (paced rate not reached: %s of %s msg/s)" % (fmt(got), fmt(rate))
@@ -485,7 +493,7 @@ def main():
                 + r.get("err_status", 0) + r.get("err_timeout", 0))
         w("| %d | %s | %s | %.2f | %.2f | %.2f | %s | %.2f | %s | %d |" % (
             r["rep"], r["name"], fmt(r["ok_rps"]), r["p50_ms"], r["p99_ms"], r["max_ms"],
-            fmt(r["hwm_kb"] / MiB, 1) if r["kind"] != "base" else "", other(r),
+            fmt(r["hwm_kb"] / MiB, 1) if r["kind"] in ("smisd", "old") else "", other(r),
             ("%.2f" % steal(r)) + (" *noisy*" if noisy(r) else ""), e))
     w("")
     verdicts = [line for line in L if line.startswith("| ") and line.endswith(" |")

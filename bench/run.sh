@@ -323,18 +323,19 @@ stop_proxy() {
 	wait "$proxy_pid" || true
 	proxy_pid=""
 }
-proxy_ticks() { # nginx's master and workers
-	local t=0 p
-	for p in /proc/[0-9]*; do
-		[ "${p#/proc/}" = "$proxy_pid" ] ||
-			[ "$(awk '{print $4}' "$p/stat" 2> /dev/null)" = "$proxy_pid" ] || continue
-		t=$((t + $(awk '{print $14 + $15}' "$p/stat" 2> /dev/null || echo 0)))
-	done
-	echo "$t"
-}
-
 cpu_ticks() { # user+system clock ticks of a process
 	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+proxy_ticks() { # cpu_ticks of nginx's master and workers
+	local t=0 p
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$p" = "$proxy_pid" ] ||
+			[ "$(awk '{print $4}' "/proc/$p/stat" 2> /dev/null)" = "$proxy_pid" ] || continue
+		t=$((t + $(cpu_ticks "$p" 2> /dev/null || echo 0)))
+	done
+	echo "$t"
 }
 
 # smisd's own view of what it adds per message: the buckets of its
@@ -416,17 +417,16 @@ run_case() {
 	[ -n "$rate" ] && args+=(rate="$rate")
 	set_latency "$lat"
 	db_bytes=0
-	if [ "$kind" = proxy ]; then
-		start_proxy
+	if [ "$kind" != base ]; then
+		if [ "$kind" = proxy ]; then start_proxy; else start_smisd "$kind"; fi
+		# One second of the same load first: curl's (or nginx's) upstream
+		# connections, the store's first pages, the allocator's arenas.
 		wrk -t"$THREADS" -c"$CONNS" -d1s --timeout 10s -s "$bench/post.lua" "$url" \
 			-- "${args[@]}" > /dev/null
+	fi
+	if [ "$kind" = proxy ]; then
 		p0=$(proxy_ticks)
 	elif [ "$kind" != base ]; then
-		start_smisd "$kind"
-		# One second of the same load first: curl's upstream connections,
-		# the store's first pages, the allocator's arenas.
-		wrk -t"$THREADS" -c"$CONNS" -d1s --timeout 10s -s "$bench/post.lua" "$url" \
-			-- "${args[@]}" > /dev/null
 		echo 5 > "/proc/$smisd_pid/clear_refs" # resets VmHWM
 		t0=$(cpu_ticks "$smisd_pid")
 		overhead_buckets > "$work/own.before"

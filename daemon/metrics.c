@@ -46,6 +46,12 @@ static const struct family families[] = {
 	{ NULL, NULL, COUNTER },
 };
 
+/* The bucket bounds of a histogram family. */
+static const double *bounds_of(const struct family *f)
+{
+	return f->le ? f->le : bucket_le;
+}
+
 struct series {
 	const struct family *fam;
 	char labels[200];
@@ -123,7 +129,7 @@ void smisd_metric_observe(const char *name, const char *labels, double seconds)
 	pthread_mutex_lock(&lock);
 	struct series *s = series_get(name, labels ? labels : "");
 	if (s) {
-		const double *le = s->fam->le ? s->fam->le : bucket_le;
+		const double *le = bounds_of(s->fam);
 		s->value += seconds;
 		s->count++;
 		for (int i = 0; i < N_BUCKETS; i++)
@@ -183,7 +189,7 @@ char *smisd_metrics_render(void)
 			}
 			for (int k = 0; k < N_BUCKETS; k++)
 				put(&b, "%s_bucket{%s%sle=\"%g\"} %lu\n", f->name, s->labels, sep,
-				    (f->le ? f->le : bucket_le)[k], s->buckets[k]);
+				    bounds_of(f)[k], s->buckets[k]);
 			put(&b, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", f->name, s->labels, sep, s->count);
 			put(&b, "%s_sum{%s} %.17g\n", f->name, s->labels, s->value);
 			put(&b, "%s_count{%s} %lu\n", f->name, s->labels, s->count);
