@@ -161,66 +161,94 @@ static size_t control_len(const unsigned char *s, size_t n)
 /* Input checks                                                        */
 /* ------------------------------------------------------------------ */
 
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF),
- * no NUL, and within the size limits. */
+/* Length of the well-formed UTF-8 sequence at s (1 to 4 bytes; no
+ * overlongs, surrogates or code points past U+10FFFF), or 0. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t need;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 1;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n - 1 < need || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i <= need; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return need + 1;
+}
+
+/* Strict UTF-8, no NUL, and within the size limits. */
 static int check_input(const unsigned char *s, size_t len)
 {
-	size_t i = 0, markup = 0, need;
-	unsigned char c, lo, hi;
-	int rc = 0;
+	size_t i = 0, markup = 0, l;
 
-	if (len > SMIS_HTML_MAX_INPUT) {
-		rc = -E2BIG;
-		goto out;
-	}
+	if (len > SMIS_HTML_MAX_INPUT)
+		return -E2BIG;
 	while (i < len) {
-		c = s[i++];
-		lo = 0x80;
-		hi = 0xbf;
-		if (c < 0x80) {
-			if (c == 0) {
-				rc = -EINVAL;
-				goto out;
-			}
-			/* Only '<' that the tokenizer treats as markup costs
-			 * parse time; "a < b" is plain text. */
-			if (c == '<' && i < len &&
-			    (is_alpha(s[i]) || s[i] == '/' || s[i] == '!' || s[i] == '?'))
-				markup++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else {
-			rc = -EINVAL;
-			goto out;
-		}
-		if (len - i < need || s[i] < lo || s[i] > hi) {
-			rc = -EINVAL;
-			goto out;
-		}
-		for (i++, need--; need > 0; need--, i++) {
-			if (s[i] < 0x80 || s[i] > 0xbf) {
-				rc = -EINVAL;
-				goto out;
-			}
-		}
+		if (s[i] == 0)
+			return -EINVAL;
+		/* Only '<' that the tokenizer treats as markup costs parse
+		 * time; "a < b" is plain text. */
+		if (s[i] == '<' && i + 1 < len &&
+		    (is_alpha(s[i + 1]) || s[i + 1] == '/' || s[i + 1] == '!' || s[i + 1] == '?'))
+			markup++;
+		l = utf8_seq_len(s + i, len - i);
+		if (l == 0)
+			return -EINVAL;
+		i += l;
 	}
-	if (markup > SMIS_HTML_MAX_MARKUP)
-		rc = -E2BIG;
-out:
-	return rc;
+	return markup > SMIS_HTML_MAX_MARKUP ? -E2BIG : 0;
+}
+
+/*
+ * `s` itself when it is well-formed UTF-8, else a copy in `tmp` with each
+ * ill-formed byte replaced by U+FFFD. The input was checked, but gumbo
+ * 0.10.1 makes ill-formed UTF-8 out of a hexadecimal character reference
+ * too large for its counter ("&#xCCCCCCCC6;" becomes the lone byte 0xC6;
+ * the decimal ones become U+FFFD, as HTML5 says): found by
+ * tests/fuzz/fuzz_html. Returns NULL when out of memory.
+ */
+static const char *utf8_repaired(const char *s, struct sbuf *tmp)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, l, start;
+
+	while (i < n && (l = utf8_seq_len(u + i, n - i)) > 0)
+		i += l;
+	if (i == n)
+		return s;
+	tmp->len = 0;
+	start = 0;
+	while (i < n) {
+		l = utf8_seq_len(u + i, n - i);
+		if (l > 0) {
+			i += l;
+			continue;
+		}
+		sbuf_add(tmp, s + start, i - start);
+		sbuf_adds(tmp, "\xef\xbf\xbd");
+		start = ++i;
+	}
+	sbuf_add(tmp, s + start, n - start);
+	return tmp->oom ? NULL : tmp->p;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1010,6 +1038,7 @@ struct emitter {
 	struct sbuf html;
 	struct text_out text;
 	struct sbuf href; /* scratch for href_canonical */
+	struct sbuf utf8; /* scratch for utf8_repaired */
 	enum keep_tag open[SMIS_HTML_MAX_DEPTH];
 	unsigned int depth;
 	unsigned int in_p;
@@ -1057,8 +1086,15 @@ static void block_boundary(struct emitter *e)
 
 static void emit_text(struct emitter *e, const char *s)
 {
-	size_t n = strlen(s), i;
+	size_t n, i;
 	bool ink = false;
+
+	s = utf8_repaired(s, &e->utf8);
+	if (!s) {
+		e->html.oom = true;
+		return;
+	}
+	n = strlen(s);
 
 	for (i = 0; i < n && !ink; i++)
 		ink = !is_html_space((unsigned char)s[i]);
@@ -1159,7 +1195,7 @@ static bool enter_element(struct emitter *e, const GumboNode *n, struct frame *f
 {
 	const GumboElement *el = &n->v.element;
 	const GumboAttribute *attr;
-	const char *href = NULL;
+	const char *href = NULL, *value;
 	enum keep_tag k = K_NONE;
 	enum action act = ACT_DROP;
 	bool keep;
@@ -1186,7 +1222,10 @@ static bool enter_element(struct emitter *e, const GumboNode *n, struct frame *f
 		keep = keep_allowed(e, k);
 		if (keep && k == K_A) {
 			attr = gumbo_get_attribute(&el->attributes, "href");
-			keep = attr && href_canonical(attr->value, &e->href);
+			value = attr ? utf8_repaired(attr->value, &e->utf8) : NULL;
+			if (attr && !value)
+				e->html.oom = true;
+			keep = value && href_canonical(value, &e->href);
 			href = e->href.p;
 		}
 		if (keep) {
@@ -1359,6 +1398,7 @@ out_free:
 		sbuf_free(&e->text.b);
 		sbuf_free(&e->text.link_href);
 		sbuf_free(&e->href);
+		sbuf_free(&e->utf8);
 	}
 	free(e);
 	free(pc);

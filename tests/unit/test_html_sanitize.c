@@ -709,6 +709,16 @@ static void test_invalid_utf8(void)
 	}
 	expect("<p>\xf0\x9f\x98\x80 \xf4\x8f\xbf\xbd</p>", "<p>\xf0\x9f\x98\x80 \xf4\x8f\xbf\xbd</p>",
 	       NULL);
+	/* Character references past U+10FFFF are U+FFFD. gumbo 0.10.1 gets the
+	 * decimal ones right but turns a hexadecimal one that overflows its
+	 * counter into a lone byte (0xC6 here), which must not reach the
+	 * output, in text or in a link (found by tests/fuzz/fuzz_html). */
+	expect("<p>a&#99999999999;b&#x110000;c</p>", "<p>a\xef\xbf\xbd" "b\xef\xbf\xbd" "c</p>",
+	       "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c");
+	expect("<p>a&#xCCCCCCCC6;b</p>", "<p>a\xef\xbf\xbd" "b</p>", "a\xef\xbf\xbd" "b");
+	expect("<a href=\"https://x.be/&#xCCCCCCCC6;\">l</a>",
+	       "<a href=\"https://x.be/\xef\xbf\xbd\" rel=\"noopener noreferrer\">l</a>",
+	       "l (https://x.be/\xef\xbf\xbd)");
 }
 
 static void test_limits(void)
