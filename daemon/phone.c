@@ -52,7 +52,10 @@ enum smisd_phone_result smisd_phone_normalise(const char *in, char *out,
 	digits[n] = '\0';
 
 	const char *intl; /* digits after the country code's leading '+' */
-	char buf[32];
+	/* "32" + the digits after the trunk 0 + NUL: one byte more than
+	 * digits[] holds (an off-by-one here let 31 digits write past it,
+	 * found by tests/fuzz/fuzz_phone). */
+	char buf[sizeof(digits) + 1];
 	if (plus) {
 		intl = digits;
 	} else if (n > 2 && digits[0] == '0' && digits[1] == '0') {

@@ -45,6 +45,12 @@ static void test_invalid(void)
 	expect("470123456", SMISD_PHONE_INVALID, NULL, NULL);       /* no prefix at all */
 	expect("+1234567890123456", SMISD_PHONE_INVALID, NULL, NULL); /* > 15 digits */
 	expect("++32470123456", SMISD_PHONE_INVALID, NULL, NULL);
+	/* The most digits kept (31), in national form: "32" + 30 digits + NUL
+	 * wrote one byte past the work buffer (AddressSanitizer in the
+	 * sanitizer build; found by tests/fuzz/fuzz_phone). One more is refused
+	 * before any copy. */
+	expect("0123456000123456005243455243456", SMISD_PHONE_INVALID, NULL, NULL);
+	expect("01234560001234560052434552434567", SMISD_PHONE_INVALID, NULL, NULL);
 }
 
 static void test_countries(void)
