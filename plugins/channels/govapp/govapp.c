@@ -175,21 +175,26 @@ static int govapp_json_bool(struct json_object *o, const char *key)
 
 /*
  * Copy the upstream "error" code into dst when it is a short token of
- * [a-z0-9_]; anything else becomes "" so that outcome details never carry
- * upstream text that could hold personal data.
+ * [a-z0-9_] with fewer than five digits; anything else becomes "" so that
+ * outcome details never carry upstream text that could hold personal data
+ * (five digits may be the citizen's number, echoed).
  */
 static void govapp_error_code(const struct smis_http_response *resp, char *dst, size_t cap)
 {
 	struct json_object *o = govapp_parse_json(resp->body, resp->body_len);
 	const char *e = o ? govapp_json_string(o, "error") : NULL;
-	size_t n = e ? strlen(e) : 0;
+	size_t n = e ? strlen(e) : 0, digits = 0;
 
 	dst[0] = '\0';
 	if (n == 0 || n >= cap || n > 40)
 		goto out;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (!((e[i] >= 'a' && e[i] <= 'z') || (e[i] >= '0' && e[i] <= '9') || e[i] == '_'))
 			goto out;
+		digits += e[i] >= '0' && e[i] <= '9';
+	}
+	if (digits >= 5)
+		goto out;
 	memcpy(dst, e, n + 1);
 out:
 	json_object_put(o);
@@ -331,7 +336,8 @@ static int govapp_parse_rfc3339(const char *s, int64_t *out_ms)
 		p++;
 	} else if (*p == '+' || *p == '-') {
 		sign = *p == '+' ? 1 : -1;
-		if (p[3] != ':' || govapp_digits(p + 1, 2, &oh) || govapp_digits(p + 4, 2, &om) ||
+		/* The hours first: p[3] lies past the end of "...+" or "...+0". */
+		if (govapp_digits(p + 1, 2, &oh) || p[3] != ':' || govapp_digits(p + 4, 2, &om) ||
 		    oh > 23 || om > 59)
 			return -EINVAL;
 		p += 6;
