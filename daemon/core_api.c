@@ -21,7 +21,8 @@ void smisd_config_report_plain(int plain)
 	report_plain = plain;
 }
 
-static void config_reportv(const config_setting_t *where, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 2, 0)))
+config_reportv(const config_setting_t *where, const char *fmt, va_list ap)
 {
 	char text[768];
 	const char *file = where ? config_setting_source_file(where) : NULL;
@@ -158,7 +159,8 @@ static int api_config_bool(struct smis_config *cfg, const char *key, bool *out)
 	return 0;
 }
 
-static void api_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
+static void __attribute__((format(printf, 3, 4)))
+api_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
 {
 	va_list ap;
 	config_setting_t *where = NULL;

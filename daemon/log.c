@@ -66,8 +66,9 @@ void smisd_log_request(enum smis_log_level level, const char *component, const c
 	va_end(ap);
 }
 
-static void logv_full(enum smis_log_level level, const char *component, const char *request_id,
-		      const char *msg_id, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 5, 0)))
+logv_full(enum smis_log_level level, const char *component, const char *request_id,
+	  const char *msg_id, const char *fmt, va_list ap)
 {
 	char text[1024];
 	char line[2048];

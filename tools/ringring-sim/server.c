@@ -182,7 +182,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	/* MHD logs the MHD_NO of a deliberate drop right away, on this
 	 * thread ("Application reported internal error"). */
