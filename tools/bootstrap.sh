@@ -8,6 +8,11 @@
 #   tools/bootstrap.sh tsan   the same tests built with ThreadSanitizer, in
 #                             build-tsan/ (not part of `test`: TSan needs a
 #                             kernel whose mmap layout it supports)
+#   tools/bootstrap.sh fuzz [SECONDS]
+#                             build the fuzz targets with clang's libFuzzer
+#                             (+ ASan, UBSan) in build-fuzz/ and run each for
+#                             SECONDS (default 300); findings are written to
+#                             build-fuzz/fuzz-findings/ (tests/fuzz/README.md)
 #
 # Builds happen out of tree in build/ (and build-asan/), so the source tree
 # stays clean. Needs root for apt-get (or the packages already installed).
@@ -74,8 +79,33 @@ tsan)
 	(cd build-tsan && TSAN_OPTIONS="halt_on_error=0 exitcode=66" SMIS_NO_VALGRIND=1 make -j"$jobs" check) ||
 		{ cat build-tsan/test-suite.log; exit 1; }
 	;;
+fuzz)
+	PACKAGES="$PACKAGES clang libclang-rt-14-dev"
+	install_packages
+	seconds=${2:-300}
+	# clang warns where gcc does not; -Werror stays on (build()).
+	build build-fuzz CC=clang CFLAGS="-g -O1" --enable-fuzzing
+	status=0
+	for target in build-fuzz/tests/fuzz/fuzz_*; do
+		[ -x "$target" ] || continue
+		name=${target##*/fuzz_}
+		work=build-fuzz/fuzz-findings/$name
+		mkdir -p "$work/corpus"
+		echo "== fuzz_$name for ${seconds}s (log: $work/log)"
+		# New inputs go to $work/corpus; the committed corpus is read only.
+		if ! "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 \
+			-max_len=8192 -print_final_stats=1 -artifact_prefix="$work/" \
+			"$work/corpus" "tests/fuzz/corpus/$name" > "$work/log" 2>&1; then
+			echo "fuzz_$name failed: $(ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* 2>/dev/null | tr '\n' ' ')" >&2
+			tail -n 30 "$work/log" >&2
+			status=1
+		fi
+		grep -E '^(Done|stat::number_of_executed_units)' "$work/log" || true
+	done
+	exit $status
+	;;
 *)
-	echo "usage: $0 demo|test|tsan" >&2
+	echo "usage: $0 demo|test|tsan|fuzz [SECONDS]" >&2
 	exit 2
 	;;
 esac

@@ -28,6 +28,8 @@
 #include <openssl/hmac.h>
 
 #include "smis/smis-plugin.h"
+#include "fake_config.h"
+#include "fake_config.h"
 #include "fake_core.h"
 #include "b64url.h"
 #include "e2e.h"
@@ -56,19 +58,6 @@ struct smis_instance {
 	int unused;
 };
 
-struct kv {
-	const char *key;
-	const char *str; /* string value, or NULL for an integer */
-	long long num;
-};
-
-struct smis_config {
-	const struct kv *kv;
-	size_t n;
-	int errors;
-	char last_error_key[64];
-};
-
 static int64_t fake_now_ms = 1714566896000LL;
 static int64_t fake_mono_ms = 1000000;
 static char log_text[8192];
@@ -90,54 +79,11 @@ static void fake_log(struct smis_instance *self, enum smis_log_level level, cons
 		log_text[len] = '\n', log_text[len + 1] = '\0';
 }
 
-static const struct kv *cfg_find(struct smis_config *cfg, const char *key)
-{
-	for (size_t i = 0; i < cfg->n; i++)
-		if (strcmp(cfg->kv[i].key, key) == 0)
-			return &cfg->kv[i];
-	return NULL;
-}
-
-static int fake_config_string(struct smis_config *cfg, const char *key, char **out)
-{
-	const struct kv *e = cfg_find(cfg, key);
-
-	*out = NULL;
-	if (!e)
-		return -ENOENT;
-	if (!e->str)
-		return -EINVAL;
-	*out = strdup(e->str);
-	return *out ? 0 : -ENOMEM;
-}
-
-static int fake_config_int(struct smis_config *cfg, const char *key, long long *out)
-{
-	const struct kv *e = cfg_find(cfg, key);
-
-	if (!e)
-		return -ENOENT;
-	if (e->str)
-		return -EINVAL;
-	*out = e->num;
-	return 0;
-}
-
-static int fake_config_bool(struct smis_config *cfg, const char *key, bool *out)
-{
-	return -ENOENT;
-}
-
 static void fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
 {
 	cfg->errors++;
 	snprintf(cfg->last_error_key, sizeof(cfg->last_error_key), "%s", key ? key : "(block)");
 }
-
-
-
-
-
 
 static int64_t fake_now(void)
 {
@@ -148,7 +94,6 @@ static int64_t fake_mono(void)
 {
 	return fake_mono_ms;
 }
-
 
 static const struct smis_core_api api = {
 	.size = sizeof(struct smis_core_api),
@@ -247,7 +192,7 @@ static char *lookup_body(bool notifications, const char *pk1, const char *pk2)
 	return s;
 }
 
-static void *make_instance(const struct kv *kv, size_t n, int *errors)
+static void *make_instance(const struct fake_kv *kv, size_t n, int *errors)
 {
 	struct smis_config cfg = { .kv = kv, .n = n };
 	void *st = NULL;
@@ -260,12 +205,12 @@ static void *make_instance(const struct kv *kv, size_t n, int *errors)
 
 static int suite_init(void)
 {
-	static const struct kv good[] = {
+	static const struct fake_kv good[] = {
 		{ "base_url", BASE "/" }, /* trailing slash must be tolerated */
 		{ "api_token", TOKEN },
 		{ "callback_secret", SECRET },
 	};
-	static const struct kv nosig[] = {
+	static const struct fake_kv nosig[] = {
 		{ "base_url", BASE },
 		{ "api_token", TOKEN },
 	};
@@ -366,16 +311,16 @@ static void test_descriptor(void)
 
 static void test_config(void)
 {
-	static const struct kv no_url[] = { { "api_token", TOKEN } };
-	static const struct kv bad_url[] = { { "base_url", "ftp://x" }, { "api_token", TOKEN } };
-	static const struct kv no_token[] = { { "base_url", BASE } };
-	static const struct kv short_secret[] = {
+	static const struct fake_kv no_url[] = { { "api_token", TOKEN } };
+	static const struct fake_kv bad_url[] = { { "base_url", "ftp://x" }, { "api_token", TOKEN } };
+	static const struct fake_kv no_token[] = { { "base_url", BASE } };
+	static const struct fake_kv short_secret[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_secret", "short" } };
-	static const struct kv bad_skew[] = {
+	static const struct fake_kv bad_skew[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_max_skew_s", NULL, 0 } };
-	static const struct kv typed[] = {
+	static const struct fake_kv typed[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_max_skew_s", "300" } };
-	static const struct kv full[] = {
+	static const struct fake_kv full[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_secret", SECRET },
 		{ "callback_max_skew_s", NULL, 60 }, { "lookup_max_age_s", NULL, 0 } };
 	int errors = 0;
@@ -1260,7 +1205,7 @@ static void test_time_offset_cut_short(void)
  * the code cannot drift apart. */
 static void test_signature_worked_example(void)
 {
-	static const struct kv kv[] = {
+	static const struct fake_kv kv[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN },
 		{ "callback_secret", "whsec_test_0123456789abcdef" } };
 	const char *body = "{\"notification_id\":\"gn_01HZY3K4N5P6Q7R8S9T0V1W2X3\",\"message_id\":"

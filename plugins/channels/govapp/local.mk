@@ -8,7 +8,8 @@ plugins_channels_govapp_govapp_la_LIBADD = lib/libsmishpke.la $(JSONC_LIBS) $(OP
 # The test dlopens the built module, as smisd does, behind a fake core API.
 check_PROGRAMS += tests/unit/test_govapp_plugin
 TESTS += tests/unit/test_govapp_plugin
-tests_unit_test_govapp_plugin_SOURCES = tests/unit/test_govapp_plugin.c tests/unit/fake_core.c tests/unit/fake_core.h
+tests_unit_test_govapp_plugin_SOURCES = tests/unit/test_govapp_plugin.c tests/unit/fake_core.c tests/unit/fake_core.h \
+	tests/unit/fake_config.c tests/unit/fake_config.h
 tests_unit_test_govapp_plugin_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DGOVAPP_PLUGIN_PATH='"$(abs_top_builddir)/plugins/channels/govapp/.libs/govapp.so"'
 tests_unit_test_govapp_plugin_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
