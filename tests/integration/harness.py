@@ -321,6 +321,21 @@ institutions = (
                 raise AssertionError("message %s not committed after %s s" % (msg_id, timeout))
             time.sleep(0.005)
 
+    def wait_idle(self, timeout=10):
+        """Wait until no message is in flight (/healthz's in_flight is 0). A
+        message holds its slot until its record is committed, and while any
+        is in flight a report for a message SMIS does not know is kept as an
+        orphan (it may have overtaken its send's answer) instead of being
+        refused: a test of that refusal waits for this first."""
+        deadline = time.time() + timeout
+        while True:
+            h = http("GET", self.base + "/healthz", timeout=2)
+            if h.status == 200 and h.json.get("in_flight") == 0:
+                return
+            if time.time() > deadline:
+                raise AssertionError("messages still in flight after %s s: %s" % (timeout, h.raw))
+            time.sleep(0.005)
+
     def get(self, msg_id, inst="inst-a"):
         return http("GET", self.base + "/v1/messages/" + msg_id,
                     headers={"Authorization": "Bearer " + KEYS[inst]})

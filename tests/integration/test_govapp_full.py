@@ -470,6 +470,7 @@ class Callbacks(GovAppCase):
 
         # An authentic callback for a notification SMIS does not know, with
         # no message in flight: refused, and nothing changes.
+        self.stack.wait_idle()
         unknown = json.dumps({"notification_id": "gn_01M8GXVR9FEZ1CD0WAGQC63PJ0", "device_id": "nl-phone",
                               "status": "read"}).encode()
         u = self.post(unknown, signature(unknown, int(time.time())))
