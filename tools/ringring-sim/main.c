@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 	if (port_opt >= 0)
 		port = port_opt;
 	sim.max_records = (size_t)records;
-	sim.nonce = (uint32_t)(sim_now_ms() * 2654435761u) ^ ((uint32_t)getpid() << 16);
+	sim.nonce = (uint32_t)((uint64_t)sim_now_ms() * 2654435761u) ^ ((uint32_t)getpid() << 16);
 	pthread_mutex_init(&sim.faults_lock, NULL);
 	sim_faults_default(&sim, &sim.faults);
 	/* Logs are read by test harnesses line by line. */
