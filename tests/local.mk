@@ -54,3 +54,4 @@ TESTS += tests/integration/test_gateway_tokens.py
 TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py
 TESTS += tests/integration/test_sms_full.py
 TESTS += tests/integration/test_govapp_full.py
+TESTS += tests/integration/test_robustness.py

@@ -1,0 +1,293 @@
+"""
+Random requests against the real daemon (smisd and both simulators on
+loopback, raw HTTP over a socket so that any byte can be sent).
+
+Each request is a valid one, of one of smisd's routes, with zero to a few
+mutations: fields removed, added, retyped or filled with awkward values,
+bytes flipped or cut, headers missing or wrong, methods and paths that do
+not fit. Whatever comes in, smisd must answer with something documented:
+- a refusal is an RFC 9457 problem whose code is one of daemon/problem.c's,
+  raised somewhere in the code with that HTTP status, with a title and a
+  detail; never a 5xx;
+- an accepted message is answered with its id, a status and its attempts;
+- nothing is sent upstream that is not in an answer, and everything in an
+  answer was sent exactly once (idempotent replays send nothing);
+- smisd stays up and healthy, logs no error and no sanitizer report (the
+  stack's stop checks the log).
+
+The generator is seeded (SMIS_ROBUSTNESS_SEED, SMIS_ROBUSTNESS_COUNT), so a
+failure names the request that caused it and can be replayed.
+"""
+import json
+import os
+import random
+import socket
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN,  # noqa: E402
+                     StackTestCase, message)
+from test_openapi import problem_codes, problem_statuses  # noqa: E402
+
+SEED = int(os.environ.get("SMIS_ROBUSTNESS_SEED", "20261203"))
+COUNT = int(os.environ.get("SMIS_ROBUSTNESS_COUNT", "3000"))
+
+STRATEGIES = ["govapp_first", "govapp_only", "sms_only", "govapp_and_sms", "app_then_sms"]
+# Numbers as people write them, valid or not (the last found by fuzz_phone).
+NUMBERS = list(CITIZENS.values()) + [
+    "0470 00 00 04", "+32 (0)470/00.00.01", "0032470000002", "+31612345678", "02 123 45 67",
+    "+", "", "0", "+3247", "+32470000004" * 3, "0123456000123456005243455243456", "٠٤٧٠",
+    "+32470000004\u0000", "+32 470 00 00 0x"]
+AWKWARD = [None, True, 0, -1, 1e308, 12345678901234567890, "", " ", "\u0000", "\t\n",
+           "\u202e", "\ud7ff", "é" * 300, "x" * 40000, "<script>alert(1)</script>",
+           "&#xCCCCCCCC6;", [], {}, [1, "a"], {"a": {"b": {"c": []}}}]
+HTML = ["<p>a<b>b</p>", "<a href=\"javascript:alert(1)\">x</a>", "<svg><script>1</script>",
+        "&#xCCCCCCCC6;", "<table><math><select><mtext><select><tr>", "<" * 5000]
+
+
+def raw_request(port, method, path, headers, body, timeout=30):
+    """Sends one HTTP/1.1 request as bytes; returns (status, headers, body)
+    or raises if no complete answer comes."""
+    head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % (method, path)
+    for k, v in headers:
+        head += "%s: %s\r\n" % (k, v)
+    if body is not None:
+        head += "Content-Length: %d\r\n" % len(body)
+    data = head.encode("utf-8", "surrogateescape") + b"\r\n" + (body or b"")
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            chunks.append(c)
+    resp = b"".join(chunks)
+    head, sep, rest = resp.partition(b"\r\n\r\n")
+    if not sep:
+        raise AssertionError("no complete answer: %r" % resp[:300])
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    hdrs = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    if "chunked" in hdrs.get("transfer-encoding", ""):
+        out, buf = b"", rest
+        while True:
+            size_line, _, buf = buf.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            out, buf = out + buf[:size], buf[size + 2:]
+        rest = out
+    return status, hdrs, rest
+
+
+class Generator:
+    """Requests from a seeded random source; `ids` collects the message ids
+    answered so far, so that lookups and replays can name real ones."""
+
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+        self.ids = []
+        self.idem_keys = ["key-%d" % i for i in range(8)]
+
+    def auth(self):
+        r = self.r.random()
+        if r < 0.80:
+            return [("Authorization", "Bearer " + KEYS["inst-a"])]
+        return self.r.choice([
+            [], [("Authorization", "Bearer " + KEYS["inst-b"])],
+            [("Authorization", "Bearer " + KEYS["inst-a"][:-1])],
+            [("Authorization", "Basic " + KEYS["inst-a"])], [("Authorization", "Bearer ")],
+            [("Authorization", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")],
+            [("Authorization", "Bearer a.b.c")], [("Authorization", "Bearer " + "k" * 5000)]])
+
+    def value(self):
+        return self.r.choice(AWKWARD)
+
+    def mutate_obj(self, obj, depth=0):
+        """One structural change somewhere in a JSON object."""
+        keys = list(obj.keys())
+        what = self.r.random()
+        if keys and what < 0.25:
+            del obj[self.r.choice(keys)]
+        elif what < 0.40:
+            obj[self.r.choice(["extra", "Recipient", "content ", "strategy", "reference", "language",
+                               "message_id", "idempotency_key"])] = self.value()
+        elif keys and what < 0.80:
+            k = self.r.choice(keys)
+            if isinstance(obj[k], dict) and obj[k] and depth < 3:
+                self.mutate_obj(obj[k], depth + 1)
+            else:
+                obj[k] = self.value()
+        elif what < 0.90:
+            obj["recipient"] = self.r.choice(NUMBERS)
+        else:
+            obj["content"] = {self.r.choice(["nl", "fr", "de", "en", "xx", "NL", ""]):
+                              {"title": self.r.choice(["T", "", "é" * 257]),
+                               "body": self.r.choice(HTML + ["b"]), "format": self.r.choice(
+                                   ["html", "text", "markdown", 1])}}
+        return obj
+
+    def mutate_bytes(self, b):
+        b = bytearray(b)
+        for _ in range(self.r.randint(1, 4)):
+            if not b:
+                break
+            i = self.r.randrange(len(b))
+            op = self.r.random()
+            if op < 0.4:
+                b[i] = self.r.randrange(256)
+            elif op < 0.6:
+                del b[i:i + self.r.randint(1, 8)]
+            elif op < 0.8:
+                b[i:i] = self.r.choice([b"\xff", b"\xc0\xaf", b"\x00", b"{", b"]", b"\"", b"\\u0000",
+                                        b"\\ud800", b"[" * 200, b"1e99999"])
+            else:
+                del b[i:]
+        return bytes(b)
+
+    def message_body(self):
+        body = message(self.r.choice(list(CITIZENS.values())), self.r.choice(STRATEGIES + [None]),
+                       langs=tuple(self.r.sample(["nl", "fr", "de", "en"], self.r.randint(1, 4))),
+                       html=self.r.random() < 0.3)
+        if self.r.random() < 0.3:
+            body["reference"] = "ref-%d" % self.r.randrange(1000)
+        for _ in range(self.r.choice([0, 0, 1, 1, 2, 3])):
+            self.mutate_obj(body)
+        data = json.dumps(body, ensure_ascii=self.r.random() < 0.5).encode("utf-8", "surrogatepass")
+        if self.r.random() < 0.2:
+            data = self.mutate_bytes(data)
+        return data
+
+    def request(self):
+        """(method, path, headers, body)."""
+        r = self.r.random()
+        headers = self.auth()
+        body = None
+        if r < 0.60:
+            method, path = "POST", "/v1/messages"
+            body = self.message_body()
+            if self.r.random() < 0.85:
+                headers.append(("Content-Type", "application/json"))
+            else:
+                headers.append(("Content-Type", self.r.choice(
+                    ["text/plain", "application/json; charset=latin1", "application/jsonx", ""])))
+            if self.r.random() < 0.25:
+                headers.append(("Idempotency-Key", self.r.choice(
+                    self.idem_keys + ["", "é", "k" * 300, "a b", "\u0001"])))
+            if self.r.random() < 0.01:
+                body = b"{" * 3000000  # past the body limit
+        elif r < 0.75:
+            method = "GET"
+            ident = self.r.choice(self.ids) if self.ids and self.r.random() < 0.7 else self.r.choice(
+                ["msg_x", "msg_" + "0" * 26, "..", "%00", "msg_%2F..", "x" * 500, ""])
+            path = "/v1/messages/" + ident
+        elif r < 0.82:
+            method, path = "POST", "/v1/recipients/keys"
+            body = json.dumps(self.mutate_obj({"recipient": self.r.choice(NUMBERS)})
+                              if self.r.random() < 0.5 else {"recipient": self.r.choice(NUMBERS)}).encode()
+            headers.append(("Content-Type", "application/json"))
+        elif r < 0.92:
+            method = self.r.choice(["POST", "POST", "GET"])
+            path = "/v1/callbacks/" + self.r.choice([
+                "ringring/" + RINGRING_CALLBACK_TOKEN, "ringring/wrong", "govapp", "govapp/x", "nosuch", ""])
+            headers = [("Content-Type", "application/json")]
+            if self.r.random() < 0.5:
+                headers.append(("X-GovApp-Signature", self.r.choice(
+                    ["t=1,v1=00", "garbage", "t=%d,v1=%s" % (self.r.randrange(2 ** 31), "a" * 64),
+                     GOVAPP_CALLBACK_SECRET])))
+            body = json.dumps(self.mutate_obj({
+                "notification_id": "gn_x", "MessageId": "m", "Reference": self.r.choice(self.ids or ["x"]),
+                "StatusCode": self.r.choice(["200", "300", "100", "x"]), "status": "read"})).encode()
+        else:
+            method = self.r.choice(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "POST"])
+            path = self.r.choice(["/healthz", "/metrics", "/v1/messages", "/", "/v1", "/v1/messages/",
+                                  "/v1/messages/a/b", "/v2/messages", "/v1/messages?x=1", "/%ff"])
+        return method, path, headers, body
+
+
+class RandomRequests(StackTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # What random callbacks and refusals make smisd say, as designed.
+        for pattern in (r"callback refused", r"callback malformed", r"callback for an unknown message",
+                        r"callback from \S+ refused",
+                        r"upstream (lookup|send) failed", r"rate limit", r"not authentic"):
+            cls.stack.expect_log(pattern)
+
+    def check_problem(self, what, status, hdrs, body):
+        self.assertTrue(hdrs.get("content-type", "").startswith("application/problem+json"), what)
+        p = json.loads(body)
+        self.assertIn(p.get("code"), problem_codes(), what)
+        statuses = problem_statuses().get(p["code"])
+        if statuses:
+            self.assertIn(status, statuses, what)
+        self.assertEqual((p.get("status"), p.get("type")), (status, "/problems/" + p["code"]), what)
+        self.assertTrue(p.get("title") and p.get("detail"), what)
+
+    def test_random_requests_get_documented_answers(self):
+        gen = Generator(SEED)
+        port = self.stack.smisd_port
+        answered = {}  # message id -> its answer (first seen)
+        statuses = {}
+        for i in range(COUNT):
+            method, path, headers, body = gen.request()
+            what = "request %d of seed %d: %s %s %r %r" % (i, SEED, method, path, headers,
+                                                           (body or b"")[:300])
+            status, hdrs, rbody = raw_request(port, method, path, headers, body)
+            statuses[status] = statuses.get(status, 0) + 1
+            self.assertLess(status, 500, what + " -> %r" % rbody[:300])
+            if status >= 400:
+                self.check_problem(what + " -> %r" % rbody[:300], status, hdrs, rbody)
+                continue
+            if hdrs.get("content-type", "").startswith("application/json"):
+                doc = json.loads(rbody)
+                if method == "POST" and path == "/v1/messages":
+                    self.assertIn(status, (200, 201), what)
+                    self.assertTrue(doc["id"].startswith("msg_"), what)
+                    self.assertIn(doc["status"], ("sent", "failed"), what)
+                    for a in doc["attempts"]:
+                        self.assertIn(a["operation"], ("lookup", "send", "status"), what)
+                        self.assertIn(a["outcome"], ("ok", "sent", "temporary_failure",
+                                                     "permanent_failure"), what)
+                    # A replay names the first answer's message and repeats it.
+                    if hdrs.get("idempotent-replayed") == "true":
+                        self.assertEqual(doc, answered.get(doc["id"]), what)
+                    answered.setdefault(doc["id"], doc)
+                    if doc["id"] not in gen.ids:
+                        gen.ids.append(doc["id"])
+        if os.environ.get("SMIS_ROBUSTNESS_VERBOSE"):
+            print("statuses:", sorted(statuses.items()), "messages:", len(answered), file=sys.stderr)
+        # Refusals were exercised, and so were accepted messages.
+        self.assertGreater(sum(n for s, n in statuses.items() if s >= 400), COUNT // 10, statuses)
+        self.assertGreater(len(answered), COUNT // 20, statuses)
+
+        # What the upstreams received is exactly what the answers say was sent.
+        self.stack.wait_idle()
+        sms = self.stack.sim("ringring", "GET", "/_sim/requests").json
+        sent_sms = {}
+        for q in sms:
+            sent_sms[q["reference"]] = sent_sms.get(q["reference"], 0) + 1
+        want_sms = {}
+        for mid, doc in answered.items():
+            n = sum(1 for a in doc["attempts"] if a["channel"] == "ringring" and a["operation"] == "send"
+                    and a["outcome"] == "sent")
+            if n:
+                want_sms[mid] = n
+        self.assertEqual(sent_sms, want_sms)
+        notes = [q for q in self.stack.sim("govapp", "GET", "/_sim/requests").json
+                 if q["path"].endswith("/notifications")]
+        want_notes = sum(1 for doc in answered.values() for a in doc["attempts"]
+                         if a["channel"] == "govapp" and a["operation"] == "send" and a["outcome"] == "sent")
+        self.assertEqual(len(notes), want_notes)
+        h = self.stack.get(next(iter(answered)))
+        self.assertEqual(h.status, 200, h.raw)
+
+
+if __name__ == "__main__":
+    unittest.main()
