@@ -665,6 +665,11 @@ static int aead_crypt(const struct smis_hpke_ctx *ctx, int encrypt, const unsign
 	unsigned char nonce[SMIS_HPKE_NN];
 	size_t body_len = encrypt ? in_len : in_len - SMIS_HPKE_NT;
 	int len = 0, rc = 0;
+	/* Where the body ends. Opening an empty plaintext may come with no
+	 * output buffer, and NULL + 0 is undefined behaviour (UBSan says so);
+	 * the AEAD's final step writes nothing there anyway. */
+	unsigned char none[1];
+	unsigned char *end = out ? out + body_len : none;
 
 	if (aad_len > INT_MAX || body_len > SMIS_HPKE_MAX_PT_LEN) {
 		rc = -EINVAL;
@@ -691,16 +696,15 @@ static int aead_crypt(const struct smis_hpke_ctx *ctx, int encrypt, const unsign
 		goto out_free_cctx;
 	}
 	if (encrypt) {
-		if (EVP_CipherFinal_ex(cctx, out + body_len, &len) != 1
-			|| EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_AEAD_GET_TAG, SMIS_HPKE_NT,
-				out + body_len) != 1)
+		if (EVP_CipherFinal_ex(cctx, end, &len) != 1
+			|| EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_AEAD_GET_TAG, SMIS_HPKE_NT, end) != 1)
 			rc = -EIO;
 	} else {
 		/* The tag is only read by OpenSSL, the cast drops a const it keeps. */
 		if (EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_AEAD_SET_TAG, SMIS_HPKE_NT,
 			    (void *)(in + body_len)) != 1) {
 			rc = -EIO;
-		} else if (EVP_CipherFinal_ex(cctx, out + body_len, &len) != 1) {
+		} else if (EVP_CipherFinal_ex(cctx, end, &len) != 1) {
 			/* Never hand out plaintext that did not authenticate. */
 			if (body_len > 0)
 				OPENSSL_cleanse(out, body_len);
