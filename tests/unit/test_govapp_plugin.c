@@ -63,7 +63,8 @@ static int64_t fake_mono_ms = 1000000;
 static char log_text[8192];
 static int n_warn;
 
-static void fake_log(struct smis_instance *self, enum smis_log_level level, const char *fmt, ...)
+static void SMIS_PRINTF(3, 4)
+fake_log(struct smis_instance *self, enum smis_log_level level, const char *fmt, ...)
 {
 	size_t len = strlen(log_text);
 	va_list ap;
@@ -79,7 +80,8 @@ static void fake_log(struct smis_instance *self, enum smis_log_level level, cons
 		log_text[len] = '\n', log_text[len + 1] = '\0';
 }
 
-static void fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
+static void SMIS_PRINTF(3, 4)
+fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
 {
 	cfg->errors++;
 	snprintf(cfg->last_error_key, sizeof(cfg->last_error_key), "%s", key ? key : "(block)");

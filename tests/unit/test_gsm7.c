@@ -590,7 +590,7 @@ static void test_invalid_utf8(void)
 		"\xFF",
 		"\xFE",
 		"\x80",                 /* stray continuation */
-		"a\xBF" "b",
+		("a\xBF" "b"), /* split: \xBFb would be one escape */
 		"\xC3",                 /* truncated */
 		"\xE2\x82",             /* truncated € */
 		"ok \xF0\x9F\x98",      /* truncated emoji at the end */

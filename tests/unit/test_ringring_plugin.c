@@ -57,7 +57,8 @@ struct smis_instance {
 static int g_warnings;
 static char g_log[4096];
 
-static void fake_log(struct smis_instance *self, enum smis_log_level level, const char *fmt, ...)
+static void SMIS_PRINTF(3, 4)
+fake_log(struct smis_instance *self, enum smis_log_level level, const char *fmt, ...)
 {
 	va_list ap;
 	size_t used = strlen(g_log);
@@ -122,7 +123,8 @@ static int fake_config_bool(struct smis_config *cfg, const char *key, bool *out)
 	return 0;
 }
 
-static void fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
+static void SMIS_PRINTF(3, 4)
+fake_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
 {
 	va_list ap;
 
