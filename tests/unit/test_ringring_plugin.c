@@ -904,6 +904,12 @@ static void test_map_send_failures(void)
 		    "\"ResultDescription\":\"Number To Blacklisted\"}]}",
 		    SMIS_OUTCOME_PERMFAIL, "ringring_result_32");
 
+	/* A code no RingRing code can be (a number echoed, say) is not copied. */
+	expect_send(st, SMIS_TRANSPORT_OK, 400, "{\"ResultCode\":32470123456}",
+		    SMIS_OUTCOME_PERMFAIL, "ringring_result_unknown");
+	expect_send(st, SMIS_TRANSPORT_OK, 400, "{\"ResultCode\":-1}", SMIS_OUTCOME_PERMFAIL,
+		    "ringring_result_unknown");
+
 	/* Detail is the description, sanitised: no number, no control chars. */
 	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, SMIS_TRANSPORT_OK, 400,
 				    "{\"ResultCode\":9,\"ResultDescription\":"
@@ -1004,7 +1010,10 @@ static void expect_status(void *st, const char *code_json, enum smis_report_stat
 			digits[n++] = *p;
 	}
 	digits[n] = '\0';
-	snprintf(detail, sizeof(detail), "ringring_status_%s", digits);
+	if (n >= 5 || code_json[0] == '-')
+		snprintf(detail, sizeof(detail), "ringring_status_unknown");
+	else
+		snprintf(detail, sizeof(detail), "ringring_status_%s", digits);
 	CU_ASSERT_STRING_EQUAL(out.reports[0].detail, detail);
 }
 
@@ -1031,6 +1040,9 @@ static void test_status_mapping(void)
 	expect_status(st, "899", SMIS_REPORT_FAILED);
 	expect_status(st, "900", SMIS_REPORT_PENDING);
 	expect_status(st, "999", SMIS_REPORT_PENDING);
+	/* Not a RingRing code: pending, and not copied into the detail. */
+	expect_status(st, "32470123456", SMIS_REPORT_PENDING);
+	expect_status(st, "-200", SMIS_REPORT_PENDING);
 
 	m.provider_ref = "ref-1";
 	/* Not found upstream. */

@@ -330,6 +330,21 @@ static enum smis_outcome_kind rr_result_kind(long long code)
 	}
 }
 
+/*
+ * "<prefix><code>", the stable name of a RingRing ResultCode or StatusCode.
+ * Its codes are small numbers (ResultCode under 100, StatusCode 100-999);
+ * one of five digits or more, or negative, is none of them, and could be a
+ * phone number echoed back, which must not reach stored fields: it is
+ * named "<prefix>unknown", as the GovApp channel leaves such codes out.
+ */
+static void rr_code_name(char *dst, size_t len, const char *prefix, long long code)
+{
+	if (code >= 0 && code <= 9999)
+		snprintf(dst, len, "%s%lld", prefix, code);
+	else
+		snprintf(dst, len, "%sunknown", prefix);
+}
+
 static void rr_outcome_result(struct smis_outcome *out, long long code, const char *desc)
 {
 	char error[64];
@@ -337,7 +352,7 @@ static void rr_outcome_result(struct smis_outcome *out, long long code, const ch
 	if (code == 30)
 		snprintf(error, sizeof(error), "ringring_throttled");
 	else
-		snprintf(error, sizeof(error), "ringring_result_%lld", code);
+		rr_code_name(error, sizeof(error), "ringring_result_", code);
 	rr_outcome_fail(out, rr_result_kind(code), error,
 			desc && *desc ? desc : "RingRing refused the request");
 }
@@ -377,7 +392,7 @@ static int rr_report_from_json(struct json_object *obj, const char *message_id,
 	SMIS_OUTCOME_SET(rep->provider_ref, ref);
 	rep->status = rr_status_of(code);
 	rep->at_ms = 0; /* RingRing's timestamps carry no zone: use arrival */
-	snprintf(rep->detail, sizeof(rep->detail), "ringring_status_%lld", code);
+	rr_code_name(rep->detail, sizeof(rep->detail), "ringring_status_", code);
 	return 0;
 }
 
