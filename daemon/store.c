@@ -456,12 +456,17 @@ static void write_report(const struct report_item *it)
 
 /* Messages sent whose final report has not come: ask the channel (its
  * SMIS_OP_STATUS) through the dispatcher. Runs on the writer thread, so
- * the bookkeeping update needs no other connection. */
+ * the bookkeeping update needs no other connection. The polls are handed
+ * to the loops only after the COMMIT that counts them, so that what the
+ * store says (polls made, next poll) is never behind what was asked. */
+#define POLL_BATCH 256
 static void poll_due(void)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
 	sqlite3_stmt *sel = NULL, *upd = NULL;
 	int64_t now = smisd_now_ms();
+	struct smisd_job *due[POLL_BATCH];
+	size_t n_due = 0;
 
 	if (!g || g->settings.poll_after_s <= 0)
 		goto out;
@@ -469,7 +474,7 @@ static void poll_due(void)
 				    " JOIN attempts a ON a.message_id = m.id"
 				    " WHERE m.next_poll_ms IS NOT NULL AND m.next_poll_ms <= ?"
 				    " AND a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
-				    " LIMIT 256", -1, &sel, NULL) != SQLITE_OK ||
+				    " LIMIT 256" /* POLL_BATCH */, -1, &sel, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = polls + 1, next_poll_ms = ? WHERE id = ?",
 			       -1, &upd, NULL) != SQLITE_OK)
 		goto out;
@@ -487,7 +492,7 @@ static void poll_due(void)
 			orphans_kept = sqlite3_column_int64(cnt, 0);
 		sqlite3_finalize(cnt);
 	}
-	while (sqlite3_step(sel) == SQLITE_ROW) {
+	while (n_due < POLL_BATCH && sqlite3_step(sel) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(sel, 0);
 		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
 		int polls = sqlite3_column_int(sel, 3) + 1;
@@ -518,9 +523,11 @@ static void poll_due(void)
 		job->msg.recipient = "";
 		job->msg.institution = "";
 		job->msg.provider_ref = job->poll_ref;
-		smisd_dispatcher_submit(job);
+		due[n_due++] = job;
 	}
 	sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL);
+	for (size_t i = 0; i < n_due; i++)
+		smisd_dispatcher_submit(due[i]);
 out:
 	sqlite3_finalize(sel);
 	sqlite3_finalize(upd);
