@@ -455,6 +455,11 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_problem(c, st, &pb);
 		goto out;
 	}
+	/* UTF-8 first, as for messages: json-c takes any bytes in strings. */
+	if (st->body && !smisd_utf8_valid(st->body, st->len, true)) {
+		ret = respond_code(c, st, 400, "malformed_json", "the body is not UTF-8 JSON");
+		goto out;
+	}
 	root = st->body ? json_tokener_parse(st->body) : NULL;
 	if (!root || !json_object_is_type(root, json_type_object)) {
 		ret = respond_code(c, st, 400, "malformed_json", "the body must be {\"recipient\": \"+32...\"}");

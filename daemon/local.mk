@@ -18,7 +18,8 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/ratelimit.c daemon/ratelimit.h \
 	daemon/request.c daemon/request.h \
 	daemon/store.c daemon/store.h \
-	daemon/unstored.c daemon/unstored.h
+	daemon/unstored.c daemon/unstored.h \
+	daemon/utf8.c daemon/utf8.h
 daemon_libsmisd_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(LIBCONFIG_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(GUMBO_CFLAGS)
 daemon_libsmisd_la_LIBADD = lib/libsmishtml.la lib/libsmishpke.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "problem.h"
+#include "utf8.h"
 
 static const struct {
 	const char *code;
@@ -73,6 +74,11 @@ void smisd_problem_set(struct smisd_problem *p, int status, const char *code,
 	va_start(ap, fmt);
 	vsnprintf(p->detail, sizeof(p->detail), fmt, ap);
 	va_end(ap);
+	/* Both may quote what the client sent (a field name, a strategy), cut
+	 * to fit, which can split a character, or from a body that was never
+	 * checked as a whole: the problem must stay UTF-8 JSON (RFC 8259). */
+	smisd_utf8_scrub(p->field);
+	smisd_utf8_scrub(p->detail);
 }
 
 char *smisd_problem_json(const struct smisd_problem *p, const char *request_id)

@@ -15,47 +15,6 @@
 #include "html_sanitize.h"
 #include "request.h"
 
-bool smisd_utf8_valid(const char *s, size_t len, bool allow_controls)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + len;
-	while (p < end) {
-		unsigned c = *p;
-		size_t n;
-		unsigned cp;
-		if (c < 0x80) {
-			if (c == 0 || (!allow_controls && (c < 0x20 || c == 0x7f)) ||
-			    (allow_controls && c < 0x20 && c != '\n' && c != '\t' && c != '\r'))
-				return false;
-			p++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if ((size_t)(end - p) <= n)
-			return false;
-		for (size_t i = 1; i <= n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		p += n + 1;
-	}
-	return true;
-}
-
 /* Fetch an optional string member with type, UTF-8 and length checks. */
 static int get_text(json_object *obj, const char *key, const char *ptr, size_t max,
 		    bool controls, bool required, const char **out, struct smisd_problem *pb)

@@ -14,6 +14,7 @@
 
 #include "phone.h"
 #include "problem.h"
+#include "utf8.h" /* smisd_utf8_valid, for request.c's users */
 
 /* Field limits (bytes of UTF-8), documented in docs/openapi.yaml. */
 #define SMISD_MAX_TITLE 256
@@ -60,8 +61,5 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 			struct smisd_request *req, struct smisd_problem *problem);
 void smisd_request_clear(struct smisd_request *req);
 
-/* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF). When
- * `allow_newlines` is false, control characters are refused too. */
-bool smisd_utf8_valid(const char *s, size_t len, bool allow_controls);
 
 #endif

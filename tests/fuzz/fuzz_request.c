@@ -76,6 +76,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(pb.status >= 400 && pb.status < 500);
 		FUZZ_CHECK(pb.code != NULL && pb.code[0] != '\0');
 		FUZZ_CHECK(pb.detail[0] != '\0');
+		/* They quote the client's bytes, and go out as JSON text:
+		 * well-formed UTF-8 (scrubbing changes nothing). */
+		char copy[sizeof(pb.detail)];
+		memcpy(copy, pb.detail, sizeof(copy));
+		smisd_utf8_scrub(copy);
+		FUZZ_CHECK(strcmp(copy, pb.detail) == 0);
+		memcpy(copy, pb.field, sizeof(pb.field));
+		smisd_utf8_scrub(copy);
+		FUZZ_CHECK(strcmp(copy, pb.field) == 0);
 	}
 	return 0;
 }

@@ -6,6 +6,7 @@ Each request is a valid one, of one of smisd's routes, with zero to a few
 mutations: fields removed, added, retyped or filled with awkward values,
 bytes flipped or cut, headers missing or wrong, methods and paths that do
 not fit. Whatever comes in, smisd must answer with something documented:
+- every JSON answer is UTF-8, even when it quotes bytes the client sent;
 - a refusal is an RFC 9457 problem whose code is one of daemon/problem.c's,
   raised somewhere in the code with that HTTP status, with a title and a
   detail; never a 5xx;
@@ -18,6 +19,7 @@ not fit. Whatever comes in, smisd must answer with something documented:
 The generator is seeded (SMIS_ROBUSTNESS_SEED, SMIS_ROBUSTNESS_COUNT), so a
 failure names the request that caused it and can be replayed.
 """
+import copy
 import json
 import os
 import random
@@ -106,7 +108,7 @@ class Generator:
             [("Authorization", "Bearer a.b.c")], [("Authorization", "Bearer " + "k" * 5000)]])
 
     def value(self):
-        return self.r.choice(AWKWARD)
+        return copy.deepcopy(self.r.choice(AWKWARD))  # mutate_obj may change it
 
     def mutate_obj(self, obj, depth=0):
         """One structural change somewhere in a JSON object."""
@@ -116,7 +118,8 @@ class Generator:
             del obj[self.r.choice(keys)]
         elif what < 0.40:
             obj[self.r.choice(["extra", "Recipient", "content ", "strategy", "reference", "language",
-                               "message_id", "idempotency_key"])] = self.value()
+                               "message_id", "idempotency_key", "\u00e9" * self.r.randint(1, 40),
+                               "a" + "\u20ac" * self.r.randint(10, 30)])] = self.value()
         elif keys and what < 0.80:
             k = self.r.choice(keys)
             if isinstance(obj[k], dict) and obj[k] and depth < 3:
@@ -189,7 +192,10 @@ class Generator:
         elif r < 0.82:
             method, path = "POST", "/v1/recipients/keys"
             body = json.dumps(self.mutate_obj({"recipient": self.r.choice(NUMBERS)})
-                              if self.r.random() < 0.5 else {"recipient": self.r.choice(NUMBERS)}).encode()
+                              if self.r.random() < 0.5 else {"recipient": self.r.choice(NUMBERS)},
+                              ensure_ascii=False).encode("utf-8", "surrogatepass")
+            if self.r.random() < 0.2:
+                body = self.mutate_bytes(body)
             headers.append(("Content-Type", "application/json"))
         elif r < 0.92:
             method = self.r.choice(["POST", "POST", "GET"])
@@ -222,7 +228,7 @@ class RandomRequests(StackTestCase):
 
     def check_problem(self, what, status, hdrs, body):
         self.assertTrue(hdrs.get("content-type", "").startswith("application/problem+json"), what)
-        p = json.loads(body)
+        p = json.loads(body.decode("utf-8"))  # JSON text is UTF-8 (RFC 8259), whatever came in
         self.assertIn(p.get("code"), problem_codes(), what)
         statuses = problem_statuses().get(p["code"])
         if statuses:
@@ -246,7 +252,7 @@ class RandomRequests(StackTestCase):
                 self.check_problem(what + " -> %r" % rbody[:300], status, hdrs, rbody)
                 continue
             if hdrs.get("content-type", "").startswith("application/json"):
-                doc = json.loads(rbody)
+                doc = json.loads(rbody.decode("utf-8"))
                 if method == "POST" and path == "/v1/messages":
                     self.assertIn(status, (200, 201), what)
                     self.assertTrue(doc["id"].startswith("msg_"), what)

@@ -139,6 +139,33 @@ static void test_utf8(void)
 	CU_ASSERT_FALSE(smisd_utf8_valid("\xe2\x82", 2, true));         /* truncated */
 	CU_ASSERT_FALSE(smisd_utf8_valid("a\nb", 3, false));
 	CU_ASSERT_TRUE(smisd_utf8_valid("a\nb", 3, true));
+	CU_ASSERT_FALSE(smisd_utf8_valid("a\0b", 3, true));
+
+	char s[] = "a\xc3\xa9\xc3-\xe2\x82\xac\xe2\x82\xff\xf0\x9f\x98\x80\x80";
+	smisd_utf8_scrub(s);
+	CU_ASSERT_STRING_EQUAL(s, "a\xc3\xa9-\xe2\x82\xac\xf0\x9f\x98\x80");
+}
+
+/* A problem quotes the client's field name, cut to fit: the cut must not
+ * split a character, or the problem is not UTF-8 JSON any more. */
+static void test_problem_stays_utf8(void)
+{
+	char body[256], key[64] = "a";
+	struct smisd_request req;
+	struct smisd_problem pb;
+
+	for (int i = 0; i < 30; i++)
+		strcat(key, "\xc3\xa9");
+	snprintf(body, sizeof(body), "{\"recipient\":\"+32470123456\",\"%s\":1}", key);
+	CU_ASSERT_EQUAL_FATAL(smisd_request_parse(body, strlen(body), &inst, &req, &pb), -1);
+	CU_ASSERT_STRING_EQUAL(pb.code, "unknown_field");
+	CU_ASSERT_TRUE(smisd_utf8_valid(pb.field, strlen(pb.field), false));
+	CU_ASSERT_TRUE(smisd_utf8_valid(pb.detail, strlen(pb.detail), false));
+	CU_ASSERT_EQUAL(strncmp(pb.field, "/a\xc3\xa9", 4), 0);
+
+	smisd_problem_set(&pb, 422, "unknown_strategy", "/strategy", "no strategy named '%.4s'",
+			  "ab\xe2\x82\xac");
+	CU_ASSERT_STRING_EQUAL(pb.detail, "no strategy named 'ab'");
 }
 
 int main(void)
@@ -153,6 +180,7 @@ int main(void)
 	CU_add_test(s, "each error has its code", test_errors);
 	CU_add_test(s, "field limits", test_limits);
 	CU_add_test(s, "utf-8", test_utf8);
+	CU_add_test(s, "problems stay UTF-8", test_problem_stays_utf8);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
