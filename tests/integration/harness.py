@@ -144,27 +144,36 @@ class Stack:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self):
-        self.smisd_port = free_port()
-        seed = os.path.join(self.dir, "seed.json")
-        with open(seed, "w") as f:
-            json.dump(SEED, f)
-        p, m = start_process(
-            [os.path.join(BUILD, "tools/govapp-sim/govapp-sim"), "--listen", "127.0.0.1:0",
-             "--token", GOVAPP_TOKEN, "--seed", seed,
-             "--callback-url", "http://127.0.0.1:%d/v1/callbacks/govapp" % self.smisd_port,
-             "--callback-secret", GOVAPP_CALLBACK_SECRET],
-            r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "govapp-sim.log"))
-        self.procs.append(p)
-        self.govapp = "http://127.0.0.1:%s" % m.group(1)
-        p, m = start_process(
-            [os.path.join(BUILD, "tools/ringring-sim/ringring-sim"), "--listen", "127.0.0.1:0",
-             "--api-key", RINGRING_KEY, "--dlr-delay-ms", "100"],
-            r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "ringring-sim.log"))
-        self.procs.append(p)
-        self.ringring = "http://127.0.0.1:%s" % m.group(1)
-        self.conf = os.path.join(self.dir, "smisd.conf")
-        self.write_conf()
-        self.start_smisd()
+        try:
+            self.smisd_port = free_port()
+            seed = os.path.join(self.dir, "seed.json")
+            with open(seed, "w") as f:
+                json.dump(SEED, f)
+            p, m = start_process(
+                [os.path.join(BUILD, "tools/govapp-sim/govapp-sim"), "--listen", "127.0.0.1:0",
+                 "--token", GOVAPP_TOKEN, "--seed", seed,
+                 "--callback-url", "http://127.0.0.1:%d/v1/callbacks/govapp" % self.smisd_port,
+                 "--callback-secret", GOVAPP_CALLBACK_SECRET],
+                r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "govapp-sim.log"))
+            self.procs.append(p)
+            self.govapp = "http://127.0.0.1:%s" % m.group(1)
+            p, m = start_process(
+                [os.path.join(BUILD, "tools/ringring-sim/ringring-sim"), "--listen", "127.0.0.1:0",
+                 "--api-key", RINGRING_KEY, "--dlr-delay-ms", "100"],
+                r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "ringring-sim.log"))
+            self.procs.append(p)
+            self.ringring = "http://127.0.0.1:%s" % m.group(1)
+            self.conf = os.path.join(self.dir, "smisd.conf")
+            self.write_conf()
+            self.start_smisd()
+        except BaseException:
+            # What did start must not outlive a part that did not (a simulator
+            # that exits on a sanitizer report, smisd refusing its configuration).
+            for p in self.procs + ([self.smisd] if getattr(self, "smisd", None) else []):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            raise
         return self
 
     def write_conf(self, extra_strategy="", path=None):
