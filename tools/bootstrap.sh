@@ -15,8 +15,9 @@
 #                             SECONDS (default 300); findings are written to
 #                             build-fuzz/fuzz-findings/ (tests/fuzz/README.md)
 #
-# Builds happen out of tree in build/ (and build-asan/), so the source tree
-# stays clean. Needs root for apt-get (or the packages already installed).
+# Builds happen out of tree in build/ (and build-asan/, build-clang/,
+# build-tsan/, build-fuzz/), so the source tree stays clean. Needs root for
+# apt-get (or the packages already installed).
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
