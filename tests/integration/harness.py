@@ -125,7 +125,8 @@ class Stack:
     """smisd + govapp-sim + ringring-sim in a temporary folder."""
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
-                 institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra=""):
+                 institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
+                 listen_extra=""):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -140,6 +141,8 @@ class Stack:
         self.prepare_threads = prepare_threads
         # Settings appended to the store group ("commit_delay_ms = 1000;").
         self.store_extra = store_extra
+        # Settings appended to the listen group ("connection_timeout_s = 1;").
+        self.listen_extra = listen_extra
         self.expected_log = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -181,7 +184,7 @@ class Stack:
             return "".join(" %s = %s;" % (k, json.dumps(v) if not isinstance(v, bool) else str(v).lower())
                            for k, v in d.items())
         conf = """
-listen = { address = "127.0.0.1"; port = %(port)d; threads = 2; };
+listen = { address = "127.0.0.1"; port = %(port)d; threads = 2; %(lx)s};
 plugin_dir = "%(plugins)s";
 store = { path = "%(db)s"; phone_hash_key = "%(hk)s"; %(sx)s};
 limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d;%(pt)s };
@@ -216,6 +219,7 @@ institutions = (
 """ % {
             "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
             "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY, "sx": self.store_extra,
+            "lx": self.listen_extra,
             "mif": self.max_in_flight, "jt": self.job_timeout_ms,
             "pt": "" if self.prepare_threads is None else " prepare_threads = %d;" % self.prepare_threads,
             "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,

@@ -25,6 +25,7 @@ import os
 import random
 import socket
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -294,6 +295,51 @@ class RandomRequests(StackTestCase):
         self.assertEqual(notes, want_notes)
         h = self.stack.get(next(iter(answered)))
         self.assertEqual(h.status, 200, h.raw)
+
+
+class SlowClients(StackTestCase):
+    """Clients that stop half-way hold a socket, not the daemon: the others
+    are served meanwhile, and smisd drops the stalled ones after
+    listen.connection_timeout_s."""
+    stack_kwargs = {"listen_extra": "connection_timeout_s = 1;"}
+
+    def test_stalled_requests_are_dropped_and_do_not_block_others(self):
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        head = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (KEYS["inst-a"], len(body)))
+        partial = [b"POST /v1/mess", head.encode()[:60], head.encode(), head.encode() + body[:10]]
+        stalled = []
+        try:
+            for i in range(40):
+                s = socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10)
+                s.sendall(partial[i % len(partial)])
+                stalled.append(s)
+            # Served meanwhile, whole.
+            start = time.time()
+            for _ in range(5):
+                status, _, rbody = raw_request(self.stack.smisd_port, "POST", "/v1/messages",
+                                               [("Authorization", "Bearer " + KEYS["inst-a"]),
+                                                ("Content-Type", "application/json")], body)
+                self.assertEqual(status, 201, rbody[:300])
+            self.assertLess(time.time() - start, 5)
+            # Each stalled connection is closed by smisd (EOF, maybe after a
+            # timeout answer), well before the socket's own 10 s timeout.
+            for s in stalled:
+                rest = b""
+                while True:
+                    c = s.recv(4096)
+                    if not c:
+                        break
+                    rest += c
+                self.assertFalse(rest.startswith(b"HTTP/1.1 2"), rest[:200])
+            self.assertLess(time.time() - start, 9)
+        finally:
+            for s in stalled:
+                s.close()
+        # Nothing half-received was sent anywhere.
+        self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 5)
+        h = self.stack.sim("ringring", "GET", "/_sim/health")
+        self.assertEqual(h.status, 200)
 
 
 if __name__ == "__main__":
