@@ -1,15 +1,11 @@
 /*
- * utf8.h - strict UTF-8, for what clients send and what SMIS writes back.
+ * utf8.h - strict UTF-8, for what clients send and what SMIS writes back
+ * (the decoder itself is lib/utf8_decode.h's).
  */
 #ifndef SMISD_UTF8_H
 #define SMISD_UTF8_H
 #include <stdbool.h>
 #include <stddef.h>
-
-/* Length (1-4) of the well-formed UTF-8 character at s[0..len), or 0 when
- * it is ill-formed: an overlong form, a surrogate, past U+10FFFF, a stray
- * continuation byte or a sequence cut short. len must be at least 1. */
-size_t smisd_utf8_char_len(const char *s, size_t len);
 
 /* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF, no NUL).
  * When `allow_controls` is false, control characters are refused too;

@@ -3,7 +3,8 @@
 # link it with `..._LIBADD = lib/libsmishtml.la` (libraries, plugins) or
 # `..._LDADD` (programs). The allow-list is docs/html-allowlist.md.
 noinst_LTLIBRARIES += lib/libsmishtml.la
-lib_libsmishtml_la_SOURCES = lib/html_sanitize.c lib/html_sanitize.h
+lib_libsmishtml_la_SOURCES = lib/html_sanitize.c lib/html_sanitize.h \
+	lib/utf8_decode.c lib/utf8_decode.h
 lib_libsmishtml_la_CFLAGS = $(AM_CFLAGS) $(GUMBO_CFLAGS)
 lib_libsmishtml_la_LIBADD = $(GUMBO_LIBS)
 

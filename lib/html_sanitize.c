@@ -28,6 +28,7 @@
 #include <gumbo.h>
 
 #include "html_sanitize.h"
+#include "utf8_decode.h"
 
 /* Longest href kept; longer links are unwrapped (their text stays). */
 #define HREF_MAX 2048
@@ -161,40 +162,6 @@ static size_t control_len(const unsigned char *s, size_t n)
 /* Input checks                                                        */
 /* ------------------------------------------------------------------ */
 
-/* Length of the well-formed UTF-8 sequence at s (1 to 4 bytes; no
- * overlongs, surrogates or code points past U+10FFFF), or 0. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t need;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 1;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 2;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if (n - 1 < need || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i <= need; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return need + 1;
-}
-
 /* Strict UTF-8, no NUL, and within the size limits. */
 static int check_input(const unsigned char *s, size_t len)
 {
@@ -210,7 +177,7 @@ static int check_input(const unsigned char *s, size_t len)
 		if (s[i] == '<' && i + 1 < len &&
 		    (is_alpha(s[i + 1]) || s[i + 1] == '/' || s[i + 1] == '!' || s[i + 1] == '?'))
 			markup++;
-		l = utf8_seq_len(s + i, len - i);
+		l = smis_utf8_char_len((const char *)s + i, len - i);
 		if (l == 0)
 			return -EINVAL;
 		i += l;
@@ -228,17 +195,16 @@ static int check_input(const unsigned char *s, size_t len)
  */
 static const char *utf8_repaired(const char *s, struct sbuf *tmp)
 {
-	const unsigned char *u = (const unsigned char *)s;
 	size_t n = strlen(s), i = 0, l, start;
 
-	while (i < n && (l = utf8_seq_len(u + i, n - i)) > 0)
+	while (i < n && (l = smis_utf8_char_len(s + i, n - i)) > 0)
 		i += l;
 	if (i == n)
 		return s;
 	tmp->len = 0;
 	start = 0;
 	while (i < n) {
-		l = utf8_seq_len(u + i, n - i);
+		l = smis_utf8_char_len(s + i, n - i);
 		if (l > 0) {
 			i += l;
 			continue;
