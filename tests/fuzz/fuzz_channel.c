@@ -88,6 +88,13 @@ static const struct smis_core_api fake_api = {
 
 static struct smis_instance self;
 
+const struct smis_content fuzz_content[FUZZ_N_CONTENT] = {
+	{ .lang = "nl", .title = "Uw afspraak", .body = "<p>Morgen om 10 uur</p>",
+	  .body_text = "Morgen om 10 uur", .body_is_html = true },
+	{ .lang = "fr", .title = "Votre rendez-vous", .body = "Demain à 10 h",
+	  .body_text = "Demain à 10 h" },
+};
+
 const struct smis_channel_ops *fuzz_channel_load(const char *path, const struct fake_kv *kv,
 						 size_t n, void **state)
 {

@@ -23,6 +23,10 @@
 #define FUZZ_MONOTONIC_MS 1000000LL
 
 
+/* The content of the targets' message: an HTML body in nl, text in fr. */
+#define FUZZ_N_CONTENT 2
+extern const struct smis_content fuzz_content[FUZZ_N_CONTENT];
+
 /* dlopen()s the module at `path` and creates one instance from `kv`; exits
  * the process when that fails (a harness that tests nothing must not pass). */
 const struct smis_channel_ops *fuzz_channel_load(const char *path, const struct fake_kv *kv,

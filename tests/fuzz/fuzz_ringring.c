@@ -34,21 +34,14 @@
 static const struct smis_channel_ops *ops;
 static void *state;
 
-static const struct smis_content content[2] = {
-	{ .lang = "nl", .title = "Uw afspraak", .body = "<p>Morgen om 10 uur</p>",
-	  .body_text = "Morgen om 10 uur", .body_is_html = true },
-	{ .lang = "fr", .title = "Votre rendez-vous", .body = "Demain à 10 h",
-	  .body_text = "Demain à 10 h" },
-};
-
 static const struct smis_message msg = {
 	.size = sizeof(struct smis_message),
 	.id = "msg_01HZY3K4N5P6Q7R8S9T0V1W2X3",
 	.institution = "FOD Test",
 	.recipient = "+32470123456",
 	.sender = "FODTest",
-	.content = content,
-	.n_content = 2,
+	.content = fuzz_content,
+	.n_content = FUZZ_N_CONTENT,
 	.provider_ref = "UNIQUE-MESSAGE-ID", /* for STATUS */
 };
 
