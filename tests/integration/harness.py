@@ -91,6 +91,16 @@ def http(method, url, body=None, headers=None, timeout=30):
         return Response(e.code, e.headers, e.read().decode())
 
 
+def poll_until(ready, timeout, failure):
+    """Call ready() every 5 ms until it is true; past `timeout` seconds,
+    fail with the text failure() returns."""
+    deadline = time.time() + timeout
+    while not ready():
+        if time.time() > deadline:
+            raise AssertionError(failure())
+        time.sleep(0.005)
+
+
 def drain_to_log(stream, log_path):
     with open(log_path, "a") as log:
         for line in stream:
@@ -326,13 +336,8 @@ institutions = (
         default smisd answers before its commit (store.commit_before_answer
         = false) and commits within store.commit_delay_ms; a test that reads
         the file itself (not through GET) waits for that first."""
-        deadline = time.time() + timeout
-        while True:
-            if self.stored_status(msg_id) is not None:
-                return
-            if time.time() > deadline:
-                raise AssertionError("message %s not committed after %s s" % (msg_id, timeout))
-            time.sleep(0.005)
+        poll_until(lambda: self.stored_status(msg_id) is not None, timeout,
+                   lambda: "message %s not committed after %s s" % (msg_id, timeout))
 
     def wait_idle(self, timeout=10):
         """Wait until no message is in flight (/healthz's in_flight is 0). A
@@ -340,14 +345,12 @@ institutions = (
         is in flight a report for a message SMIS does not know is kept as an
         orphan (it may have overtaken its send's answer) instead of being
         refused: a test of that refusal waits for this first."""
-        deadline = time.time() + timeout
-        while True:
-            h = http("GET", self.base + "/healthz", timeout=2)
-            if h.status == 200 and h.json.get("in_flight") == 0:
-                return
-            if time.time() > deadline:
-                raise AssertionError("messages still in flight after %s s: %s" % (timeout, h.raw))
-            time.sleep(0.005)
+        last = []
+
+        def idle():
+            last[:] = [http("GET", self.base + "/healthz", timeout=2)]
+            return last[0].status == 200 and last[0].json.get("in_flight") == 0
+        poll_until(idle, timeout, lambda: "messages still in flight after %s s: %s" % (timeout, last[0].raw))
 
     def get(self, msg_id, inst="inst-a"):
         return http("GET", self.base + "/v1/messages/" + msg_id,
