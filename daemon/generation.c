@@ -151,7 +151,8 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	static const char *const listen_keys[] = { "address", "port", "threads",
 						   "connection_timeout_s", "max_connections", NULL };
 	static const char *const store_keys[] = { "path", "phone_hash_key", "batch_max",
-						  "commit_before_answer", "commit_delay_ms", NULL };
+						  "commit_before_answer", "commit_delay_ms", "retention_s",
+						  NULL };
 	static const char *const limits_keys[] = { "max_in_flight", "max_body_bytes",
 						   "job_timeout_ms", "prepare_threads", NULL };
 	static const char *const log_keys[] = { "level", NULL };
@@ -179,6 +180,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	st->max_connections = 10000;
 	st->store_batch_max = 512;
 	st->store_commit_delay_ms = 2;
+	st->store_retention_s = 90LL * 86400; /* personal data is not kept for ever by default */
 	st->max_in_flight = 8192;
 	st->max_body_bytes = 64 * 1024;
 	st->job_timeout_ms = 30000;
@@ -234,6 +236,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 		v = st->store_commit_delay_ms;
 		errors += get_int(store, "commit_delay_ms", &v, 0, 1000, "store") != 0;
 		st->store_commit_delay_ms = (int)v;
+		errors += get_int(store, "retention_s", &st->store_retention_s, 0, 10LL * 366 * 86400, "store") != 0;
 	}
 
 	v = st->max_in_flight;

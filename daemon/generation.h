@@ -85,6 +85,7 @@ struct smisd_settings {
 	int store_batch_max;
 	bool store_commit_before_answer; /* else answer first, commit after */
 	int store_commit_delay_ms;       /* read at start, like the path */
+	long long store_retention_s;     /* messages older are deleted; 0 = kept forever */
 	int max_in_flight;
 	size_t max_body_bytes;
 	long job_timeout_ms;

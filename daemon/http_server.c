@@ -744,6 +744,16 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
+		/* Past the retention its message may have been deleted: whether
+		 * it was used can no longer be told, so it counts as used. */
+		if (g->settings.store_retention_s > 0 &&
+		    smisd_id_time_ms(req.message_id, 4) < smisd_now_ms() - g->settings.store_retention_s * 1000) {
+			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
+					  "this message id is older than the store keeps messages; ask POST "
+					  "/v1/recipients/keys for a new one");
+			ret = respond_problem(c, st, &pb);
+			goto out;
+		}
 	}
 	if (atomic_load(&shutting_down)) {
 		ret = respond_code(c, st, 503, "shutting_down", "SMIS is shutting down; retry on another instance");

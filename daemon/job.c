@@ -33,19 +33,49 @@ static void random_bytes(unsigned char *out, size_t n)
 	left -= n;
 }
 
+static const char id_b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* 10 chars of time (50 bits, top 2 zero). */
+static void id_time(int64_t ms, char out[10])
+{
+	uint64_t t = ms > 0 ? (uint64_t)ms : 0;
+	for (int i = 9; i >= 0; i--) {
+		out[i] = id_b32[t & 31];
+		t >>= 5;
+	}
+}
+
+void smisd_id_time_bound(const char *prefix, int64_t ms, char *out, size_t outlen)
+{
+	char t[11];
+	id_time(ms, t);
+	t[10] = '\0';
+	snprintf(out, outlen, "%s%s", prefix, t);
+}
+
+int64_t smisd_id_time_ms(const char *id, size_t prefix_len)
+{
+	uint64_t t = 0;
+	if (strlen(id) < prefix_len + 10)
+		return -1;
+	for (size_t i = prefix_len; i < prefix_len + 10; i++) {
+		const char *p = id[i] ? strchr(id_b32, id[i]) : NULL;
+		if (!p)
+			return -1;
+		t = t << 5 | (uint64_t)(p - id_b32);
+	}
+	return (int64_t)t;
+}
+
 void smisd_new_id(const char *prefix, char *out, size_t outlen)
 {
-	static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	const char *b32 = id_b32;
 	unsigned char rnd[10];
-	uint64_t t = (uint64_t)smisd_now_ms();
 	char body[27];
 
 	random_bytes(rnd, sizeof(rnd));
-	/* 10 chars of time (50 bits, top 2 zero) then 16 chars of randomness. */
-	for (int i = 9; i >= 0; i--) {
-		body[i] = b32[t & 31];
-		t >>= 5;
-	}
+	/* 10 chars of time then 16 chars of randomness. */
+	id_time(smisd_now_ms(), body);
 	for (int i = 0; i < 16; i++) {
 		int bit = i * 5;
 		unsigned v = (unsigned)((rnd[bit / 8] << 8 | (bit / 8 + 1 < 10 ? rnd[bit / 8 + 1] : 0)) >>

@@ -196,6 +196,14 @@ struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job);
  * bits, sortable by creation time. */
 void smisd_new_id(const char *prefix, char *out, size_t outlen);
 
+/* prefix + the 10 time characters of ms: every id made before ms sorts
+ * below it, every id made at or after ms at or above it (retention). */
+void smisd_id_time_bound(const char *prefix, int64_t ms, char *out, size_t outlen);
+
+/* The creation time (ms since the epoch) written in an id after its
+ * prefix_len-character prefix; -1 when those characters are not one. */
+int64_t smisd_id_time_ms(const char *id, size_t prefix_len);
+
 /* Build the POST answer (and status/channel/error) from the attempts. */
 void smisd_job_conclude(struct smisd_job *job);
 

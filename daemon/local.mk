@@ -17,6 +17,7 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/problem.c daemon/problem.h \
 	daemon/ratelimit.c daemon/ratelimit.h \
 	daemon/request.c daemon/request.h \
+	daemon/retention.c daemon/retention.h \
 	daemon/store.c daemon/store.h \
 	daemon/unstored.c daemon/unstored.h \
 	daemon/utf8.c daemon/utf8.h

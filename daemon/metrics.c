@@ -43,6 +43,7 @@ static const struct family families[] = {
 	{ "smis_reloads_total", "Configuration reloads, by result", COUNTER },
 	{ "smis_plugin_load_failures_total", "Plugin files that could not be loaded", COUNTER },
 	{ "smis_callbacks_total", "Status webhooks received, by channel and result", COUNTER },
+	{ "smis_store_purged_messages_total", "Messages deleted from the store after store.retention_s", COUNTER },
 	{ NULL, NULL, COUNTER },
 };
 

@@ -21,6 +21,7 @@
 #include "dispatcher.h"
 #include "log.h"
 #include "metrics.h"
+#include "retention.h"
 #include "store.h"
 #include "unstored.h"
 
@@ -580,6 +581,8 @@ static int run_stmt(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+static void purge_expired(void);
+
 static void *writer_main(void *arg)
 {
 	int64_t next_poll = 0;
@@ -592,6 +595,7 @@ static void *writer_main(void *arg)
 			pthread_mutex_lock(&write_gate);
 			poll_due();
 			pthread_mutex_unlock(&write_gate);
+			purge_expired();
 			next_poll = smisd_monotonic_ms() + 1000;
 		}
 		pthread_mutex_lock(&qlock);
@@ -668,6 +672,24 @@ static void *writer_main(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/* store.retention_s, read from the generation in force (a reload changes
+ * it): what is older goes, a batch at a time between the writer's commits. */
+static void purge_expired(void)
+{
+	struct smisd_generation *g = smisd_generation_acquire();
+	long long keep_s = g ? g->settings.store_retention_s : 0;
+	long n;
+
+	smisd_generation_unref(g);
+	if (keep_s <= 0)
+		return;
+	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000);
+	if (n > 0) {
+		smisd_metric_add("smis_store_purged_messages_total", "", (double)n);
+		smisd_log(SMIS_LOG_DEBUG, "store", NULL, "retention: deleted %ld messages older than %lld s", n, keep_s);
+	}
 }
 
 /* fdatasync() the database file or its WAL, through SQLite's own handle. */

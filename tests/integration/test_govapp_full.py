@@ -392,6 +392,33 @@ class EndToEnd(GovAppCase):
         self.assertEqual(len(self.sends()), 0)
 
 
+class PassthroughPastRetention(GovAppCase):
+    """A passthrough message_id older than store.retention_s is refused as
+    used: its message may have been deleted by then, so whether it was sent
+    can no longer be told (and a captured request cannot be replayed once
+    its record is gone)."""
+    stack_kwargs = {"store_extra": "retention_s = 4;"}
+
+    def dry_run(self):
+        return json.loads(self.encrypt("--dry-run", "--to", CITIZENS["app_fr"], "--strategy", "govapp_only",
+                                       "--title", "Bericht", "--body", "Inhoud 31", check=0).stdout)
+
+    def test_message_id_older_than_retention_refused(self):
+        stale = self.dry_run()
+        fresh = self.dry_run()
+        r = self.stack.send(fresh)
+        self.assertEqual((r.status, r.json["id"]), (201, fresh["message_id"]), r.raw)
+        time.sleep(4.5)
+        for request in (stale, fresh):
+            with self.subTest(sent_before=request is fresh):
+                r = self.stack.send(request)
+                self.assertEqual((r.status, r.json["code"], r.json["field"]), (409, "message_id_used", "/message_id"),
+                                 r.raw)
+                if request is stale:
+                    self.assertIn("older than the store keeps messages", r.json["detail"])
+        self.assertEqual(len(self.sends()), 1)
+
+
 class PassthroughBeforeTheCommit(GovAppCase):
     """An institution-encrypted message's id is taken from the moment its
     send is answered, before the store commits it (answers come first by

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, CITIZENS, Stack, StackTestCase, http, message  # noqa: E402
+from harness import BUILD, CITIZENS, Stack, StackTestCase, http, message, poll_until  # noqa: E402
 
 NEW_STRATEGY = """,
   { name = "reloaded_sms"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); }"""
@@ -145,6 +145,70 @@ class StoreUnderLoad(StackTestCase):
         self.assertTrue(restarted, "the WAL was not started over after %d messages" % len(answers))
         self.assertGreater(in_file, 0)
         self.assertEqual([r.status for r in answers if r.status != 201], [])
+
+
+class Retention(StackTestCase):
+    """store.retention_s: messages older than it are deleted with their
+    attempts and reports, and their Idempotency-Keys with them. The stack
+    starts with retention off (0); the test turns it on by a reload, so
+    that which messages are old enough does not hang on the timing of a
+    once-a-second purge."""
+    stack_kwargs = {"store_extra": "retention_s = 0;"}
+
+    def rows(self, msg_id):
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
+        try:
+            return {t: con.execute("SELECT count(*) FROM %s WHERE %s = ?" % (t, col), (msg_id,)).fetchone()[0]
+                    for t, col in (("messages", "id"), ("attempts", "message_id"), ("reports", "message_id"))}
+        finally:
+            con.close()
+
+    def purged_total(self):
+        metrics = http("GET", self.stack.base + "/metrics").raw
+        m = re.search(r"^smis_store_purged_messages_total(?:\{\})? (\S+)$", metrics, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    def test_old_messages_are_deleted_and_young_ones_kept(self):
+        idem = {"Idempotency-Key": "retention-0001"}
+        body = message(CITIZENS["no_app"], "sms_only")
+        old = self.stack.send(body, headers=idem)
+        self.assertEqual((old.status, old.json["status"]), (201, "sent"), old.raw)
+        old_id = old.json["id"]
+        # Its delivery report (ringring-sim calls back after 100 ms) is stored too.
+        poll_until(lambda: self.rows(old_id)["reports"] > 0, 10, lambda: "no report stored for the old message")
+        time.sleep(6)
+        young = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+        self.assertEqual(young.status, 201, young.raw)
+        young_id = young.json["id"]
+        self.stack.wait_stored(young_id)
+        # Retention off: six seconds later, both are there.
+        self.assertEqual(self.stack.get(old_id).status, 200)
+        self.assertEqual(self.purged_total(), 0)
+
+        self.stack.store_extra = "retention_s = 4;"
+        self.stack.write_conf()
+        self.stack.reload()
+        poll_until(lambda: self.stack.get(old_id).status == 404, 10,
+                   lambda: "message %s older than retention_s still served" % old_id)
+        self.assertEqual(self.rows(old_id), {"messages": 0, "attempts": 0, "reports": 0})
+        # The young message (about a second old) is kept: the purge
+        # deletes by creation time, not everything.
+        got = self.stack.get(young_id)
+        self.assertEqual((got.status, got.json["id"]), (200, young_id), got.raw)
+        self.assertEqual(self.rows(young_id)["messages"], 1)
+        self.assertEqual(self.purged_total(), 1)
+        # The deleted message's Idempotency-Key went with it: the same
+        # request is a new message (documented: keys live as long as their
+        # message).
+        sent_before = len(self.stack.sim("ringring", "GET", "/_sim/requests").json)
+        again = self.stack.send(body, headers=idem)
+        self.assertEqual(again.status, 201, again.raw)
+        self.assertNotEqual(again.json["id"], old_id)
+        self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), sent_before + 1)
+        # And the young one goes once it is old enough.
+        poll_until(lambda: self.stack.get(young_id).status == 404, 10,
+                   lambda: "message %s not deleted once older than retention_s" % young_id)
+        self.assertEqual(self.rows(young_id), {"messages": 0, "attempts": 0, "reports": 0})
 
 
 class Observability(StackTestCase):

@@ -214,15 +214,17 @@ static void test_config_valid(void)
 	CU_ASSERT_STRING_EQUAL(g->institutions[0].languages[0], "nl");
 	CU_ASSERT_FALSE(g->settings.store_commit_before_answer); /* answer first */
 	CU_ASSERT_EQUAL(g->settings.store_commit_delay_ms, 2);
+	CU_ASSERT_EQUAL(g->settings.store_retention_s, 90LL * 86400); /* default: 90 days */
 	smisd_generation_unref(g);
 	{
 		char *t = replace(base_conf, "phone_hash_key = \"00",
-				  "commit_before_answer = true; commit_delay_ms = 7; phone_hash_key = \"00");
+				  "commit_before_answer = true; commit_delay_ms = 7; retention_s = 0; phone_hash_key = \"00");
 		g = smisd_generation_load(write_conf("good2.conf", t));
 		free(t);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(g);
 		CU_ASSERT_TRUE(g->settings.store_commit_before_answer);
 		CU_ASSERT_EQUAL(g->settings.store_commit_delay_ms, 7);
+		CU_ASSERT_EQUAL(g->settings.store_retention_s, 0); /* kept for ever */
 		smisd_generation_unref(g);
 	}
 }
@@ -258,11 +260,35 @@ static void test_config_errors(void)
 	t = replace(base_conf, "phone_hash_key = \"00", "commit_delay_ms = 5000; phone_hash_key = \"00");
 	expect_config_error(t, "bad.conf:2: store: 'commit_delay_ms' must be between 0 and 1000");
 	free(t);
+	t = replace(base_conf, "phone_hash_key = \"00", "retention_s = -1; phone_hash_key = \"00");
+	expect_config_error(t, "bad.conf:2: store: 'retention_s' must be between 0 and 316224000");
+	free(t);
 	t = replace(base_conf, "phone_hash_key = \"00", "commit_before_answer = 1; phone_hash_key = \"00");
 	expect_config_error(t, "bad.conf:2: store: 'commit_before_answer' must be true or false");
 	free(t);
 	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
 			    "missing required list 'channels'");
+}
+
+/* Ids sort by creation time: the retention deletes the ids below the bound
+ * of its cut-off time, and reads a passthrough id's age back from it. */
+static void test_id_time(void)
+{
+	char id[40], lo[40], hi[40];
+	int64_t now = smisd_now_ms();
+
+	smisd_new_id("msg_", id, sizeof(id));
+	CU_ASSERT_EQUAL(strlen(id), 30);
+	CU_ASSERT(llabs(smisd_id_time_ms(id, 4) - now) < 5000);
+	smisd_id_time_bound("msg_", now - 1000, lo, sizeof(lo));
+	smisd_id_time_bound("msg_", now + 60000, hi, sizeof(hi));
+	CU_ASSERT_EQUAL(strlen(lo), 14);
+	CU_ASSERT(strcmp(lo, id) < 0);
+	CU_ASSERT(strcmp(id, hi) < 0);
+	CU_ASSERT_EQUAL(smisd_id_time_ms(lo, 4), now - 1000);
+	CU_ASSERT_EQUAL(smisd_id_time_ms("msg_0000000001ZZZZ", 4), 1);
+	CU_ASSERT_EQUAL(smisd_id_time_ms("msg_000000000", 4), -1);  /* too short */
+	CU_ASSERT_EQUAL(smisd_id_time_ms("msg_00000000U0", 4), -1); /* not Crockford base32 */
 }
 
 /* ---- strategy decisions ---------------------------------------------- */
@@ -422,6 +448,7 @@ int main(void)
 	CU_add_test(s, "valid configuration", test_config_valid);
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
 	CU_add_test(s, "strategy decisions", test_strategies);
+	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();

@@ -1,0 +1,106 @@
+/*
+ * retention.c - deletes what the store holds of messages older than
+ * store.retention_s: the message row (with its Idempotency-Key and stored
+ * answer), its attempts and its reports.
+ *
+ * Message ids begin with their creation time (job.h), and the three tables
+ * are keyed by message id first, so "created before T" is a range at the
+ * start of each b-tree: no index on created_ms (one more page write for
+ * every message stored) is needed to find them.
+ */
+#include "config.h"
+
+#include <stdio.h>
+
+#include "core_api.h"
+#include "job.h"
+#include "log.h"
+#include "retention.h"
+
+/* Messages per transaction, and transactions per call: a call (once a
+ * second, on the store writer) removes up to 16,000 messages, more than
+ * smisd answers in a second, and stops after 50 ms so that the messages
+ * queued for their commit meanwhile do not wait long (a backlog, as when
+ * retention is first turned on, goes over the following seconds). */
+#define PURGE_BATCH     1000
+#define PURGE_ROUNDS    16
+#define PURGE_BUDGET_MS 50
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+static const char *const purge_sql[] = {
+	"DELETE FROM attempts WHERE message_id <= ?1",
+	"DELETE FROM reports WHERE message_id <= ?1",
+	"DELETE FROM messages WHERE id <= ?1",
+};
+
+/* The largest id of the next batch to delete, into `bound`; 0 when there
+ * is nothing older than `cut`. */
+static int batch_bound(sqlite3_stmt *sel, const char *cut, char *bound, size_t size)
+{
+	int found = 0;
+	sqlite3_reset(sel);
+	sqlite3_bind_text(sel, 1, cut, -1, SQLITE_STATIC);
+	if (sqlite3_step(sel) == SQLITE_ROW && sqlite3_column_type(sel, 0) == SQLITE_TEXT) {
+		snprintf(bound, size, "%s", (const char *)sqlite3_column_text(sel, 0));
+		found = 1;
+	}
+	sqlite3_reset(sel);
+	return found;
+}
+
+long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms)
+{
+	sqlite3_stmt *sel = NULL, *del[3] = { NULL, NULL, NULL };
+	char cut[32], bound[64];
+	long purged = 0;
+	int64_t started = smisd_monotonic_ms();
+
+	smisd_id_time_bound("msg_", before_ms, cut, sizeof(cut));
+	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM (SELECT id FROM messages WHERE id < ?1"
+				   " ORDER BY id LIMIT " STR(PURGE_BATCH) ")",
+			       -1, &sel, NULL) != SQLITE_OK)
+		goto failed;
+	for (int i = 0; i < 3; i++)
+		if (sqlite3_prepare_v2(db, purge_sql[i], -1, &del[i], NULL) != SQLITE_OK)
+			goto failed;
+	for (int round = 0; round < PURGE_ROUNDS; round++) {
+		int n = 0, ok;
+
+		pthread_mutex_lock(gate);
+		ok = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+		if (ok && !batch_bound(sel, cut, bound, sizeof(bound))) {
+			sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+			pthread_mutex_unlock(gate);
+			break;
+		}
+		for (int i = 0; ok && i < 3; i++) {
+			sqlite3_reset(del[i]);
+			sqlite3_bind_text(del[i], 1, bound, -1, SQLITE_STATIC);
+			ok = sqlite3_step(del[i]) == SQLITE_DONE;
+			if (i == 2)
+				n = sqlite3_changes(db);
+			sqlite3_reset(del[i]);
+		}
+		if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: delete failed: %s", sqlite3_errmsg(db));
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			pthread_mutex_unlock(gate);
+			purged = -1;
+			goto out;
+		}
+		pthread_mutex_unlock(gate);
+		purged += n;
+		if (n < PURGE_BATCH || smisd_monotonic_ms() - started >= PURGE_BUDGET_MS)
+			break;
+	}
+out:
+	sqlite3_finalize(sel);
+	for (int i = 0; i < 3; i++)
+		sqlite3_finalize(del[i]);
+	return purged;
+failed:
+	smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s", sqlite3_errmsg(db));
+	purged = -1;
+	goto out;
+}

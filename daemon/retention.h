@@ -1,0 +1,20 @@
+/*
+ * retention.h - the store's retention: messages older than
+ * store.retention_s are deleted, with their attempts and reports.
+ */
+#ifndef SMISD_RETENTION_H
+#define SMISD_RETENTION_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+/* Delete every message created before before_ms (ms since the epoch), in
+ * transactions of at most 1,000 messages, each taken with `gate` held
+ * (the store's write gate), 16 at most and for 50 ms at most per call. Returns the number of
+ * messages deleted, or -1 (logged) when SQLite failed. Call on the
+ * connection's own thread (the store writer). */
+long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms);
+
+#endif
