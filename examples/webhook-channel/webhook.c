@@ -33,11 +33,6 @@
 /* JSON nesting we are willing to walk in an answer. */
 #define WEBHOOK_JSON_DEPTH 32
 
-/* A member of a struct that carries `size` is absent when it lies beyond
- * the size the core was built with (ABI rule of smis-plugin.h). */
-#define WEBHOOK_HAS(ptr, member) \
-	((ptr)->size >= offsetof(__typeof__(*(ptr)), member) + sizeof((ptr)->member))
-
 struct webhook {
 	const struct smis_core_api *api;
 	struct smis_instance *self;
@@ -164,7 +159,7 @@ static char *json_put(char *p, const char *s)
 static const struct smis_content *pick_content(const struct smis_message *msg)
 {
 	const char *want[2] = {
-		WEBHOOK_HAS(msg, citizen_language) ? msg->citizen_language : NULL,
+		SMIS_HAS_MEMBER(struct smis_message, msg, citizen_language) ? msg->citizen_language : NULL,
 		msg->language,
 	};
 
@@ -223,7 +218,7 @@ static int webhook_start(void *state, enum smis_op op, const struct smis_message
 		SMIS_OUTCOME_SET(out->detail, "the webhook channel only sends");
 		return SMIS_STEP_DONE;
 	}
-	if (WEBHOOK_HAS(msg, encrypted_json) && msg->encrypted_json) {
+	if (SMIS_HAS_MEMBER(struct smis_message, msg, encrypted_json) && msg->encrypted_json) {
 		/* The institution encrypted the content for app devices: we
 		 * have nothing readable to forward, and a title alone would
 		 * look delivered while the body is lost. */

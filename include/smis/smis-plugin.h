@@ -439,6 +439,14 @@ static inline void smis_outcome_set(char *dst, size_t dstlen, const char *src)
 }
 #define SMIS_OUTCOME_SET(field, src) smis_outcome_set((field), sizeof(field), (src))
 
+/* Helper for plugin authors, the ABI rule above: whether `member` of *ptr,
+ * a `type` that starts with `size`, lies within what its writer filled in.
+ * A member a core older than the plugin's header did not have is absent:
+ *     const char *ref = SMIS_HAS_MEMBER(struct smis_message, msg, provider_ref)
+ *                       ? msg->provider_ref : NULL; */
+#define SMIS_HAS_MEMBER(type, ptr, member) \
+	((ptr)->size >= offsetof(type, member) + sizeof(((type *)0)->member))
+
 #ifdef __cplusplus
 }
 #endif

@@ -908,7 +908,16 @@ static void test_status(void)
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
 
+	/* A core whose message struct ends before provider_ref: absent too. */
 	m.provider_ref = "gn_01ABC";
+	m.size = offsetof(struct smis_message, provider_ref);
+	memset(&out, 0, sizeof(out));
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
+	CU_ASSERT_STRING_EQUAL(out.error, "govapp_no_notification_id");
+	CU_ASSERT_PTR_NULL(req);
+
+	m.size = sizeof(m);
 	memset(&out, 0, sizeof(out));
 	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(req);

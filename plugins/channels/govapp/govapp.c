@@ -635,9 +635,7 @@ out:
 static const char *govapp_passthrough(const struct smis_message *msg)
 {
 	/* A core whose message ends before the member has no passthrough. */
-	if (msg->size < offsetof(struct smis_message, encrypted_json) + sizeof(msg->encrypted_json))
-		return NULL;
-	return msg->encrypted_json;
+	return SMIS_HAS_MEMBER(struct smis_message, msg, encrypted_json) ? msg->encrypted_json : NULL;
 }
 
 /* SEND of a passthrough message: its envelopes go as they are. */
@@ -794,7 +792,8 @@ static int govapp_status_request(struct govapp *g, const struct smis_message *ms
 	char *id = NULL, *url = NULL;
 	int rc = -ENOMEM;
 
-	if (!msg->provider_ref || !msg->provider_ref[0]) {
+	if (!SMIS_HAS_MEMBER(struct smis_message, msg, provider_ref) || !msg->provider_ref ||
+	    !msg->provider_ref[0]) {
 		govapp_fail(out, SMIS_OUTCOME_PERMFAIL, "govapp_no_notification_id",
 			    "no GovApp notification id to poll");
 		rc = SMIS_STEP_DONE;

@@ -42,11 +42,6 @@
 #define RR_URL_MAX 1024u
 #define RR_JSON_DEPTH 16
 
-/* A member of a struct that carries `size` is absent when it lies beyond the
- * writer's size (smis-plugin.h ABI rule). */
-#define RR_HAS(ptr, member) \
-	((ptr)->size >= offsetof(__typeof__(*(ptr)), member) + sizeof((ptr)->member))
-
 enum rr_encoding {
 	RR_ENC_AUTO = 0,
 	RR_ENC_TEXT = 1,
@@ -505,7 +500,7 @@ static void rr_map_status(const struct rr_state *st, const struct smis_message *
 			  const struct smis_http_response *resp, struct smis_outcome *out)
 {
 	struct json_object *obj = rr_map_common(st->answer_tok, resp, out);
-	const char *ref = RR_HAS(msg, provider_ref) ? msg->provider_ref : NULL;
+	const char *ref = SMIS_HAS_MEMBER(struct smis_message, msg, provider_ref) ? msg->provider_ref : NULL;
 
 	if (!obj)
 		return;
@@ -545,7 +540,7 @@ static const struct smis_content *rr_choose_content(const struct rr_state *st,
 
 	if (!msg->content || msg->n_content == 0)
 		return NULL;
-	if (RR_HAS(msg, citizen_language))
+	if (SMIS_HAS_MEMBER(struct smis_message, msg, citizen_language))
 		c = rr_find_lang(msg, msg->citizen_language);
 	if (!c)
 		c = rr_find_lang(msg, msg->language);
@@ -638,7 +633,7 @@ static int rr_text_build(const struct rr_state *st, const struct smis_message *m
 		rc = -EINVAL;
 		goto out_free;
 	}
-	if (RR_HAS(msg, max_sms_parts) && msg->max_sms_parts > 0 &&
+	if (SMIS_HAS_MEMBER(struct smis_message, msg, max_sms_parts) && msg->max_sms_parts > 0 &&
 	    t->info.parts > (size_t)msg->max_sms_parts) {
 		char detail[128];
 		snprintf(detail, sizeof(detail), "SMS text needs %zu segments (%s), the institution allows %d",
@@ -828,7 +823,7 @@ out:
 static int rr_start_status(const struct rr_state *st, const struct smis_message *msg,
 			   struct smis_http_request **req, struct smis_outcome *out)
 {
-	const char *ref = RR_HAS(msg, provider_ref) ? msg->provider_ref : NULL;
+	const char *ref = SMIS_HAS_MEMBER(struct smis_message, msg, provider_ref) ? msg->provider_ref : NULL;
 	struct json_object *obj = NULL;
 	int rc;
 
@@ -1022,7 +1017,7 @@ static int rr_inbound(void *state, const struct smis_inbound *in, struct smis_re
 		/* statusMethod GET: the DLR fields come as query arguments. */
 		const char *id = NULL;
 		const char *code = NULL;
-		if (RR_HAS(in, query) && in->query) {
+		if (SMIS_HAS_MEMBER(struct smis_inbound, in, query) && in->query) {
 			id = in->query(in, "Reference");
 			if (!id)
 				id = in->query(in, "reference");
