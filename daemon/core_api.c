@@ -24,16 +24,19 @@ void smisd_config_report_plain(int plain)
 static void __attribute__((format(printf, 2, 0)))
 config_reportv(const config_setting_t *where, const char *fmt, va_list ap)
 {
-	char text[768];
-	const char *file = where ? config_setting_source_file(where) : NULL;
-	int line = where ? (int)config_setting_source_line(where) : 0;
+	char text[768], at[320] = "";
 
 	vsnprintf(text, sizeof(text), fmt, ap);
+	/* Without a setting, the text names its file (and line) itself. */
+	if (where) {
+		const char *file = config_setting_source_file(where);
+		snprintf(at, sizeof(at), "%s:%d: ", file ? file : "(config)",
+			 (int)config_setting_source_line(where));
+	}
 	if (report_plain)
-		fprintf(stderr, "%s:%d: %s\n", file ? file : "(config)", line, text);
+		fprintf(stderr, "%s%s\n", at, text);
 	else
-		smisd_log(SMIS_LOG_ERROR, "config", NULL, "%s:%d: %s",
-			  file ? file : "(config)", line, text);
+		smisd_log(SMIS_LOG_ERROR, "config", NULL, "%s%s", at, text);
 }
 
 void smisd_config_report(const config_setting_t *where, const char *fmt, ...)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_includes.h"
 #include "generation.h"
 #include "log.h"
 #include "metrics.h"
@@ -519,6 +520,11 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 			} else {
 				st->n_steps++;
 			}
+			/* A refused step's slot serves the next step: nothing of it
+			 * may stay there (a destroyed state passed to destroy()
+			 * again when the next step's create failed early). */
+			if (step == &st->steps[st->n_steps])
+				memset(step, 0, sizeof(*step));
 			smisd_config_unwrap(&wrap);
 			free(plugin);
 		}
@@ -564,7 +570,8 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 			continue;
 		}
 		for (size_t k = 0; k + 1 < g->n_institutions; k++)
-			if (strcmp(g->institutions[k].name, in->name) == 0) {
+			/* An earlier block without a valid name has none. */
+			if (g->institutions[k].name && strcmp(g->institutions[k].name, in->name) == 0) {
 				report(blk, "duplicate institution '%s'", in->name);
 				errors++;
 			}
@@ -849,6 +856,12 @@ struct smisd_generation *smisd_generation_load(const char *path)
 	}
 	dir = dirname(inc);
 	config_set_include_dir(&cfg, dir);
+	if (smisd_config_check_includes(path, dir) != 0) {
+		free(inc);
+		config_destroy(&cfg);
+		generation_free(g);
+		return NULL;
+	}
 	if (!config_read_file(&cfg, path)) {
 		const char *f = config_error_file(&cfg);
 		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)

@@ -2,6 +2,7 @@
 noinst_LTLIBRARIES += daemon/libsmisd.la
 daemon_libsmisd_la_SOURCES = \
 	daemon/auth.c daemon/auth.h \
+	daemon/config_includes.c daemon/config_includes.h \
 	daemon/core_api.c daemon/core_api.h \
 	daemon/dispatcher.c daemon/dispatcher.h \
 	daemon/prepare_pool.c daemon/prepare_pool.h \

@@ -4,7 +4,8 @@
 # runs each over its corpus in tests/fuzz/corpus/NAME (every input a fuzzing
 # run found to fail stays there, so the bug stays fixed).
 FUZZ_TARGETS = tests/fuzz/fuzz_request tests/fuzz/fuzz_html tests/fuzz/fuzz_sms \
-	tests/fuzz/fuzz_phone tests/fuzz/fuzz_jwt tests/fuzz/fuzz_ringring tests/fuzz/fuzz_govapp
+	tests/fuzz/fuzz_phone tests/fuzz/fuzz_jwt tests/fuzz/fuzz_ringring tests/fuzz/fuzz_govapp \
+	tests/fuzz/fuzz_config
 if FUZZING
 noinst_PROGRAMS += $(FUZZ_TARGETS)
 FUZZ_DRIVER_LINK = -fsanitize=fuzzer
@@ -66,3 +67,10 @@ tests_fuzz_fuzz_govapp_LDADD = $(FUZZ_CHANNEL_LDADD)
 tests_fuzz_fuzz_govapp_CPPFLAGS = $(FUZZ_CHANNEL_CPPFLAGS)
 tests_fuzz_fuzz_govapp_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
 EXTRA_tests_fuzz_fuzz_govapp_DEPENDENCIES = plugins/channels/govapp/govapp.la
+
+# The configuration loader loads this build's plugins, as smisd does.
+tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c
+tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_DRIVER_LINK)
+tests_fuzz_fuzz_config_LDADD = $(FUZZ_LDADD)
+tests_fuzz_fuzz_config_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_PLUGIN_DIR='"$(abs_top_builddir)/plugin-dir"'
+EXTRA_tests_fuzz_fuzz_config_DEPENDENCIES = plugin-dir-stamp

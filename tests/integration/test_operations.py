@@ -103,6 +103,36 @@ class Reload(StackTestCase):
         self.assertEqual(r.json["strategy"], "reloaded_sms")
 
 
+class RefusedInclude(StackTestCase):
+    """libconfig's scanner exit()s the whole process when an @include'd file
+    cannot be read, as a directory cannot: a reload of such a file stopped
+    smisd. smisd now refuses it like any configuration error, with the file
+    and line, and keeps serving with the previous generation."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.stack.expect_log(r"not a regular file|configuration refused")
+
+    def test_reload_with_a_directory_include_is_refused(self):
+        os.mkdir(os.path.join(self.stack.dir, "conf.d"))
+        with open(self.stack.conf, "a") as f:
+            f.write('\n@include "conf.d"\n')
+        with open(self.stack.conf) as f:
+            line = len(f.read().splitlines())
+        self.stack.reload()
+        poll_until(lambda: "configuration refused" in self.stack.log_text() or self.stack.smisd.poll() is not None,
+                   10, lambda: "the reload was neither refused nor fatal")
+        self.assertIsNone(self.stack.smisd.poll(), "smisd exited on the reload")
+        self.assertRegex(self.stack.log_text(), r'smisd\.conf:%d: @include \\?"conf\.d\\?": not a regular file' % line)
+        self.assertEqual(self.stack.send(message(CITIZENS["no_app"], "sms_only")).status, 201)
+        # --check-config says the same, without starting.
+        p = subprocess.run([os.path.join(BUILD, "smisd"), "--check-config", "-c", self.stack.conf],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn('smisd.conf:%d: @include "conf.d": not a regular file' % line, p.stderr)
+
+
 class StoreUnderLoad(StackTestCase):
     """The WAL is copied into the database and started over while the
     writes go on: without that it grows for as long as the load lasts."""

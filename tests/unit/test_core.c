@@ -260,6 +260,26 @@ static void test_config_errors(void)
 	t = replace(base_conf, "phone_hash_key = \"00", "commit_delay_ms = 5000; phone_hash_key = \"00");
 	expect_config_error(t, "bad.conf:2: store: 'commit_delay_ms' must be between 0 and 1000");
 	free(t);
+	/* An institution without a name before a named one: the duplicate
+	 * check compared the named one with NULL (SIGSEGV; found by fuzz_config). */
+	t = replace(base_conf, "institutions = ( { name = \"inst\";",
+		    "institutions = ( { label = \"x\"; }, { name = \"inst\";");
+	expect_config_error(t, "institution: missing required setting 'name'");
+	free(t);
+	/* A step refused for a stray key, then a step whose plugin refuses its
+	 * channel: the second create() failed before setting its state, and the
+	 * loader destroyed the first step's state a second time (heap
+	 * use-after-free on a reload with that typo; found by fuzz_config). */
+	t = replace(base_conf, "  { name = \"sms\"; steps",
+		    "  { name = \"typo_chain\"; steps = ( { plugin = \"govapp_only\"; channel = \"app_yes\"; colour = 1; },\n"
+		    "                                    { plugin = \"sms_only\"; channel = \"ghost\"; } ); },\n"
+		    "  { name = \"sms\"; steps");
+	expect_config_error(t, "unknown setting 'colour'");
+	free(t);
+	/* libconfig exit()s when it cannot read an included file: refused first. */
+	t = replace(base_conf, "plugin_dir", "@include \".\"\nplugin_dir");
+	expect_config_error(t, "bad.conf:1: @include \".\": not a regular file");
+	free(t);
 	t = replace(base_conf, "phone_hash_key = \"00", "retention_s = -1; phone_hash_key = \"00");
 	expect_config_error(t, "bad.conf:2: store: 'retention_s' must be between 0 and 316224000");
 	free(t);
