@@ -32,25 +32,32 @@
 
 #define INCLUDE_DEPTH_MAX 10 /* libconfig's own limit */
 
-/* The file name of an @include directive on `line`, into name; 0 if the
- * line is no directive. */
-static int directive(const char *line, char *name, size_t size)
+/* The file name of an @include directive on `line` (len bytes, NULs
+ * included), into name: 1 when it is one, -1 when its name does not end
+ * on its line, 0 when the line is no directive. The name is what libconfig
+ * opens: up to the closing quote, or to a NUL byte before it (libconfig's
+ * C string ends there; "" names the include folder itself). */
+static int directive(const char *line, size_t len, char *name, size_t size)
 {
-	const char *p = line, *end;
+	const char *p = line, *end = line + len, *q;
 	size_t n;
 
-	while (*p == ' ' || *p == '\t')
+	while (p < end && (*p == ' ' || *p == '\t'))
 		p++;
-	if (strncmp(p, "@include", 8) != 0 || (p[8] != ' ' && p[8] != '\t'))
+	if (end - p < 9 || memcmp(p, "@include", 8) != 0 || (p[8] != ' ' && p[8] != '\t'))
 		return 0;
 	p += 8;
-	while (*p == ' ' || *p == '\t')
+	while (p < end && (*p == ' ' || *p == '\t'))
 		p++;
-	if (*p++ != '"' || !(end = strchr(p, '"')))
+	if (p == end || *p++ != '"')
 		return 0; /* not one libconfig reads as a directive either */
-	n = (size_t)(end - p);
-	if (n == 0 || n >= size)
-		return 0;
+	for (q = p; q < end && *q != '"' && *q != '\n'; q++)
+		;
+	if (q == end || *q != '"')
+		return -1;
+	n = strnlen(p, (size_t)(q - p));
+	if (n >= size)
+		n = size - 1; /* longer than any path: stat() fails, libconfig reports */
 	memcpy(name, p, n);
 	name[n] = '\0';
 	return 1;
@@ -61,16 +68,24 @@ static int check_file(const char *path, const char *include_dir, int depth)
 	FILE *f = fopen(path, "r");
 	char *line = NULL, name[1024], target[2048];
 	size_t cap = 0;
+	ssize_t len;
 	int lineno = 0, problems = 0;
 
 	if (!f)
 		return 0; /* libconfig reports what it cannot open */
-	while (getline(&line, &cap, f) >= 0) {
+	while ((len = getline(&line, &cap, f)) >= 0) {
 		struct stat st;
+		int d;
 
 		lineno++;
-		if (!directive(line, name, sizeof(name)))
+		d = directive(line, (size_t)len, name, sizeof(name));
+		if (d == 0)
 			continue;
+		if (d < 0) {
+			smisd_config_report(NULL, "%s:%d: @include: the file name must end on its line", path, lineno);
+			problems++;
+			continue;
+		}
 		if (name[0] == '/' || !include_dir)
 			snprintf(target, sizeof(target), "%s", name);
 		else
@@ -78,7 +93,8 @@ static int check_file(const char *path, const char *include_dir, int depth)
 		if (stat(target, &st) != 0)
 			continue; /* libconfig: "cannot open include file" */
 		if (!S_ISREG(st.st_mode)) {
-			smisd_config_report(NULL, "%s:%d: @include \"%s\": not a regular file", path, lineno, name);
+			smisd_config_report(NULL, "%s:%d: @include \"%s\": not a regular file%s", path, lineno, name,
+					    name[0] ? "" : " (an empty name is the configuration's folder)");
 			problems++;
 		} else if (depth < INCLUDE_DEPTH_MAX) {
 			problems += check_file(target, include_dir, depth + 1);

@@ -280,6 +280,12 @@ static void test_config_errors(void)
 	t = replace(base_conf, "plugin_dir", "@include \".\"\nplugin_dir");
 	expect_config_error(t, "bad.conf:1: @include \".\": not a regular file");
 	free(t);
+	t = replace(base_conf, "plugin_dir", "  @include \"\"\nplugin_dir");
+	expect_config_error(t, "bad.conf:1: @include \"\": not a regular file (an empty name");
+	free(t);
+	t = replace(base_conf, "plugin_dir", "@include \"x.conf\nplugin_dir");
+	expect_config_error(t, "bad.conf:1: @include: the file name must end on its line");
+	free(t);
 	t = replace(base_conf, "phone_hash_key = \"00", "retention_s = -1; phone_hash_key = \"00");
 	expect_config_error(t, "bad.conf:2: store: 'retention_s' must be between 0 and 316224000");
 	free(t);
