@@ -10,6 +10,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import statistics
 import subprocess
 
@@ -514,8 +515,18 @@ def main():
                     "suffer most from that, so rerun on a quiet machine before trusting a p99."
                     % (n_noisy, len(runs), NOISY_CORES, NOISY_STEAL))
     L = [summary if line == "VERDICT_SUMMARY" else line for line in L]
+    text = "\n".join(L)
+    # Sections other benchmarks write into the same file (bench/retention.py)
+    # are kept as they were: this run did not measure them.
+    try:
+        with open(o.out) as f:
+            old = f.read()
+    except OSError:
+        old = ""
+    for m in re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->\n?", old, re.S):
+        text = text.rstrip("\n") + "\n\n" + m.group(0)
     with open(o.out + ".tmp", "w") as f:
-        f.write("\n".join(L))
+        f.write(text)
     os.replace(o.out + ".tmp", o.out)
 
 

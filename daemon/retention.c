@@ -17,11 +17,10 @@
 #include "log.h"
 #include "retention.h"
 
-/* Messages per transaction, and transactions per call: a call (once a
- * second, on the store writer) removes up to 16,000 messages, more than
- * smisd answers in a second, and stops after 50 ms so that the messages
- * queued for their commit meanwhile do not wait long (a backlog, as when
- * retention is first turned on, goes over the following seconds). */
+/* Messages per transaction, and transactions per call: a call stops after
+ * 16,000 messages or 50 ms, so that the messages queued for their commit
+ * meanwhile do not wait long; the store writer calls again 100 ms later
+ * while there is more (a backlog, as when retention is first turned on). */
 #define PURGE_BATCH     1000
 #define PURGE_ROUNDS    16
 #define PURGE_BUDGET_MS 50
@@ -49,13 +48,14 @@ static int batch_bound(sqlite3_stmt *sel, const char *cut, char *bound, size_t s
 	return found;
 }
 
-long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms)
+long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms, bool *more)
 {
 	sqlite3_stmt *sel = NULL, *del[3] = { NULL, NULL, NULL };
 	char cut[32], bound[64];
 	long purged = 0;
 	int64_t started = smisd_monotonic_ms();
 
+	*more = false;
 	smisd_id_time_bound("msg_", before_ms, cut, sizeof(cut));
 	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM (SELECT id FROM messages WHERE id < ?1"
 				   " ORDER BY id LIMIT " STR(PURGE_BATCH) ")",
@@ -91,8 +91,12 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 		}
 		pthread_mutex_unlock(gate);
 		purged += n;
-		if (n < PURGE_BATCH || smisd_monotonic_ms() - started >= PURGE_BUDGET_MS)
+		if (n < PURGE_BATCH)
 			break;
+		if (round + 1 == PURGE_ROUNDS || smisd_monotonic_ms() - started >= PURGE_BUDGET_MS) {
+			*more = true;
+			break;
+		}
 	}
 out:
 	sqlite3_finalize(sel);

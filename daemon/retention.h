@@ -6,15 +6,17 @@
 #define SMISD_RETENTION_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
 
 /* Delete every message created before before_ms (ms since the epoch), in
  * transactions of at most 1,000 messages, each taken with `gate` held
- * (the store's write gate), 16 at most and for 50 ms at most per call. Returns the number of
- * messages deleted, or -1 (logged) when SQLite failed. Call on the
- * connection's own thread (the store writer). */
-long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms);
+ * (the store's write gate), 16 at most and for 50 ms at most per call;
+ * *more says whether the call stopped with old messages left. Returns the
+ * number of messages deleted, or -1 (logged) when SQLite failed. Call on
+ * the connection's own thread (the store writer). */
+long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms, bool *more);
 
 #endif

@@ -581,28 +581,39 @@ static int run_stmt(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static void purge_expired(void);
+static bool purge_expired(void);
 
 static void *writer_main(void *arg)
 {
-	int64_t next_poll = 0;
+	int64_t next_poll = 0, next_purge = 0;
 	(void)arg;
 	for (;;) {
 		struct smisd_job *jobs;
 		struct report_item *reps;
+		int64_t now = smisd_monotonic_ms(), wake;
 
-		if (smisd_monotonic_ms() >= next_poll) {
+		if (now >= next_poll) {
 			pthread_mutex_lock(&write_gate);
 			poll_due();
 			pthread_mutex_unlock(&write_gate);
-			purge_expired();
 			next_poll = smisd_monotonic_ms() + 1000;
 		}
+		/* Once a second; every 100 ms while a backlog lasts (each call
+		 * stops after 50 ms: half the writer's time at most). */
+		if (now >= next_purge)
+			next_purge = smisd_monotonic_ms() + (purge_expired() ? 100 : 1000);
+		wake = next_poll < next_purge ? next_poll : next_purge;
 		pthread_mutex_lock(&qlock);
 		while (!jq.head && !rq_head && !stopping) {
 			struct timespec ts;
+			int64_t ms = wake - smisd_monotonic_ms();
+			if (ms <= 0)
+				break;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
+			ts.tv_sec += ms / 1000;
+			ts.tv_nsec += (ms % 1000) * 1000000L;
+			ts.tv_sec += ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
 			if (pthread_cond_timedwait(&qcond, &qlock, &ts) != 0)
 				break;
 		}
@@ -676,20 +687,22 @@ static void *writer_main(void *arg)
 
 /* store.retention_s, read from the generation in force (a reload changes
  * it): what is older goes, a batch at a time between the writer's commits. */
-static void purge_expired(void)
+static bool purge_expired(void)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
 	long long keep_s = g ? g->settings.store_retention_s : 0;
+	bool more = false;
 	long n;
 
 	smisd_generation_unref(g);
 	if (keep_s <= 0)
-		return;
-	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000);
+		return false;
+	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000, &more);
 	if (n > 0) {
 		smisd_metric_add("smis_store_purged_messages_total", "", (double)n);
 		smisd_log(SMIS_LOG_DEBUG, "store", NULL, "retention: deleted %ld messages older than %lld s", n, keep_s);
 	}
+	return more;
 }
 
 /* fdatasync() the database file or its WAL, through SQLite's own handle. */
