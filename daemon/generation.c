@@ -835,6 +835,12 @@ static void generation_free(struct smisd_generation *g)
 	free(g);
 }
 
+static void report_include(void *arg, const char *message)
+{
+	(void)arg;
+	smisd_config_report(NULL, "%s", message);
+}
+
 struct smisd_generation *smisd_generation_load(const char *path)
 {
 	static atomic_ulong next_id = 1;
@@ -856,7 +862,7 @@ struct smisd_generation *smisd_generation_load(const char *path)
 	}
 	dir = dirname(inc);
 	config_set_include_dir(&cfg, dir);
-	if (smisd_config_check_includes(path, dir) != 0) {
+	if (smis_config_check_includes(path, dir, report_include, NULL) != 0) {
 		free(inc);
 		config_destroy(&cfg);
 		generation_free(g);

@@ -2,7 +2,6 @@
 noinst_LTLIBRARIES += daemon/libsmisd.la
 daemon_libsmisd_la_SOURCES = \
 	daemon/auth.c daemon/auth.h \
-	daemon/config_includes.c daemon/config_includes.h \
 	daemon/core_api.c daemon/core_api.h \
 	daemon/dispatcher.c daemon/dispatcher.h \
 	daemon/prepare_pool.c daemon/prepare_pool.h \
@@ -24,7 +23,7 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/utf8.c daemon/utf8.h
 daemon_libsmisd_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(LIBCONFIG_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(GUMBO_CFLAGS)
-daemon_libsmisd_la_LIBADD = lib/libsmishtml.la lib/libsmishpke.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
+daemon_libsmisd_la_LIBADD = lib/libsmishtml.la lib/libsmishpke.la lib/libsmisconfincl.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
 	$(LIBCONFIG_LIBS) $(MHD_LIBS) $(SQLITE_LIBS) $(GUMBO_LIBS) -lpthread
 
 sbin_PROGRAMS += smisd

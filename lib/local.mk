@@ -1,3 +1,4 @@
 include lib/hpke.mk
 include lib/gsm7.mk
 include lib/html.mk
+include lib/config_includes.mk

@@ -12,7 +12,7 @@
  * files are skipped, so that nothing but the built plugins is loaded and
  * no special file is read (a key_file named /dev/stdin would wait for
  * ever, as it would in smisd). @include is fuzzed: smisd refuses any
- * target that is not a regular file (config_includes.c).
+ * target that is not a regular file (lib/config_includes.c).
  *
  * A configuration that loads must be coherent: names unique, every
  * strategy with steps, every institution's default strategy one it may

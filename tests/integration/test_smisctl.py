@@ -221,6 +221,20 @@ class Plugins(unittest.TestCase):
         self.assertRegex(r.stdout, r"(?m)NOT LOADABLE: a mandatory \w+ op is missing")
         self.assertRegex(r.stdout, r"(?m)^  fakechan\.so\s+channel\s+fakechan ")
 
+    def test_directory_include_is_refused(self):
+        # libconfig exit()s when it cannot read an @include'd file; smisctl
+        # checks the targets first, as smisd does.
+        offline_conf(self.conf)
+        os.mkdir(os.path.join(self.dir, "conf.d"))
+        with open(self.conf, "a") as f:
+            f.write('@include "conf.d"\n')
+        with open(self.conf) as f:
+            line = len(f.read().splitlines())
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('%s:%d: @include "conf.d": not a regular file' % (self.conf, line), r.stderr)
+        self.assertNotIn("flex", r.stderr)
+
     def test_unreadable_config(self):
         with open(self.conf, "w") as f:
             f.write("channels = ( { name = ; } );\n")

@@ -9,5 +9,5 @@ tools_smisctl_smisctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common \
 	-DSMIS_SBINDIR='"$(sbindir)"'
 tools_smisctl_smisctl_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(LIBCONFIG_CFLAGS)
-tools_smisctl_smisctl_LDADD = tools/common/libsmisapiclient.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) $(LIBS)
+tools_smisctl_smisctl_LDADD = tools/common/libsmisapiclient.la lib/libsmisconfincl.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) $(LIBS)
 

@@ -42,6 +42,7 @@
 #include <smis/smis-plugin.h>
 
 #include "apiclient.h"
+#include "config_includes.h"
 
 #ifndef SMIS_SBINDIR
 #define SMIS_SBINDIR "/usr/local/sbin"
@@ -109,6 +110,13 @@ static void key_hash(const char *key, char out[7 + 2 * SHA256_DIGEST_LENGTH + 1]
 	memcpy(out, "sha256:", 7);
 	hex_encode(d, sizeof(d), out + 7);
 	OPENSSL_cleanse(d, sizeof(d));
+}
+
+/* A configuration problem, "file:line: ...", on stderr. */
+static void print_problem(void *arg, const char *message)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", message);
 }
 
 /* The folder of `path` + "/" + `name`, freshly allocated. */
@@ -940,6 +948,11 @@ static int cmd_plugins(int argc, char **argv)
 		if (!inc)
 			goto out_oom;
 		config_set_include_dir(&cfg, inc);
+		/* libconfig exit()s on an @include it cannot read (a folder). */
+		if (smis_config_check_includes(conf, inc, print_problem, NULL) != 0) {
+			rc = SMIS_EXIT_FAILED;
+			goto out;
+		}
 		if (!config_read_file(&cfg, conf)) {
 			if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
 				fprintf(stderr, "smisctl: %s: cannot read configuration file\n", conf);

@@ -10,7 +10,8 @@
  * device would block the reload or never end. So every @include target
  * must be a regular file; anything else is refused with the file and line
  * of the directive, like every configuration error, and the previous
- * generation keeps serving.
+ * generation keeps serving. smisctl, which reads the same files, checks
+ * them the same way.
  *
  * The directive is what libconfig's scanner takes: at the start of a line
  * after blanks, `@include`, blanks, then a double-quoted file name, relative
@@ -27,7 +28,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core_api.h"
 #include "config_includes.h"
 
 #define INCLUDE_DEPTH_MAX 10 /* libconfig's own limit */
@@ -63,10 +63,11 @@ static int directive(const char *line, size_t len, char *name, size_t size)
 	return 1;
 }
 
-static int check_file(const char *path, const char *include_dir, int depth)
+static int check_file(const char *path, const char *include_dir, int depth, smis_config_report_fn report,
+		      void *arg)
 {
 	FILE *f = fopen(path, "r");
-	char *line = NULL, name[1024], target[2048];
+	char *line = NULL, name[1024], target[2048], msg[4096];
 	size_t cap = 0;
 	ssize_t len;
 	int lineno = 0, problems = 0;
@@ -82,7 +83,8 @@ static int check_file(const char *path, const char *include_dir, int depth)
 		if (d == 0)
 			continue;
 		if (d < 0) {
-			smisd_config_report(NULL, "%s:%d: @include: the file name must end on its line", path, lineno);
+			snprintf(msg, sizeof(msg), "%s:%d: @include: the file name must end on its line", path, lineno);
+			report(arg, msg);
 			problems++;
 			continue;
 		}
@@ -93,11 +95,12 @@ static int check_file(const char *path, const char *include_dir, int depth)
 		if (stat(target, &st) != 0)
 			continue; /* libconfig: "cannot open include file" */
 		if (!S_ISREG(st.st_mode)) {
-			smisd_config_report(NULL, "%s:%d: @include \"%s\": not a regular file%s", path, lineno, name,
-					    name[0] ? "" : " (an empty name is the configuration's folder)");
+			snprintf(msg, sizeof(msg), "%s:%d: @include \"%s\": not a regular file%s", path, lineno, name,
+				 name[0] ? "" : " (an empty name is the configuration's folder)");
+			report(arg, msg);
 			problems++;
 		} else if (depth < INCLUDE_DEPTH_MAX) {
-			problems += check_file(target, include_dir, depth + 1);
+			problems += check_file(target, include_dir, depth + 1, report, arg);
 		}
 	}
 	free(line);
@@ -105,7 +108,7 @@ static int check_file(const char *path, const char *include_dir, int depth)
 	return problems;
 }
 
-int smisd_config_check_includes(const char *path, const char *include_dir)
+int smis_config_check_includes(const char *path, const char *include_dir, smis_config_report_fn report, void *arg)
 {
 	struct stat st;
 
@@ -113,5 +116,5 @@ int smisd_config_check_includes(const char *path, const char *include_dir)
 	 * <(...)) must reach libconfig whole. */
 	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 		return 0;
-	return check_file(path, include_dir, 1);
+	return check_file(path, include_dir, 1, report, arg);
 }
