@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config_includes.h"
 #include "generation.h"
@@ -323,8 +324,43 @@ static int valid_instance_name(const char *n)
 	return 1;
 }
 
+/* ca_file: relative to the configuration's folder, like every path in it,
+ * and read now: curl would only find a missing or unreadable file at the
+ * first request, and fail every TLS call of the channel from then on. */
+static int load_ca_file(struct smisd_http_settings *h, const config_setting_t *grp, const char *conf_path,
+			const char *what)
+{
+	char *s = NULL;
+	struct stat st;
+	FILE *f;
+
+	if (get_string(grp, "ca_file", &s, false, what) != 0)
+		return 1;
+	if (!s)
+		return 0;
+	h->ca_file = resolve_path(conf_path, s);
+	free(s);
+	if (!h->ca_file)
+		return 1;
+	/* A folder, a device or a FIFO: nothing curl can read (and a FIFO
+	 * would hold fopen() here). */
+	if (stat(h->ca_file, &st) == 0 && !S_ISREG(st.st_mode)) {
+		report(config_setting_get_member(grp, "ca_file"), "%s: 'ca_file' %s: not a regular file", what,
+		       h->ca_file);
+		return 1;
+	}
+	f = fopen(h->ca_file, "r");
+	if (!f) {
+		report(config_setting_get_member(grp, "ca_file"), "%s: 'ca_file' %s: %s", what, h->ca_file,
+		       strerror(errno));
+		return 1;
+	}
+	fclose(f);
+	return 0;
+}
+
 static int load_http_settings(struct smisd_http_settings *h, const config_setting_t *grp,
-			      const char *what)
+			      const char *conf_path, const char *what)
 {
 	static const char *const keys[] = { "timeout_ms", "connect_timeout_ms", "verify_tls",
 					    "ca_file", "max_connections", NULL };
@@ -342,7 +378,7 @@ static int load_http_settings(struct smisd_http_settings *h, const config_settin
 	errors += get_int(grp, "connect_timeout_ms", &v, 10, 600000, what) != 0;
 	h->connect_timeout_ms = (long)v;
 	errors += get_bool(grp, "verify_tls", &h->verify_tls, what) != 0;
-	errors += get_string(grp, "ca_file", &h->ca_file, false, what) != 0;
+	errors += load_ca_file(h, grp, conf_path, what);
 	v = h->max_connections;
 	errors += get_int(grp, "max_connections", &v, 0, 100000, what) != 0;
 	h->max_connections = (long)v;
@@ -398,7 +434,7 @@ static int load_channels(struct smisd_generation *g, config_t *cfg)
 			errors++;
 			goto next;
 		}
-		if (load_http_settings(&ch->http, config_setting_get_member(blk, "http"), what) != 0) {
+		if (load_http_settings(&ch->http, config_setting_get_member(blk, "http"), g->path, what) != 0) {
 			errors++;
 			goto next;
 		}

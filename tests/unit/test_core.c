@@ -227,6 +227,22 @@ static void test_config_valid(void)
 		CU_ASSERT_EQUAL(g->settings.store_retention_s, 0); /* kept for ever */
 		smisd_generation_unref(g);
 	}
+	{
+		char *t = replace(base_conf, "{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
+				  "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = { ca_file = \"ca.pem\"; }; }");
+		char want[512];
+		const struct smisd_channel *ch;
+
+		write_conf("ca.pem", "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+		g = smisd_generation_load(write_conf("good3.conf", t));
+		free(t);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+		ch = smisd_generation_channel(g, "sms_ok");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ch);
+		snprintf(want, sizeof(want), "%s/ca.pem", dir); /* resolved against the file's folder */
+		CU_ASSERT_STRING_EQUAL(ch->http.ca_file ? ch->http.ca_file : "", want);
+		smisd_generation_unref(g);
+	}
 }
 
 static void test_config_errors(void)
@@ -259,6 +275,17 @@ static void test_config_errors(void)
 	free(t);
 	t = replace(base_conf, "phone_hash_key = \"00", "commit_delay_ms = 5000; phone_hash_key = \"00");
 	expect_config_error(t, "bad.conf:2: store: 'commit_delay_ms' must be between 0 and 1000");
+	free(t);
+	/* ca_file is read at load (relative to the file), not at the first request. */
+	t = replace(base_conf, "{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
+		    "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = { ca_file = \"nope.pem\"; }; }");
+	expect_config_error(t, "nope.pem: No such file or directory");
+	expect_config_error(t, "bad.conf:8: channel 'sms_ok': 'ca_file' /");
+	free(t);
+	t = replace(base_conf, "{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
+		    "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = { ca_file = \".\"; }; }");
+	expect_config_error(t, "'ca_file' ");
+	expect_config_error(t, ": not a regular file");
 	free(t);
 	/* An institution without a name before a named one: the duplicate
 	 * check compared the named one with NULL (SIGSEGV; found by fuzz_config). */
