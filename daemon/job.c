@@ -67,9 +67,19 @@ int64_t smisd_id_time_ms(const char *id, size_t prefix_len)
 	return (int64_t)t;
 }
 
+bool smisd_id_well_formed(const char *prefix, const char *id)
+{
+	size_t n = strlen(prefix);
+	if (strncmp(id, prefix, n) != 0 || strlen(id) != n + 26)
+		return false;
+	for (const char *p = id + n; *p; p++)
+		if (!strchr(id_b32, *p))
+			return false;
+	return true;
+}
+
 void smisd_new_id(const char *prefix, char *out, size_t outlen)
 {
-	const char *b32 = id_b32;
 	unsigned char rnd[10];
 	char body[27];
 
@@ -80,7 +90,7 @@ void smisd_new_id(const char *prefix, char *out, size_t outlen)
 		int bit = i * 5;
 		unsigned v = (unsigned)((rnd[bit / 8] << 8 | (bit / 8 + 1 < 10 ? rnd[bit / 8 + 1] : 0)) >>
 					(11 - bit % 8)) & 31;
-		body[10 + i] = b32[v];
+		body[10 + i] = id_b32[v];
 	}
 	body[26] = '\0';
 	snprintf(out, outlen, "%s%s", prefix, body);

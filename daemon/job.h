@@ -196,6 +196,9 @@ struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job);
  * bits, sortable by creation time. */
 void smisd_new_id(const char *prefix, char *out, size_t outlen);
 
+/* Whether id is prefix + 26 characters of the alphabet smisd_new_id uses. */
+bool smisd_id_well_formed(const char *prefix, const char *id);
+
 /* prefix + the 10 time characters of ms: every id made before ms sorts
  * below it, every id made at or after ms at or above it (retention). */
 void smisd_id_time_bound(const char *prefix, int64_t ms, char *out, size_t outlen);

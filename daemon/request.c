@@ -13,6 +13,7 @@
 
 #include "generation.h"
 #include "html_sanitize.h"
+#include "job.h"
 #include "request.h"
 
 /* Fetch an optional string member with type, UTF-8 and length checks. */
@@ -142,13 +143,7 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 
 bool smisd_valid_message_id(const char *id)
 {
-	static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-	if (strncmp(id, "msg_", 4) != 0 || strlen(id) != 30)
-		return false;
-	for (const char *p = id + 4; *p; p++)
-		if (!strchr(b32, *p))
-			return false;
-	return true;
+	return smisd_id_well_formed("msg_", id);
 }
 
 static bool b64url_text(const char *s, size_t max)

@@ -583,6 +583,18 @@ static int run_stmt(sqlite3_stmt *st)
 
 static bool purge_expired(void);
 
+/* The CLOCK_REALTIME time `ms` from now, for pthread_cond_timedwait(). */
+static struct timespec realtime_after_ms(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	return ts;
+}
+
 static void *writer_main(void *arg)
 {
 	int64_t next_poll = 0, next_purge = 0;
@@ -609,11 +621,7 @@ static void *writer_main(void *arg)
 			int64_t ms = wake - smisd_monotonic_ms();
 			if (ms <= 0)
 				break;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += ms / 1000;
-			ts.tv_nsec += (ms % 1000) * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
+			ts = realtime_after_ms(ms);
 			if (pthread_cond_timedwait(&qcond, &qlock, &ts) != 0)
 				break;
 		}
@@ -629,11 +637,7 @@ static void *writer_main(void *arg)
 		 * into this commit, as many as come within commit_delay_ms
 		 * (fewer, larger transactions: far less CPU per message). */
 		if (jq.head && jq.head->answered_first && commit_delay_ms > 0 && !stopping) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += (long)commit_delay_ms * 1000000L;
-			until.tv_sec += until.tv_nsec / 1000000000L;
-			until.tv_nsec %= 1000000000L;
+			struct timespec until = realtime_after_ms(commit_delay_ms);
 			while (queued < batch_limit && !stopping &&
 			       pthread_cond_timedwait(&qcond, &qlock, &until) == 0)
 				;
