@@ -29,7 +29,7 @@ if len(sys.argv) < 2:
 os.environ["top_builddir"] = os.path.abspath(sys.argv[1])
 os.environ["top_srcdir"] = SRC
 sys.path.insert(0, os.path.join(SRC, "tests/integration"))
-from harness import CITIZENS, Stack, http, message  # noqa: E402
+from harness import CITIZENS, Stack, message  # noqa: E402
 
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 200000
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -42,9 +42,7 @@ def id_time(ms):
 
 
 def purged(stack):
-    m = re.search(r"^smis_store_purged_messages_total (\S+)$",
-                  http("GET", stack.base + "/metrics").raw, re.M)
-    return float(m.group(1)) if m else 0.0
+    return stack.metric("smis_store_purged_messages_total") or 0.0
 
 
 def send_latencies(stack, n):

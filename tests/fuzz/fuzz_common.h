@@ -32,19 +32,26 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size)
 	return s;
 }
 
-/* Case-insensitive substring search (no locale). */
-static inline int fuzz_contains_ci(const char *hay, const char *needle)
+/* Whether the size bytes at hay (NULs included) hold needle, ASCII case
+ * aside (no locale). */
+static inline int fuzz_holds_ci(const void *hay, size_t size, const char *needle)
 {
+	const unsigned char *h = hay;
 	size_t n = strlen(needle);
-	for (; *hay; hay++) {
+	for (size_t at = 0; at + n <= size; at++) {
 		size_t i = 0;
-		while (i < n && hay[i] &&
-		       (hay[i] | 0x20) == (needle[i] | 0x20))
+		while (i < n && (h[at + i] | 0x20) == (needle[i] | 0x20))
 			i++;
 		if (i == n)
 			return 1;
 	}
 	return 0;
+}
+
+/* The same in a C string. */
+static inline int fuzz_contains_ci(const char *hay, const char *needle)
+{
+	return fuzz_holds_ci(hay, strlen(hay), needle);
 }
 
 #endif

@@ -87,25 +87,11 @@ static int setup(void)
 	return 0;
 }
 
-/* Whether data holds `word`, ASCII case aside (NUL bytes included). */
-static int holds(const uint8_t *data, size_t size, const char *word)
-{
-	size_t n = strlen(word);
-	for (size_t i = 0; i + n <= size; i++) {
-		size_t k = 0;
-		while (k < n && (data[i + k] | 0x20) == (word[k] | 0x20))
-			k++;
-		if (k == n)
-			return 1;
-	}
-	return 0;
-}
-
 static int skipped(const uint8_t *data, size_t size)
 {
 	static const char *const words[] = { "plugin_dir", "/dev", "/proc", "/sys", NULL };
 	for (size_t i = 0; words[i]; i++)
-		if (holds(data, size, words[i]))
+		if (fuzz_holds_ci(data, size, words[i]))
 			return 1;
 	return 0;
 }

@@ -352,6 +352,13 @@ institutions = (
             return last[0].status == 200 and last[0].json.get("in_flight") == 0
         poll_until(idle, timeout, lambda: "messages still in flight after %s s: %s" % (timeout, last[0].raw))
 
+    def metric(self, series):
+        """The value of one series of /metrics, named as rendered (with its
+        labels, e.g. 'smis_reloads_total{result="ok"}'), or None."""
+        text = http("GET", self.base + "/metrics").raw
+        m = re.search(r"^%s (\S+)$" % re.escape(series), text, re.M)
+        return float(m.group(1)) if m else None
+
     def get(self, msg_id, inst="inst-a"):
         return http("GET", self.base + "/v1/messages/" + msg_id,
                     headers={"Authorization": "Bearer " + KEYS[inst]})

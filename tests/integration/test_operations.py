@@ -194,9 +194,7 @@ class Retention(StackTestCase):
             con.close()
 
     def purged_total(self):
-        metrics = http("GET", self.stack.base + "/metrics").raw
-        m = re.search(r"^smis_store_purged_messages_total(?:\{\})? (\S+)$", metrics, re.M)
-        return float(m.group(1)) if m else 0.0
+        return self.stack.metric("smis_store_purged_messages_total") or 0.0
 
     def test_old_messages_are_deleted_and_young_ones_kept(self):
         idem = {"Idempotency-Key": "retention-0001"}

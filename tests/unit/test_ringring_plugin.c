@@ -151,24 +151,7 @@ static int64_t fake_monotonic_ms(void)
 }
 
 
-static const struct smis_core_api fake_api = {
-	.size = sizeof(struct smis_core_api),
-	.abi_version = SMIS_PLUGIN_ABI_VERSION,
-	.log = fake_log,
-	.config_string = fake_config_string,
-	.config_int = fake_config_int,
-	.config_bool = fake_config_bool,
-	.config_error = fake_config_error,
-	.channel_caps = fake_channel_caps,
-	.http_request_new = fake_http_request_new,
-	.http_request_header = fake_http_request_header,
-	.http_request_body = fake_http_request_body,
-	.http_request_free = fake_http_request_free,
-	.now_ms = fake_now_ms,
-	.monotonic_ms = fake_monotonic_ms,
-	.alloc = fake_alloc,
-	.free = free,
-};
+static const struct smis_core_api fake_api = FAKE_CORE_API(fake_log, fake_config_error, fake_now_ms, fake_monotonic_ms);
 
 /* ------------------------------------------------------------------ */
 /* Fixtures                                                             */
