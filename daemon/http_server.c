@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -73,6 +74,7 @@ static int n_mhds;
 static atomic_int in_flight;
 static atomic_int max_in_flight = 8192;
 static atomic_int shutting_down;
+#define SHUTTING_DOWN_DETAIL "SMIS is shutting down; retry on another instance"
 
 /* ---- idempotency keys being processed ---------------------------------- */
 
@@ -161,6 +163,10 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsign
 	}
 	if (extra_name)
 		MHD_add_response_header(r, extra_name, extra_value);
+	/* Draining: a kept-alive client is sent away after this answer, so that
+	 * its next request finds the refused port and another instance. */
+	if (atomic_load(&shutting_down))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	{
 		char labels[64];
 		snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], status);
@@ -448,9 +454,12 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 413, "body_too_large", "the body is too large");
 		goto out;
 	}
-	if (atomic_load(&in_flight) >= atomic_load(&max_in_flight) || atomic_load(&shutting_down)) {
-		smisd_problem_set(&pb, 503, atomic_load(&shutting_down) ? "shutting_down" : "overloaded", NULL,
-				  "cannot take more work now, retry shortly");
+	if (atomic_load(&shutting_down)) {
+		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+		goto out;
+	}
+	if (atomic_load(&in_flight) >= atomic_load(&max_in_flight)) {
+		smisd_problem_set(&pb, 503, "overloaded", NULL, "too many requests in flight, retry shortly");
 		pb.retry_after_s = 1;
 		ret = respond_problem(c, st, &pb);
 		goto out;
@@ -756,7 +765,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		}
 	}
 	if (atomic_load(&shutting_down)) {
-		ret = respond_code(c, st, 503, "shutting_down", "SMIS is shutting down; retry on another instance");
+		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
 		goto out;
 	}
 	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
@@ -1122,10 +1131,21 @@ fail:
 void smisd_http_quiesce(void)
 {
 	atomic_store(&shutting_down, 1);
-	/* MHD hands the listening sockets back: we close them after stop. */
+	/* MHD hands the listening sockets back and stops accepting on them. Left
+	 * listening, the kernel would still complete handshakes into their
+	 * backlogs, and those clients would hang for the whole drain and be reset
+	 * at exit; a load balancer must see "refused" at once and go elsewhere.
+	 * shutdown() stops a listening socket on Linux (new connections are
+	 * refused, queued ones reset) and, unlike close(), keeps the descriptor
+	 * valid: a loop thread may still be inside MHD_run() with it, and its
+	 * number must not be reused before MHD_stop_daemon(), after which we
+	 * close it. Connections already accepted are served to the end. */
 	for (int i = 0; i < n_mhds; i++)
-		if (mhds[i] && quiesced[i] == MHD_INVALID_SOCKET)
+		if (mhds[i] && quiesced[i] == MHD_INVALID_SOCKET) {
 			quiesced[i] = MHD_quiesce_daemon(mhds[i]);
+			if (quiesced[i] != MHD_INVALID_SOCKET && shutdown(quiesced[i], SHUT_RDWR) != 0)
+				smisd_log(SMIS_LOG_WARN, "http", NULL, "cannot stop listening: %s", strerror(errno));
+		}
 }
 
 /* After smisd_dispatcher_stop(): no loop runs the daemons any more. */

@@ -219,7 +219,11 @@ static int parse_encrypted(json_object *enc, struct smisd_request *req, struct s
 	}
 	req->encrypted_json = strdup(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
 	json_object_put(out);
-	return req->encrypted_json ? 0 : -1;
+	if (!req->encrypted_json) {
+		smisd_problem_set(pb, 500, "internal_error", NULL, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 static int valid_reference(const char *r)

@@ -3,14 +3,18 @@ End-to-end tests of the core API (issue: SMIS core): smisd and both
 simulators on loopback, real HTTP. Run by `make check`.
 """
 import concurrent.futures
+import json
 import os
+import signal
+import socket
 import sqlite3
 import sys
 import time
 import unittest
+from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, KEYS, StackTestCase, http, message  # noqa: E402
+from harness import CITIZENS, KEYS, Response, Stack, StackTestCase, http, message, poll_until  # noqa: E402
 
 APP, SMS = "govapp", "ringring"
 
@@ -171,8 +175,8 @@ class Fallbacks(StackTestCase):
         cls.stack.expect_log(r"upstream (lookup|send) failed")
 
 
-class AuthAndErrors(StackTestCase):
-    def problem(self, r, status, code, field=None):
+class ProblemAsserts:
+    def problem(self, r, status, code, field=None, retry_after=None):
         self.assertEqual(r.status, status, r.raw)
         self.assertTrue(r.headers["Content-Type"].startswith("application/problem+json"), r.headers)
         self.assertEqual(r.json["code"], code, r.raw)
@@ -182,6 +186,22 @@ class AuthAndErrors(StackTestCase):
         self.assertTrue(r.json["detail"])
         if field:
             self.assertEqual(r.json["field"], field)
+        if retry_after is not None:
+            self.assertEqual(r.headers["Retry-After"], retry_after, r.headers)
+
+    def in_flight(self, stack):
+        return http("GET", stack.base + "/healthz").json["in_flight"]
+
+    def wait_in_flight(self, stack, n):
+        poll_until(lambda: self.in_flight(stack) == n, 10,
+                   lambda: "in_flight is %d, not %d" % (self.in_flight(stack), n))
+
+
+def keys_call(stack, body, inst="inst-a"):
+    return http("POST", stack.base + "/v1/recipients/keys", body, {"Authorization": "Bearer " + KEYS[inst]})
+
+
+class AuthAndErrors(ProblemAsserts, StackTestCase):
 
     def test_auth_failures(self):
         body = message(CITIZENS["no_app"])
@@ -225,6 +245,14 @@ class AuthAndErrors(StackTestCase):
                      415, "unsupported_media_type")
         self.problem(s.send(message(CITIZENS["no_app"]), headers={"Idempotency-Key": "bad key!"}),
                      400, "invalid_idempotency_key")
+        html = message(CITIZENS["no_app"], html=True)
+        html["content"]["nl"]["body"] = "<img src=x><script>alert(1)</script>"
+        self.problem(s.send(html), 400, "invalid_html", "/content/nl/body")
+        html["content"]["nl"]["body"] = "<i>" * 4200 + "x"
+        self.problem(s.send(html), 400, "invalid_html", "/content/nl/body")
+        self.assertIn("too complex", s.send(html).json["detail"])
+        self.problem(s.send(message(CITIZENS["no_app"], message_id="msg_01J2Z8Q4XK7M3N5P9R2T6V8W0Y")),
+                     400, "invalid_value", "/message_id")
         self.problem(http("GET", s.base + "/v2/nothing"), 404, "not_found")
         self.problem(http("DELETE", s.base + "/v1/messages"), 405, "method_not_allowed")
         # None of this reached an upstream.
@@ -232,6 +260,41 @@ class AuthAndErrors(StackTestCase):
         self.assertEqual(self.stack.sim("govapp", "GET", "/_sim/requests").json, [])
         # And the daemon is still healthy.
         self.assertEqual(http("GET", s.base + "/healthz").status, 200)
+
+    def test_keys_lookup_bad_inputs(self):
+        s = self.stack
+        self.problem(http("POST", s.base + "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]}),
+                     401, "unauthorized")
+        self.problem(keys_call(s, b"{"), 400, "malformed_json")
+        self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"], "devices": 1}), 400, "unknown_field", "/devices")
+        self.problem(keys_call(s, {}), 400, "missing_field", "/recipient")
+        self.problem(keys_call(s, {"recipient": "12345"}), 422, "invalid_number", "/recipient")
+        # Only a channel that is an app and can look citizens up will do.
+        for channel in ("ringring", "nope", 5):
+            with self.subTest(channel=channel):
+                self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"], "channel": channel}),
+                             422, "unknown_channel", "/channel")
+        self.assertEqual(s.sim("govapp", "GET", "/_sim/requests").json, [])
+        self.assertEqual(keys_call(s, {"recipient": CITIZENS["app_nl"], "channel": "govapp"}).status, 200)
+
+    def test_idempotency_key_in_progress(self):
+        # A second call with the key of a call still running is told to come
+        # back (409 + Retry-After), not run twice, not made to wait.
+        s = self.stack
+        s.wait_idle()
+        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 800})
+        body = message(CITIZENS["no_app"], "sms_only")
+        h = {"Idempotency-Key": "in-progress-1"}
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            first = ex.submit(s.send, body, headers=h)
+            self.wait_in_flight(s, 1)
+            self.problem(s.send(body, headers=h), 409, "idempotency_in_progress", retry_after="1")
+            self.assertFalse(first.done())
+            first = first.result()
+        self.assertEqual(first.status, 201, first.raw)
+        again = s.send(body, headers=h)
+        self.assertEqual((again.status, again.json["id"]), (200, first.json["id"]), again.raw)
+        self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 1)
 
     def test_idempotent_retry(self):
         body = message(CITIZENS["no_app"], "sms_only", reference="case-1")
@@ -324,6 +387,83 @@ class Concurrency(StackTestCase):
                         [r.raw for r in results if r.status != 201][:3])
         ids = {r.json["id"] for r in results}
         self.assertEqual(len(ids), 64)
+
+
+class BackPressure(ProblemAsserts, StackTestCase):
+    """limits.max_in_flight: beyond it, 503 overloaded at once, nothing sent."""
+    stack_kwargs = {"max_in_flight": 2}
+
+    def test_overloaded_beyond_max_in_flight(self):
+        s = self.stack
+        s.expect_log(r"503 overloaded")
+        s.wait_idle()
+        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 800})
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            slow = [ex.submit(s.send, message(CITIZENS["no_app"], "sms_only")) for _ in range(2)]
+            self.wait_in_flight(s, 2)
+            self.problem(s.send(message(CITIZENS["app_nl"], "sms_only")), 503, "overloaded", retry_after="1")
+            self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"]}), 503, "overloaded", retry_after="1")
+            # Refused while the two were still running: not queued behind them.
+            self.assertFalse(any(f.done() for f in slow))
+            results = [f.result() for f in slow]
+        self.assertEqual([r.status for r in results], [201, 201], [r.raw for r in results])
+        self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 2)
+        self.assertEqual(s.sim("govapp", "GET", "/_sim/requests").json, [])
+        # Slots come back once the two are answered and stored.
+        s.wait_idle()
+        s.sim("ringring", "POST", "/_sim/faults", {})
+        self.assertEqual(s.send(message(CITIZENS["app_nl"], "sms_only")).status, 201)
+
+
+class Draining(ProblemAsserts, unittest.TestCase):
+    def test_open_connections_are_refused_new_work_while_draining(self):
+        # SIGTERM with a message in flight: the message is answered, but a
+        # client whose kept-alive connection is still open is told to go
+        # elsewhere (503 shutting_down, and the connection closed after it)
+        # instead of starting work the drain would have to wait for, and new
+        # connections are refused at once rather than left in the backlog.
+        stack = Stack().start()
+        stack.expect_log(r"503 shutting_down")
+        auth = {"Authorization": "Bearer " + KEYS["inst-a"], "Content-Type": "application/json"}
+
+        def kept_alive():
+            conn = HTTPConnection("127.0.0.1", stack.smisd_port, timeout=30)
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual((r.status, r.getheader("Connection")), (200, None))
+            return conn
+
+        def post(conn, path, body):
+            conn.request("POST", path, json.dumps(body), auth)
+            r = conn.getresponse()
+            return Response(r.status, r.headers, r.read().decode())
+        try:
+            stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1500})
+            conns = [kept_alive(), kept_alive()]
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
+                self.wait_in_flight(stack, 1)
+                stack.smisd.send_signal(signal.SIGTERM)
+                poll_until(lambda: "draining" in stack.log_text(), 10, lambda: stack.log_text()[-2000:])
+                for conn, path, body in ((conns[0], "/v1/messages", message(CITIZENS["app_nl"], "sms_only")),
+                                         (conns[1], "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]})):
+                    with self.subTest(path=path):
+                        r = post(conn, path, body)
+                        self.problem(r, 503, "shutting_down")
+                        self.assertEqual(r.headers["Connection"], "close")
+                    conn.close()
+                with self.assertRaises(ConnectionRefusedError):
+                    socket.create_connection(("127.0.0.1", stack.smisd_port), timeout=5).close()
+                self.assertFalse(slow.done())
+                slow = slow.result()
+            self.assertEqual((slow.status, slow.json["status"]), (201, "sent"), slow.raw)
+            self.assertEqual(stack.smisd.wait(timeout=30), 0)
+            self.assertEqual(len(stack.sim("ringring", "GET", "/_sim/requests").json), 1)
+            self.assertEqual(stack.sim("govapp", "GET", "/_sim/requests").json, [])
+        finally:
+            rc, problems, log = stack.stop()
+        self.assertEqual(problems, [])
 
 
 class Limits(StackTestCase):

@@ -113,6 +113,97 @@ static void test_errors(void)
 	expect("{\"recipient\":\"+32470123456\",\"content\":\"hi\"}", 400, "invalid_type", "/content");
 }
 
+/* HTML that the sanitiser refuses: the two ways a request can reach. */
+static void test_invalid_html(void)
+{
+	char *body = malloc(SMISD_MAX_BODY + 200), *html = malloc(SMISD_MAX_BODY);
+	size_t n = 0;
+
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\","
+	       "\"body\":\"<img src=x><script>alert(1)</script>\",\"format\":\"html\"}}}",
+	       400, "invalid_html", "/content/nl/body");
+	/* More markup than the sanitiser parses (SMIS_HTML_MAX_MARKUP tags),
+	 * in a body the request limits allow. */
+	while (n + 4 < SMISD_MAX_BODY - 8 && n / 3 <= 4200) {
+		memcpy(html + n, "<b>", 3);
+		n += 3;
+	}
+	memcpy(html + n, "x", 2);
+	snprintf(body, SMISD_MAX_BODY + 200,
+		 "{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"%s\","
+		 "\"format\":\"html\"}}}", html);
+	expect(body, 400, "invalid_html", "/content/nl/body");
+	{
+		struct smisd_request req;
+		struct smisd_problem pb;
+		if (smisd_request_parse(body, strlen(body), &inst, &req, &pb) == -1)
+			CU_ASSERT_PTR_NOT_NULL(strstr(pb.detail, "too complex"));
+	}
+	/* The same text as plain text is only text. */
+	snprintf(body, SMISD_MAX_BODY + 200,
+		 "{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"%s\"}}}", html);
+	expect(body, 0, NULL, NULL);
+	free(html);
+	free(body);
+}
+
+#define MID "\"message_id\":\"msg_01J2Z8Q4XK7M3N5P9R2T6V8W0Y\""
+#define SUITE "\"encryption\":\"" SMISD_E2E_SUITE "\""
+#define ENV "{\"device_id\":\"d1\",\"enc\":\"QUJD\",\"ciphertext\":\"REVG\"}"
+#define ENC_CONTENT "\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"\"}}"
+
+/* Institution-encrypted messages: each malformed part has its code and field. */
+static void test_encrypted(void)
+{
+	struct smisd_request req;
+	struct smisd_problem pb;
+	const char *ok = "{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":{" SUITE ",\"envelopes\":[" ENV
+			 "]}," ENC_CONTENT "}";
+	char body[2048], envs[1024] = "";
+
+	CU_ASSERT_EQUAL_FATAL(smisd_request_parse(ok, strlen(ok), &inst, &req, &pb), 0);
+	CU_ASSERT_STRING_EQUAL(req.message_id, "msg_01J2Z8Q4XK7M3N5P9R2T6V8W0Y");
+	CU_ASSERT_PTR_NOT_NULL(req.encrypted_json);
+	if (req.encrypted_json)
+		CU_ASSERT_PTR_NOT_NULL(strstr(req.encrypted_json, "\"device_id\":\"d1\""));
+	smisd_request_clear(&req);
+
+	expect("{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":[]," ENC_CONTENT "}", 400, "invalid_type",
+	       "/encrypted");
+	expect("{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":{" SUITE ",\"envelopes\":[" ENV "],\"x\":1},"
+	       ENC_CONTENT "}", 400, "unknown_field", "/encrypted/x");
+	expect("{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":{\"encryption\":\"rot13\",\"envelopes\":[" ENV
+	       "]}," ENC_CONTENT "}", 400, "invalid_value", "/encrypted/encryption");
+	expect("{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":{\"envelopes\":[" ENV "]}," ENC_CONTENT "}",
+	       400, "invalid_value", "/encrypted/encryption");
+	expect("{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":{" SUITE ",\"envelopes\":[]}," ENC_CONTENT "}",
+	       400, "invalid_value", "/encrypted/envelopes");
+	for (int i = 0; i <= SMISD_MAX_ENVELOPES; i++)
+		strcat(strcat(envs, i ? "," : ""), ENV);
+	snprintf(body, sizeof(body), "{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":{" SUITE
+		 ",\"envelopes\":[%s]}," ENC_CONTENT "}", envs);
+	expect(body, 400, "invalid_value", "/encrypted/envelopes");
+	static const char *const bad_envelopes[] = {
+		"{\"device_id\":\"d1\",\"enc\":\"QUJD\"}",                                  /* no ciphertext */
+		"{\"device_id\":\"d1\",\"enc\":\"QUJD\",\"ciphertext\":\"REVG\",\"k\":1}",    /* a fourth key */
+		"{\"device_id\":\"\",\"enc\":\"QUJD\",\"ciphertext\":\"REVG\"}",              /* empty device */
+		"{\"device_id\":\"d1\",\"enc\":\"QU+D\",\"ciphertext\":\"REVG\"}",            /* not base64url */
+		"{\"device_id\":\"d1\",\"enc\":\"QUJD\",\"ciphertext\":7}",                   /* not a string */
+		"\"d1\"",                                                    /* not an object */
+	};
+	for (size_t i = 0; i < sizeof(bad_envelopes) / sizeof(bad_envelopes[0]); i++) {
+		snprintf(body, sizeof(body), "{\"recipient\":\"+32470123456\"," MID ",\"encrypted\":{" SUITE
+			 ",\"envelopes\":[" ENV ",%s]}," ENC_CONTENT "}", bad_envelopes[i]);
+		expect(body, 400, "invalid_value", "/encrypted/envelopes/1");
+	}
+	/* The id given by POST /v1/recipients/keys goes with the envelopes, and only with them. */
+	expect("{\"recipient\":\"+32470123456\",\"encrypted\":{" SUITE ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}",
+	       400, "missing_field", "/message_id");
+	expect("{\"recipient\":\"+32470123456\",\"message_id\":\"msg_short\",\"encrypted\":{" SUITE
+	       ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}", 400, "invalid_value", "/message_id");
+	expect("{\"recipient\":\"+32470123456\"," MID "," OK_CONTENT "}", 400, "invalid_value", "/message_id");
+}
+
 static void test_limits(void)
 {
 	char *body = malloc(SMISD_MAX_BODY + 200);
@@ -179,6 +270,8 @@ int main(void)
 	CU_add_test(s, "html body sanitised", test_html_body);
 	CU_add_test(s, "each error has its code", test_errors);
 	CU_add_test(s, "field limits", test_limits);
+	CU_add_test(s, "invalid html", test_invalid_html);
+	CU_add_test(s, "institution-encrypted messages", test_encrypted);
 	CU_add_test(s, "utf-8", test_utf8);
 	CU_add_test(s, "problems stay UTF-8", test_problem_stays_utf8);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
