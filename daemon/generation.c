@@ -385,17 +385,32 @@ static int load_http_settings(struct smisd_http_settings *h, const config_settin
 	return errors;
 }
 
+/* A required top-level list of blocks, `name = ( { ... }, ... );`: a scalar,
+ * an array or a group would read as a list of nothing (or of non-blocks). */
+static config_setting_t *required_list(config_t *cfg, const char *name)
+{
+	config_setting_t *list = config_lookup(cfg, name);
+
+	if (!list) {
+		report(config_root_setting(cfg), "missing required list '%s'", name);
+		return NULL;
+	}
+	if (!config_setting_is_list(list)) {
+		report(list, "'%s' must be a list ( { ... }, ... )", name);
+		return NULL;
+	}
+	return list;
+}
+
 static int load_channels(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const core_keys[] = { "name", "plugin", "http", NULL };
-	config_setting_t *list = config_lookup(cfg, "channels");
+	config_setting_t *list = required_list(cfg, "channels");
 	int errors = 0;
 	int n;
 
-	if (!list) {
-		report(config_root_setting(cfg), "missing required list 'channels'");
+	if (!list)
 		return 1;
-	}
 	n = config_setting_length(list);
 	g->channels = calloc((size_t)n + 1, sizeof(*g->channels));
 	if (!g->channels)
@@ -479,14 +494,12 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const strat_keys[] = { "name", "steps", NULL };
 	static const char *const core_keys[] = { "plugin", NULL };
-	config_setting_t *list = config_lookup(cfg, "strategies");
+	config_setting_t *list = required_list(cfg, "strategies");
 	int errors = 0;
 	int n;
 
-	if (!list) {
-		report(config_root_setting(cfg), "missing required list 'strategies'");
+	if (!list)
 		return 1;
-	}
 	n = config_setting_length(list);
 	g->strategies = calloc((size_t)n + 1, sizeof(*g->strategies));
 	if (!g->strategies)
@@ -579,14 +592,12 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 					    "requests_per_second", "burst", "daily_quota",
 					    "max_per_recipient", "recipient_window_s", "max_sms_segments",
 					    "client_ids", NULL };
-	config_setting_t *list = config_lookup(cfg, "institutions");
+	config_setting_t *list = required_list(cfg, "institutions");
 	int errors = 0;
 	int n;
 
-	if (!list) {
-		report(config_root_setting(cfg), "missing required list 'institutions'");
+	if (!list)
 		return 1;
-	}
 	n = config_setting_length(list);
 	g->institutions = calloc((size_t)n + 1, sizeof(*g->institutions));
 	if (!g->institutions)
@@ -710,6 +721,18 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 				in->client_ids[k] = strdup(id);
 			}
 		}
+		/* A scalar has no elements: it would be read as an empty list. */
+		if (ccl && !config_setting_is_array(ccl)) {
+			report(ccl, "institution '%s': 'allowed_countries' must be an array of calling codes such as [ \"31\" ]",
+			       in->name);
+			errors++;
+			ccl = NULL;
+		}
+		if (langl && !config_setting_is_array(langl)) {
+			report(langl, "institution '%s': 'languages' must be an array such as [ \"nl\", \"fr\" ]", in->name);
+			errors++;
+			langl = NULL;
+		}
 		if (ccl) {
 			int nc = config_setting_length(ccl);
 			in->allowed_cc = calloc((size_t)nc + 1, sizeof(char *));
@@ -726,14 +749,23 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 		}
 		if (langl) {
 			int nl = config_setting_length(langl);
-			for (int k = 0; k < nl && k < SMIS_LANG_MAX; k++) {
+			for (int k = 0; k < nl; k++) {
 				const char *l = config_setting_get_string_elem(langl, k);
-				int known = 0;
+				int known = 0, twice = 0;
 				for (int m = 0; m < SMIS_LANG_MAX && l; m++)
 					known |= strcmp(l, lang_codes[m]) == 0;
 				if (!known) {
 					report(langl, "institution '%s': unknown language '%s' (nl, fr, de, en)",
 					       in->name, l ? l : "?");
+					errors++;
+					break;
+				}
+				/* A repeat would take the place of a language that then
+				 * never gets ordered, and its texts would be dropped. */
+				for (size_t m = 0; m < in->n_languages; m++)
+					twice |= strcmp(in->languages[m], l) == 0;
+				if (twice) {
+					report(langl, "institution '%s': language '%s' is listed twice", in->name, l);
 					errors++;
 					break;
 				}

@@ -418,10 +418,12 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 				  "'/content' must hold at least one of nl, fr, de, en");
 		goto out;
 	}
-	/* Reorder by the institution's language preference. */
-	for (size_t k = 0; k < inst->n_languages; k++)
+	/* Reorder by the institution's language preference; a language it does
+	 * not list (the configuration lists all four) still goes, last. */
+	for (size_t k = 0; k <= inst->n_languages; k++)
 		for (size_t i = 0; i < n; i++)
-			if (unordered[i].title && strcmp(unordered[i].lang, inst->languages[k]) == 0) {
+			if (unordered[i].title &&
+			    (k == inst->n_languages || strcmp(unordered[i].lang, inst->languages[k]) == 0)) {
 				req->content[req->n_content++] = unordered[i];
 				memset(&unordered[i], 0, sizeof(unordered[i]));
 			}

@@ -202,6 +202,19 @@ static char *replace(const char *text, const char *from, const char *to)
 	return out;
 }
 
+/* The base configuration with `setting` added to its institution (line 36). */
+static void expect_institution_error(const char *setting, const char *needle)
+{
+	char to[256], want[256];
+	char *t;
+
+	snprintf(to, sizeof(to), "default_strategy = \"first_yes\";\n  %s }", setting);
+	snprintf(want, sizeof(want), "bad.conf:36: %s", needle);
+	t = replace(base_conf, "default_strategy = \"first_yes\"; }", to);
+	expect_config_error(t, want);
+	free(t);
+}
+
 static void test_config_valid(void)
 {
 	struct smisd_generation *g = smisd_generation_load(write_conf("good.conf", base_conf));
@@ -319,6 +332,29 @@ static void test_config_errors(void)
 	t = replace(base_conf, "phone_hash_key = \"00", "commit_before_answer = 1; phone_hash_key = \"00");
 	expect_config_error(t, "bad.conf:2: store: 'commit_before_answer' must be true or false");
 	free(t);
+	/* A scalar top-level list read as a list of nothing: no institution at
+	 * all, and the configuration was "OK". */
+	{
+		size_t cut = (size_t)(strstr(base_conf, "institutions = (") - base_conf);
+		static const char *const not_lists[] = { "\"inst\"", "[ \"inst\" ]", "{ name = \"inst\"; }" };
+		for (size_t i = 0; i < sizeof(not_lists) / sizeof(not_lists[0]); i++) {
+			size_t n = cut + strlen(not_lists[i]) + 32;
+			t = malloc(n);
+			snprintf(t, n, "%.*sinstitutions = %s;\n", (int)cut, base_conf, not_lists[i]);
+			expect_config_error(t, "bad.conf:32: 'institutions' must be a list ( { ... }, ... )");
+			free(t);
+		}
+	}
+	/* A repeated language took the place of another, whose texts were then
+	 * dropped: an "en"-only message went out empty. A scalar has no elements,
+	 * and was read as an empty list. */
+	expect_institution_error("languages = [ \"nl\", \"nl\" ];", "institution 'inst': language 'nl' is listed twice");
+	expect_institution_error("languages = [ \"nl\", \"es\" ];", "institution 'inst': unknown language 'es'");
+	expect_institution_error("languages = \"nl\";", "institution 'inst': 'languages' must be an array");
+	expect_institution_error("allowed_countries = \"31\";", "institution 'inst': 'allowed_countries' must be an array");
+	expect_institution_error("allowed_countries = [ \"+31\" ];", "institution 'inst': allowed_countries entries are calling codes");
+	expect_institution_error("client_ids = [ \"\" ];", "institution 'inst': client_ids[0] must be a non-empty string");
+	expect_institution_error("client_ids = \"cbe-1\";", "institution 'inst': 'client_ids' must be an array of strings");
 	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
 			    "missing required list 'channels'");
 }

@@ -204,6 +204,24 @@ static void test_encrypted(void)
 	expect("{\"recipient\":\"+32470123456\"," MID "," OK_CONTENT "}", 400, "invalid_value", "/message_id");
 }
 
+/* A text in a language the institution's order does not list is kept, last. */
+static void test_unlisted_language_kept(void)
+{
+	struct smisd_request req;
+	struct smisd_problem pb;
+	const char *body = "{\"recipient\":\"+32470123456\",\"content\":{\"en\":{\"title\":\"Hi\",\"body\":\"Text\"},"
+			   "\"fr\":{\"title\":\"Salut\",\"body\":\"Texte\"}}}";
+	size_t saved = inst.n_languages;
+
+	inst.n_languages = 1; /* fr only */
+	CU_ASSERT_EQUAL_FATAL(smisd_request_parse(body, strlen(body), &inst, &req, &pb), 0);
+	inst.n_languages = saved;
+	CU_ASSERT_EQUAL(req.n_content, 2);
+	CU_ASSERT_STRING_EQUAL(req.content[0].lang, "fr");
+	CU_ASSERT_STRING_EQUAL(req.content[1].lang, "en");
+	smisd_request_clear(&req);
+}
+
 static void test_limits(void)
 {
 	char *body = malloc(SMISD_MAX_BODY + 200);
@@ -271,6 +289,7 @@ int main(void)
 	CU_add_test(s, "each error has its code", test_errors);
 	CU_add_test(s, "field limits", test_limits);
 	CU_add_test(s, "invalid html", test_invalid_html);
+	CU_add_test(s, "unlisted language kept", test_unlisted_language_kept);
 	CU_add_test(s, "institution-encrypted messages", test_encrypted);
 	CU_add_test(s, "utf-8", test_utf8);
 	CU_add_test(s, "problems stay UTF-8", test_problem_stays_utf8);
