@@ -2,3 +2,4 @@ include lib/hpke.mk
 include lib/gsm7.mk
 include lib/html.mk
 include lib/config_includes.mk
+include lib/http_url.mk

@@ -298,6 +298,9 @@ static void test_config(void)
 {
 	static const struct fake_kv no_url[] = { { "api_token", TOKEN } };
 	static const struct fake_kv bad_url[] = { { "base_url", "ftp://x" }, { "api_token", TOKEN } };
+	/* Accepted until the shared check: every request then went to ".../x?v=1/v1/...". */
+	static const struct fake_kv query_url[] = { { "base_url", BASE "?v=1" }, { "api_token", TOKEN } };
+	static const struct fake_kv hostless_url[] = { { "base_url", "https:///v1" }, { "api_token", TOKEN } };
 	static const struct fake_kv no_token[] = { { "base_url", BASE } };
 	static const struct fake_kv short_secret[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_secret", "short" } };
@@ -314,6 +317,10 @@ static void test_config(void)
 	CU_ASSERT_PTR_NULL(make_instance(no_url, 1, &errors));
 	CU_ASSERT(errors >= 1);
 	CU_ASSERT_PTR_NULL(make_instance(bad_url, 2, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NULL(make_instance(query_url, 2, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NULL(make_instance(hostless_url, 2, &errors));
 	CU_ASSERT_EQUAL(errors, 1);
 	CU_ASSERT_PTR_NULL(make_instance(no_token, 1, &errors));
 	CU_ASSERT_EQUAL(errors, 1);

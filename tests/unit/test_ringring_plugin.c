@@ -341,6 +341,8 @@ static void test_config(void)
 	struct fake_setting missing_key[] = { S("base_url", "https://example.test/v1") };
 	struct fake_setting wrong_type[] = { { "api_key", FT_INT, "12", 0 } };
 	struct fake_setting bad_url[] = { S("api_key", API_KEY), S("base_url", "ftp://x/y") };
+	/* Accepted until the shared check: every send then went to ".../v1?x=1/message". */
+	struct fake_setting query_url[] = { S("api_key", API_KEY), S("base_url", "https://example.test/v1?x=1") };
 	struct fake_setting bad_enc[] = { S("api_key", API_KEY), S("message_encoding", "Latin1") };
 	struct fake_setting short_tok[] = { S("api_key", API_KEY), S("callback_token", "short") };
 	struct fake_setting bad_tok[] = { S("api_key", API_KEY),
@@ -368,6 +370,7 @@ static void test_config(void)
 	expect_config_error(missing_key, NSET(missing_key), "");
 	expect_config_error(wrong_type, NSET(wrong_type), "api_key");
 	expect_config_error(bad_url, NSET(bad_url), "base_url");
+	expect_config_error(query_url, NSET(query_url), "base_url");
 	expect_config_error(bad_enc, NSET(bad_enc), "message_encoding");
 	expect_config_error(short_tok, NSET(short_tok), "callback_token");
 	expect_config_error(bad_tok, NSET(bad_tok), "callback_token");

@@ -36,6 +36,7 @@
 
 #include "smis/smis-plugin.h"
 #include "e2e.h"
+#include "http_url.h"
 
 #define GOVAPP_VERSION "1.0.0"
 #define GOVAPP_SUITE SMIS_E2E_SUITE
@@ -419,9 +420,9 @@ static int govapp_create(const struct smis_core_api *api, struct smis_instance *
 			 struct smis_config *cfg, void **state)
 {
 	struct govapp *g = calloc(1, sizeof(*g));
-	char *base = NULL, *token = NULL, *secret = NULL;
+	char *base = NULL, *written = NULL, *token = NULL, *secret = NULL;
+	const char *why = NULL;
 	int64_t max_age_s = GOVAPP_DEFAULT_LOOKUP_MAX_AGE_S;
-	size_t n;
 	int rc = -ENOMEM, r;
 
 	if (!g) {
@@ -433,12 +434,17 @@ static int govapp_create(const struct smis_core_api *api, struct smis_instance *
 	g->max_skew_s = GOVAPP_DEFAULT_SKEW_S;
 
 	/* Read every key before failing so that the core can report them all. */
-	r = api->config_string(cfg, "base_url", &base);
-	if (r < 0 || !base || (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)) {
+	r = api->config_string(cfg, "base_url", &written);
+	if (r < 0 || !written) {
 		api->config_error(cfg, r == -ENOENT ? NULL : "base_url",
 				  "'base_url' is required: the GovApp backend's http:// or https:// URL");
 		rc = -EINVAL;
+	} else if (smis_http_base_url(written, &base, &why) != 0) {
+		/* Trailing '/' removed: the paths we append start with one. */
+		api->config_error(cfg, "base_url", "'base_url' %s", why);
+		rc = -EINVAL;
 	}
+	api->free(written);
 	r = api->config_string(cfg, "api_token", &token);
 	if (r < 0 || !token || !token[0] || strpbrk(token, "\r\n \t")) {
 		api->config_error(cfg, r == -ENOENT ? NULL : "api_token",
@@ -459,9 +465,6 @@ static int govapp_create(const struct smis_core_api *api, struct smis_instance *
 	if (rc == -EINVAL)
 		goto out;
 
-	n = strlen(base);
-	while (n > 0 && base[n - 1] == '/')
-		base[--n] = '\0';
 	g->lookup_max_age_ms = max_age_s * 1000;
 	g->lookup_url = govapp_concat(base, "/v1/citizens/lookup");
 	g->send_url = govapp_concat(base, "/v1/notifications");
@@ -486,7 +489,7 @@ out:
 		OPENSSL_cleanse(token, strlen(token));
 	if (secret)
 		OPENSSL_cleanse(secret, strlen(secret));
-	api->free(base);
+	free(base); /* smis_http_base_url's copy */
 	api->free(token);
 	api->free(secret);
 	govapp_destroy(g);

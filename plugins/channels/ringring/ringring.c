@@ -29,6 +29,7 @@
 #include <smis/smis-plugin.h>
 
 #include "gsm7.h"
+#include "http_url.h"
 
 #define RR_DEFAULT_BASE_URL "https://api.ringring.be/sms/v1"
 /* RingRing refuses longer texts (ResultCode 8); counted in characters. */
@@ -1244,14 +1245,17 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 			goto out_free;
 		}
 		memcpy(st->base_url, RR_DEFAULT_BASE_URL, n);
-	} else if (!rr_is_http_url(st->base_url)) {
-		api->config_error(cfg, "base_url", "must be an http:// or https:// URL");
-		ok = false;
 	} else {
-		/* The paths we append start with '/'. */
-		n = strlen(st->base_url);
-		while (n > 0 && st->base_url[n - 1] == '/')
-			st->base_url[--n] = '\0';
+		/* Trailing '/' removed: the paths we append start with one. */
+		char *checked = NULL;
+		const char *why = NULL;
+		if (smis_http_base_url(st->base_url, &checked, &why) != 0) {
+			api->config_error(cfg, "base_url", "'base_url' %s", why);
+			ok = false;
+		} else {
+			memcpy(st->base_url, checked, strlen(checked) + 1); /* never longer */
+			free(checked);
+		}
 	}
 
 	if (!st->api_key) {
