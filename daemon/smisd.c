@@ -67,6 +67,18 @@ static void print_allocator(void)
 #endif
 }
 
+/* The longest job_timeout_ms of any generation loaded: a message runs to the
+ * end on the generation it was admitted under, so after a reload that
+ * shortens the timeout, messages of the longer one may still be running,
+ * and the drain must wait for them too. */
+static int64_t longest_job_ms;
+
+static void note_job_timeout(const struct smisd_generation *g)
+{
+	if (g->settings.job_timeout_ms > longest_job_ms)
+		longest_job_ms = g->settings.job_timeout_ms;
+}
+
 static void reload(const char *path)
 {
 	struct smisd_generation *g = smisd_generation_load(path);
@@ -90,6 +102,7 @@ static void reload(const char *path)
 	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
 	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
 	smisd_metric_add("smis_reloads_total", "result=\"ok\"", 1);
+	note_job_timeout(g);
 	smisd_generation_swap(g);
 }
 
@@ -167,6 +180,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	note_job_timeout(g);
 	smisd_generation_swap(g);
 	if (smisd_store_open(g->settings.store_path, g->settings.store_batch_max,
 			     g->settings.store_commit_delay_ms) != 0)
@@ -213,13 +227,17 @@ int main(int argc, char **argv)
 		  smisd_http_in_flight());
 	smisd_http_quiesce();
 	{
-		struct smisd_generation *cur = smisd_generation_acquire();
-		int64_t deadline = smisd_monotonic_ms() + (cur ? cur->settings.job_timeout_ms : 30000) + 1000;
-		smisd_generation_unref(cur);
+		/* Every job ends by its own deadline (job_timeout_ms from its
+		 * admission), and its commit follows within milliseconds. */
+		int64_t deadline = smisd_monotonic_ms() + longest_job_ms + 1000;
 		while (smisd_http_in_flight() > 0 && smisd_monotonic_ms() < deadline) {
 			struct timespec ts = { 0, 20 * 1000 * 1000 };
 			nanosleep(&ts, NULL);
 		}
+		if (smisd_http_in_flight() > 0)
+			smisd_log(SMIS_LOG_ERROR, "smisd", NULL,
+				  "stopping with %d message(s) still in flight after the drain window",
+				  smisd_http_in_flight());
 	}
 	rc = 0;
 out_http:

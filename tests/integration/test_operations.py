@@ -347,6 +347,41 @@ class GracefulStop(unittest.TestCase):
         self.assertEqual(problems, [])
         self.assertIn("draining", log)
 
+    def test_drain_waits_for_messages_of_a_longer_timeout(self):
+        # A message runs on the generation it was admitted under. After a
+        # reload that shortens limits.job_timeout_ms, a SIGTERM drained for
+        # the new, shorter time only, and stopped the loops under a message
+        # of the old generation: sent upstream, never answered nor stored.
+        stack = Stack().start()
+
+        def reload_to(generation, job_timeout_ms):
+            stack.job_timeout_ms = job_timeout_ms
+            stack.write_conf()
+            with open(stack.conf) as f:  # RingRing may take 3 s here
+                text = f.read().replace("timeout_ms = 2000;", "timeout_ms = 6000;")
+            with open(stack.conf, "w") as f:
+                f.write(text)
+            stack.reload()
+            poll_until(lambda: http("GET", stack.base + "/healthz").json["generation"] == generation, 10,
+                       lambda: "the reload did not take: " + stack.log_text()[-1000:])
+        try:
+            reload_to(2, 8000)
+            stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 3000})
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
+                poll_until(lambda: http("GET", stack.base + "/healthz").json["in_flight"] == 1, 10,
+                           lambda: "the message is not in flight")
+                reload_to(3, 100)
+                stack.smisd.send_signal(signal.SIGTERM)
+                slow = slow.result()
+            self.assertEqual((slow.status, slow.json["status"]), (201, "sent"), slow.raw)
+            self.assertEqual(stack.smisd.wait(timeout=30), 0)
+            self.assertEqual(stack.stored_status(slow.json["id"]), "sent")
+        finally:
+            rc, problems, log = stack.stop()
+        self.assertEqual(problems, [])
+        self.assertNotIn("still in flight after the drain window", log)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
