@@ -382,12 +382,50 @@ static bool rate_limited(const struct smisd_institution *inst, struct smisd_prob
 
 /* ---- device keys for institution-side encryption ------------------------ */
 
+/* ---- suspended connections ------------------------------------------------ */
+
+/* Jobs whose connection is suspended. libmicrohttpd aborts the process when
+ * a daemon is stopped with a suspended connection: a stop that ends before
+ * every job did (a second stop signal, or a job past the drain window)
+ * resumes these first (smisd_http_stop). */
+static pthread_mutex_t suspended_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct smisd_job *suspended_head;
+static atomic_bool http_stopped;
+
+static void suspend_for(struct MHD_Connection *c, struct smisd_job *job)
+{
+	pthread_mutex_lock(&suspended_lock);
+	job->suspended_prev = NULL;
+	job->suspended_next = suspended_head;
+	if (suspended_head)
+		suspended_head->suspended_prev = job;
+	suspended_head = job;
+	pthread_mutex_unlock(&suspended_lock);
+	MHD_suspend_connection(c);
+}
+
 /* Resume a suspended connection and have its loop run MHD (external mode
  * needs that). The loop is read first: once resumed, the loop may answer
- * and free the job before this thread reads another field. */
+ * and free the job before this thread reads another field. After
+ * smisd_http_stop the connection is gone: nothing to resume (the store
+ * writer still finishes its queue then). */
 static void resume_on_loop(struct smisd_job *job, struct MHD_Connection *c)
 {
 	struct smisd_loop *lp = job->loop;
+
+	pthread_mutex_lock(&suspended_lock);
+	if (atomic_load(&http_stopped)) {
+		pthread_mutex_unlock(&suspended_lock);
+		return;
+	}
+	if (job->suspended_prev)
+		job->suspended_prev->suspended_next = job->suspended_next;
+	else
+		suspended_head = job->suspended_next;
+	if (job->suspended_next)
+		job->suspended_next->suspended_prev = job->suspended_prev;
+	job->suspended_prev = job->suspended_next = NULL;
+	pthread_mutex_unlock(&suspended_lock);
 	MHD_resume_connection(c);
 	smisd_dispatcher_source_due(lp);
 }
@@ -527,7 +565,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	st->job = job;
 	st->counted = 1; /* drained like messages on shutdown */
 	atomic_fetch_add(&in_flight, 1);
-	MHD_suspend_connection(c);
+	suspend_for(c, job);
 	smisd_dispatcher_submit(job);
 	ret = MHD_YES;
 out:
@@ -805,7 +843,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	job->done_arg = c;
 	smisd_job_bind_message(job);
 	st->job = job;
-	MHD_suspend_connection(c);
+	suspend_for(c, job);
 	smisd_dispatcher_submit(job);
 	ret = MHD_YES;
 out:
@@ -963,8 +1001,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			  st->institution[0] ? " institution=" : "", st->institution);
 	if (st->job && st->job->answered_first)
 		job_put(st->job);
-	else
+	else if (!(st->job && st->job->abandoned))
 		smisd_job_free(st->job);
+	/* An abandoned job stays in the suspended list, unfreed: the store
+	 * writer may still hold it (store.commit_before_answer), and the
+	 * process is exiting. */
 	free(st->body);
 	free(st);
 	*con_cls = NULL;
@@ -1151,6 +1192,21 @@ void smisd_http_quiesce(void)
 /* After smisd_dispatcher_stop(): no loop runs the daemons any more. */
 void smisd_http_stop(void)
 {
+	int abandoned = 0;
+
+	/* Jobs the drain did not wait for: their connections are resumed so
+	 * that MHD_stop_daemon closes them (it aborts on a suspended one). */
+	pthread_mutex_lock(&suspended_lock);
+	atomic_store(&http_stopped, true);
+	for (struct smisd_job *job = suspended_head; job; job = job->suspended_next) {
+		job->abandoned = true;
+		MHD_resume_connection(job->done_arg);
+		abandoned++;
+	}
+	pthread_mutex_unlock(&suspended_lock);
+	if (abandoned)
+		smisd_log(SMIS_LOG_WARN, "http", NULL, "closing %d connection(s) whose message was not answered",
+			  abandoned);
 	for (int i = 0; i < n_mhds; i++) {
 		if (mhds[i])
 			MHD_stop_daemon(mhds[i]);

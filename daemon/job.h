@@ -114,6 +114,12 @@ struct smisd_job {
 	int holds;                     /* __atomic builtins */
 	struct smisd_job *unstored_by_id, *unstored_by_key;
 
+	/* While its connection is suspended, the job is in http_server.c's list
+	 * of them: a stop that cannot wait for it any more resumes (and so
+	 * closes) those connections, which MHD requires before it stops. */
+	struct smisd_job *suspended_prev, *suspended_next;
+	bool abandoned;                /* its connection was closed by that stop */
+
 	/* A single operation instead of a strategy: SMIS_OP_STATUS polls (the
 	 * reports are stored, the job freed) and SMIS_OP_LOOKUP for the device
 	 * keys endpoint (job->done answers the HTTP call). */

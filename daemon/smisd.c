@@ -230,11 +230,22 @@ int main(int argc, char **argv)
 		/* Every job ends by its own deadline (job_timeout_ms from its
 		 * admission), and its commit follows within milliseconds. */
 		int64_t deadline = smisd_monotonic_ms() + longest_job_ms + 1000;
-		while (smisd_http_in_flight() > 0 && smisd_monotonic_ms() < deadline) {
+		bool cut_short = false;
+		while (!cut_short && smisd_http_in_flight() > 0 && smisd_monotonic_ms() < deadline) {
+			/* Signals still arrive here: a second SIGTERM or SIGINT (an
+			 * operator's second Ctrl-C) means "now", a SIGHUP is moot. */
 			struct timespec ts = { 0, 20 * 1000 * 1000 };
-			nanosleep(&ts, NULL);
+			int sig = sigtimedwait(&sigs, NULL, &ts);
+			if (sig == SIGTERM || sig == SIGINT) {
+				smisd_log(SMIS_LOG_WARN, "smisd", NULL,
+					  "second stop signal: not waiting for the %d message(s) still in flight",
+					  smisd_http_in_flight());
+				cut_short = true;
+			}
+			if (sig == SIGHUP)
+				smisd_log(SMIS_LOG_INFO, "smisd", NULL, "stopping: reload ignored");
 		}
-		if (smisd_http_in_flight() > 0)
+		if (!cut_short && smisd_http_in_flight() > 0)
 			smisd_log(SMIS_LOG_ERROR, "smisd", NULL,
 				  "stopping with %d message(s) still in flight after the drain window",
 				  smisd_http_in_flight());

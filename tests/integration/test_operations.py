@@ -347,6 +347,28 @@ class GracefulStop(unittest.TestCase):
         self.assertEqual(problems, [])
         self.assertIn("draining", log)
 
+    def test_second_signal_stops_at_once(self):
+        stack = Stack().start()
+        stack.expect_log(r"second stop signal: not waiting for the 1 message\(s\) still in flight")
+        stack.expect_log(r"closing 1 connection\(s\) whose message was not answered")
+        try:
+            stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1900})
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
+                poll_until(lambda: http("GET", stack.base + "/healthz").json["in_flight"] == 1, 10,
+                           lambda: "the message is not in flight")
+                stack.smisd.send_signal(signal.SIGTERM)
+                poll_until(lambda: "draining" in stack.log_text(), 10, lambda: stack.log_text()[-1000:])
+                stack.smisd.send_signal(signal.SIGINT)
+                self.assertEqual(stack.smisd.wait(timeout=30), 0)
+                # Not answered: the drain did not wait for it.
+                with self.assertRaises(OSError):
+                    slow.result()
+        finally:
+            rc, problems, log = stack.stop()
+        self.assertEqual(problems, [])
+        self.assertIn("second stop signal", log)
+
     def test_drain_waits_for_messages_of_a_longer_timeout(self):
         # A message runs on the generation it was admitted under. After a
         # reload that shortens limits.job_timeout_ms, a SIGTERM drained for
