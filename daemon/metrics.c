@@ -44,6 +44,9 @@ static const struct family families[] = {
 	{ "smis_plugin_load_failures_total", "Plugin files that could not be loaded", COUNTER },
 	{ "smis_callbacks_total", "Status webhooks received, by channel and result", COUNTER },
 	{ "smis_store_purged_messages_total", "Messages deleted from the store after store.retention_s", COUNTER },
+	{ "smis_store_retries_total",
+	  "Store transactions rolled back for a transient failure (database locked, full, read-only, I/O) and retried",
+	  COUNTER },
 	{ NULL, NULL, COUNTER },
 };
 

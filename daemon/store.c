@@ -294,9 +294,10 @@ static void adopt_orphans(const struct smisd_job *job)
 	}
 }
 
+/* SQLITE_OK, or the code of the statement that failed. */
 static int write_job(struct smisd_job *job)
 {
-	int rc = 0;
+	int rc = SQLITE_OK, step;
 	int64_t now = smisd_now_ms();
 
 	sqlite3_reset(st_msg);
@@ -332,9 +333,9 @@ static int write_job(struct smisd_job *job)
 		sqlite3_bind_int64(st_msg, 14, now + (int64_t)job->gen->settings.poll_after_s * 1000);
 	else
 		sqlite3_bind_null(st_msg, 14);
-	if (sqlite3_step(st_msg) != SQLITE_DONE)
-		rc = -1;
-	for (size_t i = 0; rc == 0 && i < job->n_attempts; i++) {
+	if ((step = sqlite3_step(st_msg)) != SQLITE_DONE)
+		rc = step;
+	for (size_t i = 0; rc == SQLITE_OK && i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
 		sqlite3_reset(st_att);
 		sqlite3_bind_text(st_att, 1, job->id, -1, SQLITE_STATIC);
@@ -367,12 +368,10 @@ static int write_job(struct smisd_job *job)
 		}
 		sqlite3_bind_int64(st_att, 11, a->started_ms);
 		sqlite3_bind_int64(st_att, 12, a->elapsed_ms);
-		if (sqlite3_step(st_att) != SQLITE_DONE)
-			rc = -1;
+		if ((step = sqlite3_step(st_att)) != SQLITE_DONE)
+			rc = step;
 	}
-	if (rc != 0)
-		smisd_log(SMIS_LOG_ERROR, "store", job->id, "cannot store message: %s", sqlite3_errmsg(wdb));
-	else
+	if (rc == SQLITE_OK)
 		adopt_orphans(job);
 	return rc;
 }
@@ -583,6 +582,113 @@ static int run_stmt(sqlite3_stmt *st)
 
 static bool purge_expired(void);
 
+/* Failures that say nothing about the rows: the database is locked by
+ * another writer past busy_timeout, full, read-only, or failing to read or
+ * write. The batch is rolled back and written again, whole, once the
+ * cause may have gone; dropping it would lose records (and Idempotency-Keys)
+ * of messages already sent and, by default, already answered. */
+static bool transient_store_error(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_NOMEM:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* One transaction: the jobs and the reports. Returns SQLITE_OK, or the
+ * error that made it roll back (then nothing of it is written). A job
+ * refused for itself (a constraint) is marked failed and the rest goes on. */
+static int write_batch(struct smisd_job *jobs, struct report_item *reps)
+{
+	int rc;
+
+	pthread_mutex_lock(&write_gate);
+	rc = run_stmt(st_begin);
+	for (struct smisd_job *j = jobs; rc == SQLITE_OK && j; j = j->next) {
+		int jrc = write_job(j);
+		j->store_failed = jrc != SQLITE_OK;
+		if (jrc != SQLITE_OK && transient_store_error(jrc))
+			rc = jrc;
+		else if (jrc != SQLITE_OK)
+			smisd_log(SMIS_LOG_ERROR, "store", j->id, "cannot store message: %s", sqlite3_errmsg(wdb));
+	}
+	if (rc == SQLITE_OK) {
+		for (struct report_item *r = reps; r; r = r->next)
+			write_report(r);
+		rc = run_stmt(st_commit);
+	}
+	if (rc != SQLITE_OK)
+		run_stmt(st_rollback);
+	pthread_mutex_unlock(&write_gate);
+	return rc;
+}
+
+/* Sleep about `ms` in short slices; true once the store is closing. */
+static bool writer_pause(int64_t ms)
+{
+	for (int64_t left = ms; left > 0; left -= 50) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		bool closing;
+		pthread_mutex_lock(&qlock);
+		closing = stopping;
+		pthread_mutex_unlock(&qlock);
+		if (closing)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/* Write a batch, again and again while the failure is transient: 100 ms
+ * apart, doubling up to 5 s. Meanwhile the jobs keep their in-flight slots
+ * (max_in_flight then turns new work away with 503 overloaded) and the
+ * answered ones stay readable from memory (unstored.c). Once the store is
+ * closing, three more tries, then the batch is given up (logged). */
+static void write_batch_until_stored(struct smisd_job *jobs, struct report_item *reps)
+{
+	int64_t pause_ms = 100;
+	int closing_tries = 0;
+	size_t n_jobs = 0, n_reps = 0;
+
+	for (struct smisd_job *j = jobs; j; j = j->next)
+		n_jobs++;
+	for (struct report_item *r = reps; r; r = r->next)
+		n_reps++;
+	for (int attempt = 0;; attempt++) {
+		int rc = write_batch(jobs, reps);
+		if (rc == SQLITE_OK) {
+			if (attempt > 0)
+				smisd_log(SMIS_LOG_WARN, "store", NULL, "written after %d retries", attempt);
+			return;
+		}
+		if (!transient_store_error(rc) || closing_tries >= 3) {
+			smisd_log(SMIS_LOG_ERROR, "store", NULL,
+				  "commit failed (%s): %zu message record(s) and %zu report(s) not stored",
+				  sqlite3_errstr(rc), n_jobs, n_reps);
+			for (struct smisd_job *j = jobs; j; j = j->next)
+				j->store_failed = 1;
+			return;
+		}
+		smisd_metric_add("smis_store_retries_total", "", 1);
+		if (attempt == 0)
+			smisd_log(SMIS_LOG_ERROR, "store", NULL,
+				  "cannot write (%s): %zu message record(s) and %zu report(s) kept in memory,"
+				  " retrying", sqlite3_errstr(rc), n_jobs, n_reps);
+		if (writer_pause(pause_ms))
+			closing_tries++;
+		pause_ms = pause_ms * 2 > 5000 ? 5000 : pause_ms * 2;
+	}
+}
+
 /* The CLOCK_REALTIME time `ms` from now, for pthread_cond_timedwait(). */
 static struct timespec realtime_after_ms(int64_t ms)
 {
@@ -655,19 +761,7 @@ static void *writer_main(void *arg)
 		for (struct smisd_job *j = jobs; j; j = j->next)
 			if (!j->answered_first) /* else concluded on its loop */
 				smisd_job_conclude(j);
-		pthread_mutex_lock(&write_gate);
-		int ok = run_stmt(st_begin) == SQLITE_OK;
-		for (struct smisd_job *j = jobs; j; j = j->next)
-			j->store_failed = !ok || write_job(j) != 0;
-		for (struct report_item *r = reps; r; r = r->next)
-			write_report(r);
-		if (!ok || run_stmt(st_commit) != SQLITE_OK) {
-			smisd_log(SMIS_LOG_ERROR, "store", NULL, "commit failed: %s", sqlite3_errmsg(wdb));
-			run_stmt(st_rollback);
-			for (struct smisd_job *j = jobs; j; j = j->next)
-				j->store_failed = 1;
-		}
-		pthread_mutex_unlock(&write_gate);
+		write_batch_until_stored(jobs, reps);
 		while (reps) {
 			struct report_item *next = reps->next;
 			free(reps);
@@ -809,7 +903,7 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
 		    &st_orphan_get) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
-	    prepare(wdb, "BEGIN", &st_begin) || prepare(wdb, "COMMIT", &st_commit) ||
+	    prepare(wdb, "BEGIN IMMEDIATE", &st_begin) || prepare(wdb, "COMMIT", &st_commit) ||
 	    prepare(wdb, "ROLLBACK", &st_rollback) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;

@@ -133,6 +133,47 @@ class RefusedInclude(StackTestCase):
         self.assertIn('smisd.conf:%d: @include "conf.d": not a regular file' % line, p.stderr)
 
 
+class StoreLocked(StackTestCase):
+    """Another process holds the database's write lock for longer than
+    smisd's busy timeout (5 s): an operator's sqlite3 shell in a
+    transaction, a backup tool. The records of the messages answered
+    meanwhile must wait in memory and be written once it lets go; they
+    were dropped ("cannot store message: database is locked"), and with
+    them the Idempotency-Keys of messages already sent."""
+
+    def test_records_wait_for_the_lock_and_are_written(self):
+        s = self.stack
+        s.expect_log(r"cannot write \(database is locked\): .* kept in memory, retrying")
+        s.expect_log(r"written after \d+ retries")
+        first = s.send(message(CITIZENS["no_app"], "sms_only"))
+        s.wait_stored(first.json["id"])
+        retries_before = s.metric("smis_store_retries_total") or 0
+        lock = sqlite3.connect(os.path.join(s.dir, "smis.db"), timeout=5, isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            sent = [s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-%d" % i})
+                    for i in range(3)]
+            self.assertEqual([r.status for r in sent], [201] * 3, [r.raw for r in sent])
+            poll_until(lambda: "kept in memory, retrying" in s.log_text(), 20,
+                       lambda: "no retry logged: " + s.log_text()[-1500:])
+            # Meanwhile they are read from memory, and a retry replays.
+            for i, r in enumerate(sent):
+                self.assertEqual(s.get(r.json["id"]).status, 200)
+                again = s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-%d" % i})
+                self.assertEqual((again.status, again.json["id"]), (200, r.json["id"]), again.raw)
+        finally:
+            lock.rollback()
+            lock.close()
+        for r in sent:
+            s.wait_stored(r.json["id"], timeout=30)
+        self.assertGreater(s.metric("smis_store_retries_total"), retries_before)
+        # Stored with their keys: a retry now replays from the database.
+        s.wait_idle()
+        again = s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-0"})
+        self.assertEqual((again.status, again.json["id"]), (200, sent[0].json["id"]), again.raw)
+        self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 4)
+
+
 class StoreUnderLoad(StackTestCase):
     """The WAL is copied into the database and started over while the
     writes go on: without that it grows for as long as the load lasts."""
