@@ -55,3 +55,4 @@ TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py
 TESTS += tests/integration/test_sms_full.py
 TESTS += tests/integration/test_govapp_full.py
 TESTS += tests/integration/test_robustness.py
+TESTS += tests/integration/test_tls.py
