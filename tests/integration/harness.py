@@ -352,6 +352,15 @@ institutions = (
             return last[0].status == 200 and last[0].json.get("in_flight") == 0
         poll_until(idle, timeout, lambda: "messages still in flight after %s s: %s" % (timeout, last[0].raw))
 
+    def in_flight(self):
+        return http("GET", self.base + "/healthz", timeout=2).json["in_flight"]
+
+    def wait_in_flight(self, n, timeout=10):
+        """Wait until exactly n messages are in flight (/healthz): a test
+        that acts while a slow message runs waits for it to be admitted."""
+        poll_until(lambda: self.in_flight() == n, timeout,
+                   lambda: "in_flight is %d, not %d, after %s s" % (self.in_flight(), n, timeout))
+
     def metric(self, series):
         """The value of one series of /metrics, named as rendered (with its
         labels, e.g. 'smis_reloads_total{result="ok"}'), or None."""
@@ -369,6 +378,17 @@ institutions = (
 
     def reload(self):
         self.smisd.send_signal(signal.SIGHUP)
+
+    def generation(self):
+        return http("GET", self.base + "/healthz", timeout=2).json["generation"]
+
+    def reload_and_wait(self, timeout=10):
+        """SIGHUP, then wait until /healthz shows the next generation (the
+        configuration on disk must be one smisd accepts)."""
+        want = self.generation() + 1
+        self.reload()
+        poll_until(lambda: self.generation() >= want, timeout,
+                   lambda: "generation %d not active after %s s: %s" % (want, timeout, self.log_text()[-1500:]))
 
 
 def message(recipient, strategy=None, langs=("nl",), html=False, **extra):

@@ -189,13 +189,6 @@ class ProblemAsserts:
         if retry_after is not None:
             self.assertEqual(r.headers["Retry-After"], retry_after, r.headers)
 
-    def in_flight(self, stack):
-        return http("GET", stack.base + "/healthz").json["in_flight"]
-
-    def wait_in_flight(self, stack, n):
-        poll_until(lambda: self.in_flight(stack) == n, 10,
-                   lambda: "in_flight is %d, not %d" % (self.in_flight(stack), n))
-
 
 def keys_call(stack, body, inst="inst-a"):
     return http("POST", stack.base + "/v1/recipients/keys", body, {"Authorization": "Bearer " + KEYS[inst]})
@@ -287,7 +280,7 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         h = {"Idempotency-Key": "in-progress-1"}
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
             first = ex.submit(s.send, body, headers=h)
-            self.wait_in_flight(s, 1)
+            s.wait_in_flight(1)
             self.problem(s.send(body, headers=h), 409, "idempotency_in_progress", retry_after="1")
             self.assertFalse(first.done())
             first = first.result()
@@ -400,7 +393,7 @@ class BackPressure(ProblemAsserts, StackTestCase):
         s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 800})
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
             slow = [ex.submit(s.send, message(CITIZENS["no_app"], "sms_only")) for _ in range(2)]
-            self.wait_in_flight(s, 2)
+            s.wait_in_flight(2)
             self.problem(s.send(message(CITIZENS["app_nl"], "sms_only")), 503, "overloaded", retry_after="1")
             self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"]}), 503, "overloaded", retry_after="1")
             # Refused while the two were still running: not queued behind them.
@@ -443,7 +436,7 @@ class Draining(ProblemAsserts, unittest.TestCase):
             conns = [kept_alive(), kept_alive()]
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
                 slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
-                self.wait_in_flight(stack, 1)
+                stack.wait_in_flight(1)
                 stack.smisd.send_signal(signal.SIGTERM)
                 poll_until(lambda: "draining" in stack.log_text(), 10, lambda: stack.log_text()[-2000:])
                 for conn, path, body in ((conns[0], "/v1/messages", message(CITIZENS["app_nl"], "sms_only")),

@@ -626,10 +626,7 @@ class Unreachable(GovAppCase):
         real, s.govapp = s.govapp, "http://127.0.0.1:%d" % free_port()
         s.write_conf()
         s.govapp = real
-        gen = http("GET", s.base + "/healthz").json["generation"]
-        s.reload()
-        wait_for(lambda: http("GET", s.base + "/healthz").json["generation"], lambda g: g > gen,
-                 "the reload to take effect")
+        s.reload_and_wait()
 
     def test_unreachable_maps_to_upstream_unreachable(self):
         m = self.stack.send(four_languages(CITIZENS["app_nl"], "govapp_first", html=False)).json

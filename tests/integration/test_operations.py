@@ -396,8 +396,7 @@ class GracefulStop(unittest.TestCase):
             stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1900})
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
                 slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
-                poll_until(lambda: http("GET", stack.base + "/healthz").json["in_flight"] == 1, 10,
-                           lambda: "the message is not in flight")
+                stack.wait_in_flight(1)
                 stack.smisd.send_signal(signal.SIGTERM)
                 poll_until(lambda: "draining" in stack.log_text(), 10, lambda: stack.log_text()[-1000:])
                 stack.smisd.send_signal(signal.SIGINT)
@@ -417,24 +416,21 @@ class GracefulStop(unittest.TestCase):
         # of the old generation: sent upstream, never answered nor stored.
         stack = Stack().start()
 
-        def reload_to(generation, job_timeout_ms):
+        def reload_to(job_timeout_ms):
             stack.job_timeout_ms = job_timeout_ms
             stack.write_conf()
             with open(stack.conf) as f:  # RingRing may take 3 s here
                 text = f.read().replace("timeout_ms = 2000;", "timeout_ms = 6000;")
             with open(stack.conf, "w") as f:
                 f.write(text)
-            stack.reload()
-            poll_until(lambda: http("GET", stack.base + "/healthz").json["generation"] == generation, 10,
-                       lambda: "the reload did not take: " + stack.log_text()[-1000:])
+            stack.reload_and_wait()
         try:
-            reload_to(2, 8000)
+            reload_to(8000)
             stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 3000})
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
                 slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
-                poll_until(lambda: http("GET", stack.base + "/healthz").json["in_flight"] == 1, 10,
-                           lambda: "the message is not in flight")
-                reload_to(3, 100)
+                stack.wait_in_flight(1)
+                reload_to(100)
                 stack.smisd.send_signal(signal.SIGTERM)
                 slow = slow.result()
             self.assertEqual((slow.status, slow.json["status"]), (201, "sent"), slow.raw)

@@ -23,7 +23,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, StackTestCase, http, message, poll_until  # noqa: E402
+from harness import CITIZENS, StackTestCase, message  # noqa: E402
 
 
 def make_cert(folder, name, san):
@@ -107,7 +107,6 @@ class UpstreamTLS(StackTestCase):
         rr_port = int(cls.stack.ringring.rsplit(":", 1)[1])
         cls.relay = TLSRelay(cls.ca, key, rr_port)
         cls.wrong_name = TLSRelay(other, other_key, rr_port)
-        cls.generation = 1
 
     @classmethod
     def tearDownClass(cls):
@@ -131,10 +130,7 @@ class UpstreamTLS(StackTestCase):
                             "http = { timeout_ms = 10000; connect_timeout_ms = 8000; %s };" % http_settings, 1)
         with open(s.conf, "w") as f:
             f.write(head + 'name = "ringring";' + tail)
-        s.reload()
-        UpstreamTLS.generation += 1
-        poll_until(lambda: http("GET", s.base + "/healthz").json["generation"] == self.generation, 10,
-                   lambda: "reload not taken: " + s.log_text()[-1500:])
+        s.reload_and_wait()
 
     def sms(self):
         r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
