@@ -284,16 +284,15 @@ def main():
     def noisy(r):
         return other(r) > NOISY_CORES or steal(r) > NOISY_STEAL
 
-    def paired(name, fn, kind="smisd"):
-        """Median over repetitions of fn(run, base_run), run the one of
-        `kind` (smisd, or proxy: the reference nginx)."""
+    def paired_values(name, fn, kind="smisd"):
+        """fn(run, base_run) for each repetition, run the one of `kind`
+        (smisd, or proxy: the reference nginx)."""
         base = {r["rep"]: r for r in by_name.get(name + ".base", [])}
-        vals = []
-        for r in by_name.get(name + "." + kind, []):
-            b = base.get(r["rep"])
-            if b:
-                vals.append(fn(r, b))
-        return med(vals)
+        return [fn(r, base[r["rep"]]) for r in by_name.get(name + "." + kind, []) if r["rep"] in base]
+
+    def paired(name, fn, kind="smisd"):
+        """Median over repetitions of fn(run, base_run)."""
+        return med(paired_values(name, fn, kind))
 
     groups = [("sms0", "sms_only", 0, 0), ("sms50", "sms_only", 50, 0),
               ("sms0half", "sms_only", 0, o.half0), ("sms50half", "sms_only", 50, o.half50),
@@ -428,11 +427,17 @@ def main():
         for g, lat, rate in ((pre + "0half", 0, o.half0), (pre + "50half", 50, o.half50)):
             if g + ".smisd" not in by_name:
                 continue
-            added = paired(g, p99_added)
+            each = paired_values(g, p99_added)
+            added = med(each)
             got = stat(g + ".smisd", "ok_rps")
             reached = got is not None and got >= 0.95 * rate
             note = "" if reached else " (paced rate not reached: %s of %s msg/s)" % (fmt(got), fmt(rate))
-            ok = added is not None and added <= 2.0 and reached
+            if len(each) > 1:
+                note += " (median; repetitions %s to %s ms)" % (fmt(min(each), 2), fmt(max(each), 2))
+            # The baseline's own p99 moves by more than 2 ms from one run to
+            # the next here: a median at or under 2 ms with repetitions
+            # above it is noise, not the target met.
+            ok = bool(each) and max(each) <= 2.0 and reached
             w("| p99 added by SMIS ≤ 2 ms at half load, %s msg/s, %d ms upstream (`%s`) | %s ms%s | %s |"
               % (fmt(rate), lat, strat, fmt(added, 2), note, verdict(ok)))
     full = [r for r in runs if r["kind"] == "smisd" and r["rate"] == 0]
@@ -507,7 +512,9 @@ def main():
             parts.append("`%s` meets %d of %d" % (strat, sum(1 for line in mine if "**met**" in line),
                                                    len(mine)))
     summary = ("Where it stands on this run: %s of the issue's targets (the memory target counts for "
-               "both; a half-load latency target counts as met only if the paced rate was reached)."
+               "both; a half-load latency target counts as met only if the paced rate was reached and every "
+               "repetition added at most 2 ms, not only their median: the baseline's own p99 moves by more than "
+               "that from one run to the next on a shared machine)."
                % "; ".join(parts))
     if n_noisy:
         summary += (" %d of %d runs shared the machine with more than %.2f cores of other load or lost "
