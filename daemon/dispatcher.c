@@ -248,11 +248,13 @@ static void finish(struct smisd_job *job)
 	}
 	if (job->poll_channel) {
 		const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
-		if (a && a->out.kind == SMIS_OUTCOME_OK)
-			for (size_t i = 0; i < a->out.n_reports; i++)
-				smisd_store_submit_report(job->poll_channel->name,
-							  (job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0,
-							  &a->out.reports[i]);
+		/* A poll's reports that find the queue full are dropped: the
+		 * message's next poll asks again. */
+		if (a && a->out.kind == SMIS_OUTCOME_OK && a->out.n_reports > 0 &&
+		    smisd_store_submit_reports(job->poll_channel->name,
+					       (job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0,
+					       a->out.reports, a->out.n_reports) == -EBUSY)
+			smisd_log(SMIS_LOG_WARN, "store", job->id, "report queue full: a status poll's reports dropped");
 		smisd_job_free(job);
 		return;
 	}

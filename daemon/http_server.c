@@ -284,6 +284,7 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 	struct smis_report reports[16];
 	size_t n = 0;
 	enum MHD_Result ret;
+	struct smisd_problem pb;
 	char addr[INET6_ADDRSTRLEN] = "";
 	const union MHD_ConnectionInfo *ci;
 	struct inbound_ctx ctx = { c };
@@ -354,8 +355,19 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < n && i < 16; i++)
-		smisd_store_submit_report(ch->name, by_id, &reports[i]);
+	switch (smisd_store_submit_reports(ch->name, by_id, reports, n < 16 ? n : 16)) {
+	case 0:
+		break;
+	case -EBUSY:
+		smisd_problem_set(&pb, 503, "overloaded", NULL,
+				  "too many reports waiting to be stored, retry shortly");
+		pb.retry_after_s = 1;
+		ret = respond_problem(c, st, &pb);
+		goto out;
+	default:
+		ret = respond_code(c, st, 500, "internal_error", "out of memory");
+		goto out;
+	}
 	{
 		char *body = malloc(64);
 		if (body)

@@ -182,6 +182,9 @@ int main(int argc, char **argv)
 
 	note_job_timeout(g);
 	smisd_generation_swap(g);
+	/* Reports wait in memory while the store cannot write: a few per
+	 * message, scaled with how many messages may be in flight. */
+	smisd_store_set_report_bound((size_t)g->settings.max_in_flight * 8);
 	if (smisd_store_open(g->settings.store_path, g->settings.store_batch_max,
 			     g->settings.store_commit_delay_ms) != 0)
 		goto out;

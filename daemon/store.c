@@ -59,6 +59,7 @@ static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t rlock = PTHREAD_MUTEX_INITIALIZER;
 static struct smisd_job_queue jq;
 static struct report_item *rq_head, *rq_tail;
+static size_t rq_len, rq_bound = 65536; /* queued reports; their bound */
 static int pending;
 static int stopping;
 static int batch_limit;
@@ -754,6 +755,7 @@ static void *writer_main(void *arg)
 			queued--;
 		reps = rq_head;
 		rq_head = rq_tail = NULL;
+		rq_len = 0;
 		pthread_mutex_unlock(&qlock);
 
 		/* Conclude here rather than on the event loops: building the
@@ -964,6 +966,7 @@ void smisd_store_close(void)
 		rq_head = n;
 	}
 	rq_tail = NULL;
+	rq_len = 0;
 	sqlite3_finalize(st_msg);
 	sqlite3_finalize(st_att);
 	sqlite3_finalize(st_find_att);
@@ -1002,29 +1005,60 @@ void smisd_store_submit(struct smisd_job *job)
 	pthread_mutex_unlock(&qlock);
 }
 
-void smisd_store_submit_report(const char *channel, bool by_id, const struct smis_report *r)
+void smisd_store_set_report_bound(size_t bound)
 {
-	struct report_item *it = calloc(1, sizeof(*it));
-	if (!it) {
-		smisd_log(SMIS_LOG_ERROR, "store", NULL, "out of memory queueing a report");
-		return;
+	rq_bound = bound > 0 ? bound : 1;
+}
+
+int smisd_store_submit_reports(const char *channel, bool by_id, const struct smis_report *r, size_t n)
+{
+	struct report_item *head = NULL, *last = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		struct report_item *it = calloc(1, sizeof(*it));
+		if (!it) {
+			while (head) {
+				struct report_item *next = head->next;
+				free(head);
+				head = next;
+			}
+			smisd_log(SMIS_LOG_ERROR, "store", NULL, "out of memory queueing a report");
+			return -ENOMEM;
+		}
+		snprintf(it->channel, sizeof(it->channel), "%s", channel);
+		it->by_id = by_id;
+		it->r = r[i];
+		if (last)
+			last->next = it;
+		else
+			head = it;
+		last = it;
 	}
-	snprintf(it->channel, sizeof(it->channel), "%s", channel);
-	it->by_id = by_id;
-	it->r = *r;
 	pthread_mutex_lock(&qlock);
-	if (stopping) {
+	/* Reports wait in memory while the store cannot write (the writer
+	 * retries its batch): bounded, so that a long outage is answered with
+	 * 503 to the webhooks (their senders retry) instead of growing. */
+	if (stopping || rq_len + n > rq_bound) {
+		bool full = !stopping;
 		pthread_mutex_unlock(&qlock);
-		free(it);
-		return;
+		while (head) {
+			struct report_item *next = head->next;
+			free(head);
+			head = next;
+		}
+		return full ? -EBUSY : 0;
 	}
-	if (rq_tail)
-		rq_tail->next = it;
-	else
-		rq_head = it;
-	rq_tail = it;
-	pthread_cond_signal(&qcond);
+	if (head) {
+		if (rq_tail)
+			rq_tail->next = head;
+		else
+			rq_head = head;
+		rq_tail = last;
+		rq_len += n;
+		pthread_cond_signal(&qcond);
+	}
 	pthread_mutex_unlock(&qlock);
+	return 0;
 }
 
 int smisd_store_pending(void)

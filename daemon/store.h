@@ -28,10 +28,15 @@ void smisd_store_close(void);
  * commit. A job answered first must be concluded already. */
 void smisd_store_submit(struct smisd_job *job);
 
-/* Queue a delivery/reception report for the message whose attempt on
- * `channel` returned `r->provider_ref`, or, with `by_id` (the channel has
- * SMIS_CAP_REPORTS_BY_ID), for the message whose id it is. */
-void smisd_store_submit_report(const char *channel, bool by_id, const struct smis_report *r);
+/* Queue `n` delivery/reception reports for the messages whose attempt on
+ * `channel` returned `r[i].provider_ref`, or, with `by_id` (the channel has
+ * SMIS_CAP_REPORTS_BY_ID), for the messages whose id it is: all of them,
+ * or none and -EBUSY when the queue would pass its bound (while the store
+ * cannot write; see smisd_store_set_report_bound), or -ENOMEM. */
+int smisd_store_submit_reports(const char *channel, bool by_id, const struct smis_report *r, size_t n);
+
+/* How many reports may wait for the writer; set once, before the first. */
+void smisd_store_set_report_bound(size_t bound);
 
 /* Reads (any thread). Return 0 and a JSON text the caller frees with
  * free(), -ENOENT when absent (or owned by another institution). */

@@ -16,7 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, CITIZENS, Stack, StackTestCase, http, message, poll_until  # noqa: E402
+from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, Stack, StackTestCase, http,  # noqa: E402
+                     message, poll_until)
 
 NEW_STRATEGY = """,
   { name = "reloaded_sms"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); }"""
@@ -46,6 +47,20 @@ def background_load(send, threads=8):
         for t in workers:
             t.join()
 
+
+
+@contextlib.contextmanager
+def store_write_locked(stack):
+    """Hold the database's write lock from another process, as an
+    operator's sqlite3 shell inside a transaction would, past smisd's busy
+    timeout (5 s) if the body lasts that long."""
+    lock = sqlite3.connect(os.path.join(stack.dir, "smis.db"), timeout=5, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        lock.rollback()
+        lock.close()
 
 class Reload(StackTestCase):
     @classmethod
@@ -148,9 +163,7 @@ class StoreLocked(StackTestCase):
         first = s.send(message(CITIZENS["no_app"], "sms_only"))
         s.wait_stored(first.json["id"])
         retries_before = s.metric("smis_store_retries_total") or 0
-        lock = sqlite3.connect(os.path.join(s.dir, "smis.db"), timeout=5, isolation_level=None)
-        try:
-            lock.execute("BEGIN EXCLUSIVE")
+        with store_write_locked(s):
             sent = [s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-%d" % i})
                     for i in range(3)]
             self.assertEqual([r.status for r in sent], [201] * 3, [r.raw for r in sent])
@@ -161,9 +174,6 @@ class StoreLocked(StackTestCase):
                 self.assertEqual(s.get(r.json["id"]).status, 200)
                 again = s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-%d" % i})
                 self.assertEqual((again.status, again.json["id"]), (200, r.json["id"]), again.raw)
-        finally:
-            lock.rollback()
-            lock.close()
         for r in sent:
             s.wait_stored(r.json["id"], timeout=30)
         self.assertGreater(s.metric("smis_store_retries_total"), retries_before)
@@ -172,6 +182,43 @@ class StoreLocked(StackTestCase):
         again = s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-0"})
         self.assertEqual((again.status, again.json["id"]), (200, sent[0].json["id"]), again.raw)
         self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 4)
+
+
+class ReportsWhileStoreLocked(StackTestCase):
+    """While the store cannot write, delivery reports wait in memory with
+    the batch being retried: at most 8 x max_in_flight of them (16 here).
+    Beyond that a webhook is answered 503 overloaded with Retry-After, so
+    that its sender retries, instead of the queue growing without bound."""
+    stack_kwargs = {"max_in_flight": 2, "ringring_status_url": False}
+
+    def dlr(self, msg_id, provider_id, code="200"):
+        return http("POST", self.stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
+                    {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
+
+    def test_reports_are_bounded_then_stored(self):
+        s = self.stack
+        s.expect_log(r"cannot write \(database is locked\)")
+        s.expect_log(r"written after \d+ retries")
+        s.expect_log(r"503 overloaded")
+        sent = s.send(message(CITIZENS["no_app"], "sms_only")).json
+        provider_id = sent["attempts"][0]["provider_reference"]
+        s.wait_stored(sent["id"])
+        s.wait_idle()
+        with store_write_locked(s):
+            answers = []
+            while len(answers) < 40 and (not answers or answers[-1].status == 200):
+                answers.append(self.dlr(sent["id"], provider_id))
+            refused = answers[-1]
+            self.assertEqual((refused.status, refused.json["code"], refused.headers["Retry-After"]),
+                             (503, "overloaded", "1"), refused.raw)
+            # 16 queued, plus those the writer took into the batch it retries.
+            self.assertTrue(16 <= len(answers) - 1 <= 24, len(answers))
+            self.assertEqual({r.status for r in answers[:-1]}, {200})
+        # Once the lock is gone the queued reports are written and the
+        # webhooks are taken again.
+        poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 30,
+                   lambda: "report not stored: " + s.get(sent["id"]).raw)
+        poll_until(lambda: self.dlr(sent["id"], provider_id).status == 200, 30, lambda: "webhooks still refused")
 
 
 class StoreUnderLoad(StackTestCase):
