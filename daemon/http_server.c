@@ -199,6 +199,16 @@ static enum MHD_Result respond_code(struct MHD_Connection *c, struct conn *st, i
 	return respond_problem(c, st, &p);
 }
 
+/* A refusal that a retry a second later may get past (Retry-After: 1). */
+static enum MHD_Result respond_retry_soon(struct MHD_Connection *c, struct conn *st, int status,
+					  const char *code, const char *detail)
+{
+	struct smisd_problem p;
+	smisd_problem_set(&p, status, code, NULL, "%s", detail);
+	p.retry_after_s = 1;
+	return respond_problem(c, st, &p);
+}
+
 /* ---- routes -------------------------------------------------------------- */
 
 static enum route route_of(const char *method, const char *url)
@@ -284,7 +294,6 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 	struct smis_report reports[16];
 	size_t n = 0;
 	enum MHD_Result ret;
-	struct smisd_problem pb;
 	char addr[INET6_ADDRSTRLEN] = "";
 	const union MHD_ConnectionInfo *ci;
 	struct inbound_ctx ctx = { c };
@@ -359,10 +368,8 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 	case 0:
 		break;
 	case -EBUSY:
-		smisd_problem_set(&pb, 503, "overloaded", NULL,
-				  "too many reports waiting to be stored, retry shortly");
-		pb.retry_after_s = 1;
-		ret = respond_problem(c, st, &pb);
+		ret = respond_retry_soon(c, st, 503, "overloaded",
+					 "too many reports waiting to be stored, retry shortly");
 		goto out;
 	default:
 		ret = respond_code(c, st, 500, "internal_error", "out of memory");
@@ -509,9 +516,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		goto out;
 	}
 	if (atomic_load(&in_flight) >= atomic_load(&max_in_flight)) {
-		smisd_problem_set(&pb, 503, "overloaded", NULL, "too many requests in flight, retry shortly");
-		pb.retry_after_s = 1;
-		ret = respond_problem(c, st, &pb);
+		ret = respond_retry_soon(c, st, 503, "overloaded", "too many requests in flight, retry shortly");
 		goto out;
 	}
 	/* UTF-8 first, as for messages: json-c takes any bytes in strings. */
@@ -743,10 +748,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
 		idem_full_key(inst->name, idem, full, sizeof(full));
 		if (idem_claim(full) != 0) {
-			smisd_problem_set(&pb, 409, "idempotency_in_progress", NULL,
-					  "a request with this Idempotency-Key is still being processed");
-			pb.retry_after_s = 1;
-			ret = respond_problem(c, st, &pb);
+			ret = respond_retry_soon(c, st, 409, "idempotency_in_progress",
+						 "a request with this Idempotency-Key is still being processed");
 			goto out;
 		}
 		idem_claimed = 1;
@@ -820,9 +823,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	}
 	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
 		atomic_fetch_sub(&in_flight, 1);
-		smisd_problem_set(&pb, 503, "overloaded", NULL, "too many messages in flight, retry shortly");
-		pb.retry_after_s = 1;
-		ret = respond_problem(c, st, &pb);
+		ret = respond_retry_soon(c, st, 503, "overloaded", "too many messages in flight, retry shortly");
 		goto out;
 	}
 	st->counted = 1;

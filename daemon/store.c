@@ -32,6 +32,15 @@ struct report_item {
 	struct report_item *next;
 };
 
+static void free_reports(struct report_item *r)
+{
+	while (r) {
+		struct report_item *next = r->next;
+		free(r);
+		r = next;
+	}
+}
+
 static sqlite3 *wdb, *rdb;
 static pthread_t writer;
 /* WAL checkpoints run on their own thread and connection: done by the
@@ -764,11 +773,7 @@ static void *writer_main(void *arg)
 			if (!j->answered_first) /* else concluded on its loop */
 				smisd_job_conclude(j);
 		write_batch_until_stored(jobs, reps);
-		while (reps) {
-			struct report_item *next = reps->next;
-			free(reps);
-			reps = next;
-		}
+		free_reports(reps);
 		while (jobs) {
 			struct smisd_job *next = jobs->next;
 			jobs->next = NULL;
@@ -960,12 +965,8 @@ void smisd_store_close(void)
 		sqlite3_close(cdb);
 		cdb = NULL;
 	}
-	while (rq_head) {
-		struct report_item *n = rq_head->next;
-		free(rq_head);
-		rq_head = n;
-	}
-	rq_tail = NULL;
+	free_reports(rq_head);
+	rq_head = rq_tail = NULL;
 	rq_len = 0;
 	sqlite3_finalize(st_msg);
 	sqlite3_finalize(st_att);
@@ -1017,11 +1018,7 @@ int smisd_store_submit_reports(const char *channel, bool by_id, const struct smi
 	for (size_t i = 0; i < n; i++) {
 		struct report_item *it = calloc(1, sizeof(*it));
 		if (!it) {
-			while (head) {
-				struct report_item *next = head->next;
-				free(head);
-				head = next;
-			}
+			free_reports(head);
 			smisd_log(SMIS_LOG_ERROR, "store", NULL, "out of memory queueing a report");
 			return -ENOMEM;
 		}
@@ -1041,11 +1038,7 @@ int smisd_store_submit_reports(const char *channel, bool by_id, const struct smi
 	if (stopping || rq_len + n > rq_bound) {
 		bool full = !stopping;
 		pthread_mutex_unlock(&qlock);
-		while (head) {
-			struct report_item *next = head->next;
-			free(head);
-			head = next;
-		}
+		free_reports(head);
 		return full ? -EBUSY : 0;
 	}
 	if (head) {
