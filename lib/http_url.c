@@ -4,7 +4,6 @@
  * it, rather than by hand: what it refuses here it would refuse there.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -24,14 +23,13 @@ static int has_part(CURLU *h, CURLUPart part, CURLUcode absent)
 	return rc == absent ? 0 : -1;
 }
 
-int smis_http_base_url(const char *url, char **out, const char **why)
+int smis_http_base_url(char *url, const char **why)
 {
 	CURLU *h = NULL;
 	char *scheme = NULL;
 	size_t n;
 	int rc = -EINVAL;
 
-	*out = NULL;
 	*why = NULL;
 	if (!url || !url[0]) {
 		*why = "is empty: an http:// or https:// URL is needed";
@@ -90,15 +88,7 @@ int smis_http_base_url(const char *url, char **out, const char **why)
 		goto out;
 	}
 	while (n > 0 && url[n - 1] == '/')
-		n--;
-	*out = malloc(n + 1);
-	if (!*out) {
-		*why = "could not be copied (out of memory)";
-		rc = -ENOMEM;
-		goto out;
-	}
-	memcpy(*out, url, n);
-	(*out)[n] = '\0';
+		url[--n] = '\0';
 	rc = 0;
 out:
 	curl_free(scheme);

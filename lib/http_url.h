@@ -14,11 +14,11 @@
  * without user name or password (credentials have their own settings, and
  * a URL ends up in error messages), query, fragment, spaces or control
  * characters; parsed by libcurl's URL API, the parser that will use it.
- * On success, *out is a malloc'd copy with trailing '/' removed (callers
- * append paths that start with '/') and 0 is returned. Otherwise -EINVAL
- * (or -ENOMEM) is returned, *out is NULL and *why says what is wrong, as a
- * phrase to follow the setting's name ("has a query string").
+ * On success, trailing '/' are removed in place (callers append paths that
+ * start with '/') and 0 is returned. Otherwise `url` is left as it is,
+ * -EINVAL (or -ENOMEM) is returned and *why says what is wrong, as a phrase
+ * to follow the setting's name ("has a query string").
  */
-int smis_http_base_url(const char *url, char **out, const char **why);
+int smis_http_base_url(char *url, const char **why);
 
 #endif

@@ -8,28 +8,29 @@
 
 static void expect_ok(const char *in, const char *want)
 {
-	char *out = NULL;
+	char *url = strdup(in);
 	const char *why = NULL;
-	int rc = smis_http_base_url(in, &out, &why);
+	int rc = smis_http_base_url(url, &why);
 
 	CU_ASSERT_EQUAL(rc, 0);
-	if (rc != 0) {
+	if (rc != 0)
 		fprintf(stderr, "\n  refused %s: %s\n", in, why);
-		return;
-	}
-	CU_ASSERT_PTR_NULL(why);
-	CU_ASSERT_STRING_EQUAL(out, want);
-	free(out);
+	else
+		CU_ASSERT_PTR_NULL(why);
+	CU_ASSERT_STRING_EQUAL(url, want);
+	free(url);
 }
 
 static void expect_refused(const char *in, const char *reason)
 {
-	char *out = (char *)"untouched";
+	char *url = in ? strdup(in) : NULL;
 	const char *why = NULL;
-	int rc = smis_http_base_url(in, &out, &why);
+	int rc = smis_http_base_url(url, &why);
 
 	CU_ASSERT_EQUAL(rc, -EINVAL);
-	CU_ASSERT_PTR_NULL(out);
+	if (in)
+		CU_ASSERT_STRING_EQUAL(url, in); /* left as it is */
+	free(url);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(why);
 	CU_ASSERT_PTR_NOT_NULL(strstr(why, reason));
 	if (rc != -EINVAL || !strstr(why, reason))

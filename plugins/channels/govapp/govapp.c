@@ -420,7 +420,7 @@ static int govapp_create(const struct smis_core_api *api, struct smis_instance *
 			 struct smis_config *cfg, void **state)
 {
 	struct govapp *g = calloc(1, sizeof(*g));
-	char *base = NULL, *written = NULL, *token = NULL, *secret = NULL;
+	char *base = NULL, *token = NULL, *secret = NULL;
 	const char *why = NULL;
 	int64_t max_age_s = GOVAPP_DEFAULT_LOOKUP_MAX_AGE_S;
 	int rc = -ENOMEM, r;
@@ -434,17 +434,16 @@ static int govapp_create(const struct smis_core_api *api, struct smis_instance *
 	g->max_skew_s = GOVAPP_DEFAULT_SKEW_S;
 
 	/* Read every key before failing so that the core can report them all. */
-	r = api->config_string(cfg, "base_url", &written);
-	if (r < 0 || !written) {
+	r = api->config_string(cfg, "base_url", &base);
+	if (r < 0 || !base) {
 		api->config_error(cfg, r == -ENOENT ? NULL : "base_url",
 				  "'base_url' is required: the GovApp backend's http:// or https:// URL");
 		rc = -EINVAL;
-	} else if (smis_http_base_url(written, &base, &why) != 0) {
+	} else if (smis_http_base_url(base, &why) != 0) {
 		/* Trailing '/' removed: the paths we append start with one. */
 		api->config_error(cfg, "base_url", "'base_url' %s", why);
 		rc = -EINVAL;
 	}
-	api->free(written);
 	r = api->config_string(cfg, "api_token", &token);
 	if (r < 0 || !token || !token[0] || strpbrk(token, "\r\n \t")) {
 		api->config_error(cfg, r == -ENOENT ? NULL : "api_token",
@@ -489,7 +488,7 @@ out:
 		OPENSSL_cleanse(token, strlen(token));
 	if (secret)
 		OPENSSL_cleanse(secret, strlen(secret));
-	free(base); /* smis_http_base_url's copy */
+	api->free(base);
 	api->free(token);
 	api->free(secret);
 	govapp_destroy(g);

@@ -1247,14 +1247,10 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 		memcpy(st->base_url, RR_DEFAULT_BASE_URL, n);
 	} else {
 		/* Trailing '/' removed: the paths we append start with one. */
-		char *checked = NULL;
 		const char *why = NULL;
-		if (smis_http_base_url(st->base_url, &checked, &why) != 0) {
+		if (smis_http_base_url(st->base_url, &why) != 0) {
 			api->config_error(cfg, "base_url", "'base_url' %s", why);
 			ok = false;
-		} else {
-			memcpy(st->base_url, checked, strlen(checked) + 1); /* never longer */
-			free(checked);
 		}
 	}
 
