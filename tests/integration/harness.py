@@ -379,6 +379,12 @@ institutions = (
     def reload(self):
         self.smisd.send_signal(signal.SIGHUP)
 
+    def start_draining(self, timeout=10):
+        """SIGTERM, then wait until smisd logs that it drains: from there on
+        it refuses new work and finishes what is in flight."""
+        self.smisd.send_signal(signal.SIGTERM)
+        poll_until(lambda: "draining" in self.log_text(), timeout, lambda: self.log_text()[-2000:])
+
     def generation(self):
         return http("GET", self.base + "/healthz", timeout=2).json["generation"]
 

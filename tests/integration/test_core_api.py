@@ -5,7 +5,6 @@ simulators on loopback, real HTTP. Run by `make check`.
 import concurrent.futures
 import json
 import os
-import signal
 import socket
 import sqlite3
 import sys
@@ -14,7 +13,7 @@ import unittest
 from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, KEYS, Response, Stack, StackTestCase, http, message, poll_until  # noqa: E402
+from harness import CITIZENS, KEYS, Response, Stack, StackTestCase, http, message  # noqa: E402
 
 APP, SMS = "govapp", "ringring"
 
@@ -437,8 +436,7 @@ class Draining(ProblemAsserts, unittest.TestCase):
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
                 slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
                 stack.wait_in_flight(1)
-                stack.smisd.send_signal(signal.SIGTERM)
-                poll_until(lambda: "draining" in stack.log_text(), 10, lambda: stack.log_text()[-2000:])
+                stack.start_draining()
                 for conn, path, body in ((conns[0], "/v1/messages", message(CITIZENS["app_nl"], "sms_only")),
                                          (conns[1], "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]})):
                     with self.subTest(path=path):

@@ -444,8 +444,7 @@ class GracefulStop(unittest.TestCase):
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
                 slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
                 stack.wait_in_flight(1)
-                stack.smisd.send_signal(signal.SIGTERM)
-                poll_until(lambda: "draining" in stack.log_text(), 10, lambda: stack.log_text()[-1000:])
+                stack.start_draining()
                 stack.smisd.send_signal(signal.SIGINT)
                 self.assertEqual(stack.smisd.wait(timeout=30), 0)
                 # Not answered: the drain did not wait for it.
