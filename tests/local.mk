@@ -40,7 +40,8 @@ tests_unit_test_json_writer_LDADD = $(CORE_TEST_LDADD)
 # all-local before any check) and the test plugins (check_LTLIBRARIES).
 
 # Unit tests run under valgrind when it is installed (SMIS_NO_VALGRIND=1
-# skips it); integration tests are Python (standard library only).
+# skips it); integration tests are Python (standard library, and PyYAML
+# for test_openapi.py's YAML checks, skipped without it).
 LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-unit.sh
 PY_LOG_COMPILER = python3
 EXTRA_DIST += tests/run-unit.sh tests/integration

@@ -34,6 +34,8 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
  python3 curl openssl valgrind sqlite3 wrk"
 # For the clang sanitizer build of `test` and for `fuzz` (libFuzzer).
 CLANG_PACKAGES="clang libclang-rt-14-dev"
+# For `test` only: test_openapi.py loads docs/openapi.yaml with PyYAML.
+TEST_PACKAGES="python3-yaml"
 
 install_packages() {
 	missing=""
@@ -67,7 +69,7 @@ demo)
 	exec "$here/tools/demo.sh" "$here/build"
 	;;
 test)
-	PACKAGES="$PACKAGES $CLANG_PACKAGES"
+	PACKAGES="$PACKAGES $CLANG_PACKAGES $TEST_PACKAGES"
 	install_packages
 	build build
 	echo "== make check (unit tests under valgrind, integration tests on loopback)"

@@ -6,8 +6,10 @@ names every problem code of daemon/problem.c (in the Problem `code` enum
 and in the root `x-problem-codes` table, with the HTTP statuses the code is
 answered with), every route of route_of() in daemon/http_server.c, and
 every attempt/message error string the daemon and the channel plugins can
-put in an answer. Standard library only; run by `make check` (top_srcdir
-set) or by hand.
+put in an answer. And that the file is YAML at all, loaded by PyYAML
+(python3-yaml, which tools/bootstrap.sh installs): those checks are skipped
+where it cannot be imported; the others need the standard library only. Run
+by `make check` (top_srcdir set) or by hand.
 """
 import functools
 import glob
@@ -15,6 +17,11 @@ import os
 import re
 import sys
 import unittest
+
+try:
+    import yaml
+except ImportError:  # the YAML checks skip, the others run
+    yaml = None
 
 SRC = os.environ.get("top_srcdir") or os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -370,6 +377,100 @@ class OpenApiMatchesCode(unittest.TestCase):
         for stem, where in sorted(found.items()):
             self.assertIsNotNone(re.search(r"(?<![A-Za-z0-9_])%s" % re.escape(stem), self.spec),
                                  "error %r (%s) is not in docs/openapi.yaml" % (stem, where))
+
+
+def load_yaml(text):
+    """docs/openapi.yaml as PyYAML reads it, a key repeated in one mapping
+    refused (PyYAML would keep the last one silently)."""
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "key %r appears twice in one mapping" % (key,), key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)
+
+
+@unittest.skipIf(yaml is None, "PyYAML (python3-yaml) is not installed")
+class OpenApiIsYaml(unittest.TestCase):
+    """The line-based checks above read the file as text: a quoting mistake
+    that makes it unreadable to every OpenAPI tool goes through them."""
+
+    METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            cls.doc = load_yaml(read(SPEC))
+        except yaml.YAMLError as e:
+            raise AssertionError("docs/openapi.yaml is not valid YAML: %s" % e) from None
+
+    def test_top_level(self):
+        d = self.doc
+        self.assertIsInstance(d, dict)
+        self.assertRegex(str(d.get("openapi")), r"^3\.1\.\d+$")
+        self.assertTrue(d["info"]["title"] and d["info"]["version"])
+        for key in ("paths", "components"):
+            self.assertIsInstance(d.get(key), dict, key)
+        self.assertIsInstance(d["components"].get("schemas"), dict)
+
+    def test_operations_have_responses(self):
+        ops = 0
+        for path, item in self.doc["paths"].items():
+            self.assertTrue(path.startswith("/"), path)
+            self.assertIsInstance(item, dict, path)
+            for method in set(item) & set(self.METHODS):
+                op = item[method]
+                ops += 1
+                where = "%s %s" % (method.upper(), path)
+                self.assertIsInstance(op.get("responses"), dict, where)
+                for status in op["responses"]:
+                    self.assertRegex(str(status), r"^[1-5]\d\d$", where)
+                    self.assertIsInstance(status, str, "%s: quote status %s" % (where, status))
+        self.assertGreater(ops, 5)
+
+    def test_refs_resolve(self):
+        refs = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k == "$ref":
+                        refs.add(v)
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+        walk(self.doc)
+        self.assertTrue(refs)
+        for ref in sorted(refs):
+            self.assertTrue(ref.startswith("#/"), ref)
+            node = self.doc
+            for part in ref[2:].split("/"):
+                self.assertIsInstance(node, dict, ref)
+                self.assertIn(part, node, "%s does not resolve" % ref)
+                node = node[part]
+
+    def test_problem_table_entries(self):
+        table = self.doc.get("x-problem-codes")
+        self.assertIsInstance(table, list)
+        for entry in table:
+            self.assertIsInstance(entry, dict)
+            self.assertEqual(sorted(entry), ["code", "status", "when", "where"], entry)
+            for k in ("code", "where", "when"):
+                self.assertIsInstance(entry[k], str, entry)
+            statuses = entry["status"] if isinstance(entry["status"], list) else [entry["status"]]
+            for st in statuses:
+                self.assertIsInstance(st, int, entry)
+        self.assertEqual(sorted(e["code"] for e in table), sorted(problem_codes()))
 
 
 if __name__ == "__main__":
