@@ -231,6 +231,16 @@ static enum route route_of(const char *method, const char *url)
 	return ROUTE_NOT_FOUND;
 }
 
+/* The Allow header of a 405 on a known path: what route_of() takes there. */
+static const char *allowed_methods(const char *url)
+{
+	if (strcmp(url, "/v1/messages") == 0 || strcmp(url, "/v1/recipients/keys") == 0)
+		return "POST";
+	if (strncmp(url, "/v1/callbacks/", 14) == 0)
+		return "GET, POST";
+	return "GET"; /* /healthz, /metrics, /v1/messages/{id} */
+}
+
 static enum MHD_Result handle_health(struct MHD_Connection *c, struct conn *st)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
@@ -983,9 +993,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		struct smisd_problem p;
 		smisd_problem_set(&p, 405, "method_not_allowed", NULL, "%s is not allowed on %s", method,
 				  strncmp(url, "/v1/messages/", 13) == 0 ? "this message" : "this resource");
-		snprintf(p.field, sizeof(p.field), "%s",
-			 strcmp(url, "/v1/messages") == 0 ? "POST" :
-			 strncmp(url, "/v1/callbacks/", 14) == 0 ? "GET, POST" : "GET");
+		snprintf(p.field, sizeof(p.field), "%s", allowed_methods(url));
 		return respond_problem(c, st, &p);
 	}
 	case ROUTE_NONE:

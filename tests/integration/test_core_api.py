@@ -253,6 +253,17 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         # And the daemon is still healthy.
         self.assertEqual(http("GET", s.base + "/healthz").status, 200)
 
+    def test_method_not_allowed_names_the_allowed_methods(self):
+        s = self.stack
+        for method, path, allow in (("GET", "/v1/messages", "POST"), ("GET", "/v1/recipients/keys", "POST"),
+                                    ("DELETE", "/v1/recipients/keys", "POST"), ("POST", "/healthz", "GET"),
+                                    ("POST", "/metrics", "GET"), ("PUT", "/v1/messages/msg_x", "GET"),
+                                    ("PUT", "/v1/callbacks/ringring", "GET, POST")):
+            with self.subTest(method=method, path=path):
+                r = http(method, s.base + path)
+                self.problem(r, 405, "method_not_allowed", allow)
+                self.assertEqual(r.headers["Allow"], allow)
+
     def test_keys_lookup_bad_inputs(self):
         s = self.stack
         self.problem(http("POST", s.base + "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]}),
