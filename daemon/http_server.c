@@ -529,14 +529,9 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_retry_soon(c, st, 503, "overloaded", "too many requests in flight, retry shortly");
 		goto out;
 	}
-	/* UTF-8 first, as for messages: json-c takes any bytes in strings. */
-	if (st->body && !smisd_utf8_valid(st->body, st->len, true)) {
-		ret = respond_code(c, st, 400, "malformed_json", "the body is not UTF-8 JSON");
-		goto out;
-	}
-	root = st->body ? json_tokener_parse(st->body) : NULL;
-	if (!root || !json_object_is_type(root, json_type_object)) {
-		ret = respond_code(c, st, 400, "malformed_json", "the body must be {\"recipient\": \"+32...\"}");
+	root = smisd_json_parse_strict(st->body ? st->body : "", st->len, &pb);
+	if (!root) {
+		ret = respond_problem(c, st, &pb);
 		goto out;
 	}
 	json_object_object_foreach(root, k, val) {

@@ -1,5 +1,6 @@
 /*
- * request.h - parse and validate the body of POST /v1/messages.
+ * request.h - parse and validate the body of POST /v1/messages (and
+ * read that of POST /v1/recipients/keys the same way).
  *
  * Everything an institution can get wrong is caught here, before any
  * upstream is touched, and answered with one precise problem code.
@@ -54,6 +55,13 @@ struct smisd_request {
 bool smisd_valid_message_id(const char *id);
 
 struct smisd_institution;
+struct json_object;
+
+/* `body` as one JSON object, read strictly: UTF-8, JSON and nothing after
+ * it, no member name twice in one object, none of json-c's extensions.
+ * NULL with *problem filled (400 malformed_json, invalid_type for another
+ * value than an object, 500 out of memory); the caller puts the object. */
+struct json_object *smisd_json_parse_strict(const char *body, size_t len, struct smisd_problem *problem);
 
 /* Parse `body` for `inst`. Returns 0, or -1 with *problem filled. Content
  * comes out in the institution's language order. */

@@ -269,6 +269,15 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         self.problem(http("POST", s.base + "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]}),
                      401, "unauthorized")
         self.problem(keys_call(s, b"{"), 400, "malformed_json")
+        # Read as strictly as a message: nothing after the JSON, no name
+        # twice, none of json-c's extensions.
+        good = json.dumps({"recipient": CITIZENS["app_nl"]}).encode()
+        for body in (good + b" x", good + b"{}", b'{"recipient":"%s","recipient":"+32470000009"}'
+                     % CITIZENS["app_nl"].encode(), b"{'recipient':\"%s\"}" % CITIZENS["app_nl"].encode(),
+                     b'{"recipient":"%s","channel":NaN}' % CITIZENS["app_nl"].encode(), b"\xff", b""):
+            with self.subTest(body=body):
+                self.problem(keys_call(s, body), 400, "malformed_json")
+        self.problem(keys_call(s, b"[]"), 400, "invalid_type")
         self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"], "devices": 1}), 400, "unknown_field", "/devices")
         self.problem(keys_call(s, {}), 400, "missing_field", "/recipient")
         self.problem(keys_call(s, {"recipient": "12345"}), 422, "invalid_number", "/recipient")

@@ -87,6 +87,20 @@ static void test_errors(void)
 	expect("{", 400, "malformed_json", NULL);
 	expect("{\"recipient\":\"+32470123456\"} trailing", 400, "malformed_json", NULL);
 	expect("[1,2]", 400, "invalid_type", NULL);
+	/* What json-c's strict mode lets through but JSON is not: a name twice
+	 * (json-c keeps the last, another reader the first), NaN, Infinity,
+	 * single-quoted names. */
+	expect("{\"recipient\":\"+32470123456\",\"recipient\":\"+32470123457\"," OK_CONTENT "}", 400,
+	       "malformed_json", NULL);
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"a\",\"title\":\"b\","
+	       "\"body\":\"b\"}}}", 400, "malformed_json", NULL);
+	expect("{\"recipient\":\"+32470123456\",'recipient':\"+32470123457\"," OK_CONTENT "}", 400,
+	       "malformed_json", NULL);
+	expect("{\"recipient\":\"+32470123456\",\"x\":[NaN]," OK_CONTENT "}", 400, "malformed_json", NULL);
+	expect("{\"recipient\":\"+32470123456\",\"x\":-Infinity," OK_CONTENT "}", 400, "malformed_json", NULL);
+	/* Colons, quotes and backslashes inside strings are only text. */
+	expect("{\"recipient\" : \"+32470123456\",\"reference\":\"a:b\",\"content\":{\"nl\":{\"title\":"
+	       "\"x\\\":\\\\\",\"body\":\"{'y': 1e5, \\\"z\\\": [true]}\"}}}\r\n", 0, NULL, NULL);
 	expect("{\"recipient\":32470123456," OK_CONTENT "}", 400, "invalid_type", "/recipient");
 	expect("{\"recipient\":\"+32470123456\",\"colour\":\"red\"," OK_CONTENT "}", 400, "unknown_field", "/colour");
 	expect("{" OK_CONTENT "}", 400, "missing_field", "/recipient");
