@@ -505,7 +505,6 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	struct smisd_job *job;
 	json_object *root = NULL, *v;
 	char e164[SMISD_E164_MAX];
-	enum smisd_phone_result pr;
 	enum MHD_Result ret;
 
 	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
@@ -544,14 +543,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
-	if (!json_object_object_get_ex(root, "recipient", &v) || !json_object_is_type(v, json_type_string)) {
-		smisd_problem_set(&pb, 400, "missing_field", "/recipient", "'/recipient' is required");
-		ret = respond_problem(c, st, &pb);
-		goto out;
-	}
-	pr = smisd_phone_normalise(json_object_get_string(v), e164, (const char *const *)inst->allowed_cc);
-	if (pr != SMISD_PHONE_OK) {
-		smisd_problem_set(&pb, 422, smisd_phone_result_code(pr), "/recipient", "'/recipient' cannot be used");
+	if (smisd_request_recipient(root, inst, e164, &pb) != 0) {
 		ret = respond_problem(c, st, &pb);
 		goto out;
 	}

@@ -285,6 +285,26 @@ static json_tokener *thread_tokener(void)
 	return tok;
 }
 
+int smisd_request_recipient(struct json_object *root, const struct smisd_institution *inst,
+			    char e164[SMISD_E164_MAX], struct smisd_problem *pb)
+{
+	static const char *const why[] = {
+		"", "'/recipient' is not a valid phone number (E.164 or Belgian national form)",
+		"'/recipient' is not a mobile number", "'/recipient' is in a country this institution may not send to",
+	};
+	const char *recipient;
+	enum smisd_phone_result pr;
+
+	if (get_text(root, "recipient", "/recipient", SMISD_MAX_RECIPIENT, false, true, &recipient, pb))
+		return -1;
+	pr = smisd_phone_normalise(recipient, e164, (const char *const *)inst->allowed_cc);
+	if (pr != SMISD_PHONE_OK) {
+		smisd_problem_set(pb, 422, smisd_phone_result_code(pr), "/recipient", "%s", why[-pr]);
+		return -1;
+	}
+	return 0;
+}
+
 /* Members of every object in `v`, nested ones included. */
 static size_t tree_members(json_object *v)
 {
@@ -376,7 +396,7 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 					      "language", "encrypted", "message_id", NULL };
 	json_object *root = NULL, *content, *enc;
 	struct smisd_request_content unordered[SMIS_LANG_MAX];
-	const char *recipient, *s;
+	const char *s;
 	int rc = -1;
 	size_t n = 0;
 
@@ -398,20 +418,8 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 		}
 	}
 
-	if (get_text(root, "recipient", "/recipient", SMISD_MAX_RECIPIENT, false, true, &recipient, pb))
+	if (smisd_request_recipient(root, inst, req->recipient, pb) != 0)
 		goto out;
-	{
-		enum smisd_phone_result pr = smisd_phone_normalise(
-			recipient, req->recipient, (const char *const *)inst->allowed_cc);
-		if (pr != SMISD_PHONE_OK) {
-			static const char *const why[] = {
-				"", "'/recipient' is not a valid phone number (E.164 or Belgian national form)",
-				"'/recipient' is not a mobile number", "'/recipient' is in a country this institution may not send to",
-			};
-			smisd_problem_set(pb, 422, smisd_phone_result_code(pr), "/recipient", "%s", why[-pr]);
-			goto out;
-		}
-	}
 	if (get_text(root, "reference", "/reference", SMISD_MAX_REFERENCE, false, false, &s, pb))
 		goto out;
 	if (s) {

@@ -63,6 +63,12 @@ struct json_object;
  * value than an object, 500 out of memory); the caller puts the object. */
 struct json_object *smisd_json_parse_strict(const char *body, size_t len, struct smisd_problem *problem);
 
+/* The `recipient` member of a body read by smisd_json_parse_strict(),
+ * checked as a text (missing_field when absent, null or empty) and
+ * normalised for `inst` into `e164`. 0, or -1 with *problem filled. */
+int smisd_request_recipient(struct json_object *root, const struct smisd_institution *inst,
+			    char e164[SMISD_E164_MAX], struct smisd_problem *problem);
+
 /* Parse `body` for `inst`. Returns 0, or -1 with *problem filled. Content
  * comes out in the institution's language order. */
 int smisd_request_parse(const char *body, size_t len, const struct smisd_institution *inst,

@@ -279,7 +279,13 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 self.problem(keys_call(s, body), 400, "malformed_json")
         self.problem(keys_call(s, b"[]"), 400, "invalid_type")
         self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"], "devices": 1}), 400, "unknown_field", "/devices")
-        self.problem(keys_call(s, {}), 400, "missing_field", "/recipient")
+        # The recipient is checked as on /v1/messages, with the same codes.
+        for body in ({}, {"recipient": ""}, {"recipient": None}):
+            with self.subTest(body=body):
+                self.problem(keys_call(s, body), 400, "missing_field", "/recipient")
+        self.problem(keys_call(s, {"recipient": 32470000004}), 400, "invalid_type", "/recipient")
+        self.problem(keys_call(s, {"recipient": "+32\u0007470000004"}), 400, "invalid_utf8", "/recipient")
+        self.problem(keys_call(s, {"recipient": "4" * 41}), 400, "field_too_long", "/recipient")
         self.problem(keys_call(s, {"recipient": "12345"}), 422, "invalid_number", "/recipient")
         # Only a channel that is an app and can look citizens up will do.
         for channel in ("ringring", "nope", 5):
