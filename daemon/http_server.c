@@ -547,7 +547,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_problem(c, st, &pb);
 		goto out;
 	}
-	if (json_object_object_get_ex(root, "channel", &v)) {
+	if ((v = smisd_json_member(root, "channel"))) {
 		ch = json_object_is_type(v, json_type_string) ? smisd_generation_channel(g, json_object_get_string(v)) : NULL;
 	} else {
 		for (size_t i = 0; i < g->n_channels && !ch; i++)

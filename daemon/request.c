@@ -16,6 +16,15 @@
 #include "job.h"
 #include "request.h"
 
+struct json_object *smisd_json_member(struct json_object *obj, const char *key)
+{
+	json_object *v = NULL;
+
+	/* json-c holds a JSON null as a NULL member: found, and NULL. */
+	json_object_object_get_ex(obj, key, &v);
+	return v;
+}
+
 /* Fetch an optional string member with type, UTF-8 and length checks. */
 static int get_text(json_object *obj, const char *key, const char *ptr, size_t max,
 		    bool controls, bool required, const char **out, struct smisd_problem *pb)
@@ -25,7 +34,8 @@ static int get_text(json_object *obj, const char *key, const char *ptr, size_t m
 	size_t len;
 
 	*out = NULL;
-	if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null)) {
+	v = smisd_json_member(obj, key);
+	if (!v) {
 		if (required) {
 			smisd_problem_set(pb, 400, "missing_field", ptr, "'%s' is required", ptr);
 			return -1;
@@ -177,13 +187,15 @@ static int parse_encrypted(json_object *enc, struct smisd_request *req, struct s
 			return -1;
 		}
 	}
-	if (!json_object_object_get_ex(enc, "encryption", &suite) || !json_object_is_type(suite, json_type_string) ||
+	suite = smisd_json_member(enc, "encryption");
+	envs = smisd_json_member(enc, "envelopes");
+	if (!json_object_is_type(suite, json_type_string) ||
 	    strcmp(json_object_get_string(suite), SMISD_E2E_SUITE) != 0) {
 		smisd_problem_set(pb, 400, "invalid_value", "/encrypted/encryption",
 				  "'/encrypted/encryption' must be \"" SMISD_E2E_SUITE "\"");
 		return -1;
 	}
-	if (!json_object_object_get_ex(enc, "envelopes", &envs) || !json_object_is_type(envs, json_type_array) ||
+	if (!json_object_is_type(envs, json_type_array) ||
 	    (n = json_object_array_length(envs)) == 0 || n > SMISD_MAX_ENVELOPES) {
 		smisd_problem_set(pb, 400, "invalid_value", "/encrypted/envelopes",
 				  "'/encrypted/envelopes' must hold 1 to %d envelopes", SMISD_MAX_ENVELOPES);
@@ -445,7 +457,7 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 		memcpy(req->language, s, 3);
 	}
 
-	if (json_object_object_get_ex(root, "encrypted", &enc)) {
+	if ((enc = smisd_json_member(root, "encrypted"))) {
 		if (parse_encrypted(enc, req, pb) != 0)
 			goto out;
 		if (get_text(root, "message_id", "/message_id", 30, false, true, &s, pb))
@@ -456,12 +468,12 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 			goto out;
 		}
 		snprintf(req->message_id, sizeof(req->message_id), "%s", s);
-	} else if (json_object_object_get_ex(root, "message_id", &enc)) {
+	} else if (smisd_json_member(root, "message_id")) {
 		smisd_problem_set(pb, 400, "invalid_value", "/message_id",
 				  "'/message_id' is only for institution-encrypted messages ('/encrypted')");
 		goto out;
 	}
-	if (!json_object_object_get_ex(root, "content", &content)) {
+	if (!(content = smisd_json_member(root, "content"))) {
 		smisd_problem_set(pb, 400, "missing_content", "/content",
 				  "'/content' is required, with at least one of nl, fr, de, en");
 		goto out;
@@ -479,6 +491,8 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 					  "'%s': languages are nl, fr, de, en", ptr);
 			goto out;
 		}
+		if (!lc)
+			continue; /* null: absent, as for any member */
 		if (parse_content(lc, lang, &unordered[n], req->encrypted_json != NULL, pb) != 0) {
 			n++;
 			goto out;

@@ -57,6 +57,11 @@ bool smisd_valid_message_id(const char *id);
 struct smisd_institution;
 struct json_object;
 
+/* The member `key` of the object `obj`, or NULL when it is absent or JSON
+ * null: every optional member of a request body means the same whether it
+ * is left out or null, and every required one is missing either way. */
+struct json_object *smisd_json_member(struct json_object *obj, const char *key);
+
 /* `body` as one JSON object, read strictly: UTF-8, JSON and nothing after
  * it, no member name twice in one object, none of json-c's extensions.
  * NULL with *problem filled (400 malformed_json, invalid_type for another

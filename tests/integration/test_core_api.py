@@ -294,6 +294,9 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                              422, "unknown_channel", "/channel")
         self.assertEqual(s.sim("govapp", "GET", "/_sim/requests").json, [])
         self.assertEqual(keys_call(s, {"recipient": CITIZENS["app_nl"], "channel": "govapp"}).status, 200)
+        # A null channel is no channel: the default one.
+        r = keys_call(s, {"recipient": CITIZENS["app_nl"], "channel": None})
+        self.assertEqual((r.status, r.json.get("channel")), (200, "govapp"), r.raw)
 
     def test_idempotency_key_in_progress(self):
         # A second call with the key of a call still running is told to come

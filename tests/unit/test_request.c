@@ -127,6 +127,19 @@ static void test_errors(void)
 	expect("{\"recipient\":\"+32470123456\",\"content\":\"hi\"}", 400, "invalid_type", "/content");
 }
 
+/* A null member is an absent one, whichever member it is. */
+static void test_null_is_absent(void)
+{
+	expect("{\"recipient\":\"+32470123456\",\"reference\":null,\"strategy\":null,\"language\":null,"
+	       "\"encrypted\":null,\"message_id\":null,\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\","
+	       "\"format\":null,\"sms_text\":null},\"fr\":null}}", 0, NULL, NULL);
+	expect("{\"recipient\":null," OK_CONTENT "}", 400, "missing_field", "/recipient");
+	expect("{\"recipient\":\"+32470123456\",\"content\":null}", 400, "missing_content", "/content");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":null}}", 400, "missing_content", "/content");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":null,\"body\":\"b\"}}}", 400,
+	       "missing_field", "/content/nl/title");
+}
+
 /* HTML that the sanitiser refuses: the two ways a request can reach. */
 static void test_invalid_html(void)
 {
@@ -213,6 +226,8 @@ static void test_encrypted(void)
 	/* The id given by POST /v1/recipients/keys goes with the envelopes, and only with them. */
 	expect("{\"recipient\":\"+32470123456\",\"encrypted\":{" SUITE ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}",
 	       400, "missing_field", "/message_id");
+	expect("{\"recipient\":\"+32470123456\",\"message_id\":null,\"encrypted\":{" SUITE ",\"envelopes\":[" ENV
+	       "]}," ENC_CONTENT "}", 400, "missing_field", "/message_id");
 	expect("{\"recipient\":\"+32470123456\",\"message_id\":\"msg_short\",\"encrypted\":{" SUITE
 	       ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}", 400, "invalid_value", "/message_id");
 	expect("{\"recipient\":\"+32470123456\"," MID "," OK_CONTENT "}", 400, "invalid_value", "/message_id");
@@ -301,6 +316,7 @@ int main(void)
 	CU_add_test(s, "valid request", test_valid);
 	CU_add_test(s, "html body sanitised", test_html_body);
 	CU_add_test(s, "each error has its code", test_errors);
+	CU_add_test(s, "null is absent", test_null_is_absent);
 	CU_add_test(s, "field limits", test_limits);
 	CU_add_test(s, "invalid html", test_invalid_html);
 	CU_add_test(s, "unlisted language kept", test_unlisted_language_kept);
