@@ -191,6 +191,22 @@ static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st
 		       extra, val);
 }
 
+/* Whether the request's Content-Type is JSON: the media type
+ * application/json in any case, then nothing or parameters (RFC 9110:
+ * type/subtype *( OWS ";" OWS parameter )). Not application/json-seq, nor
+ * application/problem+json. */
+static bool json_content_type(struct MHD_Connection *c)
+{
+	const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+
+	if (!t || strncasecmp(t, "application/json", 16) != 0)
+		return false;
+	t += 16;
+	t += strspn(t, " \t");
+	return *t == '\0' || *t == ';';
+}
+#define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
+
 static enum MHD_Result respond_code(struct MHD_Connection *c, struct conn *st, int status,
 				    const char *code, const char *detail)
 {
@@ -520,6 +536,10 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 413, "body_too_large", "the body is too large");
 		goto out;
 	}
+	if (!json_content_type(c)) {
+		ret = respond_code(c, st, 415, "unsupported_media_type", NOT_JSON_DETAIL);
+		goto out;
+	}
 	if (atomic_load(&shutting_down)) {
 		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
 		goto out;
@@ -679,7 +699,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	struct smisd_problem pb;
 	struct smisd_request req;
 	struct smisd_job *job = NULL;
-	const char *ctype, *idem;
+	const char *idem;
 	char full[256], rh[65], rcpt_hash[65];
 	char msgid_key[64] = "";
 	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0;
@@ -708,10 +728,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_problem(c, st, &pb);
 		goto out;
 	}
-	ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-	if (!ctype || strncasecmp(ctype, "application/json", 16) != 0 ||
-	    (ctype[16] && ctype[16] != ';' && ctype[16] != ' ')) {
-		ret = respond_code(c, st, 415, "unsupported_media_type", "send 'Content-Type: application/json'");
+	if (!json_content_type(c)) {
+		ret = respond_code(c, st, 415, "unsupported_media_type", NOT_JSON_DETAIL);
 		goto out;
 	}
 	idem = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");

@@ -264,6 +264,24 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 self.problem(r, 405, "method_not_allowed", allow)
                 self.assertEqual(r.headers["Allow"], allow)
 
+    def test_content_type_must_be_json(self):
+        s = self.stack
+        auth = {"Authorization": "Bearer " + KEYS["inst-a"]}
+        for path, body in (("/v1/messages", message("12345")), ("/v1/recipients/keys", {"recipient": "12345"})):
+            # The media type in any case, parameters allowed: past that check,
+            # the recipient is refused.
+            for ctype in ("application/json", "Application/JSON; charset=utf-8", "application/json ;charset=UTF-8"):
+                with self.subTest(path=path, ctype=ctype):
+                    self.problem(http("POST", s.base + path, body, dict(auth, **{"Content-Type": ctype})),
+                                 422, "invalid_number", "/recipient")
+            for ctype in ("text/plain", "application/problem+json", "application/json-seq", "application/jsonx",
+                          "application/json x", "application", ""):
+                with self.subTest(path=path, ctype=ctype):
+                    self.problem(http("POST", s.base + path, body, dict(auth, **{"Content-Type": ctype})),
+                                 415, "unsupported_media_type")
+            with self.subTest(path=path, ctype=None):
+                self.problem(http("POST", s.base + path, None, auth), 415, "unsupported_media_type")
+
     def test_keys_lookup_bad_inputs(self):
         s = self.stack
         self.problem(http("POST", s.base + "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]}),
