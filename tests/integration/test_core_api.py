@@ -296,6 +296,7 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
             with self.subTest(body=body):
                 self.problem(keys_call(s, body), 400, "malformed_json")
         self.problem(keys_call(s, b"[]"), 400, "invalid_type")
+        self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"], "x": "x" * 70000}), 413, "body_too_large")
         self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"], "devices": 1}), 400, "unknown_field", "/devices")
         # The recipient is checked as on /v1/messages, with the same codes.
         for body in ({}, {"recipient": ""}, {"recipient": None}):

@@ -472,6 +472,32 @@ class OpenApiIsYaml(unittest.TestCase):
                 self.assertIsInstance(st, int, entry)
         self.assertEqual(sorted(e["code"] for e in table), sorted(problem_codes()))
 
+    def test_each_operation_documents_its_problems(self):
+        """An x-problem-codes entry that names an operation ("POST /v1/x",
+        "POST|GET /v1/callbacks/{channel}[/{rest}]") has its status among
+        that operation's responses."""
+        paths = self.doc["paths"]
+        checked = 0
+        for entry in self.doc["x-problem-codes"]:
+            statuses = entry["status"] if isinstance(entry["status"], list) else [entry["status"]]
+            for where in entry["where"].split(", "):
+                m = re.match(r"^([A-Z|]+) (/\S+?)(\[(/\S+)\]|/\.\.\.)?$", where)
+                if not m:
+                    continue  # "any", "any known path"
+                base, tail = m.group(2), m.group(3)
+                # "[/{rest}]": with and without it; "/...": with a rest.
+                variants = ([base] if tail != "/..." else []) + ([base + "/{rest}"] if tail else [])
+                for path in variants:
+                    self.assertIn(path, paths, "%s: %r names no path" % (entry["code"], where))
+                    for method in m.group(1).split("|"):
+                        op = paths[path].get(method.lower())
+                        self.assertIsNotNone(op, "%s: no %s %s" % (entry["code"], method, path))
+                        for st in statuses:
+                            checked += 1
+                            self.assertTrue(str(st) in op["responses"], "%s: %s %s does not document %s"
+                                            % (entry["code"], method, path, st))
+        self.assertGreater(checked, 50)
+
 
 if __name__ == "__main__":
     prog = unittest.main(exit=False, verbosity=2)
