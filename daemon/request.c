@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -460,7 +461,9 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 	if ((enc = smisd_json_member(root, "encrypted"))) {
 		if (parse_encrypted(enc, req, pb) != 0)
 			goto out;
-		if (get_text(root, "message_id", "/message_id", 30, false, true, &s, pb))
+		/* No length limit of its own: any text that is not an id ("msg_"
+		 * and 26 characters), longer or not, is invalid_value. */
+		if (get_text(root, "message_id", "/message_id", SIZE_MAX, false, true, &s, pb))
 			goto out;
 		if (!smisd_valid_message_id(s)) {
 			smisd_problem_set(pb, 400, "invalid_value", "/message_id",

@@ -230,6 +230,9 @@ static void test_encrypted(void)
 	       "]}," ENC_CONTENT "}", 400, "missing_field", "/message_id");
 	expect("{\"recipient\":\"+32470123456\",\"message_id\":\"msg_short\",\"encrypted\":{" SUITE
 	       ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}", 400, "invalid_value", "/message_id");
+	/* Too long is not an id either: the same code, not field_too_long. */
+	expect("{\"recipient\":\"+32470123456\",\"message_id\":\"msg_01J2Z8Q4XK7M3N5P9R2T6V8W0YZ\",\"encrypted\":{"
+	       SUITE ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}", 400, "invalid_value", "/message_id");
 	expect("{\"recipient\":\"+32470123456\"," MID "," OK_CONTENT "}", 400, "invalid_value", "/message_id");
 }
 
