@@ -28,7 +28,7 @@ struct json_object *smisd_json_member(struct json_object *obj, const char *key)
 
 /* Fetch an optional string member with type, UTF-8 and length checks. */
 static int get_text(json_object *obj, const char *key, const char *ptr, size_t max,
-		    bool controls, bool required, const char **out, struct smisd_problem *pb)
+		    enum smisd_utf8_controls controls, bool required, const char **out, struct smisd_problem *pb)
 {
 	json_object *v;
 	const char *s;
@@ -50,8 +50,8 @@ static int get_text(json_object *obj, const char *key, const char *ptr, size_t m
 	s = json_object_get_string(v);
 	len = (size_t)json_object_get_string_len(v);
 	if (!smisd_utf8_valid(s, len, controls)) {
-		smisd_problem_set(pb, 400, "invalid_utf8", ptr,
-				  "'%s' must be valid UTF-8%s", ptr, controls ? "" : " without control characters");
+		smisd_problem_set(pb, 400, "invalid_utf8", ptr, "'%s' must be valid UTF-8 without control characters%s",
+				  ptr, controls == SMISD_UTF8_MULTILINE ? " other than tab, newline and carriage return" : "");
 		return -1;
 	}
 	if (len > max) {
@@ -100,22 +100,22 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 		}
 	}
 	snprintf(ptr, sizeof(ptr), "/content/%s/title", lang);
-	if (get_text(lc, "title", ptr, SMISD_MAX_TITLE, false, true, &title, pb))
+	if (get_text(lc, "title", ptr, SMISD_MAX_TITLE, SMISD_UTF8_ONE_LINE, true, &title, pb))
 		return -1;
 	snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
-	if (get_text(lc, "body", ptr, SMISD_MAX_BODY, true, !body_optional, &body, pb))
+	if (get_text(lc, "body", ptr, SMISD_MAX_BODY, SMISD_UTF8_MULTILINE, !body_optional, &body, pb))
 		return -1;
 	if (!body)
 		body = "";
 	snprintf(ptr, sizeof(ptr), "/content/%s/format", lang);
-	if (get_text(lc, "format", ptr, 8, false, false, &format, pb))
+	if (get_text(lc, "format", ptr, 8, SMISD_UTF8_ONE_LINE, false, &format, pb))
 		return -1;
 	if (format && strcmp(format, "text") != 0 && strcmp(format, "html") != 0) {
 		smisd_problem_set(pb, 400, "invalid_value", ptr, "'%s' must be \"text\" or \"html\"", ptr);
 		return -1;
 	}
 	snprintf(ptr, sizeof(ptr), "/content/%s/sms_text", lang);
-	if (get_text(lc, "sms_text", ptr, SMISD_MAX_SMS_TEXT, true, false, &sms, pb))
+	if (get_text(lc, "sms_text", ptr, SMISD_MAX_SMS_TEXT, SMISD_UTF8_MULTILINE, false, &sms, pb))
 		return -1;
 
 	memcpy(c->lang, lang, 3);
@@ -216,7 +216,8 @@ static int parse_encrypted(json_object *enc, struct smisd_request *req, struct s
 		    !json_object_object_get_ex(e, "ciphertext", &ct) || !json_object_is_type(ct, json_type_string) ||
 		    json_object_object_length(e) != 3 ||
 		    json_object_get_string_len(dev) == 0 || json_object_get_string_len(dev) > 128 ||
-		    !smisd_utf8_valid(json_object_get_string(dev), (size_t)json_object_get_string_len(dev), false) ||
+		    !smisd_utf8_valid(json_object_get_string(dev), (size_t)json_object_get_string_len(dev),
+				      SMISD_UTF8_ONE_LINE) ||
 		    !b64url_text(json_object_get_string(encap), 64) ||
 		    !b64url_text(json_object_get_string(ct), SMISD_MAX_BODY * 2)) {
 			smisd_problem_set(pb, 400, "invalid_value", ptr,
@@ -308,7 +309,8 @@ int smisd_request_recipient(struct json_object *root, const struct smisd_institu
 	const char *recipient;
 	enum smisd_phone_result pr;
 
-	if (get_text(root, "recipient", "/recipient", SMISD_MAX_RECIPIENT, false, true, &recipient, pb))
+	if (get_text(root, "recipient", "/recipient", SMISD_MAX_RECIPIENT, SMISD_UTF8_ONE_LINE, true, &recipient,
+		     pb))
 		return -1;
 	pr = smisd_phone_normalise(recipient, e164, (const char *const *)inst->allowed_cc);
 	if (pr != SMISD_PHONE_OK) {
@@ -370,7 +372,7 @@ struct json_object *smisd_json_parse_strict(const char *body, size_t len, struct
 	json_object *root;
 	enum json_tokener_error err;
 
-	if (!smisd_utf8_valid(body, len, true)) {
+	if (!smisd_utf8_valid(body, len, SMISD_UTF8_JSON)) {
 		smisd_problem_set(pb, 400, "malformed_json", NULL, "the body is not UTF-8 JSON");
 		return NULL;
 	}
@@ -433,7 +435,7 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 
 	if (smisd_request_recipient(root, inst, req->recipient, pb) != 0)
 		goto out;
-	if (get_text(root, "reference", "/reference", SMISD_MAX_REFERENCE, false, false, &s, pb))
+	if (get_text(root, "reference", "/reference", SMISD_MAX_REFERENCE, SMISD_UTF8_ONE_LINE, false, &s, pb))
 		goto out;
 	if (s) {
 		if (!valid_reference(s)) {
@@ -443,11 +445,11 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 		}
 		req->reference = strdup(s);
 	}
-	if (get_text(root, "strategy", "/strategy", SMISD_MAX_STRATEGY, false, false, &s, pb))
+	if (get_text(root, "strategy", "/strategy", SMISD_MAX_STRATEGY, SMISD_UTF8_ONE_LINE, false, &s, pb))
 		goto out;
 	if (s)
 		req->strategy = strdup(s);
-	if (get_text(root, "language", "/language", 2, false, false, &s, pb))
+	if (get_text(root, "language", "/language", 2, SMISD_UTF8_ONE_LINE, false, &s, pb))
 		goto out;
 	if (s) {
 		if (lang_index(s) < 0) {
@@ -463,7 +465,7 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 			goto out;
 		/* No length limit of its own: any text that is not an id ("msg_"
 		 * and 26 characters), longer or not, is invalid_value. */
-		if (get_text(root, "message_id", "/message_id", SIZE_MAX, false, true, &s, pb))
+		if (get_text(root, "message_id", "/message_id", SIZE_MAX, SMISD_UTF8_ONE_LINE, true, &s, pb))
 			goto out;
 		if (!smisd_valid_message_id(s)) {
 			smisd_problem_set(pb, 400, "invalid_value", "/message_id",

@@ -6,21 +6,25 @@
 
 #include "utf8_decode.h"
 
-bool smisd_utf8_valid(const char *s, size_t len, bool allow_controls)
+bool smisd_utf8_valid(const char *s, size_t len, enum smisd_utf8_controls controls)
 {
+	bool text = controls != SMISD_UTF8_JSON;
 	size_t i = 0, n;
 
 	while (i < len) {
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x80) {
-			if (c == 0 || (!allow_controls && (c < 0x20 || c == 0x7f)) ||
-			    (allow_controls && c < 0x20 && c != '\n' && c != '\t' && c != '\r'))
+			bool space = c == '\n' || c == '\t' || c == '\r';
+			if (c == 0 || (c < 0x20 && (!space || controls == SMISD_UTF8_ONE_LINE)) || (c == 0x7f && text))
 				return false;
 			i++;
 			continue;
 		}
 		n = smis_utf8_char_len(s + i, len - i);
 		if (n == 0)
+			return false;
+		/* C1: U+0080-U+009F, the two bytes C2 80 to C2 9F. */
+		if (text && c == 0xc2 && (unsigned char)s[i + 1] < 0xa0)
 			return false;
 		i += n;
 	}

@@ -7,10 +7,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF, no NUL).
- * When `allow_controls` is false, control characters are refused too;
- * when true, only TAB, LF and CR are allowed among them. */
-bool smisd_utf8_valid(const char *s, size_t len, bool allow_controls);
+/* Which control characters a text may hold besides its characters. */
+enum smisd_utf8_controls {
+	/* A JSON text as a whole: TAB, LF and CR among C0 (raw ones elsewhere
+	 * are not JSON); DEL and C1 are left to the checks of its members. */
+	SMISD_UTF8_JSON,
+	/* A text of several lines (a body, an SMS): TAB, LF and CR only. */
+	SMISD_UTF8_MULTILINE,
+	/* A one-line text (a title, a number, a name): none. */
+	SMISD_UTF8_ONE_LINE,
+};
+
+/* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF, no NUL),
+ * and no control character but those `controls` allows: the C0 controls
+ * (U+0000-U+001F), DEL (U+007F) and the C1 controls (U+0080-U+009F) are
+ * all controls, invisible or acted on by whatever shows the text. */
+bool smisd_utf8_valid(const char *s, size_t len, enum smisd_utf8_controls controls);
 
 /* Drops, in place, every byte of the NUL-terminated s that is not part of
  * a well-formed character. For text that quotes a client's bytes after a

@@ -45,7 +45,7 @@ static void check_clean(const char *s)
 		if (c == '\f')
 			copy[i] = ' ';
 	}
-	FUZZ_CHECK(smisd_utf8_valid(copy, n, true));
+	FUZZ_CHECK(smisd_utf8_valid(copy, n, SMISD_UTF8_JSON));
 	free(copy);
 }
 

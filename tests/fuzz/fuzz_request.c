@@ -35,11 +35,11 @@ static void check_request(const struct smisd_request *req)
 		const struct smisd_request_content *c = &req->content[i];
 		FUZZ_CHECK(strlen(c->lang) == 2);
 		FUZZ_CHECK(c->title && c->body && c->body_text);
-		FUZZ_CHECK(smisd_utf8_valid(c->title, strlen(c->title), true));
-		FUZZ_CHECK(smisd_utf8_valid(c->body, strlen(c->body), true));
-		FUZZ_CHECK(smisd_utf8_valid(c->body_text, strlen(c->body_text), true));
+		FUZZ_CHECK(smisd_utf8_valid(c->title, strlen(c->title), SMISD_UTF8_ONE_LINE));
+		FUZZ_CHECK(smisd_utf8_valid(c->body, strlen(c->body), SMISD_UTF8_JSON));
+		FUZZ_CHECK(smisd_utf8_valid(c->body_text, strlen(c->body_text), SMISD_UTF8_JSON));
 		if (c->sms_text)
-			FUZZ_CHECK(smisd_utf8_valid(c->sms_text, strlen(c->sms_text), true));
+			FUZZ_CHECK(smisd_utf8_valid(c->sms_text, strlen(c->sms_text), SMISD_UTF8_MULTILINE));
 		/* The sanitiser's allow-list has no script, style or handlers. */
 		if (c->html) {
 			FUZZ_CHECK(!fuzz_contains_ci(c->body, "<script"));

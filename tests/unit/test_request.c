@@ -122,6 +122,15 @@ static void test_errors(void)
 	       400, "invalid_value", "/content/nl/format");
 	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"a\\u0007b\",\"body\":\"b\"}}}", 400,
 	       "invalid_utf8", "/content/nl/title");
+	/* DEL and C1 controls are refused like C0 ones, escaped or raw. */
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"a\\u007fb\",\"body\":\"b\"}}}", 400,
+	       "invalid_utf8", "/content/nl/title");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"a\xc2\x85\",\"body\":\"b\"}}}", 400,
+	       "invalid_utf8", "/content/nl/title");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"a\\nb\\u009b\"}}}",
+	       400, "invalid_utf8", "/content/nl/body");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\","
+	       "\"sms_text\":\"a\x7f\"}}}", 400, "invalid_utf8", "/content/nl/sms_text");
 	expect("{\"recipient\":\"+32470123456\",\"reference\":\"has space\"," OK_CONTENT "}", 400, "invalid_value",
 	       "/reference");
 	expect("{\"recipient\":\"+32470123456\",\"content\":\"hi\"}", 400, "invalid_type", "/content");
@@ -273,14 +282,28 @@ static void test_limits(void)
 
 static void test_utf8(void)
 {
-	CU_ASSERT_TRUE(smisd_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, false));
-	CU_ASSERT_FALSE(smisd_utf8_valid("\xc0\xaf", 2, true));         /* overlong '/' */
-	CU_ASSERT_FALSE(smisd_utf8_valid("\xed\xa0\x80", 3, true));     /* surrogate */
-	CU_ASSERT_FALSE(smisd_utf8_valid("\xf4\x90\x80\x80", 4, true)); /* > U+10FFFF */
-	CU_ASSERT_FALSE(smisd_utf8_valid("\xe2\x82", 2, true));         /* truncated */
-	CU_ASSERT_FALSE(smisd_utf8_valid("a\nb", 3, false));
-	CU_ASSERT_TRUE(smisd_utf8_valid("a\nb", 3, true));
-	CU_ASSERT_FALSE(smisd_utf8_valid("a\0b", 3, true));
+	static const enum smisd_utf8_controls all[] = { SMISD_UTF8_JSON, SMISD_UTF8_MULTILINE, SMISD_UTF8_ONE_LINE };
+
+	for (size_t i = 0; i < 3; i++) {
+		CU_ASSERT_TRUE(smisd_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\xa0", 17, all[i]));
+		CU_ASSERT_FALSE(smisd_utf8_valid("\xc0\xaf", 2, all[i]));         /* overlong '/' */
+		CU_ASSERT_FALSE(smisd_utf8_valid("\xed\xa0\x80", 3, all[i]));     /* surrogate */
+		CU_ASSERT_FALSE(smisd_utf8_valid("\xf4\x90\x80\x80", 4, all[i])); /* > U+10FFFF */
+		CU_ASSERT_FALSE(smisd_utf8_valid("\xe2\x82", 2, all[i]));         /* truncated */
+		CU_ASSERT_FALSE(smisd_utf8_valid("a\0b", 3, all[i]));
+		CU_ASSERT_FALSE(smisd_utf8_valid("a\x07", 2, all[i]));
+	}
+	CU_ASSERT_FALSE(smisd_utf8_valid("a\nb", 3, SMISD_UTF8_ONE_LINE));
+	CU_ASSERT_TRUE(smisd_utf8_valid("a\nb\tc\r\n", 7, SMISD_UTF8_MULTILINE));
+	CU_ASSERT_TRUE(smisd_utf8_valid("a\nb", 3, SMISD_UTF8_JSON));
+	/* DEL and the C1 controls (U+0080, U+0085 NEL, U+009F) are controls in
+	 * a text; a JSON text as a whole leaves them to its members' checks. */
+	static const char *const c1[] = { "a\x7f", "a\xc2\x80", "a\xc2\x85", "a\xc2\x9f" };
+	for (size_t i = 0; i < 4; i++) {
+		CU_ASSERT_FALSE(smisd_utf8_valid(c1[i], strlen(c1[i]), SMISD_UTF8_ONE_LINE));
+		CU_ASSERT_FALSE(smisd_utf8_valid(c1[i], strlen(c1[i]), SMISD_UTF8_MULTILINE));
+		CU_ASSERT_TRUE(smisd_utf8_valid(c1[i], strlen(c1[i]), SMISD_UTF8_JSON));
+	}
 
 	char s[] = "a\xc3\xa9\xc3-\xe2\x82\xac\xe2\x82\xff\xf0\x9f\x98\x80\x80";
 	smisd_utf8_scrub(s);
@@ -300,8 +323,8 @@ static void test_problem_stays_utf8(void)
 	snprintf(body, sizeof(body), "{\"recipient\":\"+32470123456\",\"%s\":1}", key);
 	CU_ASSERT_EQUAL_FATAL(smisd_request_parse(body, strlen(body), &inst, &req, &pb), -1);
 	CU_ASSERT_STRING_EQUAL(pb.code, "unknown_field");
-	CU_ASSERT_TRUE(smisd_utf8_valid(pb.field, strlen(pb.field), false));
-	CU_ASSERT_TRUE(smisd_utf8_valid(pb.detail, strlen(pb.detail), false));
+	CU_ASSERT_TRUE(smisd_utf8_valid(pb.field, strlen(pb.field), SMISD_UTF8_ONE_LINE));
+	CU_ASSERT_TRUE(smisd_utf8_valid(pb.detail, strlen(pb.detail), SMISD_UTF8_ONE_LINE));
 	CU_ASSERT_EQUAL(strncmp(pb.field, "/a\xc3\xa9", 4), 0);
 
 	smisd_problem_set(&pb, 422, "unknown_strategy", "/strategy", "no strategy named '%.4s'",
