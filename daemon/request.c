@@ -67,6 +67,19 @@ static int get_text(json_object *obj, const char *key, const char *ptr, size_t m
 	return 0;
 }
 
+/* A copy of a member's text for the request, which outlives the parsed
+ * body: without memory the request cannot go on (500, not a NULL that
+ * would read as "absent" further on). */
+static int keep_copy(const char *s, char **out, struct smisd_problem *pb)
+{
+	*out = strdup(s);
+	if (!*out) {
+		smisd_problem_set(pb, 500, "internal_error", NULL, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static int lang_index(const char *l)
 {
 	static const char *const codes[] = { "nl", "fr", "de", "en" };
@@ -443,12 +456,13 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 					  "'/reference' may hold letters, digits and . _ : / - only");
 			goto out;
 		}
-		req->reference = strdup(s);
+		if (keep_copy(s, &req->reference, pb) != 0)
+			goto out;
 	}
 	if (get_text(root, "strategy", "/strategy", SMISD_MAX_STRATEGY, SMISD_UTF8_ONE_LINE, false, &s, pb))
 		goto out;
-	if (s)
-		req->strategy = strdup(s);
+	if (s && keep_copy(s, &req->strategy, pb) != 0)
+		goto out;
 	if (get_text(root, "language", "/language", 2, SMISD_UTF8_ONE_LINE, false, &s, pb))
 		goto out;
 	if (s) {

@@ -8,6 +8,23 @@
 
 static struct smisd_institution inst;
 
+/* strdup() of this text fails, as without memory (NULL: never). The
+ * request's copies go through strdup; json-c copies names, not values. */
+static const char *strdup_fails_for;
+
+char *strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p;
+
+	if (strdup_fails_for && strcmp(s, strdup_fails_for) == 0)
+		return NULL;
+	p = malloc(n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
 static int setup(void)
 {
 	static const char langs[4][3] = { "fr", "nl", "de", "en" };
@@ -245,6 +262,22 @@ static void test_encrypted(void)
 	expect("{\"recipient\":\"+32470123456\"," MID "," OK_CONTENT "}", 400, "invalid_value", "/message_id");
 }
 
+/* Out of memory copying a member is a 500, not a member gone missing (a
+ * NULL strategy would have sent with the institution's default one). */
+static void test_out_of_memory(void)
+{
+	static const char *const texts[] = { "case-oom", "strategy-oom", "title-oom", "sms-oom" };
+	const char *body = "{\"recipient\":\"+32470123456\",\"reference\":\"case-oom\",\"strategy\":\"strategy-oom\","
+			   "\"content\":{\"nl\":{\"title\":\"title-oom\",\"body\":\"b\",\"sms_text\":\"sms-oom\"}}}";
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		strdup_fails_for = texts[i];
+		expect(body, 500, "internal_error", NULL);
+	}
+	strdup_fails_for = NULL;
+	expect(body, 0, NULL, NULL);
+}
+
 /* A text in a language the institution's order does not list is kept, last. */
 static void test_unlisted_language_kept(void)
 {
@@ -343,6 +376,7 @@ int main(void)
 	CU_add_test(s, "html body sanitised", test_html_body);
 	CU_add_test(s, "each error has its code", test_errors);
 	CU_add_test(s, "null is absent", test_null_is_absent);
+	CU_add_test(s, "out of memory", test_out_of_memory);
 	CU_add_test(s, "field limits", test_limits);
 	CU_add_test(s, "invalid html", test_invalid_html);
 	CU_add_test(s, "unlisted language kept", test_unlisted_language_kept);
