@@ -397,9 +397,11 @@ struct json_object *smisd_json_parse_strict(const char *body, size_t len, struct
 	root = json_tokener_parse_ex(tok, body, (int)len);
 	err = json_tokener_get_error(tok);
 	if (!root || err != json_tokener_success || json_tokener_get_parse_end(tok) != len) {
-		smisd_problem_set(pb, 400, "malformed_json", NULL, "the body is not valid JSON%s%s",
-				  err != json_tokener_success ? ": " : "",
-				  err != json_tokener_success ? json_tokener_error_desc(err) : "");
+		/* json-c's words for an empty or cut body are "continue". */
+		smisd_problem_set(pb, 400, "malformed_json", NULL, "the body is not valid JSON: %s",
+				  err == json_tokener_continue ? "it ends before its value does (or is empty)"
+				  : err != json_tokener_success ? json_tokener_error_desc(err)
+				  : "something follows the value");
 		goto refused;
 	}
 	if (!json_text_exact(body, len, root)) {

@@ -99,9 +99,23 @@ static void test_html_body(void)
 	smisd_request_clear(&req);
 }
 
+/* The detail of a malformed body says what is wrong with it. */
+static void expect_detail(const char *body, const char *detail)
+{
+	struct smisd_request req;
+	struct smisd_problem pb;
+
+	CU_ASSERT_EQUAL_FATAL(smisd_request_parse(body, strlen(body), &inst, &req, &pb), -1);
+	CU_ASSERT_STRING_EQUAL(pb.code, "malformed_json");
+	CU_ASSERT_STRING_EQUAL(pb.detail, detail);
+}
+
 static void test_errors(void)
 {
 	expect("{", 400, "malformed_json", NULL);
+	expect_detail("", "the body is not valid JSON: it ends before its value does (or is empty)");
+	expect_detail("{\"recipient\":", "the body is not valid JSON: it ends before its value does (or is empty)");
+	expect_detail("{} {}", "the body is not valid JSON: unexpected character");
 	expect("{\"recipient\":\"+32470123456\"} trailing", 400, "malformed_json", NULL);
 	expect("[1,2]", 400, "invalid_type", NULL);
 	/* What json-c's strict mode lets through but JSON is not: a name twice
