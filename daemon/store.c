@@ -76,7 +76,7 @@ static int queued;          /* jobs in jq */
 static int commit_delay_ms; /* see smisd_store_open() */
 
 static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_nopoll, *st_exists;
-static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del;
+static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del, *st_orphan_expire, *st_orphan_count;
 /* Prepared once: sqlite3_exec("BEGIN") compiles the statement on every call. */
 static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 
@@ -265,6 +265,18 @@ static const char *report_status_name(enum smis_report_status s)
 
 static void write_report(const struct report_item *it);
 
+/* A statement of the writer failed where nothing retries it: said once in
+ * the log (what and why, never a row's content) and counted. */
+static void store_failed(const char *operation, const char *id, int rc)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof(labels), "operation=\"%s\"", operation);
+	smisd_metric_add("smis_store_errors_total", labels, 1);
+	smisd_log(SMIS_LOG_ERROR, "store", id, "%s failed: %s (%s)", operation, sqlite3_errstr(rc),
+		  sqlite3_errmsg(wdb));
+}
+
 /* Reports that arrived before this job's attempts were stored. Such
  * reports are rare: skip the lookups while none are kept. */
 static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
@@ -386,6 +398,15 @@ static int write_job(struct smisd_job *job)
 	return rc;
 }
 
+/* Step a statement that returns no row; SQLITE_OK or the error. */
+static int run_stmt(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* Status order: a report may only move a message forward. */
 static int status_rank(const char *s)
 {
@@ -464,6 +485,30 @@ static void write_report(const struct report_item *it)
 	}
 }
 
+/* Reports kept for a message that was never stored (its send's answer
+ * lost, or a report for a reference SMIS never returned while others were
+ * in flight) go after a day. Runs once a second on the writer, with or
+ * without status polling. */
+#define ORPHAN_KEEP_MS 86400000
+static void expire_orphans(void)
+{
+	int rc;
+
+	if (orphans_kept == 0)
+		return;
+	sqlite3_bind_int64(st_orphan_expire, 1, smisd_now_ms() - ORPHAN_KEEP_MS);
+	if ((rc = run_stmt(st_orphan_expire)) != SQLITE_OK) {
+		store_failed("expire_orphans", NULL, rc);
+		return;
+	}
+	/* Recount: adopted and expired rows are gone. */
+	if ((rc = sqlite3_step(st_orphan_count)) == SQLITE_ROW)
+		orphans_kept = sqlite3_column_int64(st_orphan_count, 0);
+	else
+		store_failed("expire_orphans", NULL, rc);
+	sqlite3_reset(st_orphan_count);
+}
+
 /* Messages sent whose final report has not come: ask the channel (its
  * SMIS_OP_STATUS) through the dispatcher. Runs on the writer thread, so
  * the bookkeeping update needs no other connection. The polls are handed
@@ -490,18 +535,6 @@ static void poll_due(void)
 		goto out;
 	sqlite3_bind_int64(sel, 1, now);
 	sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL);
-	{
-		char sql[128];
-		sqlite3_stmt *cnt = NULL;
-		snprintf(sql, sizeof(sql), "DELETE FROM orphan_reports WHERE received_ms < %lld",
-			 (long long)(now - 86400000));
-		sqlite3_exec(wdb, sql, NULL, NULL, NULL);
-		/* Recount now and then: adopted and expired rows are gone. */
-		if (sqlite3_prepare_v2(wdb, "SELECT count(*) FROM orphan_reports", -1, &cnt, NULL) == SQLITE_OK &&
-		    sqlite3_step(cnt) == SQLITE_ROW)
-			orphans_kept = sqlite3_column_int64(cnt, 0);
-		sqlite3_finalize(cnt);
-	}
 	while (n_due < POLL_BATCH && sqlite3_step(sel) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(sel, 0);
 		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
@@ -580,14 +613,6 @@ static int migrate_lookup_ref(const char *path)
 	if (!has)
 		smisd_log(SMIS_LOG_INFO, "store", NULL, "%s: attempts.lookup_ref added", path);
 	return 0;
-}
-
-static int run_stmt(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 static bool purge_expired(void);
@@ -722,6 +747,7 @@ static void *writer_main(void *arg)
 
 		if (now >= next_poll) {
 			pthread_mutex_lock(&write_gate);
+			expire_orphans();
 			poll_due();
 			pthread_mutex_unlock(&write_gate);
 			next_poll = smisd_monotonic_ms() + 1000;
@@ -910,6 +936,8 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
 		    &st_orphan_get) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
+	    prepare(wdb, "DELETE FROM orphan_reports WHERE received_ms < ?", &st_orphan_expire) ||
+	    prepare(wdb, "SELECT count(*) FROM orphan_reports", &st_orphan_count) ||
 	    prepare(wdb, "BEGIN IMMEDIATE", &st_begin) || prepare(wdb, "COMMIT", &st_commit) ||
 	    prepare(wdb, "ROLLBACK", &st_rollback) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
@@ -980,11 +1008,13 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_orphan);
 	sqlite3_finalize(st_orphan_get);
 	sqlite3_finalize(st_orphan_del);
+	sqlite3_finalize(st_orphan_expire);
+	sqlite3_finalize(st_orphan_count);
 	sqlite3_finalize(st_begin);
 	sqlite3_finalize(st_commit);
 	sqlite3_finalize(st_rollback);
 	st_begin = st_commit = st_rollback = NULL;
-	st_orphan = st_orphan_get = st_orphan_del = NULL;
+	st_orphan = st_orphan_get = st_orphan_del = st_orphan_expire = st_orphan_count = NULL;
 	st_msg = st_att = st_find_att = st_rep = st_upd = st_nopoll = st_exists = NULL;
 	sqlite3_close(rdb);
 	sqlite3_close(wdb);

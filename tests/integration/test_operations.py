@@ -327,6 +327,38 @@ class Retention(StackTestCase):
         self.assertEqual(self.rows(young_id), {"messages": 0, "attempts": 0, "reports": 0})
 
 
+class OrphanReportsExpire(StackTestCase):
+    """Reports kept for a message never stored (orphans) go after a day,
+    also with status polling off (after_s = 0): their expiry is the store
+    writer's own once-a-second chore, not part of a poll round."""
+    stack_kwargs = {"extra_conf": "status_poll = { after_s = 0; };"}
+
+    def orphans(self):
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
+        try:
+            return sorted(r[0] for r in con.execute("SELECT provider_ref FROM orphan_reports"))
+        finally:
+            con.close()
+
+    def test_day_old_orphans_are_deleted_without_polling(self):
+        s = self.stack
+        s.smisd.send_signal(signal.SIGTERM)
+        self.assertEqual(s.smisd.wait(timeout=60), 0)
+        now_ms = int(time.time() * 1000)
+        con = sqlite3.connect(os.path.join(s.dir, "smis.db"))
+        try:
+            with con:
+                for ref, received in (("old-ref", now_ms - 2 * 86400000), ("young-ref", now_ms - 60000)):
+                    con.execute("INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms,"
+                                " detail, received_ms) VALUES ('ringring', ?, '', 2, ?, NULL, ?)",
+                                (ref, received, received))
+        finally:
+            con.close()
+        s.start_smisd()
+        poll_until(lambda: self.orphans() == ["young-ref"], 10,
+                   lambda: "orphan reports left: %s" % self.orphans())
+
+
 class Observability(StackTestCase):
     def test_metrics(self):
         self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))
