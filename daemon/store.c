@@ -522,32 +522,35 @@ static void poll_due(void)
 	int64_t now = smisd_now_ms();
 	struct smisd_job *due[POLL_BATCH];
 	size_t n_due = 0;
+	int rc;
 
 	if (!g || g->settings.poll_after_s <= 0)
 		goto out;
-	if (sqlite3_prepare_v2(wdb, "SELECT m.id, a.channel, a.provider_ref, m.polls FROM messages m"
-				    " JOIN attempts a ON a.message_id = m.id"
-				    " WHERE m.next_poll_ms IS NOT NULL AND m.next_poll_ms <= ?"
-				    " AND a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
-				    " LIMIT 256" /* POLL_BATCH */, -1, &sel, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = polls + 1, next_poll_ms = ? WHERE id = ?",
-			       -1, &upd, NULL) != SQLITE_OK)
-		goto out;
+	if ((rc = sqlite3_prepare_v2(wdb, "SELECT m.id, a.channel, a.provider_ref, m.polls FROM messages m"
+					  " JOIN attempts a ON a.message_id = m.id"
+					  " WHERE m.next_poll_ms IS NOT NULL AND m.next_poll_ms <= ?"
+					  " AND a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
+					  " LIMIT 256" /* POLL_BATCH */, -1, &sel, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = polls + 1, next_poll_ms = ? WHERE id = ?",
+				     -1, &upd, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
+		goto failed;
 	sqlite3_bind_int64(sel, 1, now);
-	sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL);
-	while (n_due < POLL_BATCH && sqlite3_step(sel) == SQLITE_ROW) {
+	while (n_due < POLL_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(sel, 0);
 		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
 		int polls = sqlite3_column_int(sel, 3) + 1;
 		int64_t next = polls >= g->settings.poll_max ? 0 :
 			       now + ((int64_t)g->settings.poll_interval_s * 1000 << (polls - 1 < 10 ? polls - 1 : 10));
-		sqlite3_reset(upd);
 		if (next)
 			sqlite3_bind_int64(upd, 1, next);
 		else
 			sqlite3_bind_null(upd, 1);
 		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
-		sqlite3_step(upd);
+		/* A poll whose count is not written is not made. */
+		if ((rc = run_stmt(upd)) != SQLITE_OK)
+			break;
+		rc = SQLITE_ROW;
 		if (!ch || !(ch->caps & SMIS_CAP_STATUS))
 			continue;
 		struct smisd_job *job = calloc(1, sizeof(*job));
@@ -568,9 +571,22 @@ static void poll_due(void)
 		job->msg.provider_ref = job->poll_ref;
 		due[n_due++] = job;
 	}
-	sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL);
+	sqlite3_reset(sel);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		rc = sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		for (size_t i = 0; i < n_due; i++)
+			smisd_dispatcher_submit(due[i]);
+		goto out;
+	}
 	for (size_t i = 0; i < n_due; i++)
-		smisd_dispatcher_submit(due[i]);
+		smisd_job_free(due[i]);
+failed:
+	store_failed("poll", NULL, rc);
+	/* A failed COMMIT (SQLITE_BUSY) leaves the transaction open, and the
+	 * writer's next BEGIN would fail with it: nothing else is written. */
+	if (!sqlite3_get_autocommit(wdb) && (rc = sqlite3_exec(wdb, "ROLLBACK", NULL, NULL, NULL)) != SQLITE_OK)
+		store_failed("poll_rollback", NULL, rc);
 out:
 	sqlite3_finalize(sel);
 	sqlite3_finalize(upd);
