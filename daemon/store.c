@@ -263,7 +263,38 @@ static const char *report_status_name(enum smis_report_status s)
 	return "none";
 }
 
-static void write_report(const struct report_item *it);
+/* Step a statement that returns no row; SQLITE_OK or the error. */
+static int run_stmt(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Failures that say nothing about the rows: the database is locked by
+ * another writer past busy_timeout, full, read-only, or failing to read or
+ * write. The batch is rolled back and written again, whole, once the
+ * cause may have gone; dropping it would lose records (and Idempotency-Keys)
+ * of messages already sent and, by default, already answered. */
+static bool transient_store_error(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_NOMEM:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int write_report(const struct report_item *it);
 
 /* A statement of the writer failed where nothing retries it: said once in
  * the log (what and why, never a row's content) and counted. */
@@ -277,15 +308,29 @@ static void store_failed(const char *operation, const char *id, int rc)
 		  sqlite3_errmsg(wdb));
 }
 
+/* What a failed statement of a batch means for the batch: a transient
+ * failure is returned, and the whole batch rolled back and written again
+ * (SQLite may have rolled the transaction back already); any other is
+ * logged and counted (store_failed) and the batch goes on (SQLITE_OK). */
+static int unless_transient(int rc, const char *operation, const char *id)
+{
+	if (rc == SQLITE_OK || rc == SQLITE_DONE || transient_store_error(rc))
+		return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	store_failed(operation, id, rc);
+	return SQLITE_OK;
+}
+
 /* Reports that arrived before this job's attempts were stored. Such
  * reports are rare: skip the lookups while none are kept. */
 static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
 
-static void adopt_orphans(const struct smisd_job *job)
+static int adopt_orphans(const struct smisd_job *job)
 {
+	int rc = SQLITE_OK;
+
 	if (orphans_kept == 0)
-		return;
-	for (size_t i = 0; i < job->n_attempts; i++) {
+		return SQLITE_OK;
+	for (size_t i = 0; rc == SQLITE_OK && i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
 		bool by_id = (a->ch->caps & SMIS_CAP_REPORTS_BY_ID) != 0;
 		const char *key = by_id ? job->id : a->out.provider_ref;
@@ -294,7 +339,7 @@ static void adopt_orphans(const struct smisd_job *job)
 		sqlite3_reset(st_orphan_get);
 		sqlite3_bind_text(st_orphan_get, 1, a->ch->name, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st_orphan_get, 2, key, -1, SQLITE_STATIC);
-		while (sqlite3_step(st_orphan_get) == SQLITE_ROW) {
+		while ((rc = sqlite3_step(st_orphan_get)) == SQLITE_ROW) {
 			struct report_item it;
 			memset(&it, 0, sizeof(it));
 			snprintf(it.channel, sizeof(it.channel), "%s", a->ch->name);
@@ -305,15 +350,18 @@ static void adopt_orphans(const struct smisd_job *job)
 			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
 			snprintf(it.r.detail, sizeof(it.r.detail), "%s",
 				 sqlite3_column_text(st_orphan_get, 3) ? (const char *)sqlite3_column_text(st_orphan_get, 3) : "");
-			write_report(&it);
+			if ((rc = unless_transient(write_report(&it), "report", job->id)) != SQLITE_OK)
+				break;
 		}
 		sqlite3_reset(st_orphan_get);
-		sqlite3_reset(st_orphan_del);
-		sqlite3_bind_text(st_orphan_del, 1, a->ch->name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
-		sqlite3_step(st_orphan_del);
-		sqlite3_reset(st_orphan_del);
+		if (rc == SQLITE_DONE) {
+			sqlite3_bind_text(st_orphan_del, 1, a->ch->name, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
+			rc = run_stmt(st_orphan_del);
+		}
+		rc = unless_transient(rc, "adopt_orphans", job->id);
 	}
+	return rc;
 }
 
 /* SQLITE_OK, or the code of the statement that failed. */
@@ -394,17 +442,8 @@ static int write_job(struct smisd_job *job)
 			rc = step;
 	}
 	if (rc == SQLITE_OK)
-		adopt_orphans(job);
+		rc = adopt_orphans(job);
 	return rc;
-}
-
-/* Step a statement that returns no row; SQLITE_OK or the error. */
-static int run_stmt(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 /* Status order: a report may only move a message forward. */
@@ -421,68 +460,77 @@ static int status_rank(const char *s)
 	return 0;
 }
 
-static void write_report(const struct report_item *it)
+/* A report can overtake the send's own answer (a fast DLR): keep it until
+ * the attempt is written, for a day at most. */
+static int keep_orphan(const struct report_item *it)
+{
+	int rc;
+
+	sqlite3_bind_text(st_orphan, 1, it->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_orphan, 2, it->r.provider_ref, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_orphan, 3, it->r.device, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st_orphan, 4, (int)it->r.status);
+	sqlite3_bind_int64(st_orphan, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
+	sqlite3_bind_text(st_orphan, 6, it->r.detail, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
+	if ((rc = run_stmt(st_orphan)) != SQLITE_OK)
+		return rc;
+	if (orphans_kept >= 0)
+		orphans_kept++;
+	smisd_log(SMIS_LOG_INFO, "store", NULL,
+		  "report for a provider reference not stored yet on channel %s: kept", it->channel);
+	return SQLITE_OK;
+}
+
+/* SQLITE_OK, or the code of the first statement that failed (what came
+ * before it stays in the transaction). */
+static int write_report(const struct report_item *it)
 {
 	const char *mid;
 	char id[64];
 	const char *st = report_status_name(it->r.status);
 	sqlite3_stmt *find;
+	int rc;
 
 	if (it->r.status == SMIS_REPORT_NONE || it->r.status == SMIS_REPORT_PENDING)
-		return;
+		return SQLITE_OK;
 	find = it->by_id ? st_find_by_id : st_find_att;
 	sqlite3_reset(find);
 	sqlite3_bind_text(find, 1, it->channel, -1, SQLITE_STATIC);
 	sqlite3_bind_text(find, 2, it->r.provider_ref, -1, SQLITE_STATIC);
-	if (sqlite3_step(find) != SQLITE_ROW) {
-		/* A report can overtake the send's own answer (a fast DLR): keep
-		 * it until the attempt is written, for a day at most. */
-		sqlite3_reset(find);
-		sqlite3_reset(st_orphan);
-		sqlite3_bind_text(st_orphan, 1, it->channel, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan, 2, it->r.provider_ref, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan, 3, it->r.device, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st_orphan, 4, (int)it->r.status);
-		sqlite3_bind_int64(st_orphan, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
-		sqlite3_bind_text(st_orphan, 6, it->r.detail, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
-		sqlite3_step(st_orphan);
-		sqlite3_reset(st_orphan);
-		if (orphans_kept >= 0)
-			orphans_kept++;
-		smisd_log(SMIS_LOG_INFO, "store", NULL,
-			  "report for a provider reference not stored yet on channel %s: kept", it->channel);
-		return;
-	}
-	mid = (const char *)sqlite3_column_text(find, 0);
+	rc = sqlite3_step(find);
+	mid = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(find, 0) : NULL;
 	snprintf(id, sizeof(id), "%s", mid ? mid : "");
 	sqlite3_reset(find);
-	sqlite3_reset(st_rep);
+	if (rc == SQLITE_DONE)
+		return keep_orphan(it);
+	if (rc != SQLITE_ROW)
+		return rc;
 	sqlite3_bind_text(st_rep, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_rep, 2, it->channel, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_rep, 3, it->r.device, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_rep, 4, st, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st_rep, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
 	sqlite3_bind_text(st_rep, 6, it->r.detail, -1, SQLITE_STATIC);
-	sqlite3_step(st_rep);
+	/* The status moves only with a report stored to show for it. */
+	if ((rc = run_stmt(st_rep)) != SQLITE_OK)
+		return rc;
 	/* Move the message's overall status forward only. */
-	sqlite3_reset(st_upd);
 	sqlite3_bind_text(st_upd, 1, st, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st_upd, 2, smisd_now_ms());
 	sqlite3_bind_text(st_upd, 3, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st_upd, 4, status_rank(st));
-	sqlite3_step(st_upd);
-	sqlite3_reset(st_upd);
+	if ((rc = run_stmt(st_upd)) != SQLITE_OK)
+		return rc;
 	/* A final report ends status polling for an SMS. App messages go to
 	 * several devices: one device's final word says nothing of the others,
 	 * so their polling runs its bounded course (max_polls). */
 	if (it->r.device[0] == '\0' &&
 	    (it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED)) {
-		sqlite3_reset(st_nopoll);
 		sqlite3_bind_text(st_nopoll, 1, id, -1, SQLITE_STATIC);
-		sqlite3_step(st_nopoll);
-		sqlite3_reset(st_nopoll);
+		rc = run_stmt(st_nopoll);
 	}
+	return rc;
 }
 
 /* Reports kept for a message that was never stored (its send's answer
@@ -633,28 +681,6 @@ static int migrate_lookup_ref(const char *path)
 
 static bool purge_expired(void);
 
-/* Failures that say nothing about the rows: the database is locked by
- * another writer past busy_timeout, full, read-only, or failing to read or
- * write. The batch is rolled back and written again, whole, once the
- * cause may have gone; dropping it would lose records (and Idempotency-Keys)
- * of messages already sent and, by default, already answered. */
-static bool transient_store_error(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-	case SQLITE_FULL:
-	case SQLITE_IOERR:
-	case SQLITE_READONLY:
-	case SQLITE_NOMEM:
-	case SQLITE_CANTOPEN:
-	case SQLITE_PROTOCOL:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* One transaction: the jobs and the reports. Returns SQLITE_OK, or the
  * error that made it roll back (then nothing of it is written). A job
  * refused for itself (a constraint) is marked failed and the rest goes on. */
@@ -672,11 +698,10 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 		else if (jrc != SQLITE_OK)
 			smisd_log(SMIS_LOG_ERROR, "store", j->id, "cannot store message: %s", sqlite3_errmsg(wdb));
 	}
-	if (rc == SQLITE_OK) {
-		for (struct report_item *r = reps; r; r = r->next)
-			write_report(r);
+	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next)
+		rc = unless_transient(write_report(r), "report", NULL);
+	if (rc == SQLITE_OK)
 		rc = run_stmt(st_commit);
-	}
 	if (rc != SQLITE_OK)
 		run_stmt(st_rollback);
 	pthread_mutex_unlock(&write_gate);

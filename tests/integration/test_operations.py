@@ -148,6 +148,12 @@ class RefusedInclude(StackTestCase):
         self.assertIn('smisd.conf:%d: @include "conf.d": not a regular file' % line, p.stderr)
 
 
+def ringring_dlr(stack, msg_id, provider_id, code="200"):
+    """A RingRing delivery report, as its webhook would post it."""
+    return http("POST", stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
+                {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
+
+
 class StoreLocked(StackTestCase):
     """Another process holds the database's write lock for longer than
     smisd's busy timeout (5 s): an operator's sqlite3 shell in a
@@ -192,8 +198,7 @@ class ReportsWhileStoreLocked(StackTestCase):
     stack_kwargs = {"max_in_flight": 2, "ringring_status_url": False}
 
     def dlr(self, msg_id, provider_id, code="200"):
-        return http("POST", self.stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
-                    {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
+        return ringring_dlr(self.stack, msg_id, provider_id, code)
 
     def test_reports_are_bounded_then_stored(self):
         s = self.stack
@@ -219,6 +224,41 @@ class ReportsWhileStoreLocked(StackTestCase):
         poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 30,
                    lambda: "report not stored: " + s.get(sent["id"]).raw)
         poll_until(lambda: self.dlr(sent["id"], provider_id).status == 200, 30, lambda: "webhooks still refused")
+
+
+class ReportNotStorable(StackTestCase):
+    """A report the store refuses for a reason a retry would not cure (a
+    trigger here; a damaged database in life) is logged and counted, the
+    message's status does not move without it, and what else the batch
+    holds is written."""
+    stack_kwargs = {"ringring_status_url": False}
+
+    def test_refused_report_is_logged_counted_and_moves_nothing(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
+        sent = s.send(message(CITIZENS["no_app"], "sms_only")).json
+        provider_id = sent["attempts"][0]["provider_reference"]
+        s.wait_stored(sent["id"])
+        con = sqlite3.connect(os.path.join(s.dir, "smis.db"), isolation_level=None)
+        try:
+            con.execute("CREATE TRIGGER refuse_reports BEFORE INSERT ON reports"
+                        " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END")
+            r = ringring_dlr(s, sent["id"], provider_id)
+            self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+            other = s.send(message(CITIZENS["no_app"], "sms_only"))
+            self.assertEqual(other.status, 201, other.raw)
+            poll_until(lambda: s.metric('smis_store_errors_total{operation="report"}') == 1, 10,
+                       lambda: "refused report not counted: " + s.log_text()[-1500:])
+            s.wait_stored(other.json["id"])
+            got = s.get(sent["id"]).json
+            self.assertEqual((got["status"], got["reports"]), ("sent", []))
+            con.execute("DROP TRIGGER refuse_reports")
+        finally:
+            con.close()
+        r = ringring_dlr(s, sent["id"], provider_id)
+        self.assertEqual(r.status, 200, r.raw)
+        poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
+                   lambda: "report not stored once allowed: " + s.get(sent["id"]).raw)
 
 
 class StoreUnderLoad(StackTestCase):
