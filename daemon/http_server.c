@@ -753,7 +753,10 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 		idem_claimed = 1;
-		if (smisd_store_find_idempotent(inst->name, idem, stored_hash, &answer) == 0) {
+		switch (smisd_store_find_idempotent(inst->name, idem, stored_hash, &answer)) {
+		case -ENOENT:
+			break;
+		case 0:
 			if (strcmp(stored_hash, rh) != 0) {
 				free(answer);
 				ret = respond_code(c, st, 422, "idempotency_key_reused",
@@ -761,6 +764,12 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 				goto out;
 			}
 			ret = respond(c, st, 200, "application/json", answer, 0, "Idempotent-Replayed", "true");
+			goto out;
+		default:
+			/* Sending could send the message a second time. */
+			ret = respond_retry_soon(c, st, 503, "idempotency_unavailable",
+						 "whether this Idempotency-Key was used cannot be told now; nothing was "
+						 "sent, retry shortly");
 			goto out;
 		}
 	}

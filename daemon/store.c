@@ -1246,7 +1246,7 @@ int smisd_store_find_idempotent(const char *institution, const char *key,
 				char request_hash[65], char **response_json)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = -ENOENT;
+	int rc, step = SQLITE_ERROR;
 
 	*response_json = NULL;
 	rc = smisd_unstored_find_idempotent(institution, key, request_hash, response_json);
@@ -1254,16 +1254,20 @@ int smisd_store_find_idempotent(const char *institution, const char *key,
 		return rc;
 	pthread_mutex_lock(&rlock);
 	if (sqlite3_prepare_v2(rdb, "SELECT request_hash, response FROM messages WHERE institution = ? AND idem_key = ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_text(st, 1, institution, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, institution, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+		step = sqlite3_step(st);
+	}
+	if (step == SQLITE_ROW) {
 		snprintf(request_hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
 		*response_json = strdup((const char *)sqlite3_column_text(st, 1));
 		rc = *response_json ? 0 : -ENOMEM;
+	} else if (step != SQLITE_DONE) {
+		/* Not "unused": the caller would send the message again. */
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "idempotency lookup failed: %s", sqlite3_errmsg(rdb));
+		rc = -EIO;
 	}
-out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&rlock);
 	return rc;
