@@ -57,6 +57,7 @@ struct conn {
 	size_t max_body;
 	struct smisd_job *job;
 	int counted; /* holds an in-flight slot */
+	int no_request_id;         /* no random bytes for request_id: refused */
 	unsigned status;           /* answered HTTP status, for the access log */
 	char institution[64];      /* authenticated caller (config name) or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
@@ -75,6 +76,8 @@ static atomic_int in_flight;
 static atomic_int max_in_flight = 8192;
 static atomic_int shutting_down;
 #define SHUTTING_DOWN_DETAIL "SMIS is shutting down; retry on another instance"
+/* OpenSSL's DRBG failed (logged): no id is made without it. */
+#define NO_RANDOM_DETAIL "no random bytes for an id; nothing was sent"
 
 /* ---- idempotency keys being processed ---------------------------------- */
 
@@ -585,7 +588,11 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 		goto out;
 	}
-	smisd_new_id("msg_", job->id, sizeof(job->id));
+	if (smisd_new_id("msg_", job->id, sizeof(job->id)) != 0) {
+		smisd_job_free(job);
+		ret = respond_code(c, st, 500, "internal_error", NO_RANDOM_DETAIL);
+		goto out;
+	}
 	memcpy(job->request_id, st->request_id, sizeof(job->request_id));
 	memcpy(job->req.recipient, e164, sizeof(e164));
 	job->gen = smisd_generation_ref(g);
@@ -768,7 +775,10 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 		idem_claimed = 1;
-		if (smisd_store_find_idempotent(inst->name, idem, stored_hash, &answer) == 0) {
+		switch (smisd_store_find_idempotent(inst->name, idem, stored_hash, &answer)) {
+		case -ENOENT:
+			break;
+		case 0:
 			if (strcmp(stored_hash, rh) != 0) {
 				free(answer);
 				ret = respond_code(c, st, 422, "idempotency_key_reused",
@@ -776,6 +786,12 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 				goto out;
 			}
 			ret = respond(c, st, 200, "application/json", answer, 0, "Idempotent-Replayed", "true");
+			goto out;
+		default:
+			/* Sending could send the message a second time. */
+			ret = respond_retry_soon(c, st, 503, "idempotency_unavailable",
+						 "whether this Idempotency-Key was used cannot be told now; nothing was "
+						 "sent, retry shortly");
 			goto out;
 		}
 	}
@@ -853,10 +869,14 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 		goto out;
 	}
-	if (req.message_id[0])
+	if (req.message_id[0]) {
 		snprintf(job->id, sizeof(job->id), "%s", req.message_id);
-	else
-		smisd_new_id("msg_", job->id, sizeof(job->id));
+	} else if (smisd_new_id("msg_", job->id, sizeof(job->id)) != 0) {
+		smisd_job_free(job);
+		job = NULL;
+		ret = respond_code(c, st, 500, "internal_error", NO_RANDOM_DETAIL);
+		goto out;
+	}
 	memcpy(job->request_id, st->request_id, sizeof(job->request_id));
 	job->gen = smisd_generation_ref(g);
 	job->inst = inst;
@@ -920,7 +940,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!st)
 			return MHD_NO;
 		*con_cls = st;
-		smisd_new_id("req_", st->request_id, sizeof(st->request_id));
+		/* Without one the request is refused once read (below). */
+		st->no_request_id = smisd_new_id("req_", st->request_id, sizeof(st->request_id)) != 0;
 		st->route = route_of(method, url);
 		st->started_us = smisd_monotonic_us();
 		snprintf(st->method, sizeof(st->method), "%s", method);
@@ -962,6 +983,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (st->no_request_id)
+		return respond_code(c, st, 500, "internal_error", NO_RANDOM_DETAIL);
 	if (st->job && st->route == ROUTE_KEYS)
 		return keys_answer(c, st);
 	if (st->job) {

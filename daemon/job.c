@@ -9,28 +9,40 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 
 #include "core_api.h"
 #include "job.h"
 #include "json_writer.h"
+#include "log.h"
 #include "metrics.h"
 
 /* Ids take 10 random bytes each, twice per call: draw them from a
  * per-thread buffer filled 2 KiB at a time (one DRBG call instead of
- * ~200). */
-static void random_bytes(unsigned char *out, size_t n)
+ * ~200). 0, or -1 (logged) when OpenSSL's DRBG gives none: nothing else
+ * stands in for it, since ids made in the same millisecond differ only by
+ * these bytes (a message sharing its id with another is not stored). */
+static int random_bytes(unsigned char *out, size_t n)
 {
 	static __thread unsigned char pool[2048];
 	static __thread size_t left;
 	if (left < n) {
-		if (RAND_bytes(pool, sizeof(pool)) != 1)
-			memset(pool, 0, sizeof(pool)); /* ids stay unique by time + the store's key */
+		if (RAND_bytes(pool, sizeof(pool)) != 1) {
+			char why[256] = "no reason given";
+			unsigned long e = ERR_get_error();
+			if (e)
+				ERR_error_string_n(e, why, sizeof(why));
+			ERR_clear_error();
+			smisd_log(SMIS_LOG_ERROR, "ids", NULL, "no random bytes for an id: %s", why);
+			return -1;
+		}
 		left = sizeof(pool);
 	}
 	memcpy(out, pool + sizeof(pool) - left, n);
 	OPENSSL_cleanse(pool + sizeof(pool) - left, n);
 	left -= n;
+	return 0;
 }
 
 static const char id_b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -78,12 +90,16 @@ bool smisd_id_well_formed(const char *prefix, const char *id)
 	return true;
 }
 
-void smisd_new_id(const char *prefix, char *out, size_t outlen)
+int smisd_new_id(const char *prefix, char *out, size_t outlen)
 {
 	unsigned char rnd[10];
 	char body[27];
 
-	random_bytes(rnd, sizeof(rnd));
+	if (random_bytes(rnd, sizeof(rnd)) != 0) {
+		if (outlen)
+			out[0] = '\0';
+		return -1;
+	}
 	/* 10 chars of time then 16 chars of randomness. */
 	id_time(smisd_now_ms(), body);
 	for (int i = 0; i < 16; i++) {
@@ -94,6 +110,7 @@ void smisd_new_id(const char *prefix, char *out, size_t outlen)
 	}
 	body[26] = '\0';
 	snprintf(out, outlen, "%s%s", prefix, body);
+	return 0;
 }
 
 void smisd_job_bind_message(struct smisd_job *job)

@@ -199,8 +199,9 @@ void smisd_job_free(struct smisd_job *job);
 struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job);
 
 /* "msg_" + 26 Crockford base32 characters: 48-bit ms time + 80 random
- * bits, sortable by creation time. */
-void smisd_new_id(const char *prefix, char *out, size_t outlen);
+ * bits, sortable by creation time. 0, or -1 (logged, out set to "") when
+ * no random bytes could be had: the caller fails its request. */
+int smisd_new_id(const char *prefix, char *out, size_t outlen);
 
 /* Whether id is prefix + 26 characters of the alphabet smisd_new_id uses. */
 bool smisd_id_well_formed(const char *prefix, const char *id);

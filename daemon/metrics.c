@@ -47,6 +47,9 @@ static const struct family families[] = {
 	{ "smis_store_retries_total",
 	  "Store transactions rolled back for a transient failure (database locked, full, read-only, I/O) and retried",
 	  COUNTER },
+	{ "smis_store_errors_total",
+	  "Store statements that failed outside a retried transaction (a report, a status poll, orphan expiry), by operation",
+	  COUNTER },
 	{ NULL, NULL, COUNTER },
 };
 

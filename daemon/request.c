@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "core_api.h"
 #include "generation.h"
 #include "html_sanitize.h"
 #include "job.h"
@@ -164,6 +165,8 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 	}
 	return 0;
 }
+
+#define MESSAGE_ID_MAX_AHEAD_MS 60000
 
 bool smisd_valid_message_id(const char *id)
 {
@@ -486,6 +489,16 @@ int smisd_request_parse(const char *body, size_t len, const struct smisd_institu
 		if (!smisd_valid_message_id(s)) {
 			smisd_problem_set(pb, 400, "invalid_value", "/message_id",
 					  "'/message_id' must be the id given by POST /v1/recipients/keys");
+			goto out;
+		}
+		/* SMIS dates its ids with their making. One dated ahead was made
+		 * up, and would outlive store.retention_s (the store deletes by
+		 * the ids' dates) and the check of ids past it. A minute allows
+		 * for the clock being set back since the keys were asked. */
+		if (smisd_id_time_ms(s, 4) > smisd_now_ms() + MESSAGE_ID_MAX_AHEAD_MS) {
+			smisd_problem_set(pb, 400, "invalid_value", "/message_id",
+					  "'/message_id' is dated ahead of SMIS's clock: it must be the id given by "
+					  "POST /v1/recipients/keys");
 			goto out;
 		}
 		snprintf(req->message_id, sizeof(req->message_id), "%s", s);

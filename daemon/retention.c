@@ -65,16 +65,12 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 		if (sqlite3_prepare_v2(db, purge_sql[i], -1, &del[i], NULL) != SQLITE_OK)
 			goto failed;
 	for (int round = 0; round < PURGE_ROUNDS; round++) {
-		int n = 0, ok;
+		int n = 0, ok, found;
 
 		pthread_mutex_lock(gate);
 		ok = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
-		if (ok && !batch_bound(sel, cut, bound, sizeof(bound))) {
-			sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-			pthread_mutex_unlock(gate);
-			break;
-		}
-		for (int i = 0; ok && i < 3; i++) {
+		found = ok && batch_bound(sel, cut, bound, sizeof(bound));
+		for (int i = 0; ok && found && i < 3; i++) {
 			sqlite3_reset(del[i]);
 			sqlite3_bind_text(del[i], 1, bound, -1, SQLITE_STATIC);
 			ok = sqlite3_step(del[i]) == SQLITE_DONE;
@@ -82,6 +78,9 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 				n = sqlite3_changes(db);
 			sqlite3_reset(del[i]);
 		}
+		/* Even the read-only round ends with a COMMIT that must not fail
+		 * unseen: a transaction left open would make the writer's next
+		 * BEGIN fail. */
 		if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 			smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: delete failed: %s", sqlite3_errmsg(db));
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -90,6 +89,8 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 			goto out;
 		}
 		pthread_mutex_unlock(gate);
+		if (!found)
+			break;
 		purged += n;
 		if (n < PURGE_BATCH)
 			break;

@@ -76,7 +76,7 @@ static int queued;          /* jobs in jq */
 static int commit_delay_ms; /* see smisd_store_open() */
 
 static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_nopoll, *st_exists;
-static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del;
+static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del, *st_orphan_expire, *st_orphan_count;
 /* Prepared once: sqlite3_exec("BEGIN") compiles the statement on every call. */
 static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 
@@ -263,17 +263,74 @@ static const char *report_status_name(enum smis_report_status s)
 	return "none";
 }
 
-static void write_report(const struct report_item *it);
+/* Step a statement that returns no row; SQLITE_OK or the error. */
+static int run_stmt(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Failures that say nothing about the rows: the database is locked by
+ * another writer past busy_timeout, full, read-only, or failing to read or
+ * write. The batch is rolled back and written again, whole, once the
+ * cause may have gone; dropping it would lose records (and Idempotency-Keys)
+ * of messages already sent and, by default, already answered. */
+static bool transient_store_error(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_NOMEM:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int write_report(const struct report_item *it);
+
+/* A statement of the writer failed where nothing retries it: said once in
+ * the log (what and why, never a row's content) and counted. */
+static void store_failed(const char *operation, const char *id, int rc)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof(labels), "operation=\"%s\"", operation);
+	smisd_metric_add("smis_store_errors_total", labels, 1);
+	smisd_log(SMIS_LOG_ERROR, "store", id, "%s failed: %s (%s)", operation, sqlite3_errstr(rc),
+		  sqlite3_errmsg(wdb));
+}
+
+/* What a failed statement of a batch means for the batch: a transient
+ * failure is returned, and the whole batch rolled back and written again
+ * (SQLite may have rolled the transaction back already); any other is
+ * logged and counted (store_failed) and the batch goes on (SQLITE_OK). */
+static int unless_transient(int rc, const char *operation, const char *id)
+{
+	if (rc == SQLITE_OK || rc == SQLITE_DONE || transient_store_error(rc))
+		return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	store_failed(operation, id, rc);
+	return SQLITE_OK;
+}
 
 /* Reports that arrived before this job's attempts were stored. Such
  * reports are rare: skip the lookups while none are kept. */
 static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
 
-static void adopt_orphans(const struct smisd_job *job)
+static int adopt_orphans(const struct smisd_job *job)
 {
+	int rc = SQLITE_OK;
+
 	if (orphans_kept == 0)
-		return;
-	for (size_t i = 0; i < job->n_attempts; i++) {
+		return SQLITE_OK;
+	for (size_t i = 0; rc == SQLITE_OK && i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
 		bool by_id = (a->ch->caps & SMIS_CAP_REPORTS_BY_ID) != 0;
 		const char *key = by_id ? job->id : a->out.provider_ref;
@@ -282,7 +339,7 @@ static void adopt_orphans(const struct smisd_job *job)
 		sqlite3_reset(st_orphan_get);
 		sqlite3_bind_text(st_orphan_get, 1, a->ch->name, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st_orphan_get, 2, key, -1, SQLITE_STATIC);
-		while (sqlite3_step(st_orphan_get) == SQLITE_ROW) {
+		while ((rc = sqlite3_step(st_orphan_get)) == SQLITE_ROW) {
 			struct report_item it;
 			memset(&it, 0, sizeof(it));
 			snprintf(it.channel, sizeof(it.channel), "%s", a->ch->name);
@@ -293,15 +350,18 @@ static void adopt_orphans(const struct smisd_job *job)
 			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
 			snprintf(it.r.detail, sizeof(it.r.detail), "%s",
 				 sqlite3_column_text(st_orphan_get, 3) ? (const char *)sqlite3_column_text(st_orphan_get, 3) : "");
-			write_report(&it);
+			if ((rc = unless_transient(write_report(&it), "report", job->id)) != SQLITE_OK)
+				break;
 		}
 		sqlite3_reset(st_orphan_get);
-		sqlite3_reset(st_orphan_del);
-		sqlite3_bind_text(st_orphan_del, 1, a->ch->name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
-		sqlite3_step(st_orphan_del);
-		sqlite3_reset(st_orphan_del);
+		if (rc == SQLITE_DONE) {
+			sqlite3_bind_text(st_orphan_del, 1, a->ch->name, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
+			rc = run_stmt(st_orphan_del);
+		}
+		rc = unless_transient(rc, "adopt_orphans", job->id);
 	}
+	return rc;
 }
 
 /* SQLITE_OK, or the code of the statement that failed. */
@@ -382,7 +442,7 @@ static int write_job(struct smisd_job *job)
 			rc = step;
 	}
 	if (rc == SQLITE_OK)
-		adopt_orphans(job);
+		rc = adopt_orphans(job);
 	return rc;
 }
 
@@ -400,68 +460,101 @@ static int status_rank(const char *s)
 	return 0;
 }
 
-static void write_report(const struct report_item *it)
+/* A report can overtake the send's own answer (a fast DLR): keep it until
+ * the attempt is written, for a day at most. */
+static int keep_orphan(const struct report_item *it)
+{
+	int rc;
+
+	sqlite3_bind_text(st_orphan, 1, it->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_orphan, 2, it->r.provider_ref, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_orphan, 3, it->r.device, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st_orphan, 4, (int)it->r.status);
+	sqlite3_bind_int64(st_orphan, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
+	sqlite3_bind_text(st_orphan, 6, it->r.detail, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
+	if ((rc = run_stmt(st_orphan)) != SQLITE_OK)
+		return rc;
+	if (orphans_kept >= 0)
+		orphans_kept++;
+	smisd_log(SMIS_LOG_INFO, "store", NULL,
+		  "report for a provider reference not stored yet on channel %s: kept", it->channel);
+	return SQLITE_OK;
+}
+
+/* SQLITE_OK, or the code of the first statement that failed (what came
+ * before it stays in the transaction). */
+static int write_report(const struct report_item *it)
 {
 	const char *mid;
 	char id[64];
 	const char *st = report_status_name(it->r.status);
 	sqlite3_stmt *find;
+	int rc;
 
 	if (it->r.status == SMIS_REPORT_NONE || it->r.status == SMIS_REPORT_PENDING)
-		return;
+		return SQLITE_OK;
 	find = it->by_id ? st_find_by_id : st_find_att;
 	sqlite3_reset(find);
 	sqlite3_bind_text(find, 1, it->channel, -1, SQLITE_STATIC);
 	sqlite3_bind_text(find, 2, it->r.provider_ref, -1, SQLITE_STATIC);
-	if (sqlite3_step(find) != SQLITE_ROW) {
-		/* A report can overtake the send's own answer (a fast DLR): keep
-		 * it until the attempt is written, for a day at most. */
-		sqlite3_reset(find);
-		sqlite3_reset(st_orphan);
-		sqlite3_bind_text(st_orphan, 1, it->channel, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan, 2, it->r.provider_ref, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st_orphan, 3, it->r.device, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st_orphan, 4, (int)it->r.status);
-		sqlite3_bind_int64(st_orphan, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
-		sqlite3_bind_text(st_orphan, 6, it->r.detail, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
-		sqlite3_step(st_orphan);
-		sqlite3_reset(st_orphan);
-		if (orphans_kept >= 0)
-			orphans_kept++;
-		smisd_log(SMIS_LOG_INFO, "store", NULL,
-			  "report for a provider reference not stored yet on channel %s: kept", it->channel);
-		return;
-	}
-	mid = (const char *)sqlite3_column_text(find, 0);
+	rc = sqlite3_step(find);
+	mid = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(find, 0) : NULL;
 	snprintf(id, sizeof(id), "%s", mid ? mid : "");
 	sqlite3_reset(find);
-	sqlite3_reset(st_rep);
+	if (rc == SQLITE_DONE)
+		return keep_orphan(it);
+	if (rc != SQLITE_ROW)
+		return rc;
 	sqlite3_bind_text(st_rep, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_rep, 2, it->channel, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_rep, 3, it->r.device, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_rep, 4, st, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st_rep, 5, it->r.at_ms ? it->r.at_ms : smisd_now_ms());
 	sqlite3_bind_text(st_rep, 6, it->r.detail, -1, SQLITE_STATIC);
-	sqlite3_step(st_rep);
+	/* The status moves only with a report stored to show for it. */
+	if ((rc = run_stmt(st_rep)) != SQLITE_OK)
+		return rc;
 	/* Move the message's overall status forward only. */
-	sqlite3_reset(st_upd);
 	sqlite3_bind_text(st_upd, 1, st, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st_upd, 2, smisd_now_ms());
 	sqlite3_bind_text(st_upd, 3, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st_upd, 4, status_rank(st));
-	sqlite3_step(st_upd);
-	sqlite3_reset(st_upd);
+	if ((rc = run_stmt(st_upd)) != SQLITE_OK)
+		return rc;
 	/* A final report ends status polling for an SMS. App messages go to
 	 * several devices: one device's final word says nothing of the others,
 	 * so their polling runs its bounded course (max_polls). */
 	if (it->r.device[0] == '\0' &&
 	    (it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED)) {
-		sqlite3_reset(st_nopoll);
 		sqlite3_bind_text(st_nopoll, 1, id, -1, SQLITE_STATIC);
-		sqlite3_step(st_nopoll);
-		sqlite3_reset(st_nopoll);
+		rc = run_stmt(st_nopoll);
 	}
+	return rc;
+}
+
+/* Reports kept for a message that was never stored (its send's answer
+ * lost, or a report for a reference SMIS never returned while others were
+ * in flight) go after a day. Runs once a second on the writer, with or
+ * without status polling. */
+#define ORPHAN_KEEP_MS 86400000
+static void expire_orphans(void)
+{
+	int rc;
+
+	if (orphans_kept == 0)
+		return;
+	sqlite3_bind_int64(st_orphan_expire, 1, smisd_now_ms() - ORPHAN_KEEP_MS);
+	if ((rc = run_stmt(st_orphan_expire)) != SQLITE_OK) {
+		store_failed("expire_orphans", NULL, rc);
+		return;
+	}
+	/* Recount: adopted and expired rows are gone. */
+	if ((rc = sqlite3_step(st_orphan_count)) == SQLITE_ROW)
+		orphans_kept = sqlite3_column_int64(st_orphan_count, 0);
+	else
+		store_failed("expire_orphans", NULL, rc);
+	sqlite3_reset(st_orphan_count);
 }
 
 /* Messages sent whose final report has not come: ask the channel (its
@@ -477,44 +570,35 @@ static void poll_due(void)
 	int64_t now = smisd_now_ms();
 	struct smisd_job *due[POLL_BATCH];
 	size_t n_due = 0;
+	int rc;
 
 	if (!g || g->settings.poll_after_s <= 0)
 		goto out;
-	if (sqlite3_prepare_v2(wdb, "SELECT m.id, a.channel, a.provider_ref, m.polls FROM messages m"
-				    " JOIN attempts a ON a.message_id = m.id"
-				    " WHERE m.next_poll_ms IS NOT NULL AND m.next_poll_ms <= ?"
-				    " AND a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
-				    " LIMIT 256" /* POLL_BATCH */, -1, &sel, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = polls + 1, next_poll_ms = ? WHERE id = ?",
-			       -1, &upd, NULL) != SQLITE_OK)
-		goto out;
+	if ((rc = sqlite3_prepare_v2(wdb, "SELECT m.id, a.channel, a.provider_ref, m.polls FROM messages m"
+					  " JOIN attempts a ON a.message_id = m.id"
+					  " WHERE m.next_poll_ms IS NOT NULL AND m.next_poll_ms <= ?"
+					  " AND a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
+					  " LIMIT 256" /* POLL_BATCH */, -1, &sel, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = polls + 1, next_poll_ms = ? WHERE id = ?",
+				     -1, &upd, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
+		goto failed;
 	sqlite3_bind_int64(sel, 1, now);
-	sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL);
-	{
-		char sql[128];
-		sqlite3_stmt *cnt = NULL;
-		snprintf(sql, sizeof(sql), "DELETE FROM orphan_reports WHERE received_ms < %lld",
-			 (long long)(now - 86400000));
-		sqlite3_exec(wdb, sql, NULL, NULL, NULL);
-		/* Recount now and then: adopted and expired rows are gone. */
-		if (sqlite3_prepare_v2(wdb, "SELECT count(*) FROM orphan_reports", -1, &cnt, NULL) == SQLITE_OK &&
-		    sqlite3_step(cnt) == SQLITE_ROW)
-			orphans_kept = sqlite3_column_int64(cnt, 0);
-		sqlite3_finalize(cnt);
-	}
-	while (n_due < POLL_BATCH && sqlite3_step(sel) == SQLITE_ROW) {
+	while (n_due < POLL_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(sel, 0);
 		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
 		int polls = sqlite3_column_int(sel, 3) + 1;
 		int64_t next = polls >= g->settings.poll_max ? 0 :
 			       now + ((int64_t)g->settings.poll_interval_s * 1000 << (polls - 1 < 10 ? polls - 1 : 10));
-		sqlite3_reset(upd);
 		if (next)
 			sqlite3_bind_int64(upd, 1, next);
 		else
 			sqlite3_bind_null(upd, 1);
 		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
-		sqlite3_step(upd);
+		/* A poll whose count is not written is not made. */
+		if ((rc = run_stmt(upd)) != SQLITE_OK)
+			break;
+		rc = SQLITE_ROW;
 		if (!ch || !(ch->caps & SMIS_CAP_STATUS))
 			continue;
 		struct smisd_job *job = calloc(1, sizeof(*job));
@@ -535,9 +619,22 @@ static void poll_due(void)
 		job->msg.provider_ref = job->poll_ref;
 		due[n_due++] = job;
 	}
-	sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL);
+	sqlite3_reset(sel);
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		rc = sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		for (size_t i = 0; i < n_due; i++)
+			smisd_dispatcher_submit(due[i]);
+		goto out;
+	}
 	for (size_t i = 0; i < n_due; i++)
-		smisd_dispatcher_submit(due[i]);
+		smisd_job_free(due[i]);
+failed:
+	store_failed("poll", NULL, rc);
+	/* A failed COMMIT (SQLITE_BUSY) leaves the transaction open, and the
+	 * writer's next BEGIN would fail with it: nothing else is written. */
+	if (!sqlite3_get_autocommit(wdb) && (rc = sqlite3_exec(wdb, "ROLLBACK", NULL, NULL, NULL)) != SQLITE_OK)
+		store_failed("poll_rollback", NULL, rc);
 out:
 	sqlite3_finalize(sel);
 	sqlite3_finalize(upd);
@@ -582,37 +679,7 @@ static int migrate_lookup_ref(const char *path)
 	return 0;
 }
 
-static int run_stmt(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
 static bool purge_expired(void);
-
-/* Failures that say nothing about the rows: the database is locked by
- * another writer past busy_timeout, full, read-only, or failing to read or
- * write. The batch is rolled back and written again, whole, once the
- * cause may have gone; dropping it would lose records (and Idempotency-Keys)
- * of messages already sent and, by default, already answered. */
-static bool transient_store_error(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-	case SQLITE_FULL:
-	case SQLITE_IOERR:
-	case SQLITE_READONLY:
-	case SQLITE_NOMEM:
-	case SQLITE_CANTOPEN:
-	case SQLITE_PROTOCOL:
-		return true;
-	default:
-		return false;
-	}
-}
 
 /* One transaction: the jobs and the reports. Returns SQLITE_OK, or the
  * error that made it roll back (then nothing of it is written). A job
@@ -631,11 +698,10 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 		else if (jrc != SQLITE_OK)
 			smisd_log(SMIS_LOG_ERROR, "store", j->id, "cannot store message: %s", sqlite3_errmsg(wdb));
 	}
-	if (rc == SQLITE_OK) {
-		for (struct report_item *r = reps; r; r = r->next)
-			write_report(r);
+	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next)
+		rc = unless_transient(write_report(r), "report", NULL);
+	if (rc == SQLITE_OK)
 		rc = run_stmt(st_commit);
-	}
 	if (rc != SQLITE_OK)
 		run_stmt(st_rollback);
 	pthread_mutex_unlock(&write_gate);
@@ -722,6 +788,7 @@ static void *writer_main(void *arg)
 
 		if (now >= next_poll) {
 			pthread_mutex_lock(&write_gate);
+			expire_orphans();
 			poll_due();
 			pthread_mutex_unlock(&write_gate);
 			next_poll = smisd_monotonic_ms() + 1000;
@@ -910,6 +977,8 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
 		    &st_orphan_get) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
+	    prepare(wdb, "DELETE FROM orphan_reports WHERE received_ms < ?", &st_orphan_expire) ||
+	    prepare(wdb, "SELECT count(*) FROM orphan_reports", &st_orphan_count) ||
 	    prepare(wdb, "BEGIN IMMEDIATE", &st_begin) || prepare(wdb, "COMMIT", &st_commit) ||
 	    prepare(wdb, "ROLLBACK", &st_rollback) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
@@ -980,11 +1049,13 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_orphan);
 	sqlite3_finalize(st_orphan_get);
 	sqlite3_finalize(st_orphan_del);
+	sqlite3_finalize(st_orphan_expire);
+	sqlite3_finalize(st_orphan_count);
 	sqlite3_finalize(st_begin);
 	sqlite3_finalize(st_commit);
 	sqlite3_finalize(st_rollback);
 	st_begin = st_commit = st_rollback = NULL;
-	st_orphan = st_orphan_get = st_orphan_del = NULL;
+	st_orphan = st_orphan_get = st_orphan_del = st_orphan_expire = st_orphan_count = NULL;
 	st_msg = st_att = st_find_att = st_rep = st_upd = st_nopoll = st_exists = NULL;
 	sqlite3_close(rdb);
 	sqlite3_close(wdb);
@@ -1175,7 +1246,7 @@ int smisd_store_find_idempotent(const char *institution, const char *key,
 				char request_hash[65], char **response_json)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = -ENOENT;
+	int rc, step = SQLITE_ERROR;
 
 	*response_json = NULL;
 	rc = smisd_unstored_find_idempotent(institution, key, request_hash, response_json);
@@ -1183,16 +1254,20 @@ int smisd_store_find_idempotent(const char *institution, const char *key,
 		return rc;
 	pthread_mutex_lock(&rlock);
 	if (sqlite3_prepare_v2(rdb, "SELECT request_hash, response FROM messages WHERE institution = ? AND idem_key = ?",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_text(st, 1, institution, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, institution, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+		step = sqlite3_step(st);
+	}
+	if (step == SQLITE_ROW) {
 		snprintf(request_hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
 		*response_json = strdup((const char *)sqlite3_column_text(st, 1));
 		rc = *response_json ? 0 : -ENOMEM;
+	} else if (step != SQLITE_DONE) {
+		/* Not "unused": the caller would send the message again. */
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "idempotency lookup failed: %s", sqlite3_errmsg(rdb));
+		rc = -EIO;
 	}
-out:
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&rlock);
 	return rc;

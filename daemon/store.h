@@ -50,7 +50,8 @@ bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char 
 bool smisd_store_message_exists(const char *id);
 
 /* Idempotency: 0 and the stored request hash + answer when the key was
- * used before by this institution, -ENOENT otherwise. */
+ * used before by this institution, -ENOENT when it was not; -ENOMEM or
+ * -EIO (logged) when that cannot be told. */
 int smisd_store_find_idempotent(const char *institution, const char *key,
 				char request_hash[65], char **response_json);
 

@@ -418,6 +418,18 @@ class PassthroughPastRetention(GovAppCase):
                     self.assertIn("older than the store keeps messages", r.json["detail"])
         self.assertEqual(len(self.sends()), 1)
 
+    def test_message_id_dated_ahead_refused(self):
+        # An id SMIS never gave, dated ten minutes ahead: it would outlive
+        # the retention, which deletes by the ids' dates.
+        t, stamp = int(time.time() * 1000) + 600000, ""
+        for _ in range(10):
+            stamp, t = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"[t & 31] + stamp, t >> 5
+        request = self.dry_run()
+        request["message_id"] = "msg_" + stamp + request["message_id"][14:]
+        r = self.stack.send(request)
+        self.assertEqual((r.status, r.json["code"], r.json["field"]), (400, "invalid_value", "/message_id"), r.raw)
+        self.assertEqual(self.sends(), [])
+
 
 class PassthroughBeforeTheCommit(GovAppCase):
     """An institution-encrypted message's id is taken from the moment its

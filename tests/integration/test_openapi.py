@@ -262,6 +262,13 @@ def routes():
     raise AssertionError("route_of() not found in daemon/http_server.c")
 
 
+def id_len():
+    """SMISD_ID_LEN of daemon/job.h: ids this long or longer are not looked up."""
+    m = re.search(r"(?m)^#define\s+SMISD_ID_LEN\s+(\d+)", read(os.path.join(SRC, "daemon", "job.h")))
+    assert m, "SMISD_ID_LEN not found in daemon/job.h"
+    return int(m.group(1))
+
+
 def error_sources():
     paths = sorted(glob.glob(os.path.join(SRC, "plugins", "channels", "*", "*.c")))
     paths += sorted(glob.glob(os.path.join(SRC, "daemon", "*.c")))
@@ -363,6 +370,16 @@ class OpenApiMatchesCode(unittest.TestCase):
             for st in statuses:
                 self.assertIsNotNone(re.search(r"(?m)^\s+['\"]%d['\"]:" % st, self.spec),
                                      "status %d (of %s) is not a documented response" % (st, code))
+
+    def test_message_id_length_matches_the_code(self):
+        comp = block(self.lines, find_key(self.lines, "components", 0))
+        params = block(comp, find_key(comp, "parameters", 2))
+        schema = block(params, find_key(params, "MessageId", 4))
+        m = re.search(r"maxLength:\s*(\d+)", "\n".join(schema))
+        self.assertIsNotNone(m, "components/parameters/MessageId has no maxLength")
+        self.assertEqual(int(m.group(1)), id_len() - 1, "MessageId maxLength differs from SMISD_ID_LEN - 1")
+        self.assertIn("id of %d characters or more" % id_len(), self.spec,
+                      "GET /v1/messages/{id}'s 404 does not say which ids are not looked up")
 
     def test_every_problem_code_mentioned(self):
         for code in problem_codes():

@@ -148,6 +148,12 @@ class RefusedInclude(StackTestCase):
         self.assertIn('smisd.conf:%d: @include "conf.d": not a regular file' % line, p.stderr)
 
 
+def ringring_dlr(stack, msg_id, provider_id, code="200"):
+    """A RingRing delivery report, as its webhook would post it."""
+    return http("POST", stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
+                {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
+
+
 class StoreLocked(StackTestCase):
     """Another process holds the database's write lock for longer than
     smisd's busy timeout (5 s): an operator's sqlite3 shell in a
@@ -184,6 +190,42 @@ class StoreLocked(StackTestCase):
         self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 4)
 
 
+class IdempotencyLookupFails(StackTestCase):
+    """When the store cannot tell whether an Idempotency-Key was used (the
+    read fails: a damaged database, out of memory), the request is refused
+    with 503 idempotency_unavailable: taking the key as unused would send a
+    retried message a second time. A column renamed by another process
+    makes the read fail here."""
+
+    def rename_idem_key(self, old, new):
+        con = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"), isolation_level=None)
+        try:
+            con.execute("ALTER TABLE messages RENAME COLUMN %s TO %s" % (old, new))
+        finally:
+            con.close()
+
+    def test_failed_lookup_sends_nothing(self):
+        s = self.stack
+        s.expect_log(r"^idempotency lookup failed: no such column: idem_key$")
+        s.expect_log(r": 503 idempotency_unavailable$")
+        body = message(CITIZENS["no_app"], "sms_only")
+        first = s.send(body, headers={"Idempotency-Key": "lookup-0"})
+        self.assertEqual(first.status, 201, first.raw)
+        s.wait_stored(first.json["id"])
+        s.wait_idle()
+        self.rename_idem_key("idem_key", "idem_key_hidden")
+        try:
+            for key in ("lookup-0", "lookup-1"):
+                r = s.send(body, headers={"Idempotency-Key": key})
+                self.assertEqual((r.status, r.json["code"], r.headers["Retry-After"]),
+                                 (503, "idempotency_unavailable", "1"), r.raw)
+        finally:
+            self.rename_idem_key("idem_key_hidden", "idem_key")
+        self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 1)
+        again = s.send(body, headers={"Idempotency-Key": "lookup-0"})
+        self.assertEqual((again.status, again.json["id"]), (200, first.json["id"]), again.raw)
+
+
 class ReportsWhileStoreLocked(StackTestCase):
     """While the store cannot write, delivery reports wait in memory with
     the batch being retried: at most 8 x max_in_flight of them (16 here).
@@ -192,8 +234,7 @@ class ReportsWhileStoreLocked(StackTestCase):
     stack_kwargs = {"max_in_flight": 2, "ringring_status_url": False}
 
     def dlr(self, msg_id, provider_id, code="200"):
-        return http("POST", self.stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
-                    {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
+        return ringring_dlr(self.stack, msg_id, provider_id, code)
 
     def test_reports_are_bounded_then_stored(self):
         s = self.stack
@@ -219,6 +260,41 @@ class ReportsWhileStoreLocked(StackTestCase):
         poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 30,
                    lambda: "report not stored: " + s.get(sent["id"]).raw)
         poll_until(lambda: self.dlr(sent["id"], provider_id).status == 200, 30, lambda: "webhooks still refused")
+
+
+class ReportNotStorable(StackTestCase):
+    """A report the store refuses for a reason a retry would not cure (a
+    trigger here; a damaged database in life) is logged and counted, the
+    message's status does not move without it, and what else the batch
+    holds is written."""
+    stack_kwargs = {"ringring_status_url": False}
+
+    def test_refused_report_is_logged_counted_and_moves_nothing(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
+        sent = s.send(message(CITIZENS["no_app"], "sms_only")).json
+        provider_id = sent["attempts"][0]["provider_reference"]
+        s.wait_stored(sent["id"])
+        con = sqlite3.connect(os.path.join(s.dir, "smis.db"), isolation_level=None)
+        try:
+            con.execute("CREATE TRIGGER refuse_reports BEFORE INSERT ON reports"
+                        " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END")
+            r = ringring_dlr(s, sent["id"], provider_id)
+            self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+            other = s.send(message(CITIZENS["no_app"], "sms_only"))
+            self.assertEqual(other.status, 201, other.raw)
+            poll_until(lambda: s.metric('smis_store_errors_total{operation="report"}') == 1, 10,
+                       lambda: "refused report not counted: " + s.log_text()[-1500:])
+            s.wait_stored(other.json["id"])
+            got = s.get(sent["id"]).json
+            self.assertEqual((got["status"], got["reports"]), ("sent", []))
+            con.execute("DROP TRIGGER refuse_reports")
+        finally:
+            con.close()
+        r = ringring_dlr(s, sent["id"], provider_id)
+        self.assertEqual(r.status, 200, r.raw)
+        poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
+                   lambda: "report not stored once allowed: " + s.get(sent["id"]).raw)
 
 
 class StoreUnderLoad(StackTestCase):
@@ -325,6 +401,38 @@ class Retention(StackTestCase):
         poll_until(lambda: self.stack.get(young_id).status == 404, 10,
                    lambda: "message %s not deleted once older than retention_s" % young_id)
         self.assertEqual(self.rows(young_id), {"messages": 0, "attempts": 0, "reports": 0})
+
+
+class OrphanReportsExpire(StackTestCase):
+    """Reports kept for a message never stored (orphans) go after a day,
+    also with status polling off (after_s = 0): their expiry is the store
+    writer's own once-a-second chore, not part of a poll round."""
+    stack_kwargs = {"extra_conf": "status_poll = { after_s = 0; };"}
+
+    def orphans(self):
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
+        try:
+            return sorted(r[0] for r in con.execute("SELECT provider_ref FROM orphan_reports"))
+        finally:
+            con.close()
+
+    def test_day_old_orphans_are_deleted_without_polling(self):
+        s = self.stack
+        s.smisd.send_signal(signal.SIGTERM)
+        self.assertEqual(s.smisd.wait(timeout=60), 0)
+        now_ms = int(time.time() * 1000)
+        con = sqlite3.connect(os.path.join(s.dir, "smis.db"))
+        try:
+            with con:
+                for ref, received in (("old-ref", now_ms - 2 * 86400000), ("young-ref", now_ms - 60000)):
+                    con.execute("INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms,"
+                                " detail, received_ms) VALUES ('ringring', ?, '', 2, ?, NULL, ?)",
+                                (ref, received, received))
+        finally:
+            con.close()
+        s.start_smisd()
+        poll_until(lambda: self.orphans() == ["young-ref"], 10,
+                   lambda: "orphan reports left: %s" % self.orphans())
 
 
 class Observability(StackTestCase):

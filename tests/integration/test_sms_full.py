@@ -681,6 +681,33 @@ class Polling(SmsCase):
                 self.assertGreaterEqual(self.status_requests(), 1)
                 self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/dlrs").json, [])
 
+    def polls_stored(self, msg_id):
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
+        try:
+            return con.execute("SELECT polls FROM messages WHERE id = ?", (msg_id,)).fetchone()[0]
+        finally:
+            con.close()
+
+    def test_no_poll_while_its_count_cannot_be_written(self):
+        # An operator's transaction holds the write lock past smisd's busy
+        # timeout (5 s) when the poll falls due (1 s after the commit): the
+        # poll is neither counted nor made, and is made once the lock goes.
+        self.stack.expect_log(r"^poll failed: database is locked")
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_status": "200"})
+        answer, rec = self.sent_sms(sms_body("Later"))
+        self.stack.wait_stored(answer["id"])
+        lock = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"), timeout=5, isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            self.assertFalse(wait_until(lambda: self.status_requests() > 0, timeout=8),
+                             "a poll was made while its count could not be stored")
+        finally:
+            lock.rollback()
+            lock.close()
+        self.wait_status(answer["id"], "delivered", timeout=20)
+        self.assertGreaterEqual(self.polls_stored(answer["id"]), self.status_requests())
+        self.assertGreaterEqual(self.stack.metric('smis_store_errors_total{operation="poll"}'), 1)
+
     def test_polling_gives_up_after_max_polls(self):
         # RingRing keeps saying "pending" (100): three polls, then no more.
         self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_status": "100"})

@@ -3,9 +3,12 @@
  * (ABI mismatch, missing ops, not a plugin) and strategy decisions run
  * through the dispatcher's real chain logic with deterministic channels.
  */
+#define _GNU_SOURCE /* RTLD_NEXT */
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +383,41 @@ static void test_id_time(void)
 	CU_ASSERT_EQUAL(smisd_id_time_ms("msg_00000000U0", 4), -1); /* not Crockford base32 */
 }
 
+/* OpenSSL's RAND_bytes, failing while rand_fails is set: the daemon's
+ * objects are linked into this program, so their calls come here first. */
+static int rand_fails;
+
+int RAND_bytes(unsigned char *buf, int num)
+{
+	static int (*real)(unsigned char *, int);
+
+	if (rand_fails)
+		return 0;
+	if (!real) {
+		void *sym = dlsym(RTLD_NEXT, "RAND_bytes");
+		memcpy(&real, &sym, sizeof(sym));
+	}
+	return real(buf, num);
+}
+
+/* No random bytes, no id: nothing weaker (zeros) stands in for them. */
+static void test_id_without_random(void)
+{
+	char id[40];
+	int failed = 0;
+
+	rand_fails = 1;
+	/* Bytes drawn before may still be pooled: use them up. */
+	for (int i = 0; i < 300 && !failed; i++)
+		failed = smisd_new_id("msg_", id, sizeof(id)) != 0;
+	CU_ASSERT(failed);
+	CU_ASSERT_STRING_EQUAL(id, "");
+	CU_ASSERT_NOT_EQUAL(smisd_new_id("req_", id, sizeof(id)), 0);
+	rand_fails = 0;
+	CU_ASSERT_EQUAL(smisd_new_id("msg_", id, sizeof(id)), 0);
+	CU_ASSERT(smisd_id_well_formed("msg_", id));
+}
+
 /* ---- strategy decisions ---------------------------------------------- */
 
 static struct smisd_generation *gen;
@@ -538,6 +576,7 @@ int main(void)
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
 	CU_add_test(s, "strategy decisions", test_strategies);
 	CU_add_test(s, "message ids carry their time", test_id_time);
+	CU_add_test(s, "no id without random bytes", test_id_without_random);
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core_api.h"
 #include "generation.h"
+#include "job.h"
 #include "request.h"
 
 static struct smisd_institution inst;
@@ -274,6 +276,17 @@ static void test_encrypted(void)
 	expect("{\"recipient\":\"+32470123456\",\"message_id\":\"msg_01J2Z8Q4XK7M3N5P9R2T6V8W0YZ\",\"encrypted\":{"
 	       SUITE ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}", 400, "invalid_value", "/message_id");
 	expect("{\"recipient\":\"+32470123456\"," MID "," OK_CONTENT "}", 400, "invalid_value", "/message_id");
+	/* An id dated more than a minute ahead of the clock was not given by SMIS. */
+	for (int ahead_s = 30; ahead_s <= 120; ahead_s += 90) {
+		char id[48];
+		smisd_id_time_bound("msg_", smisd_now_ms() + ahead_s * 1000, id, sizeof(id));
+		snprintf(body, sizeof(body), "{\"recipient\":\"+32470123456\",\"message_id\":\"%s0000000000000000\","
+			 "\"encrypted\":{" SUITE ",\"envelopes\":[" ENV "]}," ENC_CONTENT "}", id);
+		if (ahead_s > 60)
+			expect(body, 400, "invalid_value", "/message_id");
+		else
+			expect(body, 0, NULL, NULL);
+	}
 }
 
 /* Out of memory copying a member is a 500, not a member gone missing (a
