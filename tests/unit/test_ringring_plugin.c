@@ -732,6 +732,40 @@ static void test_send_unicode_mode(void)
 	ops->destroy(st);
 }
 
+/* "Text" is for GSM-7 texts: one that needs UCS-2 still goes as "Unicode",
+ * or RingRing would replace what GSM-7 lacks and bill other counts. */
+static void test_send_text_mode_ucs2(void)
+{
+	struct fake_setting set[] = { S("api_key", API_KEY), S("message_encoding", "Text"),
+				      { "replace_lookalikes", FT_BOOL, "true", 0 } };
+	struct smis_config cfg;
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+	void *st = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	g_content[0].sms_text = "Dag Fran\xc3\xa7oise";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Text");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "GSM-7");
+	json_object_put(obj);
+	/* Look-alikes alone are rewritten to GSM-7: still "Text". */
+	g_content[0].sms_text = "\xe2\x80\x9cHi\xe2\x80\x9d";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\"Hi\"");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Text");
+	json_object_put(obj);
+	/* A character GSM-7 lacks (and no look-alike of one): as written. */
+	g_content[0].sms_text = "\xe2\x80\x9c\xc5\x81\xc3\xb3" "d\xc5\xba\xe2\x80\x9d";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), g_content[0].sms_text);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Unicode");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "UCS-2");
+	json_object_put(obj);
+	ops->destroy(st);
+}
+
 static void test_send_length(void)
 {
 	void *st = basic_instance();
@@ -1305,6 +1339,7 @@ int main(void)
 	    !CU_add_test(s, "send_language", test_send_language) ||
 	    !CU_add_test(s, "send_text", test_send_text) ||
 	    !CU_add_test(s, "send_unicode_mode", test_send_unicode_mode) ||
+	    !CU_add_test(s, "send_text_mode_ucs2", test_send_text_mode_ucs2) ||
 	    !CU_add_test(s, "send_length", test_send_length) ||
 	    !CU_add_test(s, "map_send_success", test_map_send_success) ||
 	    !CU_add_test(s, "map_send_failures", test_map_send_failures) ||

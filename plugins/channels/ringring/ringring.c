@@ -669,17 +669,15 @@ static void rr_outcome_counts(struct smis_outcome *out, const struct rr_text *t)
 }
 
 /*
- * The messageEncoding to ask for. RingRing's "Auto" rewrites typography to
- * GSM-7 on its side (R6): with replace_lookalikes off, a text we count as
- * UCS-2 goes as "Unicode", so that it travels as written and is billed as
- * we counted it (segments, max_sms_segments).
+ * The messageEncoding to ask for. A text we count as UCS-2 always goes as
+ * "Unicode", whatever message_encoding says: "Text" would make RingRing
+ * replace every character GSM-7 lacks, and "Auto" rewrites typography on
+ * its side (R6); either way the citizen would not get the text as written,
+ * nor would it be billed as we counted it (segments, max_sms_segments).
  */
 static const char *rr_wire_encoding(const struct rr_state *st, const struct rr_text *t)
 {
-	bool as_written = st->encoding == RR_ENC_AUTO && !st->replace_lookalikes &&
-			  t->info.encoding == SMIS_SMS_UCS2;
-
-	return rr_encoding_names[as_written ? RR_ENC_UNICODE : st->encoding];
+	return rr_encoding_names[t->info.encoding == SMIS_SMS_UCS2 ? RR_ENC_UNICODE : st->encoding];
 }
 
 static int rr_json_add_str(struct json_object *obj, const char *key, const char *val)
