@@ -25,8 +25,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, StackTestCase,  # noqa: E402
-                     http)
+from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, RINGRING_KEY,  # noqa: E402
+                     StackTestCase, http)
 
 NO_APP = CITIZENS["no_app"]
 SIM_ENCODING = {"GSM-7": "TEXT", "UCS-2": "UNICODE"}
@@ -580,6 +580,23 @@ class ThrottlingAndLimits(SmsCase):
         # Another recipient of the same institution still gets through.
         r = self.stack.send(sms_body("Hallo", "+32471234568"), inst="inst-c")
         self.assertEqual((r.status, r.json["status"]), (201, "sent"), r.raw)
+
+    def test_simulator_refuses_bad_keys_and_trailing_bytes(self):
+        # ringring-sim answers as RingRing would: the key must be the whole
+        # key (no prefix, no extension), the body one JSON value.
+        url = self.stack.ringring + "/v1/message"
+        good = ('{"apiKey":"%s","to":"32470123456","message":"Hallo"}' % RINGRING_KEY).encode()
+        for key in (RINGRING_KEY[:-1], RINGRING_KEY + "x", "", RINGRING_KEY.upper()):
+            with self.subTest(key=key):
+                r = http("POST", url, good.replace(RINGRING_KEY.encode(), key.encode()))
+                self.assertEqual((r.status, r.json["ResultCode"]), (400, 12), r.raw)
+        for tail in (b"x", b"{}", b" 1", b"\x00"):
+            with self.subTest(tail=tail):
+                r = http("POST", url, good + tail)
+                self.assertEqual((r.status, r.json["ResultCode"]), (400, 13), r.raw)
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+        r = http("POST", url, good + b"\r\n")  # JSON's own whitespace is fine
+        self.assertEqual((r.status, r.json["ResultCode"]), (200, 0), r.raw)
 
     def check_config(self, sender):
         path = os.path.join(self.stack.dir, "sender-check.conf")
