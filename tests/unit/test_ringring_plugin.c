@@ -320,6 +320,9 @@ static void test_descriptor(void)
 	ops->destroy(NULL);
 }
 
+/* The error text of the last expect_config_error(). */
+static char g_last_error[256];
+
 static void expect_config_error(struct fake_setting *set, size_t n, const char *key)
 {
 	struct smis_config cfg;
@@ -334,6 +337,7 @@ static void expect_config_error(struct fake_setting *set, size_t n, const char *
 		CU_ASSERT(set[i].read);
 	/* The API key is never echoed in an error. */
 	CU_ASSERT_PTR_NULL(strstr(cfg.last_error, API_KEY));
+	snprintf(g_last_error, sizeof(g_last_error), "%s", cfg.last_error);
 }
 
 static void test_config(void)
@@ -353,6 +357,11 @@ static void test_config(void)
 					     S("callback_allow", "10.0.0.0/33") };
 	struct fake_setting bad_lang[] = { S("api_key", API_KEY), S("language_order", "nl,xx") };
 	struct fake_setting dup_lang[] = { S("api_key", API_KEY), S("language_order", "nl,fr,nl") };
+	struct fake_setting trailing_lang[] = { S("api_key", API_KEY), S("language_order", "nl,fr,") };
+	struct fake_setting hole_lang[] = { S("api_key", API_KEY), S("language_order", "nl, ,fr") };
+	struct fake_setting empty_lang[] = { S("api_key", API_KEY), S("language_order", " ") };
+	struct fake_setting trailing_allow[] = { S("api_key", API_KEY), S("callback_allow", "::1,") };
+	struct fake_setting lead_allow[] = { S("api_key", API_KEY), S("callback_allow", ",127.0.0.1") };
 	struct fake_setting bad_status[] = { S("api_key", API_KEY), S("status_url", "not a url") };
 	struct fake_setting space_key[] = { S("api_key", "has space") };
 	struct fake_setting full[] = {
@@ -378,6 +387,15 @@ static void test_config(void)
 	expect_config_error(bad_prefix, NSET(bad_prefix), "callback_allow");
 	expect_config_error(bad_lang, NSET(bad_lang), "language_order");
 	expect_config_error(dup_lang, NSET(dup_lang), "language_order");
+	expect_config_error(trailing_lang, NSET(trailing_lang), "language_order");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "empty entry"));
+	expect_config_error(hole_lang, NSET(hole_lang), "language_order");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "empty entry"));
+	expect_config_error(empty_lang, NSET(empty_lang), "language_order");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "is empty"));
+	expect_config_error(trailing_allow, NSET(trailing_allow), "callback_allow");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "empty entry"));
+	expect_config_error(lead_allow, NSET(lead_allow), "callback_allow");
 	expect_config_error(bad_status, NSET(bad_status), "status_url");
 	expect_config_error(space_key, NSET(space_key), "api_key");
 
