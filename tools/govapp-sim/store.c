@@ -738,7 +738,10 @@ static void open_envelope(const char *message_id, struct envelope_work *w, struc
 		goto out;
 	}
 	o = sim_json_parse((const char *)pt, pt_len);
-	if (!o || !json_object_object_get_ex(o, "v", &v) || json_object_get_int(v) != 1 ||
+	/* `v` is the number 1 (docs/e2e-format.md): an app refuses "1", 1.0
+	 * or true, which json_object_get_int() would all read as 1. */
+	if (!o || !json_object_object_get_ex(o, "v", &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) != 1 ||
 	    !jstr(o, "message_id") || strcmp(jstr(o, "message_id"), message_id) != 0 ||
 	    !json_object_object_get_ex(o, "content", &content) ||
 	    !json_object_is_type(content, json_type_object)) {
