@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "gsm7.h"
+#include "utf8_decode.h"
 
 struct gsm7_entry {
 	uint16_t cp;  /* Unicode code point */
@@ -89,48 +90,18 @@ int smis_sms_gsm7_lookup(uint32_t cp, uint8_t *code)
 }
 
 /*
- * Decode the code point at s[*pos], advancing *pos. Strict: a text the
- * provider would mangle or reject must be refused here, before it is billed.
+ * Decode the code point at s[*pos], advancing *pos. Strict (the shared
+ * decoder of lib/utf8_decode.c): a text the provider would mangle or reject
+ * must be refused here, before it is billed.
  */
 static int utf8_next(const unsigned char *s, size_t len, size_t *pos, uint32_t *cp)
 {
-	static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
-	size_t i = *pos;
-	unsigned char b = s[i];
-	uint32_t c;
-	size_t n; /* continuation bytes */
-	size_t k;
-	int ret = -EINVAL;
+	size_t n = smis_utf8_decode((const char *)s + *pos, len - *pos, cp);
 
-	if (b < 0x80) {
-		c = b;
-		n = 0;
-	} else if (b >= 0xC2 && b <= 0xDF) {
-		c = b & 0x1F;
-		n = 1;
-	} else if (b >= 0xE0 && b <= 0xEF) {
-		c = b & 0x0F;
-		n = 2;
-	} else if (b >= 0xF0 && b <= 0xF4) {
-		c = b & 0x07;
-		n = 3;
-	} else {
-		goto out; /* continuation byte, C0/C1 overlong lead or F5..FF */
-	}
-	if (n > len - i - 1)
-		goto out; /* truncated */
-	for (k = 1; k <= n; k++) {
-		if ((s[i + k] & 0xC0) != 0x80)
-			goto out;
-		c = (c << 6) | (s[i + k] & 0x3F);
-	}
-	if (c < min_cp[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-		goto out;
-	*cp = c;
-	*pos = i + n + 1;
-	ret = 0;
-out:
-	return ret;
+	if (n == 0)
+		return -EINVAL;
+	*pos += n;
+	return 0;
 }
 
 /* Septets, or UTF-16 code units, that one code point costs in `encoding`. */

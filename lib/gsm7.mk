@@ -4,6 +4,7 @@
 # `..._LIBADD = lib/libsmisgsm7.la` (plugins) or `..._LDADD` (programs).
 noinst_LTLIBRARIES += lib/libsmisgsm7.la
 lib_libsmisgsm7_la_SOURCES = lib/gsm7.c lib/gsm7.h
+lib_libsmisgsm7_la_LIBADD = lib/libsmisutf8.la
 
 check_PROGRAMS += tests/unit/test_gsm7
 TESTS += tests/unit/test_gsm7

@@ -3,10 +3,9 @@
 # link it with `..._LIBADD = lib/libsmishtml.la` (libraries, plugins) or
 # `..._LDADD` (programs). The allow-list is docs/html-allowlist.md.
 noinst_LTLIBRARIES += lib/libsmishtml.la
-lib_libsmishtml_la_SOURCES = lib/html_sanitize.c lib/html_sanitize.h \
-	lib/utf8_decode.c lib/utf8_decode.h
+lib_libsmishtml_la_SOURCES = lib/html_sanitize.c lib/html_sanitize.h
 lib_libsmishtml_la_CFLAGS = $(AM_CFLAGS) $(GUMBO_CFLAGS)
-lib_libsmishtml_la_LIBADD = $(GUMBO_LIBS)
+lib_libsmishtml_la_LIBADD = lib/libsmisutf8.la $(GUMBO_LIBS)
 
 # The test also parses the sanitiser's output with gumbo to check which
 # elements and attributes survive; the XSS corpus is read at run time.

@@ -1,4 +1,5 @@
 include lib/hpke.mk
+include lib/utf8.mk
 include lib/gsm7.mk
 include lib/html.mk
 include lib/config_includes.mk

@@ -249,11 +249,22 @@ class EndToEnd(GovAppCase):
         self.assertEqual([x["at"] for x in g["reports"]], [phone["delivered_at"], phone["read_at"]])
         self.assertIn("updated_at", g)
 
+        # A device's status never goes back either: marking the phone
+        # delivered (or read) again changes nothing and calls nobody back.
+        for status in ("delivered", "read"):
+            self.assertEqual({k: v for k, v in self.mark(nid, "fr-phone", status).items() if k in ("status", "callback")},
+                             {"status": "read", "callback": "none"})
+
         # Per device: the tablet reports too; the overall status never goes back.
         self.mark(nid, "fr-tablet", "delivered")
         g = self.wait_message(mid, lambda m: len(m["reports"]) == 3, "the tablet's report")
         self.assertEqual(g["status"], "read")
         self.assertIn((APP, "fr-tablet", "delivered"), [(x["channel"], x.get("device"), x["status"]) for x in g["reports"]])
+        # Callbacks go out in order: the tablet's comes after all of the phone's.
+        cbs = wait_for(lambda: self.callbacks(nid), lambda cbs: cbs[-1]["device_id"] == "fr-tablet",
+                       "the tablet's callback")
+        self.assertEqual([(c["device_id"], c["status"]) for c in cbs],
+                         [("fr-phone", "delivered"), ("fr-phone", "read"), ("fr-tablet", "delivered")])
         self.assert_log_has_no_personal_data()
 
     def test_sms_fallback_speaks_the_citizens_language(self):

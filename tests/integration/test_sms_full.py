@@ -25,8 +25,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, StackTestCase,  # noqa: E402
-                     http)
+from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, RINGRING_KEY,  # noqa: E402
+                     StackTestCase, http)
 
 NO_APP = CITIZENS["no_app"]
 SIM_ENCODING = {"GSM-7": "TEXT", "UCS-2": "UNICODE"}
@@ -581,32 +581,69 @@ class ThrottlingAndLimits(SmsCase):
         r = self.stack.send(sms_body("Hallo", "+32471234568"), inst="inst-c")
         self.assertEqual((r.status, r.json["status"]), (201, "sent"), r.raw)
 
-    def check_config(self, sender):
-        path = os.path.join(self.stack.dir, "sender-check.conf")
+    def test_simulator_refuses_bad_keys_and_trailing_bytes(self):
+        # ringring-sim answers as RingRing would: the key must be the whole
+        # key (no prefix, no extension), the body one JSON value.
+        url = self.stack.ringring + "/v1/message"
+        good = ('{"apiKey":"%s","to":"32470123456","message":"Hallo"}' % RINGRING_KEY).encode()
+        for key in (RINGRING_KEY[:-1], RINGRING_KEY + "x", "", RINGRING_KEY.upper()):
+            with self.subTest(key=key):
+                r = http("POST", url, good.replace(RINGRING_KEY.encode(), key.encode()))
+                self.assertEqual((r.status, r.json["ResultCode"]), (400, 12), r.raw)
+        for tail in (b"x", b"{}", b" 1", b"\x00"):
+            with self.subTest(tail=tail):
+                r = http("POST", url, good + tail)
+                self.assertEqual((r.status, r.json["ResultCode"]), (400, 13), r.raw)
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+        r = http("POST", url, good + b"\r\n")  # JSON's own whitespace is fine
+        self.assertEqual((r.status, r.json["ResultCode"]), (200, 0), r.raw)
+
+    def check_config(self, old, new):
+        """smisd --check-config on the stack's configuration with `old`
+        (found once) replaced by `new`; returns (process, path, line of new)."""
+        path = os.path.join(self.stack.dir, "check.conf")
         self.stack.write_conf(path=path)
         with open(path) as f:
             text = f.read()
-        self.assertEqual(text.count('sender = "SMISTest";'), 1)
-        text = text.replace('sender = "SMISTest";', 'sender = "%s";' % sender)
+        self.assertEqual(text.count(old), 1)
+        text = text.replace(old, new)
         with open(path, "w") as f:
             f.write(text)
-        line = text[:text.index('sender = "%s";' % sender)].count("\n") + 1
+        line = text[:text.index(new)].count("\n") + 1
         p = subprocess.run([os.path.join(BUILD, "smisd"), "--check-config", "-c", path],
                            capture_output=True, text=True, timeout=60)
         return p, path, line
 
+    def check_sender(self, sender):
+        return self.check_config('sender = "SMISTest";', 'sender = "%s";' % sender)
+
     def test_sender_checked_at_config_load(self):
         for sender in ("TooLongSender123", "Gemeente Gent", "Stad-Gent", "1234567890123456", "Caf\u00e9"):
             with self.subTest(sender=sender):
-                p, path, line = self.check_config(sender)
+                p, path, line = self.check_sender(sender)
                 self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
                 self.assertIn("%s:%d:" % (path, line), p.stderr)
                 self.assertIn("'sender'", p.stderr)
                 self.assertIn("inst-a", p.stderr)
         for sender in ("Gemeente123", "SMIS", "32470999999", "8686"):
             with self.subTest(sender=sender):
-                p, path, line = self.check_config(sender)
+                p, path, line = self.check_sender(sender)
                 self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_empty_list_entries_refused_at_config_load(self):
+        # A doubled or trailing comma in a list setting is a typo: refused
+        # where it is, not read as one entry fewer.
+        key = 'api_key = "%s";' % RINGRING_KEY
+        for setting in ('language_order = "nl,fr,";', 'language_order = "nl,,fr";',
+                        'callback_allow = "127.0.0.1, ";'):
+            with self.subTest(setting=setting):
+                p, path, line = self.check_config(key, key + " " + setting)
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                name = setting.split(" ")[0]
+                self.assertIn("%s:%d:" % (path, line), p.stderr)
+                self.assertIn("'%s' has an empty entry" % name, p.stderr)
+        p, path, line = self.check_config(key, key + ' language_order = " nl , fr ";')
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
 class AllowListRefuses(SmsCase):

@@ -709,6 +709,45 @@ static void expect_request(int rc, struct smis_http_request *req, const char *ur
 	fake_http_request_free(req);
 }
 
+/* A device listed twice counts once, with its first entry: one envelope
+ * per device id, as the backend requires (else 422 duplicate_device). */
+static void test_lookup_duplicate_devices(void)
+{
+	void *call = NULL;
+	struct smis_http_request *req = NULL;
+	struct smis_outcome out;
+	struct smis_http_response r;
+	struct json_object *a;
+	char body[1024];
+	int rc;
+
+	snprintf(body, sizeof(body),
+		 "{\"registered\":true,\"notifications_enabled\":true,\"language\":\"fr\",\"devices\":["
+		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\"},{\"device_id\":\"d-1\",\"public_key\":\"%s\"},"
+		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\"},{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\"},"
+		 "{\"device_id\":\"d-2\"}]}",
+		 pk2_b64, pk1_b64, pk1_b64);
+	r = resp_of(200, body);
+	CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
+	CU_ASSERT_EQUAL(out.devices, 2);
+	a = parse(out.devices_json);
+	CU_ASSERT_FATAL(a && json_object_is_type(a, json_type_array));
+	CU_ASSERT_EQUAL_FATAL(json_object_array_length(a), 2);
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 0), "device_id"), "d-2");
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 0), "public_key"), pk2_b64);
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 1), "device_id"), "d-1");
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 1), "public_key"), pk1_b64);
+	json_object_put(a);
+	free(out.devices_json);
+
+	/* The SEND seals once per device, to the key of its first entry. */
+	memset(&out, 0, sizeof(out));
+	rc = ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out);
+	expect_request(rc, req, BASE "/v1/notifications", 2);
+	ops->call_free(inst, call);
+}
+
 /* prepare_send seals ahead (on a core worker thread) for the devices the
  * call's lookup holds; the SEND then takes those envelopes; anything that
  * changes the devices in between throws them away. */
@@ -1243,6 +1282,7 @@ int main(void)
 	    !CU_add_test(s, "send skips invalid key", test_send_skips_invalid_key) ||
 	    !CU_add_test(s, "send without valid key", test_send_no_valid_key) ||
 	    !CU_add_test(s, "send after negative lookup", test_send_unreachable_from_lookup) ||
+	    !CU_add_test(s, "lookup duplicate devices", test_lookup_duplicate_devices) ||
 	    !CU_add_test(s, "lookup then send", test_lookup_then_send) ||
 	    !CU_add_test(s, "prepare send", test_prepare_send) ||
 	    !CU_add_test(s, "unknown device relookup", test_unknown_device_relookup) ||

@@ -320,6 +320,9 @@ static void test_descriptor(void)
 	ops->destroy(NULL);
 }
 
+/* The error text of the last expect_config_error(). */
+static char g_last_error[256];
+
 static void expect_config_error(struct fake_setting *set, size_t n, const char *key)
 {
 	struct smis_config cfg;
@@ -334,6 +337,7 @@ static void expect_config_error(struct fake_setting *set, size_t n, const char *
 		CU_ASSERT(set[i].read);
 	/* The API key is never echoed in an error. */
 	CU_ASSERT_PTR_NULL(strstr(cfg.last_error, API_KEY));
+	snprintf(g_last_error, sizeof(g_last_error), "%s", cfg.last_error);
 }
 
 static void test_config(void)
@@ -353,6 +357,11 @@ static void test_config(void)
 					     S("callback_allow", "10.0.0.0/33") };
 	struct fake_setting bad_lang[] = { S("api_key", API_KEY), S("language_order", "nl,xx") };
 	struct fake_setting dup_lang[] = { S("api_key", API_KEY), S("language_order", "nl,fr,nl") };
+	struct fake_setting trailing_lang[] = { S("api_key", API_KEY), S("language_order", "nl,fr,") };
+	struct fake_setting hole_lang[] = { S("api_key", API_KEY), S("language_order", "nl, ,fr") };
+	struct fake_setting empty_lang[] = { S("api_key", API_KEY), S("language_order", " ") };
+	struct fake_setting trailing_allow[] = { S("api_key", API_KEY), S("callback_allow", "::1,") };
+	struct fake_setting lead_allow[] = { S("api_key", API_KEY), S("callback_allow", ",127.0.0.1") };
 	struct fake_setting bad_status[] = { S("api_key", API_KEY), S("status_url", "not a url") };
 	struct fake_setting space_key[] = { S("api_key", "has space") };
 	struct fake_setting full[] = {
@@ -378,6 +387,15 @@ static void test_config(void)
 	expect_config_error(bad_prefix, NSET(bad_prefix), "callback_allow");
 	expect_config_error(bad_lang, NSET(bad_lang), "language_order");
 	expect_config_error(dup_lang, NSET(dup_lang), "language_order");
+	expect_config_error(trailing_lang, NSET(trailing_lang), "language_order");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "empty entry"));
+	expect_config_error(hole_lang, NSET(hole_lang), "language_order");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "empty entry"));
+	expect_config_error(empty_lang, NSET(empty_lang), "language_order");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "is empty"));
+	expect_config_error(trailing_allow, NSET(trailing_allow), "callback_allow");
+	CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "empty entry"));
+	expect_config_error(lead_allow, NSET(lead_allow), "callback_allow");
 	expect_config_error(bad_status, NSET(bad_status), "status_url");
 	expect_config_error(space_key, NSET(space_key), "api_key");
 
@@ -728,6 +746,40 @@ static void test_send_unicode_mode(void)
 	g_content[0].sms_text = "\xe2\x80\x9cHi\xe2\x80\x9d";
 	obj = send_body(st, &m, &out, NULL, 0);
 	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\xe2\x80\x9cHi\xe2\x80\x9d");
+	json_object_put(obj);
+	ops->destroy(st);
+}
+
+/* "Text" is for GSM-7 texts: one that needs UCS-2 still goes as "Unicode",
+ * or RingRing would replace what GSM-7 lacks and bill other counts. */
+static void test_send_text_mode_ucs2(void)
+{
+	struct fake_setting set[] = { S("api_key", API_KEY), S("message_encoding", "Text"),
+				      { "replace_lookalikes", FT_BOOL, "true", 0 } };
+	struct smis_config cfg;
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+	struct json_object *obj;
+	void *st = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	g_content[0].sms_text = "Dag Fran\xc3\xa7oise";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Text");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "GSM-7");
+	json_object_put(obj);
+	/* Look-alikes alone are rewritten to GSM-7: still "Text". */
+	g_content[0].sms_text = "\xe2\x80\x9cHi\xe2\x80\x9d";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), "\"Hi\"");
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Text");
+	json_object_put(obj);
+	/* A character GSM-7 lacks (and no look-alike of one): as written. */
+	g_content[0].sms_text = "\xe2\x80\x9c\xc5\x81\xc3\xb3" "d\xc5\xba\xe2\x80\x9d";
+	obj = send_body(st, &m, &out, NULL, 0);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "message"), g_content[0].sms_text);
+	CU_ASSERT_STRING_EQUAL(jstr(obj, "messageEncoding"), "Unicode");
+	CU_ASSERT_STRING_EQUAL(out.sms_encoding, "UCS-2");
 	json_object_put(obj);
 	ops->destroy(st);
 }
@@ -1305,6 +1357,7 @@ int main(void)
 	    !CU_add_test(s, "send_language", test_send_language) ||
 	    !CU_add_test(s, "send_text", test_send_text) ||
 	    !CU_add_test(s, "send_unicode_mode", test_send_unicode_mode) ||
+	    !CU_add_test(s, "send_text_mode_ucs2", test_send_text_mode_ucs2) ||
 	    !CU_add_test(s, "send_length", test_send_length) ||
 	    !CU_add_test(s, "map_send_success", test_map_send_success) ||
 	    !CU_add_test(s, "map_send_failures", test_map_send_failures) ||

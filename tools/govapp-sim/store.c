@@ -738,7 +738,10 @@ static void open_envelope(const char *message_id, struct envelope_work *w, struc
 		goto out;
 	}
 	o = sim_json_parse((const char *)pt, pt_len);
-	if (!o || !json_object_object_get_ex(o, "v", &v) || json_object_get_int(v) != 1 ||
+	/* `v` is the number 1 (docs/e2e-format.md): an app refuses "1", 1.0
+	 * or true, which json_object_get_int() would all read as 1. */
+	if (!o || !json_object_object_get_ex(o, "v", &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) != 1 ||
 	    !jstr(o, "message_id") || strcmp(jstr(o, "message_id"), message_id) != 0 ||
 	    !json_object_object_get_ex(o, "content", &content) ||
 	    !json_object_is_type(content, json_type_object)) {
@@ -1342,33 +1345,37 @@ void sim_ctl_mark(struct sim *s, const char *body, size_t len, int *status, char
 		/* A device that could not open the message cannot show it. */
 		set_error(status, resp, 409, "undecryptable");
 	} else {
-		if (!d->delivered_at)
-			d->delivered_at = now;
-		if (read && !d->read_at)
-			d->read_at = now;
-		if (read)
-			d->status = SIM_READ;
-		else if (d->status < SIM_DELIVERED)
-			d->status = SIM_DELIVERED;
-		cb = json_object_new_object();
-		json_object_object_add(cb, "notification_id", json_object_new_string(n->id));
-		json_object_object_add(cb, "message_id", json_object_new_string(n->message_id));
-		json_object_object_add(cb, "device_id", json_object_new_string(d->device_id));
-		json_object_object_add(cb, "status", json_object_new_string(st));
-		json_object_object_add(cb, "at", json_object_new_string(when));
+		/* Statuses only move forward: "delivered" on a device that read
+		 * it changes nothing, and a callback for it would tell SMIS the
+		 * message went back to merely delivered. */
+		enum sim_dev_status to = read ? SIM_READ : SIM_DELIVERED;
+
+		if (d->status < to) {
+			if (!d->delivered_at)
+				d->delivered_at = now;
+			if (read)
+				d->read_at = now;
+			d->status = to;
+			cb = json_object_new_object();
+			json_object_object_add(cb, "notification_id", json_object_new_string(n->id));
+			json_object_object_add(cb, "message_id", json_object_new_string(n->message_id));
+			json_object_object_add(cb, "device_id", json_object_new_string(d->device_id));
+			json_object_object_add(cb, "status", json_object_new_string(st));
+			json_object_object_add(cb, "at", json_object_new_string(when));
+		}
 		out = json_object_new_object();
 		json_object_object_add(out, "ok", json_object_new_boolean(1));
 		json_object_object_add(out, "notification_id", json_object_new_string(n->id));
 		json_object_object_add(out, "device_id", json_object_new_string(d->device_id));
 		json_object_object_add(out, "status", json_object_new_string(status_name(d->status)));
 		json_object_object_add(out, "callback",
-				       json_object_new_string(s->callback_url ? "queued" : "none"));
+				       json_object_new_string(s->callback_url && cb ? "queued" : "none"));
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!out)
 		goto out;
 	set_result(status, resp, 200, sim_json_dup(out));
-	if (s->callback_url) {
+	if (s->callback_url && cb) {
 		cb_body = sim_json_dup(cb);
 		if (cb_body)
 			sim_callback_enqueue(s, nid, dev, st, cb_body);

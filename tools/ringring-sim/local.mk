@@ -11,6 +11,8 @@ tools_ringring_sim_ringring_sim_SOURCES = \
 	tools/ringring-sim/delay.c \
 	tools/ringring-sim/dlr.c \
 	tools/ringring-sim/util.c
-tools_ringring_sim_ringring_sim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS)
+tools_ringring_sim_ringring_sim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) \
+	$(OPENSSL_CFLAGS)
 tools_ringring_sim_ringring_sim_LDFLAGS = $(AM_LDFLAGS) $(AX_PTHREAD_CFLAGS)
-tools_ringring_sim_ringring_sim_LDADD = lib/libsmisgsm7.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS)
+tools_ringring_sim_ringring_sim_LDADD = lib/libsmisgsm7.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS) \
+	$(OPENSSL_LIBS)

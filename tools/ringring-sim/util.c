@@ -33,6 +33,17 @@ int64_t sim_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* JSON's whitespace may follow the value (RFC 8259's JSON-text); anything
+ * else after it makes the body no JSON, as RingRing's parser would say. */
+static bool json_ws_only(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+			return false;
+	}
+	return true;
+}
+
 struct json_object *sim_json_parse(const char *body, size_t len)
 {
 	struct json_tokener *tok;
@@ -44,7 +55,8 @@ struct json_object *sim_json_parse(const char *body, size_t len)
 	if (!tok)
 		return NULL;
 	obj = json_tokener_parse_ex(tok, body, (int)len);
-	if (json_tokener_get_error(tok) != json_tokener_success) {
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_ws_only(body + json_tokener_get_parse_end(tok), len - json_tokener_get_parse_end(tok))) {
 		json_object_put(obj);
 		obj = NULL;
 	}

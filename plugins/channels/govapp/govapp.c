@@ -821,6 +821,67 @@ out:
 /* Responses                                                           */
 /* ------------------------------------------------------------------ */
 
+/* A device's place in the lookup answer, to sort by id. */
+struct govapp_dev_key {
+	const char *id;
+	size_t idx;
+};
+
+/* By id, then by position: the first entry of an id sorts first. */
+static int govapp_dev_key_cmp(const void *a, const void *b)
+{
+	const struct govapp_dev_key *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+
+	return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/*
+ * A lookup answer that lists a device_id twice would make the SEND seal
+ * two envelopes for one device, which the backend refuses (422
+ * duplicate_device), and hand institutions that encrypt themselves the
+ * device twice. The first entry of each id is kept, in the backend's
+ * order; the others are dropped (logged). Sorting keeps this O(n log n)
+ * however long the answer. 0 or -ENOMEM.
+ */
+static int govapp_devices_dedupe(struct govapp *g, struct govapp_call *c)
+{
+	struct govapp_dev_key *keys;
+	bool *drop;
+	size_t n = c->n_devices, kept = 0;
+
+	if (n < 2)
+		return 0;
+	keys = malloc(n * sizeof(*keys));
+	drop = calloc(n, sizeof(*drop));
+	if (!keys || !drop) {
+		free(keys);
+		free(drop);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		keys[i] = (struct govapp_dev_key){ c->devices[i].id, i };
+	qsort(keys, n, sizeof(*keys), govapp_dev_key_cmp);
+	for (size_t i = 1; i < n; i++)
+		drop[keys[i].idx] = strcmp(keys[i].id, keys[i - 1].id) == 0;
+	for (size_t i = 0; i < n; i++) {
+		if (drop[i]) {
+			free(c->devices[i].id);
+			free(c->devices[i].public_key);
+		} else {
+			c->devices[kept++] = c->devices[i];
+		}
+	}
+	c->n_devices = kept;
+	if (kept < n)
+		g->api->log(g->self, SMIS_LOG_INFO,
+			    "GovApp lookup listed a device id more than once: %zu duplicate entr%s dropped",
+			    n - kept, n - kept == 1 ? "y" : "ies");
+	free(keys);
+	free(drop);
+	return 0;
+}
+
 /* Store the lookup answer in the slot. Returns 0 or -EINVAL (bad answer). */
 static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct json_object *o)
 {
@@ -873,13 +934,17 @@ static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct js
 		}
 		dev->usable = pk && (!alg || strcmp(alg, GOVAPP_KEY_ALG) == 0) &&
 			      smis_e2e_check_public_key(pk) == 0;
-		if (dev->usable)
+	}
+	rc = govapp_devices_dedupe(g, c);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < c->n_devices; i++) {
+		if (c->devices[i].usable)
 			c->n_usable++;
 		else
-			g->api->log(g->self, SMIS_LOG_INFO,
-				    "GovApp device %s has no usable %s public key, skipped", id, GOVAPP_KEY_ALG);
+			g->api->log(g->self, SMIS_LOG_INFO, "GovApp device %s has no usable %s public key, skipped",
+				    c->devices[i].id, GOVAPP_KEY_ALG);
 	}
-	rc = 0;
 out_done:
 	c->have_lookup = true;
 	c->lookup_at_ms = g->api->monotonic_ms();

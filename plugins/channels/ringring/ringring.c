@@ -669,17 +669,15 @@ static void rr_outcome_counts(struct smis_outcome *out, const struct rr_text *t)
 }
 
 /*
- * The messageEncoding to ask for. RingRing's "Auto" rewrites typography to
- * GSM-7 on its side (R6): with replace_lookalikes off, a text we count as
- * UCS-2 goes as "Unicode", so that it travels as written and is billed as
- * we counted it (segments, max_sms_segments).
+ * The messageEncoding to ask for. A text we count as UCS-2 always goes as
+ * "Unicode", whatever message_encoding says: "Text" would make RingRing
+ * replace every character GSM-7 lacks, and "Auto" rewrites typography on
+ * its side (R6); either way the citizen would not get the text as written,
+ * nor would it be billed as we counted it (segments, max_sms_segments).
  */
 static const char *rr_wire_encoding(const struct rr_state *st, const struct rr_text *t)
 {
-	bool as_written = st->encoding == RR_ENC_AUTO && !st->replace_lookalikes &&
-			  t->info.encoding == SMIS_SMS_UCS2;
-
-	return rr_encoding_names[as_written ? RR_ENC_UNICODE : st->encoding];
+	return rr_encoding_names[t->info.encoding == SMIS_SMS_UCS2 ? RR_ENC_UNICODE : st->encoding];
 }
 
 static int rr_json_add_str(struct json_object *obj, const char *key, const char *val)
@@ -1113,18 +1111,50 @@ static bool rr_cfg_string(const struct smis_core_api *api, struct smis_config *c
 	return true;
 }
 
+/*
+ * The next entry of a comma-separated setting, without surrounding blanks,
+ * as [*a, *b); *p moves past it. 1 for an entry, 0 at the end of the list,
+ * -1 for an empty one: ",," or a trailing comma is a typo, and reading it
+ * as nothing would hide it.
+ */
+static int rr_list_next(const char **p, const char **a, const char **b)
+{
+	const char *end;
+
+	if (!*p)
+		return 0;
+	end = strchr(*p, ',');
+	*a = *p;
+	*b = end ? end : *p + strlen(*p);
+	*p = end ? end + 1 : NULL;
+	while (*a < *b && (**a == ' ' || **a == '\t'))
+		(*a)++;
+	while (*b > *a && ((*b)[-1] == ' ' || (*b)[-1] == '\t'))
+		(*b)--;
+	return *a < *b ? 1 : -1;
+}
+
+static bool rr_cfg_empty_entry(struct rr_state *st, struct smis_config *cfg, const char *key,
+			       const char *list)
+{
+	if (strspn(list, " \t") == strlen(list))
+		st->api->config_error(cfg, key, "'%s' is empty", key);
+	else
+		st->api->config_error(cfg, key, "'%s' has an empty entry (a doubled or trailing comma?)",
+				      key);
+	return false;
+}
+
 static bool rr_cfg_allow(struct rr_state *st, struct smis_config *cfg, const char *list)
 {
 	const char *p = list;
+	const char *a;
+	const char *b;
+	int r;
 
-	while (*p) {
-		const char *end = strchr(p, ',');
-		const char *a = p;
-		const char *b = end ? end : p + strlen(p);
-		while (a < b && (*a == ' ' || *a == '\t'))
-			a++;
-		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-			b--;
+	while ((r = rr_list_next(&p, &a, &b)) != 0) {
+		if (r < 0)
+			return rr_cfg_empty_entry(st, cfg, "callback_allow", list);
 		if (st->n_allow == RR_ALLOW_MAX) {
 			st->api->config_error(cfg, "callback_allow", "more than %u entries",
 					      RR_ALLOW_MAX);
@@ -1137,13 +1167,6 @@ static bool rr_cfg_allow(struct rr_state *st, struct smis_config *cfg, const cha
 			return false;
 		}
 		st->n_allow++;
-		if (!end)
-			break;
-		p = end + 1;
-	}
-	if (st->n_allow == 0) {
-		st->api->config_error(cfg, "callback_allow", "the list is empty");
-		return false;
 	}
 	return true;
 }
@@ -1152,16 +1175,14 @@ static bool rr_cfg_langs(struct rr_state *st, struct smis_config *cfg, const cha
 {
 	static const char *const known[] = { "nl", "fr", "de", "en" };
 	const char *p = list;
+	const char *a;
+	const char *b;
+	int r;
 
-	while (*p) {
-		const char *end = strchr(p, ',');
-		const char *a = p;
-		const char *b = end ? end : p + strlen(p);
+	while ((r = rr_list_next(&p, &a, &b)) != 0) {
 		bool ok = false;
-		while (a < b && *a == ' ')
-			a++;
-		while (b > a && b[-1] == ' ')
-			b--;
+		if (r < 0)
+			return rr_cfg_empty_entry(st, cfg, "language_order", list);
 		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 			ok = ok || (b - a == 2 && strncasecmp(a, known[i], 2) == 0);
 		for (size_t i = 0; ok && i < st->n_langs; i++)
@@ -1176,13 +1197,6 @@ static bool rr_cfg_langs(struct rr_state *st, struct smis_config *cfg, const cha
 		st->langs[st->n_langs][1] = (char)(a[1] | 0x20);
 		st->langs[st->n_langs][2] = '\0';
 		st->n_langs++;
-		if (!end)
-			break;
-		p = end + 1;
-	}
-	if (st->n_langs == 0) {
-		st->api->config_error(cfg, "language_order", "the list is empty");
-		return false;
 	}
 	return true;
 }
