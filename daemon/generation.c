@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,22 @@ static int parse_hex(const char *hex, unsigned char *out, size_t outlen)
 
 /* ---- settings ----------------------------------------------------------- */
 
+/* The listener takes a numeric address only (no resolver at start): a host
+ * name is refused here, with its line, not when smisd binds. */
+static int check_listen_address(const config_setting_t *listen, const char *addr)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+
+	if (getaddrinfo(addr, NULL, &hints, &ai) == 0) {
+		freeaddrinfo(ai);
+		return 0;
+	}
+	report(config_setting_get_member(listen, "address"),
+	       "listen: 'address' '%s' must be a numeric IPv4 or IPv6 address (\"127.0.0.1\", \"::\")", addr);
+	return 1;
+}
+
 static int load_settings(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const top_keys[] = { "listen", "plugin_dir", "store", "limits", "log",
@@ -189,7 +206,10 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	st->prepare_threads = 2;
 	st->log_level = SMIS_LOG_INFO;
 
-	errors += get_string(listen, "address", &st->listen_address, false, "listen") != 0;
+	if (get_string(listen, "address", &st->listen_address, false, "listen") != 0)
+		errors++;
+	else if (st->listen_address)
+		errors += check_listen_address(listen, st->listen_address);
 	v = st->listen_port;
 	errors += get_int(listen, "port", &v, 0, 65535, "listen") != 0;
 	st->listen_port = (int)v;

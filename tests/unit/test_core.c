@@ -256,6 +256,20 @@ static void test_config_valid(void)
 		CU_ASSERT_STRING_EQUAL(ch->http.ca_file ? ch->http.ca_file : "", want);
 		smisd_generation_unref(g);
 	}
+	{
+		static const char *const numeric[] = { "::", "0.0.0.0", "::1", "127.0.0.2" };
+		for (size_t i = 0; i < sizeof(numeric) / sizeof(numeric[0]); i++) {
+			char set[96];
+			char *t;
+			snprintf(set, sizeof(set), "listen = { address = \"%s\"; };\nplugin_dir", numeric[i]);
+			t = replace(base_conf, "plugin_dir", set);
+			g = smisd_generation_load(write_conf("good4.conf", t));
+			free(t);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+			CU_ASSERT_STRING_EQUAL(g->settings.listen_address, numeric[i]);
+			smisd_generation_unref(g);
+		}
+	}
 }
 
 static void test_config_errors(void)
@@ -355,6 +369,13 @@ static void test_config_errors(void)
 	expect_institution_error("allowed_countries = [ \"+31\" ];", "institution 'inst': allowed_countries entries are calling codes");
 	expect_institution_error("client_ids = [ \"\" ];", "institution 'inst': client_ids[0] must be a non-empty string");
 	expect_institution_error("client_ids = \"cbe-1\";", "institution 'inst': 'client_ids' must be an array of strings");
+	/* A host name was accepted here and failed only when smisd bound. */
+	t = replace(base_conf, "plugin_dir", "listen = { address = \"localhost\"; };\nplugin_dir");
+	expect_config_error(t, "bad.conf:1: listen: 'address' 'localhost' must be a numeric IPv4 or IPv6 address");
+	free(t);
+	t = replace(base_conf, "plugin_dir", "listen = { address = \"abc\"; };\nplugin_dir");
+	expect_config_error(t, "bad.conf:1: listen: 'address' 'abc' must be a numeric");
+	free(t);
 	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
 			    "missing required list 'channels'");
 }
