@@ -143,6 +143,22 @@ static int parse_hex(const char *hex, unsigned char *out, size_t outlen)
 	return 0;
 }
 
+/* An optional group `name = { ... };` of `parent`, or NULL. Anything else
+ * there (`limits = 5;`, `http = [ ... ];`) has no members: its settings
+ * would be silently left at their defaults, so it is an error. */
+static config_setting_t *optional_group(const config_setting_t *parent, const char *name, const char *what,
+					int *errors)
+{
+	config_setting_t *s = config_setting_get_member(parent, name);
+
+	if (s && !config_setting_is_group(s)) {
+		report(s, "%s%s'%s' must be a group { ... }", what, *what ? ": " : "", name);
+		(*errors)++;
+		return NULL;
+	}
+	return s;
+}
+
 /* ---- settings ----------------------------------------------------------- */
 
 /* The listener takes a numeric address only (no resolver at start): a host
@@ -177,14 +193,14 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	static const char *const log_keys[] = { "level", NULL };
 	struct smisd_settings *st = &g->settings;
 	config_setting_t *root = config_root_setting(cfg);
-	config_setting_t *listen = config_lookup(cfg, "listen");
-	config_setting_t *store = config_lookup(cfg, "store");
-	config_setting_t *limits = config_lookup(cfg, "limits");
-	config_setting_t *logs = config_lookup(cfg, "log");
-	config_setting_t *poll = config_lookup(cfg, "status_poll");
 	long long v;
 	char *s = NULL;
 	int errors = check_keys(root, top_keys, "the top level");
+	config_setting_t *listen = optional_group(root, "listen", "", &errors);
+	config_setting_t *store = optional_group(root, "store", "", &errors);
+	config_setting_t *limits = optional_group(root, "limits", "", &errors);
+	config_setting_t *logs = optional_group(root, "log", "", &errors);
+	config_setting_t *poll = optional_group(root, "status_poll", "", &errors);
 
 	errors += check_keys(listen, listen_keys, "'listen'");
 	errors += check_keys(store, store_keys, "'store'");
@@ -229,10 +245,10 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	free(s);
 	s = NULL;
 
-	if (!store) {
+	if (!config_setting_get_member(root, "store")) {
 		report(root, "missing required group 'store'");
 		errors++;
-	} else {
+	} else if (store) {
 		if (get_string(store, "path", &s, true, "store") != 0)
 			errors++;
 		else
@@ -379,13 +395,17 @@ static int load_ca_file(struct smisd_http_settings *h, const config_setting_t *g
 	return 0;
 }
 
-static int load_http_settings(struct smisd_http_settings *h, const config_setting_t *grp,
+/* The channel block `blk`'s optional `http = { ... };`. */
+static int load_http_settings(struct smisd_http_settings *h, const config_setting_t *blk,
 			      const char *conf_path, const char *what)
 {
 	static const char *const keys[] = { "timeout_ms", "connect_timeout_ms", "verify_tls",
 					    "ca_file", "max_connections", NULL };
 	long long v;
-	int errors = check_keys(grp, keys, "'http'");
+	int errors = 0;
+	const config_setting_t *grp = optional_group(blk, "http", what, &errors);
+
+	errors += check_keys(grp, keys, "'http'");
 
 	h->timeout_ms = 5000;
 	h->connect_timeout_ms = 2000;
@@ -469,7 +489,7 @@ static int load_channels(struct smisd_generation *g, config_t *cfg)
 			errors++;
 			goto next;
 		}
-		if (load_http_settings(&ch->http, config_setting_get_member(blk, "http"), g->path, what) != 0) {
+		if (load_http_settings(&ch->http, blk, g->path, what) != 0) {
 			errors++;
 			goto next;
 		}

@@ -202,6 +202,14 @@ static char *replace(const char *text, const char *from, const char *to)
 	return out;
 }
 
+/* The base configuration with `from` replaced by `to`; expect `needle`. */
+static void expect_edit_error(const char *from, const char *to, const char *needle)
+{
+	char *t = replace(base_conf, from, to);
+	expect_config_error(t, needle);
+	free(t);
+}
+
 /* The base configuration with `setting` added to its institution (line 36). */
 static void expect_institution_error(const char *setting, const char *needle)
 {
@@ -370,12 +378,23 @@ static void test_config_errors(void)
 	expect_institution_error("client_ids = [ \"\" ];", "institution 'inst': client_ids[0] must be a non-empty string");
 	expect_institution_error("client_ids = \"cbe-1\";", "institution 'inst': 'client_ids' must be an array of strings");
 	/* A host name was accepted here and failed only when smisd bound. */
-	t = replace(base_conf, "plugin_dir", "listen = { address = \"localhost\"; };\nplugin_dir");
-	expect_config_error(t, "bad.conf:1: listen: 'address' 'localhost' must be a numeric IPv4 or IPv6 address");
-	free(t);
-	t = replace(base_conf, "plugin_dir", "listen = { address = \"abc\"; };\nplugin_dir");
-	expect_config_error(t, "bad.conf:1: listen: 'address' 'abc' must be a numeric");
-	free(t);
+	expect_edit_error("plugin_dir", "listen = { address = \"localhost\"; };\nplugin_dir",
+			  "bad.conf:1: listen: 'address' 'localhost' must be a numeric IPv4 or IPv6 address");
+	expect_edit_error("plugin_dir", "listen = { address = \"abc\"; };\nplugin_dir",
+			  "bad.conf:1: listen: 'address' 'abc' must be a numeric");
+	/* A group written as a scalar has no members: its settings were
+	 * silently left at their defaults. */
+	expect_edit_error("plugin_dir", "limits = 5;\nplugin_dir", "bad.conf:1: 'limits' must be a group { ... }");
+	expect_edit_error("plugin_dir", "listen = \"127.0.0.1\";\nplugin_dir",
+			  "bad.conf:1: 'listen' must be a group { ... }");
+	expect_edit_error("plugin_dir", "log = [ \"debug\" ];\nplugin_dir", "bad.conf:1: 'log' must be a group { ... }");
+	expect_edit_error("plugin_dir", "status_poll = ( { after_s = 0; } );\nplugin_dir",
+			  "bad.conf:1: 'status_poll' must be a group { ... }");
+	expect_edit_error("store = { path = \"x.db\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
+			  "store = \"x.db\";", "bad.conf:2: 'store' must be a group { ... }");
+	expect_edit_error("{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
+			  "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = 3; }",
+			  "bad.conf:8: channel 'sms_ok': 'http' must be a group { ... }");
 	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
 			    "missing required list 'channels'");
 }
