@@ -625,6 +625,24 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 	return errors;
 }
 
+/* A key of two institutions would authenticate as whichever is compared
+ * last (smisd_auth_institution): one of them could read the other's
+ * messages. `hash` is api_keys[k] of the last institution of `g`. */
+static int check_key_unique(const struct smisd_generation *g, const config_setting_t *keyl,
+			    const unsigned char hash[32], int k)
+{
+	const struct smisd_institution *in = &g->institutions[g->n_institutions - 1];
+
+	for (size_t m = 0; m + 1 < g->n_institutions; m++)
+		for (size_t j = 0; j < g->institutions[m].n_keys; j++)
+			if (memcmp(g->institutions[m].key_hashes[j], hash, 32) == 0) {
+				report(keyl, "institution '%s': api_keys[%d] is a key of institution '%s' already",
+				       in->name, k, g->institutions[m].name);
+				return 1;
+			}
+	return 0;
+}
+
 static int load_institutions(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const keys[] = { "name", "api_keys", "strategies", "default_strategy",
@@ -676,6 +694,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 					report(keyl, "institution '%s': api_keys[%d] must be \"sha256:\" followed by 64 hex digits (see smisctl hash-key)", in->name, k);
 					errors++;
 				} else {
+					errors += check_key_unique(g, keyl, in->key_hashes[in->n_keys], k);
 					in->n_keys++;
 				}
 			}

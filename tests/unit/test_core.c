@@ -395,6 +395,13 @@ static void test_config_errors(void)
 	expect_edit_error("{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
 			  "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = 3; }",
 			  "bad.conf:8: channel 'sms_ok': 'http' must be a group { ... }");
+	/* A key of two institutions authenticated as the last one listed. */
+	expect_edit_error("default_strategy = \"first_yes\"; } );",
+			  "default_strategy = \"first_yes\"; },\n"
+			  "  { name = \"other\"; strategies = [ \"sms\" ]; default_strategy = \"sms\";\n"
+			  "    api_keys = [ \"sha256:1111111111111111111111111111111111111111111111111111111111111111\",\n"
+			  "                 \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" ]; } );",
+			  "bad.conf:37: institution 'other': api_keys[1] is a key of institution 'inst' already");
 	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
 			    "missing required list 'channels'");
 }
