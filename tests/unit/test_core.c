@@ -17,6 +17,7 @@
 #include "generation.h"
 #include "job.h"
 #include "plugin_loader.h"
+#include "ratelimit.h"
 
 static char dir[256];       /* temp folder: plugins/ and config files */
 static char plugdir[300];
@@ -572,6 +573,27 @@ static void test_answer_json(void)
 	smisd_generation_unref(gen);
 }
 
+/* Each institution has its own limits, whatever its name: names of 64
+ * bytes (the longest allowed) that differ only in the last one were cut to
+ * the same 63 and shared one bucket and one quota. */
+static void test_ratelimit_names(void)
+{
+	char a[65], b[65];
+	int64_t now = 1700000000000;
+
+	memset(a, 'x', 64);
+	a[64] = '\0';
+	memcpy(b, a, sizeof(b));
+	b[63] = 'y';
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota(a, 1, now), 0);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_quota(a, 1, now), 0); /* a's quota is spent */
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota(b, 1, now), 0);     /* b's is not */
+	CU_ASSERT_EQUAL(smisd_ratelimit_take(a, 1, 1, now), 0);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_take(a, 1, 1, now), 0);
+	CU_ASSERT_EQUAL(smisd_ratelimit_take(b, 1, 1, now), 0);
+	smisd_ratelimit_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -586,6 +608,7 @@ int main(void)
 	CU_add_test(s, "strategy decisions", test_strategies);
 	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "answer JSON", test_answer_json);
+	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
