@@ -19,6 +19,7 @@
 #include "generation.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define report smisd_config_report
 
@@ -625,6 +626,17 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 	return errors;
 }
 
+/* A name that is a label value as it is (smis_messages_total{institution=
+ * "..."}): a quote or a backslash would end or escape it, a newline start
+ * a series of its own. */
+static bool valid_institution_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	return len >= 1 && len <= SMISD_INSTITUTION_NAME_MAX && !strpbrk(n, "\"\\") &&
+	       smisd_utf8_valid(n, len, false);
+}
+
 /* A key of two institutions would authenticate as whichever is compared
  * last (smisd_auth_institution): one of them could read the other's
  * messages. `hash` is api_keys[k] of the last institution of `g`. */
@@ -673,6 +685,14 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 		if (get_string(blk, "name", &in->name, true, "institution") != 0) {
 			errors++;
 			continue;
+		}
+		if (!valid_institution_name(in->name)) {
+			/* Not echoed: it may hold a newline or bytes that are not text. */
+			report(config_setting_get_member(blk, "name"),
+			       "institution name must be 1-%d bytes of UTF-8 without double quotes, backslashes"
+			       " or control characters",
+			       SMISD_INSTITUTION_NAME_MAX);
+			errors++;
 		}
 		for (size_t k = 0; k + 1 < g->n_institutions; k++)
 			/* An earlier block without a valid name has none. */

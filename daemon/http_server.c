@@ -58,7 +58,7 @@ struct conn {
 	struct smisd_job *job;
 	int counted; /* holds an in-flight slot */
 	unsigned status;           /* answered HTTP status, for the access log */
-	char institution[64];      /* authenticated caller (config name) or "" */
+	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
 	char method[8];
 };

@@ -16,6 +16,7 @@
 #include "dispatcher.h"
 #include "generation.h"
 #include "job.h"
+#include "metrics.h"
 #include "plugin_loader.h"
 #include "ratelimit.h"
 
@@ -573,6 +574,43 @@ static void test_answer_json(void)
 	smisd_generation_unref(gen);
 }
 
+/* Institution names are label values of /metrics: a quote, a backslash or
+ * a newline in one forged series or broke the exposition. */
+static void test_institution_names(void)
+{
+	static const char *const bad[] = { "\"\"", "\"a\\\"b\"", "\"a\\\\b\"", "\"a\\nb\"", "\"a\\x01\"",
+					   "\"\\xff\"" };
+	char name[80], set[96], labels[300], want[400];
+	struct smisd_generation *g;
+	char *t, *text;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(set, sizeof(set), "name = %s;", bad[i]);
+		expect_edit_error("name = \"inst\";", set, "bad.conf:32: institution name must be 1-64 bytes of UTF-8");
+	}
+	memset(name, 'n', 65);
+	name[65] = '\0';
+	snprintf(set, sizeof(set), "name = \"%s\";", name);
+	expect_edit_error("name = \"inst\";", set, "bad.conf:32: institution name must be 1-64 bytes");
+	/* The longest name loads, and its longest label set renders whole. */
+	name[64] = '\0';
+	snprintf(set, sizeof(set), "name = \"%s\";", name);
+	t = replace(base_conf, "name = \"inst\";", set);
+	g = smisd_generation_load(write_conf("good5.conf", t));
+	free(t);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_STRING_EQUAL(g->institutions[0].name, name);
+	smisd_generation_unref(g);
+	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%.48s\",status=\"failed\",channel=\"%.48s\"",
+		 name, name, name);
+	smisd_metric_add("smis_messages_total", labels, 1);
+	text = smisd_metrics_render();
+	snprintf(want, sizeof(want), "\nsmis_messages_total{%s} 1\n", labels);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, want));
+	free(text);
+	smisd_metrics_reset();
+}
+
 /* Each institution has its own limits, whatever its name: names of 64
  * bytes (the longest allowed) that differ only in the last one were cut to
  * the same 63 and shared one bucket and one quota. */
@@ -609,6 +647,7 @@ int main(void)
 	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
+	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
