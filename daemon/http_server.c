@@ -486,6 +486,21 @@ static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);
 }
 
+/* Take an in-flight slot for the request: held until it completes
+ * (on_completed), or for a message answered before its commit until the
+ * commit (job_put); a drain on shutdown waits for it. The add is the check:
+ * a check and a later add let requests on several loops all pass the check
+ * and overshoot the limit. */
+static bool take_slot(struct conn *st)
+{
+	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
+		atomic_fetch_sub(&in_flight, 1);
+		return false;
+	}
+	st->counted = 1;
+	return true;
+}
+
 static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
@@ -515,7 +530,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
 		goto out;
 	}
-	if (atomic_load(&in_flight) >= atomic_load(&max_in_flight)) {
+	if (!take_slot(st)) {
 		ret = respond_retry_soon(c, st, 503, "overloaded", "too many requests in flight, retry shortly");
 		goto out;
 	}
@@ -580,8 +595,6 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	job->done_arg = c;
 	smisd_job_bind_message(job);
 	st->job = job;
-	st->counted = 1; /* drained like messages on shutdown */
-	atomic_fetch_add(&in_flight, 1);
 	suspend_for(c, job);
 	smisd_dispatcher_submit(job);
 	ret = MHD_YES;
@@ -821,12 +834,10 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
 		goto out;
 	}
-	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
-		atomic_fetch_sub(&in_flight, 1);
+	if (!take_slot(st)) {
 		ret = respond_retry_soon(c, st, 503, "overloaded", "too many messages in flight, retry shortly");
 		goto out;
 	}
-	st->counted = 1;
 
 	job = calloc(1, sizeof(*job));
 	if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *))) ||
