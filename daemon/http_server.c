@@ -490,15 +490,33 @@ static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
  * (on_completed), or for a message answered before its commit until the
  * commit (job_put); a drain on shutdown waits for it. The add is the check:
  * a check and a later add let requests on several loops all pass the check
- * and overshoot the limit. */
-static bool take_slot(struct conn *st)
+ * and overshoot the limit.
+ *
+ * The slot is counted before the drain flag is read, as smisd_http_quiesce
+ * sets the flag before the drain reads the count: either this request sees
+ * the flag, or the drain sees its slot and waits for it. Read the other way
+ * round, a request could pass the flag, the drain find nothing in flight and
+ * stop the loops, and the job be submitted to none: never run, and its
+ * connection closed unanswered.
+ *
+ * Refused, it answers (`what` is in flight) and returns false with `ret`. */
+static bool take_slot(struct MHD_Connection *c, struct conn *st, const char *what, enum MHD_Result *ret)
 {
-	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
-		atomic_fetch_sub(&in_flight, 1);
+	char detail[64];
+	bool full = atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight);
+
+	if (!full && !atomic_load(&shutting_down)) {
+		st->counted = 1;
+		return true;
+	}
+	atomic_fetch_sub(&in_flight, 1);
+	if (atomic_load(&shutting_down)) {
+		*ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
 		return false;
 	}
-	st->counted = 1;
-	return true;
+	snprintf(detail, sizeof(detail), "too many %s in flight, retry shortly", what);
+	*ret = respond_retry_soon(c, st, 503, "overloaded", detail);
+	return false;
 }
 
 static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
@@ -526,14 +544,8 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 413, "body_too_large", "the body is too large");
 		goto out;
 	}
-	if (atomic_load(&shutting_down)) {
-		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+	if (!take_slot(c, st, "requests", &ret))
 		goto out;
-	}
-	if (!take_slot(st)) {
-		ret = respond_retry_soon(c, st, 503, "overloaded", "too many requests in flight, retry shortly");
-		goto out;
-	}
 	/* UTF-8 first, as for messages: json-c takes any bytes in strings. */
 	if (st->body && !smisd_utf8_valid(st->body, st->len, true)) {
 		ret = respond_code(c, st, 400, "malformed_json", "the body is not UTF-8 JSON");
@@ -830,14 +842,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
-	if (atomic_load(&shutting_down)) {
-		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+	if (!take_slot(c, st, "messages", &ret))
 		goto out;
-	}
-	if (!take_slot(st)) {
-		ret = respond_retry_soon(c, st, 503, "overloaded", "too many messages in flight, retry shortly");
-		goto out;
-	}
 
 	job = calloc(1, sizeof(*job));
 	if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *))) ||
