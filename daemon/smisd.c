@@ -129,6 +129,22 @@ static void warn_start_only(const struct smisd_settings *now)
 				  ints[i].now, ints[i].was);
 }
 
+/* A plugin file rebuilt since its code was loaded: the reload keeps the
+ * loaded copy (see smisd_plugin_inherit). */
+static void warn_stale_plugins(struct smisd_generation *g)
+{
+	struct smisd_generation *old = smisd_generation_acquire();
+
+	for (size_t i = 0; old && i < g->n_plugins; i++)
+		for (size_t j = 0; j < old->n_plugins; j++)
+			if (smisd_plugin_inherit(g->plugins[i], old->plugins[j]))
+				smisd_log(SMIS_LOG_WARN, "reload", NULL,
+					  "plugin file %s changed since it was loaded: the loaded copy serves until"
+					  " smisd restarts",
+					  g->plugins[i]->path);
+	smisd_generation_unref(old);
+}
+
 static void reload(const char *path)
 {
 	struct smisd_generation *g = smisd_generation_load(path);
@@ -139,6 +155,7 @@ static void reload(const char *path)
 		return;
 	}
 	warn_start_only(&g->settings);
+	warn_stale_plugins(g);
 	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
 	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
 	smisd_metric_add("smis_reloads_total", "result=\"ok\"", 1);

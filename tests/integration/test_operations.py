@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -185,6 +186,35 @@ class StartOnlySettings(StackTestCase):
         st.write_conf()
         st.reload_and_wait()
         self.assertEqual(len(self.warned()), len(warned))
+
+
+class RebuiltPlugin(StackTestCase):
+    """dlopen() returns the copy in memory for a path already loaded: a
+    reload cannot pick up a plugin rebuilt at the same path, and says so."""
+
+    def test_reload_warns_of_a_plugin_file_changed_since_loaded(self):
+        st = self.stack
+        st.expect_log(r"changed since it was loaded")
+        built = os.path.join(BUILD, "plugin-dir")
+        copies = os.path.join(st.dir, "plugins")
+        os.mkdir(copies)
+        for name in os.listdir(built):
+            shutil.copy(os.path.join(built, name), copies)
+        with open(st.conf) as f:
+            conf = f.read()
+        with open(st.conf, "w") as f:
+            f.write(conf.replace('plugin_dir = "%s";' % built, 'plugin_dir = "%s";' % copies))
+        st.reload_and_wait()  # files new to smisd: loaded, nothing to say
+        self.assertNotIn("changed since it was loaded", st.log_text())
+        # A new build lands as a new file at the same path.
+        rebuilt = os.path.join(copies, "sms_only.so")
+        shutil.copy(rebuilt, rebuilt + ".new")
+        os.replace(rebuilt + ".new", rebuilt)
+        st.reload_and_wait()
+        st.reload_and_wait()  # and still, until the restart
+        warned = [line for line in st.log_text().splitlines() if "changed since it was loaded" in line]
+        self.assertEqual(len(warned), 2, warned)
+        self.assertIn("plugin file %s changed since it was loaded" % rebuilt, warned[0])
 
 
 class StoreLocked(StackTestCase):
