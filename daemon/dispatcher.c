@@ -61,6 +61,13 @@ static struct smisd_loop *loops;
 static int n_loops;
 static atomic_uint next_loop; /* round robin for jobs from other threads */
 static atomic_int stopping;   /* set by smisd_dispatcher_stop, read by the loops */
+/* Submitters that are not loops (the store thread's status polls) hold it
+ * from their check of `loops` and `stopping` to the end of their push; the
+ * start holds it while it builds the loops, the stop to set `stopping`. A
+ * push then lands in a loop that is whole and whose queue the stop will
+ * drain, or sees no loops. Loops push only to themselves, before they are
+ * joined, and need not take it. */
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
 static smisd_dispatch_finished_fn on_finished;
 /* The loop this thread runs, NULL elsewhere. */
 static __thread struct smisd_loop *L;
@@ -743,7 +750,7 @@ static void stop_loops(void)
 		}
 }
 
-int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads, int n)
+static int start_loops(smisd_dispatch_finished_fn finished, int prepare_threads, int n)
 {
 	int inited = 0; /* loops loop_init ran on, even half: only those are freed */
 
@@ -782,6 +789,16 @@ fail:
 	return -1;
 }
 
+int smisd_dispatcher_start(smisd_dispatch_finished_fn finished, int prepare_threads, int n)
+{
+	int rc;
+
+	pthread_mutex_lock(&submit_lock);
+	rc = start_loops(finished, prepare_threads, n);
+	pthread_mutex_unlock(&submit_lock);
+	return rc;
+}
+
 int smisd_dispatcher_loops(void)
 {
 	return n_loops;
@@ -815,19 +832,24 @@ void smisd_dispatcher_source_due(struct smisd_loop *lp)
 
 void smisd_dispatcher_submit(struct smisd_job *job)
 {
-	struct smisd_loop *lp;
+	struct smisd_loop *lp = L;
 
-	if (!loops || stopping) {
+	if (!L)
+		pthread_mutex_lock(&submit_lock);
+	if (stopping || !loops) {
 		/* Only status polls can arrive after the stop: drop them. */
 		if (job->poll_channel && job->single_op == SMIS_OP_STATUS)
 			smisd_job_free(job);
-		return;
+	} else {
+		/* A request stays on the loop that read it; work from
+		 * elsewhere (status polls) goes round the loops. */
+		if (!lp)
+			lp = &loops[atomic_fetch_add(&next_loop, 1) % (unsigned)n_loops];
+		job->loop = lp;
+		enqueue(lp, &lp->queue, job);
 	}
-	/* A request stays on the loop that read it; work from elsewhere
-	 * (status polls) goes round the loops. */
-	lp = L ? L : &loops[atomic_fetch_add(&next_loop, 1) % (unsigned)n_loops];
-	job->loop = lp;
-	enqueue(lp, &lp->queue, job);
+	if (!L)
+		pthread_mutex_unlock(&submit_lock);
 }
 
 void smisd_dispatcher_stop(void)
@@ -836,6 +858,9 @@ void smisd_dispatcher_stop(void)
 		return;
 	/* Before the HTTP drain ended, every SEND came back from the pool. */
 	smisd_prepare_pool_stop();
+	pthread_mutex_lock(&submit_lock);
+	stopping = 1;
+	pthread_mutex_unlock(&submit_lock);
 	stop_loops();
 	for (int i = 0; i < n_loops; i++) {
 		struct smisd_loop *lp = &loops[i];

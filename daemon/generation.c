@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "generation.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define report smisd_config_report
 
@@ -142,7 +144,39 @@ static int parse_hex(const char *hex, unsigned char *out, size_t outlen)
 	return 0;
 }
 
+/* An optional group `name = { ... };` of `parent`, or NULL. Anything else
+ * there (`limits = 5;`, `http = [ ... ];`) has no members: its settings
+ * would be silently left at their defaults, so it is an error. */
+static config_setting_t *optional_group(const config_setting_t *parent, const char *name, const char *what,
+					int *errors)
+{
+	config_setting_t *s = config_setting_get_member(parent, name);
+
+	if (s && !config_setting_is_group(s)) {
+		report(s, "%s%s'%s' must be a group { ... }", what, *what ? ": " : "", name);
+		(*errors)++;
+		return NULL;
+	}
+	return s;
+}
+
 /* ---- settings ----------------------------------------------------------- */
+
+/* The listener takes a numeric address only (no resolver at start): a host
+ * name is refused here, with its line, not when smisd binds. */
+static int check_listen_address(const config_setting_t *listen, const char *addr)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+
+	if (getaddrinfo(addr, NULL, &hints, &ai) == 0) {
+		freeaddrinfo(ai);
+		return 0;
+	}
+	report(config_setting_get_member(listen, "address"),
+	       "listen: 'address' '%s' must be a numeric IPv4 or IPv6 address (\"127.0.0.1\", \"::\")", addr);
+	return 1;
+}
 
 static int load_settings(struct smisd_generation *g, config_t *cfg)
 {
@@ -160,14 +194,14 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	static const char *const log_keys[] = { "level", NULL };
 	struct smisd_settings *st = &g->settings;
 	config_setting_t *root = config_root_setting(cfg);
-	config_setting_t *listen = config_lookup(cfg, "listen");
-	config_setting_t *store = config_lookup(cfg, "store");
-	config_setting_t *limits = config_lookup(cfg, "limits");
-	config_setting_t *logs = config_lookup(cfg, "log");
-	config_setting_t *poll = config_lookup(cfg, "status_poll");
 	long long v;
 	char *s = NULL;
 	int errors = check_keys(root, top_keys, "the top level");
+	config_setting_t *listen = optional_group(root, "listen", "", &errors);
+	config_setting_t *store = optional_group(root, "store", "", &errors);
+	config_setting_t *limits = optional_group(root, "limits", "", &errors);
+	config_setting_t *logs = optional_group(root, "log", "", &errors);
+	config_setting_t *poll = optional_group(root, "status_poll", "", &errors);
 
 	errors += check_keys(listen, listen_keys, "'listen'");
 	errors += check_keys(store, store_keys, "'store'");
@@ -189,7 +223,10 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	st->prepare_threads = 2;
 	st->log_level = SMIS_LOG_INFO;
 
-	errors += get_string(listen, "address", &st->listen_address, false, "listen") != 0;
+	if (get_string(listen, "address", &st->listen_address, false, "listen") != 0)
+		errors++;
+	else if (st->listen_address)
+		errors += check_listen_address(listen, st->listen_address);
 	v = st->listen_port;
 	errors += get_int(listen, "port", &v, 0, 65535, "listen") != 0;
 	st->listen_port = (int)v;
@@ -209,10 +246,10 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	free(s);
 	s = NULL;
 
-	if (!store) {
+	if (!config_setting_get_member(root, "store")) {
 		report(root, "missing required group 'store'");
 		errors++;
-	} else {
+	} else if (store) {
 		if (get_string(store, "path", &s, true, "store") != 0)
 			errors++;
 		else
@@ -359,13 +396,17 @@ static int load_ca_file(struct smisd_http_settings *h, const config_setting_t *g
 	return 0;
 }
 
-static int load_http_settings(struct smisd_http_settings *h, const config_setting_t *grp,
+/* The channel block `blk`'s optional `http = { ... };`. */
+static int load_http_settings(struct smisd_http_settings *h, const config_setting_t *blk,
 			      const char *conf_path, const char *what)
 {
 	static const char *const keys[] = { "timeout_ms", "connect_timeout_ms", "verify_tls",
 					    "ca_file", "max_connections", NULL };
 	long long v;
-	int errors = check_keys(grp, keys, "'http'");
+	int errors = 0;
+	const config_setting_t *grp = optional_group(blk, "http", what, &errors);
+
+	errors += check_keys(grp, keys, "'http'");
 
 	h->timeout_ms = 5000;
 	h->connect_timeout_ms = 2000;
@@ -449,7 +490,7 @@ static int load_channels(struct smisd_generation *g, config_t *cfg)
 			errors++;
 			goto next;
 		}
-		if (load_http_settings(&ch->http, config_setting_get_member(blk, "http"), g->path, what) != 0) {
+		if (load_http_settings(&ch->http, blk, g->path, what) != 0) {
 			errors++;
 			goto next;
 		}
@@ -585,6 +626,35 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 	return errors;
 }
 
+/* A name that is a label value as it is (smis_messages_total{institution=
+ * "..."}): a quote or a backslash would end or escape it, a newline start
+ * a series of its own. */
+static bool valid_institution_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	return len >= 1 && len <= SMISD_INSTITUTION_NAME_MAX && !strpbrk(n, "\"\\") &&
+	       smisd_utf8_valid(n, len, false);
+}
+
+/* A key of two institutions would authenticate as whichever is compared
+ * last (smisd_auth_institution): one of them could read the other's
+ * messages. `hash` is api_keys[k] of the last institution of `g`. */
+static int check_key_unique(const struct smisd_generation *g, const config_setting_t *keyl,
+			    const unsigned char hash[32], int k)
+{
+	const struct smisd_institution *in = &g->institutions[g->n_institutions - 1];
+
+	for (size_t m = 0; m + 1 < g->n_institutions; m++)
+		for (size_t j = 0; j < g->institutions[m].n_keys; j++)
+			if (memcmp(g->institutions[m].key_hashes[j], hash, 32) == 0) {
+				report(keyl, "institution '%s': api_keys[%d] is a key of institution '%s' already",
+				       in->name, k, g->institutions[m].name);
+				return 1;
+			}
+	return 0;
+}
+
 static int load_institutions(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const keys[] = { "name", "api_keys", "strategies", "default_strategy",
@@ -616,6 +686,14 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 			errors++;
 			continue;
 		}
+		if (!valid_institution_name(in->name)) {
+			/* Not echoed: it may hold a newline or bytes that are not text. */
+			report(config_setting_get_member(blk, "name"),
+			       "institution name must be 1-%d bytes of UTF-8 without double quotes, backslashes"
+			       " or control characters",
+			       SMISD_INSTITUTION_NAME_MAX);
+			errors++;
+		}
 		for (size_t k = 0; k + 1 < g->n_institutions; k++)
 			/* An earlier block without a valid name has none. */
 			if (g->institutions[k].name && strcmp(g->institutions[k].name, in->name) == 0) {
@@ -636,6 +714,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 					report(keyl, "institution '%s': api_keys[%d] must be \"sha256:\" followed by 64 hex digits (see smisctl hash-key)", in->name, k);
 					errors++;
 				} else {
+					errors += check_key_unique(g, keyl, in->key_hashes[in->n_keys], k);
 					in->n_keys++;
 				}
 			}

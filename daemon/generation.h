@@ -51,6 +51,10 @@ struct smisd_strategy {
 	size_t n_steps;
 };
 
+/* Institution names are label values of /metrics and go into logs: 1-64
+ * bytes of UTF-8, no double quote, backslash or control character. */
+#define SMISD_INSTITUTION_NAME_MAX 64
+
 struct smisd_institution {
 	char *name;
 	unsigned char (*key_hashes)[32];

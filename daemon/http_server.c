@@ -59,7 +59,7 @@ struct conn {
 	int counted; /* holds an in-flight slot */
 	int no_request_id;         /* no random bytes for request_id: refused */
 	unsigned status;           /* answered HTTP status, for the access log */
-	char institution[64];      /* authenticated caller (config name) or "" */
+	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
 	char method[8];
 };
@@ -515,6 +515,39 @@ static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);
 }
 
+/* Take an in-flight slot for the request: held until it completes
+ * (on_completed), or for a message answered before its commit until the
+ * commit (job_put); a drain on shutdown waits for it. The add is the check:
+ * a check and a later add let requests on several loops all pass the check
+ * and overshoot the limit.
+ *
+ * The slot is counted before the drain flag is read, as smisd_http_quiesce
+ * sets the flag before the drain reads the count: either this request sees
+ * the flag, or the drain sees its slot and waits for it. Read the other way
+ * round, a request could pass the flag, the drain find nothing in flight and
+ * stop the loops, and the job be submitted to none: never run, and its
+ * connection closed unanswered.
+ *
+ * Refused, it answers (`what` is in flight) and returns false with `ret`. */
+static bool take_slot(struct MHD_Connection *c, struct conn *st, const char *what, enum MHD_Result *ret)
+{
+	char detail[64];
+	bool full = atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight);
+
+	if (!full && !atomic_load(&shutting_down)) {
+		st->counted = 1;
+		return true;
+	}
+	atomic_fetch_sub(&in_flight, 1);
+	if (atomic_load(&shutting_down)) {
+		*ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+		return false;
+	}
+	snprintf(detail, sizeof(detail), "too many %s in flight, retry shortly", what);
+	*ret = respond_retry_soon(c, st, 503, "overloaded", detail);
+	return false;
+}
+
 static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
@@ -543,14 +576,8 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 415, "unsupported_media_type", NOT_JSON_DETAIL);
 		goto out;
 	}
-	if (atomic_load(&shutting_down)) {
-		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+	if (!take_slot(c, st, "requests", &ret))
 		goto out;
-	}
-	if (atomic_load(&in_flight) >= atomic_load(&max_in_flight)) {
-		ret = respond_retry_soon(c, st, 503, "overloaded", "too many requests in flight, retry shortly");
-		goto out;
-	}
 	root = smisd_json_parse_strict(st->body ? st->body : "", st->len, &pb);
 	if (!root) {
 		ret = respond_problem(c, st, &pb);
@@ -604,8 +631,6 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	job->done_arg = c;
 	smisd_job_bind_message(job);
 	st->job = job;
-	st->counted = 1; /* drained like messages on shutdown */
-	atomic_fetch_add(&in_flight, 1);
 	suspend_for(c, job);
 	smisd_dispatcher_submit(job);
 	ret = MHD_YES;
@@ -848,16 +873,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
-	if (atomic_load(&shutting_down)) {
-		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+	if (!take_slot(c, st, "messages", &ret))
 		goto out;
-	}
-	if (atomic_fetch_add(&in_flight, 1) >= atomic_load(&max_in_flight)) {
-		atomic_fetch_sub(&in_flight, 1);
-		ret = respond_retry_soon(c, st, 503, "overloaded", "too many messages in flight, retry shortly");
-		goto out;
-	}
-	st->counted = 1;
 
 	job = calloc(1, sizeof(*job));
 	if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *))) ||

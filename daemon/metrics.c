@@ -61,7 +61,9 @@ static const double *bounds_of(const struct family *f)
 
 struct series {
 	const struct family *fam;
-	char labels[200];
+	/* The longest label set of valid names, smis_messages_total's
+	 * (institution 64, strategy 48, status, channel 48), fits. */
+	char labels[256];
 	double value;               /* counter/gauge; histogram sum */
 	unsigned long count;        /* histogram count */
 	unsigned long buckets[N_BUCKETS];
@@ -102,7 +104,8 @@ static struct series *series_get(const char *name, const char *labels)
 	for (struct series *s = hash[h]; s; s = s->hnext)
 		if (s->fam == f && strcmp(s->labels, labels) == 0)
 			return s;
-	if (n_series == MAX_SERIES)
+	/* A cut label set would render as a broken line of the exposition. */
+	if (n_series == MAX_SERIES || strlen(labels) >= sizeof(table[0].labels))
 		return NULL;
 	struct series *s = &table[n_series++];
 	memset(s, 0, sizeof(*s));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "plugin_loader.h"
 
@@ -97,6 +98,7 @@ struct smisd_plugin *smisd_plugin_load(const char *dir, const char *name,
 	struct smisd_plugin *p = NULL;
 	char path[4096];
 	char why[512];
+	struct stat st;
 
 	if (!valid_name(name)) {
 		snprintf(err, errlen, "invalid plugin name '%s' (use [a-z0-9_-])", name);
@@ -110,6 +112,11 @@ struct smisd_plugin *smisd_plugin_load(const char *dir, const char *name,
 	p->path = strdup(path);
 	if (!p->name || !p->path)
 		goto out_oom;
+	if (stat(path, &st) == 0) {
+		p->file_dev = st.st_dev;
+		p->file_ino = st.st_ino;
+		p->file_mtime = st.st_mtim;
+	}
 	p->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!p->handle) {
 		snprintf(err, errlen, "%s: cannot load: %s", path, dlerror());
@@ -133,6 +140,22 @@ out_free:
 	p = NULL;
 out:
 	return p;
+}
+
+int smisd_plugin_inherit(struct smisd_plugin *p, const struct smisd_plugin *running)
+{
+	int changed;
+
+	if (p->handle != running->handle)
+		return 0;
+	changed = p->file_dev != running->file_dev || p->file_ino != running->file_ino ||
+		  p->file_mtime.tv_sec != running->file_mtime.tv_sec ||
+		  p->file_mtime.tv_nsec != running->file_mtime.tv_nsec;
+	/* So that the next reload compares with the loaded file too. */
+	p->file_dev = running->file_dev;
+	p->file_ino = running->file_ino;
+	p->file_mtime = running->file_mtime;
+	return changed;
 }
 
 void smisd_plugin_free(struct smisd_plugin *p)

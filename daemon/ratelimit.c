@@ -7,7 +7,6 @@
 
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +17,7 @@
 #define RCPT_SLOTS 64 /* largest per-recipient max honoured exactly */
 
 struct inst_state {
-	char name[64];
+	char *name; /* whole: names that share a prefix are different institutions */
 	double tokens;
 	int64_t last_ms;
 	int64_t day;
@@ -46,9 +45,8 @@ static struct inst_state *inst_get(const char *name)
 	for (int i = 0; i < n_insts; i++)
 		if (strcmp(insts[i].name, name) == 0)
 			return &insts[i];
-	if (n_insts == INST_MAX)
+	if (n_insts == INST_MAX || !(insts[n_insts].name = strdup(name)))
 		return NULL;
-	snprintf(insts[n_insts].name, sizeof(insts[n_insts].name), "%s", name);
 	insts[n_insts].tokens = -1; /* full on first use */
 	return &insts[n_insts++];
 }
@@ -239,7 +237,8 @@ void smisd_ratelimit_reset(void)
 		}
 	pthread_mutex_unlock(&rcpt_lock);
 	pthread_mutex_lock(&inst_lock);
-	n_insts = 0;
+	while (n_insts > 0)
+		free(insts[--n_insts].name);
 	memset(insts, 0, sizeof(insts));
 	pthread_mutex_unlock(&inst_lock);
 }

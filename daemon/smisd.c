@@ -79,26 +79,83 @@ static void note_job_timeout(const struct smisd_generation *g)
 		longest_job_ms = g->settings.job_timeout_ms;
 }
 
+/* The settings smisd read once at start (the HTTP daemons, the store, the
+ * dispatcher's threads, the in-flight limit). A reload compares its file
+ * with these, not with the previous reload's: what differs still waits for
+ * a restart, and what was set back is in effect. */
+static struct smisd_settings started;
+
+static void note_started(const struct smisd_settings *s)
+{
+	started = *s;
+	started.listen_address = strdup(s->listen_address);
+	started.store_path = strdup(s->store_path);
+	started.plugin_dir = NULL;
+}
+
+/* One line per start-only setting that the reloaded file changes. */
+static void warn_start_only(const struct smisd_settings *now)
+{
+	const struct {
+		const char *name;
+		const char *was, *now;
+	} strs[] = {
+		{ "listen.address", started.listen_address, now->listen_address },
+		{ "store.path", started.store_path, now->store_path },
+	};
+	const struct {
+		const char *name;
+		long long was, now;
+	} ints[] = {
+		{ "listen.port", started.listen_port, now->listen_port },
+		{ "listen.threads", started.http_threads, now->http_threads },
+		{ "listen.connection_timeout_s", started.connection_timeout_s, now->connection_timeout_s },
+		{ "listen.max_connections", started.max_connections, now->max_connections },
+		{ "store.batch_max", started.store_batch_max, now->store_batch_max },
+		{ "store.commit_delay_ms", started.store_commit_delay_ms, now->store_commit_delay_ms },
+		{ "limits.max_in_flight", started.max_in_flight, now->max_in_flight },
+		{ "limits.prepare_threads", started.prepare_threads, now->prepare_threads },
+	};
+
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		if (strs[i].was && strs[i].now && strcmp(strs[i].was, strs[i].now) != 0)
+			smisd_log(SMIS_LOG_WARN, "reload", NULL,
+				  "%s changed to \"%s\": smisd keeps \"%s\" until its next restart", strs[i].name,
+				  strs[i].now, strs[i].was);
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		if (ints[i].was != ints[i].now)
+			smisd_log(SMIS_LOG_WARN, "reload", NULL,
+				  "%s changed to %lld: smisd keeps %lld until its next restart", ints[i].name,
+				  ints[i].now, ints[i].was);
+}
+
+/* A plugin file rebuilt since its code was loaded: the reload keeps the
+ * loaded copy (see smisd_plugin_inherit). */
+static void warn_stale_plugins(struct smisd_generation *g)
+{
+	struct smisd_generation *old = smisd_generation_acquire();
+
+	for (size_t i = 0; old && i < g->n_plugins; i++)
+		for (size_t j = 0; j < old->n_plugins; j++)
+			if (smisd_plugin_inherit(g->plugins[i], old->plugins[j]))
+				smisd_log(SMIS_LOG_WARN, "reload", NULL,
+					  "plugin file %s changed since it was loaded: the loaded copy serves until"
+					  " smisd restarts",
+					  g->plugins[i]->path);
+	smisd_generation_unref(old);
+}
+
 static void reload(const char *path)
 {
 	struct smisd_generation *g = smisd_generation_load(path);
-	struct smisd_generation *old;
 	if (!g) {
 		smisd_log(SMIS_LOG_ERROR, "reload", NULL,
 			  "configuration refused, the previous one keeps serving");
 		smisd_metric_add("smis_reloads_total", "result=\"refused\"", 1);
 		return;
 	}
-	old = smisd_generation_acquire();
-	if (old && (strcmp(old->settings.listen_address, g->settings.listen_address) != 0 ||
-		    old->settings.listen_port != g->settings.listen_port ||
-		    strcmp(old->settings.store_path, g->settings.store_path) != 0 ||
-		    old->settings.store_commit_delay_ms != g->settings.store_commit_delay_ms ||
-		    old->settings.prepare_threads != g->settings.prepare_threads))
-		smisd_log(SMIS_LOG_WARN, "reload", NULL,
-			  "listen address, store path, store.commit_delay_ms and limits.prepare_threads changes"
-			  " take effect at the next restart");
-	smisd_generation_unref(old);
+	warn_start_only(&g->settings);
+	warn_stale_plugins(g);
 	smisd_log_set_level((enum smis_log_level)g->settings.log_level);
 	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
 	smisd_metric_add("smis_reloads_total", "result=\"ok\"", 1);
@@ -181,6 +238,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	note_job_timeout(g);
+	note_started(&g->settings);
 	smisd_generation_swap(g);
 	/* Reports wait in memory while the store cannot write: a few per
 	 * message, scaled with how many messages may be in flight. */
@@ -267,6 +325,8 @@ out_dispatcher:
 out_store:
 	smisd_store_close();
 out:
+	free(started.listen_address);
+	free(started.store_path);
 	smisd_generation_swap(NULL);
 	curl_global_cleanup();
 	smisd_log(SMIS_LOG_INFO, "smisd", NULL, "stopped");

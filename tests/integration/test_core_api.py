@@ -453,6 +453,9 @@ class BackPressure(ProblemAsserts, StackTestCase):
         s.wait_idle()
         s.sim("ringring", "POST", "/_sim/faults", {})
         self.assertEqual(s.send(message(CITIZENS["app_nl"], "sms_only")).status, 201)
+        # A keys call holds its slot from the limit's check: a refused one gives it back.
+        self.problem(keys_call(s, {"recipient": CITIZENS["app_nl"], "colour": 1}), 400, "unknown_field")
+        s.wait_idle()
 
 
 class Draining(ProblemAsserts, unittest.TestCase):

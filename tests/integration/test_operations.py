@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -152,6 +153,74 @@ def ringring_dlr(stack, msg_id, provider_id, code="200"):
     """A RingRing delivery report, as its webhook would post it."""
     return http("POST", stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
                 {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
+
+
+class StartOnlySettings(StackTestCase):
+    """Settings read once at start: a reload that changes them keeps the
+    running values, and says so, one line per setting, naming it."""
+
+    START_ONLY = {"listen.address", "listen.port", "listen.threads", "listen.connection_timeout_s",
+                  "listen.max_connections", "store.path", "store.batch_max", "store.commit_delay_ms",
+                  "limits.max_in_flight", "limits.prepare_threads"}
+
+    def warned(self):
+        lines = [json.loads(line) for line in self.stack.log_text().splitlines()]
+        return [e["msg"] for e in lines if e.get("component") == "reload" and e.get("level") == "warn"]
+
+    def test_reload_names_each_start_only_setting_changed(self):
+        st = self.stack
+        st.expect_log(r"until its next restart$")
+        st.max_in_flight, st.prepare_threads = 100, 3
+        st.listen_extra = "connection_timeout_s = 7; max_connections = 500; "
+        st.store_extra = "batch_max = 17; commit_delay_ms = 9; "
+        st.write_conf()
+        with open(st.conf) as f:
+            conf = f.read()
+        with open(st.conf, "w") as f:
+            f.write(conf.replace('address = "127.0.0.1"; port = %d; threads = 2;' % st.smisd_port,
+                                 'address = "127.0.0.2"; port = %d; threads = 3;' % (st.smisd_port + 1))
+                    .replace(os.path.join(st.dir, "smis.db"), os.path.join(st.dir, "other.db")))
+        st.reload_and_wait()
+        warned = self.warned()
+        self.assertEqual(sorted(m.split(" ")[0] for m in warned), sorted(self.START_ONLY), warned)
+        self.assertIn('listen.address changed to "127.0.0.2": smisd keeps "127.0.0.1" until its next restart',
+                      warned)
+        self.assertIn("limits.max_in_flight changed to 100: smisd keeps 8192 until its next restart", warned)
+        # Still served as started; back to the file it started with, a reload says nothing.
+        self.assertEqual(st.send(message(CITIZENS["no_app"], "sms_only")).status, 201)
+        st.max_in_flight, st.prepare_threads, st.listen_extra, st.store_extra = 8192, None, "", ""
+        st.write_conf()
+        st.reload_and_wait()
+        self.assertEqual(len(self.warned()), len(warned))
+
+
+class RebuiltPlugin(StackTestCase):
+    """dlopen() returns the copy in memory for a path already loaded: a
+    reload cannot pick up a plugin rebuilt at the same path, and says so."""
+
+    def test_reload_warns_of_a_plugin_file_changed_since_loaded(self):
+        st = self.stack
+        st.expect_log(r"changed since it was loaded")
+        built = os.path.join(BUILD, "plugin-dir")
+        copies = os.path.join(st.dir, "plugins")
+        os.mkdir(copies)
+        for name in os.listdir(built):
+            shutil.copy(os.path.join(built, name), copies)
+        with open(st.conf) as f:
+            conf = f.read()
+        with open(st.conf, "w") as f:
+            f.write(conf.replace('plugin_dir = "%s";' % built, 'plugin_dir = "%s";' % copies))
+        st.reload_and_wait()  # files new to smisd: loaded, nothing to say
+        self.assertNotIn("changed since it was loaded", st.log_text())
+        # A new build lands as a new file at the same path.
+        rebuilt = os.path.join(copies, "sms_only.so")
+        shutil.copy(rebuilt, rebuilt + ".new")
+        os.replace(rebuilt + ".new", rebuilt)
+        st.reload_and_wait()
+        st.reload_and_wait()  # and still, until the restart
+        warned = [line for line in st.log_text().splitlines() if "changed since it was loaded" in line]
+        self.assertEqual(len(warned), 2, warned)
+        self.assertIn("plugin file %s changed since it was loaded" % rebuilt, warned[0])
 
 
 class StoreLocked(StackTestCase):

@@ -19,7 +19,9 @@
 #include "dispatcher.h"
 #include "generation.h"
 #include "job.h"
+#include "metrics.h"
 #include "plugin_loader.h"
+#include "ratelimit.h"
 
 static char dir[256];       /* temp folder: plugins/ and config files */
 static char plugdir[300];
@@ -205,6 +207,14 @@ static char *replace(const char *text, const char *from, const char *to)
 	return out;
 }
 
+/* The base configuration with `from` replaced by `to`; expect `needle`. */
+static void expect_edit_error(const char *from, const char *to, const char *needle)
+{
+	char *t = replace(base_conf, from, to);
+	expect_config_error(t, needle);
+	free(t);
+}
+
 /* The base configuration with `setting` added to its institution (line 36). */
 static void expect_institution_error(const char *setting, const char *needle)
 {
@@ -258,6 +268,20 @@ static void test_config_valid(void)
 		snprintf(want, sizeof(want), "%s/ca.pem", dir); /* resolved against the file's folder */
 		CU_ASSERT_STRING_EQUAL(ch->http.ca_file ? ch->http.ca_file : "", want);
 		smisd_generation_unref(g);
+	}
+	{
+		static const char *const numeric[] = { "::", "0.0.0.0", "::1", "127.0.0.2" };
+		for (size_t i = 0; i < sizeof(numeric) / sizeof(numeric[0]); i++) {
+			char set[96];
+			char *t;
+			snprintf(set, sizeof(set), "listen = { address = \"%s\"; };\nplugin_dir", numeric[i]);
+			t = replace(base_conf, "plugin_dir", set);
+			g = smisd_generation_load(write_conf("good4.conf", t));
+			free(t);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+			CU_ASSERT_STRING_EQUAL(g->settings.listen_address, numeric[i]);
+			smisd_generation_unref(g);
+		}
 	}
 }
 
@@ -358,6 +382,31 @@ static void test_config_errors(void)
 	expect_institution_error("allowed_countries = [ \"+31\" ];", "institution 'inst': allowed_countries entries are calling codes");
 	expect_institution_error("client_ids = [ \"\" ];", "institution 'inst': client_ids[0] must be a non-empty string");
 	expect_institution_error("client_ids = \"cbe-1\";", "institution 'inst': 'client_ids' must be an array of strings");
+	/* A host name was accepted here and failed only when smisd bound. */
+	expect_edit_error("plugin_dir", "listen = { address = \"localhost\"; };\nplugin_dir",
+			  "bad.conf:1: listen: 'address' 'localhost' must be a numeric IPv4 or IPv6 address");
+	expect_edit_error("plugin_dir", "listen = { address = \"abc\"; };\nplugin_dir",
+			  "bad.conf:1: listen: 'address' 'abc' must be a numeric");
+	/* A group written as a scalar has no members: its settings were
+	 * silently left at their defaults. */
+	expect_edit_error("plugin_dir", "limits = 5;\nplugin_dir", "bad.conf:1: 'limits' must be a group { ... }");
+	expect_edit_error("plugin_dir", "listen = \"127.0.0.1\";\nplugin_dir",
+			  "bad.conf:1: 'listen' must be a group { ... }");
+	expect_edit_error("plugin_dir", "log = [ \"debug\" ];\nplugin_dir", "bad.conf:1: 'log' must be a group { ... }");
+	expect_edit_error("plugin_dir", "status_poll = ( { after_s = 0; } );\nplugin_dir",
+			  "bad.conf:1: 'status_poll' must be a group { ... }");
+	expect_edit_error("store = { path = \"x.db\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
+			  "store = \"x.db\";", "bad.conf:2: 'store' must be a group { ... }");
+	expect_edit_error("{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
+			  "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = 3; }",
+			  "bad.conf:8: channel 'sms_ok': 'http' must be a group { ... }");
+	/* A key of two institutions authenticated as the last one listed. */
+	expect_edit_error("default_strategy = \"first_yes\"; } );",
+			  "default_strategy = \"first_yes\"; },\n"
+			  "  { name = \"other\"; strategies = [ \"sms\" ]; default_strategy = \"sms\";\n"
+			  "    api_keys = [ \"sha256:1111111111111111111111111111111111111111111111111111111111111111\",\n"
+			  "                 \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" ]; } );",
+			  "bad.conf:37: institution 'other': api_keys[1] is a key of institution 'inst' already");
 	expect_config_error("store = { path = \"x\"; phone_hash_key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"; };",
 			    "missing required list 'channels'");
 }
@@ -563,6 +612,64 @@ static void test_answer_json(void)
 	smisd_generation_unref(gen);
 }
 
+/* Institution names are label values of /metrics: a quote, a backslash or
+ * a newline in one forged series or broke the exposition. */
+static void test_institution_names(void)
+{
+	static const char *const bad[] = { "\"\"", "\"a\\\"b\"", "\"a\\\\b\"", "\"a\\nb\"", "\"a\\x01\"",
+					   "\"\\xff\"" };
+	char name[80], set[96], labels[300], want[400];
+	struct smisd_generation *g;
+	char *t, *text;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(set, sizeof(set), "name = %s;", bad[i]);
+		expect_edit_error("name = \"inst\";", set, "bad.conf:32: institution name must be 1-64 bytes of UTF-8");
+	}
+	memset(name, 'n', 65);
+	name[65] = '\0';
+	snprintf(set, sizeof(set), "name = \"%s\";", name);
+	expect_edit_error("name = \"inst\";", set, "bad.conf:32: institution name must be 1-64 bytes");
+	/* The longest name loads, and its longest label set renders whole. */
+	name[64] = '\0';
+	snprintf(set, sizeof(set), "name = \"%s\";", name);
+	t = replace(base_conf, "name = \"inst\";", set);
+	g = smisd_generation_load(write_conf("good5.conf", t));
+	free(t);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_STRING_EQUAL(g->institutions[0].name, name);
+	smisd_generation_unref(g);
+	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%.48s\",status=\"failed\",channel=\"%.48s\"",
+		 name, name, name);
+	smisd_metric_add("smis_messages_total", labels, 1);
+	text = smisd_metrics_render();
+	snprintf(want, sizeof(want), "\nsmis_messages_total{%s} 1\n", labels);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, want));
+	free(text);
+	smisd_metrics_reset();
+}
+
+/* Each institution has its own limits, whatever its name: names of 64
+ * bytes (the longest allowed) that differ only in the last one were cut to
+ * the same 63 and shared one bucket and one quota. */
+static void test_ratelimit_names(void)
+{
+	char a[65], b[65];
+	int64_t now = 1700000000000;
+
+	memset(a, 'x', 64);
+	a[64] = '\0';
+	memcpy(b, a, sizeof(b));
+	b[63] = 'y';
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota(a, 1, now), 0);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_quota(a, 1, now), 0); /* a's quota is spent */
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota(b, 1, now), 0);     /* b's is not */
+	CU_ASSERT_EQUAL(smisd_ratelimit_take(a, 1, 1, now), 0);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_take(a, 1, 1, now), 0);
+	CU_ASSERT_EQUAL(smisd_ratelimit_take(b, 1, 1, now), 0);
+	smisd_ratelimit_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -578,6 +685,8 @@ int main(void)
 	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
 	CU_add_test(s, "answer JSON", test_answer_json);
+	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
+	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
