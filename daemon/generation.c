@@ -634,7 +634,7 @@ static bool valid_institution_name(const char *n)
 	size_t len = strlen(n);
 
 	return len >= 1 && len <= SMISD_INSTITUTION_NAME_MAX && !strpbrk(n, "\"\\") &&
-	       smisd_utf8_valid(n, len, false);
+	       smisd_utf8_valid(n, len, SMISD_UTF8_ONE_LINE);
 }
 
 /* A key of two institutions would authenticate as whichever is compared
