@@ -1061,6 +1061,20 @@ static void test_status_duplicate_devices(void)
 	CU_ASSERT_STRING_EQUAL(out.reports[7].device, "h");
 }
 
+/* An entry with an empty device_id names no device: no report (one
+ * without a device would read as an SMS report and end the polling of
+ * every device of the message). */
+static void test_status_empty_device_id(void)
+{
+	struct smis_outcome out;
+
+	poll_answer("{\"devices\":[{\"device_id\":\"\",\"status\":\"delivered\"},"
+		    "{\"device_id\":\"d-1\",\"status\":\"accepted\"}]}", &out);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-1");
+	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_PENDING);
+}
+
 static void test_passthrough(void)
 {
 	const char *enc_json = "{\"encryption\":\"HPKE-Base-X25519-SHA256-AES128GCM\",\"envelopes\":["
@@ -1358,6 +1372,7 @@ int main(void)
 	    !CU_add_test(s, "error mapping", test_error_mapping) ||
 	    !CU_add_test(s, "status poll", test_status) ||
 	    !CU_add_test(s, "status poll duplicate devices", test_status_duplicate_devices) ||
+	    !CU_add_test(s, "status poll empty device id", test_status_empty_device_id) ||
 	    !CU_add_test(s, "passthrough", test_passthrough) ||
 	    !CU_add_test(s, "inbound signature", test_inbound) ||
 	    !CU_add_test(s, "time offset cut short", test_time_offset_cut_short) ||

@@ -1110,7 +1110,9 @@ static bool govapp_device_report(struct json_object *d, const char *ref, struct 
 	const char *at = NULL;
 	enum smis_report_status s = govapp_report_status(st);
 
-	if (!id || s == SMIS_REPORT_NONE || strlen(id) >= sizeof(r->device))
+	/* No empty id: the core takes a report without a device for an SMS
+	 * one, whose final word ends the message's polling for all devices. */
+	if (!id || !id[0] || s == SMIS_REPORT_NONE || strlen(id) >= sizeof(r->device))
 		return false;
 	memset(r, 0, sizeof(*r));
 	SMIS_OUTCOME_SET(r->provider_ref, ref);
