@@ -645,6 +645,22 @@ class ThrottlingAndLimits(SmsCase):
         p, path, line = self.check_config(key, key + ' language_order = " nl , fr ";')
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
+    def test_status_url_without_token_refused_at_config_load(self):
+        # With callback_token set, a status_url whose path does not end in
+        # it would have every delivery report refused (401): a load error.
+        url = "/v1/callbacks/ringring/%s\";" % RINGRING_CALLBACK_TOKEN
+        for wrong in ("/v1/callbacks/ringring\";", "/v1/callbacks/ringring/\";",
+                      "/v1/callbacks/ringring/%s/\";" % RINGRING_CALLBACK_TOKEN,
+                      "/v1/callbacks/ringring?t=%s\";" % RINGRING_CALLBACK_TOKEN):
+            with self.subTest(wrong=wrong):
+                p, path, line = self.check_config(url, wrong)
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                self.assertIn("%s:%d:" % (path, line), p.stderr)
+                self.assertIn("'status_url' must end in", p.stderr)
+                self.assertNotIn(RINGRING_CALLBACK_TOKEN, p.stderr)
+        p, path, line = self.check_config(url, url[:-2] + '?src=rr";')
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
 
 class AllowListRefuses(SmsCase):
     """callback_allow names another address: the simulator's reports (from

@@ -992,6 +992,89 @@ static void test_status(void)
 	ops->call_free(inst, call);
 }
 
+/* The outcome of a status poll answered `body`. */
+static void poll_answer(const char *body, struct smis_outcome *out)
+{
+	struct smis_message m = msg;
+	struct smis_http_request *req = NULL;
+	struct smis_http_response r = resp_of(200, body);
+	void *call = NULL;
+
+	m.provider_ref = "gn_01ABC";
+	memset(out, 0, sizeof(*out));
+	CU_ASSERT_EQUAL_FATAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, out), SMIS_STEP_REQUEST);
+	fake_http_request_free(req);
+	req = NULL;
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, out), SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out->kind, SMIS_OUTCOME_OK);
+	ops->call_free(inst, call);
+}
+
+/* A device listed twice gets one report, its most advanced status
+ * (read > delivered > failed > accepted; the first of equals), whatever
+ * the order, and takes no slot of another device. */
+static void test_status_duplicate_devices(void)
+{
+	struct smis_outcome out;
+
+	poll_answer("{\"devices\":["
+		    "{\"device_id\":\"d-1\",\"status\":\"accepted\"},"
+		    "{\"device_id\":\"d-2\",\"status\":\"failed\",\"failed_at\":\"2024-05-01T12:00:00Z\"},"
+		    "{\"device_id\":\"d-1\",\"status\":\"read\",\"read_at\":\"2024-05-01T12:34:56.789Z\"},"
+		    "{\"device_id\":\"d-1\",\"status\":\"delivered\",\"delivered_at\":\"2024-05-01T12:00:00Z\"},"
+		    "{\"device_id\":\"d-2\",\"status\":\"delivered\",\"delivered_at\":\"2024-05-01T12:34:56Z\"},"
+		    "{\"device_id\":\"d-3\",\"status\":\"read\",\"read_at\":\"2024-05-01T12:34:56Z\"},"
+		    "{\"device_id\":\"d-3\",\"status\":\"read\",\"read_at\":\"2024-05-01T13:00:00Z\"},"
+		    "{\"device_id\":\"d-2\",\"status\":\"accepted\"}]}", &out);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 3);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-1");
+	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_READ);
+	CU_ASSERT_EQUAL(out.reports[0].at_ms, 1714566896789LL);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].detail, "govapp_read");
+	CU_ASSERT_STRING_EQUAL(out.reports[1].device, "d-2");
+	CU_ASSERT_EQUAL(out.reports[1].status, SMIS_REPORT_DELIVERED);
+	CU_ASSERT_EQUAL(out.reports[1].at_ms, 1714566896000LL);
+	CU_ASSERT_STRING_EQUAL(out.reports[2].device, "d-3");
+	CU_ASSERT_EQUAL(out.reports[2].at_ms, 1714566896000LL);
+
+	/* Eight devices fill the outcome; a later entry of one of them still
+	 * counts, a ninth device does not. */
+	{
+		static const char *const ent[][2] = {
+			{ "a", "accepted" }, { "a", "accepted" }, { "b", "accepted" }, { "c", "accepted" },
+			{ "d", "accepted" }, { "e", "accepted" }, { "f", "accepted" }, { "g", "accepted" },
+			{ "h", "accepted" }, { "i", "read" }, { "a", "delivered" },
+		};
+		char body[1024];
+		size_t len = (size_t)snprintf(body, sizeof(body), "{\"devices\":[");
+
+		for (size_t i = 0; i < sizeof(ent) / sizeof(ent[0]); i++)
+			len += (size_t)snprintf(body + len, sizeof(body) - len,
+						"%s{\"device_id\":\"%s\",\"status\":\"%s\"}",
+						i ? "," : "", ent[i][0], ent[i][1]);
+		snprintf(body + len, sizeof(body) - len, "]}");
+		poll_answer(body, &out);
+	}
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 8);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "a");
+	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_DELIVERED);
+	CU_ASSERT_STRING_EQUAL(out.reports[7].device, "h");
+}
+
+/* An entry with an empty device_id names no device: no report (one
+ * without a device would read as an SMS report and end the polling of
+ * every device of the message). */
+static void test_status_empty_device_id(void)
+{
+	struct smis_outcome out;
+
+	poll_answer("{\"devices\":[{\"device_id\":\"\",\"status\":\"delivered\"},"
+		    "{\"device_id\":\"d-1\",\"status\":\"accepted\"}]}", &out);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-1");
+	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_PENDING);
+}
+
 static void test_passthrough(void)
 {
 	const char *enc_json = "{\"encryption\":\"HPKE-Base-X25519-SHA256-AES128GCM\",\"envelopes\":["
@@ -1288,6 +1371,8 @@ int main(void)
 	    !CU_add_test(s, "unknown device relookup", test_unknown_device_relookup) ||
 	    !CU_add_test(s, "error mapping", test_error_mapping) ||
 	    !CU_add_test(s, "status poll", test_status) ||
+	    !CU_add_test(s, "status poll duplicate devices", test_status_duplicate_devices) ||
+	    !CU_add_test(s, "status poll empty device id", test_status_empty_device_id) ||
 	    !CU_add_test(s, "passthrough", test_passthrough) ||
 	    !CU_add_test(s, "inbound signature", test_inbound) ||
 	    !CU_add_test(s, "time offset cut short", test_time_offset_cut_short) ||

@@ -423,6 +423,52 @@ static void test_config_warns_unauthenticated_webhook(void)
 	ops->destroy(st);
 }
 
+/* With both status_url and callback_token, the URL must carry the token
+ * as the last path segment, or inbound() refuses every report it brings. */
+static void test_config_status_url_token(void)
+{
+	static const char *const bad[] = {
+		"http://127.0.0.1:8080/v1/callbacks/rr",
+		"http://127.0.0.1:8080/v1/callbacks/rr/",
+		"http://127.0.0.1:8080/v1/callbacks/rr/" TOKEN "/",
+		"http://127.0.0.1:8080/v1/callbacks/rr/" TOKEN "x",
+		"http://127.0.0.1:8080/v1/callbacks/rr/x" TOKEN,
+		"http://127.0.0.1:8080/v1/callbacks/rr/tok_ABCDEFGHIJKLMNOp",
+		"http://127.0.0.1:8080/v1/callbacks/rr?t=" TOKEN,
+		"http://127.0.0.1:8080/v1/callbacks/rr#/" TOKEN,
+		"http://" TOKEN, /* the token as the host, no path */
+	};
+	static const char *const good[] = {
+		"http://127.0.0.1:8080/v1/callbacks/rr/" TOKEN,
+		"https://smis.example.be/v1/callbacks/ringring-main/" TOKEN "?src=rr",
+		"https://gw.example.be/" TOKEN,
+	};
+	struct smis_config cfg;
+	void *st = NULL;
+
+	for (size_t i = 0; i < NSET(bad); i++) {
+		struct fake_setting set[] = { S("api_key", API_KEY), S("status_url", bad[i]),
+					      S("callback_token", TOKEN) };
+		expect_config_error(set, NSET(set), "status_url");
+		CU_ASSERT_PTR_NOT_NULL(strstr(g_last_error, "callback_token"));
+		/* The secret is not echoed. */
+		CU_ASSERT_PTR_NULL(strstr(g_last_error, TOKEN));
+	}
+	for (size_t i = 0; i < NSET(good); i++) {
+		struct fake_setting set[] = { S("api_key", API_KEY), S("status_url", good[i]),
+					      S("callback_token", TOKEN) };
+		CU_ASSERT_EQUAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+		CU_ASSERT_EQUAL(cfg.errors, 0);
+		ops->destroy(st);
+	}
+	/* Reported along with another error of the block, not hidden by it. */
+	{
+		struct fake_setting set[] = { S("api_key", API_KEY), S("message_encoding", "Latin1"),
+					      S("callback_token", TOKEN), S("status_url", bad[0]) };
+		expect_config_error(set, NSET(set), "status_url");
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* SEND request building                                                */
 /* ------------------------------------------------------------------ */
@@ -1350,6 +1396,7 @@ int main(void)
 	    !CU_add_test(s, "config", test_config) ||
 	    !CU_add_test(s, "config_warns_unauthenticated_webhook",
 			 test_config_warns_unauthenticated_webhook) ||
+	    !CU_add_test(s, "config_status_url_token", test_config_status_url_token) ||
 	    !CU_add_test(s, "send_request", test_send_request) ||
 	    !CU_add_test(s, "send_status_url", test_send_status_url) ||
 	    !CU_add_test(s, "send_sender", test_send_sender) ||

@@ -1110,7 +1110,9 @@ static bool govapp_device_report(struct json_object *d, const char *ref, struct 
 	const char *at = NULL;
 	enum smis_report_status s = govapp_report_status(st);
 
-	if (!id || s == SMIS_REPORT_NONE || strlen(id) >= sizeof(r->device))
+	/* No empty id: the core takes a report without a device for an SMS
+	 * one, whose final word ends the message's polling for all devices. */
+	if (!id || !id[0] || s == SMIS_REPORT_NONE || strlen(id) >= sizeof(r->device))
 		return false;
 	memset(r, 0, sizeof(*r));
 	SMIS_OUTCOME_SET(r->provider_ref, ref);
@@ -1128,11 +1130,49 @@ static bool govapp_device_report(struct json_object *d, const char *ref, struct 
 	return true;
 }
 
+/* How far a device status has come, as the core ranks a message's status
+ * (read > delivered > undelivered > sent). */
+static int govapp_status_rank(enum smis_report_status s)
+{
+	switch (s) {
+	case SMIS_REPORT_READ:
+		return 4;
+	case SMIS_REPORT_DELIVERED:
+		return 3;
+	case SMIS_REPORT_FAILED:
+		return 2;
+	default:
+		return 1;
+	}
+}
+
+/*
+ * Add one device's report to a poll's outcome. A device the answer lists
+ * twice keeps one report, its most advanced status (the first of equals):
+ * two would store contradictory statuses for it and take a slot of
+ * another device. False when the outcome is full.
+ */
+static bool govapp_add_report(struct smis_outcome *out, const struct smis_report *r)
+{
+	for (size_t i = 0; i < out->n_reports; i++) {
+		if (strcmp(out->reports[i].device, r->device) != 0)
+			continue;
+		if (govapp_status_rank(r->status) > govapp_status_rank(out->reports[i].status))
+			out->reports[i] = *r;
+		return true;
+	}
+	if (out->n_reports == sizeof(out->reports) / sizeof(out->reports[0]))
+		return false;
+	out->reports[out->n_reports++] = *r;
+	return true;
+}
+
 static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
 			    const struct smis_http_response *resp, struct smis_outcome *out)
 {
 	struct json_object *o = NULL, *devs;
-	size_t n;
+	struct smis_report r;
+	size_t n, dropped = 0;
 
 	if (resp->transport != SMIS_TRANSPORT_OK || resp->status != 200) {
 		govapp_map_failure(resp, "status poll", out);
@@ -1146,15 +1186,13 @@ static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
 	}
 	n = json_object_array_length(devs);
 	for (size_t i = 0; i < n; i++) {
-		if (out->n_reports == sizeof(out->reports) / sizeof(out->reports[0])) {
-			g->api->log(g->self, SMIS_LOG_DEBUG, "GovApp status: %zu devices, first %zu reported",
-				    n, out->n_reports);
-			break;
-		}
-		if (govapp_device_report(json_object_array_get_idx(devs, i), msg->provider_ref,
-					 &out->reports[out->n_reports]))
-			out->n_reports++;
+		if (govapp_device_report(json_object_array_get_idx(devs, i), msg->provider_ref, &r) &&
+		    !govapp_add_report(out, &r))
+			dropped++;
 	}
+	if (dropped)
+		g->api->log(g->self, SMIS_LOG_DEBUG, "GovApp status: %zu device entr%s past the first %zu devices not reported",
+			    dropped, dropped == 1 ? "y" : "ies", out->n_reports);
 	out->kind = SMIS_OUTCOME_OK;
 	snprintf(out->detail, sizeof(out->detail), "%zu device status(es)", out->n_reports);
 out:

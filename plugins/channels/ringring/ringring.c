@@ -1201,6 +1201,23 @@ static bool rr_cfg_langs(struct rr_state *st, struct smis_config *cfg, const cha
 	return true;
 }
 
+/*
+ * Whether the path of status_url (checked by rr_is_http_url) ends in
+ * "/<callback_token>": the core hands inbound() what follows
+ * "/v1/callbacks/<instance>" (the query stripped), and rr_token_ok()
+ * wants exactly that. Any other URL has every delivery report refused.
+ */
+static bool rr_status_url_has_token(const struct rr_state *st)
+{
+	const char *path = strstr(st->status_url, "://") + 3;
+	size_t len;
+
+	path += strcspn(path, "/?#"); /* past the authority */
+	len = strcspn(path, "?#");
+	return len >= st->expected_path_len &&
+	       memcmp(path + len - st->expected_path_len, st->expected_path, st->expected_path_len) == 0;
+}
+
 static int rr_create(const struct smis_core_api *api, struct smis_instance *self,
 		     struct smis_config *cfg, void **state)
 {
@@ -1210,6 +1227,7 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 	char *langs = NULL;
 	bool ok = true;
 	bool key_read;
+	bool url_ok;
 	size_t n;
 	int rc = 0;
 
@@ -1302,7 +1320,8 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 		}
 	}
 
-	if (st->status_url && !rr_is_http_url(st->status_url)) {
+	url_ok = !st->status_url || rr_is_http_url(st->status_url);
+	if (!url_ok) {
 		api->config_error(cfg, "status_url", "must be an http:// or https:// URL");
 		ok = false;
 	}
@@ -1330,6 +1349,16 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 			memcpy(st->expected_path + 1, st->callback_token, n + 1);
 			st->expected_path_len = n + 1;
 		}
+	}
+
+	/* Only when both are valid: a bad one was reported already. The
+	 * token is a secret: neither it nor the URL is echoed. */
+	if (url_ok && st->status_url && st->expected_path && !rr_status_url_has_token(st)) {
+		api->config_error(cfg, "status_url",
+				  "'status_url' must end in \"/\" + callback_token "
+				  "(https://<smis>/v1/callbacks/<channel>/<callback_token>): "
+				  "every delivery report would be refused");
+		ok = false;
 	}
 
 	if (allow && !rr_cfg_allow(st, cfg, allow))
