@@ -142,20 +142,13 @@ static void idem_full_key(const char *inst, const char *key, char *out, size_t l
 
 /* ---- responses ----------------------------------------------------------- */
 
-static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsigned status,
-			       const char *ctype, char *body, int retry_after, const char *extra_name,
-			       const char *extra_value)
+/* Queue `r` (taken over) as the answer, with the headers every answer has. */
+static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned status,
+			     const char *ctype, struct MHD_Response *r, int retry_after,
+			     const char *extra_name, const char *extra_value)
 {
-	struct MHD_Response *r;
 	enum MHD_Result ret;
-	size_t len = body ? strlen(body) : 0;
 
-	r = MHD_create_response_from_buffer(len, body ? body : (void *)"",
-					    body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(body);
-		return MHD_NO;
-	}
 	MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "X-Request-Id", st->request_id);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
@@ -181,17 +174,29 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsign
 	return ret;
 }
 
+/* A problem always goes out with its code: without memory for its text,
+ * with the code's constant body (smisd_problem_static_json). */
 static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st,
 				       const struct smisd_problem *p)
 {
 	const char *extra = p->status == 401 ? "WWW-Authenticate" : p->status == 405 ? "Allow" : NULL;
 	const char *val = p->status == 401 ? "Bearer realm=\"smis\"" : p->field[0] ? p->field : "GET";
 	char *body = smisd_problem_json(p, st->request_id);
+	struct MHD_Response *r;
 
 	if (p->status >= 500)
 		smisd_log(SMIS_LOG_WARN, "http", NULL, "request %s: %d %s", st->request_id, p->status, p->code);
-	return respond(c, st, (unsigned)p->status, "application/problem+json", body, p->retry_after_s,
-		       extra, val);
+	if (body) {
+		r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+		if (!r)
+			free(body);
+	} else {
+		const char *fixed = smisd_problem_static_json(p->code);
+		r = MHD_create_response_from_buffer(strlen(fixed), (void *)fixed, MHD_RESPMEM_PERSISTENT);
+	}
+	if (!r)
+		return MHD_NO;
+	return queue(c, st, (unsigned)p->status, "application/problem+json", r, p->retry_after_s, extra, val);
 }
 
 /* Whether the request's Content-Type is JSON: the media type
@@ -216,6 +221,24 @@ static enum MHD_Result respond_code(struct MHD_Connection *c, struct conn *st, i
 	struct smisd_problem p;
 	smisd_problem_set(&p, status, code, NULL, "%s", detail);
 	return respond_problem(c, st, &p);
+}
+
+/* Answer with `body` (malloc'd, taken over). NULL is a body that could not
+ * be made (out of memory): a 500, never the status with an empty body. */
+static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsigned status,
+			       const char *ctype, char *body, int retry_after, const char *extra_name,
+			       const char *extra_value)
+{
+	struct MHD_Response *r;
+
+	if (!body)
+		return respond_code(c, st, 500, "internal_error", "out of memory");
+	r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	return queue(c, st, status, ctype, r, retry_after, extra_name, extra_value);
 }
 
 /* A refusal that a retry a second later may get past (Retry-After: 1). */
