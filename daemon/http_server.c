@@ -506,13 +506,26 @@ static void keys_done(struct smisd_job *job)
 	resume_on_loop(job, job->done_arg);
 }
 
-/* The answer of POST /v1/recipients/keys, from the lookup attempt. */
+/* o[key] = value, taking `value` over; false when either was not made
+ * (out of memory). */
+static bool add_member(json_object *o, const char *key, json_object *value)
+{
+	if (value && json_object_object_add(o, key, value) == 0)
+		return true;
+	json_object_put(value);
+	return false;
+}
+
+/* The answer of POST /v1/recipients/keys, from the lookup attempt. Out of
+ * memory at any step is a 500, not an answer with members missing. */
 static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 {
 	const struct smisd_job *job = st->job;
 	const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
 	json_object *o, *devs = NULL;
-	char *body;
+	const char *text = NULL;
+	char *body = NULL;
+	bool ok;
 
 	if (!a || a->out.kind != SMIS_OUTCOME_OK) {
 		struct smisd_problem pb;
@@ -522,18 +535,26 @@ static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 	}
 	if (a->out.devices_json)
 		devs = json_tokener_parse(a->out.devices_json);
+	if (devs && !json_object_is_type(devs, json_type_array)) {
+		json_object_put(devs);
+		devs = NULL;
+	}
 	o = json_object_new_object();
 	/* The id the envelopes must be bound to, and sent back as message_id. */
-	json_object_object_add(o, "message_id", json_object_new_string(job->id));
-	json_object_object_add(o, "channel", json_object_new_string(a->ch->name));
-	json_object_object_add(o, "reachability", json_object_new_string(smisd_reach_name(a->out.reach)));
-	if (a->out.language[0])
-		json_object_object_add(o, "language", json_object_new_string(a->out.language));
-	json_object_object_add(o, "encryption", json_object_new_string(SMISD_E2E_SUITE));
-	json_object_object_add(o, "devices", devs && json_object_is_type(devs, json_type_array) ? devs : json_object_new_array());
-	if (devs && !json_object_is_type(devs, json_type_array))
-		json_object_put(devs);
-	body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	ok = o && add_member(o, "message_id", json_object_new_string(job->id)) &&
+	     add_member(o, "channel", json_object_new_string(a->ch->name)) &&
+	     add_member(o, "reachability", json_object_new_string(smisd_reach_name(a->out.reach))) &&
+	     (!a->out.language[0] || add_member(o, "language", json_object_new_string(a->out.language))) &&
+	     add_member(o, "encryption", json_object_new_string(SMISD_E2E_SUITE));
+	if (ok) {
+		ok = add_member(o, "devices", devs ? devs : json_object_new_array());
+		devs = NULL; /* taken over, or released */
+	}
+	if (ok)
+		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text)
+		body = strdup(text);
+	json_object_put(devs);
 	json_object_put(o);
 	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);
 }
