@@ -199,21 +199,63 @@ static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st
 	return queue(c, st, (unsigned)p->status, "application/problem+json", r, p->retry_after_s, extra, val);
 }
 
-/* Whether the request's Content-Type is JSON: the media type
- * application/json in any case, then nothing or parameters (RFC 9110:
- * type/subtype *( OWS ";" OWS parameter )). Not application/json-seq, nor
- * application/problem+json. */
-static bool json_content_type(struct MHD_Connection *c)
+/* Whether the Content-Type parameters from `p` (at a ';' or the end) leave
+ * the body UTF-8, which is all SMIS reads (RFC 8259 8.1): a charset, if one
+ * is named, must be utf-8, in any case, quoted or not. Other parameters
+ * are ignored. */
+static bool charset_utf8(const char *p)
+{
+	while (*p == ';') {
+		const char *name, *val;
+		size_t nlen, vlen;
+
+		p++;
+		p += strspn(p, " \t");
+		name = p;
+		nlen = strcspn(p, "=; \t");
+		p += nlen;
+		p += strspn(p, " \t");
+		if (*p == '=') {
+			p++;
+			p += strspn(p, " \t");
+			if (*p == '"') {
+				val = ++p;
+				while (*p && *p != '"')
+					p += p[0] == '\\' && p[1] ? 2 : 1;
+			} else {
+				val = p;
+				p += strcspn(p, "; \t");
+			}
+			vlen = (size_t)(p - val);
+			if (nlen == 7 && strncasecmp(name, "charset", 7) == 0 &&
+			    !(vlen == 5 && strncasecmp(val, "utf-8", 5) == 0))
+				return false;
+		}
+		p += strcspn(p, ";"); /* past a closing quote, or what cannot be read */
+	}
+	return true;
+}
+
+#define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
+
+/* Why the request's Content-Type is refused, or NULL when it is JSON: the
+ * media type application/json in any case, then nothing or parameters (RFC
+ * 9110: type/subtype *( OWS ";" OWS parameter )), of which a charset must
+ * be utf-8. Not application/json-seq, nor application/problem+json. */
+static const char *content_type_refusal(struct MHD_Connection *c)
 {
 	const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
 
 	if (!t || strncasecmp(t, "application/json", 16) != 0)
-		return false;
+		return NOT_JSON_DETAIL;
 	t += 16;
 	t += strspn(t, " \t");
-	return *t == '\0' || *t == ';';
+	if (*t != '\0' && *t != ';')
+		return NOT_JSON_DETAIL;
+	if (!charset_utf8(t))
+		return "the body must be UTF-8: send no charset, or charset=utf-8";
+	return NULL;
 }
-#define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
 
 static enum MHD_Result respond_code(struct MHD_Connection *c, struct conn *st, int status,
 				    const char *code, const char *detail)
@@ -601,6 +643,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	struct smisd_job *job;
 	json_object *root = NULL, *v;
 	char e164[SMISD_E164_MAX];
+	const char *refusal;
 	enum MHD_Result ret;
 
 	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
@@ -616,8 +659,8 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 413, "body_too_large", "the body is too large");
 		goto out;
 	}
-	if (!json_content_type(c)) {
-		ret = respond_code(c, st, 415, "unsupported_media_type", NOT_JSON_DETAIL);
+	if ((refusal = content_type_refusal(c))) {
+		ret = respond_code(c, st, 415, "unsupported_media_type", refusal);
 		goto out;
 	}
 	if (!take_slot(c, st, "requests", &ret))
@@ -775,7 +818,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	struct smisd_problem pb;
 	struct smisd_request req;
 	struct smisd_job *job = NULL;
-	const char *idem;
+	const char *idem, *refusal;
 	char full[256], rh[65], rcpt_hash[65];
 	char msgid_key[64] = "";
 	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0;
@@ -804,8 +847,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_problem(c, st, &pb);
 		goto out;
 	}
-	if (!json_content_type(c)) {
-		ret = respond_code(c, st, 415, "unsupported_media_type", NOT_JSON_DETAIL);
+	if ((refusal = content_type_refusal(c))) {
+		ret = respond_code(c, st, 415, "unsupported_media_type", refusal);
 		goto out;
 	}
 	idem = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
