@@ -670,6 +670,39 @@ static void test_ratelimit_names(void)
 	smisd_ratelimit_reset();
 }
 
+static bool only_a(const char *institution, const void *arg)
+{
+	(void)arg;
+	return strcmp(institution, "a") == 0;
+}
+
+/* Institution state had 1024 places for the process's life: past 1024
+ * names (renames over reloads) a new institution had no request rate and
+ * no quota at all. Any number get their limits, and a reload drops the
+ * names it no longer has. */
+static void test_ratelimit_many_names(void)
+{
+	int64_t now = 1700000000000;
+	int unlimited = 0;
+
+	for (int i = 0; i < 1500; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "inst-%d", i);
+		if (smisd_ratelimit_quota(name, 1, now) != 0 || smisd_ratelimit_quota(name, 1, now) == 0 ||
+		    smisd_ratelimit_take(name, 1, 1, now) != 0 || smisd_ratelimit_take(name, 1, 1, now) == 0)
+			unlimited++;
+	}
+	CU_ASSERT_EQUAL(unlimited, 0);
+	smisd_ratelimit_reset();
+
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota("a", 1, now), 0);
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota("b", 1, now), 0);
+	smisd_ratelimit_retain(only_a, NULL);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_quota("a", 1, now), 0); /* kept: still spent */
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota("b", 1, now), 0);     /* dropped: afresh */
+	smisd_ratelimit_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -686,6 +719,7 @@ int main(void)
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
+	CU_add_test(s, "rate limits for any number of institutions", test_ratelimit_many_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
