@@ -23,6 +23,21 @@
 #include "plugin_loader.h"
 #include "ratelimit.h"
 
+/* calloc(n, size) of the linked daemon code (-Wl,--wrap=calloc) returns
+ * NULL, once, for these n and size, as without memory; 0: never. */
+static size_t calloc_fail_n, calloc_fail_size;
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	if (calloc_fail_n && n == calloc_fail_n && size == calloc_fail_size) {
+		calloc_fail_n = 0;
+		return NULL;
+	}
+	return __real_calloc(n, size);
+}
+
 static char dir[256];       /* temp folder: plugins/ and config files */
 static char plugdir[300];
 
@@ -670,6 +685,31 @@ static void test_ratelimit_names(void)
 	smisd_ratelimit_reset();
 }
 
+/* Out of memory for an institution's API keys: it loaded with none and no
+ * error, and could not be called. The load fails now, and says why. */
+static void test_config_out_of_memory(void)
+{
+	static const char *const keys =
+		"api_keys = [ \"sha256:0000000000000000000000000000000000000000000000000000000000000001\",\n"
+		"  \"sha256:0000000000000000000000000000000000000000000000000000000000000002\",\n"
+		"  \"sha256:0000000000000000000000000000000000000000000000000000000000000003\" ];";
+	char *t = replace(base_conf,
+			  "api_keys = [ \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" ];",
+			  keys);
+	struct smisd_generation *g;
+
+	calloc_fail_n = 3;
+	calloc_fail_size = 32;
+	expect_config_error(t, "bad.conf:32: out of memory");
+	CU_ASSERT_EQUAL(calloc_fail_n, 0); /* it was that calloc */
+	calloc_fail_n = 0;
+	g = smisd_generation_load(write_conf("good6.conf", t));
+	free(t);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(g->institutions[0].n_keys, 3);
+	smisd_generation_unref(g);
+}
+
 static bool only_a(const char *institution, const void *arg)
 {
 	(void)arg;
@@ -739,6 +779,7 @@ int main(void)
 	CU_add_test(s, "descriptor checks", test_descriptor_checks);
 	CU_add_test(s, "valid configuration", test_config_valid);
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
+	CU_add_test(s, "configuration out of memory", test_config_out_of_memory);
 	CU_add_test(s, "strategy decisions", test_strategies);
 	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
