@@ -655,6 +655,21 @@ static int check_key_unique(const struct smisd_generation *g, const config_setti
 	return 0;
 }
 
+/* calloc() for the values of setting `s`: without memory the setting is
+ * reported and counted in *errors, so that the load fails rather than
+ * reading it as empty (an institution without its keys, countries or
+ * gateway identities). */
+static void *calloc_values(const config_setting_t *s, size_t n, size_t size, int *errors)
+{
+	void *p = calloc(n, size);
+
+	if (!p) {
+		report(s, "out of memory reading this setting");
+		(*errors)++;
+	}
+	return p;
+}
+
 static int load_institutions(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const keys[] = { "name", "api_keys", "strategies", "default_strategy",
@@ -706,7 +721,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 			errors++;
 		} else {
 			int nk = config_setting_length(keyl);
-			in->key_hashes = calloc((size_t)nk, 32);
+			in->key_hashes = calloc_values(keyl, (size_t)nk, 32, &errors);
 			for (int k = 0; in->key_hashes && k < nk; k++) {
 				const char *h = config_setting_get_string_elem(keyl, k);
 				if (!h || strncmp(h, "sha256:", 7) != 0 ||
@@ -724,7 +739,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 			errors++;
 		} else {
 			int ns = config_setting_length(strl);
-			in->allowed = calloc((size_t)ns, sizeof(*in->allowed));
+			in->allowed = calloc_values(strl, (size_t)ns, sizeof(*in->allowed), &errors);
 			for (int k = 0; in->allowed && k < ns; k++) {
 				const char *sn = config_setting_get_string_elem(strl, k);
 				struct smisd_strategy *s = sn ? smisd_generation_strategy(g, sn) : NULL;
@@ -782,7 +797,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 				errors++;
 				nc = 0;
 			}
-			in->client_ids = calloc((size_t)nc + 1, sizeof(char *));
+			in->client_ids = calloc_values(cl ? cl : blk, (size_t)nc + 1, sizeof(char *), &errors);
 			for (int k = 0; in->client_ids && k < nc; k++) {
 				const char *id = config_setting_get_string_elem(cl, k);
 				if (!id || !*id || strlen(id) > 255) {
@@ -814,7 +829,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 		}
 		if (ccl) {
 			int nc = config_setting_length(ccl);
-			in->allowed_cc = calloc((size_t)nc + 1, sizeof(char *));
+			in->allowed_cc = calloc_values(ccl, (size_t)nc + 1, sizeof(char *), &errors);
 			for (int k = 0; in->allowed_cc && k < nc; k++) {
 				const char *cc = config_setting_get_string_elem(ccl, k);
 				size_t l = cc ? strlen(cc) : 0;

@@ -142,20 +142,13 @@ static void idem_full_key(const char *inst, const char *key, char *out, size_t l
 
 /* ---- responses ----------------------------------------------------------- */
 
-static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsigned status,
-			       const char *ctype, char *body, int retry_after, const char *extra_name,
-			       const char *extra_value)
+/* Queue `r` (taken over) as the answer, with the headers every answer has. */
+static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned status,
+			     const char *ctype, struct MHD_Response *r, int retry_after,
+			     const char *extra_name, const char *extra_value)
 {
-	struct MHD_Response *r;
 	enum MHD_Result ret;
-	size_t len = body ? strlen(body) : 0;
 
-	r = MHD_create_response_from_buffer(len, body ? body : (void *)"",
-					    body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(body);
-		return MHD_NO;
-	}
 	MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "X-Request-Id", st->request_id);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
@@ -181,34 +174,88 @@ static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsign
 	return ret;
 }
 
+/* A problem always goes out with its code: without memory for its text,
+ * with the code's constant body (smisd_problem_static_json). */
 static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st,
 				       const struct smisd_problem *p)
 {
 	const char *extra = p->status == 401 ? "WWW-Authenticate" : p->status == 405 ? "Allow" : NULL;
 	const char *val = p->status == 401 ? "Bearer realm=\"smis\"" : p->field[0] ? p->field : "GET";
 	char *body = smisd_problem_json(p, st->request_id);
+	struct MHD_Response *r;
 
 	if (p->status >= 500)
 		smisd_log(SMIS_LOG_WARN, "http", NULL, "request %s: %d %s", st->request_id, p->status, p->code);
-	return respond(c, st, (unsigned)p->status, "application/problem+json", body, p->retry_after_s,
-		       extra, val);
+	if (body) {
+		r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+		if (!r)
+			free(body);
+	} else {
+		const char *fixed = smisd_problem_static_json(p->code);
+		r = MHD_create_response_from_buffer(strlen(fixed), (void *)fixed, MHD_RESPMEM_PERSISTENT);
+	}
+	if (!r)
+		return MHD_NO;
+	return queue(c, st, (unsigned)p->status, "application/problem+json", r, p->retry_after_s, extra, val);
 }
 
-/* Whether the request's Content-Type is JSON: the media type
- * application/json in any case, then nothing or parameters (RFC 9110:
- * type/subtype *( OWS ";" OWS parameter )). Not application/json-seq, nor
- * application/problem+json. */
-static bool json_content_type(struct MHD_Connection *c)
+/* Whether the Content-Type parameters from `p` (at a ';' or the end) leave
+ * the body UTF-8, which is all SMIS reads (RFC 8259 8.1): a charset, if one
+ * is named, must be utf-8, in any case, quoted or not. Other parameters
+ * are ignored. */
+static bool charset_utf8(const char *p)
+{
+	while (*p == ';') {
+		const char *name, *val;
+		size_t nlen, vlen;
+
+		p++;
+		p += strspn(p, " \t");
+		name = p;
+		nlen = strcspn(p, "=; \t");
+		p += nlen;
+		p += strspn(p, " \t");
+		if (*p == '=') {
+			p++;
+			p += strspn(p, " \t");
+			if (*p == '"') {
+				val = ++p;
+				while (*p && *p != '"')
+					p += p[0] == '\\' && p[1] ? 2 : 1;
+			} else {
+				val = p;
+				p += strcspn(p, "; \t");
+			}
+			vlen = (size_t)(p - val);
+			if (nlen == 7 && strncasecmp(name, "charset", 7) == 0 &&
+			    !(vlen == 5 && strncasecmp(val, "utf-8", 5) == 0))
+				return false;
+		}
+		p += strcspn(p, ";"); /* past a closing quote, or what cannot be read */
+	}
+	return true;
+}
+
+#define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
+
+/* Why the request's Content-Type is refused, or NULL when it is JSON: the
+ * media type application/json in any case, then nothing or parameters (RFC
+ * 9110: type/subtype *( OWS ";" OWS parameter )), of which a charset must
+ * be utf-8. Not application/json-seq, nor application/problem+json. */
+static const char *content_type_refusal(struct MHD_Connection *c)
 {
 	const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
 
 	if (!t || strncasecmp(t, "application/json", 16) != 0)
-		return false;
+		return NOT_JSON_DETAIL;
 	t += 16;
 	t += strspn(t, " \t");
-	return *t == '\0' || *t == ';';
+	if (*t != '\0' && *t != ';')
+		return NOT_JSON_DETAIL;
+	if (!charset_utf8(t))
+		return "the body must be UTF-8: send no charset, or charset=utf-8";
+	return NULL;
 }
-#define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
 
 static enum MHD_Result respond_code(struct MHD_Connection *c, struct conn *st, int status,
 				    const char *code, const char *detail)
@@ -216,6 +263,24 @@ static enum MHD_Result respond_code(struct MHD_Connection *c, struct conn *st, i
 	struct smisd_problem p;
 	smisd_problem_set(&p, status, code, NULL, "%s", detail);
 	return respond_problem(c, st, &p);
+}
+
+/* Answer with `body` (malloc'd, taken over). NULL is a body that could not
+ * be made (out of memory): a 500, never the status with an empty body. */
+static enum MHD_Result respond(struct MHD_Connection *c, struct conn *st, unsigned status,
+			       const char *ctype, char *body, int retry_after, const char *extra_name,
+			       const char *extra_value)
+{
+	struct MHD_Response *r;
+
+	if (!body)
+		return respond_code(c, st, 500, "internal_error", "out of memory");
+	r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	return queue(c, st, status, ctype, r, retry_after, extra_name, extra_value);
 }
 
 /* A refusal that a retry a second later may get past (Retry-After: 1). */
@@ -483,13 +548,26 @@ static void keys_done(struct smisd_job *job)
 	resume_on_loop(job, job->done_arg);
 }
 
-/* The answer of POST /v1/recipients/keys, from the lookup attempt. */
+/* o[key] = value, taking `value` over; false when either was not made
+ * (out of memory). */
+static bool add_member(json_object *o, const char *key, json_object *value)
+{
+	if (value && json_object_object_add(o, key, value) == 0)
+		return true;
+	json_object_put(value);
+	return false;
+}
+
+/* The answer of POST /v1/recipients/keys, from the lookup attempt. Out of
+ * memory at any step is a 500, not an answer with members missing. */
 static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 {
 	const struct smisd_job *job = st->job;
 	const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
 	json_object *o, *devs = NULL;
-	char *body;
+	const char *text = NULL;
+	char *body = NULL;
+	bool ok;
 
 	if (!a || a->out.kind != SMIS_OUTCOME_OK) {
 		struct smisd_problem pb;
@@ -499,18 +577,26 @@ static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 	}
 	if (a->out.devices_json)
 		devs = json_tokener_parse(a->out.devices_json);
+	if (devs && !json_object_is_type(devs, json_type_array)) {
+		json_object_put(devs);
+		devs = NULL;
+	}
 	o = json_object_new_object();
 	/* The id the envelopes must be bound to, and sent back as message_id. */
-	json_object_object_add(o, "message_id", json_object_new_string(job->id));
-	json_object_object_add(o, "channel", json_object_new_string(a->ch->name));
-	json_object_object_add(o, "reachability", json_object_new_string(smisd_reach_name(a->out.reach)));
-	if (a->out.language[0])
-		json_object_object_add(o, "language", json_object_new_string(a->out.language));
-	json_object_object_add(o, "encryption", json_object_new_string(SMISD_E2E_SUITE));
-	json_object_object_add(o, "devices", devs && json_object_is_type(devs, json_type_array) ? devs : json_object_new_array());
-	if (devs && !json_object_is_type(devs, json_type_array))
-		json_object_put(devs);
-	body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	ok = o && add_member(o, "message_id", json_object_new_string(job->id)) &&
+	     add_member(o, "channel", json_object_new_string(a->ch->name)) &&
+	     add_member(o, "reachability", json_object_new_string(smisd_reach_name(a->out.reach))) &&
+	     (!a->out.language[0] || add_member(o, "language", json_object_new_string(a->out.language))) &&
+	     add_member(o, "encryption", json_object_new_string(SMISD_E2E_SUITE));
+	if (ok) {
+		ok = add_member(o, "devices", devs ? devs : json_object_new_array());
+		devs = NULL; /* taken over, or released */
+	}
+	if (ok)
+		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text)
+		body = strdup(text);
+	json_object_put(devs);
 	json_object_put(o);
 	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);
 }
@@ -557,6 +643,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	struct smisd_job *job;
 	json_object *root = NULL, *v;
 	char e164[SMISD_E164_MAX];
+	const char *refusal;
 	enum MHD_Result ret;
 
 	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
@@ -572,8 +659,8 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 413, "body_too_large", "the body is too large");
 		goto out;
 	}
-	if (!json_content_type(c)) {
-		ret = respond_code(c, st, 415, "unsupported_media_type", NOT_JSON_DETAIL);
+	if ((refusal = content_type_refusal(c))) {
+		ret = respond_code(c, st, 415, "unsupported_media_type", refusal);
 		goto out;
 	}
 	if (!take_slot(c, st, "requests", &ret))
@@ -731,7 +818,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	struct smisd_problem pb;
 	struct smisd_request req;
 	struct smisd_job *job = NULL;
-	const char *idem;
+	const char *idem, *refusal;
 	char full[256], rh[65], rcpt_hash[65];
 	char msgid_key[64] = "";
 	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0;
@@ -760,8 +847,8 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_problem(c, st, &pb);
 		goto out;
 	}
-	if (!json_content_type(c)) {
-		ret = respond_code(c, st, 415, "unsupported_media_type", NOT_JSON_DETAIL);
+	if ((refusal = content_type_refusal(c))) {
+		ret = respond_code(c, st, 415, "unsupported_media_type", refusal);
 		goto out;
 	}
 	idem = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");

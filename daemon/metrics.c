@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core_api.h"
+#include "log.h"
 #include "metrics.h"
 
 #define MAX_SERIES 4096
+#define DROPPED_FAMILY "smis_metrics_series_dropped_total"
 #define N_BUCKETS 12
 /* Upstream calls take milliseconds to seconds; SMIS's own part of a
  * message takes tens of microseconds to milliseconds. */
@@ -50,6 +53,10 @@ static const struct family families[] = {
 	{ "smis_store_errors_total",
 	  "Store statements that failed outside a retried transaction (a report, a status poll, orphan expiry), by operation",
 	  COUNTER },
+	/* Kept outside the series table (`dropped`), which may be full. */
+	{ DROPPED_FAMILY,
+	  "Metric updates lost because their series could not be made (4096 series already, or labels too long)",
+	  COUNTER },
 	{ NULL, NULL, COUNTER },
 };
 
@@ -74,6 +81,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct series table[MAX_SERIES];
 static int n_series;
 static struct series *hash[1024];
+static unsigned long dropped;       /* updates without a series */
+static int64_t dropped_logged_ms;   /* monotonic; 0: not logged yet */
 
 static const struct family *family_of(const char *name)
 {
@@ -93,6 +102,22 @@ static unsigned hash_of(const char *a, const char *b)
 	return h % 1024;
 }
 
+/* An update that has no series: counted, and logged at most once a minute
+ * (every update of that series would log otherwise). Caller holds the lock. */
+static void note_dropped(const char *name, const char *labels)
+{
+	int64_t now = smisd_monotonic_ms();
+
+	dropped++;
+	if (dropped_logged_ms && now - dropped_logged_ms < 60000)
+		return;
+	dropped_logged_ms = now ? now : 1;
+	smisd_log(SMIS_LOG_ERROR, "metrics", NULL,
+		  "%s{%.80s%s}: no series for it (%s); %lu update(s) dropped so far, see " DROPPED_FAMILY,
+		  name, labels, strlen(labels) > 80 ? "..." : "",
+		  n_series == MAX_SERIES ? "4096 series already" : "labels too long", dropped);
+}
+
 /* Caller holds the lock. */
 static struct series *series_get(const char *name, const char *labels)
 {
@@ -105,8 +130,10 @@ static struct series *series_get(const char *name, const char *labels)
 		if (s->fam == f && strcmp(s->labels, labels) == 0)
 			return s;
 	/* A cut label set would render as a broken line of the exposition. */
-	if (n_series == MAX_SERIES || strlen(labels) >= sizeof(table[0].labels))
+	if (n_series == MAX_SERIES || strlen(labels) >= sizeof(table[0].labels)) {
+		note_dropped(name, labels);
 		return NULL;
+	}
 	struct series *s = &table[n_series++];
 	memset(s, 0, sizeof(*s));
 	s->fam = f;
@@ -187,6 +214,8 @@ char *smisd_metrics_render(void)
 	pthread_mutex_lock(&lock);
 	for (const struct family *f = families; f->name; f++) {
 		put(&b, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, kinds[f->kind]);
+		if (strcmp(f->name, DROPPED_FAMILY) == 0)
+			put(&b, "%s %lu\n", f->name, dropped);
 		for (int i = 0; i < n_series; i++) {
 			const struct series *s = &table[i];
 			const char *sep = s->labels[0] ? "," : "";
@@ -214,5 +243,7 @@ void smisd_metrics_reset(void)
 	pthread_mutex_lock(&lock);
 	n_series = 0;
 	memset(hash, 0, sizeof(hash));
+	dropped = 0;
+	dropped_logged_ms = 0;
 	pthread_mutex_unlock(&lock);
 }

@@ -8,52 +8,58 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
+#include "json_writer.h"
 #include "problem.h"
 #include "utf8.h"
+
+/* Each code with its title, and the body sent when not even the problem's
+ * text can be made (out of memory): type, title and code, written at
+ * compile time. The status is the response's. */
+#define PROBLEM(code, title)                                                                  \
+	{ code, title, "{\"type\":\"/problems/" code "\",\"title\":\"" title "\",\"code\":\"" code "\"}" }
 
 static const struct {
 	const char *code;
 	const char *title;
+	const char *static_json;
 } titles[] = {
-	{ "malformed_json", "The request body is not valid JSON" },
-	{ "invalid_type", "A field has the wrong type" },
-	{ "unknown_field", "The request has a field SMIS does not know" },
-	{ "missing_field", "A required field is missing" },
-	{ "invalid_utf8", "A text is not valid UTF-8" },
-	{ "invalid_value", "A field has an invalid value" },
-	{ "field_too_long", "A field is longer than allowed" },
-	{ "invalid_number", "The recipient is not a valid phone number" },
-	{ "not_mobile", "The recipient is not a mobile number" },
-	{ "country_not_allowed", "The recipient's country is not allowed for this institution" },
-	{ "unknown_language", "Unknown content language" },
-	{ "missing_content", "The message has no content" },
-	{ "invalid_html", "The HTML body cannot be used" },
-	{ "unknown_strategy", "Unknown strategy" },
-	{ "strategy_forbidden", "The institution may not use this strategy" },
-	{ "body_too_large", "The request body is too large" },
-	{ "unsupported_media_type", "The request body must be application/json" },
-	{ "unauthorized", "Missing or invalid credentials" },
-	{ "not_found", "No such resource" },
-	{ "method_not_allowed", "Method not allowed on this resource" },
-	{ "invalid_idempotency_key", "The Idempotency-Key header is invalid" },
-	{ "idempotency_in_progress", "A request with this Idempotency-Key is still being processed" },
-	{ "idempotency_key_reused", "This Idempotency-Key was used for a different request" },
-	{ "idempotency_unavailable", "Whether this Idempotency-Key was used cannot be told now" },
-	{ "overloaded", "Too many messages in flight; retry later" },
-	{ "rate_limited", "Too many requests from this institution; retry later" },
-	{ "quota_exceeded", "The institution's daily message quota is used up" },
-	{ "recipient_rate_limited", "Too many messages to this recipient; retry later" },
-	{ "shutting_down", "SMIS is shutting down" },
-	{ "callback_rejected", "The callback is not authentic" },
-	{ "callback_malformed", "The callback body cannot be parsed" },
-	{ "unknown_message", "The callback is about a message SMIS does not know" },
-	{ "unknown_channel", "No such channel for this operation" },
-	{ "message_id_used", "This message id was used already" },
-	{ "upstream_unavailable", "The upstream service could not be asked" },
-	{ "internal_error", "Internal error" },
-	{ NULL, NULL },
+	PROBLEM("malformed_json", "The request body is not valid JSON"),
+	PROBLEM("invalid_type", "A field has the wrong type"),
+	PROBLEM("unknown_field", "The request has a field SMIS does not know"),
+	PROBLEM("missing_field", "A required field is missing"),
+	PROBLEM("invalid_utf8", "A text is not valid UTF-8"),
+	PROBLEM("invalid_value", "A field has an invalid value"),
+	PROBLEM("field_too_long", "A field is longer than allowed"),
+	PROBLEM("invalid_number", "The recipient is not a valid phone number"),
+	PROBLEM("not_mobile", "The recipient is not a mobile number"),
+	PROBLEM("country_not_allowed", "The recipient's country is not allowed for this institution"),
+	PROBLEM("unknown_language", "Unknown content language"),
+	PROBLEM("missing_content", "The message has no content"),
+	PROBLEM("invalid_html", "The HTML body cannot be used"),
+	PROBLEM("unknown_strategy", "Unknown strategy"),
+	PROBLEM("strategy_forbidden", "The institution may not use this strategy"),
+	PROBLEM("body_too_large", "The request body is too large"),
+	PROBLEM("unsupported_media_type", "The request body must be application/json"),
+	PROBLEM("unauthorized", "Missing or invalid credentials"),
+	PROBLEM("not_found", "No such resource"),
+	PROBLEM("method_not_allowed", "Method not allowed on this resource"),
+	PROBLEM("invalid_idempotency_key", "The Idempotency-Key header is invalid"),
+	PROBLEM("idempotency_in_progress", "A request with this Idempotency-Key is still being processed"),
+	PROBLEM("idempotency_key_reused", "This Idempotency-Key was used for a different request"),
+	PROBLEM("idempotency_unavailable", "Whether this Idempotency-Key was used cannot be told now"),
+	PROBLEM("overloaded", "Too many messages in flight; retry later"),
+	PROBLEM("rate_limited", "Too many requests from this institution; retry later"),
+	PROBLEM("quota_exceeded", "The institution's daily message quota is used up"),
+	PROBLEM("recipient_rate_limited", "Too many messages to this recipient; retry later"),
+	PROBLEM("shutting_down", "SMIS is shutting down"),
+	PROBLEM("callback_rejected", "The callback is not authentic"),
+	PROBLEM("callback_malformed", "The callback body cannot be parsed"),
+	PROBLEM("unknown_message", "The callback is about a message SMIS does not know"),
+	PROBLEM("unknown_channel", "No such channel for this operation"),
+	PROBLEM("message_id_used", "This message id was used already"),
+	PROBLEM("upstream_unavailable", "The upstream service could not be asked"),
+	PROBLEM("internal_error", "Internal error"),
+	{ NULL, NULL, NULL },
 };
 
 const char *smisd_problem_title(const char *code)
@@ -62,6 +68,14 @@ const char *smisd_problem_title(const char *code)
 		if (strcmp(titles[i].code, code) == 0)
 			return titles[i].title;
 	return "Error";
+}
+
+const char *smisd_problem_static_json(const char *code)
+{
+	for (size_t i = 0; titles[i].code; i++)
+		if (strcmp(titles[i].code, code) == 0)
+			return titles[i].static_json;
+	return "{\"type\":\"about:blank\",\"title\":\"Error\"}";
 }
 
 void smisd_problem_set(struct smisd_problem *p, int status, const char *code,
@@ -82,23 +96,25 @@ void smisd_problem_set(struct smisd_problem *p, int status, const char *code,
 	smisd_utf8_scrub(p->detail);
 }
 
+/* Written with json_writer, whose errors are sticky: out of memory at any
+ * step is NULL, never a problem with members missing. */
 char *smisd_problem_json(const struct smisd_problem *p, const char *request_id)
 {
 	char type[96];
-	char *out;
-	json_object *o = json_object_new_object();
+	struct smisd_jw w;
 
 	snprintf(type, sizeof(type), "/problems/%s", p->code);
-	json_object_object_add(o, "type", json_object_new_string(type));
-	json_object_object_add(o, "title", json_object_new_string(smisd_problem_title(p->code)));
-	json_object_object_add(o, "status", json_object_new_int(p->status));
-	json_object_object_add(o, "code", json_object_new_string(p->code));
-	json_object_object_add(o, "detail", json_object_new_string(p->detail));
+	smisd_jw_init(&w);
+	smisd_jw_object_begin(&w, NULL);
+	smisd_jw_string(&w, "type", type);
+	smisd_jw_string(&w, "title", smisd_problem_title(p->code));
+	smisd_jw_int(&w, "status", p->status);
+	smisd_jw_string(&w, "code", p->code);
+	smisd_jw_string(&w, "detail", p->detail);
 	if (p->field[0])
-		json_object_object_add(o, "field", json_object_new_string(p->field));
+		smisd_jw_string(&w, "field", p->field);
 	if (request_id)
-		json_object_object_add(o, "request_id", json_object_new_string(request_id));
-	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-	return out;
+		smisd_jw_string(&w, "request_id", request_id);
+	smisd_jw_object_end(&w);
+	return smisd_jw_finish(&w);
 }

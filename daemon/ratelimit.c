@@ -1,18 +1,20 @@
 /*
  * ratelimit.c - small in-memory tables behind one mutex each. Entries for
  * recipients are dropped once their window is empty, so memory follows
- * the number of recipients seen within one window.
+ * the number of recipients seen within one window; entries for
+ * institutions are dropped by the reload that removes them.
  */
 #include "config.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "ratelimit.h"
 
-#define INST_MAX 1024
 #define RCPT_BUCKETS 65536
 #define RCPT_SLOTS 64 /* largest per-recipient max honoured exactly */
 
@@ -34,21 +36,62 @@ struct rcpt_entry {
 	int64_t times[];           /* ms, cap entries */
 };
 
+/* One entry per institution name seen since the last reload that kept it
+ * (smisd_ratelimit_retain): no fixed number, so that a new institution
+ * always gets its limits. */
 static pthread_mutex_t inst_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct inst_state insts[INST_MAX];
-static int n_insts;
+static struct inst_state *insts;
+static size_t n_insts, cap_insts;
+static bool inst_oom_logged;
 static pthread_mutex_t rcpt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rcpt_entry *rcpt_table[RCPT_BUCKETS];
 
-static struct inst_state *inst_get(const char *name)
+/* Caller holds inst_lock. */
+static struct inst_state *inst_find(const char *name)
 {
-	for (int i = 0; i < n_insts; i++)
+	for (size_t i = 0; i < n_insts; i++)
 		if (strcmp(insts[i].name, name) == 0)
 			return &insts[i];
-	if (n_insts == INST_MAX || !(insts[n_insts].name = strdup(name)))
+	return NULL;
+}
+
+/* The institution's entry, made on first use; NULL only without memory.
+ * Caller holds inst_lock. */
+static struct inst_state *inst_get(const char *name)
+{
+	struct inst_state *s = inst_find(name);
+	char *copy;
+
+	if (s)
+		return s;
+	if (n_insts == cap_insts) {
+		size_t cap = cap_insts ? cap_insts * 2 : 16;
+		struct inst_state *grown = realloc(insts, cap * sizeof(*insts));
+		if (!grown)
+			return NULL;
+		insts = grown;
+		cap_insts = cap;
+	}
+	if (!(copy = strdup(name)))
 		return NULL;
-	insts[n_insts].tokens = -1; /* full on first use */
-	return &insts[n_insts++];
+	s = &insts[n_insts++];
+	memset(s, 0, sizeof(*s));
+	s->name = copy;
+	s->tokens = -1; /* full on first use */
+	inst_oom_logged = false;
+	return s;
+}
+
+/* Without memory for an institution's entry its request is refused (a
+ * second's wait), not let through without any limit. Logged once until an
+ * entry can be made again. Caller holds inst_lock. */
+static int refuse_without_memory(const char *institution)
+{
+	if (!inst_oom_logged)
+		smisd_log(SMIS_LOG_ERROR, "ratelimit", NULL,
+			  "no memory for the limits of institution '%s': its requests are refused", institution);
+	inst_oom_logged = true;
+	return 1;
 }
 
 int smisd_ratelimit_take(const char *institution, double rate, double burst, int64_t now_ms)
@@ -75,6 +118,8 @@ int smisd_ratelimit_take(const char *institution, double rate, double burst, int
 		} else {
 			wait = (int)((1 - s->tokens) / rate) + 1;
 		}
+	} else {
+		wait = refuse_without_memory(institution);
 	}
 	pthread_mutex_unlock(&inst_lock);
 	return wait;
@@ -98,6 +143,8 @@ int smisd_ratelimit_quota(const char *institution, long quota, int64_t now_ms)
 			wait = (int)(((day + 1) * 86400000 - now_ms) / 1000) + 1;
 		else
 			s->used_today++;
+	} else {
+		wait = refuse_without_memory(institution);
 	}
 	pthread_mutex_unlock(&inst_lock);
 	return wait;
@@ -107,7 +154,7 @@ void smisd_ratelimit_unquota(const char *institution, int64_t now_ms)
 {
 	struct inst_state *s;
 	pthread_mutex_lock(&inst_lock);
-	s = inst_get(institution);
+	s = inst_find(institution);
 	if (s && s->day == now_ms / 86400000 && s->used_today > 0)
 		s->used_today--;
 	pthread_mutex_unlock(&inst_lock);
@@ -226,6 +273,21 @@ void smisd_ratelimit_unrecipient(const char *institution, const char *recipient_
 	pthread_mutex_unlock(&rcpt_lock);
 }
 
+void smisd_ratelimit_retain(bool (*configured)(const char *institution, const void *arg), const void *arg)
+{
+	size_t kept = 0;
+
+	pthread_mutex_lock(&inst_lock);
+	for (size_t i = 0; i < n_insts; i++) {
+		if (configured(insts[i].name, arg))
+			insts[kept++] = insts[i];
+		else
+			free(insts[i].name);
+	}
+	n_insts = kept;
+	pthread_mutex_unlock(&inst_lock);
+}
+
 void smisd_ratelimit_reset(void)
 {
 	pthread_mutex_lock(&rcpt_lock);
@@ -239,6 +301,8 @@ void smisd_ratelimit_reset(void)
 	pthread_mutex_lock(&inst_lock);
 	while (n_insts > 0)
 		free(insts[--n_insts].name);
-	memset(insts, 0, sizeof(insts));
+	free(insts);
+	insts = NULL;
+	cap_insts = 0;
 	pthread_mutex_unlock(&inst_lock);
 }

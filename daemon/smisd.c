@@ -27,6 +27,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "store.h"
 
 #define DEFAULT_CONFIG SMIS_SYSCONFDIR "/smis/smisd.conf"
@@ -145,6 +146,17 @@ static void warn_stale_plugins(struct smisd_generation *g)
 	smisd_generation_unref(old);
 }
 
+/* Whether `name` is an institution of generation `arg`. */
+static bool institution_configured(const char *name, const void *arg)
+{
+	const struct smisd_generation *g = arg;
+
+	for (size_t i = 0; i < g->n_institutions; i++)
+		if (strcmp(g->institutions[i].name, name) == 0)
+			return true;
+	return false;
+}
+
 static void reload(const char *path)
 {
 	struct smisd_generation *g = smisd_generation_load(path);
@@ -160,6 +172,8 @@ static void reload(const char *path)
 	smisd_log(SMIS_LOG_INFO, "reload", NULL, "configuration generation %lu active", g->id);
 	smisd_metric_add("smis_reloads_total", "result=\"ok\"", 1);
 	note_job_timeout(g);
+	/* Names given up stop holding rate-limit state. */
+	smisd_ratelimit_retain(institution_configured, g);
 	smisd_generation_swap(g);
 }
 

@@ -270,7 +270,9 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         for path, body in (("/v1/messages", message("12345")), ("/v1/recipients/keys", {"recipient": "12345"})):
             # The media type in any case, parameters allowed: past that check,
             # the recipient is refused.
-            for ctype in ("application/json", "Application/JSON; charset=utf-8", "application/json ;charset=UTF-8"):
+            for ctype in ("application/json", "Application/JSON; charset=utf-8", "application/json ;charset=UTF-8",
+                          'application/json; CHARSET="utf-8"', "application/json; profile=x; charset=Utf-8",
+                          'application/json; profile="a;charset=latin1"'):
                 with self.subTest(path=path, ctype=ctype):
                     self.problem(http("POST", s.base + path, body, dict(auth, **{"Content-Type": ctype})),
                                  422, "invalid_number", "/recipient")
@@ -281,6 +283,17 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                                  415, "unsupported_media_type")
             with self.subTest(path=path, ctype=None):
                 self.problem(http("POST", s.base + path, None, auth), 415, "unsupported_media_type")
+            # The body is read as UTF-8 whatever it says: another charset
+            # would be misread, so it is refused.
+            for ctype in ("application/json; charset=latin1", "application/json; Charset=ISO-8859-1",
+                          'application/json; charset="latin1"', "application/json;charset=utf-16",
+                          "application/json; charset=utf8", "application/json; charset=",
+                          "application/json; charset=utf-8; charset=latin1",
+                          'application/json; charset="utf-8x"'):
+                with self.subTest(path=path, ctype=ctype):
+                    r = http("POST", s.base + path, body, dict(auth, **{"Content-Type": ctype}))
+                    self.problem(r, 415, "unsupported_media_type")
+                    self.assertIn("UTF-8", r.json["detail"])
 
     def test_keys_lookup_bad_inputs(self):
         s = self.stack

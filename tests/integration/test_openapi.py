@@ -237,7 +237,8 @@ def problem_codes():
     text = read(os.path.join(SRC, "daemon", "problem.c"))
     table = re.search(r"titles\[\]\s*=\s*\{(.*?)\n\};", text, re.S)
     assert table, "titles[] table not found in daemon/problem.c"
-    return tuple(re.findall(r'\{\s*"([a-z0-9_]+)"\s*,\s*"', table.group(1)))
+    # Entries are PROBLEM("code", "title"), the end { NULL, ... }.
+    return tuple(re.findall(r'PROBLEM\(\s*"([a-z0-9_]+)"\s*,\s*"', table.group(1)))
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,6 +23,21 @@
 #include "plugin_loader.h"
 #include "ratelimit.h"
 
+/* calloc(n, size) of the linked daemon code (-Wl,--wrap=calloc) returns
+ * NULL, once, for these n and size, as without memory; 0: never. */
+static size_t calloc_fail_n, calloc_fail_size;
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	if (calloc_fail_n && n == calloc_fail_n && size == calloc_fail_size) {
+		calloc_fail_n = 0;
+		return NULL;
+	}
+	return __real_calloc(n, size);
+}
+
 static char dir[256];       /* temp folder: plugins/ and config files */
 static char plugdir[300];
 
@@ -670,6 +685,89 @@ static void test_ratelimit_names(void)
 	smisd_ratelimit_reset();
 }
 
+/* Out of memory for an institution's API keys: it loaded with none and no
+ * error, and could not be called. The load fails now, and says why. */
+static void test_config_out_of_memory(void)
+{
+	static const char *const keys =
+		"api_keys = [ \"sha256:0000000000000000000000000000000000000000000000000000000000000001\",\n"
+		"  \"sha256:0000000000000000000000000000000000000000000000000000000000000002\",\n"
+		"  \"sha256:0000000000000000000000000000000000000000000000000000000000000003\" ];";
+	char *t = replace(base_conf,
+			  "api_keys = [ \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" ];",
+			  keys);
+	struct smisd_generation *g;
+
+	calloc_fail_n = 3;
+	calloc_fail_size = 32;
+	expect_config_error(t, "bad.conf:32: out of memory");
+	CU_ASSERT_EQUAL(calloc_fail_n, 0); /* it was that calloc */
+	calloc_fail_n = 0;
+	g = smisd_generation_load(write_conf("good6.conf", t));
+	free(t);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(g->institutions[0].n_keys, 3);
+	smisd_generation_unref(g);
+}
+
+static bool only_a(const char *institution, const void *arg)
+{
+	(void)arg;
+	return strcmp(institution, "a") == 0;
+}
+
+/* Institution state had 1024 places for the process's life: past 1024
+ * names (renames over reloads) a new institution had no request rate and
+ * no quota at all. Any number get their limits, and a reload drops the
+ * names it no longer has. */
+static void test_ratelimit_many_names(void)
+{
+	int64_t now = 1700000000000;
+	int unlimited = 0;
+
+	for (int i = 0; i < 1500; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "inst-%d", i);
+		if (smisd_ratelimit_quota(name, 1, now) != 0 || smisd_ratelimit_quota(name, 1, now) == 0 ||
+		    smisd_ratelimit_take(name, 1, 1, now) != 0 || smisd_ratelimit_take(name, 1, 1, now) == 0)
+			unlimited++;
+	}
+	CU_ASSERT_EQUAL(unlimited, 0);
+	smisd_ratelimit_reset();
+
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota("a", 1, now), 0);
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota("b", 1, now), 0);
+	smisd_ratelimit_retain(only_a, NULL);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_quota("a", 1, now), 0); /* kept: still spent */
+	CU_ASSERT_EQUAL(smisd_ratelimit_quota("b", 1, now), 0);     /* dropped: afresh */
+	smisd_ratelimit_reset();
+}
+
+/* Past the series table's 4096 places an update was lost without a
+ * trace: it is counted now, in a family that needs no place. */
+static void test_metrics_dropped_series(void)
+{
+	char labels[64], *text;
+
+	smisd_metrics_reset();
+	for (int i = 0; i < 4096; i++) {
+		snprintf(labels, sizeof(labels), "route=\"r%d\",status=\"200\"", i);
+		smisd_metric_add("smis_http_requests_total", labels, 1);
+	}
+	text = smisd_metrics_render();
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nsmis_metrics_series_dropped_total 0\n"));
+	free(text);
+	smisd_metric_add("smis_http_requests_total", "route=\"r0\",status=\"200\"", 1); /* has its place */
+	smisd_metric_add("smis_http_requests_total", "route=\"new\",status=\"200\"", 1);
+	smisd_metric_observe("smis_upstream_duration_seconds", "channel=\"x\",operation=\"send\"", 0.1);
+	text = smisd_metrics_render();
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nsmis_http_requests_total{route=\"r0\",status=\"200\"} 2\n"));
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nsmis_metrics_series_dropped_total 2\n"));
+	CU_ASSERT_PTR_NULL(text && strstr(text, "route=\"new\""));
+	free(text);
+	smisd_metrics_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -681,12 +779,15 @@ int main(void)
 	CU_add_test(s, "descriptor checks", test_descriptor_checks);
 	CU_add_test(s, "valid configuration", test_config_valid);
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
+	CU_add_test(s, "configuration out of memory", test_config_out_of_memory);
 	CU_add_test(s, "strategy decisions", test_strategies);
 	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
+	CU_add_test(s, "rate limits for any number of institutions", test_ratelimit_many_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
+	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();

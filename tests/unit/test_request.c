@@ -1,5 +1,6 @@
 /* Validation of POST /v1/messages bodies: one problem code per mistake. */
 #include <CUnit/Basic.h>
+#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,17 @@ char *strdup(const char *s)
 	if (p)
 		memcpy(p, s, n);
 	return p;
+}
+
+/* realloc() of the linked daemon code (-Wl,--wrap=realloc) fails while
+ * this is set, as without memory. */
+static int realloc_fails;
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return realloc_fails ? NULL : __real_realloc(p, n);
 }
 
 static int setup(void)
@@ -392,6 +404,60 @@ static void test_problem_stays_utf8(void)
 	CU_ASSERT_STRING_EQUAL(pb.detail, "no strategy named 'ab'");
 }
 
+/* The string member `key` of `o`, or "" when it has none. */
+static const char *member(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) ?
+		       json_object_get_string(v) : "";
+}
+
+/* A problem always carries its code: its text, or without memory for that
+ * a constant body of the code (which an answer was once sent without). */
+static void test_problem_bodies(void)
+{
+	static const char *const codes[] = { "malformed_json", "invalid_utf8", "quota_exceeded",
+					     "country_not_allowed", "internal_error" };
+	struct smisd_problem pb;
+	json_object *o, *v;
+	char *text;
+
+	smisd_problem_set(&pb, 422, "unknown_strategy", "/strategy", "no strategy named '%s'", "a\"b\\c\nd");
+	text = smisd_problem_json(&pb, "req_1");
+	o = json_tokener_parse(text ? text : "");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT_STRING_EQUAL(member(o, "type"), "/problems/unknown_strategy");
+	CU_ASSERT_STRING_EQUAL(member(o, "title"), "Unknown strategy");
+	CU_ASSERT_STRING_EQUAL(member(o, "code"), "unknown_strategy");
+	CU_ASSERT_STRING_EQUAL(member(o, "detail"), "no strategy named 'a\"b\\c\nd'");
+	CU_ASSERT_STRING_EQUAL(member(o, "field"), "/strategy");
+	CU_ASSERT_STRING_EQUAL(member(o, "request_id"), "req_1");
+	CU_ASSERT(json_object_object_get_ex(o, "status", &v) && json_object_get_int(v) == 422);
+	CU_ASSERT_PTR_NULL(strstr(text, "\\/")); /* slashes as they are */
+	json_object_put(o);
+	free(text);
+
+	realloc_fails = 1;
+	text = smisd_problem_json(&pb, "req_1");
+	realloc_fails = 0;
+	CU_ASSERT_PTR_NULL(text);
+	free(text);
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		char type[64];
+		o = json_tokener_parse(smisd_problem_static_json(codes[i]));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+		snprintf(type, sizeof(type), "/problems/%s", codes[i]);
+		CU_ASSERT_STRING_EQUAL(member(o, "type"), type);
+		CU_ASSERT_STRING_EQUAL(member(o, "title"), smisd_problem_title(codes[i]));
+		CU_ASSERT_STRING_EQUAL(member(o, "code"), codes[i]);
+		json_object_put(o);
+	}
+	o = json_tokener_parse(smisd_problem_static_json("no_such_code"));
+	CU_ASSERT_PTR_NOT_NULL(o);
+	json_object_put(o);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -410,6 +476,7 @@ int main(void)
 	CU_add_test(s, "institution-encrypted messages", test_encrypted);
 	CU_add_test(s, "utf-8", test_utf8);
 	CU_add_test(s, "problems stay UTF-8", test_problem_stays_utf8);
+	CU_add_test(s, "problem bodies", test_problem_bodies);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
