@@ -856,10 +856,19 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
-		if (smisd_store_message_exists(req.message_id)) {
+		switch (smisd_store_message_exists(req.message_id)) {
+		case 0:
+			break;
+		case 1:
 			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
 					  "this message id was used already; ask POST /v1/recipients/keys for a new one");
 			ret = respond_problem(c, st, &pb);
+			goto out;
+		default:
+			/* Sending could send the message a second time. */
+			ret = respond_retry_soon(c, st, 503, "store_unavailable",
+						 "whether this message id was used cannot be told now; nothing was "
+						 "sent, retry shortly");
 			goto out;
 		}
 		/* Past the retention its message may have been deleted: whether

@@ -41,6 +41,7 @@ static const struct {
 	{ "idempotency_in_progress", "A request with this Idempotency-Key is still being processed" },
 	{ "idempotency_key_reused", "This Idempotency-Key was used for a different request" },
 	{ "idempotency_unavailable", "Whether this Idempotency-Key was used cannot be told now" },
+	{ "store_unavailable", "The status store cannot be read now" },
 	{ "overloaded", "Too many messages in flight; retry later" },
 	{ "rate_limited", "Too many requests from this institution; retry later" },
 	{ "quota_exceeded", "The institution's daily message quota is used up" },

@@ -1228,18 +1228,21 @@ bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char 
 	return found;
 }
 
-bool smisd_store_message_exists(const char *id)
+int smisd_store_message_exists(const char *id)
 {
-	bool found;
+	int step;
 	if (smisd_unstored_exists(id))
-		return true;
+		return 1;
 	pthread_mutex_lock(&rlock);
 	sqlite3_reset(st_exists);
 	sqlite3_bind_text(st_exists, 1, id, -1, SQLITE_STATIC);
-	found = sqlite3_step(st_exists) == SQLITE_ROW;
+	step = sqlite3_step(st_exists);
+	/* Not "free": the caller would send the message a second time. */
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "message id lookup failed: %s", sqlite3_errmsg(rdb));
 	sqlite3_reset(st_exists);
 	pthread_mutex_unlock(&rlock);
-	return found;
+	return step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -EIO;
 }
 
 int smisd_store_find_idempotent(const char *institution, const char *key,

@@ -46,8 +46,9 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
  * made for message `provider_ref`); reports for unknown messages are refused. */
 bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref);
 
-/* Whether a message id is taken (passthrough ids come from the client). */
-bool smisd_store_message_exists(const char *id);
+/* Whether a message id is taken (passthrough ids come from the client): 1
+ * when it is, 0 when not, -EIO (logged) when that cannot be told. */
+int smisd_store_message_exists(const char *id);
 
 /* Idempotency: 0 and the stored request hash + answer when the key was
  * used before by this institution, -ENOENT when it was not; -ENOMEM or

@@ -468,6 +468,35 @@ class PassthroughBeforeTheCommit(GovAppCase):
         self.assertEqual(len(self.sends()), 1)
 
 
+class PassthroughIdLookupFails(GovAppCase):
+    """When the store cannot tell whether a message_id was used (the read
+    fails: a damaged database), the send is refused with 503
+    store_unavailable: taking the id as unused sent the message a second
+    time, and its record then failed on the duplicate key. A column renamed
+    by another process makes the read fail here."""
+
+    def test_failed_lookup_sends_nothing(self):
+        s = self.stack
+        s.expect_log(r"^message id lookup failed: no such column: id$")
+        s.expect_log(r": 503 store_unavailable$")
+        # The writer's own chores read the column too, once a second.
+        s.expect_log(r"^(poll failed|retention): .*no such column")
+        request = json.loads(self.encrypt("--dry-run", "--to", CITIZENS["app_fr"], "--strategy", "govapp_only",
+                                          "--title", "Bericht", "--body", "Inhoud 88", check=0).stdout)
+        r = s.send(request)
+        self.assertEqual((r.status, r.json["id"]), (201, request["message_id"]), r.raw)
+        s.wait_stored(request["message_id"])
+        s.wait_idle()
+        with s.column_hidden("messages", "id"):
+            again = s.send(request)
+            self.assertEqual((again.status, again.json["code"], again.headers["Retry-After"]),
+                             (503, "store_unavailable", "1"), again.raw)
+        self.assertEqual(len(self.sends()), 1)
+        after = s.send(request)
+        self.assertEqual((after.status, after.json["code"]), (409, "message_id_used"), after.raw)
+        self.assertEqual(len(self.sends()), 1)
+
+
 class InlineSealing(GovAppCase):
     """limits.prepare_threads = 0: the dispatcher seals itself instead of
     handing the sealing to worker threads (the default); same outcome."""
