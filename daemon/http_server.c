@@ -381,11 +381,21 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		/* A report for a message SMIS never sent is refused. One that
 		 * overtakes its send's answer (a fast DLR) is kept instead, which
 		 * is only possible while messages are in flight. */
-		size_t unknown = 0;
+		size_t unknown = 0, unread = 0;
 		int busy = atomic_load(&in_flight) > 0;
-		for (size_t i = 0; i < n && i < 16; i++)
-			if (!busy && !smisd_store_provider_ref_known(ch->name, by_id, reports[i].provider_ref))
-				unknown++;
+		for (size_t i = 0; i < n && i < 16 && !busy; i++) {
+			int known = smisd_store_provider_ref_known(ch->name, by_id, reports[i].provider_ref);
+			unknown += known == 0;
+			unread += known < 0;
+		}
+		/* Refused for good only if known to be unknown: the sender
+		 * retries a 503, and the store may answer then. */
+		if (n > 0 && unread > 0 && unknown + unread == n) {
+			ret = respond_retry_soon(c, st, 503, "store_unavailable",
+						 "the message of this report cannot be looked up now; nothing was "
+						 "kept, retry shortly");
+			goto out;
+		}
 		if (n > 0 && unknown == n) {
 			smisd_log(SMIS_LOG_WARN, ch->self.component, NULL,
 				  "callback for an unknown message refused, request %s", st->request_id);

@@ -1210,10 +1210,23 @@ out:
 	return rc;
 }
 
-bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref)
+/* A lookup's last step as its answer: 1 for a row, 0 for none, -EIO for
+ * an error (logged: `what` failed), which the caller must not take for
+ * "none". Called before the statement is reset, which keeps the message. */
+static int lookup_answer(int step, const char *what)
+{
+	if (step == SQLITE_ROW)
+		return 1;
+	if (step == SQLITE_DONE)
+		return 0;
+	smisd_log(SMIS_LOG_ERROR, "store", NULL, "%s failed: %s", what, sqlite3_errmsg(rdb));
+	return -EIO;
+}
+
+int smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref)
 {
 	sqlite3_stmt *st = NULL;
-	bool found = false;
+	int step = SQLITE_ERROR, known;
 	pthread_mutex_lock(&rlock);
 	if (sqlite3_prepare_v2(rdb,
 			       by_id ? "SELECT 1 FROM attempts WHERE channel = ?1 AND message_id = ?2 LIMIT 1"
@@ -1221,28 +1234,28 @@ bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char 
 			       -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, provider_ref, -1, SQLITE_STATIC);
-		found = sqlite3_step(st) == SQLITE_ROW;
+		step = sqlite3_step(st);
 	}
+	/* Not "unknown": a real report would be refused for good. */
+	known = lookup_answer(step, "report lookup");
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&rlock);
-	return found;
+	return known;
 }
 
 int smisd_store_message_exists(const char *id)
 {
-	int step;
+	int exists;
 	if (smisd_unstored_exists(id))
 		return 1;
 	pthread_mutex_lock(&rlock);
 	sqlite3_reset(st_exists);
 	sqlite3_bind_text(st_exists, 1, id, -1, SQLITE_STATIC);
-	step = sqlite3_step(st_exists);
 	/* Not "free": the caller would send the message a second time. */
-	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		smisd_log(SMIS_LOG_ERROR, "store", NULL, "message id lookup failed: %s", sqlite3_errmsg(rdb));
+	exists = lookup_answer(sqlite3_step(st_exists), "message id lookup");
 	sqlite3_reset(st_exists);
 	pthread_mutex_unlock(&rlock);
-	return step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -EIO;
+	return exists;
 }
 
 int smisd_store_find_idempotent(const char *institution, const char *key,

@@ -43,8 +43,9 @@ void smisd_store_set_report_bound(size_t bound);
 int smisd_store_get_message(const char *institution, const char *id, char **json);
 
 /* Whether a send on `channel` returned `provider_ref` (with `by_id`: was
- * made for message `provider_ref`); reports for unknown messages are refused. */
-bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref);
+ * made for message `provider_ref`); reports for unknown messages are
+ * refused. 1 when it did, 0 when not, -EIO (logged) when that cannot be told. */
+int smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref);
 
 /* Whether a message id is taken (passthrough ids come from the client): 1
  * when it is, 0 when not, -EIO (logged) when that cannot be told. */

@@ -309,8 +309,8 @@ institutions = (
                     bad.append(line.strip())
         return bad
 
-    def expect_log(self, pattern):
-        self.expected_log.append(pattern)
+    def expect_log(self, *patterns):
+        self.expected_log.extend(patterns)
 
     def log_text(self):
         with open(self.smisd_log) as f:

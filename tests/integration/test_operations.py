@@ -155,6 +155,16 @@ def ringring_dlr(stack, msg_id, provider_id, code="200"):
                 {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
 
 
+def stored_sms(stack):
+    """Send an SMS and wait until it is stored and nothing is in flight
+    (a report is then checked against the stored sends); its answer and
+    provider reference."""
+    sent = stack.send(message(CITIZENS["no_app"], "sms_only")).json
+    stack.wait_stored(sent["id"])
+    stack.wait_idle()
+    return sent, sent["attempts"][0]["provider_reference"]
+
+
 class StartOnlySettings(StackTestCase):
     """Settings read once at start: a reload that changes them keeps the
     running values, and says so, one line per setting, naming it."""
@@ -300,10 +310,7 @@ class ReportsWhileStoreLocked(StackTestCase):
         s.expect_log(r"cannot write \(database is locked\)")
         s.expect_log(r"written after \d+ retries")
         s.expect_log(r"503 overloaded")
-        sent = s.send(message(CITIZENS["no_app"], "sms_only")).json
-        provider_id = sent["attempts"][0]["provider_reference"]
-        s.wait_stored(sent["id"])
-        s.wait_idle()
+        sent, provider_id = stored_sms(s)
         with store_write_locked(s):
             answers = []
             while len(answers) < 40 and (not answers or answers[-1].status == 200):
@@ -354,6 +361,30 @@ class ReportNotStorable(StackTestCase):
         self.assertEqual(r.status, 200, r.raw)
         poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
                    lambda: "report not stored once allowed: " + s.get(sent["id"]).raw)
+
+
+class ReportLookupFails(StackTestCase):
+    """While no message is in flight, a report is checked against the
+    stored sends. When that read fails (a damaged database), the webhook is
+    answered 503 store_unavailable, so that the provider retries: it was
+    404 unknown_message, which refused a real report for good. A column
+    renamed by another process makes the read fail here."""
+    stack_kwargs = {"ringring_status_url": False}
+
+    def test_failed_lookup_is_retried_not_refused(self):
+        s = self.stack
+        # The writer's status polls read the column too, once a second.
+        s.expect_log(r"^report lookup failed: no such column: channel$", r": 503 store_unavailable$",
+                     r"^poll failed: .*no such column")
+        sent, provider_id = stored_sms(s)
+        with s.column_hidden("attempts", "channel"):
+            r = ringring_dlr(s, sent["id"], provider_id)
+            self.assertEqual((r.status, r.json["code"], r.headers["Retry-After"]),
+                             (503, "store_unavailable", "1"), r.raw)
+        r = ringring_dlr(s, sent["id"], provider_id)
+        self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+        poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
+                   lambda: "report not stored on the retry: " + s.get(sent["id"]).raw)
 
 
 class StoreUnderLoad(StackTestCase):
