@@ -286,11 +286,19 @@ static enum MHD_Result handle_get_message(struct MHD_Connection *c, struct conn 
 	}
 	/* Another institution's message answers exactly like a missing one:
 	 * ids must not be probed across institutions. */
-	if (strlen(id) >= SMISD_ID_LEN || smisd_store_get_message(inst->name, id, &json) != 0) {
+	switch (strlen(id) >= SMISD_ID_LEN ? -ENOENT : smisd_store_get_message(inst->name, id, &json)) {
+	case 0:
+		ret = respond(c, st, 200, "application/json", json, 0, NULL, NULL);
+		break;
+	case -ENOENT:
 		ret = respond_code(c, st, 404, "not_found", "no message with this id for this institution");
-		goto out;
+		break;
+	case -EIO:
+		ret = respond_retry_soon(c, st, 503, "store_unavailable", "the message cannot be read now; retry shortly");
+		break;
+	default:
+		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 	}
-	ret = respond(c, st, 200, "application/json", json, 0, NULL, NULL);
 out:
 	smisd_generation_unref(g);
 	return ret;

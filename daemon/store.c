@@ -1135,6 +1135,19 @@ int smisd_store_pending(void)
 }
 
 
+/* A lookup's last step as its answer: 1 for a row, 0 for none, -EIO for
+ * an error (logged: `what` failed), which the caller must not take for
+ * "none". Called before the statement is reset, which keeps the message. */
+static int lookup_answer(int step, const char *what)
+{
+	if (step == SQLITE_ROW)
+		return 1;
+	if (step == SQLITE_DONE)
+		return 0;
+	smisd_log(SMIS_LOG_ERROR, "store", NULL, "%s failed: %s", what, sqlite3_errmsg(rdb));
+	return -EIO;
+}
+
 /* A message's answer as stored, with what moves on after it: its status
  * and when that last changed. */
 static json_object *answer_with_status(const char *answer, const char *status, int64_t updated_ms)
@@ -1149,43 +1162,17 @@ static json_object *answer_with_status(const char *answer, const char *status, i
 	return o;
 }
 
-int smisd_store_get_message(const char *institution, const char *id, char **json)
+/* The reports of message `id`, added to `reports`: 0, or -EIO (logged). */
+static int read_reports(const char *id, json_object *reports)
 {
 	sqlite3_stmt *st = NULL;
-	json_object *o = NULL, *reports;
-	int rc = -ENOENT;
+	int step = SQLITE_ERROR, rc;
 	char ts[40];
-	char *answer = NULL;
-	const char *status = NULL;
-	int64_t updated_ms = 0;
 
-	*json = NULL;
-	/* Answered, not committed yet: from memory. Its reports, if any came
-	 * already, wait as orphans, so the query below finds none. */
-	bool unstored = smisd_unstored_get(institution, id, &answer, &status, &updated_ms) == 0;
-	pthread_mutex_lock(&rlock);
-	if (unstored) {
-		o = answer_with_status(answer, status, updated_ms);
-	} else {
-		if (sqlite3_prepare_v2(rdb, "SELECT response, status, updated_ms FROM messages"
-					    " WHERE id = ? AND institution = ?", -1, &st, NULL) != SQLITE_OK)
-			goto out;
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, institution, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW)
-			goto out;
-		o = answer_with_status((const char *)sqlite3_column_text(st, 0),
-				       (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
-		sqlite3_finalize(st);
-		st = NULL;
-	}
-	if (!o)
-		goto out;
-	reports = json_object_new_array();
 	if (sqlite3_prepare_v2(rdb, "SELECT channel, device, status, at_ms, detail FROM reports"
 				    " WHERE message_id = ? ORDER BY at_ms, status", -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		while (sqlite3_step(st) == SQLITE_ROW) {
+		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 			json_object *r = json_object_new_object();
 			json_object_object_add(r, "channel", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
 			if (sqlite3_column_text(st, 1) && sqlite3_column_text(st, 1)[0])
@@ -1198,29 +1185,72 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 			json_object_array_add(reports, r);
 		}
 	}
-	json_object_object_add(o, "reports", reports);
-	*json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	rc = *json ? 0 : -ENOMEM;
-out:
+	rc = lookup_answer(step, "reading a message's reports") < 0 ? -EIO : 0;
 	sqlite3_finalize(st);
-	pthread_mutex_unlock(&rlock);
-	free(answer);
-	if (o)
-		json_object_put(o);
 	return rc;
 }
 
-/* A lookup's last step as its answer: 1 for a row, 0 for none, -EIO for
- * an error (logged: `what` failed), which the caller must not take for
- * "none". Called before the statement is reset, which keeps the message. */
-static int lookup_answer(int step, const char *what)
+/* The stored answer of message `id` of `institution`: its JSON object, or
+ * NULL with *rc -ENOENT (absent), -EIO (logged) or -ENOMEM. */
+static json_object *read_message(const char *institution, const char *id, int *rc)
 {
-	if (step == SQLITE_ROW)
-		return 1;
-	if (step == SQLITE_DONE)
-		return 0;
-	smisd_log(SMIS_LOG_ERROR, "store", NULL, "%s failed: %s", what, sqlite3_errmsg(rdb));
-	return -EIO;
+	sqlite3_stmt *st = NULL;
+	json_object *o = NULL;
+	int step = SQLITE_ERROR;
+
+	if (sqlite3_prepare_v2(rdb, "SELECT response, status, updated_ms FROM messages"
+				    " WHERE id = ? AND institution = ?", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, institution, -1, SQLITE_STATIC);
+		step = sqlite3_step(st);
+	}
+	/* Not "absent": 404 would tell the client the message is not there. */
+	switch (lookup_answer(step, "reading a message")) {
+	case 1:
+		o = answer_with_status((const char *)sqlite3_column_text(st, 0),
+				       (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
+		*rc = o ? 0 : -ENOMEM;
+		break;
+	case 0:
+		*rc = -ENOENT;
+		break;
+	default:
+		*rc = -EIO;
+	}
+	sqlite3_finalize(st);
+	return o;
+}
+
+int smisd_store_get_message(const char *institution, const char *id, char **json)
+{
+	json_object *o = NULL, *reports;
+	int rc = -ENOMEM;
+	char *answer = NULL;
+	const char *status = NULL;
+	int64_t updated_ms = 0;
+
+	*json = NULL;
+	/* Answered, not committed yet: from memory. Its reports, if any came
+	 * already, wait as orphans, so the query below finds none. */
+	bool unstored = smisd_unstored_get(institution, id, &answer, &status, &updated_ms) == 0;
+	pthread_mutex_lock(&rlock);
+	if (unstored)
+		o = answer_with_status(answer, status, updated_ms);
+	else
+		o = read_message(institution, id, &rc);
+	if (!o)
+		goto out;
+	reports = json_object_new_array();
+	json_object_object_add(o, "reports", reports);
+	if ((rc = read_reports(id, reports)) != 0)
+		goto out;
+	*json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	rc = *json ? 0 : -ENOMEM;
+out:
+	pthread_mutex_unlock(&rlock);
+	free(answer);
+	json_object_put(o);
+	return rc;
 }
 
 int smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref)

@@ -39,7 +39,8 @@ int smisd_store_submit_reports(const char *channel, bool by_id, const struct smi
 void smisd_store_set_report_bound(size_t bound);
 
 /* Reads (any thread). Return 0 and a JSON text the caller frees with
- * free(), -ENOENT when absent (or owned by another institution). */
+ * free(), -ENOENT when absent (or owned by another institution), -EIO
+ * (logged) when the store cannot be read, or -ENOMEM. */
 int smisd_store_get_message(const char *institution, const char *id, char **json);
 
 /* Whether a send on `channel` returned `provider_ref` (with `by_id`: was

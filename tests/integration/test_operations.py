@@ -387,6 +387,26 @@ class ReportLookupFails(StackTestCase):
                    lambda: "report not stored on the retry: " + s.get(sent["id"]).raw)
 
 
+class MessageReadFails(StackTestCase):
+    """GET /v1/messages/{id} when the store cannot be read (a damaged
+    database; a column renamed by another process here): 503
+    store_unavailable, so that the client retries. It was 404 not_found,
+    which says the message does not exist, and a failed read of its
+    reports answered 200 without them."""
+
+    def test_failed_read_is_503_not_404(self):
+        s = self.stack
+        s.expect_log(r"^reading a message('s reports)? failed: no such column: (response|device)$",
+                     r": 503 store_unavailable$")
+        sent, _ = stored_sms(s)
+        for table, column in (("messages", "response"), ("reports", "device")):
+            with self.subTest(hidden=column), s.column_hidden(table, column):
+                r = s.get(sent["id"])
+                self.assertEqual((r.status, r.json["code"], r.headers["Retry-After"]),
+                                 (503, "store_unavailable", "1"), r.raw)
+        self.assertEqual(s.get(sent["id"]).status, 200)
+
+
 class StoreUnderLoad(StackTestCase):
     """The WAL is copied into the database and started over while the
     writes go on: without that it grows for as long as the load lasts."""
