@@ -557,78 +557,132 @@ static void expire_orphans(void)
 	sqlite3_reset(st_orphan_count);
 }
 
+/* A poll job: SMIS_OP_STATUS on `ch` for message `id`'s send that returned
+ * `ref`; NULL when out of memory. */
+static struct smisd_job *poll_job(struct smisd_generation *g, const struct smisd_channel *ch, const char *id,
+				  const char *ref)
+{
+	struct smisd_job *job = calloc(1, sizeof(*job));
+	if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *)))) {
+		free(job);
+		return NULL;
+	}
+	snprintf(job->id, sizeof(job->id), "%s", id);
+	snprintf(job->poll_ref, sizeof(job->poll_ref), "%s", ref);
+	job->gen = smisd_generation_ref(g);
+	job->poll_channel = ch;
+	job->single_op = SMIS_OP_STATUS;
+	job->deadline_mono = smisd_monotonic_ms() + g->settings.job_timeout_ms;
+	job->msg.size = sizeof(job->msg);
+	job->msg.id = job->id;
+	job->msg.recipient = "";
+	job->msg.institution = "";
+	job->msg.provider_ref = job->poll_ref;
+	return job;
+}
+
 /* Messages sent whose final report has not come: ask the channel (its
  * SMIS_OP_STATUS) through the dispatcher. Runs on the writer thread, so
  * the bookkeeping update needs no other connection. The polls are handed
  * to the loops only after the COMMIT that counts them, so that what the
- * store says (polls made, next poll) is never behind what was asked. */
-#define POLL_BATCH 256
+ * store says (polls made, next poll) is never behind what was asked.
+ *
+ * A round asks each polled send of a due message (govapp_and_sms has two)
+ * and counts one poll of the message. The sends are all read before any
+ * count is written: a message row updated under the open SELECT read as
+ * NULL in the rows after, so the second send was polled for message
+ * "(null)" and its reports were never matched. */
+#define POLL_BATCH 256 /* messages a round */
+#define POLLED_SEND "a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
+struct poll_count {
+	char id[SMISD_ID_LEN];
+	int polls; /* made before this round */
+};
+
+/* The due messages into `counts` (*n of them), and a poll job for each of
+ * their sends on a channel with SMIS_CAP_STATUS into `due`: SQLITE_DONE,
+ * or the error. */
+static int read_due(struct smisd_generation *g, int64_t now, struct poll_count *counts, size_t *n,
+		    struct smisd_job_queue *due)
+{
+	sqlite3_stmt *sel = NULL;
+	int rc;
+
+	*n = 0;
+	if ((rc = sqlite3_prepare_v2(wdb, "SELECT m.id, a.channel, a.provider_ref, m.polls FROM"
+					  " (SELECT id, polls FROM messages WHERE next_poll_ms IS NOT NULL AND next_poll_ms <= ?"
+					  "  AND EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = messages.id AND " POLLED_SEND ")"
+					  "  LIMIT 256 /* POLL_BATCH */) m"
+					  " JOIN attempts a ON a.message_id = m.id WHERE " POLLED_SEND " ORDER BY m.id",
+				     -1, &sel, NULL)) != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(sel, 1, now);
+	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(sel, 0);
+		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
+		struct smisd_job *job;
+		/* A message's rows come together (ORDER BY m.id). */
+		if (*n == 0 || strcmp(counts[*n - 1].id, id) != 0) {
+			if (*n == POLL_BATCH) /* not counted: not asked (LIMIT: cannot happen) */
+				continue;
+			snprintf(counts[*n].id, sizeof(counts[*n].id), "%s", id);
+			counts[(*n)++].polls = sqlite3_column_int(sel, 3);
+		}
+		if (ch && (ch->caps & SMIS_CAP_STATUS) &&
+		    (job = poll_job(g, ch, id, (const char *)sqlite3_column_text(sel, 2))))
+			smisd_job_queue_push(due, job);
+	}
+	sqlite3_finalize(sel);
+	return rc;
+}
+
+/* Count a poll of each message, and set its next one: SQLITE_OK or the error. */
+static int count_polls(struct smisd_generation *g, int64_t now, const struct poll_count *counts, size_t n)
+{
+	sqlite3_stmt *upd = NULL;
+	int rc = sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = ?, next_poll_ms = ? WHERE id = ?", -1, &upd, NULL);
+
+	for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+		int polls = counts[i].polls + 1;
+		int64_t next = polls >= g->settings.poll_max ? 0 :
+			       now + ((int64_t)g->settings.poll_interval_s * 1000 << (polls - 1 < 10 ? polls - 1 : 10));
+		sqlite3_bind_int(upd, 1, polls);
+		if (next)
+			sqlite3_bind_int64(upd, 2, next);
+		else
+			sqlite3_bind_null(upd, 2);
+		sqlite3_bind_text(upd, 3, counts[i].id, -1, SQLITE_STATIC);
+		rc = run_stmt(upd);
+	}
+	sqlite3_finalize(upd);
+	return rc;
+}
+
 static void poll_due(void)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
-	sqlite3_stmt *sel = NULL, *upd = NULL;
 	int64_t now = smisd_now_ms();
-	struct smisd_job *due[POLL_BATCH];
-	size_t n_due = 0;
+	struct poll_count counts[POLL_BATCH];
+	struct smisd_job_queue due = { NULL, NULL };
+	struct smisd_job *job;
+	size_t n;
 	int rc;
 
 	if (!g || g->settings.poll_after_s <= 0)
 		goto out;
-	if ((rc = sqlite3_prepare_v2(wdb, "SELECT m.id, a.channel, a.provider_ref, m.polls FROM messages m"
-					  " JOIN attempts a ON a.message_id = m.id"
-					  " WHERE m.next_poll_ms IS NOT NULL AND m.next_poll_ms <= ?"
-					  " AND a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
-					  " LIMIT 256" /* POLL_BATCH */, -1, &sel, NULL)) != SQLITE_OK ||
-	    (rc = sqlite3_prepare_v2(wdb, "UPDATE messages SET polls = polls + 1, next_poll_ms = ? WHERE id = ?",
-				     -1, &upd, NULL)) != SQLITE_OK ||
-	    (rc = sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
+	if ((rc = sqlite3_exec(wdb, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
 		goto failed;
-	sqlite3_bind_int64(sel, 1, now);
-	while (n_due < POLL_BATCH && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(sel, 0);
-		const struct smisd_channel *ch = smisd_generation_channel(g, (const char *)sqlite3_column_text(sel, 1));
-		int polls = sqlite3_column_int(sel, 3) + 1;
-		int64_t next = polls >= g->settings.poll_max ? 0 :
-			       now + ((int64_t)g->settings.poll_interval_s * 1000 << (polls - 1 < 10 ? polls - 1 : 10));
-		if (next)
-			sqlite3_bind_int64(upd, 1, next);
-		else
-			sqlite3_bind_null(upd, 1);
-		sqlite3_bind_text(upd, 2, id, -1, SQLITE_TRANSIENT);
-		/* A poll whose count is not written is not made. */
-		if ((rc = run_stmt(upd)) != SQLITE_OK)
-			break;
-		rc = SQLITE_ROW;
-		if (!ch || !(ch->caps & SMIS_CAP_STATUS))
-			continue;
-		struct smisd_job *job = calloc(1, sizeof(*job));
-		if (!job || !(job->calls = calloc(g->n_channels + 1, sizeof(void *)))) {
-			free(job);
-			continue;
-		}
-		snprintf(job->id, sizeof(job->id), "%s", id);
-		snprintf(job->poll_ref, sizeof(job->poll_ref), "%s", (const char *)sqlite3_column_text(sel, 2));
-		job->gen = smisd_generation_ref(g);
-		job->poll_channel = ch;
-		job->single_op = SMIS_OP_STATUS;
-		job->deadline_mono = smisd_monotonic_ms() + g->settings.job_timeout_ms;
-		job->msg.size = sizeof(job->msg);
-		job->msg.id = job->id;
-		job->msg.recipient = "";
-		job->msg.institution = "";
-		job->msg.provider_ref = job->poll_ref;
-		due[n_due++] = job;
-	}
-	sqlite3_reset(sel);
-	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+	/* A poll whose count is not written is not made. */
+	if ((rc = read_due(g, now, counts, &n, &due)) == SQLITE_DONE &&
+	    (rc = count_polls(g, now, counts, n)) == SQLITE_OK)
 		rc = sqlite3_exec(wdb, "COMMIT", NULL, NULL, NULL);
 	if (rc == SQLITE_OK) {
-		for (size_t i = 0; i < n_due; i++)
-			smisd_dispatcher_submit(due[i]);
+		while ((job = smisd_job_queue_pop(&due)))
+			smisd_dispatcher_submit(job);
 		goto out;
 	}
-	for (size_t i = 0; i < n_due; i++)
-		smisd_job_free(due[i]);
+	while ((job = smisd_job_queue_pop(&due)))
+		smisd_job_free(job);
 failed:
 	store_failed("poll", NULL, rc);
 	/* A failed COMMIT (SQLITE_BUSY) leaves the transaction open, and the
@@ -636,8 +690,6 @@ failed:
 	if (!sqlite3_get_autocommit(wdb) && (rc = sqlite3_exec(wdb, "ROLLBACK", NULL, NULL, NULL)) != SQLITE_OK)
 		store_failed("poll_rollback", NULL, rc);
 out:
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
 	smisd_generation_unref(g);
 }
 

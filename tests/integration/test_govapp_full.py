@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -748,6 +749,39 @@ class TamperingAndPolling(GovAppCase):
                              (False, "authentication_failed", None), m)
         g = self.wait_message(second["message_id"], lambda m: m["status"] == "undelivered", "status undelivered")
         self.assertIn(("govapp_failed"), [x.get("detail") for x in g["reports"]])
+
+
+class PollingBothChannels(GovAppCase):
+    """govapp_and_sms sends on both channels, and each status poll round
+    asks both and counts one poll of the message. The SMS's poll was made
+    for message "(null)": the first send's count, written while the rows
+    were read, blanked the message's id in the next row, so its delivery
+    report never reached the message."""
+    stack_kwargs = {"extra_conf": "status_poll = { after_s = 1; interval_s = 1; max_polls = 3; };",
+                    "ringring_status_url": False}
+
+    def stored_polls(self, mid):
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
+        try:
+            return con.execute("SELECT polls, next_poll_ms FROM messages WHERE id = ?", (mid,)).fetchone()
+        finally:
+            con.close()
+
+    def test_a_round_asks_both_and_counts_once(self):
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_status": "200"})
+        r = self.stack.send(four_languages(CITIZENS["app_nl"], "govapp_and_sms"))
+        self.assertEqual((r.status, r.json["channels"]), (201, [APP, SMS]), r.raw)
+        mid = r.json["id"]
+        nid = [a for a in r.json["attempts"] if a["channel"] == APP and a["operation"] == "send"][0][
+            "provider_reference"]
+        # The SMS's final report, found by polling, ends the polling.
+        g = self.wait_message(mid, lambda m: any(x["channel"] == SMS for x in m["reports"]), "the SMS report")
+        self.assertEqual([(x["status"], x["detail"]) for x in g["reports"] if x["channel"] == SMS],
+                         [("delivered", "ringring_status_200")])
+        self.assertEqual(self.stored_polls(mid), (1, None))
+        wait_for(lambda: len(self.sim_requests("/v1/notifications/" + nid, "GET")), lambda n: n == 1,
+                 "one poll of the app notification", 5)
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/stats").json["status_requests"], 1)
 
 
 class WrongSecretStack(Stack):
