@@ -363,6 +363,36 @@ class ReportNotStorable(StackTestCase):
                    lambda: "report not stored once allowed: " + s.get(sent["id"]).raw)
 
 
+class MessageNotStorable(StackTestCase):
+    """A message whose rows the store refuses partway for a reason a retry
+    would not cure (a trigger on its third attempt here; a damaged database
+    in life) is stored whole or not at all: its message row and first two
+    attempts went into the commit. Logged and counted as not stored."""
+
+    def test_refused_attempt_leaves_no_partial_record(self):
+        s = self.stack
+        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
+                     r"^answered, but the record could not be stored$")
+        con = sqlite3.connect(os.path.join(s.dir, "smis.db"), isolation_level=None)
+        try:
+            # The SMS, after the app's lookup and send: two attempts in before.
+            con.execute("CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts WHEN NEW.seq = 2"
+                        " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END")
+            r = s.send(message(CITIZENS["app_nl"], "govapp_and_sms"))
+            self.assertEqual((r.status, len(r.json["attempts"])), (201, 3), r.raw)
+            s.wait_idle()  # its slot is given back after the commit
+            self.assertEqual([con.execute("SELECT count(*) FROM %s WHERE %s = ?" % t, (r.json["id"],)).fetchone()[0]
+                              for t in (("messages", "id"), ("attempts", "message_id"))], [0, 0])
+            self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 1)
+            con.execute("DROP TRIGGER refuse_attempts")
+        finally:
+            con.close()
+        self.assertEqual(s.get(r.json["id"]).status, 404)
+        other = s.send(message(CITIZENS["no_app"], "sms_only"))
+        s.wait_stored(other.json["id"])
+        self.assertEqual(s.get(other.json["id"]).status, 200)
+
+
 class ReportLookupFails(StackTestCase):
     """While no message is in flight, a report is checked against the
     stored sends. When that read fails (a damaged database), the webhook is
