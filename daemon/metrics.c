@@ -49,7 +49,7 @@ static const struct family families[] = {
 	  COUNTER },
 	{ "smis_store_errors_total",
 	  "Store statements that failed outside a retried transaction (a message's record, a report, a status poll,"
-	  " orphan expiry), by operation",
+	  " orphan expiry, retention), by operation",
 	  COUNTER },
 	{ NULL, NULL, COUNTER },
 };

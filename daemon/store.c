@@ -299,12 +299,17 @@ static int write_report(const struct report_item *it);
 
 /* A statement of the writer failed where nothing retries it: said once in
  * the log (what and why, never a row's content) and counted. */
-static void store_failed(const char *operation, const char *id, int rc)
+static void count_store_error(const char *operation)
 {
 	char labels[64];
 
 	snprintf(labels, sizeof(labels), "operation=\"%s\"", operation);
 	smisd_metric_add("smis_store_errors_total", labels, 1);
+}
+
+static void store_failed(const char *operation, const char *id, int rc)
+{
+	count_store_error(operation);
 	smisd_log(SMIS_LOG_ERROR, "store", id, "%s failed: %s (%s)", operation, sqlite3_errstr(rc),
 		  sqlite3_errmsg(wdb));
 }
@@ -947,6 +952,8 @@ static bool purge_expired(void)
 	if (keep_s <= 0)
 		return false;
 	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000, &more);
+	if (n < 0)
+		count_store_error("retention"); /* logged by the purge */
 	if (n > 0) {
 		smisd_metric_add("smis_store_purged_messages_total", "", (double)n);
 		smisd_log(SMIS_LOG_DEBUG, "store", NULL, "retention: deleted %ld messages older than %lld s", n, keep_s);

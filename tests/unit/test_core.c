@@ -9,6 +9,8 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #include "metrics.h"
 #include "plugin_loader.h"
 #include "ratelimit.h"
+#include "retention.h"
 
 static char dir[256];       /* temp folder: plugins/ and config files */
 static char plugdir[300];
@@ -670,6 +673,47 @@ static void test_ratelimit_names(void)
 	smisd_ratelimit_reset();
 }
 
+/* A store's tables, enough for the retention, with one message of now. */
+static sqlite3 *retention_db(const char *path)
+{
+	sqlite3 *db = NULL;
+	char id[40], sql[200];
+
+	unlink(path);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	smisd_new_id("msg_", id, sizeof(id));
+	snprintf(sql, sizeof(sql),
+		 "CREATE TABLE messages (id TEXT PRIMARY KEY); CREATE TABLE attempts (message_id TEXT);"
+		 " CREATE TABLE reports (message_id TEXT); INSERT INTO messages VALUES ('%s');", id);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
+/* A read that fails (the database locked by another connection: an
+ * operator's shell in a transaction) is an error, logged and counted by
+ * the store, not "nothing to delete". */
+static void test_retention_read_fails(void)
+{
+	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	char path[300];
+	sqlite3 *db, *other = NULL;
+	bool more;
+
+	snprintf(path, sizeof(path), "%s/retention.db", dir);
+	db = retention_db(path);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &other), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), -1);
+	CU_ASSERT_TRUE(sqlite3_get_autocommit(db)); /* no transaction left open */
+	CU_ASSERT_EQUAL(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	/* The lock gone, the message goes. */
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), 1);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), 0);
+	sqlite3_close(db);
+	unlink(path);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -687,6 +731,7 @@ int main(void)
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
+	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
