@@ -25,6 +25,7 @@
 #include "plugin_loader.h"
 #include "ratelimit.h"
 #include "retention.h"
+#include "unstored.h"
 
 static char dir[256];       /* temp folder: plugins/ and config files */
 static char plugdir[300];
@@ -714,6 +715,27 @@ static void test_retention_read_fails(void)
 	unlink(path);
 }
 
+/* Removing a job that is not in the index leaves the others findable. */
+static void test_unstored_remove_absent(void)
+{
+	struct smisd_institution inst = { .name = (char *)"inst-a" };
+	struct smisd_job kept = { .inst = &inst, .status = "sent" }, never = { .inst = &inst };
+	char *answer = NULL;
+	const char *status = NULL;
+	int64_t updated_ms;
+
+	snprintf(kept.id, sizeof(kept.id), "msg_kept");
+	snprintf(never.id, sizeof(never.id), "msg_never_added");
+	smisd_unstored_remove(&never);
+	smisd_unstored_add(&kept);
+	CU_ASSERT_TRUE(smisd_unstored_exists("msg_kept"));
+	CU_ASSERT_EQUAL(smisd_unstored_get("inst-a", "msg_kept", &answer, &status, &updated_ms), 0);
+	CU_ASSERT_STRING_EQUAL(status ? status : "", "sent");
+	free(answer);
+	smisd_unstored_remove(&kept);
+	CU_ASSERT_FALSE(smisd_unstored_exists("msg_kept"));
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -732,6 +754,7 @@ int main(void)
 	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
+	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
