@@ -351,11 +351,19 @@ static enum MHD_Result handle_get_message(struct MHD_Connection *c, struct conn 
 	}
 	/* Another institution's message answers exactly like a missing one:
 	 * ids must not be probed across institutions. */
-	if (strlen(id) >= SMISD_ID_LEN || smisd_store_get_message(inst->name, id, &json) != 0) {
+	switch (strlen(id) >= SMISD_ID_LEN ? -ENOENT : smisd_store_get_message(inst->name, id, &json)) {
+	case 0:
+		ret = respond(c, st, 200, "application/json", json, 0, NULL, NULL);
+		break;
+	case -ENOENT:
 		ret = respond_code(c, st, 404, "not_found", "no message with this id for this institution");
-		goto out;
+		break;
+	case -EIO:
+		ret = respond_retry_soon(c, st, 503, "store_unavailable", "the message cannot be read now; retry shortly");
+		break;
+	default:
+		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 	}
-	ret = respond(c, st, 200, "application/json", json, 0, NULL, NULL);
 out:
 	smisd_generation_unref(g);
 	return ret;
@@ -446,11 +454,21 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		/* A report for a message SMIS never sent is refused. One that
 		 * overtakes its send's answer (a fast DLR) is kept instead, which
 		 * is only possible while messages are in flight. */
-		size_t unknown = 0;
+		size_t unknown = 0, unread = 0;
 		int busy = atomic_load(&in_flight) > 0;
-		for (size_t i = 0; i < n && i < 16; i++)
-			if (!busy && !smisd_store_provider_ref_known(ch->name, by_id, reports[i].provider_ref))
-				unknown++;
+		for (size_t i = 0; i < n && i < 16 && !busy; i++) {
+			int known = smisd_store_provider_ref_known(ch->name, by_id, reports[i].provider_ref);
+			unknown += known == 0;
+			unread += known < 0;
+		}
+		/* Refused for good only if known to be unknown: the sender
+		 * retries a 503, and the store may answer then. */
+		if (n > 0 && unread > 0 && unknown + unread == n) {
+			ret = respond_retry_soon(c, st, 503, "store_unavailable",
+						 "the message of this report cannot be looked up now; nothing was "
+						 "kept, retry shortly");
+			goto out;
+		}
 		if (n > 0 && unknown == n) {
 			smisd_log(SMIS_LOG_WARN, ch->self.component, NULL,
 				  "callback for an unknown message refused, request %s", st->request_id);
@@ -943,10 +961,19 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
-		if (smisd_store_message_exists(req.message_id)) {
+		switch (smisd_store_message_exists(req.message_id)) {
+		case 0:
+			break;
+		case 1:
 			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
 					  "this message id was used already; ask POST /v1/recipients/keys for a new one");
 			ret = respond_problem(c, st, &pb);
+			goto out;
+		default:
+			/* Sending could send the message a second time. */
+			ret = respond_retry_soon(c, st, 503, "store_unavailable",
+						 "whether this message id was used cannot be told now; nothing was "
+						 "sent, retry shortly");
 			goto out;
 		}
 		/* Past the retention its message may have been deleted: whether

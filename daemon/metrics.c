@@ -51,7 +51,8 @@ static const struct family families[] = {
 	  "Store transactions rolled back for a transient failure (database locked, full, read-only, I/O) and retried",
 	  COUNTER },
 	{ "smis_store_errors_total",
-	  "Store statements that failed outside a retried transaction (a report, a status poll, orphan expiry), by operation",
+	  "Store statements that failed outside a retried transaction (a message's record, a report, a status poll,"
+	  " orphan expiry, retention), by operation",
 	  COUNTER },
 	/* Kept outside the series table (`dropped`), which may be full. */
 	{ DROPPED_FAMILY,

@@ -47,6 +47,7 @@ static const struct {
 	PROBLEM("idempotency_in_progress", "A request with this Idempotency-Key is still being processed"),
 	PROBLEM("idempotency_key_reused", "This Idempotency-Key was used for a different request"),
 	PROBLEM("idempotency_unavailable", "Whether this Idempotency-Key was used cannot be told now"),
+	PROBLEM("store_unavailable", "The status store cannot be read now"),
 	PROBLEM("overloaded", "Too many messages in flight; retry later"),
 	PROBLEM("rate_limited", "Too many requests from this institution; retry later"),
 	PROBLEM("quota_exceeded", "The institution's daily message quota is used up"),

@@ -33,16 +33,20 @@ static const char *const purge_sql[] = {
 	"DELETE FROM messages WHERE id <= ?1",
 };
 
-/* The largest id of the next batch to delete, into `bound`; 0 when there
- * is nothing older than `cut`. */
+/* The largest id of the next batch to delete, into `bound`: 1, or 0 when
+ * there is nothing older than `cut`, or -1 when the read failed (the
+ * connection keeps SQLite's message). */
 static int batch_bound(sqlite3_stmt *sel, const char *cut, char *bound, size_t size)
 {
-	int found = 0;
+	int found = -1, step;
 	sqlite3_reset(sel);
 	sqlite3_bind_text(sel, 1, cut, -1, SQLITE_STATIC);
-	if (sqlite3_step(sel) == SQLITE_ROW && sqlite3_column_type(sel, 0) == SQLITE_TEXT) {
+	step = sqlite3_step(sel);
+	if (step == SQLITE_ROW && sqlite3_column_type(sel, 0) == SQLITE_TEXT) {
 		snprintf(bound, size, "%s", (const char *)sqlite3_column_text(sel, 0));
 		found = 1;
+	} else if (step == SQLITE_ROW || step == SQLITE_DONE) {
+		found = 0;
 	}
 	sqlite3_reset(sel);
 	return found;
@@ -69,7 +73,9 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 
 		pthread_mutex_lock(gate);
 		ok = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
-		found = ok && batch_bound(sel, cut, bound, sizeof(bound));
+		/* A failed read is not "nothing to delete". */
+		found = ok ? batch_bound(sel, cut, bound, sizeof(bound)) : 0;
+		ok = ok && found >= 0;
 		for (int i = 0; ok && found && i < 3; i++) {
 			sqlite3_reset(del[i]);
 			sqlite3_bind_text(del[i], 1, bound, -1, SQLITE_STATIC);
@@ -82,7 +88,8 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 		 * unseen: a transaction left open would make the writer's next
 		 * BEGIN fail. */
 		if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-			smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: delete failed: %s", sqlite3_errmsg(db));
+			smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", found < 0 ? "read" : "delete",
+				  sqlite3_errmsg(db));
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			pthread_mutex_unlock(gate);
 			purged = -1;

@@ -39,15 +39,18 @@ int smisd_store_submit_reports(const char *channel, bool by_id, const struct smi
 void smisd_store_set_report_bound(size_t bound);
 
 /* Reads (any thread). Return 0 and a JSON text the caller frees with
- * free(), -ENOENT when absent (or owned by another institution). */
+ * free(), -ENOENT when absent (or owned by another institution), -EIO
+ * (logged) when the store cannot be read, or -ENOMEM. */
 int smisd_store_get_message(const char *institution, const char *id, char **json);
 
 /* Whether a send on `channel` returned `provider_ref` (with `by_id`: was
- * made for message `provider_ref`); reports for unknown messages are refused. */
-bool smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref);
+ * made for message `provider_ref`); reports for unknown messages are
+ * refused. 1 when it did, 0 when not, -EIO (logged) when that cannot be told. */
+int smisd_store_provider_ref_known(const char *channel, bool by_id, const char *provider_ref);
 
-/* Whether a message id is taken (passthrough ids come from the client). */
-bool smisd_store_message_exists(const char *id);
+/* Whether a message id is taken (passthrough ids come from the client): 1
+ * when it is, 0 when not, -EIO (logged) when that cannot be told. */
+int smisd_store_message_exists(const char *id);
 
 /* Idempotency: 0 and the stored request hash + answer when the key was
  * used before by this institution, -ENOENT when it was not; -ENOMEM or

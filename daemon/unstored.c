@@ -57,8 +57,12 @@ void smisd_unstored_remove(struct smisd_job *job)
 	pthread_mutex_lock(&lock);
 	for (pp = &by_id[hash2(job->id, NULL)]; *pp && *pp != job; pp = &(*pp)->unstored_by_id)
 		;
-	if (*pp)
+	/* Counted only if it was here: a count below the jobs held would
+	 * read 0 with one left, and the lookups skip the tables at 0. */
+	if (*pp) {
 		*pp = job->unstored_by_id;
+		count--;
+	}
 	if (job->idem_key) {
 		for (pp = &by_key[hash2(job->inst->name, job->idem_key)]; *pp && *pp != job;
 		     pp = &(*pp)->unstored_by_key)
@@ -66,7 +70,6 @@ void smisd_unstored_remove(struct smisd_job *job)
 		if (*pp)
 			*pp = job->unstored_by_key;
 	}
-	count--;
 	pthread_mutex_unlock(&lock);
 }
 

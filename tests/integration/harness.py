@@ -6,6 +6,7 @@ Every process is started by the test and stopped by PID. smisd's log is
 scanned at the end: an ERROR or WARN line the test did not declare as
 expected fails the test.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -308,8 +309,8 @@ institutions = (
                     bad.append(line.strip())
         return bad
 
-    def expect_log(self, pattern):
-        self.expected_log.append(pattern)
+    def expect_log(self, *patterns):
+        self.expected_log.extend(patterns)
 
     def log_text(self):
         with open(self.smisd_log) as f:
@@ -338,6 +339,23 @@ institutions = (
         the file itself (not through GET) waits for that first."""
         poll_until(lambda: self.stored_status(msg_id) is not None, timeout,
                    lambda: "message %s not committed after %s s" % (msg_id, timeout))
+
+    @contextlib.contextmanager
+    def column_hidden(self, table, column):
+        """Rename a column of the store from another process for the length
+        of the with block, as a damaged database would, so that smisd's
+        reads (and writes) of it fail; renamed back after."""
+        def rename(old, new):
+            con = sqlite3.connect(os.path.join(self.dir, "smis.db"), isolation_level=None)
+            try:
+                con.execute("ALTER TABLE %s RENAME COLUMN %s TO %s" % (table, old, new))
+            finally:
+                con.close()
+        rename(column, column + "_hidden")
+        try:
+            yield
+        finally:
+            rename(column + "_hidden", column)
 
     def wait_idle(self, timeout=10):
         """Wait until no message is in flight (/healthz's in_flight is 0). A

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -468,6 +469,35 @@ class PassthroughBeforeTheCommit(GovAppCase):
         self.assertEqual(len(self.sends()), 1)
 
 
+class PassthroughIdLookupFails(GovAppCase):
+    """When the store cannot tell whether a message_id was used (the read
+    fails: a damaged database), the send is refused with 503
+    store_unavailable: taking the id as unused sent the message a second
+    time, and its record then failed on the duplicate key. A column renamed
+    by another process makes the read fail here."""
+
+    def test_failed_lookup_sends_nothing(self):
+        s = self.stack
+        s.expect_log(r"^message id lookup failed: no such column: id$")
+        s.expect_log(r": 503 store_unavailable$")
+        # The writer's own chores read the column too, once a second.
+        s.expect_log(r"^(poll failed|retention): .*no such column")
+        request = json.loads(self.encrypt("--dry-run", "--to", CITIZENS["app_fr"], "--strategy", "govapp_only",
+                                          "--title", "Bericht", "--body", "Inhoud 88", check=0).stdout)
+        r = s.send(request)
+        self.assertEqual((r.status, r.json["id"]), (201, request["message_id"]), r.raw)
+        s.wait_stored(request["message_id"])
+        s.wait_idle()
+        with s.column_hidden("messages", "id"):
+            again = s.send(request)
+            self.assertEqual((again.status, again.json["code"], again.headers["Retry-After"]),
+                             (503, "store_unavailable", "1"), again.raw)
+        self.assertEqual(len(self.sends()), 1)
+        after = s.send(request)
+        self.assertEqual((after.status, after.json["code"]), (409, "message_id_used"), after.raw)
+        self.assertEqual(len(self.sends()), 1)
+
+
 class InlineSealing(GovAppCase):
     """limits.prepare_threads = 0: the dispatcher seals itself instead of
     handing the sealing to worker threads (the default); same outcome."""
@@ -719,6 +749,39 @@ class TamperingAndPolling(GovAppCase):
                              (False, "authentication_failed", None), m)
         g = self.wait_message(second["message_id"], lambda m: m["status"] == "undelivered", "status undelivered")
         self.assertIn(("govapp_failed"), [x.get("detail") for x in g["reports"]])
+
+
+class PollingBothChannels(GovAppCase):
+    """govapp_and_sms sends on both channels, and each status poll round
+    asks both and counts one poll of the message. The SMS's poll was made
+    for message "(null)": the first send's count, written while the rows
+    were read, blanked the message's id in the next row, so its delivery
+    report never reached the message."""
+    stack_kwargs = {"extra_conf": "status_poll = { after_s = 1; interval_s = 1; max_polls = 3; };",
+                    "ringring_status_url": False}
+
+    def stored_polls(self, mid):
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
+        try:
+            return con.execute("SELECT polls, next_poll_ms FROM messages WHERE id = ?", (mid,)).fetchone()
+        finally:
+            con.close()
+
+    def test_a_round_asks_both_and_counts_once(self):
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_status": "200"})
+        r = self.stack.send(four_languages(CITIZENS["app_nl"], "govapp_and_sms"))
+        self.assertEqual((r.status, r.json["channels"]), (201, [APP, SMS]), r.raw)
+        mid = r.json["id"]
+        nid = [a for a in r.json["attempts"] if a["channel"] == APP and a["operation"] == "send"][0][
+            "provider_reference"]
+        # The SMS's final report, found by polling, ends the polling.
+        g = self.wait_message(mid, lambda m: any(x["channel"] == SMS for x in m["reports"]), "the SMS report")
+        self.assertEqual([(x["status"], x["detail"]) for x in g["reports"] if x["channel"] == SMS],
+                         [("delivered", "ringring_status_200")])
+        self.assertEqual(self.stored_polls(mid), (1, None))
+        wait_for(lambda: len(self.sim_requests("/v1/notifications/" + nid, "GET")), lambda n: n == 1,
+                 "one poll of the app notification", 5)
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/stats").json["status_requests"], 1)
 
 
 class WrongSecretStack(Stack):

@@ -155,6 +155,16 @@ def ringring_dlr(stack, msg_id, provider_id, code="200"):
                 {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
 
 
+def stored_sms(stack):
+    """Send an SMS and wait until it is stored and nothing is in flight
+    (a report is then checked against the stored sends); its answer and
+    provider reference."""
+    sent = stack.send(message(CITIZENS["no_app"], "sms_only")).json
+    stack.wait_stored(sent["id"])
+    stack.wait_idle()
+    return sent, sent["attempts"][0]["provider_reference"]
+
+
 class StartOnlySettings(StackTestCase):
     """Settings read once at start: a reload that changes them keeps the
     running values, and says so, one line per setting, naming it."""
@@ -266,13 +276,6 @@ class IdempotencyLookupFails(StackTestCase):
     retried message a second time. A column renamed by another process
     makes the read fail here."""
 
-    def rename_idem_key(self, old, new):
-        con = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"), isolation_level=None)
-        try:
-            con.execute("ALTER TABLE messages RENAME COLUMN %s TO %s" % (old, new))
-        finally:
-            con.close()
-
     def test_failed_lookup_sends_nothing(self):
         s = self.stack
         s.expect_log(r"^idempotency lookup failed: no such column: idem_key$")
@@ -282,14 +285,11 @@ class IdempotencyLookupFails(StackTestCase):
         self.assertEqual(first.status, 201, first.raw)
         s.wait_stored(first.json["id"])
         s.wait_idle()
-        self.rename_idem_key("idem_key", "idem_key_hidden")
-        try:
+        with s.column_hidden("messages", "idem_key"):
             for key in ("lookup-0", "lookup-1"):
                 r = s.send(body, headers={"Idempotency-Key": key})
                 self.assertEqual((r.status, r.json["code"], r.headers["Retry-After"]),
                                  (503, "idempotency_unavailable", "1"), r.raw)
-        finally:
-            self.rename_idem_key("idem_key_hidden", "idem_key")
         self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 1)
         again = s.send(body, headers={"Idempotency-Key": "lookup-0"})
         self.assertEqual((again.status, again.json["id"]), (200, first.json["id"]), again.raw)
@@ -310,10 +310,7 @@ class ReportsWhileStoreLocked(StackTestCase):
         s.expect_log(r"cannot write \(database is locked\)")
         s.expect_log(r"written after \d+ retries")
         s.expect_log(r"503 overloaded")
-        sent = s.send(message(CITIZENS["no_app"], "sms_only")).json
-        provider_id = sent["attempts"][0]["provider_reference"]
-        s.wait_stored(sent["id"])
-        s.wait_idle()
+        sent, provider_id = stored_sms(s)
         with store_write_locked(s):
             answers = []
             while len(answers) < 40 and (not answers or answers[-1].status == 200):
@@ -364,6 +361,80 @@ class ReportNotStorable(StackTestCase):
         self.assertEqual(r.status, 200, r.raw)
         poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
                    lambda: "report not stored once allowed: " + s.get(sent["id"]).raw)
+
+
+class MessageNotStorable(StackTestCase):
+    """A message whose rows the store refuses partway for a reason a retry
+    would not cure (a trigger on its third attempt here; a damaged database
+    in life) is stored whole or not at all: its message row and first two
+    attempts went into the commit. Logged and counted as not stored."""
+
+    def test_refused_attempt_leaves_no_partial_record(self):
+        s = self.stack
+        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
+                     r"^answered, but the record could not be stored$")
+        con = sqlite3.connect(os.path.join(s.dir, "smis.db"), isolation_level=None)
+        try:
+            # The SMS, after the app's lookup and send: two attempts in before.
+            con.execute("CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts WHEN NEW.seq = 2"
+                        " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END")
+            r = s.send(message(CITIZENS["app_nl"], "govapp_and_sms"))
+            self.assertEqual((r.status, len(r.json["attempts"])), (201, 3), r.raw)
+            s.wait_idle()  # its slot is given back after the commit
+            self.assertEqual([con.execute("SELECT count(*) FROM %s WHERE %s = ?" % t, (r.json["id"],)).fetchone()[0]
+                              for t in (("messages", "id"), ("attempts", "message_id"))], [0, 0])
+            self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 1)
+            con.execute("DROP TRIGGER refuse_attempts")
+        finally:
+            con.close()
+        self.assertEqual(s.get(r.json["id"]).status, 404)
+        other = s.send(message(CITIZENS["no_app"], "sms_only"))
+        s.wait_stored(other.json["id"])
+        self.assertEqual(s.get(other.json["id"]).status, 200)
+
+
+class ReportLookupFails(StackTestCase):
+    """While no message is in flight, a report is checked against the
+    stored sends. When that read fails (a damaged database), the webhook is
+    answered 503 store_unavailable, so that the provider retries: it was
+    404 unknown_message, which refused a real report for good. A column
+    renamed by another process makes the read fail here."""
+    stack_kwargs = {"ringring_status_url": False}
+
+    def test_failed_lookup_is_retried_not_refused(self):
+        s = self.stack
+        # The writer's status polls read the column too, once a second.
+        s.expect_log(r"^report lookup failed: no such column: channel$", r": 503 store_unavailable$",
+                     r"^poll failed: .*no such column")
+        sent, provider_id = stored_sms(s)
+        with s.column_hidden("attempts", "channel"):
+            r = ringring_dlr(s, sent["id"], provider_id)
+            self.assertEqual((r.status, r.json["code"], r.headers["Retry-After"]),
+                             (503, "store_unavailable", "1"), r.raw)
+        r = ringring_dlr(s, sent["id"], provider_id)
+        self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+        poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
+                   lambda: "report not stored on the retry: " + s.get(sent["id"]).raw)
+
+
+class MessageReadFails(StackTestCase):
+    """GET /v1/messages/{id} when the store cannot be read (a damaged
+    database; a column renamed by another process here): 503
+    store_unavailable, so that the client retries. It was 404 not_found,
+    which says the message does not exist, and a failed read of its
+    reports answered 200 without them."""
+
+    def test_failed_read_is_503_not_404(self):
+        s = self.stack
+        s.expect_log(r"^reading a message('s reports)? failed: no such column: (response|device)$",
+                     r": 503 store_unavailable$")
+        sent, _ = stored_sms(s)
+        for table, column in (("messages", "response"), ("reports", "device")):
+            with self.subTest(hidden=column), s.column_hidden(table, column):
+                r = s.get(sent["id"])
+                self.assertEqual((r.status, r.json["code"], r.headers["Retry-After"]),
+                                 (503, "store_unavailable", "1"), r.raw)
+        self.assertEqual(s.get(sent["id"]).status, 200)
 
 
 class StoreUnderLoad(StackTestCase):
@@ -470,6 +541,20 @@ class Retention(StackTestCase):
         poll_until(lambda: self.stack.get(young_id).status == 404, 10,
                    lambda: "message %s not deleted once older than retention_s" % young_id)
         self.assertEqual(self.rows(young_id), {"messages": 0, "attempts": 0, "reports": 0})
+
+
+class RetentionFails(StackTestCase):
+    """A retention purge that fails (here its read: a column renamed by
+    another process) is logged and counted, then tried again a second
+    later; it was logged only, and a failed read of what to delete passed
+    for "nothing to delete" (unit test: test_core's retention test)."""
+
+    def test_failed_purge_is_counted(self):
+        s = self.stack
+        s.expect_log(r"^retention: no such column: id$", r"^poll failed: .*no such column")
+        with s.column_hidden("messages", "id"):
+            poll_until(lambda: (s.metric('smis_store_errors_total{operation="retention"}') or 0) >= 1, 10,
+                       lambda: "failed purge not counted: " + s.log_text()[-1500:])
 
 
 class OrphanReportsExpire(StackTestCase):

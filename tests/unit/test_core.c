@@ -9,6 +9,8 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,8 @@
 #include "metrics.h"
 #include "plugin_loader.h"
 #include "ratelimit.h"
+#include "retention.h"
+#include "unstored.h"
 
 /* calloc(n, size) of the linked daemon code (-Wl,--wrap=calloc) returns
  * NULL, once, for these n and size, as without memory; 0: never. */
@@ -755,17 +759,79 @@ static void test_metrics_dropped_series(void)
 		smisd_metric_add("smis_http_requests_total", labels, 1);
 	}
 	text = smisd_metrics_render();
-	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nsmis_metrics_series_dropped_total 0\n"));
+	CU_ASSERT_TRUE(text && strstr(text, "\nsmis_metrics_series_dropped_total 0\n"));
 	free(text);
 	smisd_metric_add("smis_http_requests_total", "route=\"r0\",status=\"200\"", 1); /* has its place */
 	smisd_metric_add("smis_http_requests_total", "route=\"new\",status=\"200\"", 1);
 	smisd_metric_observe("smis_upstream_duration_seconds", "channel=\"x\",operation=\"send\"", 0.1);
 	text = smisd_metrics_render();
-	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nsmis_http_requests_total{route=\"r0\",status=\"200\"} 2\n"));
-	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\nsmis_metrics_series_dropped_total 2\n"));
-	CU_ASSERT_PTR_NULL(text && strstr(text, "route=\"new\""));
+	CU_ASSERT_TRUE(text && strstr(text, "\nsmis_http_requests_total{route=\"r0\",status=\"200\"} 2\n"));
+	CU_ASSERT_TRUE(text && strstr(text, "\nsmis_metrics_series_dropped_total 2\n"));
+	CU_ASSERT_FALSE(text && strstr(text, "route=\"new\""));
 	free(text);
 	smisd_metrics_reset();
+}
+
+/* A store's tables, enough for the retention, with one message of now. */
+static sqlite3 *retention_db(const char *path)
+{
+	sqlite3 *db = NULL;
+	char id[40], sql[200];
+
+	unlink(path);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	smisd_new_id("msg_", id, sizeof(id));
+	snprintf(sql, sizeof(sql),
+		 "CREATE TABLE messages (id TEXT PRIMARY KEY); CREATE TABLE attempts (message_id TEXT);"
+		 " CREATE TABLE reports (message_id TEXT); INSERT INTO messages VALUES ('%s');", id);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
+/* A read that fails (the database locked by another connection: an
+ * operator's shell in a transaction) is an error, logged and counted by
+ * the store, not "nothing to delete". */
+static void test_retention_read_fails(void)
+{
+	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	char path[300];
+	sqlite3 *db, *other = NULL;
+	bool more;
+
+	snprintf(path, sizeof(path), "%s/retention.db", dir);
+	db = retention_db(path);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &other), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), -1);
+	CU_ASSERT_TRUE(sqlite3_get_autocommit(db)); /* no transaction left open */
+	CU_ASSERT_EQUAL(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	/* The lock gone, the message goes. */
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), 1);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), 0);
+	sqlite3_close(db);
+	unlink(path);
+}
+
+/* Removing a job that is not in the index leaves the others findable. */
+static void test_unstored_remove_absent(void)
+{
+	struct smisd_institution inst = { .name = (char *)"inst-a" };
+	struct smisd_job kept = { .inst = &inst, .status = "sent" }, never = { .inst = &inst };
+	char *answer = NULL;
+	const char *status = NULL;
+	int64_t updated_ms;
+
+	snprintf(kept.id, sizeof(kept.id), "msg_kept");
+	snprintf(never.id, sizeof(never.id), "msg_never_added");
+	smisd_unstored_remove(&never);
+	smisd_unstored_add(&kept);
+	CU_ASSERT_TRUE(smisd_unstored_exists("msg_kept"));
+	CU_ASSERT_EQUAL(smisd_unstored_get("inst-a", "msg_kept", &answer, &status, &updated_ms), 0);
+	CU_ASSERT_STRING_EQUAL(status ? status : "", "sent");
+	free(answer);
+	smisd_unstored_remove(&kept);
+	CU_ASSERT_FALSE(smisd_unstored_exists("msg_kept"));
 }
 
 int main(void)
@@ -788,6 +854,8 @@ int main(void)
 	CU_add_test(s, "rate limits for any number of institutions", test_ratelimit_many_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
+	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
+	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
