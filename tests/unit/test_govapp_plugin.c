@@ -917,6 +917,50 @@ static void test_error_mapping(void)
 	CU_ASSERT_PTR_NULL(strstr(log_text, PHONE_DIGITS));
 }
 
+/* Any 2xx with the documented body is the backend's yes: a send answered
+ * 200 or 201 instead of 202 was accepted, and counting it a failure would
+ * resend it or fall back to an SMS on top of the notification. */
+static void test_success_any_2xx(void)
+{
+	static const long statuses[] = { 200, 201, 203 };
+
+	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+		void *call = looked_up_call(pk2_b64);
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out = { 0 };
+		struct smis_http_response r = resp_of(statuses[i], "{\"notification_id\":\"gn_2XX\"}");
+		char *body = lookup_body(true, pk1_b64, NULL);
+		struct smis_http_response lk = resp_of(statuses[i], body);
+
+		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+		fake_http_request_free(req);
+		req = NULL;
+		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_STRING_EQUAL(out.provider_ref, "gn_2XX");
+		ops->call_free(inst, call);
+
+		call = NULL;
+		CU_ASSERT_EQUAL(do_lookup(&call, &lk, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
+		free(out.devices_json);
+		ops->call_free(inst, call);
+		free(body);
+	}
+	/* A 2xx still needs the documented body. */
+	{
+		void *call = NULL;
+		struct smis_outcome out;
+		struct smis_http_response lk = resp_of(204, "");
+
+		CU_ASSERT_EQUAL(do_lookup(&call, &lk, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+		ops->call_free(inst, call);
+	}
+}
+
 static void test_status(void)
 {
 	struct smis_message m = msg;
@@ -1370,6 +1414,7 @@ int main(void)
 	    !CU_add_test(s, "prepare send", test_prepare_send) ||
 	    !CU_add_test(s, "unknown device relookup", test_unknown_device_relookup) ||
 	    !CU_add_test(s, "error mapping", test_error_mapping) ||
+	    !CU_add_test(s, "success is any 2xx", test_success_any_2xx) ||
 	    !CU_add_test(s, "status poll", test_status) ||
 	    !CU_add_test(s, "status poll duplicate devices", test_status_duplicate_devices) ||
 	    !CU_add_test(s, "status poll empty device id", test_status_empty_device_id) ||

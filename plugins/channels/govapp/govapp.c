@@ -269,6 +269,17 @@ static void govapp_map_failure(const struct smis_http_response *resp, const char
 			    "GovApp %s answered unexpected HTTP %ld", what, st);
 }
 
+/*
+ * True when the backend did what was asked, whatever 2xx it chose (200 or
+ * 201 for a send documented as 202, say): the body then decides. Mapping
+ * an unexpected 2xx to a failure would resend a notification the citizen
+ * may already have, or fail over to an SMS that duplicates it.
+ */
+static bool govapp_answered_2xx(const struct smis_http_response *resp)
+{
+	return resp->transport == SMIS_TRANSPORT_OK && resp->status >= 200 && resp->status <= 299;
+}
+
 static void govapp_bad_response(struct smis_outcome *out, const char *what, const char *why)
 {
 	govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
@@ -1026,7 +1037,7 @@ static int govapp_on_lookup(struct govapp *g, enum smis_op op, const struct smis
 	struct json_object *o = NULL;
 	int rc = SMIS_STEP_DONE, r;
 
-	if (resp->transport != SMIS_TRANSPORT_OK || resp->status != 200) {
+	if (!govapp_answered_2xx(resp)) {
 		govapp_map_failure(resp, "lookup", out);
 		goto out;
 	}
@@ -1058,7 +1069,7 @@ static int govapp_on_send(struct govapp *g, const struct smis_message *msg, stru
 	char code[48];
 	int rc = SMIS_STEP_DONE;
 
-	if (resp->transport == SMIS_TRANSPORT_OK && (resp->status == 200 || resp->status == 202)) {
+	if (govapp_answered_2xx(resp)) {
 		o = govapp_parse_json(resp->body, resp->body_len);
 		id = o ? govapp_json_string(o, "notification_id") : NULL;
 		if (!id || !id[0] || strlen(id) >= sizeof(out->provider_ref)) {
@@ -1174,7 +1185,7 @@ static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
 	struct smis_report r;
 	size_t n, dropped = 0;
 
-	if (resp->transport != SMIS_TRANSPORT_OK || resp->status != 200) {
+	if (!govapp_answered_2xx(resp)) {
 		govapp_map_failure(resp, "status poll", out);
 		goto out;
 	}
