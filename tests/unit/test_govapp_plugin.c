@@ -1268,6 +1268,21 @@ static void test_inbound(void)
 		CU_ASSERT_EQUAL(call_inbound(inst, "POST", b, sig, rep, &n), 0);
 	}
 
+	/* "at" absent or null: the core uses arrival time. */
+	{
+		const char *b[] = {
+			"{\"notification_id\":\"gn_3\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":null}",
+			"{\"notification_id\":\"gn_3\",\"device_id\":\"d-1\",\"status\":\"read\"}",
+		};
+
+		for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+			sign(sig, sizeof(sig), SECRET, now, b[i]);
+			CU_ASSERT_EQUAL(call_inbound(inst, "POST", b[i], sig, rep, &n), 0);
+			CU_ASSERT_EQUAL(n, 1);
+			CU_ASSERT_EQUAL(rep[0].at_ms, 0);
+		}
+	}
+
 	/* Rotation: one of several v1 values matches. */
 	sign(sig, sizeof(sig), SECRET, now, CB_BODY);
 	snprintf(sig2, sizeof(sig2), "t=%lld,v1=%064d, v1=%s", now, 0, strstr(sig, "v1=") + 3);
@@ -1322,9 +1337,13 @@ static void test_inbound(void)
 			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"exploded\"}",
 			"{\"notification_id\":\"gn_1\",\"status\":\"read\"}",
 			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":\"yesterday\"}",
+			/* A time of another type is not an absent one. */
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":1714566896}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":false}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":{}}",
 		};
 
-		for (size_t i = 0; i < 4; i++) {
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			sign(sig, sizeof(sig), SECRET, now, bad[i]);
 			CU_ASSERT_EQUAL(call_inbound(inst, "POST", bad[i], sig, rep, &n), -EINVAL);
 			CU_ASSERT_EQUAL(n, 0);

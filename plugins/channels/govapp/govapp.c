@@ -164,6 +164,24 @@ static const char *govapp_json_string(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/*
+ * An optional string member: 0 with *v NULL when absent or null, 0 with *v
+ * the string, -EINVAL when it holds another type (a sender that wrote a
+ * number there meant something SMIS cannot read, not "absent").
+ */
+static int govapp_json_opt_string(struct json_object *o, const char *key, const char **v)
+{
+	struct json_object *m = NULL;
+
+	*v = NULL;
+	if (!json_object_object_get_ex(o, key, &m) || !m)
+		return 0;
+	if (!json_object_is_type(m, json_type_string))
+		return -EINVAL;
+	*v = json_object_get_string(m);
+	return 0;
+}
+
 /* -1 when absent or not a boolean. */
 static int govapp_json_bool(struct json_object *o, const char *key)
 {
@@ -1448,10 +1466,13 @@ static int govapp_inbound(void *state, const struct smis_inbound *in, struct smi
 	ref = o ? govapp_json_string(o, "notification_id") : NULL;
 	dev = o ? govapp_json_string(o, "device_id") : NULL;
 	st = o ? govapp_json_string(o, "status") : NULL;
-	at = o ? govapp_json_string(o, "at") : NULL;
 	s = govapp_report_status(st);
 	if (!ref || !ref[0] || strlen(ref) >= sizeof(r->provider_ref) || !dev || !dev[0] ||
 	    strlen(dev) >= sizeof(r->device) || s == SMIS_REPORT_NONE || s == SMIS_REPORT_PENDING)
+		goto out;
+	/* An "at" of another type is a malformed event, not one without a
+	 * time: taking arrival time would misdate it silently. */
+	if (govapp_json_opt_string(o, "at", &at) < 0)
 		goto out;
 	memset(r, 0, sizeof(*r));
 	if (at && govapp_parse_rfc3339(at, &r->at_ms) < 0)
