@@ -1036,21 +1036,23 @@ static void test_status(void)
 	ops->call_free(inst, call);
 }
 
-/* The outcome of a status poll answered `body`. */
-static void poll_answer(const char *body, struct smis_outcome *out)
+#define POLL_ID "gn_01ABC"
+
+/* The outcome, of kind `want`, of a poll of POLL_ID answered `body`. */
+static void poll_answer(const char *body, enum smis_outcome_kind want, struct smis_outcome *out)
 {
 	struct smis_message m = msg;
 	struct smis_http_request *req = NULL;
 	struct smis_http_response r = resp_of(200, body);
 	void *call = NULL;
 
-	m.provider_ref = "gn_01ABC";
+	m.provider_ref = POLL_ID;
 	memset(out, 0, sizeof(*out));
 	CU_ASSERT_EQUAL_FATAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, out), SMIS_STEP_REQUEST);
 	fake_http_request_free(req);
 	req = NULL;
 	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, out), SMIS_STEP_DONE);
-	CU_ASSERT_EQUAL(out->kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_EQUAL(out->kind, want);
 	ops->call_free(inst, call);
 }
 
@@ -1061,7 +1063,7 @@ static void test_status_duplicate_devices(void)
 {
 	struct smis_outcome out;
 
-	poll_answer("{\"devices\":["
+	poll_answer("{\"notification_id\":\"" POLL_ID "\",\"devices\":["
 		    "{\"device_id\":\"d-1\",\"status\":\"accepted\"},"
 		    "{\"device_id\":\"d-2\",\"status\":\"failed\",\"failed_at\":\"2024-05-01T12:00:00Z\"},"
 		    "{\"device_id\":\"d-1\",\"status\":\"read\",\"read_at\":\"2024-05-01T12:34:56.789Z\"},"
@@ -1069,7 +1071,7 @@ static void test_status_duplicate_devices(void)
 		    "{\"device_id\":\"d-2\",\"status\":\"delivered\",\"delivered_at\":\"2024-05-01T12:34:56Z\"},"
 		    "{\"device_id\":\"d-3\",\"status\":\"read\",\"read_at\":\"2024-05-01T12:34:56Z\"},"
 		    "{\"device_id\":\"d-3\",\"status\":\"read\",\"read_at\":\"2024-05-01T13:00:00Z\"},"
-		    "{\"device_id\":\"d-2\",\"status\":\"accepted\"}]}", &out);
+		    "{\"device_id\":\"d-2\",\"status\":\"accepted\"}]}", SMIS_OUTCOME_OK, &out);
 	CU_ASSERT_EQUAL_FATAL(out.n_reports, 3);
 	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-1");
 	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_READ);
@@ -1090,14 +1092,14 @@ static void test_status_duplicate_devices(void)
 			{ "h", "accepted" }, { "i", "read" }, { "a", "delivered" },
 		};
 		char body[1024];
-		size_t len = (size_t)snprintf(body, sizeof(body), "{\"devices\":[");
+		size_t len = (size_t)snprintf(body, sizeof(body), "{\"notification_id\":\"" POLL_ID "\",\"devices\":[");
 
 		for (size_t i = 0; i < sizeof(ent) / sizeof(ent[0]); i++)
 			len += (size_t)snprintf(body + len, sizeof(body) - len,
 						"%s{\"device_id\":\"%s\",\"status\":\"%s\"}",
 						i ? "," : "", ent[i][0], ent[i][1]);
 		snprintf(body + len, sizeof(body) - len, "]}");
-		poll_answer(body, &out);
+		poll_answer(body, SMIS_OUTCOME_OK, &out);
 	}
 	CU_ASSERT_EQUAL_FATAL(out.n_reports, 8);
 	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "a");
@@ -1112,11 +1114,34 @@ static void test_status_empty_device_id(void)
 {
 	struct smis_outcome out;
 
-	poll_answer("{\"devices\":[{\"device_id\":\"\",\"status\":\"delivered\"},"
-		    "{\"device_id\":\"d-1\",\"status\":\"accepted\"}]}", &out);
+	poll_answer("{\"notification_id\":\"" POLL_ID "\",\"devices\":[{\"device_id\":\"\",\"status\":\"delivered\"},"
+		    "{\"device_id\":\"d-1\",\"status\":\"accepted\"}]}", SMIS_OUTCOME_OK, &out);
 	CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
 	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-1");
 	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_PENDING);
+}
+
+/* An answer about another notification, or that names none, moves
+ * nothing: no report, a TEMPFAIL, a warning without personal data. */
+static void test_status_other_notification(void)
+{
+	static const char *const bodies[] = {
+		"{\"notification_id\":\"gn_OTHER\",\"devices\":[{\"device_id\":\"d-1\",\"status\":\"read\"}]}",
+		"{\"notification_id\":\"" POLL_ID "x\",\"devices\":[{\"device_id\":\"d-1\",\"status\":\"read\"}]}",
+		"{\"notification_id\":7,\"devices\":[{\"device_id\":\"d-1\",\"status\":\"read\"}]}",
+		"{\"devices\":[{\"device_id\":\"d-1\",\"status\":\"read\"}]}",
+	};
+	struct smis_outcome out;
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		int warns = n_warn;
+
+		poll_answer(bodies[i], SMIS_OUTCOME_TEMPFAIL, &out);
+		CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+		CU_ASSERT_EQUAL(out.n_reports, 0);
+		CU_ASSERT_EQUAL(n_warn, warns + 1);
+	}
+	CU_ASSERT_PTR_NULL(strstr(log_text, "gn_OTHER"));
 }
 
 static void test_passthrough(void)
@@ -1357,33 +1382,23 @@ static void test_inbound(void)
 static void test_time_offset_cut_short(void)
 {
 	static const char *const times[] = { "2024-05-01T12:34:56+", "2024-05-01T12:34:56.78-2" };
-	struct smis_message m = msg;
 	struct smis_report rep[4];
 	char body[256], sig[256];
 	size_t n;
 
-	m.provider_ref = "gn_01ABC";
 	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
-		struct smis_http_request *req = NULL;
-		struct smis_outcome out = { 0 };
-		struct smis_http_response r;
-		void *call = NULL;
+		struct smis_outcome out;
 
 		snprintf(body, sizeof(body), "{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\","
 			 "\"status\":\"read\",\"at\":\"%s\"}", times[i]);
 		sign(sig, sizeof(sig), SECRET, fake_now_ms / 1000, body);
 		CU_ASSERT_EQUAL(call_inbound(inst, "POST", body, sig, rep, &n), -EINVAL);
 
-		snprintf(body, sizeof(body), "{\"devices\":[{\"device_id\":\"d-1\",\"status\":\"read\","
-			 "\"read_at\":\"%s\"}]}", times[i]);
-		r = resp_of(200, body);
-		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_STATUS, &m, &call, &req, &out), SMIS_STEP_REQUEST);
-		fake_http_request_free(req);
-		req = NULL;
-		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_STATUS, &m, &call, &r, &req, &out), SMIS_STEP_DONE);
+		snprintf(body, sizeof(body), "{\"notification_id\":\"" POLL_ID "\",\"devices\":[{\"device_id\":\"d-1\","
+			 "\"status\":\"read\",\"read_at\":\"%s\"}]}", times[i]);
+		poll_answer(body, SMIS_OUTCOME_OK, &out);
 		CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
 		CU_ASSERT_EQUAL(out.reports[0].at_ms, 0);
-		ops->call_free(inst, call);
 	}
 }
 
@@ -1437,6 +1452,7 @@ int main(void)
 	    !CU_add_test(s, "status poll", test_status) ||
 	    !CU_add_test(s, "status poll duplicate devices", test_status_duplicate_devices) ||
 	    !CU_add_test(s, "status poll empty device id", test_status_empty_device_id) ||
+	    !CU_add_test(s, "status poll of another notification", test_status_other_notification) ||
 	    !CU_add_test(s, "passthrough", test_passthrough) ||
 	    !CU_add_test(s, "inbound signature", test_inbound) ||
 	    !CU_add_test(s, "time offset cut short", test_time_offset_cut_short) ||

@@ -1201,6 +1201,7 @@ static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
 {
 	struct json_object *o = NULL, *devs;
 	struct smis_report r;
+	const char *id;
 	size_t n, dropped = 0;
 
 	if (!govapp_answered_2xx(resp)) {
@@ -1211,6 +1212,16 @@ static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
 	if (!o || !json_object_object_get_ex(o, "devices", &devs) ||
 	    !json_object_is_type(devs, json_type_array)) {
 		govapp_bad_response(out, "status poll", "no devices array");
+		goto out;
+	}
+	/* The statuses of another notification (a mixed-up answer, a proxy's
+	 * cache) must not move this message: nothing is reported. */
+	id = govapp_json_string(o, "notification_id");
+	if (!id || strcmp(id, msg->provider_ref) != 0) {
+		g->api->log(g->self, SMIS_LOG_WARN,
+			    "GovApp status poll answer %s the polled notification_id: ignored",
+			    id ? "does not name" : "lacks");
+		govapp_bad_response(out, "status poll", "not about the polled notification");
 		goto out;
 	}
 	n = json_object_array_length(devs);
