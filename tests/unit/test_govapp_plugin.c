@@ -709,9 +709,10 @@ static void expect_request(int rc, struct smis_http_request *req, const char *ur
 	fake_http_request_free(req);
 }
 
-/* A device listed twice counts once, with its first entry: one envelope
- * per device id, as the backend requires (else 422 duplicate_device). */
-static void test_lookup_duplicate_devices(void)
+/* Look up with the devices array `devices`: 2 devices counted, the usable
+ * keys (`want`, pairs of device id and key, n_want of them) in this order,
+ * then a SEND sealed once for each of them. */
+static void check_deduped(const char *devices, const char *const want[][2], size_t n_want)
 {
 	void *call = NULL;
 	struct smis_http_request *req = NULL;
@@ -722,30 +723,52 @@ static void test_lookup_duplicate_devices(void)
 	int rc;
 
 	snprintf(body, sizeof(body),
-		 "{\"registered\":true,\"notifications_enabled\":true,\"language\":\"fr\",\"devices\":["
-		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\"},{\"device_id\":\"d-1\",\"public_key\":\"%s\"},"
-		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\"},{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\"},"
-		 "{\"device_id\":\"d-2\"}]}",
-		 pk2_b64, pk1_b64, pk1_b64);
+		 "{\"registered\":true,\"notifications_enabled\":true,\"language\":\"fr\",\"devices\":%s}",
+		 devices);
 	r = resp_of(200, body);
 	CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
 	CU_ASSERT_EQUAL(out.devices, 2);
 	a = parse(out.devices_json);
 	CU_ASSERT_FATAL(a && json_object_is_type(a, json_type_array));
-	CU_ASSERT_EQUAL_FATAL(json_object_array_length(a), 2);
-	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 0), "device_id"), "d-2");
-	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 0), "public_key"), pk2_b64);
-	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 1), "device_id"), "d-1");
-	CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, 1), "public_key"), pk1_b64);
+	CU_ASSERT_EQUAL_FATAL(json_object_array_length(a), n_want);
+	for (size_t i = 0; i < n_want; i++) {
+		CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, i), "device_id"), want[i][0]);
+		CU_ASSERT_STRING_EQUAL(jstr(json_object_array_get_idx(a, i), "public_key"), want[i][1]);
+	}
 	json_object_put(a);
 	free(out.devices_json);
 
-	/* The SEND seals once per device, to the key of its first entry. */
 	memset(&out, 0, sizeof(out));
 	rc = ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out);
-	expect_request(rc, req, BASE "/v1/notifications", 2);
+	expect_request(rc, req, BASE "/v1/notifications", n_want);
 	ops->call_free(inst, call);
+}
+
+/* A device listed twice counts once, with its first entry that has a
+ * usable key (else its first): one envelope per device id, as the backend
+ * requires (else 422 duplicate_device). */
+static void test_lookup_duplicate_devices(void)
+{
+	char devices[768];
+
+	/* The SEND seals once per device, to the key of its first entry. */
+	snprintf(devices, sizeof(devices),
+		 "[{\"device_id\":\"d-2\",\"public_key\":\"%s\"},{\"device_id\":\"d-1\",\"public_key\":\"%s\"},"
+		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\"},{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\"},"
+		 "{\"device_id\":\"d-2\"}]",
+		 pk2_b64, pk1_b64, pk1_b64);
+	check_deduped(devices, (const char *const[][2]){ { "d-2", pk2_b64 }, { "d-1", pk1_b64 } }, 2);
+
+	/* An unusable first entry gives way to a later usable one of the
+	 * same device (else: govapp_no_device_key for a reachable device);
+	 * with none usable, the first stays and counts. */
+	snprintf(devices, sizeof(devices),
+		 "[{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\"},{\"device_id\":\"d-2\"},"
+		 "{\"device_id\":\"d-1\",\"public_key\":\"%s\"},"
+		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\",\"key_alg\":\"P-256\"}]",
+		 pk1_b64, pk2_b64);
+	check_deduped(devices, (const char *const[][2]){ { "d-1", pk1_b64 } }, 1);
 }
 
 /* prepare_send seals ahead (on a core worker thread) for the devices the

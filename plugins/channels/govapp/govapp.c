@@ -853,25 +853,33 @@ out:
 /* A device's place in the lookup answer, to sort by id. */
 struct govapp_dev_key {
 	const char *id;
+	bool usable;
 	size_t idx;
 };
 
-/* By id, then by position: the first entry of an id sorts first. */
+/* By id, then entries with a usable key, then by position: the entry of
+ * an id that is kept sorts first. */
 static int govapp_dev_key_cmp(const void *a, const void *b)
 {
 	const struct govapp_dev_key *x = a, *y = b;
 	int c = strcmp(x->id, y->id);
 
-	return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+	if (c)
+		return c;
+	if (x->usable != y->usable)
+		return x->usable ? -1 : 1;
+	return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 /*
  * A lookup answer that lists a device_id twice would make the SEND seal
  * two envelopes for one device, which the backend refuses (422
  * duplicate_device), and hand institutions that encrypt themselves the
- * device twice. The first entry of each id is kept, in the backend's
- * order; the others are dropped (logged). Sorting keeps this O(n log n)
- * however long the answer. 0 or -ENOMEM.
+ * device twice. One entry of each id is kept, where the backend put it:
+ * the first with a usable key, else the first (keeping an unusable one
+ * over a usable one would fail the SEND with govapp_no_device_key for a
+ * device that can be reached); the others are dropped (logged). Sorting
+ * keeps this O(n log n) however long the answer. 0 or -ENOMEM.
  */
 static int govapp_devices_dedupe(struct govapp *g, struct govapp_call *c)
 {
@@ -889,7 +897,7 @@ static int govapp_devices_dedupe(struct govapp *g, struct govapp_call *c)
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
-		keys[i] = (struct govapp_dev_key){ c->devices[i].id, i };
+		keys[i] = (struct govapp_dev_key){ c->devices[i].id, c->devices[i].usable, i };
 	qsort(keys, n, sizeof(*keys), govapp_dev_key_cmp);
 	for (size_t i = 1; i < n; i++)
 		drop[keys[i].idx] = strcmp(keys[i].id, keys[i - 1].id) == 0;
