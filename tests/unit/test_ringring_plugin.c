@@ -988,6 +988,27 @@ static void test_map_send_failures(void)
 		    "\"ResultDescription\":\"Number To Blacklisted\"}]}",
 		    SMIS_OUTCOME_PERMFAIL, "ringring_result_32");
 
+	/* A null code says nothing: another casing with a value is the code;
+	 * a recipient without one, or with two that disagree, is no success. */
+	expect_send(st, SMIS_TRANSPORT_OK, 200,
+		    "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"x\",\"resultCode\":null,"
+		    "\"ResultCode\":9}]}",
+		    SMIS_OUTCOME_PERMFAIL, "ringring_result_9");
+	expect_send(st, SMIS_TRANSPORT_OK, 400, "{\"resultCode\":null,\"ResultCode\":12}",
+		    SMIS_OUTCOME_PERMFAIL, "ringring_result_12");
+	expect_send(st, SMIS_TRANSPORT_OK, 200,
+		    "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"x\",\"ResultCode\":null}]}",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"x\"}]}",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200,
+		    "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"x\",\"ResultCode\":0,"
+		    "\"resultcode\":32}]}",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+	expect_send(st, SMIS_TRANSPORT_OK, 200, "{\"resultCode\":9,\"ResultCode\":0,\"Messages\":"
+		    "[{\"MessageId\":\"x\",\"ResultCode\":0}]}",
+		    SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+
 	/* A code no RingRing code can be (a number echoed, say) is not copied. */
 	expect_send(st, SMIS_TRANSPORT_OK, 400, "{\"ResultCode\":32470123456}",
 		    SMIS_OUTCOME_PERMFAIL, "ringring_result_unknown");
@@ -1346,6 +1367,19 @@ static void test_inbound_parse(void)
 			-EINVAL);
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
 				"{\"MessageId\":\"UNIQUE-MESSAGE-ID\",\"StatusCode\":\"200\"}", reps, 8, &n),
+			-EINVAL);
+
+	/* A null Reference gives way to another casing's; two that disagree
+	 * name no message. */
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"Reference\":null,\"reference\":\"m-0\",\"StatusCode\":\"200\"}",
+				reps, 8, &n),
+			0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "m-0");
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"Reference\":\"m-0\",\"reference\":\"m-9\",\"StatusCode\":\"200\"}",
+				reps, 8, &n),
 			-EINVAL);
 
 	/* Numeric StatusCode, camelCase keys, failure. */

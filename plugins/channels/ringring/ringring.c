@@ -244,6 +244,13 @@ static struct json_object *rr_json_parse(struct json_tokener *reuse, const char 
 	return obj;
 }
 
+/*
+ * The value of `key` in any casing; NULL when absent. A null member says
+ * nothing, so another casing with a value wins over it ({"resultCode":null,
+ * "ResultCode":9} is 9, not an absent code). Two casings with different
+ * values are ambiguous and read as absent: member order must not pick a
+ * ResultCode or a Reference.
+ */
 static struct json_object *rr_json_get(struct json_object *obj, const char *key)
 {
 	struct json_object *found = NULL;
@@ -251,10 +258,11 @@ static struct json_object *rr_json_get(struct json_object *obj, const char *key)
 	if (!json_object_is_type(obj, json_type_object))
 		return NULL;
 	json_object_object_foreach(obj, k, v) {
-		if (strcasecmp(k, key) == 0) {
-			found = v;
-			break;
-		}
+		if (!v || strcasecmp(k, key) != 0)
+			continue;
+		if (found && !json_object_equal(found, v))
+			return NULL;
+		found = v;
 	}
 	return found;
 }
@@ -472,14 +480,14 @@ static void rr_map_send(const struct rr_state *st, const struct smis_http_respon
 		goto out_put;
 	}
 	/* A per-recipient code overrides the request's: the request was fine,
-	 * this number was not. Absent means it followed the request's 0. */
-	if (rr_json_get(first, "ResultCode") && !rr_json_int(rr_json_get(first, "ResultCode"), &code)) {
+	 * this number was not. It is required like the request's (RingRing's
+	 * Message always has one, R1): a missing or null code says nothing
+	 * about this recipient and must not read as success. */
+	if (!rr_json_int(rr_json_get(first, "ResultCode"), &code)) {
 		rr_outcome_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
-				"RingRing message ResultCode is not a number");
+				"RingRing message has no integer ResultCode");
 		goto out_put;
 	}
-	if (!rr_json_get(first, "ResultCode"))
-		code = 0;
 	if (code != 0) {
 		rr_outcome_result(out, code, rr_json_str(rr_json_get(first, "ResultDescription")));
 		goto out_put;
