@@ -295,6 +295,21 @@ static enum MHD_Result respond_retry_soon(struct MHD_Connection *c, struct conn 
 
 /* ---- routes -------------------------------------------------------------- */
 
+/* The institution the request's Authorization names, or NULL (`*why` then
+ * says why, when `why` is given). Its name is kept for the access line: a
+ * copy, as the generation may be gone when that line is written. */
+static const struct smisd_institution *authenticate(struct MHD_Connection *c, struct conn *st,
+						    const struct smisd_generation *g, const char **why)
+{
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	const struct smisd_institution *inst = why ? smisd_auth_institution_why(g, auth, why)
+						   : smisd_auth_institution(g, auth);
+
+	if (inst)
+		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
+	return inst;
+}
+
 static enum route route_of(const char *method, const char *url)
 {
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -344,7 +359,7 @@ static enum MHD_Result handle_get_message(struct MHD_Connection *c, struct conn 
 	char *json = NULL;
 	enum MHD_Result ret;
 
-	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+	inst = authenticate(c, st, g, NULL);
 	if (!inst) {
 		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
 		goto out;
@@ -664,7 +679,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	const char *refusal;
 	enum MHD_Result ret;
 
-	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+	inst = authenticate(c, st, g, NULL);
 	if (!inst) {
 		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
 		goto out;
@@ -845,7 +860,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	memset(&req, 0, sizeof(req));
 	{
 		const char *why = NULL;
-		inst = smisd_auth_institution_why(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &why);
+		inst = authenticate(c, st, g, &why);
 		if (!inst) {
 			smisd_problem_set(&pb, 401, "unauthorized", NULL,
 					  "a valid 'Authorization: Bearer <API key or gateway token>' header is required (%s)",
@@ -853,8 +868,6 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
-		/* A copy: the generation may be gone when the access line is written. */
-		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
 	}
 	if (rate_limited(inst, &pb)) {
 		ret = respond_problem(c, st, &pb);
