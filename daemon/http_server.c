@@ -325,8 +325,11 @@ static enum route route_of(const char *method, const char *url)
 		return post ? ROUTE_SEND : ROUTE_BAD_METHOD;
 	if (strncmp(url, "/v1/messages/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
 		return get ? ROUTE_GET_MESSAGE : ROUTE_BAD_METHOD;
+	/* Not HEAD: a webhook's GET records a report (RingRing's statusMethod
+	 * GET), which a HEAD, safe by definition, must not; and a plugin would
+	 * take it for a webhook it cannot read (a warning, counted). */
 	if (strncmp(url, "/v1/callbacks/", 14) == 0 && url[14])
-		return (post || get) ? ROUTE_CALLBACK : ROUTE_BAD_METHOD;
+		return (post || strcmp(method, "GET") == 0) ? ROUTE_CALLBACK : ROUTE_BAD_METHOD;
 	return ROUTE_NOT_FOUND;
 }
 
