@@ -78,6 +78,9 @@ static atomic_int shutting_down;
 #define SHUTTING_DOWN_DETAIL "SMIS is shutting down; retry on another instance"
 /* OpenSSL's DRBG failed (logged): no id is made without it. */
 #define NO_RANDOM_DETAIL "no random bytes for an id; nothing was sent"
+/* No memory to claim an Idempotency-Key or message id (idem_claim() is
+ * -ENOMEM): not a 409, which would say that it is in use. */
+#define CLAIM_NOMEM_DETAIL "out of memory; nothing was sent"
 
 /* ---- idempotency keys being processed ---------------------------------- */
 
@@ -857,7 +860,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	const char *idem, *refusal;
 	char full[256], rh[65], rcpt_hash[65];
 	char msgid_key[64] = "";
-	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0;
+	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0, rc;
 	enum MHD_Result ret;
 
 	memset(&req, 0, sizeof(req));
@@ -915,9 +918,11 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		 * stored with the key, so only keyed requests need it. */
 		smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
 		idem_full_key(inst->name, idem, full, sizeof(full));
-		if (idem_claim(full) != 0) {
-			ret = respond_retry_soon(c, st, 409, "idempotency_in_progress",
-						 "a request with this Idempotency-Key is still being processed");
+		rc = idem_claim(full);
+		if (rc != 0) {
+			ret = rc == -EBUSY ? respond_retry_soon(c, st, 409, "idempotency_in_progress",
+								"a request with this Idempotency-Key is still being processed")
+					   : respond_code(c, st, 500, "internal_error", CLAIM_NOMEM_DETAIL);
 			goto out;
 		}
 		idem_claimed = 1;
@@ -970,10 +975,14 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		/* Claimed until stored, like idempotency keys: two concurrent
 		 * sends of one institution-encrypted message cannot both go. */
 		snprintf(msgid_key, sizeof(msgid_key), "\001message_id\n%s", req.message_id);
-		if (idem_claim(msgid_key) != 0) {
+		rc = idem_claim(msgid_key);
+		if (rc != 0) {
 			msgid_key[0] = '\0';
-			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
-					  "this message id is being sent already");
+			if (rc == -EBUSY)
+				smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
+						  "this message id is being sent already");
+			else
+				smisd_problem_set(&pb, 500, "internal_error", NULL, CLAIM_NOMEM_DETAIL);
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
