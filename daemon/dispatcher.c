@@ -47,7 +47,7 @@ struct smisd_loop {
 	struct smisd_job_queue prepared; /* back from the prepare pool (same lock) */
 	struct smisd_job *active;        /* jobs with a transfer in the multi handle */
 	int64_t timer_deadline;          /* monotonic ms of curl's timer, -1 none */
-	unsigned long host_limit_gen;
+	unsigned long host_limit_gen;    /* smisd_dispatcher_host_cap(); 0: none yet */
 	unsigned char *idle; /* see set_idle() */
 	size_t idle_cap;
 	atomic_bool has_source;
@@ -167,6 +167,27 @@ static void easy_put(CURL *e)
 	}
 }
 
+/* curl caps connections per host for the whole multi handle: the largest
+ * cap any channel of the generation asks for, shared out between the loops
+ * (each has its own multi handle). After a reload, jobs of the old and the
+ * new generation run on the same handle: the newest generation a loop has
+ * seen sets it, and an old job's request does not set it back (else the cap
+ * would flip with each request of either). */
+long smisd_dispatcher_host_cap(unsigned long *applied_gen, const struct smisd_generation *g, int n)
+{
+	long cap = 0;
+
+	if (g->id <= *applied_gen)
+		return -1;
+	*applied_gen = g->id;
+	for (size_t i = 0; i < g->n_channels; i++)
+		if (g->channels[i].http.max_connections > cap)
+			cap = g->channels[i].http.max_connections;
+	if (cap > 0 && n > 1)
+		cap = (cap + n - 1) / n;
+	return cap;
+}
+
 static int perform(struct smisd_job *job, struct smis_http_request *req)
 {
 	const struct smisd_channel *ch = job->attempts[job->n_attempts - 1].ch;
@@ -176,18 +197,10 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 
 	if (timeout <= 0)
 		goto out;
-	/* curl caps connections per host for the whole multi handle: use the
-	 * largest cap any channel of the current generation asks for, shared
-	 * out between the loops (each has its own multi handle). */
-	if (L->host_limit_gen != job->gen->id) {
-		long cap = 0;
-		L->host_limit_gen = job->gen->id;
-		for (size_t i = 0; i < job->gen->n_channels; i++)
-			if (job->gen->channels[i].http.max_connections > cap)
-				cap = job->gen->channels[i].http.max_connections;
-		if (cap > 0)
-			cap = (cap + n_loops - 1) / n_loops;
-		curl_multi_setopt(L->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
+	{
+		long cap = smisd_dispatcher_host_cap(&L->host_limit_gen, job->gen, n_loops);
+		if (cap >= 0)
+			curl_multi_setopt(L->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cap);
 	}
 	if (!job->easy)
 		job->easy = easy_get();

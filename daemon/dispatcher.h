@@ -44,6 +44,12 @@ void smisd_dispatcher_submit(struct smisd_job *job);
  * dropped. */
 void smisd_dispatcher_stop(void);
 
+/* The per-host connection cap (CURLMOPT_MAX_HOST_CONNECTIONS, 0: curl's
+ * default) for a loop's multi handle, of `n` loops, when it runs a request of
+ * generation `g`: the cap of `g` when `g` is newer than *applied_gen (which
+ * becomes g's id), -1 when the cap in force stays. */
+long smisd_dispatcher_host_cap(unsigned long *applied_gen, const struct smisd_generation *g, int n);
+
 /* Run one strategy step decision chain synchronously for unit tests: the
  * pure part of the dispatcher (no HTTP). Exposed for tests only. */
 int smisd_dispatcher_advance_for_test(struct smisd_job *job);

@@ -78,6 +78,9 @@ static atomic_int shutting_down;
 #define SHUTTING_DOWN_DETAIL "SMIS is shutting down; retry on another instance"
 /* OpenSSL's DRBG failed (logged): no id is made without it. */
 #define NO_RANDOM_DETAIL "no random bytes for an id; nothing was sent"
+/* No memory to claim an Idempotency-Key or message id (idem_claim() is
+ * -ENOMEM): not a 409, which would say that it is in use. */
+#define CLAIM_NOMEM_DETAIL "out of memory; nothing was sent"
 
 /* ---- idempotency keys being processed ---------------------------------- */
 
@@ -295,6 +298,21 @@ static enum MHD_Result respond_retry_soon(struct MHD_Connection *c, struct conn 
 
 /* ---- routes -------------------------------------------------------------- */
 
+/* The institution the request's Authorization names, or NULL (`*why` then
+ * says why, when `why` is given). Its name is kept for the access line: a
+ * copy, as the generation may be gone when that line is written. */
+static const struct smisd_institution *authenticate(struct MHD_Connection *c, struct conn *st,
+						    const struct smisd_generation *g, const char **why)
+{
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	const struct smisd_institution *inst = why ? smisd_auth_institution_why(g, auth, why)
+						   : smisd_auth_institution(g, auth);
+
+	if (inst)
+		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
+	return inst;
+}
+
 static enum route route_of(const char *method, const char *url)
 {
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -310,8 +328,11 @@ static enum route route_of(const char *method, const char *url)
 		return post ? ROUTE_SEND : ROUTE_BAD_METHOD;
 	if (strncmp(url, "/v1/messages/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
 		return get ? ROUTE_GET_MESSAGE : ROUTE_BAD_METHOD;
+	/* Not HEAD: a webhook's GET records a report (RingRing's statusMethod
+	 * GET), which a HEAD, safe by definition, must not; and a plugin would
+	 * take it for a webhook it cannot read (a warning, counted). */
 	if (strncmp(url, "/v1/callbacks/", 14) == 0 && url[14])
-		return (post || get) ? ROUTE_CALLBACK : ROUTE_BAD_METHOD;
+		return (post || strcmp(method, "GET") == 0) ? ROUTE_CALLBACK : ROUTE_BAD_METHOD;
 	return ROUTE_NOT_FOUND;
 }
 
@@ -344,7 +365,7 @@ static enum MHD_Result handle_get_message(struct MHD_Connection *c, struct conn 
 	char *json = NULL;
 	enum MHD_Result ret;
 
-	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+	inst = authenticate(c, st, g, NULL);
 	if (!inst) {
 		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
 		goto out;
@@ -664,7 +685,7 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	const char *refusal;
 	enum MHD_Result ret;
 
-	inst = smisd_auth_institution(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+	inst = authenticate(c, st, g, NULL);
 	if (!inst) {
 		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
 		goto out;
@@ -839,13 +860,13 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	const char *idem, *refusal;
 	char full[256], rh[65], rcpt_hash[65];
 	char msgid_key[64] = "";
-	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0;
+	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0, rc;
 	enum MHD_Result ret;
 
 	memset(&req, 0, sizeof(req));
 	{
 		const char *why = NULL;
-		inst = smisd_auth_institution_why(g, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &why);
+		inst = authenticate(c, st, g, &why);
 		if (!inst) {
 			smisd_problem_set(&pb, 401, "unauthorized", NULL,
 					  "a valid 'Authorization: Bearer <API key or gateway token>' header is required (%s)",
@@ -853,8 +874,6 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}
-		/* A copy: the generation may be gone when the access line is written. */
-		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
 	}
 	if (rate_limited(inst, &pb)) {
 		ret = respond_problem(c, st, &pb);
@@ -899,9 +918,11 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		 * stored with the key, so only keyed requests need it. */
 		smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
 		idem_full_key(inst->name, idem, full, sizeof(full));
-		if (idem_claim(full) != 0) {
-			ret = respond_retry_soon(c, st, 409, "idempotency_in_progress",
-						 "a request with this Idempotency-Key is still being processed");
+		rc = idem_claim(full);
+		if (rc != 0) {
+			ret = rc == -EBUSY ? respond_retry_soon(c, st, 409, "idempotency_in_progress",
+								"a request with this Idempotency-Key is still being processed")
+					   : respond_code(c, st, 500, "internal_error", CLAIM_NOMEM_DETAIL);
 			goto out;
 		}
 		idem_claimed = 1;
@@ -954,10 +975,14 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		/* Claimed until stored, like idempotency keys: two concurrent
 		 * sends of one institution-encrypted message cannot both go. */
 		snprintf(msgid_key, sizeof(msgid_key), "\001message_id\n%s", req.message_id);
-		if (idem_claim(msgid_key) != 0) {
+		rc = idem_claim(msgid_key);
+		if (rc != 0) {
 			msgid_key[0] = '\0';
-			smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
-					  "this message id is being sent already");
+			if (rc == -EBUSY)
+				smisd_problem_set(&pb, 409, "message_id_used", "/message_id",
+						  "this message id is being sent already");
+			else
+				smisd_problem_set(&pb, 500, "internal_error", NULL, CLAIM_NOMEM_DETAIL);
 			ret = respond_problem(c, st, &pb);
 			goto out;
 		}

@@ -23,11 +23,25 @@ static int is_be_mobile(const char *national)
 	return national[1] >= '5' && national[1] <= '9';
 }
 
+/* "+44 (0)7700 900123": the national trunk 0, written in parentheses after
+ * the country code, is not dialled from abroad. `trunk` is the index in
+ * `digits` of the 0 read from "(0)" (-1: none), `cc` that of the country
+ * code's first digit: the 0 goes when 1 to 3 digits (a calling code) come
+ * before it; elsewhere it is kept, as before. */
+static void drop_trunk_zero(char *digits, size_t *n, long trunk, size_t cc)
+{
+	if (trunk < 0 || (size_t)trunk <= cc || (size_t)trunk - cc > 3)
+		return;
+	memmove(digits + trunk, digits + trunk + 1, *n - (size_t)trunk); /* with the NUL */
+	(*n)--;
+}
+
 enum smisd_phone_result smisd_phone_normalise(const char *in, char *out,
 					      const char *const *allowed_cc)
 {
 	char digits[32];
 	size_t n = 0;
+	long trunk = -1;
 	int plus = 0;
 	const char *p = in;
 
@@ -44,6 +58,8 @@ enum smisd_phone_result smisd_phone_normalise(const char *in, char *out,
 		if (*p >= '0' && *p <= '9') {
 			if (n + 1 >= sizeof(digits))
 				return SMISD_PHONE_INVALID;
+			if (trunk < 0 && p > in && strncmp(p - 1, "(0)", 3) == 0)
+				trunk = (long)n;
 			digits[n++] = *p;
 		} else if (!is_separator(*p)) {
 			return SMISD_PHONE_INVALID;
@@ -57,8 +73,10 @@ enum smisd_phone_result smisd_phone_normalise(const char *in, char *out,
 	 * found by tests/fuzz/fuzz_phone). */
 	char buf[sizeof(digits) + 1];
 	if (plus) {
+		drop_trunk_zero(digits, &n, trunk, 0);
 		intl = digits;
 	} else if (n > 2 && digits[0] == '0' && digits[1] == '0') {
+		drop_trunk_zero(digits, &n, trunk, 2);
 		intl = digits + 2;
 	} else if (n > 1 && digits[0] == '0') {
 		/* Belgian national form: trunk 0 replaced by 32. */
@@ -69,7 +87,8 @@ enum smisd_phone_result smisd_phone_normalise(const char *in, char *out,
 		return SMISD_PHONE_INVALID;
 	}
 
-	/* "+32 (0)470..." : the national trunk 0 written after the code. */
+	/* "+32 0470...": the Belgian trunk 0 written after the code without
+	 * parentheses (with them, drop_trunk_zero() took it out). */
 	char fixed[32];
 	if (strncmp(intl, "320", 3) == 0 && strlen(intl) == 12) {
 		memcpy(fixed, "32", 2);

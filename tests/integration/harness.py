@@ -137,7 +137,7 @@ class Stack:
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
                  institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
-                 listen_extra=""):
+                 listen_extra="", smisd_env=None):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -154,6 +154,8 @@ class Stack:
         self.store_extra = store_extra
         # Settings appended to the listen group ("connection_timeout_s = 1;").
         self.listen_extra = listen_extra
+        # Variables added to smisd's environment ({"LD_PRELOAD": ...}).
+        self.smisd_env = smisd_env or {}
         self.expected_log = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -257,7 +259,8 @@ institutions = (
                     "--errors-for-leak-kinds=definite"] + argv
         self.smisd_log = os.path.join(self.dir, "smisd.log")
         with open(self.smisd_log, "w") as logf:
-            self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf)
+            self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf,
+                                          env=dict(os.environ, **self.smisd_env))
         self.base = "http://127.0.0.1:%d" % self.smisd_port
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -13,7 +13,7 @@ import unittest
 from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, KEYS, Response, Stack, StackTestCase, http, message  # noqa: E402
+from harness import BUILD, CITIZENS, KEYS, Response, Stack, StackTestCase, http, message  # noqa: E402
 
 APP, SMS = "govapp", "ringring"
 
@@ -391,6 +391,28 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         r = http("GET", self.stack.base + "/healthz")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json["status"], "ok")
+
+
+class ClaimWithoutMemory(ProblemAsserts, StackTestCase):
+    """Out of memory while claiming an Idempotency-Key (strdup made to fail
+    for keys "nomem-..." by a preloaded library): a 500, not the 409 that
+    would tell the client the key is in use by a request that does not
+    exist. Nothing is sent, and the failed claim leaves nothing behind: a
+    retry is not told 409 either."""
+    stack_kwargs = {"smisd_env": {
+        "LD_PRELOAD": os.path.join(BUILD, "tests/plugins/.libs/nomem_claim.so"),
+        # A sanitizer build wants its runtime first; this library is not one.
+        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}}
+
+    def test_claim_without_memory_is_an_internal_error(self):
+        s = self.stack
+        s.expect_log(r"500 internal_error")
+        body = message(CITIZENS["no_app"], "sms_only")
+        for _ in range(2):
+            self.problem(s.send(body, headers={"Idempotency-Key": "nomem-1"}), 500, "internal_error")
+        self.assertEqual(s.sim("ringring", "GET", "/_sim/requests").json, [])
+        r = s.send(body, headers={"Idempotency-Key": "other-1"})
+        self.assertEqual(r.status, 201, r.raw)
 
 
 class Privacy(StackTestCase):

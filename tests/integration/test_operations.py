@@ -17,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, Stack, StackTestCase, http,  # noqa: E402
+from harness import (BUILD, CITIZENS, KEYS, RINGRING_CALLBACK_TOKEN, Stack, StackTestCase, http,  # noqa: E402
                      message, poll_until)
 
 NEW_STRATEGY = """,
@@ -655,6 +655,31 @@ class Observability(StackTestCase):
         text = self.stack.log_text()
         self.assertNotIn(CITIZENS["no_app"][3:], text)  # no phone numbers
         self.assertNotIn("Bericht in nl", text)         # no content
+
+    def test_access_lines_name_the_institution_of_every_authenticated_route(self):
+        """Not only a send's access line names its caller: a read of a
+        message and a lookup of device keys do too, whatever they answer;
+        a request without a valid key names none."""
+        s = self.stack
+        sent = s.send(message(CITIZENS["no_app"], "sms_only"))
+        self.assertEqual(sent.status, 201, sent.raw)
+        got = s.get(sent.json["id"])
+        missing = s.get("msg_nothing", inst="inst-b")
+        keys = http("POST", s.base + "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]},
+                    {"Authorization": "Bearer " + KEYS["inst-a"]})
+        anonymous = http("GET", s.base + "/v1/messages/" + sent.json["id"])
+        self.assertEqual((got.status, missing.status, anonymous.status), (200, 404, 401))
+        rids = {r.headers["X-Request-Id"]: inst
+                for r, inst in ((got, "inst-a"), (missing, "inst-b"), (keys, "inst-a"), (anonymous, None))}
+        poll_until(lambda: all(rid in s.log_text() for rid in rids), 5,
+                   lambda: "access lines of %s not all logged" % sorted(rids))
+        access = {e["request_id"]: e["msg"] for e in map(json.loads, s.log_text().splitlines())
+                  if e.get("component") == "access"}
+        for rid, inst in rids.items():
+            if inst:
+                self.assertTrue(access[rid].endswith(" institution=" + inst), access[rid])
+            else:
+                self.assertNotIn("institution=", access[rid])
 
 
 class SecondInstance(StackTestCase):

@@ -439,6 +439,22 @@ class DeliveryReports(SmsCase):
         answer, rec = self.sent_sms(sms_body("Snel"))
         self.wait_status(answer["id"], "delivered")
 
+    def test_head_records_nothing(self):
+        """A HEAD is not a webhook: 405 with the methods a callback takes,
+        and the report its query carries is not recorded, where the same
+        query by GET is (statusMethod GET)."""
+        self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_delay_ms": 600000})
+        answer, rec = self.sent_sms(sms_body("Kopje"))
+        path = "ringring/%s?MessageId=%s&Reference=%s&StatusCode=200" % (
+            RINGRING_CALLBACK_TOKEN, rec["message_id"], answer["id"])
+        r = self.callback(path, None, method="HEAD")
+        self.assertEqual((r.status, r.headers["Allow"]), (405, "GET, POST"))
+        g = self.stack.get(answer["id"])
+        self.assertEqual((g.json["status"], g.json["reports"]), ("sent", []))
+        r = self.callback(path, None, method="GET")
+        self.assertEqual(r.status, 200, r.raw)
+        self.wait_status(answer["id"], "delivered")
+
     def test_forged_reports_refused(self):
         # The simulator's own report must not come during this test.
         self.stack.sim("ringring", "POST", "/_sim/faults", {"dlr_delay_ms": 600000})

@@ -834,6 +834,28 @@ static void test_unstored_remove_absent(void)
 	CU_ASSERT_FALSE(smisd_unstored_exists("msg_kept"));
 }
 
+/* After a reload the loops run requests of both generations: the newest
+ * one's per-host cap holds, an old request does not set its own back. */
+static void test_host_cap_follows_the_newest_generation(void)
+{
+	struct smisd_channel old_ch[2] = { { .http.max_connections = 4 }, { .http.max_connections = 0 } };
+	struct smisd_channel new_ch[1] = { { .http.max_connections = 9 } };
+	struct smisd_generation old_gen = { .id = 7, .channels = old_ch, .n_channels = 2 };
+	struct smisd_generation new_gen = { .id = 8, .channels = new_ch, .n_channels = 1 };
+	unsigned long applied = 0;
+
+	CU_ASSERT_EQUAL(smisd_dispatcher_host_cap(&applied, &old_gen, 2), 2); /* 4 shared by 2 loops */
+	CU_ASSERT_EQUAL(smisd_dispatcher_host_cap(&applied, &old_gen, 2), -1);
+	CU_ASSERT_EQUAL(smisd_dispatcher_host_cap(&applied, &new_gen, 2), 5); /* rounded up */
+	CU_ASSERT_EQUAL(smisd_dispatcher_host_cap(&applied, &old_gen, 2), -1);
+	CU_ASSERT_EQUAL(smisd_dispatcher_host_cap(&applied, &new_gen, 2), -1);
+	CU_ASSERT_EQUAL(applied, 8);
+	/* Without a cap in the newest generation, curl's default (0) again. */
+	new_ch[0].http.max_connections = 0;
+	new_gen.id = 9;
+	CU_ASSERT_EQUAL(smisd_dispatcher_host_cap(&applied, &new_gen, 1), 0);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -856,6 +878,7 @@ int main(void)
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
 	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
+	CU_add_test(s, "host cap follows the newest generation", test_host_cap_follows_the_newest_generation);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();

@@ -65,6 +65,26 @@ static void test_countries(void)
 	CU_ASSERT_STRING_EQUAL(smisd_phone_result_code(SMISD_PHONE_INVALID), "invalid_number");
 }
 
+/* "(0)" after any calling code is the national trunk prefix, not dialled
+ * from abroad: dropped, as for Belgium, and only there. */
+static void test_trunk_zero_in_parentheses(void)
+{
+	static const char *const cc[] = { "31", "44", "49", "352", NULL };
+	expect("+44 (0)7700 900123", SMISD_PHONE_OK, "+447700900123", cc);
+	expect("+49 (0)151 2345 6789", SMISD_PHONE_OK, "+4915123456789", cc);
+	expect("+31(0)6 1234 5678", SMISD_PHONE_OK, "+31612345678", cc);
+	expect("0044 (0)7700 900123", SMISD_PHONE_OK, "+447700900123", cc);
+	expect("+352 (0)621 123 456", SMISD_PHONE_OK, "+352621123456", cc);
+	expect("0032 (0)470 12 34 56", SMISD_PHONE_OK, "+32470123456", cc);
+	expect("+32(0)470123456", SMISD_PHONE_OK, "+32470123456", NULL);
+	/* Still a country the institution may not reach. */
+	expect("+44 (0)7700 900123", SMISD_PHONE_COUNTRY, NULL, NULL);
+	/* Not after a calling code (1-3 digits): the 0 is a digit as before. */
+	expect("+44 7700 (0)90012", SMISD_PHONE_OK, "+447700090012", cc);
+	/* A national number: its own trunk 0, whatever the parentheses. */
+	expect("(0)470 12 34 56", SMISD_PHONE_OK, "+32470123456", NULL);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -76,6 +96,7 @@ int main(void)
 	CU_add_test(s, "not mobile", test_not_mobile);
 	CU_add_test(s, "invalid", test_invalid);
 	CU_add_test(s, "countries", test_countries);
+	CU_add_test(s, "trunk zero in parentheses", test_trunk_zero_in_parentheses);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
