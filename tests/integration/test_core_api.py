@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 import unittest
@@ -403,6 +404,17 @@ class ClaimWithoutMemory(ProblemAsserts, StackTestCase):
         "LD_PRELOAD": os.path.join(BUILD, "tests/plugins/.libs/nomem_claim.so"),
         # A sanitizer build wants its runtime first; this library is not one.
         "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}}
+
+    @classmethod
+    def setUpClass(cls):
+        # clang links its sanitizer runtime into smisd itself, and an
+        # executable's own strdup comes before any preloaded library's.
+        nm = subprocess.run(["nm", "-D", "--defined-only", os.path.join(BUILD, "smisd")],
+                            capture_output=True, text=True)
+        if any(line.split()[-1:] == ["strdup"] for line in nm.stdout.splitlines()):
+            raise unittest.SkipTest("smisd defines its own strdup (a clang sanitizer build): "
+                                    "a preloaded library cannot replace it")
+        super().setUpClass()
 
     def test_claim_without_memory_is_an_internal_error(self):
         s = self.stack
