@@ -17,6 +17,7 @@
 #include <openssl/hmac.h>
 #include <sqlite3.h>
 
+#include "auth.h"
 #include "core_api.h"
 #include "dispatcher.h"
 #include "log.h"
@@ -24,6 +25,9 @@
 #include "retention.h"
 #include "store.h"
 #include "unstored.h"
+
+/* What a keyed request hash starts with; see smisd_store_same_request(). */
+#define REQUEST_HASH_V1 "h1:"
 
 struct report_item {
 	char channel[64];
@@ -226,8 +230,9 @@ __attribute__((destructor)) static void phone_mac_release(void)
 	OPENSSL_cleanse(mac_key, sizeof(mac_key));
 }
 
-void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
-			    char out[65])
+/* HMAC-SHA256(key, data) as 64 hex characters and a NUL. */
+static void keyed_hash_hex(const unsigned char *key, size_t keylen, const void *data, size_t len,
+			   char out[65])
 {
 	unsigned char mac[32];
 	unsigned int maclen = sizeof(mac);
@@ -235,16 +240,42 @@ void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char 
 	EVP_MAC_CTX *ctx = phone_mac(key, keylen);
 	size_t outl = 0;
 
-	if (ctx && EVP_MAC_update(ctx, (const unsigned char *)e164, strlen(e164)) == 1 &&
+	if (ctx && EVP_MAC_update(ctx, data, len) == 1 &&
 	    EVP_MAC_final(ctx, mac, &outl, sizeof(mac)) == 1 && outl == sizeof(mac))
 		maclen = (unsigned int)outl;
 	else
-		HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)e164, strlen(e164), mac, &maclen);
+		HMAC(EVP_sha256(), key, (int)keylen, data, len, mac, &maclen);
 	for (int i = 0; i < 32; i++) {
 		out[2 * i] = hex[mac[i] >> 4];
 		out[2 * i + 1] = hex[mac[i] & 15];
 	}
 	out[64] = '\0';
+}
+
+void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
+			    char out[65])
+{
+	keyed_hash_hex(key, keylen, e164, strlen(e164), out);
+}
+
+/* Keyed with the phone key itself: a body is a JSON object, never an
+ * E.164 number, so no request hash can equal a recipient's. */
+void smisd_store_request_hash(const unsigned char *key, size_t keylen, const void *body, size_t len,
+			      char out[SMISD_REQUEST_HASH_SIZE])
+{
+	memcpy(out, REQUEST_HASH_V1, strlen(REQUEST_HASH_V1));
+	keyed_hash_hex(key, keylen, body, len, out + strlen(REQUEST_HASH_V1));
+}
+
+bool smisd_store_same_request(const char *stored, const char *request_hash, const void *body, size_t len)
+{
+	char plain[65];
+
+	if (strncmp(stored, REQUEST_HASH_V1, strlen(REQUEST_HASH_V1)) == 0)
+		return strcmp(stored, request_hash) == 0;
+	/* Written before request hashes were keyed: the body's SHA-256. */
+	smisd_sha256_hex(body, len, plain);
+	return strcmp(stored, plain) == 0;
 }
 
 static const char *report_status_name(enum smis_report_status s)
@@ -1377,7 +1408,7 @@ int smisd_store_message_exists(const char *id)
 }
 
 int smisd_store_find_idempotent(const char *institution, const char *key,
-				char request_hash[65], char **response_json)
+				char request_hash[SMISD_REQUEST_HASH_SIZE], char **response_json)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, step = SQLITE_ERROR;
@@ -1394,7 +1425,7 @@ int smisd_store_find_idempotent(const char *institution, const char *key,
 		step = sqlite3_step(st);
 	}
 	if (step == SQLITE_ROW) {
-		snprintf(request_hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(request_hash, SMISD_REQUEST_HASH_SIZE, "%s", (const char *)sqlite3_column_text(st, 0));
 		*response_json = strdup((const char *)sqlite3_column_text(st, 1));
 		rc = *response_json ? 0 : -ENOMEM;
 	} else if (step != SQLITE_DONE) {
