@@ -483,6 +483,9 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		ret = respond_retry_soon(c, st, 503, "overloaded",
 					 "too many reports waiting to be stored, retry shortly");
 		goto out;
+	case -ESHUTDOWN:
+		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+		goto out;
 	default:
 		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 		goto out;

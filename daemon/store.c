@@ -1226,10 +1226,12 @@ int smisd_store_submit_reports(const char *channel, bool by_id, const struct smi
 	 * retries its batch): bounded, so that a long outage is answered with
 	 * 503 to the webhooks (their senders retry) instead of growing. */
 	if (stopping || rq_len + n > rq_bound) {
-		bool full = !stopping;
+		/* Stopping: the writer may be gone, and nothing would write
+		 * them; the caller says so rather than take them. */
+		int rc = stopping ? -ESHUTDOWN : -EBUSY;
 		pthread_mutex_unlock(&qlock);
 		free_reports(head);
-		return full ? -EBUSY : 0;
+		return rc;
 	}
 	if (head) {
 		if (rq_tail)

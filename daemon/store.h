@@ -32,7 +32,8 @@ void smisd_store_submit(struct smisd_job *job);
  * `channel` returned `r[i].provider_ref`, or, with `by_id` (the channel has
  * SMIS_CAP_REPORTS_BY_ID), for the messages whose id it is: all of them,
  * or none and -EBUSY when the queue would pass its bound (while the store
- * cannot write; see smisd_store_set_report_bound), or -ENOMEM. */
+ * cannot write; see smisd_store_set_report_bound), -ESHUTDOWN when the
+ * store is closing, or -ENOMEM. */
 int smisd_store_submit_reports(const char *channel, bool by_id, const struct smis_report *r, size_t n);
 
 /* How many reports may wait for the writer; set once, before the first. */

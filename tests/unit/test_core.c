@@ -7,6 +7,7 @@
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -25,6 +26,7 @@
 #include "plugin_loader.h"
 #include "ratelimit.h"
 #include "retention.h"
+#include "store.h"
 #include "unstored.h"
 
 /* calloc(n, size) of the linked daemon code (-Wl,--wrap=calloc) returns
@@ -834,6 +836,27 @@ static void test_unstored_remove_absent(void)
 	CU_ASSERT_FALSE(smisd_unstored_exists("msg_kept"));
 }
 
+/* A store of its own in the test folder, open. */
+static void open_store(const char *name)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	unlink(path);
+	CU_ASSERT_EQUAL_FATAL(smisd_store_open(path, 16, 0), 0);
+}
+
+/* Reports that come once the store is closing were taken (0) and dropped:
+ * the caller is told, and answers 503 shutting_down. */
+static void test_store_reports_while_closing(void)
+{
+	struct smis_report r = { .provider_ref = "ref-1", .status = SMIS_REPORT_DELIVERED };
+
+	open_store("closing.db");
+	smisd_store_close();
+	CU_ASSERT_EQUAL(smisd_store_submit_reports("ringring", false, &r, 1), -ESHUTDOWN);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -856,6 +879,7 @@ int main(void)
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
 	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
+	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
