@@ -1352,8 +1352,13 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 
 	*json = NULL;
 	/* Answered, not committed yet: from memory. Its reports, if any came
-	 * already, wait as orphans, so the query below finds none. */
-	bool unstored = smisd_unstored_get(institution, id, &answer, &status, &updated_ms) == 0;
+	 * already, wait as orphans, so the query below finds none. A copy
+	 * that fails is not "not here": the row may not be written yet, and
+	 * a 404 would deny a message just answered. */
+	int mem = smisd_unstored_get(institution, id, &answer, &status, &updated_ms);
+	if (mem == -ENOMEM)
+		return -ENOMEM;
+	bool unstored = mem == 0;
 	pthread_mutex_lock(&rlock);
 	if (unstored)
 		o = answer_with_status(answer, status, updated_ms);

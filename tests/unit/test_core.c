@@ -44,6 +44,21 @@ void *__wrap_calloc(size_t n, size_t size)
 	return __real_calloc(n, size);
 }
 
+/* strdup(s) of the linked daemon code (-Wl,--wrap=strdup) returns NULL,
+ * once, for a copy of this string, as without memory; NULL: never. */
+static const char *strdup_fail_s;
+char *__real_strdup(const char *s);
+char *__wrap_strdup(const char *s);
+
+char *__wrap_strdup(const char *s)
+{
+	if (strdup_fail_s && strcmp(s, strdup_fail_s) == 0) {
+		strdup_fail_s = NULL;
+		return NULL;
+	}
+	return __real_strdup(s);
+}
+
 static char dir[256];       /* temp folder: plugins/ and config files */
 static char plugdir[300];
 
@@ -857,6 +872,31 @@ static void test_store_reports_while_closing(void)
 	CU_ASSERT_EQUAL(smisd_store_submit_reports("ringring", false, &r, 1), -ESHUTDOWN);
 }
 
+/* A message answered and not yet committed whose copy fails for lack of
+ * memory: the read fails (500), it does not go on to the database and
+ * answer 404 for a message just answered. */
+static void test_store_get_unstored_out_of_memory(void)
+{
+	struct smisd_institution inst = { .name = (char *)"inst-a" };
+	struct smisd_job job = { .inst = &inst, .status = "sent",
+				 .response_json = (char *)"{\"id\":\"msg_oom\"}" };
+	char *json = NULL;
+
+	snprintf(job.id, sizeof(job.id), "msg_oom");
+	open_store("unstored.db");
+	smisd_unstored_add(&job);
+	strdup_fail_s = job.response_json;
+	CU_ASSERT_EQUAL(smisd_store_get_message("inst-a", "msg_oom", &json), -ENOMEM);
+	CU_ASSERT_PTR_NULL(strdup_fail_s); /* it was that copy */
+	CU_ASSERT_PTR_NULL(json);
+	strdup_fail_s = NULL;
+	CU_ASSERT_EQUAL(smisd_store_get_message("inst-a", "msg_oom", &json), 0);
+	CU_ASSERT_TRUE(json && strstr(json, "\"msg_oom\""));
+	free(json);
+	smisd_unstored_remove(&job);
+	smisd_store_close();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -880,6 +920,7 @@ int main(void)
 	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
 	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
 	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
+	CU_add_test(s, "store: a message in memory that cannot be copied", test_store_get_unstored_out_of_memory);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
