@@ -30,14 +30,15 @@
 #include "unstored.h"
 
 /* calloc(n, size) of the linked daemon code (-Wl,--wrap=calloc) returns
- * NULL, once, for these n and size, as without memory; 0: never. */
+ * NULL, once, for these n and size (size 0: any), as without memory;
+ * n 0: never. */
 static size_t calloc_fail_n, calloc_fail_size;
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 
 void *__wrap_calloc(size_t n, size_t size)
 {
-	if (calloc_fail_n && n == calloc_fail_n && size == calloc_fail_size) {
+	if (calloc_fail_n && n == calloc_fail_n && (calloc_fail_size == 0 || size == calloc_fail_size)) {
 		calloc_fail_n = 0;
 		return NULL;
 	}
@@ -897,6 +898,45 @@ static void test_store_get_unstored_out_of_memory(void)
 	smisd_store_close();
 }
 
+/* How many status polls' reports were dropped, as /metrics says. */
+static int poll_reports_dropped(void)
+{
+	static const char series[] = "\nsmis_store_errors_total{operation=\"poll_reports\"} ";
+	char *text = smisd_metrics_render();
+	const char *at = text ? strstr(text, series) : NULL;
+	int n = at ? atoi(at + strlen(series)) : 0;
+
+	free(text);
+	return n;
+}
+
+/* A status poll's reports that the store does not take are dropped (the
+ * next poll asks again), and that is counted whatever the cause: before,
+ * only a full queue was even logged. */
+static void test_poll_reports_dropped(void)
+{
+	struct smisd_channel ch = { .name = (char *)"sms" };
+	struct smis_report r = { .provider_ref = "ref-1", .status = SMIS_REPORT_DELIVERED };
+	struct smisd_attempt a = { .ch = &ch, .op = SMIS_OP_STATUS,
+				   .out = { .kind = SMIS_OUTCOME_OK, .reports = &r, .n_reports = 1 } };
+	struct smisd_job job = { .poll_channel = &ch, .single_op = SMIS_OP_STATUS, .attempts = &a, .n_attempts = 1 };
+
+	snprintf(job.id, sizeof(job.id), "msg_polled");
+	smisd_metrics_reset();
+	open_store("polls.db");
+	calloc_fail_n = 1; /* the report's place in the queue */
+	calloc_fail_size = 0;
+	smisd_dispatcher_store_poll_reports_for_test(&job);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	smisd_dispatcher_store_poll_reports_for_test(&job); /* taken */
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	smisd_store_close();
+	smisd_dispatcher_store_poll_reports_for_test(&job); /* closing */
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 2);
+	smisd_metrics_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -921,6 +961,7 @@ int main(void)
 	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
 	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
 	CU_add_test(s, "store: a message in memory that cannot be copied", test_store_get_unstored_out_of_memory);
+	CU_add_test(s, "dispatcher: a status poll's reports dropped are counted", test_poll_reports_dropped);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
