@@ -742,12 +742,21 @@ out:
 static int migrate_lookup_ref(const char *path)
 {
 	sqlite3_stmt *st = NULL;
-	bool has = false;
+	int step = SQLITE_ERROR;
+	bool has;
 	char *err = NULL;
 
 	if (sqlite3_prepare_v2(wdb, "SELECT 1 FROM pragma_table_info('attempts') WHERE name = 'lookup_ref'", -1,
 			       &st, NULL) == SQLITE_OK)
-		has = sqlite3_step(st) == SQLITE_ROW;
+		step = sqlite3_step(st);
+	/* A read that fails is not "no column": adding it again would fail
+	 * too, and say "duplicate column" instead of what went wrong. */
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "cannot read the schema of %s: %s", path, sqlite3_errmsg(wdb));
+		sqlite3_finalize(st);
+		return -1;
+	}
+	has = step == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if ((!has && sqlite3_exec(wdb,
 				  "BEGIN; ALTER TABLE attempts ADD COLUMN lookup_ref TEXT;"

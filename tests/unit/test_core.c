@@ -898,6 +898,43 @@ static void test_store_get_unstored_out_of_memory(void)
 	smisd_store_close();
 }
 
+/* A store whose schema cannot be read at start (here `attempts` is a view
+ * of a table that is gone): the start fails with the reason, not with
+ * what adding attempts.lookup_ref, taken for missing, would say. */
+static void test_store_schema_unreadable(void)
+{
+	char path[300], logpath[300], logged[4096] = "";
+	sqlite3 *db = NULL;
+	int saved, fd;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/unreadable.db", dir);
+	snprintf(logpath, sizeof(logpath), "%s/unreadable.log", dir);
+	unlink(path);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "CREATE TABLE gone (x); CREATE VIEW attempts AS SELECT * FROM gone;"
+					 " DROP TABLE gone;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	fflush(stderr);
+	saved = dup(2);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	close(fd);
+	CU_ASSERT_EQUAL(smisd_store_open(path, 16, 0), -1);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fopen(logpath, "r");
+	if (f) {
+		logged[fread(logged, 1, sizeof(logged) - 1, f)] = '\0';
+		fclose(f);
+	}
+	CU_ASSERT_PTR_NOT_NULL(strstr(logged, "cannot read the schema of"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(logged, "no such table: main.gone"));
+	if (!strstr(logged, "no such table: main.gone"))
+		fprintf(stderr, "\n  logged: %s\n", logged);
+}
+
 /* How many status polls' reports were dropped, as /metrics says. */
 static int poll_reports_dropped(void)
 {
@@ -962,6 +999,7 @@ int main(void)
 	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
 	CU_add_test(s, "store: a message in memory that cannot be copied", test_store_get_unstored_out_of_memory);
 	CU_add_test(s, "dispatcher: a status poll's reports dropped are counted", test_poll_reports_dropped);
+	CU_add_test(s, "store: a schema that cannot be read fails the start", test_store_schema_unreadable);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
