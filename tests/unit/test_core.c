@@ -790,6 +790,49 @@ static void test_metrics_dropped_series(void)
 	smisd_metrics_reset();
 }
 
+/* What the daemon code logs between these two calls (its log goes to
+ * stderr), into `logged`. */
+static int stderr_saved = -1;
+
+static void capture_stderr(void)
+{
+	char path[300];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	fflush(stderr);
+	stderr_saved = dup(2);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static void captured_stderr(char *logged, size_t size)
+{
+	char path[300];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	fflush(stderr);
+	dup2(stderr_saved, 2);
+	close(stderr_saved);
+	logged[0] = '\0';
+	f = fopen(path, "r");
+	if (f) {
+		logged[fread(logged, 1, size - 1, f)] = '\0';
+		fclose(f);
+	}
+}
+
+/* Whether `logged` has `needle`; said on stderr when not. */
+static bool logged_has(const char *logged, const char *needle)
+{
+	if (strstr(logged, needle))
+		return true;
+	fprintf(stderr, "\n  '%s' not logged: %s\n", needle, logged);
+	return false;
+}
+
 /* A store's tables, enough for the retention, with one message of now. */
 static sqlite3 *retention_db(const char *path)
 {
@@ -827,6 +870,27 @@ static void test_retention_read_fails(void)
 	/* The lock gone, the message goes. */
 	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), 1);
 	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), 0);
+	sqlite3_close(db);
+	unlink(path);
+}
+
+/* A BEGIN that fails (here: a transaction already open) is logged as
+ * such, not as a failed delete. */
+static void test_retention_begin_fails(void)
+{
+	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	char path[300], logged[4096];
+	sqlite3 *db;
+	bool more;
+
+	snprintf(path, sizeof(path), "%s/retention-begin.db", dir);
+	db = retention_db(path);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	capture_stderr();
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), -1);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "retention: begin failed: cannot start a transaction within a transaction"));
+	CU_ASSERT_TRUE(sqlite3_get_autocommit(db));
 	sqlite3_close(db);
 	unlink(path);
 }
@@ -903,36 +967,20 @@ static void test_store_get_unstored_out_of_memory(void)
  * what adding attempts.lookup_ref, taken for missing, would say. */
 static void test_store_schema_unreadable(void)
 {
-	char path[300], logpath[300], logged[4096] = "";
+	char path[300], logged[4096];
 	sqlite3 *db = NULL;
-	int saved, fd;
-	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/unreadable.db", dir);
-	snprintf(logpath, sizeof(logpath), "%s/unreadable.log", dir);
 	unlink(path);
 	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "CREATE TABLE gone (x); CREATE VIEW attempts AS SELECT * FROM gone;"
 					 " DROP TABLE gone;", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
-	fflush(stderr);
-	saved = dup(2);
-	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 2);
-	close(fd);
+	capture_stderr();
 	CU_ASSERT_EQUAL(smisd_store_open(path, 16, 0), -1);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	f = fopen(logpath, "r");
-	if (f) {
-		logged[fread(logged, 1, sizeof(logged) - 1, f)] = '\0';
-		fclose(f);
-	}
-	CU_ASSERT_PTR_NOT_NULL(strstr(logged, "cannot read the schema of"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(logged, "no such table: main.gone"));
-	if (!strstr(logged, "no such table: main.gone"))
-		fprintf(stderr, "\n  logged: %s\n", logged);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "cannot read the schema of"));
+	CU_ASSERT_TRUE(logged_has(logged, "no such table: main.gone"));
 }
 
 /* How many status polls' reports were dropped, as /metrics says. */
@@ -995,6 +1043,7 @@ int main(void)
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
+	CU_add_test(s, "retention: a failed BEGIN is logged as such", test_retention_begin_fails);
 	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
 	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
 	CU_add_test(s, "store: a message in memory that cannot be copied", test_store_get_unstored_out_of_memory);
