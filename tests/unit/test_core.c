@@ -202,35 +202,62 @@ static char *write_conf(const char *name, const char *text)
 	return path;
 }
 
+/* What the daemon code logs between these two calls (its log goes to
+ * stderr), into `logged`. */
+static int stderr_saved = -1;
+
+static void capture_stderr(void)
+{
+	char path[300];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	fflush(stderr);
+	stderr_saved = dup(2);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static void captured_stderr(char *logged, size_t size)
+{
+	char path[300];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	fflush(stderr);
+	dup2(stderr_saved, 2);
+	close(stderr_saved);
+	logged[0] = '\0';
+	f = fopen(path, "r");
+	if (f) {
+		logged[fread(logged, 1, size - 1, f)] = '\0';
+		fclose(f);
+	}
+}
+
+/* Whether `logged` has `needle`; said on stderr when not. */
+static bool logged_has(const char *logged, const char *needle)
+{
+	if (strstr(logged, needle))
+		return true;
+	fprintf(stderr, "\n  '%s' not logged: %s\n", needle, logged);
+	return false;
+}
+
 /* Load `text`; expect failure with `needle` in what was reported. */
 static void expect_config_error(const char *text, const char *needle)
 {
-	char errpath[400], buf[8192] = "";
+	char buf[8192];
 	char *path = write_conf("bad.conf", text);
-	int saved = dup(2), fd;
 	struct smisd_generation *g;
-	FILE *f;
 
-	snprintf(errpath, sizeof(errpath), "%s/stderr.txt", dir);
-	fd = open(errpath, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-	fflush(stderr);
-	dup2(fd, 2);
+	capture_stderr();
 	g = smisd_generation_load(path);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	close(fd);
+	captured_stderr(buf, sizeof(buf));
 	CU_ASSERT_PTR_NULL(g);
 	smisd_generation_unref(g);
-	f = fopen(errpath, "r");
-	if (f) {
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-	}
-	CU_ASSERT_PTR_NOT_NULL(strstr(buf, needle));
-	if (!strstr(buf, needle))
-		fprintf(stderr, "\n  wanted '%s' in:\n%s\n", needle, buf);
+	CU_ASSERT_TRUE(logged_has(buf, needle));
 }
 
 static char *replace(const char *text, const char *from, const char *to)
@@ -788,49 +815,6 @@ static void test_metrics_dropped_series(void)
 	CU_ASSERT_FALSE(text && strstr(text, "route=\"new\""));
 	free(text);
 	smisd_metrics_reset();
-}
-
-/* What the daemon code logs between these two calls (its log goes to
- * stderr), into `logged`. */
-static int stderr_saved = -1;
-
-static void capture_stderr(void)
-{
-	char path[300];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/stderr.log", dir);
-	fflush(stderr);
-	stderr_saved = dup(2);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 2);
-	close(fd);
-}
-
-static void captured_stderr(char *logged, size_t size)
-{
-	char path[300];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/stderr.log", dir);
-	fflush(stderr);
-	dup2(stderr_saved, 2);
-	close(stderr_saved);
-	logged[0] = '\0';
-	f = fopen(path, "r");
-	if (f) {
-		logged[fread(logged, 1, size - 1, f)] = '\0';
-		fclose(f);
-	}
-}
-
-/* Whether `logged` has `needle`; said on stderr when not. */
-static bool logged_has(const char *logged, const char *needle)
-{
-	if (strstr(logged, needle))
-		return true;
-	fprintf(stderr, "\n  '%s' not logged: %s\n", needle, logged);
-	return false;
 }
 
 /* A store's tables, enough for the retention, with one message of now. */
