@@ -759,6 +759,27 @@ static void test_config_out_of_memory(void)
 	smisd_generation_unref(g);
 }
 
+/* Out of memory for a copy of a gateway identity or a calling code: the
+ * list ended there, short of what was configured, and the load went on.
+ * It fails now, at the setting's line. */
+static void test_config_strdup_out_of_memory(void)
+{
+	static const char *const from = "default_strategy = \"first_yes\"; }";
+	char *t = replace(base_conf, from,
+			  "default_strategy = \"first_yes\";\n"
+			  "  client_ids = [ \"gw-first\", \"gw-second\" ];\n"
+			  "  allowed_countries = [ \"32\", \"352\" ]; }");
+
+	strdup_fail_s = "gw-second";
+	expect_config_error(t, "bad.conf:36: out of memory");
+	CU_ASSERT_PTR_NULL(strdup_fail_s); /* it was that copy */
+	strdup_fail_s = "352";
+	expect_config_error(t, "bad.conf:37: out of memory");
+	CU_ASSERT_PTR_NULL(strdup_fail_s);
+	strdup_fail_s = NULL;
+	free(t);
+}
+
 static bool only_a(const char *institution, const void *arg)
 {
 	(void)arg;
@@ -1018,6 +1039,7 @@ int main(void)
 	CU_add_test(s, "valid configuration", test_config_valid);
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
 	CU_add_test(s, "configuration out of memory", test_config_out_of_memory);
+	CU_add_test(s, "configuration out of memory for a copied value", test_config_strdup_out_of_memory);
 	CU_add_test(s, "strategy decisions", test_strategies);
 	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
