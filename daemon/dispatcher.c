@@ -258,6 +258,32 @@ out:
 	return rc;
 }
 
+/* A status poll's reports to the store. Those it does not take (its queue
+ * full while it cannot write, out of memory, closing) are dropped, and the
+ * message's next poll asks again: said (the message id and the cause, not
+ * the reports) and counted. */
+static void store_poll_reports(const struct smisd_job *job)
+{
+	const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
+	int rc;
+
+	if (!a || a->out.kind != SMIS_OUTCOME_OK || a->out.n_reports == 0)
+		return;
+	rc = smisd_store_submit_reports(job->poll_channel->name,
+					(job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0, a->out.reports,
+					a->out.n_reports);
+	if (rc == 0)
+		return;
+	smisd_log(SMIS_LOG_WARN, "store", job->id, "a status poll's %zu report(s) dropped: %s", a->out.n_reports,
+		  rc == -EBUSY ? "report queue full" : rc == -ESHUTDOWN ? "store closing" : "out of memory");
+	smisd_metric_add("smis_store_errors_total", "operation=\"poll_reports\"", 1);
+}
+
+void smisd_dispatcher_store_poll_reports_for_test(const struct smisd_job *job)
+{
+	store_poll_reports(job);
+}
+
 static void finish(struct smisd_job *job)
 {
 	easy_put(job->easy);
@@ -267,14 +293,7 @@ static void finish(struct smisd_job *job)
 		return;
 	}
 	if (job->poll_channel) {
-		const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
-		/* A poll's reports that find the queue full are dropped: the
-		 * message's next poll asks again. */
-		if (a && a->out.kind == SMIS_OUTCOME_OK && a->out.n_reports > 0 &&
-		    smisd_store_submit_reports(job->poll_channel->name,
-					       (job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0,
-					       a->out.reports, a->out.n_reports) == -EBUSY)
-			smisd_log(SMIS_LOG_WARN, "store", job->id, "report queue full: a status poll's reports dropped");
+		store_poll_reports(job);
 		smisd_job_free(job);
 		return;
 	}

@@ -54,4 +54,8 @@ long smisd_dispatcher_host_cap(unsigned long *applied_gen, const struct smisd_ge
  * pure part of the dispatcher (no HTTP). Exposed for tests only. */
 int smisd_dispatcher_advance_for_test(struct smisd_job *job);
 
+/* Hand a finished status poll's reports to the store, as when it ends on
+ * its loop (logged and counted when they are dropped). For tests only. */
+void smisd_dispatcher_store_poll_reports_for_test(const struct smisd_job *job);
+
 #endif

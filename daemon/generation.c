@@ -655,19 +655,22 @@ static int check_key_unique(const struct smisd_generation *g, const config_setti
 	return 0;
 }
 
-/* calloc() for the values of setting `s`: without memory the setting is
- * reported and counted in *errors, so that the load fails rather than
- * reading it as empty (an institution without its keys, countries or
- * gateway identities). */
-static void *calloc_values(const config_setting_t *s, size_t n, size_t size, int *errors)
+/* `p`, memory just allocated for the values of setting `s`: without it
+ * (NULL) the setting is reported and counted in *errors, so that the load
+ * fails rather than reading it as empty or short (an institution without
+ * its keys, countries or gateway identities). */
+static void *value_memory(const config_setting_t *s, void *p, int *errors)
 {
-	void *p = calloc(n, size);
-
 	if (!p) {
 		report(s, "out of memory reading this setting");
 		(*errors)++;
 	}
 	return p;
+}
+
+static void *calloc_values(const config_setting_t *s, size_t n, size_t size, int *errors)
+{
+	return value_memory(s, calloc(n, size), errors);
 }
 
 static int load_institutions(struct smisd_generation *g, config_t *cfg)
@@ -812,7 +815,9 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 							       g->institutions[m].name);
 							errors++;
 						}
-				in->client_ids[k] = strdup(id);
+				/* The list ends at its first NULL: stop there. */
+				if (!(in->client_ids[k] = value_memory(cl, strdup(id), &errors)))
+					break;
 			}
 		}
 		/* A scalar has no elements: it would be read as an empty list. */
@@ -838,7 +843,8 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 					errors++;
 					break;
 				}
-				in->allowed_cc[k] = strdup(cc);
+				if (!(in->allowed_cc[k] = value_memory(ccl, strdup(cc), &errors)))
+					break;
 			}
 		}
 		if (langl) {

@@ -504,6 +504,9 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		ret = respond_retry_soon(c, st, 503, "overloaded",
 					 "too many reports waiting to be stored, retry shortly");
 		goto out;
+	case -ESHUTDOWN:
+		ret = respond_code(c, st, 503, "shutting_down", SHUTTING_DOWN_DETAIL);
+		goto out;
 	default:
 		ret = respond_code(c, st, 500, "internal_error", "out of memory");
 		goto out;
@@ -858,7 +861,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	struct smisd_request req;
 	struct smisd_job *job = NULL;
 	const char *idem, *refusal;
-	char full[256], rh[65], rcpt_hash[65];
+	char full[256], rh[SMISD_REQUEST_HASH_SIZE], rcpt_hash[65];
 	char msgid_key[64] = "";
 	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0, rc;
 	enum MHD_Result ret;
@@ -912,11 +915,12 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	}
 	rh[0] = '\0';
 	if (idem) {
-		char stored_hash[65] = "";
+		char stored_hash[SMISD_REQUEST_HASH_SIZE] = "";
 		char *answer = NULL;
-		/* The body's digest is what a replay is checked against; it is
+		/* The body's hash is what a replay is checked against; it is
 		 * stored with the key, so only keyed requests need it. */
-		smisd_sha256_hex(st->body ? st->body : "", st->len, rh);
+		smisd_store_request_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len,
+					 st->body ? st->body : "", st->len, rh);
 		idem_full_key(inst->name, idem, full, sizeof(full));
 		rc = idem_claim(full);
 		if (rc != 0) {
@@ -930,7 +934,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		case -ENOENT:
 			break;
 		case 0:
-			if (strcmp(stored_hash, rh) != 0) {
+			if (!smisd_store_same_request(stored_hash, rh, st->body ? st->body : "", st->len)) {
 				free(answer);
 				ret = respond_code(c, st, 422, "idempotency_key_reused",
 						   "this Idempotency-Key was used with a different request body");

@@ -21,6 +21,8 @@
 
 #define SMISD_MAX_ATTEMPTS 16
 #define SMISD_ID_LEN 40
+/* A request hash as stored: "h1:" and 64 hex digits (smisd_store_request_hash). */
+#define SMISD_REQUEST_HASH_SIZE 68
 
 /* What the core keeps of an attempt's struct smis_outcome: the same fields
  * (so `a->out.kind` reads as before) but the reports, which only status
@@ -73,7 +75,7 @@ struct smisd_job {
 	struct smis_message msg;
 	char recipient_hash[65];
 	char *idem_key;                /* NULL when the call had none */
-	char request_hash[65];
+	char request_hash[SMISD_REQUEST_HASH_SIZE];
 	int64_t created_ms;
 	int64_t deadline_mono;
 

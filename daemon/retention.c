@@ -69,17 +69,20 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 		if (sqlite3_prepare_v2(db, purge_sql[i], -1, &del[i], NULL) != SQLITE_OK)
 			goto failed;
 	for (int round = 0; round < PURGE_ROUNDS; round++) {
-		int n = 0, ok, found;
+		int n = 0, found = 0;
+		const char *what = NULL; /* the step that failed, for the log */
 
 		pthread_mutex_lock(gate);
-		ok = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+		if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+			what = "begin";
 		/* A failed read is not "nothing to delete". */
-		found = ok ? batch_bound(sel, cut, bound, sizeof(bound)) : 0;
-		ok = ok && found >= 0;
-		for (int i = 0; ok && found && i < 3; i++) {
+		else if ((found = batch_bound(sel, cut, bound, sizeof(bound))) < 0)
+			what = "read";
+		for (int i = 0; !what && found && i < 3; i++) {
 			sqlite3_reset(del[i]);
 			sqlite3_bind_text(del[i], 1, bound, -1, SQLITE_STATIC);
-			ok = sqlite3_step(del[i]) == SQLITE_DONE;
+			if (sqlite3_step(del[i]) != SQLITE_DONE)
+				what = "delete";
 			if (i == 2)
 				n = sqlite3_changes(db);
 			sqlite3_reset(del[i]);
@@ -87,9 +90,10 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 		/* Even the read-only round ends with a COMMIT that must not fail
 		 * unseen: a transaction left open would make the writer's next
 		 * BEGIN fail. */
-		if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-			smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", found < 0 ? "read" : "delete",
-				  sqlite3_errmsg(db));
+		if (!what && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			what = "commit";
+		if (what) {
+			smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", what, sqlite3_errmsg(db));
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			pthread_mutex_unlock(gate);
 			purged = -1;

@@ -17,6 +17,7 @@
 #include <openssl/hmac.h>
 #include <sqlite3.h>
 
+#include "auth.h"
 #include "core_api.h"
 #include "dispatcher.h"
 #include "log.h"
@@ -24,6 +25,9 @@
 #include "retention.h"
 #include "store.h"
 #include "unstored.h"
+
+/* What a keyed request hash starts with; see smisd_store_same_request(). */
+#define REQUEST_HASH_V1 "h1:"
 
 struct report_item {
 	char channel[64];
@@ -226,8 +230,9 @@ __attribute__((destructor)) static void phone_mac_release(void)
 	OPENSSL_cleanse(mac_key, sizeof(mac_key));
 }
 
-void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
-			    char out[65])
+/* HMAC-SHA256(key, data) as 64 hex characters and a NUL. */
+static void keyed_hash_hex(const unsigned char *key, size_t keylen, const void *data, size_t len,
+			   char out[65])
 {
 	unsigned char mac[32];
 	unsigned int maclen = sizeof(mac);
@@ -235,16 +240,42 @@ void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char 
 	EVP_MAC_CTX *ctx = phone_mac(key, keylen);
 	size_t outl = 0;
 
-	if (ctx && EVP_MAC_update(ctx, (const unsigned char *)e164, strlen(e164)) == 1 &&
+	if (ctx && EVP_MAC_update(ctx, data, len) == 1 &&
 	    EVP_MAC_final(ctx, mac, &outl, sizeof(mac)) == 1 && outl == sizeof(mac))
 		maclen = (unsigned int)outl;
 	else
-		HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)e164, strlen(e164), mac, &maclen);
+		HMAC(EVP_sha256(), key, (int)keylen, data, len, mac, &maclen);
 	for (int i = 0; i < 32; i++) {
 		out[2 * i] = hex[mac[i] >> 4];
 		out[2 * i + 1] = hex[mac[i] & 15];
 	}
 	out[64] = '\0';
+}
+
+void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
+			    char out[65])
+{
+	keyed_hash_hex(key, keylen, e164, strlen(e164), out);
+}
+
+/* Keyed with the phone key itself: a body is a JSON object, never an
+ * E.164 number, so no request hash can equal a recipient's. */
+void smisd_store_request_hash(const unsigned char *key, size_t keylen, const void *body, size_t len,
+			      char out[SMISD_REQUEST_HASH_SIZE])
+{
+	memcpy(out, REQUEST_HASH_V1, strlen(REQUEST_HASH_V1));
+	keyed_hash_hex(key, keylen, body, len, out + strlen(REQUEST_HASH_V1));
+}
+
+bool smisd_store_same_request(const char *stored, const char *request_hash, const void *body, size_t len)
+{
+	char plain[65];
+
+	if (strncmp(stored, REQUEST_HASH_V1, strlen(REQUEST_HASH_V1)) == 0)
+		return strcmp(stored, request_hash) == 0;
+	/* Written before request hashes were keyed: the body's SHA-256. */
+	smisd_sha256_hex(body, len, plain);
+	return strcmp(stored, plain) == 0;
 }
 
 static const char *report_status_name(enum smis_report_status s)
@@ -711,12 +742,21 @@ out:
 static int migrate_lookup_ref(const char *path)
 {
 	sqlite3_stmt *st = NULL;
-	bool has = false;
+	int step = SQLITE_ERROR;
+	bool has;
 	char *err = NULL;
 
 	if (sqlite3_prepare_v2(wdb, "SELECT 1 FROM pragma_table_info('attempts') WHERE name = 'lookup_ref'", -1,
 			       &st, NULL) == SQLITE_OK)
-		has = sqlite3_step(st) == SQLITE_ROW;
+		step = sqlite3_step(st);
+	/* A read that fails is not "no column": adding it again would fail
+	 * too, and say "duplicate column" instead of what went wrong. */
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		smisd_log(SMIS_LOG_ERROR, "store", NULL, "cannot read the schema of %s: %s", path, sqlite3_errmsg(wdb));
+		sqlite3_finalize(st);
+		return -1;
+	}
+	has = step == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if ((!has && sqlite3_exec(wdb,
 				  "BEGIN; ALTER TABLE attempts ADD COLUMN lookup_ref TEXT;"
@@ -1195,10 +1235,12 @@ int smisd_store_submit_reports(const char *channel, bool by_id, const struct smi
 	 * retries its batch): bounded, so that a long outage is answered with
 	 * 503 to the webhooks (their senders retry) instead of growing. */
 	if (stopping || rq_len + n > rq_bound) {
-		bool full = !stopping;
+		/* Stopping: the writer may be gone, and nothing would write
+		 * them; the caller says so rather than take them. */
+		int rc = stopping ? -ESHUTDOWN : -EBUSY;
 		pthread_mutex_unlock(&qlock);
 		free_reports(head);
-		return full ? -EBUSY : 0;
+		return rc;
 	}
 	if (head) {
 		if (rq_tail)
@@ -1319,8 +1361,13 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 
 	*json = NULL;
 	/* Answered, not committed yet: from memory. Its reports, if any came
-	 * already, wait as orphans, so the query below finds none. */
-	bool unstored = smisd_unstored_get(institution, id, &answer, &status, &updated_ms) == 0;
+	 * already, wait as orphans, so the query below finds none. A copy
+	 * that fails is not "not here": the row may not be written yet, and
+	 * a 404 would deny a message just answered. */
+	int mem = smisd_unstored_get(institution, id, &answer, &status, &updated_ms);
+	if (mem == -ENOMEM)
+		return -ENOMEM;
+	bool unstored = mem == 0;
 	pthread_mutex_lock(&rlock);
 	if (unstored)
 		o = answer_with_status(answer, status, updated_ms);
@@ -1377,7 +1424,7 @@ int smisd_store_message_exists(const char *id)
 }
 
 int smisd_store_find_idempotent(const char *institution, const char *key,
-				char request_hash[65], char **response_json)
+				char request_hash[SMISD_REQUEST_HASH_SIZE], char **response_json)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, step = SQLITE_ERROR;
@@ -1394,7 +1441,7 @@ int smisd_store_find_idempotent(const char *institution, const char *key,
 		step = sqlite3_step(st);
 	}
 	if (step == SQLITE_ROW) {
-		snprintf(request_hash, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(request_hash, SMISD_REQUEST_HASH_SIZE, "%s", (const char *)sqlite3_column_text(st, 0));
 		*response_json = strdup((const char *)sqlite3_column_text(st, 1));
 		rc = *response_json ? 0 : -ENOMEM;
 	} else if (step != SQLITE_DONE) {

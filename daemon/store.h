@@ -32,7 +32,8 @@ void smisd_store_submit(struct smisd_job *job);
  * `channel` returned `r[i].provider_ref`, or, with `by_id` (the channel has
  * SMIS_CAP_REPORTS_BY_ID), for the messages whose id it is: all of them,
  * or none and -EBUSY when the queue would pass its bound (while the store
- * cannot write; see smisd_store_set_report_bound), or -ENOMEM. */
+ * cannot write; see smisd_store_set_report_bound), -ESHUTDOWN when the
+ * store is closing, or -ENOMEM. */
 int smisd_store_submit_reports(const char *channel, bool by_id, const struct smis_report *r, size_t n);
 
 /* How many reports may wait for the writer; set once, before the first. */
@@ -56,11 +57,24 @@ int smisd_store_message_exists(const char *id);
  * used before by this institution, -ENOENT when it was not; -ENOMEM or
  * -EIO (logged) when that cannot be told. */
 int smisd_store_find_idempotent(const char *institution, const char *key,
-				char request_hash[65], char **response_json);
+				char request_hash[SMISD_REQUEST_HASH_SIZE], char **response_json);
 
 /* HMAC-SHA256(key, e164) as 64 hex characters. */
 void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
 			    char out[65]);
+
+/* What a request body is known by for idempotency: "h1:" and
+ * HMAC-SHA256(key, body) in hex, with the phone hash key. Not a plain
+ * digest: a body holds the recipient's number in clear, and with a known
+ * text the number space is small enough to search against a digest. */
+void smisd_store_request_hash(const unsigned char *key, size_t keylen, const void *body, size_t len,
+			      char out[SMISD_REQUEST_HASH_SIZE]);
+
+/* Whether `stored` (from smisd_store_find_idempotent) is the hash of the
+ * body whose smisd_store_request_hash is `request_hash`. A hash without
+ * "h1:" was written by an older smisd as the body's plain SHA-256 and is
+ * compared as such, so that a retry across the upgrade still replays. */
+bool smisd_store_same_request(const char *stored, const char *request_hash, const void *body, size_t len);
 
 /* Pending messages in the store writer's queue (for metrics/shutdown). */
 int smisd_store_pending(void);

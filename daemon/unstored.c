@@ -98,7 +98,7 @@ int smisd_unstored_get(const char *institution, const char *id, char **response_
 }
 
 int smisd_unstored_find_idempotent(const char *institution, const char *key,
-				   char request_hash[65], char **response_json)
+				   char request_hash[SMISD_REQUEST_HASH_SIZE], char **response_json)
 {
 	int rc = -ENOENT;
 	pthread_mutex_lock(&lock);
@@ -106,7 +106,7 @@ int smisd_unstored_find_idempotent(const char *institution, const char *key,
 	while (j && (strcmp(j->idem_key, key) != 0 || strcmp(j->inst->name, institution) != 0))
 		j = j->unstored_by_key;
 	if (j) {
-		memcpy(request_hash, j->request_hash, 65);
+		memcpy(request_hash, j->request_hash, SMISD_REQUEST_HASH_SIZE);
 		*response_json = strdup(j->response_json ? j->response_json : "{}");
 		rc = *response_json ? 0 : -ENOMEM;
 	}

@@ -32,7 +32,7 @@ int smisd_unstored_get(const char *institution, const char *id, char **response_
 /* The message sent by `institution` with Idempotency-Key `key`: 0 with
  * its request hash and a copy of its answer; -ENOENT when not here. */
 int smisd_unstored_find_idempotent(const char *institution, const char *key,
-				   char request_hash[65], char **response_json);
+				   char request_hash[SMISD_REQUEST_HASH_SIZE], char **response_json);
 
 bool smisd_unstored_exists(const char *id);
 

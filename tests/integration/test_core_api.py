@@ -3,6 +3,8 @@ End-to-end tests of the core API (issue: SMIS core): smisd and both
 simulators on loopback, real HTTP. Run by `make check`.
 """
 import concurrent.futures
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -14,7 +16,7 @@ import unittest
 from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, CITIZENS, KEYS, Response, Stack, StackTestCase, http, message  # noqa: E402
+from harness import BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, Response, Stack, StackTestCase, http, message  # noqa: E402
 
 APP, SMS = "govapp", "ringring"
 
@@ -454,6 +456,50 @@ class Privacy(StackTestCase):
                  if q["path"].endswith("/notifications")]
         self.assertEqual(len(notes), 1)
         self.assertNotIn(secret, str(notes[0]))
+
+    def stored_request_hash(self, msg_id):
+        self.stack.wait_stored(msg_id)
+        con = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"))
+        try:
+            return con.execute("SELECT request_hash FROM messages WHERE id = ?", (msg_id,)).fetchone()[0]
+        finally:
+            con.close()
+
+    def test_request_hash_is_keyed(self):
+        # The body holds the number in clear: a plain digest of it could be
+        # matched against every number of a country for a known text. The
+        # store keeps an HMAC with the phone hash key, and a retry replays.
+        raw = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        h = {"Idempotency-Key": "keyed-hash-1", "Content-Type": "application/json"}
+        first = self.stack.send(raw, headers=h)
+        self.assertEqual(first.status, 201, first.raw)
+        stored = self.stored_request_hash(first.json["id"])
+        self.assertNotEqual(stored, hashlib.sha256(raw).hexdigest())
+        self.assertNotIn(hashlib.sha256(raw).hexdigest(), stored)
+        key = bytes.fromhex(PHONE_HASH_KEY)
+        self.assertEqual(stored, "h1:" + hmac.new(key, raw, hashlib.sha256).hexdigest())
+        again = self.stack.send(raw, headers=h)
+        self.assertEqual((again.status, again.json["id"]), (200, first.json["id"]), again.raw)
+        self.assertEqual(again.headers["Idempotent-Replayed"], "true")
+
+    def test_request_hash_of_an_older_smisd_still_replays(self):
+        # Rows written before the hash was keyed hold the body's plain
+        # SHA-256: a retry after the upgrade replays, another body does not.
+        raw = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        h = {"Idempotency-Key": "old-hash-1", "Content-Type": "application/json"}
+        first = self.stack.send(raw, headers=h)
+        self.assertEqual(first.status, 201, first.raw)
+        self.stored_request_hash(first.json["id"])
+        con = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"), isolation_level=None, timeout=10)
+        try:
+            con.execute("UPDATE messages SET request_hash = ? WHERE id = ?",
+                        (hashlib.sha256(raw).hexdigest(), first.json["id"]))
+        finally:
+            con.close()
+        again = self.stack.send(raw, headers=h)
+        self.assertEqual((again.status, again.json["id"]), (200, first.json["id"]), again.raw)
+        other = self.stack.send(message(CITIZENS["app_nl"], "sms_only"), headers=h)
+        self.assertEqual((other.status, other.json.get("code")), (422, "idempotency_key_reused"), other.raw)
 
 
 class Concurrency(StackTestCase):

@@ -7,6 +7,7 @@
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -25,21 +26,38 @@
 #include "plugin_loader.h"
 #include "ratelimit.h"
 #include "retention.h"
+#include "store.h"
 #include "unstored.h"
 
 /* calloc(n, size) of the linked daemon code (-Wl,--wrap=calloc) returns
- * NULL, once, for these n and size, as without memory; 0: never. */
+ * NULL, once, for these n and size (size 0: any), as without memory;
+ * n 0: never. */
 static size_t calloc_fail_n, calloc_fail_size;
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 
 void *__wrap_calloc(size_t n, size_t size)
 {
-	if (calloc_fail_n && n == calloc_fail_n && size == calloc_fail_size) {
+	if (calloc_fail_n && n == calloc_fail_n && (calloc_fail_size == 0 || size == calloc_fail_size)) {
 		calloc_fail_n = 0;
 		return NULL;
 	}
 	return __real_calloc(n, size);
+}
+
+/* strdup(s) of the linked daemon code (-Wl,--wrap=strdup) returns NULL,
+ * once, for a copy of this string, as without memory; NULL: never. */
+static const char *strdup_fail_s;
+char *__real_strdup(const char *s);
+char *__wrap_strdup(const char *s);
+
+char *__wrap_strdup(const char *s)
+{
+	if (strdup_fail_s && strcmp(s, strdup_fail_s) == 0) {
+		strdup_fail_s = NULL;
+		return NULL;
+	}
+	return __real_strdup(s);
 }
 
 static char dir[256];       /* temp folder: plugins/ and config files */
@@ -184,35 +202,62 @@ static char *write_conf(const char *name, const char *text)
 	return path;
 }
 
+/* What the daemon code logs between these two calls (its log goes to
+ * stderr), into `logged`. */
+static int stderr_saved = -1;
+
+static void capture_stderr(void)
+{
+	char path[300];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	fflush(stderr);
+	stderr_saved = dup(2);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static void captured_stderr(char *logged, size_t size)
+{
+	char path[300];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	fflush(stderr);
+	dup2(stderr_saved, 2);
+	close(stderr_saved);
+	logged[0] = '\0';
+	f = fopen(path, "r");
+	if (f) {
+		logged[fread(logged, 1, size - 1, f)] = '\0';
+		fclose(f);
+	}
+}
+
+/* Whether `logged` has `needle`; said on stderr when not. */
+static bool logged_has(const char *logged, const char *needle)
+{
+	if (strstr(logged, needle))
+		return true;
+	fprintf(stderr, "\n  '%s' not logged: %s\n", needle, logged);
+	return false;
+}
+
 /* Load `text`; expect failure with `needle` in what was reported. */
 static void expect_config_error(const char *text, const char *needle)
 {
-	char errpath[400], buf[8192] = "";
+	char buf[8192];
 	char *path = write_conf("bad.conf", text);
-	int saved = dup(2), fd;
 	struct smisd_generation *g;
-	FILE *f;
 
-	snprintf(errpath, sizeof(errpath), "%s/stderr.txt", dir);
-	fd = open(errpath, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-	fflush(stderr);
-	dup2(fd, 2);
+	capture_stderr();
 	g = smisd_generation_load(path);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	close(fd);
+	captured_stderr(buf, sizeof(buf));
 	CU_ASSERT_PTR_NULL(g);
 	smisd_generation_unref(g);
-	f = fopen(errpath, "r");
-	if (f) {
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-	}
-	CU_ASSERT_PTR_NOT_NULL(strstr(buf, needle));
-	if (!strstr(buf, needle))
-		fprintf(stderr, "\n  wanted '%s' in:\n%s\n", needle, buf);
+	CU_ASSERT_TRUE(logged_has(buf, needle));
 }
 
 static char *replace(const char *text, const char *from, const char *to)
@@ -714,6 +759,27 @@ static void test_config_out_of_memory(void)
 	smisd_generation_unref(g);
 }
 
+/* Out of memory for a copy of a gateway identity or a calling code: the
+ * list ended there, short of what was configured, and the load went on.
+ * It fails now, at the setting's line. */
+static void test_config_strdup_out_of_memory(void)
+{
+	static const char *const from = "default_strategy = \"first_yes\"; }";
+	char *t = replace(base_conf, from,
+			  "default_strategy = \"first_yes\";\n"
+			  "  client_ids = [ \"gw-first\", \"gw-second\" ];\n"
+			  "  allowed_countries = [ \"32\", \"352\" ]; }");
+
+	strdup_fail_s = "gw-second";
+	expect_config_error(t, "bad.conf:36: out of memory");
+	CU_ASSERT_PTR_NULL(strdup_fail_s); /* it was that copy */
+	strdup_fail_s = "352";
+	expect_config_error(t, "bad.conf:37: out of memory");
+	CU_ASSERT_PTR_NULL(strdup_fail_s);
+	strdup_fail_s = NULL;
+	free(t);
+}
+
 static bool only_a(const char *institution, const void *arg)
 {
 	(void)arg;
@@ -813,6 +879,27 @@ static void test_retention_read_fails(void)
 	unlink(path);
 }
 
+/* A BEGIN that fails (here: a transaction already open) is logged as
+ * such, not as a failed delete. */
+static void test_retention_begin_fails(void)
+{
+	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	char path[300], logged[4096];
+	sqlite3 *db;
+	bool more;
+
+	snprintf(path, sizeof(path), "%s/retention-begin.db", dir);
+	db = retention_db(path);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	capture_stderr();
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more), -1);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "retention: begin failed: cannot start a transaction within a transaction"));
+	CU_ASSERT_TRUE(sqlite3_get_autocommit(db));
+	sqlite3_close(db);
+	unlink(path);
+}
+
 /* Removing a job that is not in the index leaves the others findable. */
 static void test_unstored_remove_absent(void)
 {
@@ -856,6 +943,112 @@ static void test_host_cap_follows_the_newest_generation(void)
 	CU_ASSERT_EQUAL(smisd_dispatcher_host_cap(&applied, &new_gen, 1), 0);
 }
 
+/* A store of its own in the test folder, open. */
+static void open_store(const char *name)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	unlink(path);
+	CU_ASSERT_EQUAL_FATAL(smisd_store_open(path, 16, 0), 0);
+}
+
+/* Reports that come once the store is closing were taken (0) and dropped:
+ * the caller is told, and answers 503 shutting_down. */
+static void test_store_reports_while_closing(void)
+{
+	struct smis_report r = { .provider_ref = "ref-1", .status = SMIS_REPORT_DELIVERED };
+
+	open_store("closing.db");
+	smisd_store_close();
+	CU_ASSERT_EQUAL(smisd_store_submit_reports("ringring", false, &r, 1), -ESHUTDOWN);
+}
+
+/* A message answered and not yet committed whose copy fails for lack of
+ * memory: the read fails (500), it does not go on to the database and
+ * answer 404 for a message just answered. */
+static void test_store_get_unstored_out_of_memory(void)
+{
+	struct smisd_institution inst = { .name = (char *)"inst-a" };
+	struct smisd_job job = { .inst = &inst, .status = "sent",
+				 .response_json = (char *)"{\"id\":\"msg_oom\"}" };
+	char *json = NULL;
+
+	snprintf(job.id, sizeof(job.id), "msg_oom");
+	open_store("unstored.db");
+	smisd_unstored_add(&job);
+	strdup_fail_s = job.response_json;
+	CU_ASSERT_EQUAL(smisd_store_get_message("inst-a", "msg_oom", &json), -ENOMEM);
+	CU_ASSERT_PTR_NULL(strdup_fail_s); /* it was that copy */
+	CU_ASSERT_PTR_NULL(json);
+	strdup_fail_s = NULL;
+	CU_ASSERT_EQUAL(smisd_store_get_message("inst-a", "msg_oom", &json), 0);
+	CU_ASSERT_TRUE(json && strstr(json, "\"msg_oom\""));
+	free(json);
+	smisd_unstored_remove(&job);
+	smisd_store_close();
+}
+
+/* A store whose schema cannot be read at start (here `attempts` is a view
+ * of a table that is gone): the start fails with the reason, not with
+ * what adding attempts.lookup_ref, taken for missing, would say. */
+static void test_store_schema_unreadable(void)
+{
+	char path[300], logged[4096];
+	sqlite3 *db = NULL;
+
+	snprintf(path, sizeof(path), "%s/unreadable.db", dir);
+	unlink(path);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "CREATE TABLE gone (x); CREATE VIEW attempts AS SELECT * FROM gone;"
+					 " DROP TABLE gone;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	capture_stderr();
+	CU_ASSERT_EQUAL(smisd_store_open(path, 16, 0), -1);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "cannot read the schema of"));
+	CU_ASSERT_TRUE(logged_has(logged, "no such table: main.gone"));
+}
+
+/* How many status polls' reports were dropped, as /metrics says. */
+static int poll_reports_dropped(void)
+{
+	static const char series[] = "\nsmis_store_errors_total{operation=\"poll_reports\"} ";
+	char *text = smisd_metrics_render();
+	const char *at = text ? strstr(text, series) : NULL;
+	int n = at ? atoi(at + strlen(series)) : 0;
+
+	free(text);
+	return n;
+}
+
+/* A status poll's reports that the store does not take are dropped (the
+ * next poll asks again), and that is counted whatever the cause: before,
+ * only a full queue was even logged. */
+static void test_poll_reports_dropped(void)
+{
+	struct smisd_channel ch = { .name = (char *)"sms" };
+	struct smis_report r = { .provider_ref = "ref-1", .status = SMIS_REPORT_DELIVERED };
+	struct smisd_attempt a = { .ch = &ch, .op = SMIS_OP_STATUS,
+				   .out = { .kind = SMIS_OUTCOME_OK, .reports = &r, .n_reports = 1 } };
+	struct smisd_job job = { .poll_channel = &ch, .single_op = SMIS_OP_STATUS, .attempts = &a, .n_attempts = 1 };
+
+	snprintf(job.id, sizeof(job.id), "msg_polled");
+	smisd_metrics_reset();
+	open_store("polls.db");
+	calloc_fail_n = 1; /* the report's place in the queue */
+	calloc_fail_size = 0;
+	smisd_dispatcher_store_poll_reports_for_test(&job);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	smisd_dispatcher_store_poll_reports_for_test(&job); /* taken */
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	smisd_store_close();
+	smisd_dispatcher_store_poll_reports_for_test(&job); /* closing */
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 2);
+	smisd_metrics_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -868,6 +1061,7 @@ int main(void)
 	CU_add_test(s, "valid configuration", test_config_valid);
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
 	CU_add_test(s, "configuration out of memory", test_config_out_of_memory);
+	CU_add_test(s, "configuration out of memory for a copied value", test_config_strdup_out_of_memory);
 	CU_add_test(s, "strategy decisions", test_strategies);
 	CU_add_test(s, "message ids carry their time", test_id_time);
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
@@ -877,8 +1071,13 @@ int main(void)
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
+	CU_add_test(s, "retention: a failed BEGIN is logged as such", test_retention_begin_fails);
 	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
 	CU_add_test(s, "host cap follows the newest generation", test_host_cap_follows_the_newest_generation);
+	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
+	CU_add_test(s, "store: a message in memory that cannot be copied", test_store_get_unstored_out_of_memory);
+	CU_add_test(s, "dispatcher: a status poll's reports dropped are counted", test_poll_reports_dropped);
+	CU_add_test(s, "store: a schema that cannot be read fails the start", test_store_schema_unreadable);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
