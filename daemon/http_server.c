@@ -81,6 +81,7 @@ static atomic_int shutting_down;
 /* No memory to claim an Idempotency-Key or message id (idem_claim() is
  * -ENOMEM): not a 409, which would say that it is in use. */
 #define CLAIM_NOMEM_DETAIL "out of memory; nothing was sent"
+#define HASH_FAILED_DETAIL "out of memory hashing the request; nothing was sent"
 
 /* ---- idempotency keys being processed ---------------------------------- */
 
@@ -919,8 +920,11 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		char *answer = NULL;
 		/* The body's hash is what a replay is checked against; it is
 		 * stored with the key, so only keyed requests need it. */
-		smisd_store_request_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len,
-					 st->body ? st->body : "", st->len, rh);
+		if (smisd_store_request_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len,
+					     st->body ? st->body : "", st->len, rh) != 0) {
+			ret = respond_code(c, st, 500, "internal_error", HASH_FAILED_DETAIL);
+			goto out;
+		}
 		idem_full_key(inst->name, idem, full, sizeof(full));
 		rc = idem_claim(full);
 		if (rc != 0) {
@@ -950,8 +954,11 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 			goto out;
 		}
 	}
-	smisd_store_phone_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len,
-			       req.recipient, rcpt_hash);
+	if (smisd_store_phone_hash(g->settings.phone_hash_key, g->settings.phone_hash_key_len, req.recipient,
+				   rcpt_hash) != 0) {
+		ret = respond_code(c, st, 500, "internal_error", HASH_FAILED_DETAIL);
+		goto out;
+	}
 	{
 		int64_t now = smisd_now_ms();
 		int wait = smisd_ratelimit_recipient(inst->name, rcpt_hash, inst->max_per_recipient,

@@ -230,8 +230,9 @@ __attribute__((destructor)) static void phone_mac_release(void)
 	OPENSSL_cleanse(mac_key, sizeof(mac_key));
 }
 
-/* HMAC-SHA256(key, data) as 64 hex characters and a NUL. */
-static void keyed_hash_hex(const unsigned char *key, size_t keylen, const void *data, size_t len,
+/* HMAC-SHA256(key, data) as 64 hex characters and a NUL: 0, or -1 when
+ * OpenSSL could not compute it (out of memory), `out` then unusable. */
+static int keyed_hash_hex(const unsigned char *key, size_t keylen, const void *data, size_t len,
 			   char out[65])
 {
 	unsigned char mac[32];
@@ -243,28 +244,28 @@ static void keyed_hash_hex(const unsigned char *key, size_t keylen, const void *
 	if (ctx && EVP_MAC_update(ctx, data, len) == 1 &&
 	    EVP_MAC_final(ctx, mac, &outl, sizeof(mac)) == 1 && outl == sizeof(mac))
 		maclen = (unsigned int)outl;
-	else
-		HMAC(EVP_sha256(), key, (int)keylen, data, len, mac, &maclen);
+	else if (!HMAC(EVP_sha256(), key, (int)keylen, data, len, mac, &maclen) || maclen != sizeof(mac))
+		return -1;
 	for (int i = 0; i < 32; i++) {
 		out[2 * i] = hex[mac[i] >> 4];
 		out[2 * i + 1] = hex[mac[i] & 15];
 	}
 	out[64] = '\0';
+	return 0;
 }
 
-void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
-			    char out[65])
+int smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164, char out[65])
 {
-	keyed_hash_hex(key, keylen, e164, strlen(e164), out);
+	return keyed_hash_hex(key, keylen, e164, strlen(e164), out);
 }
 
 /* Keyed with the phone key itself: a body is a JSON object, never an
  * E.164 number, so no request hash can equal a recipient's. */
-void smisd_store_request_hash(const unsigned char *key, size_t keylen, const void *body, size_t len,
-			      char out[SMISD_REQUEST_HASH_SIZE])
+int smisd_store_request_hash(const unsigned char *key, size_t keylen, const void *body, size_t len,
+			     char out[SMISD_REQUEST_HASH_SIZE])
 {
 	memcpy(out, REQUEST_HASH_V1, strlen(REQUEST_HASH_V1));
-	keyed_hash_hex(key, keylen, body, len, out + strlen(REQUEST_HASH_V1));
+	return keyed_hash_hex(key, keylen, body, len, out + strlen(REQUEST_HASH_V1));
 }
 
 bool smisd_store_same_request(const char *stored, const char *request_hash, const void *body, size_t len)
@@ -1441,8 +1442,14 @@ int smisd_store_find_idempotent(const char *institution, const char *key,
 		step = sqlite3_step(st);
 	}
 	if (step == SQLITE_ROW) {
-		snprintf(request_hash, SMISD_REQUEST_HASH_SIZE, "%s", (const char *)sqlite3_column_text(st, 0));
-		*response_json = strdup((const char *)sqlite3_column_text(st, 1));
+		/* NULL: SQLite out of memory (or a row without them, which
+		 * SMIS never writes); either way not "unused". */
+		const char *hash = (const char *)sqlite3_column_text(st, 0);
+		const char *answer = (const char *)sqlite3_column_text(st, 1);
+		if (hash && answer) {
+			snprintf(request_hash, SMISD_REQUEST_HASH_SIZE, "%s", hash);
+			*response_json = strdup(answer);
+		}
 		rc = *response_json ? 0 : -ENOMEM;
 	} else if (step != SQLITE_DONE) {
 		/* Not "unused": the caller would send the message again. */

@@ -59,16 +59,16 @@ int smisd_store_message_exists(const char *id);
 int smisd_store_find_idempotent(const char *institution, const char *key,
 				char request_hash[SMISD_REQUEST_HASH_SIZE], char **response_json);
 
-/* HMAC-SHA256(key, e164) as 64 hex characters. */
-void smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164,
-			    char out[65]);
+/* HMAC-SHA256(key, e164) as 64 hex characters: 0, or -1 when it could not
+ * be computed (out of memory). */
+int smisd_store_phone_hash(const unsigned char *key, size_t keylen, const char *e164, char out[65]);
 
 /* What a request body is known by for idempotency: "h1:" and
  * HMAC-SHA256(key, body) in hex, with the phone hash key. Not a plain
  * digest: a body holds the recipient's number in clear, and with a known
  * text the number space is small enough to search against a digest. */
-void smisd_store_request_hash(const unsigned char *key, size_t keylen, const void *body, size_t len,
-			      char out[SMISD_REQUEST_HASH_SIZE]);
+int smisd_store_request_hash(const unsigned char *key, size_t keylen, const void *body, size_t len,
+			     char out[SMISD_REQUEST_HASH_SIZE]); /* 0, or -1 as above */
 
 /* Whether `stored` (from smisd_store_find_idempotent) is the hash of the
  * body whose smisd_store_request_hash is `request_hash`. A hash without
