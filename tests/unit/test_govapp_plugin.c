@@ -865,6 +865,58 @@ static void test_unknown_device_relookup(void)
 	ops->call_free(inst, call);
 }
 
+/* A send answer naming another message: its notification_id is not this
+ * message's, but this one may have been accepted. The plugin sends again
+ * (idempotent on message_id) and believes the answer about its message;
+ * a second mixed-up answer is upstream_bad_response, never an OK. */
+static void send_answered_mixed(void **call, const struct smis_http_response *mixed,
+				struct smis_outcome *out)
+{
+	struct smis_http_request *req = NULL;
+	int rc;
+
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, call, &req, out), SMIS_STEP_REQUEST);
+	fake_http_request_free(req);
+	req = NULL;
+	rc = ops->resume(inst, SMIS_OP_SEND, &msg, call, mixed, &req, out);
+	expect_request(rc, req, BASE "/v1/notifications", 2);
+}
+
+static void test_send_answer_other_message(void)
+{
+	static const char *const other[] = {
+		"{\"notification_id\":\"gn_OTHER\",\"message_id\":\"msg_OTHER\"}",
+		"{\"notification_id\":\"gn_OTHER\",\"message_id\":7}",
+	};
+	struct smis_http_response ok = resp_of(202, "{\"notification_id\":\"gn_MINE\",\"message_id\":\"" MSG_ID "\"}");
+
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		void *call = looked_up_call(pk2_b64);
+		struct smis_http_request *req = NULL;
+		struct smis_outcome out = { 0 };
+		struct smis_http_response mixed = resp_of(202, other[i]);
+		int warns = n_warn;
+
+		send_answered_mixed(&call, &mixed, &out);
+		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &ok, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_STRING_EQUAL(out.provider_ref, "gn_MINE");
+
+		/* A new SEND may send again once more; twice mixed up is final. */
+		memset(&out, 0, sizeof(out));
+		send_answered_mixed(&call, &mixed, &out);
+		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &mixed, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_PTR_NULL(req);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+		CU_ASSERT_STRING_EQUAL(out.provider_ref, "");
+		CU_ASSERT_EQUAL(n_warn, warns + 3);
+		ops->call_free(inst, call);
+	}
+	CU_ASSERT_PTR_NULL(strstr(log_text, "gn_OTHER"));
+	CU_ASSERT_PTR_NULL(strstr(log_text, "msg_OTHER"));
+}
+
 static void test_error_mapping(void)
 {
 	struct {
@@ -1470,6 +1522,7 @@ int main(void)
 	    !CU_add_test(s, "lookup then send", test_lookup_then_send) ||
 	    !CU_add_test(s, "prepare send", test_prepare_send) ||
 	    !CU_add_test(s, "unknown device relookup", test_unknown_device_relookup) ||
+	    !CU_add_test(s, "send answer of another message", test_send_answer_other_message) ||
 	    !CU_add_test(s, "error mapping", test_error_mapping) ||
 	    !CU_add_test(s, "success is any 2xx", test_success_any_2xx) ||
 	    !CU_add_test(s, "status poll", test_status) ||

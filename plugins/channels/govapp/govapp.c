@@ -88,6 +88,9 @@ struct govapp_call {
 	/* A lookup was made during the current SEND: an "unknown_device"
 	 * answer then is final instead of a reason to refresh the keys. */
 	bool fresh_in_op;
+	/* The current SEND was already sent again because an answer named
+	 * another message: a second such answer is final. */
+	bool asked_again;
 	/* Envelopes sealed by govapp_prepare_send for `devices` as they are
 	 * now (freed with them), taken by the SEND that follows. */
 	struct json_object *prepared_envs;
@@ -1086,6 +1089,37 @@ out:
 	return rc;
 }
 
+/* A send answer's message_id, when it has one, must be the sent message's. */
+static bool govapp_answer_names_other(struct json_object *o, const char *message_id)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, "message_id", &v))
+		return false;
+	return !json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), message_id) != 0;
+}
+
+/*
+ * An accepted send whose answer names another message (a mixed-up answer,
+ * a proxy's cache): its notification_id is not this message's, yet this
+ * message may have been accepted. Sending again is safe (idempotent on
+ * message_id) and its answer tells; once only, then upstream_bad_response.
+ */
+static int govapp_send_again(struct govapp *g, const struct smis_message *msg, struct govapp_call *c,
+			     struct smis_http_request **req, struct smis_outcome *out)
+{
+	g->api->log(g->self, SMIS_LOG_WARN, "GovApp send answer names another message_id%s",
+		    c->asked_again ? " again: ignored" : ": sending again");
+	if (c->asked_again) {
+		govapp_bad_response(out, "send", "not about the sent message");
+		return SMIS_STEP_DONE;
+	}
+	c->asked_again = true;
+	if (govapp_passthrough(msg))
+		return govapp_send_passthrough(g, msg, c, govapp_passthrough(msg), req, out);
+	return govapp_send_request(g, msg, c, req, out);
+}
+
 static int govapp_on_send(struct govapp *g, const struct smis_message *msg, struct govapp_call *c,
 			  const struct smis_http_response *resp, struct smis_http_request **req,
 			  struct smis_outcome *out)
@@ -1100,6 +1134,10 @@ static int govapp_on_send(struct govapp *g, const struct smis_message *msg, stru
 		id = o ? govapp_json_string(o, "notification_id") : NULL;
 		if (!id || !id[0] || strlen(id) >= sizeof(out->provider_ref)) {
 			govapp_bad_response(out, "send", "no notification_id");
+			goto out;
+		}
+		if (govapp_answer_names_other(o, msg->id)) {
+			rc = govapp_send_again(g, msg, c, req, out);
 			goto out;
 		}
 		out->kind = SMIS_OUTCOME_OK;
@@ -1271,6 +1309,7 @@ static int govapp_start(void *state, enum smis_op op, const struct smis_message 
 	}
 	c->pending = GOVAPP_PENDING_NONE;
 	c->fresh_in_op = false;
+	c->asked_again = false;
 	switch (op) {
 	case SMIS_OP_LOOKUP:
 		rc = govapp_lookup_request(g, msg, c, req);
