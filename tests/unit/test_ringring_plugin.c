@@ -1187,6 +1187,48 @@ static void test_status_mapping(void)
 	ops->destroy(st);
 }
 
+/* A status answer about another message (a mixed-up answer, a proxy's
+ * cache) moves nothing: no report, a TEMPFAIL, a warning without ids. An
+ * answer that names the polled message, or leaves the ids out, counts. */
+static void test_status_other_message(void)
+{
+	static const char *const other[] = {
+		"{\"ResultCode\":0,\"MessageId\":\"ref-OTHER\",\"StatusCode\":200}",
+		"{\"ResultCode\":0,\"MessageId\":\"ref-1\",\"Reference\":\"msg_OTHER\",\"StatusCode\":200}",
+		"{\"ResultCode\":0,\"MessageId\":\"ref-1\",\"messageId\":\"ref-OTHER\",\"StatusCode\":200}",
+		"{\"ResultCode\":0,\"MessageId\":12,\"StatusCode\":200}",
+		"{\"ResultCode\":0,\"reference\":[\"msg_01HZZZZZZZZZZZZZZZZZZZZZZZ\"],\"StatusCode\":200}",
+	};
+	static const char *const ours[] = {
+		"{\"ResultCode\":0,\"MessageId\":\"ref-1\",\"Reference\":\"msg_01HZZZZZZZZZZZZZZZZZZZZZZZ\",\"StatusCode\":200}",
+		"{\"ResultCode\":0,\"MessageId\":null,\"Reference\":null,\"StatusCode\":200}",
+	};
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+
+	m.provider_ref = "ref-1";
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		int warns = g_warnings;
+
+		CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 200, other[i], &out),
+				SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+		CU_ASSERT_EQUAL(out.n_reports, 0);
+		CU_ASSERT_EQUAL(g_warnings, warns + 1);
+	}
+	CU_ASSERT_PTR_NULL(strstr(g_log, "OTHER"));
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_STATUS, &m, SMIS_TRANSPORT_OK, 200, ours[i], &out),
+				SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_EQUAL(out.n_reports, 1);
+		CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_DELIVERED);
+	}
+	ops->destroy(st);
+}
+
 /* ------------------------------------------------------------------ */
 /* Inbound webhook                                                      */
 /* ------------------------------------------------------------------ */
@@ -1444,6 +1486,7 @@ int main(void)
 	    !CU_add_test(s, "map_send_failures", test_map_send_failures) ||
 	    !CU_add_test(s, "status_request", test_status_request) ||
 	    !CU_add_test(s, "status_mapping", test_status_mapping) ||
+	    !CU_add_test(s, "status_other_message", test_status_other_message) ||
 	    !CU_add_test(s, "inbound_auth", test_inbound_auth) ||
 	    !CU_add_test(s, "inbound_no_auth_configured", test_inbound_no_auth_configured) ||
 	    !CU_add_test(s, "inbound_parse", test_inbound_parse))

@@ -505,6 +505,21 @@ out_put:
 	json_object_put(obj);
 }
 
+/*
+ * Whether `key`, in any casing and not null, names something else than
+ * `want` (or is no string). Unlike rr_json_get, two casings that disagree
+ * count: one of them names another message.
+ */
+static bool rr_names_other(struct json_object *obj, const char *key, const char *want)
+{
+	json_object_object_foreach(obj, k, v) {
+		if (v && strcasecmp(k, key) == 0 && (!want || !json_object_is_type(v, json_type_string) ||
+						     strcmp(json_object_get_string(v), want) != 0))
+			return true;
+	}
+	return false;
+}
+
 static void rr_map_status(const struct rr_state *st, const struct smis_message *msg,
 			  const struct smis_http_response *resp, struct smis_outcome *out)
 {
@@ -513,6 +528,16 @@ static void rr_map_status(const struct rr_state *st, const struct smis_message *
 
 	if (!obj)
 		return;
+	/* The status of another message (a mixed-up answer, a proxy's cache)
+	 * must not move this one: nothing is reported. An absent id says
+	 * nothing against the answer; it is the one asked about. */
+	if (rr_names_other(obj, "MessageId", ref) || rr_names_other(obj, "Reference", msg->id)) {
+		st->api->log(st->self, SMIS_LOG_WARN,
+			     "RingRing status answer names another message than the polled one: ignored");
+		rr_outcome_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
+				"RingRing status answer is not about the polled message");
+		goto out_put;
+	}
 	if (!msg->id || rr_report_from_json(obj, msg->id, &out->reports[0]) != 0) {
 		rr_outcome_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
 				"RingRing status answer has no StatusCode");
