@@ -1472,9 +1472,34 @@ static void test_time_offset_cut_short(void)
 		snprintf(body, sizeof(body), "{\"notification_id\":\"" POLL_ID "\",\"devices\":[{\"device_id\":\"d-1\","
 			 "\"status\":\"read\",\"read_at\":\"%s\"}]}", times[i]);
 		poll_answer(body, SMIS_OUTCOME_OK, &out);
-		CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
-		CU_ASSERT_EQUAL(out.reports[0].at_ms, 0);
+		CU_ASSERT_EQUAL(out.n_reports, 0);
 	}
+}
+
+/* A poll entry whose time is not a time (bad text, another type) is
+ * malformed like a callback with one: that device is not reported (arrival
+ * time would misdate it); the others are. Absent or null: arrival time. */
+static void test_status_bad_time(void)
+{
+	struct smis_outcome out;
+	int warns = n_warn;
+
+	poll_answer("{\"notification_id\":\"" POLL_ID "\",\"devices\":["
+		    "{\"device_id\":\"d-1\",\"status\":\"read\",\"read_at\":\"yesterday\"},"
+		    "{\"device_id\":\"d-2\",\"status\":\"delivered\",\"delivered_at\":1714566896},"
+		    "{\"device_id\":\"d-3\",\"status\":\"failed\",\"failed_at\":\"2024-13-01T00:00:00Z\"},"
+		    "{\"device_id\":\"d-4\",\"status\":\"read\",\"read_at\":null},"
+		    "{\"device_id\":\"d-5\",\"status\":\"delivered\"},"
+		    "{\"device_id\":\"d-6\",\"status\":\"read\",\"read_at\":\"2024-05-01T12:34:56Z\"}]}",
+		    SMIS_OUTCOME_OK, &out);
+	CU_ASSERT_EQUAL(n_warn, warns + 3);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 3);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-4");
+	CU_ASSERT_EQUAL(out.reports[0].at_ms, 0);
+	CU_ASSERT_STRING_EQUAL(out.reports[1].device, "d-5");
+	CU_ASSERT_EQUAL(out.reports[1].at_ms, 0);
+	CU_ASSERT_STRING_EQUAL(out.reports[2].device, "d-6");
+	CU_ASSERT_EQUAL(out.reports[2].at_ms, 1714566896000LL);
 }
 
 /* The worked example of docs/govapp-protocol.md, so that the document and
@@ -1532,6 +1557,7 @@ int main(void)
 	    !CU_add_test(s, "passthrough", test_passthrough) ||
 	    !CU_add_test(s, "inbound signature", test_inbound) ||
 	    !CU_add_test(s, "time offset cut short", test_time_offset_cut_short) ||
+	    !CU_add_test(s, "status poll bad time", test_status_bad_time) ||
 	    !CU_add_test(s, "signature worked example", test_signature_worked_example)) {
 		CU_cleanup_registry();
 		return 2;

@@ -1177,12 +1177,30 @@ static enum smis_report_status govapp_report_status(const char *s)
 	return SMIS_REPORT_NONE;
 }
 
-/* Fill one report from a device status object of a poll; false if unusable. */
-static bool govapp_device_report(struct json_object *d, const char *ref, struct smis_report *r)
+/*
+ * The time of an event in member `key`: *at_ms 0 (the core then uses
+ * arrival time) when absent or null, -EINVAL when it is of another type or
+ * not an RFC 3339 time: taking arrival time then would misdate it silently.
+ */
+static int govapp_event_time(struct json_object *o, const char *key, int64_t *at_ms)
+{
+	const char *at;
+
+	*at_ms = 0;
+	if (govapp_json_opt_string(o, key, &at) < 0)
+		return -EINVAL;
+	return at && govapp_parse_rfc3339(at, at_ms) < 0 ? -EINVAL : 0;
+}
+
+/* Fill one report from a device status object of a poll; false if unusable
+ * (an entry with a malformed time too: it is skipped, as a callback with one
+ * is refused, and the device's status waits for a later poll or callback). */
+static bool govapp_device_report(const struct govapp *g, struct json_object *d, const char *ref,
+				 struct smis_report *r)
 {
 	const char *id = govapp_json_string(d, "device_id");
 	const char *st = govapp_json_string(d, "status");
-	const char *at = NULL;
+	const char *at_key = NULL;
 	enum smis_report_status s = govapp_report_status(st);
 
 	/* No empty id: the core takes a report without a device for an SMS
@@ -1194,13 +1212,16 @@ static bool govapp_device_report(struct json_object *d, const char *ref, struct 
 	SMIS_OUTCOME_SET(r->device, id);
 	r->status = s;
 	if (s == SMIS_REPORT_READ)
-		at = govapp_json_string(d, "read_at");
+		at_key = "read_at";
 	else if (s == SMIS_REPORT_DELIVERED)
-		at = govapp_json_string(d, "delivered_at");
+		at_key = "delivered_at";
 	else if (s == SMIS_REPORT_FAILED)
-		at = govapp_json_string(d, "failed_at");
-	if (at && govapp_parse_rfc3339(at, &r->at_ms) < 0)
-		r->at_ms = 0;
+		at_key = "failed_at";
+	if (at_key && govapp_event_time(d, at_key, &r->at_ms) < 0) {
+		g->api->log(g->self, SMIS_LOG_WARN, "GovApp status poll: device %s has no valid %s, not reported",
+			    id, at_key);
+		return false;
+	}
 	snprintf(r->detail, sizeof(r->detail), "govapp_%s", st);
 	return true;
 }
@@ -1272,7 +1293,7 @@ static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
 	}
 	n = json_object_array_length(devs);
 	for (size_t i = 0; i < n; i++) {
-		if (govapp_device_report(json_object_array_get_idx(devs, i), msg->provider_ref, &r) &&
+		if (govapp_device_report(g, json_object_array_get_idx(devs, i), msg->provider_ref, &r) &&
 		    !govapp_add_report(out, &r))
 			dropped++;
 	}
@@ -1506,7 +1527,7 @@ static int govapp_inbound(void *state, const struct smis_inbound *in, struct smi
 	const struct govapp *g = state;
 	struct json_object *o = NULL;
 	const char *why = "no callback_secret configured";
-	const char *ref, *dev, *st, *at;
+	const char *ref, *dev, *st;
 	enum smis_report_status s;
 	struct smis_report *r = reports;
 	int rc = -EACCES;
@@ -1528,12 +1549,8 @@ static int govapp_inbound(void *state, const struct smis_inbound *in, struct smi
 	if (!ref || !ref[0] || strlen(ref) >= sizeof(r->provider_ref) || !dev || !dev[0] ||
 	    strlen(dev) >= sizeof(r->device) || s == SMIS_REPORT_NONE || s == SMIS_REPORT_PENDING)
 		goto out;
-	/* An "at" of another type is a malformed event, not one without a
-	 * time: taking arrival time would misdate it silently. */
-	if (govapp_json_opt_string(o, "at", &at) < 0)
-		goto out;
 	memset(r, 0, sizeof(*r));
-	if (at && govapp_parse_rfc3339(at, &r->at_ms) < 0)
+	if (govapp_event_time(o, "at", &r->at_ms) < 0)
 		goto out;
 	SMIS_OUTCOME_SET(r->provider_ref, ref);
 	SMIS_OUTCOME_SET(r->device, dev);
