@@ -1049,6 +1049,44 @@ static void test_poll_reports_dropped(void)
 	smisd_metrics_reset();
 }
 
+/* Reports the attempt cannot keep (no memory to copy them out of the
+ * plugin's outcome) are dropped like those the store does not take: said
+ * and counted. Before, they vanished silently. */
+static void test_poll_reports_not_kept(void)
+{
+	struct smisd_channel ch = { .name = (char *)"sms" };
+	struct smis_outcome out = { .kind = SMIS_OUTCOME_OK, .n_reports = 2 };
+	struct smisd_attempt a = { .ch = &ch, .op = SMIS_OP_STATUS };
+	struct smisd_job job = { .poll_channel = &ch, .single_op = SMIS_OP_STATUS, .attempts = &a, .n_attempts = 1 };
+	char logged[1024];
+
+	snprintf(job.id, sizeof(job.id), "msg_polled");
+	snprintf(out.reports[0].provider_ref, sizeof(out.reports[0].provider_ref), "ref-1");
+	snprintf(out.reports[1].provider_ref, sizeof(out.reports[1].provider_ref), "ref-2");
+	smisd_metrics_reset();
+	open_store("polls-kept.db");
+	calloc_fail_n = 2; /* the kept copy of the two reports */
+	calloc_fail_size = sizeof(struct smis_report);
+	smisd_outcome_keep(&a.out, &out);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	CU_ASSERT_PTR_NULL(a.out.reports);
+	CU_ASSERT_EQUAL(a.out.n_reports, 0);
+	capture_stderr();
+	smisd_dispatcher_store_poll_reports_for_test(&job);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "a status poll's 2 report(s) dropped: out of memory"));
+	CU_ASSERT_PTR_NULL(strstr(logged, "ref-1"));
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	smisd_outcome_keep(&a.out, &out); /* kept, and taken */
+	CU_ASSERT_EQUAL(a.out.n_reports, 2);
+	smisd_dispatcher_store_poll_reports_for_test(&job);
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	free(a.out.reports);
+	smisd_store_close();
+	calloc_fail_size = 0;
+	smisd_metrics_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -1077,6 +1115,7 @@ int main(void)
 	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
 	CU_add_test(s, "store: a message in memory that cannot be copied", test_store_get_unstored_out_of_memory);
 	CU_add_test(s, "dispatcher: a status poll's reports dropped are counted", test_poll_reports_dropped);
+	CU_add_test(s, "dispatcher: a status poll's reports not kept are counted", test_poll_reports_not_kept);
 	CU_add_test(s, "store: a schema that cannot be read fails the start", test_store_schema_unreadable);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
