@@ -780,6 +780,40 @@ static void test_config_strdup_out_of_memory(void)
 	free(t);
 }
 
+/* Without memory for a recipient's entry the message went through with
+ * no per-recipient limit ("availability first"), while the institution's
+ * limits refuse. Refused too now (a second's wait), logged once until an
+ * entry can be made again, and without the recipient. */
+static void test_ratelimit_recipient_out_of_memory(void)
+{
+	static const char r1[] = "0101010101010101010101010101010101010101010101010101010101010101";
+	static const char r2[] = "0202020202020202020202020202020202020202020202020202020202020202";
+	static const char said[] = "no memory for the recipient limits of institution 'a': its requests are refused";
+	int64_t now = 1700000000000;
+	char logged[2048];
+	const char *first;
+
+	smisd_ratelimit_reset();
+	capture_stderr();
+	calloc_fail_n = 1; /* r1's entry */
+	calloc_fail_size = 0;
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 1);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	calloc_fail_n = 1; /* r2's */
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r2, 2, 60, now), 1);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, said));
+	first = strstr(logged, said);
+	CU_ASSERT_PTR_NULL(first ? strstr(first + 1, said) : NULL); /* once */
+	CU_ASSERT_PTR_NULL(strstr(logged, "0101"));
+	/* With memory again: counted from there, and limited. */
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 0);
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 0);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 0);
+	smisd_ratelimit_reset();
+}
+
 static bool only_a(const char *institution, const void *arg)
 {
 	(void)arg;
@@ -1105,6 +1139,7 @@ int main(void)
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
+	CU_add_test(s, "rate limit per recipient without memory refuses", test_ratelimit_recipient_out_of_memory);
 	CU_add_test(s, "rate limits for any number of institutions", test_ratelimit_many_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
