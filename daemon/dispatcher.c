@@ -259,22 +259,28 @@ out:
 }
 
 /* A status poll's reports to the store. Those it does not take (its queue
- * full while it cannot write, out of memory, closing) are dropped, and the
+ * full while it cannot write, out of memory, closing), and those the
+ * attempt could not even keep (out of memory), are dropped, and the
  * message's next poll asks again: said (the message id and the cause, not
  * the reports) and counted. */
 static void store_poll_reports(const struct smisd_job *job)
 {
 	const struct smisd_attempt *a = job->n_attempts ? &job->attempts[0] : NULL;
+	size_t n;
 	int rc;
 
-	if (!a || a->out.kind != SMIS_OUTCOME_OK || a->out.n_reports == 0)
+	if (!a || a->out.kind != SMIS_OUTCOME_OK)
 		return;
-	rc = smisd_store_submit_reports(job->poll_channel->name,
-					(job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0, a->out.reports,
-					a->out.n_reports);
+	n = a->out.n_reports + a->out.n_reports_lost;
+	if (n == 0)
+		return;
+	rc = a->out.n_reports_lost ? -ENOMEM
+				   : smisd_store_submit_reports(job->poll_channel->name,
+								(job->poll_channel->caps & SMIS_CAP_REPORTS_BY_ID) != 0,
+								a->out.reports, a->out.n_reports);
 	if (rc == 0)
 		return;
-	smisd_log(SMIS_LOG_WARN, "store", job->id, "a status poll's %zu report(s) dropped: %s", a->out.n_reports,
+	smisd_log(SMIS_LOG_WARN, "store", job->id, "a status poll's %zu report(s) dropped: %s", n,
 		  rc == -EBUSY ? "report queue full" : rc == -ESHUTDOWN ? "store closing" : "out of memory");
 	smisd_metric_add("smis_store_errors_total", "operation=\"poll_reports\"", 1);
 }

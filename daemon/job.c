@@ -161,10 +161,15 @@ void smisd_outcome_keep(struct smisd_outcome_rec *rec, const struct smis_outcome
 	OUTCOME_SHARED_FIELDS(COPY_FIELD)
 	rec->reports = NULL;
 	rec->n_reports = 0;
-	if (n && (rec->reports = malloc(n * sizeof(*rec->reports)))) {
-		memcpy(rec->reports, out->reports, n * sizeof(*rec->reports));
-		rec->n_reports = n;
+	rec->n_reports_lost = 0;
+	if (!n)
+		return;
+	if (!(rec->reports = calloc(n, sizeof(*rec->reports)))) {
+		rec->n_reports_lost = n;
+		return;
 	}
+	memcpy(rec->reports, out->reports, n * sizeof(*rec->reports));
+	rec->n_reports = n;
 }
 
 void smisd_outcome_view(const struct smisd_outcome_rec *rec, struct smis_outcome *out)

@@ -42,8 +42,9 @@ struct smisd_outcome_rec {
 	int sms_chars;
 	char sms_encoding[16];
 	char *devices_json;          /* owned, as in smis_outcome */
-	struct smis_report *reports; /* n_reports of them (malloc), or NULL */
+	struct smis_report *reports; /* n_reports of them (calloc), or NULL */
 	size_t n_reports;
+	size_t n_reports_lost; /* not copied for lack of memory (said and counted where stored) */
 };
 
 struct smisd_attempt {
@@ -55,7 +56,8 @@ struct smisd_attempt {
 };
 
 /* Keep `out` (taking its devices_json) in `rec`. Reports that cannot be
- * copied for lack of memory are dropped (a status poll runs again). */
+ * copied for lack of memory are dropped (a status poll runs again), their
+ * number left in n_reports_lost for the caller to say and count. */
 void smisd_outcome_keep(struct smisd_outcome_rec *rec, const struct smis_outcome *out);
 /* Fill the ABI struct from a kept record (devices_json is lent, not given). */
 void smisd_outcome_view(const struct smisd_outcome_rec *rec, struct smis_outcome *out);

@@ -66,7 +66,8 @@ static const struct family families[] = {
 	  COUNTER },
 	{ "smis_store_errors_total",
 	  "Store statements that failed outside a retried transaction (a message's record, a report, a status poll,"
-	  " orphan expiry, retention), and status polls' reports the store could not take, by operation",
+	  " orphan expiry, retention), message records and reports lost with a batch whose commit failed for good,"
+	  " and status polls' reports the daemon could not keep or the store take, by operation",
 	  COUNTER },
 	/* Kept outside the series table (`dropped`), which may be full. */
 	{ DROPPED_FAMILY,

@@ -45,6 +45,7 @@ static size_t n_insts, cap_insts;
 static bool inst_oom_logged;
 static pthread_mutex_t rcpt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rcpt_entry *rcpt_table[RCPT_BUCKETS];
+static bool rcpt_oom_logged; /* under rcpt_lock */
 
 /* Caller holds inst_lock. */
 static struct inst_state *inst_find(const char *name)
@@ -82,15 +83,16 @@ static struct inst_state *inst_get(const char *name)
 	return s;
 }
 
-/* Without memory for an institution's entry its request is refused (a
- * second's wait), not let through without any limit. Logged once until an
- * entry can be made again. Caller holds inst_lock. */
-static int refuse_without_memory(const char *institution)
+/* Without memory for a limit's entry the request is refused (a second's
+ * wait), not let through without that limit. Logged once (`*logged`, under
+ * the table's lock) until an entry can be made again; the institution's
+ * name only, never the recipient. */
+static int refuse_without_memory(bool *logged, const char *limits, const char *institution)
 {
-	if (!inst_oom_logged)
+	if (!*logged)
 		smisd_log(SMIS_LOG_ERROR, "ratelimit", NULL,
-			  "no memory for the limits of institution '%s': its requests are refused", institution);
-	inst_oom_logged = true;
+			  "no memory for the %s of institution '%s': its requests are refused", limits, institution);
+	*logged = true;
 	return 1;
 }
 
@@ -119,7 +121,7 @@ int smisd_ratelimit_take(const char *institution, double rate, double burst, int
 			wait = (int)((1 - s->tokens) / rate) + 1;
 		}
 	} else {
-		wait = refuse_without_memory(institution);
+		wait = refuse_without_memory(&inst_oom_logged, "limits", institution);
 	}
 	pthread_mutex_unlock(&inst_lock);
 	return wait;
@@ -144,7 +146,7 @@ int smisd_ratelimit_quota(const char *institution, long quota, int64_t now_ms)
 		else
 			s->used_today++;
 	} else {
-		wait = refuse_without_memory(institution);
+		wait = refuse_without_memory(&inst_oom_logged, "limits", institution);
 	}
 	pthread_mutex_unlock(&inst_lock);
 	return wait;
@@ -237,9 +239,14 @@ int smisd_ratelimit_recipient(const char *institution, const char *recipient_has
 	if (!e) {
 		e = calloc(1, sizeof(*e) + (size_t)max * sizeof(e->times[0]));
 		if (!e) {
+			/* Closed, as the institution's limits: letting it
+			 * through would lift the limit against SMS pumping
+			 * exactly when the process is under pressure. */
+			wait = refuse_without_memory(&rcpt_oom_logged, "recipient limits", institution);
 			pthread_mutex_unlock(&rcpt_lock);
-			return 0; /* fail open on memory exhaustion: availability first */
+			return wait;
 		}
+		rcpt_oom_logged = false;
 		e->inst = inst;
 		memcpy(e->rcpt, rcpt, 32);
 		e->cap = (uint16_t)max;

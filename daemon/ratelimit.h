@@ -23,7 +23,9 @@ int smisd_ratelimit_quota(const char *institution, long quota, int64_t now_ms);
 
 /* At most `max` messages per `window_s` seconds for one recipient (its
  * pseudonym) of one institution. Returns 0 and counts one, else the
- * seconds until the oldest one leaves the window. max <= 0 disables. */
+ * seconds until the oldest one leaves the window. max <= 0 disables. Fails
+ * closed like the above: without memory for the recipient's entry, a wait
+ * of 1 (logged). */
 int smisd_ratelimit_recipient(const char *institution, const char *recipient_hash, int max,
 			      int window_s, int64_t now_ms);
 

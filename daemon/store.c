@@ -847,6 +847,20 @@ static bool writer_pause(int64_t ms)
 	return false;
 }
 
+/* A batch that will not be written: each message and report lost counted
+ * as one that failed for itself would be (operation "message", "report";
+ * a message refused for itself in the last try is counted already). */
+static void give_up_batch(struct smisd_job *jobs, struct report_item *reps)
+{
+	for (struct smisd_job *j = jobs; j; j = j->next) {
+		if (!j->store_failed)
+			count_store_error("message");
+		j->store_failed = 1;
+	}
+	for (struct report_item *r = reps; r; r = r->next)
+		count_store_error("report");
+}
+
 /* Write a batch, again and again while the failure is transient: 100 ms
  * apart, doubling up to 5 s. Meanwhile the jobs keep their in-flight slots
  * (max_in_flight then turns new work away with 503 overloaded) and the
@@ -873,8 +887,7 @@ static void write_batch_until_stored(struct smisd_job *jobs, struct report_item 
 			smisd_log(SMIS_LOG_ERROR, "store", NULL,
 				  "commit failed (%s): %zu message record(s) and %zu report(s) not stored",
 				  sqlite3_errstr(rc), n_jobs, n_reps);
-			for (struct smisd_job *j = jobs; j; j = j->next)
-				j->store_failed = 1;
+			give_up_batch(jobs, reps);
 			return;
 		}
 		smisd_metric_add("smis_store_retries_total", "", 1);

@@ -393,6 +393,44 @@ class MessageNotStorable(StackTestCase):
         self.assertEqual(s.get(other.json["id"]).status, 200)
 
 
+class BatchNotStorable(StackTestCase):
+    """A batch that fails for a reason a retry would not cure (here a
+    message's record cannot be deleted again after its third attempt was
+    refused; a damaged database in life) is rolled back and given up: every
+    message record in it is lost, and each is counted as not stored, not
+    only the one that failed for itself (the others were logged alone, in
+    no metric)."""
+    stack_kwargs = {"store_extra": "commit_delay_ms = 1000;", "ringring_status_url": False}
+
+    def test_each_lost_message_is_counted(self):
+        s = self.stack
+        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
+                     r"^commit failed \(constraint failed\): 2 message record\(s\) and 0 report\(s\) not stored$",
+                     r"^answered, but the record could not be stored$")
+        con = sqlite3.connect(os.path.join(s.dir, "smis.db"), isolation_level=None)
+        try:
+            con.execute("CREATE TRIGGER refuse_attempts BEFORE INSERT ON attempts WHEN NEW.seq = 2"
+                        " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END")
+            con.execute("CREATE TRIGGER refuse_undo BEFORE DELETE ON messages"
+                        " BEGIN SELECT RAISE(ABORT, 'delete refused by the test'); END")
+            # Both within the writer's commit_delay_ms: one batch.
+            fine = s.send(message(CITIZENS["no_app"], "sms_only"))
+            refused = s.send(message(CITIZENS["app_nl"], "govapp_and_sms"))
+            self.assertEqual((fine.status, refused.status), (201, 201), fine.raw + refused.raw)
+            s.wait_idle()
+            self.assertEqual(con.execute("SELECT count(*) FROM messages WHERE id IN (?, ?)",
+                                         (fine.json["id"], refused.json["id"])).fetchone()[0], 0)
+            self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 2)
+            self.assertIsNone(s.metric('smis_store_errors_total{operation="report"}'))
+            con.execute("DROP TRIGGER refuse_attempts")
+            con.execute("DROP TRIGGER refuse_undo")
+        finally:
+            con.close()
+        other = s.send(message(CITIZENS["no_app"], "sms_only"))
+        s.wait_stored(other.json["id"])
+        self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 2)
+
+
 class ReportLookupFails(StackTestCase):
     """While no message is in flight, a report is checked against the
     stored sends. When that read fails (a damaged database), the webhook is

@@ -780,6 +780,40 @@ static void test_config_strdup_out_of_memory(void)
 	free(t);
 }
 
+/* Without memory for a recipient's entry the message went through with
+ * no per-recipient limit ("availability first"), while the institution's
+ * limits refuse. Refused too now (a second's wait), logged once until an
+ * entry can be made again, and without the recipient. */
+static void test_ratelimit_recipient_out_of_memory(void)
+{
+	static const char r1[] = "0101010101010101010101010101010101010101010101010101010101010101";
+	static const char r2[] = "0202020202020202020202020202020202020202020202020202020202020202";
+	static const char said[] = "no memory for the recipient limits of institution 'a': its requests are refused";
+	int64_t now = 1700000000000;
+	char logged[2048];
+	const char *first;
+
+	smisd_ratelimit_reset();
+	capture_stderr();
+	calloc_fail_n = 1; /* r1's entry */
+	calloc_fail_size = 0;
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 1);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	calloc_fail_n = 1; /* r2's */
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r2, 2, 60, now), 1);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, said));
+	first = strstr(logged, said);
+	CU_ASSERT_PTR_NULL(first ? strstr(first + 1, said) : NULL); /* once */
+	CU_ASSERT_PTR_NULL(strstr(logged, "0101"));
+	/* With memory again: counted from there, and limited. */
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 0);
+	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 0);
+	CU_ASSERT_NOT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 0);
+	smisd_ratelimit_reset();
+}
+
 static bool only_a(const char *institution, const void *arg)
 {
 	(void)arg;
@@ -1049,6 +1083,44 @@ static void test_poll_reports_dropped(void)
 	smisd_metrics_reset();
 }
 
+/* Reports the attempt cannot keep (no memory to copy them out of the
+ * plugin's outcome) are dropped like those the store does not take: said
+ * and counted. Before, they vanished silently. */
+static void test_poll_reports_not_kept(void)
+{
+	struct smisd_channel ch = { .name = (char *)"sms" };
+	struct smis_outcome out = { .kind = SMIS_OUTCOME_OK, .n_reports = 2 };
+	struct smisd_attempt a = { .ch = &ch, .op = SMIS_OP_STATUS };
+	struct smisd_job job = { .poll_channel = &ch, .single_op = SMIS_OP_STATUS, .attempts = &a, .n_attempts = 1 };
+	char logged[1024];
+
+	snprintf(job.id, sizeof(job.id), "msg_polled");
+	snprintf(out.reports[0].provider_ref, sizeof(out.reports[0].provider_ref), "ref-1");
+	snprintf(out.reports[1].provider_ref, sizeof(out.reports[1].provider_ref), "ref-2");
+	smisd_metrics_reset();
+	open_store("polls-kept.db");
+	calloc_fail_n = 2; /* the kept copy of the two reports */
+	calloc_fail_size = sizeof(struct smis_report);
+	smisd_outcome_keep(&a.out, &out);
+	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	CU_ASSERT_PTR_NULL(a.out.reports);
+	CU_ASSERT_EQUAL(a.out.n_reports, 0);
+	capture_stderr();
+	smisd_dispatcher_store_poll_reports_for_test(&job);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "a status poll's 2 report(s) dropped: out of memory"));
+	CU_ASSERT_PTR_NULL(strstr(logged, "ref-1"));
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	smisd_outcome_keep(&a.out, &out); /* kept, and taken */
+	CU_ASSERT_EQUAL(a.out.n_reports, 2);
+	smisd_dispatcher_store_poll_reports_for_test(&job);
+	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
+	free(a.out.reports);
+	smisd_store_close();
+	calloc_fail_size = 0;
+	smisd_metrics_reset();
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -1067,6 +1139,7 @@ int main(void)
 	CU_add_test(s, "no id without random bytes", test_id_without_random);
 	CU_add_test(s, "answer JSON", test_answer_json);
 	CU_add_test(s, "rate limits per institution, whole names", test_ratelimit_names);
+	CU_add_test(s, "rate limit per recipient without memory refuses", test_ratelimit_recipient_out_of_memory);
 	CU_add_test(s, "rate limits for any number of institutions", test_ratelimit_many_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
@@ -1077,6 +1150,7 @@ int main(void)
 	CU_add_test(s, "store: reports while closing are refused", test_store_reports_while_closing);
 	CU_add_test(s, "store: a message in memory that cannot be copied", test_store_get_unstored_out_of_memory);
 	CU_add_test(s, "dispatcher: a status poll's reports dropped are counted", test_poll_reports_dropped);
+	CU_add_test(s, "dispatcher: a status poll's reports not kept are counted", test_poll_reports_not_kept);
 	CU_add_test(s, "store: a schema that cannot be read fails the start", test_store_schema_unreadable);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
