@@ -1490,10 +1490,16 @@ static void test_status_bad_time(void)
 		    "{\"device_id\":\"d-3\",\"status\":\"failed\",\"failed_at\":\"2024-13-01T00:00:00Z\"},"
 		    "{\"device_id\":\"d-4\",\"status\":\"read\",\"read_at\":null},"
 		    "{\"device_id\":\"d-5\",\"status\":\"delivered\"},"
-		    "{\"device_id\":\"d-6\",\"status\":\"read\",\"read_at\":\"2024-05-01T12:34:56Z\"}]}",
+		    "{\"device_id\":\"d-6\",\"status\":\"read\",\"read_at\":\"2024-05-01T12:34:56Z\"},"
+		    /* Days a month does not have were rolled into the next. */
+		    "{\"device_id\":\"d-7\",\"status\":\"read\",\"read_at\":\"2023-02-29T00:00:00Z\"},"
+		    "{\"device_id\":\"d-8\",\"status\":\"read\",\"read_at\":\"2024-04-31T00:00:00Z\"},"
+		    "{\"device_id\":\"d-9\",\"status\":\"read\",\"read_at\":\"2024-02-29T00:00:00Z\"}]}",
 		    SMIS_OUTCOME_OK, &out);
-	CU_ASSERT_EQUAL(n_warn, warns + 3);
-	CU_ASSERT_EQUAL_FATAL(out.n_reports, 3);
+	CU_ASSERT_EQUAL(n_warn, warns + 5);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 4);
+	CU_ASSERT_STRING_EQUAL(out.reports[3].device, "d-9");
+	CU_ASSERT_EQUAL(out.reports[3].at_ms, 1709164800000LL);
 	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-4");
 	CU_ASSERT_EQUAL(out.reports[0].at_ms, 0);
 	CU_ASSERT_STRING_EQUAL(out.reports[1].device, "d-5");

@@ -338,6 +338,15 @@ static int govapp_digits(const char *s, int n, int *out)
  * RFC 3339 date-time ("2024-05-01T12:34:56Z", optional fraction, "Z" or a
  * numeric offset) to epoch milliseconds. Returns 0 or -EINVAL.
  */
+/* Days in month `mo` (1-12) of year `y`, Gregorian. */
+static int govapp_month_days(int y, int mo)
+{
+	static const unsigned char days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return days[mo - 1] + (mo == 2 && leap);
+}
+
 static int govapp_parse_rfc3339(const char *s, int64_t *out_ms)
 {
 	int y, mo, d, h, mi, sec, ms = 0, oh = 0, om = 0, sign = 0;
@@ -351,7 +360,8 @@ static int govapp_parse_rfc3339(const char *s, int64_t *out_ms)
 	    govapp_digits(s + 11, 2, &h) || govapp_digits(s + 14, 2, &mi) ||
 	    govapp_digits(s + 17, 2, &sec))
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+	/* "2024-02-30" is no date: days_from_civil would roll it into March. */
+	if (mo < 1 || mo > 12 || d < 1 || d > govapp_month_days(y, mo) || h > 23 || mi > 59 || sec > 60)
 		return -EINVAL;
 	p = s + 19;
 	if (*p == '.') {
