@@ -32,6 +32,7 @@
 struct report_item {
 	char channel[64];
 	bool by_id; /* the channel has SMIS_CAP_REPORTS_BY_ID: r.provider_ref is a message id */
+	bool error_counted; /* refused for itself: counted once over the batch's tries */
 	struct smis_report r;
 	struct report_item *next;
 };
@@ -797,7 +798,10 @@ static int write_job_whole(struct smisd_job *job)
 	job->store_failed = jrc != SQLITE_OK;
 	if (jrc == SQLITE_OK || transient_store_error(jrc))
 		return jrc;
-	store_failed("message", job->id, jrc);
+	/* Once: a batch retried after a transient failure meets it again. */
+	if (!job->store_error_counted)
+		store_failed("message", job->id, jrc);
+	job->store_error_counted = 1;
 	/* A refused message row wrote nothing, and a row of that id is
 	 * another message's. Reports are adopted only after the attempts. */
 	if (row) {
@@ -821,8 +825,19 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 	rc = run_stmt(st_begin);
 	for (struct smisd_job *j = jobs; rc == SQLITE_OK && j; j = j->next)
 		rc = write_job_whole(j);
-	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next)
-		rc = unless_transient(write_report(r), "report", NULL);
+	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next) {
+		rc = write_report(r);
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+		if (rc == SQLITE_OK || transient_store_error(rc))
+			continue;
+		/* Refused for itself: the batch goes on without it, counted
+		 * once over the tries. */
+		if (!r->error_counted)
+			store_failed("report", NULL, rc);
+		r->error_counted = true;
+		rc = SQLITE_OK;
+	}
 	if (rc == SQLITE_OK)
 		rc = run_stmt(st_commit);
 	if (rc != SQLITE_OK)
@@ -848,17 +863,21 @@ static bool writer_pause(int64_t ms)
 }
 
 /* A batch that will not be written: each message and report lost counted
- * as one that failed for itself would be (operation "message", "report";
- * a message refused for itself in the last try is counted already). */
+ * as one that failed for itself would be (operation "message", "report"),
+ * except those refused for themselves in a try, counted already. */
 static void give_up_batch(struct smisd_job *jobs, struct report_item *reps)
 {
 	for (struct smisd_job *j = jobs; j; j = j->next) {
-		if (!j->store_failed)
+		if (!j->store_error_counted)
 			count_store_error("message");
 		j->store_failed = 1;
+		j->store_error_counted = 1;
 	}
-	for (struct report_item *r = reps; r; r = r->next)
-		count_store_error("report");
+	for (struct report_item *r = reps; r; r = r->next) {
+		if (!r->error_counted)
+			count_store_error("report");
+		r->error_counted = true;
+	}
 }
 
 /* Write a batch, again and again while the failure is transient: 100 ms
