@@ -109,7 +109,7 @@ struct smisd_job {
 	char *response_json;           /* the POST answer, also stored */
 	int64_t concluded_ms;          /* wall clock: the record's updated_ms */
 	int store_failed;
-	int store_error_counted; /* in smis_store_errors_total, once over the batch's tries */
+	bool store_error_counted; /* in smis_store_errors_total, once over the batch's tries */
 
 	/* Answered before its commit (store.commit_before_answer = false):
 	 * the connection and the store writer each hold the job (`holds`, 2

@@ -347,15 +347,28 @@ static void store_failed(const char *operation, const char *id, int rc)
 		  sqlite3_errmsg(wdb));
 }
 
+/* store_failed once for a row however often its batch is tried again
+ * (after a transient failure): `*counted` says whether it was. */
+static void store_failed_once(const char *operation, const char *id, int rc, bool *counted)
+{
+	if (!*counted)
+		store_failed(operation, id, rc);
+	*counted = true;
+}
+
 /* What a failed statement of a batch means for the batch: a transient
  * failure is returned, and the whole batch rolled back and written again
  * (SQLite may have rolled the transaction back already); any other is
- * logged and counted (store_failed) and the batch goes on (SQLITE_OK). */
-static int unless_transient(int rc, const char *operation, const char *id)
+ * logged and counted (store_failed; once over the tries with `counted`,
+ * else each time) and the batch goes on (SQLITE_OK). */
+static int unless_transient(int rc, const char *operation, const char *id, bool *counted)
 {
 	if (rc == SQLITE_OK || rc == SQLITE_DONE || transient_store_error(rc))
 		return rc == SQLITE_DONE ? SQLITE_OK : rc;
-	store_failed(operation, id, rc);
+	if (counted)
+		store_failed_once(operation, id, rc, counted);
+	else
+		store_failed(operation, id, rc);
 	return SQLITE_OK;
 }
 
@@ -389,7 +402,7 @@ static int adopt_orphans(const struct smisd_job *job)
 			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
 			snprintf(it.r.detail, sizeof(it.r.detail), "%s",
 				 sqlite3_column_text(st_orphan_get, 3) ? (const char *)sqlite3_column_text(st_orphan_get, 3) : "");
-			if ((rc = unless_transient(write_report(&it), "report", job->id)) != SQLITE_OK)
+			if ((rc = unless_transient(write_report(&it), "report", job->id, NULL)) != SQLITE_OK)
 				break;
 		}
 		sqlite3_reset(st_orphan_get);
@@ -398,7 +411,7 @@ static int adopt_orphans(const struct smisd_job *job)
 			sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
 			rc = run_stmt(st_orphan_del);
 		}
-		rc = unless_transient(rc, "adopt_orphans", job->id);
+		rc = unless_transient(rc, "adopt_orphans", job->id, NULL);
 	}
 	return rc;
 }
@@ -798,10 +811,7 @@ static int write_job_whole(struct smisd_job *job)
 	job->store_failed = jrc != SQLITE_OK;
 	if (jrc == SQLITE_OK || transient_store_error(jrc))
 		return jrc;
-	/* Once: a batch retried after a transient failure meets it again. */
-	if (!job->store_error_counted)
-		store_failed("message", job->id, jrc);
-	job->store_error_counted = 1;
+	store_failed_once("message", job->id, jrc, &job->store_error_counted);
 	/* A refused message row wrote nothing, and a row of that id is
 	 * another message's. Reports are adopted only after the attempts. */
 	if (row) {
@@ -825,19 +835,8 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 	rc = run_stmt(st_begin);
 	for (struct smisd_job *j = jobs; rc == SQLITE_OK && j; j = j->next)
 		rc = write_job_whole(j);
-	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next) {
-		rc = write_report(r);
-		if (rc == SQLITE_DONE)
-			rc = SQLITE_OK;
-		if (rc == SQLITE_OK || transient_store_error(rc))
-			continue;
-		/* Refused for itself: the batch goes on without it, counted
-		 * once over the tries. */
-		if (!r->error_counted)
-			store_failed("report", NULL, rc);
-		r->error_counted = true;
-		rc = SQLITE_OK;
-	}
+	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next)
+		rc = unless_transient(write_report(r), "report", NULL, &r->error_counted);
 	if (rc == SQLITE_OK)
 		rc = run_stmt(st_commit);
 	if (rc != SQLITE_OK)
@@ -871,7 +870,7 @@ static void give_up_batch(struct smisd_job *jobs, struct report_item *reps)
 		if (!j->store_error_counted)
 			count_store_error("message");
 		j->store_failed = 1;
-		j->store_error_counted = 1;
+		j->store_error_counted = true;
 	}
 	for (struct report_item *r = reps; r; r = r->next) {
 		if (!r->error_counted)
