@@ -23,14 +23,30 @@ static int is_be_mobile(const char *national)
 	return national[1] >= '5' && national[1] <= '9';
 }
 
+/* Countries whose numbers keep their leading 0 when dialled from abroad:
+ * Italy (and the Vatican's +39 06 698), San Marino (+378 0549) and Côte
+ * d'Ivoire (10-digit numbers since 2021, +225 07...). There a "(0)" is
+ * part of the number, not a trunk prefix. */
+static const char *const zero_kept[] = { "39", "378", "225" };
+
+static int keeps_zero(const char *code, size_t len)
+{
+	for (size_t i = 0; i < sizeof(zero_kept) / sizeof(zero_kept[0]); i++)
+		if (strlen(zero_kept[i]) == len && memcmp(zero_kept[i], code, len) == 0)
+			return 1;
+	return 0;
+}
+
 /* "+44 (0)7700 900123": the national trunk 0, written in parentheses after
  * the country code, is not dialled from abroad. `trunk` is the index in
  * `digits` of the 0 read from "(0)" (-1: none), `cc` that of the country
  * code's first digit: the 0 goes when 1 to 3 digits (a calling code) come
- * before it; elsewhere it is kept, as before. */
+ * before it, unless that code's numbers keep it; elsewhere it is kept, as
+ * before. */
 static void drop_trunk_zero(char *digits, size_t *n, long trunk, size_t cc)
 {
-	if (trunk < 0 || (size_t)trunk <= cc || (size_t)trunk - cc > 3)
+	if (trunk < 0 || (size_t)trunk <= cc || (size_t)trunk - cc > 3 ||
+	    keeps_zero(digits + cc, (size_t)trunk - cc))
 		return;
 	memmove(digits + trunk, digits + trunk + 1, *n - (size_t)trunk); /* with the NUL */
 	(*n)--;

@@ -85,6 +85,19 @@ static void test_trunk_zero_in_parentheses(void)
 	expect("(0)470 12 34 56", SMISD_PHONE_OK, "+32470123456", NULL);
 }
 
+/* Where the 0 is dialled from abroad too, "(0)" is part of the number:
+ * +39 06 (Rome) is not +39 6. */
+static void test_zero_kept_where_dialled(void)
+{
+	static const char *const cc[] = { "39", "378", "225", "3", NULL };
+	expect("+39 (0)6 1234 5678", SMISD_PHONE_OK, "+390612345678", cc);
+	expect("0039 (0)6 1234 5678", SMISD_PHONE_OK, "+390612345678", cc);
+	expect("+378 (0)549 123456", SMISD_PHONE_OK, "+3780549123456", cc);
+	expect("+225 (0)7 12 34 56 78", SMISD_PHONE_OK, "+2250712345678", cc);
+	/* Only those codes: +3 is not +39, and +33 still loses its trunk 0. */
+	expect("+33 (0)6 12 34 56 78", SMISD_PHONE_OK, "+33612345678", cc);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -97,6 +110,7 @@ int main(void)
 	CU_add_test(s, "invalid", test_invalid);
 	CU_add_test(s, "countries", test_countries);
 	CU_add_test(s, "trunk zero in parentheses", test_trunk_zero_in_parentheses);
+	CU_add_test(s, "zero kept where dialled", test_zero_kept_where_dialled);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
