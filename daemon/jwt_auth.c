@@ -120,6 +120,21 @@ out:
 	return obj;
 }
 
+/*
+ * v as a C string, or NULL when it is not a JSON string or holds "\u0000":
+ * every use below (strcmp, strlen) would stop at that NUL and take
+ * "smis\u0000-other" for "smis".
+ */
+static const char *jwt_string(json_object *v)
+{
+	const char *s = NULL;
+
+	if (json_object_is_type(v, json_type_string) &&
+	    strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v))
+		s = json_object_get_string(v);
+	return s;
+}
+
 /* The string member `name` of obj: 1 and *val, 0 when absent, -1 when not a string. */
 static int jwt_get_string(json_object *obj, const char *name, const char **val)
 {
@@ -129,12 +144,8 @@ static int jwt_get_string(json_object *obj, const char *name, const char **val)
 	*val = NULL;
 	if (!json_object_object_get_ex(obj, name, &v))
 		goto out;
-	if (!json_object_is_type(v, json_type_string)) {
-		rc = -1;
-		goto out;
-	}
-	*val = json_object_get_string(v);
-	rc = 1;
+	*val = jwt_string(v);
+	rc = *val != NULL ? 1 : -1;
 out:
 	return rc;
 }
@@ -847,19 +858,21 @@ static const char *jwt_check_audience(const struct smisd_jwt_issuer *is, json_ob
 	if (!json_object_object_get_ex(claims, "aud", &aud))
 		goto out;
 	if (json_object_is_type(aud, json_type_string)) {
-		if (strcmp(json_object_get_string(aud), is->audience) == 0)
+		if (jwt_string(aud) == NULL)
+			why = R_MALFORMED;
+		else if (strcmp(jwt_string(aud), is->audience) == 0)
 			why = NULL;
 	} else if (json_object_is_type(aud, json_type_array)) {
 		size_t n = json_object_array_length(aud);
 
 		for (size_t i = 0; i < n; i++) {
-			json_object *a = json_object_array_get_idx(aud, i);
+			const char *a = jwt_string(json_object_array_get_idx(aud, i));
 
-			if (!json_object_is_type(a, json_type_string)) {
+			if (a == NULL) {
 				why = R_MALFORMED;
 				goto out;
 			}
-			if (strcmp(json_object_get_string(a), is->audience) == 0)
+			if (strcmp(a, is->audience) == 0)
 				why = NULL;
 		}
 	} else {
