@@ -93,9 +93,46 @@ static void jwt_set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Members written in buf: its ':' outside strings (buf is valid JSON). */
+static size_t jwt_text_members(const unsigned char *buf, size_t len)
+{
+	size_t n = 0;
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		if (in_string && buf[i] == '\\')
+			i++;
+		else if (buf[i] == '"')
+			in_string = !in_string;
+		else if (!in_string && buf[i] == ':')
+			n++;
+	}
+	return n;
+}
+
+/* Members json-c kept in obj and below (depth is bounded by the parser). */
+static size_t jwt_tree_members(json_object *obj)
+{
+	size_t n = 0;
+
+	if (json_object_is_type(obj, json_type_object)) {
+		json_object_object_foreach(obj, name, val) {
+			(void)name;
+			n += 1 + jwt_tree_members(val);
+		}
+	} else if (json_object_is_type(obj, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(obj); i++)
+			n += jwt_tree_members(json_object_array_get_idx(obj, i));
+	}
+	return n;
+}
+
 /*
  * Parse buf[0..len) as exactly one JSON object: strict grammar, valid UTF-8,
- * no NUL byte (json-c would stop there) and nothing after the object.
+ * no NUL byte (json-c would stop there), nothing after the object and no
+ * duplicate member at any depth. json-c keeps the last of duplicates, as
+ * RFC 7515/7519 allow, but a gateway or issuer that keeps the first would
+ * read another header or claim: refusing them leaves one reading only.
  * Returns a new reference, or NULL.
  */
 static json_object *jwt_parse_object(const unsigned char *buf, size_t len)
@@ -111,7 +148,8 @@ static json_object *jwt_parse_object(const unsigned char *buf, size_t len)
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
 	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(obj, json_type_object)) {
+	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(obj, json_type_object) ||
+	    jwt_tree_members(obj) != jwt_text_members(buf, len)) {
 		json_object_put(obj);
 		obj = NULL;
 	}

@@ -766,6 +766,27 @@ static void test_embedded_nul(void)
 	}
 }
 
+/* RFC 7515 section 5.2 and RFC 7519 section 7.2 let a parser keep the last
+ * of duplicate members; a gateway or issuer that keeps the first would read
+ * another token: a duplicate is refused, at any depth. */
+static void test_duplicate_members(void)
+{
+	char *c;
+
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"none\",\"alg\":\"RS256\"}", "", rsa_key), "malformed");
+	EXPECT(jwks, tok_claims("{\"alg\":\"RS256\",\"kid\":\"x\",\"kid\":\"rsa-1\"}", "", rsa_key),
+	       "malformed");
+	EXPECT(rsa_pem, tok_claims(RS, ",\"aud\":\"other\",\"aud\":\"" AUD "\"", rsa_key), "malformed");
+	EXPECT(rsa_pem, tok_claims(RS, ",\"client_id\":\"" CLIENT "\"", rsa_key), "malformed");
+	EXPECT(rsa_pem, tok_claims(RS, ",\"x\":{\"a\":1,\"a\":2}", rsa_key), "malformed");
+	/* The same name escaped otherwise is the same name. */
+	EXPECT(rsa_pem, tok_claims(RS, ",\"\\u0061ud\":\"" AUD "\"", rsa_key), "malformed");
+	/* Equal names in different objects, and colons inside strings, are fine. */
+	c = fmt(",\"x\":{\"aud\":\"a:b\",\"k\\\":\":[{\"a\":1},{\"a\":\"\\\\\"}]}");
+	EXPECT(rsa_pem, tok_claims(RS, c, rsa_key), NULL);
+	free(c);
+}
+
 static void test_oversized(void)
 {
 	int seen_ok = 0, seen_big = 0;
@@ -962,6 +983,7 @@ int main(void)
 	CU_add_test(s, "malformed", test_malformed);
 	CU_add_test(s, "client_id/sub", test_identity);
 	CU_add_test(s, "embedded NUL", test_embedded_nul);
+	CU_add_test(s, "duplicate members", test_duplicate_members);
 	CU_add_test(s, "oversized", test_oversized);
 	CU_add_test(s, "key loading", test_load);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
