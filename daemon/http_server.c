@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -1227,10 +1228,47 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
+/*
+ * libmicrohttpd names the request's path in some messages ("Failed to send
+ * the response headers for the request for `/v1/...'", when the caller hung
+ * up), and a callback path may carry a channel's secret (RingRing's callback
+ * token): what follows /v1/callbacks/<channel>/ is masked, in place.
+ */
+static void mask_callback_paths(char *s)
+{
+	static const char prefix[] = "/v1/callbacks/";
+	/* Where a path ends in those messages: a quote, a blank; then '/' too. */
+	static const char end_path[] = "'` \t\r\n", end_segment[] = "'` \t\r\n/";
+	char *p = s;
+
+	while ((p = strstr(p, prefix)) != NULL) {
+		char *rest = p + strlen(prefix);
+		size_t n;
+
+		rest += strcspn(rest, end_segment);	/* the channel's name stays */
+		p = rest;
+		if (*rest != '/')
+			continue;
+		rest++;
+		n = strcspn(rest, end_path);
+		if (n >= 3) {
+			memcpy(rest, "***", 3);
+			memmove(rest + 3, rest + n, strlen(rest + n) + 1);
+		} else {
+			memset(rest, '*', n);
+		}
+		p = rest;
+	}
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	char text[1024];
+
 	(void)cls;
-	smisd_logv(SMIS_LOG_WARN, "http", NULL, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	mask_callback_paths(text);
+	smisd_log(SMIS_LOG_WARN, "http", NULL, "%s", text);
 }
 
 static void mhd_run(void *arg)

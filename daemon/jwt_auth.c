@@ -93,9 +93,46 @@ static void jwt_set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Members written in buf: its ':' outside strings (buf is valid JSON). */
+static size_t jwt_text_members(const unsigned char *buf, size_t len)
+{
+	size_t n = 0;
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		if (in_string && buf[i] == '\\')
+			i++;
+		else if (buf[i] == '"')
+			in_string = !in_string;
+		else if (!in_string && buf[i] == ':')
+			n++;
+	}
+	return n;
+}
+
+/* Members json-c kept in obj and below (depth is bounded by the parser). */
+static size_t jwt_tree_members(json_object *obj)
+{
+	size_t n = 0;
+
+	if (json_object_is_type(obj, json_type_object)) {
+		json_object_object_foreach(obj, name, val) {
+			(void)name;
+			n += 1 + jwt_tree_members(val);
+		}
+	} else if (json_object_is_type(obj, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(obj); i++)
+			n += jwt_tree_members(json_object_array_get_idx(obj, i));
+	}
+	return n;
+}
+
 /*
  * Parse buf[0..len) as exactly one JSON object: strict grammar, valid UTF-8,
- * no NUL byte (json-c would stop there) and nothing after the object.
+ * no NUL byte (json-c would stop there), nothing after the object and no
+ * duplicate member at any depth. json-c keeps the last of duplicates, as
+ * RFC 7515/7519 allow, but a gateway or issuer that keeps the first would
+ * read another header or claim: refusing them leaves one reading only.
  * Returns a new reference, or NULL.
  */
 static json_object *jwt_parse_object(const unsigned char *buf, size_t len)
@@ -111,13 +148,29 @@ static json_object *jwt_parse_object(const unsigned char *buf, size_t len)
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
 	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(obj, json_type_object)) {
+	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(obj, json_type_object) ||
+	    jwt_tree_members(obj) != jwt_text_members(buf, len)) {
 		json_object_put(obj);
 		obj = NULL;
 	}
 	json_tokener_free(tok);
 out:
 	return obj;
+}
+
+/*
+ * v as a C string, or NULL when it is not a JSON string or holds "\u0000":
+ * every use below (strcmp, strlen) would stop at that NUL and take
+ * "smis\u0000-other" for "smis".
+ */
+static const char *jwt_string(json_object *v)
+{
+	const char *s = NULL;
+
+	if (json_object_is_type(v, json_type_string) &&
+	    strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v))
+		s = json_object_get_string(v);
+	return s;
 }
 
 /* The string member `name` of obj: 1 and *val, 0 when absent, -1 when not a string. */
@@ -129,12 +182,8 @@ static int jwt_get_string(json_object *obj, const char *name, const char **val)
 	*val = NULL;
 	if (!json_object_object_get_ex(obj, name, &v))
 		goto out;
-	if (!json_object_is_type(v, json_type_string)) {
-		rc = -1;
-		goto out;
-	}
-	*val = json_object_get_string(v);
-	rc = 1;
+	*val = jwt_string(v);
+	rc = *val != NULL ? 1 : -1;
 out:
 	return rc;
 }
@@ -847,19 +896,21 @@ static const char *jwt_check_audience(const struct smisd_jwt_issuer *is, json_ob
 	if (!json_object_object_get_ex(claims, "aud", &aud))
 		goto out;
 	if (json_object_is_type(aud, json_type_string)) {
-		if (strcmp(json_object_get_string(aud), is->audience) == 0)
+		if (jwt_string(aud) == NULL)
+			why = R_MALFORMED;
+		else if (strcmp(jwt_string(aud), is->audience) == 0)
 			why = NULL;
 	} else if (json_object_is_type(aud, json_type_array)) {
 		size_t n = json_object_array_length(aud);
 
 		for (size_t i = 0; i < n; i++) {
-			json_object *a = json_object_array_get_idx(aud, i);
+			const char *a = jwt_string(json_object_array_get_idx(aud, i));
 
-			if (!json_object_is_type(a, json_type_string)) {
+			if (a == NULL) {
 				why = R_MALFORMED;
 				goto out;
 			}
-			if (strcmp(json_object_get_string(a), is->audience) == 0)
+			if (strcmp(a, is->audience) == 0)
 				why = NULL;
 		}
 	} else {

@@ -76,7 +76,9 @@ int smisd_jwt_looks_like(const char *token);
  * current Unix time in seconds (passed in so that tests control the clock).
  *
  * Checks, in this order: length <= SMISD_JWT_MAX_LEN and strict shape
- * (base64url without padding, JSON objects, no trailing bytes, valid UTF-8);
+ * (base64url without padding, JSON objects, no trailing bytes, valid UTF-8,
+ * no "\u0000" inside a string: C comparisons would stop there; no duplicate
+ * member name in any object);
  * header alg RS256 or ES256, no "crit"; iss names a configured issuer; the
  * signature under a key of the alg's type (the header "kid" picks the JWKS
  * key; kid-less PEM keys are tried for any kid; without a kid every key of

@@ -67,3 +67,4 @@ TESTS += tests/integration/test_sms_full.py
 TESTS += tests/integration/test_govapp_full.py
 TESTS += tests/integration/test_robustness.py
 TESTS += tests/integration/test_tls.py
+TESTS += tests/integration/test_privacy.py

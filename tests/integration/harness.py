@@ -33,6 +33,10 @@ GOVAPP_CALLBACK_SECRET = "govapp-test-callback-secret"
 RINGRING_KEY = "ringring-test-key"
 RINGRING_CALLBACK_TOKEN = "rr-cb-token-0123456789"
 PHONE_HASH_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+# smisd's log level in every stack: SMIS_LOG_LEVEL=debug runs a suite at the
+# most verbose level (privacy audits); SMIS_KEEP_TMP=1 keeps each stack's
+# folder (smisd.log, smis.db) after the test.
+LOG_LEVEL = os.environ.get("SMIS_LOG_LEVEL", "info")
 
 # Citizen profiles seeded in the GovApp simulator.
 CITIZENS = {
@@ -137,7 +141,7 @@ class Stack:
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
                  institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
-                 listen_extra="", smisd_env=None):
+                 listen_extra="", smisd_env=None, log_level=None):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -156,6 +160,8 @@ class Stack:
         self.listen_extra = listen_extra
         # Variables added to smisd's environment ({"LD_PRELOAD": ...}).
         self.smisd_env = smisd_env or {}
+        # log.level; None leaves SMIS_LOG_LEVEL's (LOG_LEVEL).
+        self.log_level = log_level or LOG_LEVEL
         self.expected_log = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -201,7 +207,7 @@ listen = { address = "127.0.0.1"; port = %(port)d; threads = 2; %(lx)s};
 plugin_dir = "%(plugins)s";
 store = { path = "%(db)s"; phone_hash_key = "%(hk)s"; %(sx)s};
 limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d;%(pt)s };
-log = { level = "info"; };
+log = { level = "%(ll)s"; };
 channels = (
   { name = "govapp"; plugin = "govapp"; base_url = "%(govapp)s"; api_token = "%(gt)s";
     callback_secret = "%(gcs)s"; http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(gx)s },
@@ -232,7 +238,7 @@ institutions = (
 """ % {
             "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
             "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY, "sx": self.store_extra,
-            "lx": self.listen_extra,
+            "lx": self.listen_extra, "ll": self.log_level,
             "mif": self.max_in_flight, "jt": self.job_timeout_ms,
             "pt": "" if self.prepare_threads is None else " prepare_threads = %d;" % self.prepare_threads,
             "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,

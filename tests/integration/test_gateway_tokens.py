@@ -114,6 +114,8 @@ class GatewayTokens(StackTestCase):
         self.refused(sign("RS256", claims(client_id="cbe-9999999999")), "unknown_client")
         self.refused(sign("RS256", claims(), "rsa.key", {"kid": "nope"}), "unknown_key")
         self.refused("eyJhbGciOiJSUzI1NiJ9.e30.AAAA", "wrong_issuer")  # an empty claim set
+        # Not inst-a's client id with something after a NUL: not inst-a.
+        self.refused(sign("RS256", claims(client_id="cbe-0123456789\u0000-other")), "malformed")
         # Within the allowed clock skew is fine.
         self.assertEqual(self.send(sign("RS256", claims(exp=now - 10, iat=now - 300))).status, 201)
         # API keys keep working beside tokens.

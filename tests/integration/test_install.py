@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, PHONE_HASH_KEY, SRC, free_port, http  # noqa: E402
+from harness import BUILD, LOG_LEVEL, PHONE_HASH_KEY, SRC, free_port, http  # noqa: E402
 
 KEY = "install-test-key-0123456789"
 BUNDLED = ("govapp", "ringring", "govapp_first", "govapp_only", "sms_only", "govapp_and_sms")
@@ -305,7 +305,7 @@ class Install(unittest.TestCase):
 listen = { address = "127.0.0.1"; port = %(port)d; threads = 2; };
 plugin_dir = "%(plugins)s";
 store = { path = "%(db)s"; phone_hash_key = "%(hk)s"; };
-log = { level = "info"; };
+log = { level = "%(ll)s"; };
 channels = (
   { name = "hook-a"; plugin = "webhook"; url = "%(hook)s/a"; bearer = "token-a";
     http = { timeout_ms = 3000; connect_timeout_ms = 1000; }; },
@@ -323,7 +323,7 @@ institutions = (
     max_per_recipient = 0; }
 );
 """ % {"port": port, "plugins": plugins, "db": os.path.join(self.tmp, "smis.db"),
-            "hk": PHONE_HASH_KEY, "hook": self.recorder.url, "rr": rr if with_rr else "",
+            "hk": PHONE_HASH_KEY, "ll": LOG_LEVEL, "hook": self.recorder.url, "rr": rr if with_rr else "",
             "rr_name": ', "rr"' if with_rr else "", "key": hashlib.sha256(KEY.encode()).hexdigest()}
         with open(path + ".tmp", "w") as f:
             f.write(conf)

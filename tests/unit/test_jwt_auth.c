@@ -735,6 +735,58 @@ static void test_identity(void)
 	free(c);
 }
 
+/* JSON strings may hold \u0000; json-c keeps the bytes after it, C string
+ * functions stop there: "smis\u0000x" must not pass for "smis". Such a
+ * string is refused as malformed wherever it is. */
+static void test_embedded_nul(void)
+{
+	/* iss, aud (string and array member), client_id, sub: %s is the NUL. */
+	static const char *const fmts[] = {
+		"{\"iss\":\"" ISS "%s.evil\",\"aud\":\"" AUD "\",\"sub\":\"" CLIENT "\",",
+		"{\"iss\":\"" ISS "\",\"aud\":\"" AUD "%s-other\",\"sub\":\"" CLIENT "\",",
+		"{\"iss\":\"" ISS "\",\"aud\":[\"" AUD "%s-other\"],\"sub\":\"" CLIENT "\",",
+		/* The caller maps the identity to an institution: no truncated name. */
+		"{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"client_id\":\"" CLIENT "%s-other\",",
+		"{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"" CLIENT "%s\",",
+	};
+
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"RS256\\u0000x\"}", "", rsa_key), "malformed");
+	EXPECT(jwks, tok_claims("{\"alg\":\"RS256\",\"kid\":\"rsa-1\\u0000x\"}", "", rsa_key),
+	       "malformed");
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		char *head = fmt(fmts[i], "\\u0000");
+#pragma GCC diagnostic pop
+		char *c = fmt("%s\"exp\":%lld}", head, (long long)now + 60);
+
+		EXPECT(rsa_pem, token(RS, c, rsa_key), "malformed");
+		free(head);
+		free(c);
+	}
+}
+
+/* RFC 7515 section 5.2 and RFC 7519 section 7.2 let a parser keep the last
+ * of duplicate members; a gateway or issuer that keeps the first would read
+ * another token: a duplicate is refused, at any depth. */
+static void test_duplicate_members(void)
+{
+	char *c;
+
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"none\",\"alg\":\"RS256\"}", "", rsa_key), "malformed");
+	EXPECT(jwks, tok_claims("{\"alg\":\"RS256\",\"kid\":\"x\",\"kid\":\"rsa-1\"}", "", rsa_key),
+	       "malformed");
+	EXPECT(rsa_pem, tok_claims(RS, ",\"aud\":\"other\",\"aud\":\"" AUD "\"", rsa_key), "malformed");
+	EXPECT(rsa_pem, tok_claims(RS, ",\"client_id\":\"" CLIENT "\"", rsa_key), "malformed");
+	EXPECT(rsa_pem, tok_claims(RS, ",\"x\":{\"a\":1,\"a\":2}", rsa_key), "malformed");
+	/* The same name escaped otherwise is the same name. */
+	EXPECT(rsa_pem, tok_claims(RS, ",\"\\u0061ud\":\"" AUD "\"", rsa_key), "malformed");
+	/* Equal names in different objects, and colons inside strings, are fine. */
+	c = fmt(",\"x\":{\"aud\":\"a:b\",\"k\\\":\":[{\"a\":1},{\"a\":\"\\\\\"}]}");
+	EXPECT(rsa_pem, tok_claims(RS, c, rsa_key), NULL);
+	free(c);
+}
+
 static void test_oversized(void)
 {
 	int seen_ok = 0, seen_big = 0;
@@ -930,6 +982,8 @@ int main(void)
 	CU_add_test(s, "kid", test_kid);
 	CU_add_test(s, "malformed", test_malformed);
 	CU_add_test(s, "client_id/sub", test_identity);
+	CU_add_test(s, "embedded NUL", test_embedded_nul);
+	CU_add_test(s, "duplicate members", test_duplicate_members);
 	CU_add_test(s, "oversized", test_oversized);
 	CU_add_test(s, "key loading", test_load);
 	CU_basic_set_mode(CU_BRM_VERBOSE);

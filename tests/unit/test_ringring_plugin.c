@@ -1025,6 +1025,14 @@ static void test_map_send_failures(void)
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_PERMFAIL);
 	CU_ASSERT_STRING_EQUAL(out.error, "ringring_result_9");
 	CU_ASSERT_STRING_EQUAL(out.detail, "Number To invalid: *** ? key ***");
+	/* A number written in groups is still a number, in any of its forms. */
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, SMIS_TRANSPORT_OK, 400,
+				    "{\"ResultCode\":9,\"ResultDescription\":"
+				    "\"Number To invalid: +32 470 12 34 56, 0470/12.34.56, "
+				    "(0470) 12-34-56; code 12 34\"}",
+				    &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_STRING_EQUAL(out.detail, "Number To invalid: ***, ***, ***; code 12 34");
 
 	/* Garbage and incomplete answers. */
 	expect_send(st, SMIS_TRANSPORT_OK, 200, "<html>hi</html>", SMIS_OUTCOME_TEMPFAIL,

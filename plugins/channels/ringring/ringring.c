@@ -143,12 +143,41 @@ static bool rr_lang_match(const char *want, const char *have)
 	return strlen(have) == n && strncasecmp(want, have, n) == 0;
 }
 
+static bool rr_is_token_char(char c)
+{
+	return rr_is_alnum_ascii(c) || c == '-' || c == '_';
+}
+
+/*
+ * Length of the number written in groups at s ("+32 470 12 34 56",
+ * "0470/12.34.56", "(0470) 12-34-56"), up to its last digit and the rest of
+ * a word glued to it, when it holds 5 digits or more; 0 otherwise.
+ */
+static size_t rr_number_span(const char *s)
+{
+	size_t i = 0, end = 0, digits = 0;
+
+	if (!(*s == '+' || *s == '(' || (*s >= '0' && *s <= '9')))
+		return 0;
+	for (; s[i] && ((s[i] >= '0' && s[i] <= '9') || strchr(" +./()-", s[i])); i++) {
+		if (s[i] >= '0' && s[i] <= '9') {
+			digits++;
+			end = i + 1;
+		}
+	}
+	if (digits < 5)
+		return 0;
+	while (rr_is_token_char(s[end]))
+		end++;
+	return end;
+}
+
 /*
  * Copy upstream text into an outcome/report field so that it can be logged
  * and stored: printable ASCII only, and anything that could be a phone
- * number (5+ digits) or a credential (20+ token characters) is masked.
- * RingRing descriptions are short English phrases, so this costs nothing
- * in the common case.
+ * number (5+ digits, also when written in groups) or a credential (20+
+ * token characters) is masked. RingRing descriptions are short English
+ * phrases, so this costs nothing in the common case.
  */
 static void rr_sanitize(char *dst, size_t dstlen, const char *src)
 {
@@ -158,11 +187,16 @@ static void rr_sanitize(char *dst, size_t dstlen, const char *src)
 	if (dstlen == 0)
 		return;
 	while (src && src[i] && o + 1 < dstlen) {
-		size_t run = 0;
+		size_t run = rr_number_span(src + i);
 		size_t digits = 0;
 
-		while (src[i + run] && (rr_is_alnum_ascii(src[i + run]) || src[i + run] == '-' ||
-					src[i + run] == '_')) {
+		if (run > 0) {
+			for (size_t k = 0; k < 3 && o + 1 < dstlen; k++)
+				dst[o++] = '*';
+			i += run;
+			continue;
+		}
+		while (rr_is_token_char(src[i + run])) {
 			if (src[i + run] >= '0' && src[i + run] <= '9')
 				digits++;
 			run++;
