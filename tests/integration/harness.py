@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -61,11 +62,30 @@ SEED = {"citizens": [
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port nothing listens on, for a process started later. Taken below
+    the kernel's ephemeral range (32768 up, by default): a port the kernel
+    handed out could be handed out again, to a simulator binding port 0 or
+    to any outgoing connection, before smisd binds it (seen once in CI)."""
+    low, high = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first = int(f.read().split()[0])
+        if first <= high:
+            low, high = 1024, first
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in %d-%d" % (low, high))
 
 
 class Response:
