@@ -51,16 +51,18 @@ tests_unit_test_json_writer_LDADD = $(CORE_TEST_LDADD)
 
 # Unit tests run under valgrind when it is installed (SMIS_NO_VALGRIND=1
 # skips it); integration tests are Python (standard library, and PyYAML
-# for test_openapi.py's YAML checks, skipped without it).
+# for test_openapi.py's YAML checks, skipped without it; PyYAML and
+# jsonschema for conformance.py's check of every answer of smisd against
+# docs/openapi.yaml, which test_conformance.py fails without).
 LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-unit.sh
 PY_LOG_COMPILER = python3
 EXTRA_DIST += tests/run-unit.sh tests/integration
 
 # Integration: smisd + simulators on loopback, over real HTTP.
 TESTS += tests/integration/test_core_api.py
-EXTRA_DIST += tests/integration/harness.py
+EXTRA_DIST += tests/integration/harness.py tests/integration/conformance.py
 TESTS += tests/integration/test_operations.py tests/integration/test_answer_first.py
-TESTS += tests/integration/test_openapi.py
+TESTS += tests/integration/test_openapi.py tests/integration/test_conformance.py
 TESTS += tests/integration/test_gateway_tokens.py
 TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py
 TESTS += tests/integration/test_sms_full.py

@@ -34,8 +34,10 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
  python3 curl openssl valgrind sqlite3 wrk"
 # For the clang sanitizer build of `test` and for `fuzz` (libFuzzer).
 CLANG_PACKAGES="clang libclang-rt-14-dev"
-# For `test` only: test_openapi.py loads docs/openapi.yaml with PyYAML.
-TEST_PACKAGES="python3-yaml"
+# For `test` only: test_openapi.py loads docs/openapi.yaml with PyYAML;
+# the integration tests check every answer of smisd against it with
+# jsonschema (Debian 12's 4.10 has the 2020-12 draft of OpenAPI 3.1).
+TEST_PACKAGES="python3-yaml python3-jsonschema"
 
 install_packages() {
 	missing=""

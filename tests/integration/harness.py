@@ -22,7 +22,10 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
+
+import conformance
 
 BUILD = os.environ.get("top_builddir") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SRC = os.environ.get("top_srcdir") or BUILD
@@ -102,6 +105,34 @@ class Response:
         return "<%d %s>" % (self.status, self.raw[:300])
 
 
+# host:port of each smisd a test started -> the answers of it that departed
+# from docs/openapi.yaml (conformance.py). http() checks every answer from
+# these; a departure fails the test that received it, and, should that
+# test have swallowed the AssertionError (a worker thread), Stack.stop().
+NONCONFORMING = {}
+
+
+def smisd_answers_at(base):
+    """Check every answer http() receives from base (http://host:port)
+    against docs/openapi.yaml."""
+    NONCONFORMING.setdefault(urllib.parse.urlsplit(base).netloc, [])
+
+
+def check_conformance(method, url, response):
+    """Fail (AssertionError naming the path, status and departure) when the
+    answer of a smisd departs from docs/openapi.yaml."""
+    seen = NONCONFORMING.get(urllib.parse.urlsplit(url).netloc)
+    if seen is None:
+        return response  # a simulator, or a server that is not smisd
+    errors = conformance.check(method, url, response)
+    if errors:
+        text = "%s %s answered %d, not as docs/openapi.yaml says:\n  %s" % (
+            method, urllib.parse.urlsplit(url).path, response.status, "\n  ".join(errors))
+        seen.append(text)
+        raise AssertionError(text)
+    return response
+
+
 def http(method, url, body=None, headers=None, timeout=30):
     data = None
     hdrs = dict(headers or {})
@@ -111,9 +142,10 @@ def http(method, url, body=None, headers=None, timeout=30):
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return Response(r.status, r.headers, r.read().decode())
+            response = Response(r.status, r.headers, r.read().decode())
     except urllib.error.HTTPError as e:
-        return Response(e.code, e.headers, e.read().decode())
+        response = Response(e.code, e.headers, e.read().decode())
+    return check_conformance(method, url, response)
 
 
 def poll_until(ready, timeout, failure):
@@ -288,6 +320,7 @@ institutions = (
             self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf,
                                           env=dict(os.environ, **self.smisd_env))
         self.base = "http://127.0.0.1:%d" % self.smisd_port
+        smisd_answers_at(self.base)
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.smisd.poll() is not None:
@@ -317,6 +350,7 @@ institutions = (
                 except subprocess.TimeoutExpired:
                     p.kill()
         problems = self.unexpected_log_lines() if check_log else []
+        problems += NONCONFORMING.pop(urllib.parse.urlsplit(getattr(self, "base", "")).netloc, [])
         log = self.log_text() if os.path.exists(self.smisd_log) else ""
         for p in self.procs:
             if p.stdout:

@@ -16,7 +16,8 @@ import unittest
 from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, Response, Stack, StackTestCase, http, message  # noqa: E402
+from harness import (BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, Response, Stack, StackTestCase,  # noqa: E402
+                     check_conformance, http, message)
 
 APP, SMS = "govapp", "ringring"
 
@@ -573,7 +574,7 @@ class Draining(ProblemAsserts, unittest.TestCase):
         def post(conn, path, body):
             conn.request("POST", path, json.dumps(body), auth)
             r = conn.getresponse()
-            return Response(r.status, r.headers, r.read().decode())
+            return check_conformance("POST", stack.base + path, Response(r.status, r.headers, r.read().decode()))
         try:
             stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1500})
             conns = [kept_alive(), kept_alive()]

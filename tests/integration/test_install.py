@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, LOG_LEVEL, PHONE_HASH_KEY, SRC, free_port, http  # noqa: E402
+from harness import BUILD, LOG_LEVEL, PHONE_HASH_KEY, SRC, free_port, http, smisd_answers_at  # noqa: E402
 
 KEY = "install-test-key-0123456789"
 BUNDLED = ("govapp", "ringring", "govapp_first", "govapp_only", "sms_only", "govapp_and_sms")
@@ -214,6 +214,7 @@ class Install(unittest.TestCase):
         threading.Thread(target=self.recorder.serve_forever, daemon=True).start()
         port = free_port()
         base = "http://127.0.0.1:%d" % port
+        smisd_answers_at(base)
         conf = os.path.join(self.tmp, "smisd.conf")
         self.write_conf(conf, port, plugins, with_rr=False)
 

@@ -482,7 +482,11 @@ class OpenApiIsYaml(unittest.TestCase):
         self.assertIsInstance(table, list)
         for entry in table:
             self.assertIsInstance(entry, dict)
-            self.assertEqual(sorted(entry), ["code", "status", "when", "where"], entry)
+            self.assertEqual(sorted(set(entry) - {"headers"}), ["code", "status", "when", "where"], entry)
+            # The headers its answer always carries: documented headers
+            # (conformance.py checks each answer for them).
+            for name in entry.get("headers", []):
+                self.assertIn(name, self.doc["components"]["headers"], entry)
             for k in ("code", "where", "when"):
                 self.assertIsInstance(entry[k], str, entry)
             statuses = entry["status"] if isinstance(entry["status"], list) else [entry["status"]]
@@ -515,6 +519,35 @@ class OpenApiIsYaml(unittest.TestCase):
                             self.assertTrue(str(st) in op["responses"], "%s: %s %s does not document %s"
                                             % (entry["code"], method, path, st))
         self.assertGreater(checked, 50)
+
+    # The handler of each route in daemon/http_server.c, and the operations
+    # it answers.
+    CALLBACKS = [(m, p) for m in ("post", "get") for p in ("/v1/callbacks/{channel}", "/v1/callbacks/{channel}/{rest}")]
+    HANDLERS = {"handle_send": [("post", "/v1/messages")], "handle_get_message": [("get", "/v1/messages/{id}")],
+                "handle_keys": [("post", "/v1/recipients/keys")], "keys_answer": [("post", "/v1/recipients/keys")],
+                "handle_health": [("get", "/healthz")], "handle_callback": CALLBACKS}
+
+    def test_each_handler_status_is_documented(self):
+        """Every status a route's handler answers with a literal is among
+        its operations' responses; respond() answers 500 internal_error for
+        a body it could not make (out of memory), and on_request() on every
+        path when no request id can be made, so every operation has a
+        500."""
+        bodies = {name: body for name, _, body in
+                  functions(strip_c(read(os.path.join(SRC, "daemon", "http_server.c"))))}
+        for name, ops in self.HANDLERS.items():
+            self.assertIn(name, bodies, "daemon/http_server.c has no %s()" % name)
+            statuses = set()
+            for fn, at in (("respond_code", 2), ("respond_retry_soon", 2), ("smisd_problem_set", 1), ("respond", 2)):
+                statuses.update(int(args[at]) for args in calls(bodies[name], fn)
+                                if len(args) > at and args[at].isdigit())
+            for method, path in ops:
+                for status in statuses:
+                    self.assertIn(str(status), self.doc["paths"][path][method]["responses"],
+                                  "%s() answers %d, not documented for %s %s" % (name, status, method.upper(), path))
+        for path, item in self.doc["paths"].items():
+            for method in set(item) & set(self.METHODS):
+                self.assertIn("500", item[method]["responses"], "%s %s has no 500" % (method.upper(), path))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ The generator is seeded (SMIS_ROBUSTNESS_SEED, SMIS_ROBUSTNESS_COUNT), so a
 failure names the request that caused it and can be replayed.
 """
 import copy
+import email.message
 import json
 import os
 import random
@@ -30,7 +31,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN,  # noqa: E402
-                     StackTestCase, message)
+                     Response, StackTestCase, check_conformance, message)
 from test_openapi import problem_codes, problem_statuses  # noqa: E402
 
 SEED = int(os.environ.get("SMIS_ROBUSTNESS_SEED", "20261203"))
@@ -51,7 +52,8 @@ HTML = ["<p>a<b>b</p>", "<a href=\"javascript:alert(1)\">x</a>", "<svg><script>1
 
 def raw_request(port, method, path, headers, body, timeout=30):
     """Sends one HTTP/1.1 request as bytes; returns (status, headers, body)
-    or raises if no complete answer comes."""
+    or raises if no complete answer comes, or if the answer departs from
+    docs/openapi.yaml (as harness.http() does)."""
     head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % (method, path)
     for k, v in headers:
         head += "%s: %s\r\n" % (k, v)
@@ -85,6 +87,11 @@ def raw_request(port, method, path, headers, body, timeout=30):
                 break
             out, buf = out + buf[:size], buf[size + 2:]
         rest = out
+    named = email.message.Message()  # the checker reads headers by name, in any case
+    for k, v in hdrs.items():
+        named[k] = v
+    check_conformance(method, "http://127.0.0.1:%d%s" % (port, path),
+                      Response(status, named, rest.decode("utf-8", "replace")))
     return status, hdrs, rest
 
 
