@@ -462,6 +462,29 @@ out:
 }
 
 /*
+ * A JWK's "key_ops" (RFC 7517, 4.3): 1 when absent or listing "verify",
+ * 0 when it lists other operations only (the key is meant for something
+ * else), -1 when it is not an array of strings.
+ */
+static int jwt_jwk_may_verify(json_object *jwk)
+{
+	json_object *ops;
+	int verify = 0;
+
+	if (!json_object_object_get_ex(jwk, "key_ops", &ops))
+		return 1;
+	if (!json_object_is_type(ops, json_type_array))
+		return -1;
+	for (size_t i = 0; i < json_object_array_length(ops); i++) {
+		json_object *op = json_object_array_get_idx(ops, i);
+		if (!json_object_is_type(op, json_type_string))
+			return -1;
+		verify |= strcmp(json_object_get_string(op), "verify") == 0;
+	}
+	return verify;
+}
+
+/*
  * One JWK. Returns 0 when it was added or skipped as meant for something
  * else (see jwt_auth.h), -EINVAL/-ENOMEM otherwise.
  */
@@ -487,6 +510,14 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 	}
 	if (kid != NULL && kid[0] == '\0') {
 		jwt_set_err(err, errlen, "%s: empty kid", what);
+		goto out;
+	}
+	switch (jwt_jwk_may_verify(jwk)) {
+	case -1:
+		jwt_set_err(err, errlen, "%s: key_ops is not an array of strings", what);
+		goto out;
+	case 0:
+		rc = 0;
 		goto out;
 	}
 	rc = 0;

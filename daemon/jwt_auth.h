@@ -44,6 +44,7 @@ struct smisd_jwt_issuer;
  *   Every PEM block must be a usable key: an RSA key under 2048 bits, an EC
  *   key not on P-256, a private key or any other block is an error. In a
  *   JWKS, keys meant for something else are skipped (use other than "sig",
+ *   key_ops without "verify",
  *   alg other than RS256/ES256, kty other than RSA/EC, EC curve other than
  *   P-256: a Keycloak realm also publishes its RSA-OAEP encryption key); a
  *   key that could sign RS256/ES256 but is malformed or weak is an error, as

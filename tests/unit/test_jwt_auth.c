@@ -932,19 +932,27 @@ static void test_load(void)
 	}
 
 	/* Skipped keys around a usable one; the usable one works. A key
-	 * marked for encryption is never used to verify, even with no alg. */
+	 * marked for encryption is never used to verify, even with no alg,
+	 * whether by "use" or by "key_ops" (RFC 7517, 4.3) without "verify". */
 	t = fmt("{\"keys\":[{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"e\",\"n\":\"%s\","
-		"\"e\":\"AQAB\"},{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}]}",
-		n, x, y);
+		"\"e\":\"AQAB\"},{\"kty\":\"RSA\",\"key_ops\":[\"encrypt\"],\"kid\":\"o\",\"n\":\"%s\","
+		"\"e\":\"AQAB\"},{\"kty\":\"EC\",\"key_ops\":[\"verify\"],\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}]}",
+		n, n, x, y);
 	is = issuer_from_text(t, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL(is);
 	if (is) {
 		EXPECT(is, tok_claims("{\"alg\":\"RS256\",\"kid\":\"e\"}", "", rsa_key),
 		       "unknown_key");
+		EXPECT(is, tok_claims("{\"alg\":\"RS256\",\"kid\":\"o\"}", "", rsa_key),
+		       "unknown_key");
 		EXPECT(is, tok_claims(RS, "", rsa_key), "unknown_key");
 		EXPECT(is, tok_claims(ES, "", ec_key), NULL);
 	}
 	smisd_jwt_issuer_free(is);
+	free(t);
+	t = fmt("{\"keys\":[{\"kty\":\"EC\",\"key_ops\":\"verify\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}]}",
+		x, y);
+	expect_load_error(t, "JWKS key 0: key_ops is not an array of strings");
 	free(t);
 	t = fmt("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"AA\",\"y\":\"AA\"},"
 		"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA\"},"
