@@ -114,15 +114,3 @@ void smisd_log(enum smis_log_level level, const char *component,
 	smisd_logv(level, component, msg_id, fmt, ap);
 	va_end(ap);
 }
-
-void smisd_log_phone_mask(const char *e164, char *buf, size_t buflen)
-{
-	size_t n = e164 ? strlen(e164) : 0;
-	if (buflen == 0)
-		return;
-	if (n < 8) {
-		snprintf(buf, buflen, "****");
-		return;
-	}
-	snprintf(buf, buflen, "%.6s****%s", e164, e164 + n - 2);
-}

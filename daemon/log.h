@@ -2,7 +2,8 @@
  * log.h - smisd's logger: one JSON object per line on stderr.
  *
  * Log once, at the lowest level that sees the failure. Never pass secrets,
- * message content or full phone numbers: use smisd_log_phone_mask().
+ * message content or phone numbers, whole or in part: name a message by its
+ * id (tests/integration/test_privacy.py checks the log at debug level).
  */
 #ifndef SMISD_LOG_H
 #define SMISD_LOG_H
@@ -33,6 +34,5 @@ void smisd_log_request(enum smis_log_level level, const char *component, const c
 #define SMISD_ERROR(c, ...) smisd_log(SMIS_LOG_ERROR, (c), NULL, __VA_ARGS__)
 
 /* "+32470123456" -> "+32470****56" into buf; always NUL-terminates. */
-void smisd_log_phone_mask(const char *e164, char *buf, size_t buflen);
 
 #endif
