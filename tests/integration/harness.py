@@ -8,8 +8,8 @@ expected fails the test.
 
 SMIS_TEST_WRAPPER="valgrind ..." runs smisd and both simulators under that
 command (SMIS_VALGRIND_DAEMON=1: under VALGRIND_ARGV below); waits and
-timeouts are then SLOW times longer, and a simulator's non-zero exit or any
-line the wrapper writes to a log fails the test (README.md, Tests).
+timeouts are then SLOW times longer, and a simulator's non-zero exit, any
+line the wrapper writes to a log or its exit 99 (run_wrapped) fails the test (README.md, Tests).
 """
 import contextlib
 import hashlib
@@ -54,6 +54,17 @@ WRAPPER = wrapper()
 # 10-50 times slower, and a start-up or a wait sized for the plain build
 # would fail the test for nothing. SMIS_TEST_SLOW overrides it.
 SLOW = float(os.environ.get("SMIS_TEST_SLOW") or (10 if WRAPPER else 1))
+
+
+def ms(n):
+    """n milliseconds of smisd's configured time or of a simulator's delay,
+    SLOW times more: a timeout and the delay that must stay within it (or
+    go past it) keep their ratio when everything runs slower."""
+    return int(n * SLOW)
+
+
+# Each channel's upstream HTTP timeouts in the harness's configuration.
+UPSTREAM_HTTP = "http = { timeout_ms = %d; connect_timeout_ms = %d; };" % (ms(2000), ms(1000))
 
 KEYS = {"inst-a": "key-a-0123456789abcdef", "inst-b": "key-b-0123456789abcdef",
         "inst-c": "key-c-0123456789abcdef"}
@@ -120,6 +131,16 @@ def http(method, url, body=None, headers=None, timeout=30):
             return Response(r.status, r.headers, r.read().decode())
     except urllib.error.HTTPError as e:
         return Response(e.code, e.headers, e.read().decode())
+
+
+def run_wrapped(argv, timeout=60):
+    """subprocess.run of one of our programs under the wrapper, with text
+    stdout and stderr. Exit 99 (the wrapper's --error-exitcode: a memory
+    error or definite leak) fails the test whatever exit the test expects."""
+    p = subprocess.run(WRAPPER + argv, capture_output=True, text=True, timeout=timeout * SLOW)
+    if WRAPPER and p.returncode == 99:
+        raise AssertionError("%s under %s: exit 99\n%s" % (argv[0], WRAPPER[0], p.stderr[-3000:]))
+    return p
 
 
 def poll_until(ready, timeout, failure):
@@ -235,10 +256,10 @@ limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d;%(pt)s };
 log = { level = "info"; };
 channels = (
   { name = "govapp"; plugin = "govapp"; base_url = "%(govapp)s"; api_token = "%(gt)s";
-    callback_secret = "%(gcs)s"; http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(gx)s },
+    callback_secret = "%(gcs)s"; %(http)s%(gx)s },
   { name = "ringring"; plugin = "ringring"; base_url = "%(ringring)s/v1"; api_key = "%(rk)s";
     %(rsu)scallback_token = "%(rct)s";
-    http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(rx)s }
+    %(http)s%(rx)s }
 );
 strategies = (
   { name = "govapp_first"; steps = ( { plugin = "govapp_first"; app = "govapp"; sms = "ringring"; } ); },
@@ -264,7 +285,7 @@ institutions = (
             "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
             "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY, "sx": self.store_extra,
             "lx": self.listen_extra,
-            "mif": self.max_in_flight, "jt": self.job_timeout_ms,
+            "mif": self.max_in_flight, "jt": ms(self.job_timeout_ms), "http": UPSTREAM_HTTP,
             "pt": "" if self.prepare_threads is None else " prepare_threads = %d;" % self.prepare_threads,
             "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,
             "ringring": self.ringring, "rk": RINGRING_KEY, "rct": RINGRING_CALLBACK_TOKEN,
@@ -436,6 +457,8 @@ institutions = (
 
     def sim(self, which, method, path, body=None):
         base = self.govapp if which == "govapp" else self.ringring
+        if path == "/_sim/faults" and body and "latency_ms" in body:
+            body = dict(body, latency_ms=ms(body["latency_ms"]))  # as the timeouts it is set against
         return http(method, base + path, body)
 
     def reload(self):
