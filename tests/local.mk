@@ -56,7 +56,7 @@ tests_unit_test_json_writer_LDADD = $(CORE_TEST_LDADD)
 # docs/openapi.yaml, which test_conformance.py fails without).
 LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/run-unit.sh
 PY_LOG_COMPILER = python3
-EXTRA_DIST += tests/run-unit.sh tests/integration
+EXTRA_DIST += tests/run-unit.sh tests/integration tests/valgrind.supp
 
 # Integration: smisd + simulators on loopback, over real HTTP.
 TESTS += tests/integration/test_core_api.py

@@ -5,6 +5,11 @@ tests, and talk to them over real HTTP (standard library only).
 Every process is started by the test and stopped by PID. smisd's log is
 scanned at the end: an ERROR or WARN line the test did not declare as
 expected fails the test.
+
+SMIS_TEST_WRAPPER="valgrind ..." runs smisd and both simulators under that
+command (SMIS_VALGRIND_DAEMON=1: under VALGRIND_ARGV below); waits and
+timeouts are then SLOW times longer, and a simulator's non-zero exit, any
+line the wrapper writes to a log or its exit 99 (run_wrapped) fails the test (README.md, Tests).
 """
 import contextlib
 import hashlib
@@ -12,6 +17,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -29,6 +35,40 @@ import conformance
 
 BUILD = os.environ.get("top_builddir") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SRC = os.environ.get("top_srcdir") or BUILD
+
+# What the integration suite runs smisd under when asked to use the build's
+# valgrind: a memory error or a definite leak makes the process exit 99 and
+# writes its report to the process's log, which fails the test.
+VALGRIND_ARGV = ["--quiet", "--error-exitcode=99", "--leak-check=full",
+                 "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+                 "--suppressions=" + os.path.join(SRC, "tests/valgrind.supp")]
+
+
+def wrapper():
+    """The command smisd and the simulators run under ([] for none)."""
+    if os.environ.get("SMIS_TEST_WRAPPER"):
+        return shlex.split(os.environ["SMIS_TEST_WRAPPER"])
+    if os.environ.get("SMIS_VALGRIND_DAEMON") and os.environ.get("VALGRIND"):
+        return [os.environ["VALGRIND"]] + VALGRIND_ARGV
+    return []
+
+
+WRAPPER = wrapper()
+# How much longer everything takes under the wrapper: valgrind runs smisd
+# 10-50 times slower, and a start-up or a wait sized for the plain build
+# would fail the test for nothing. SMIS_TEST_SLOW overrides it.
+SLOW = float(os.environ.get("SMIS_TEST_SLOW") or (10 if WRAPPER else 1))
+
+
+def ms(n):
+    """n milliseconds of smisd's configured time or of a simulator's delay,
+    SLOW times more: a timeout and the delay that must stay within it (or
+    go past it) keep their ratio when everything runs slower."""
+    return int(n * SLOW)
+
+
+# Each channel's upstream HTTP timeouts in the harness's configuration.
+UPSTREAM_HTTP = "http = { timeout_ms = %d; connect_timeout_ms = %d; };" % (ms(2000), ms(1000))
 
 KEYS = {"inst-a": "key-a-0123456789abcdef", "inst-b": "key-b-0123456789abcdef",
         "inst-c": "key-c-0123456789abcdef"}
@@ -134,6 +174,7 @@ def check_conformance(method, url, response):
 
 
 def http(method, url, body=None, headers=None, timeout=30):
+    timeout *= SLOW
     data = None
     hdrs = dict(headers or {})
     if body is not None:
@@ -148,9 +189,20 @@ def http(method, url, body=None, headers=None, timeout=30):
     return check_conformance(method, url, response)
 
 
+def run_wrapped(argv, timeout=60):
+    """subprocess.run of one of our programs under the wrapper, with text
+    stdout and stderr. Exit 99 (the wrapper's --error-exitcode: a memory
+    error or definite leak) fails the test whatever exit the test expects."""
+    p = subprocess.run(WRAPPER + argv, capture_output=True, text=True, timeout=timeout * SLOW)
+    if WRAPPER and p.returncode == 99:
+        raise AssertionError("%s under %s: exit 99\n%s" % (argv[0], WRAPPER[0], p.stderr[-3000:]))
+    return p
+
+
 def poll_until(ready, timeout, failure):
     """Call ready() every 5 ms until it is true; past `timeout` seconds,
     fail with the text failure() returns."""
+    timeout *= SLOW
     deadline = time.time() + timeout
     while not ready():
         if time.time() > deadline:
@@ -168,8 +220,8 @@ def drain_to_log(stream, log_path):
 def start_process(argv, ready_pattern, log_path, env=None):
     """Start argv, wait for a stdout/stderr line matching ready_pattern."""
     with open(log_path, "w+") as log:
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    deadline = time.time() + 20
+        p = subprocess.Popen(WRAPPER + argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    deadline = time.time() + 20 * SLOW
     pat = re.compile(ready_pattern)
     while time.time() < deadline:
         line = p.stdout.readline()
@@ -262,10 +314,10 @@ limits = { max_in_flight = %(mif)d; job_timeout_ms = %(jt)d;%(pt)s };
 log = { level = "%(ll)s"; };
 channels = (
   { name = "govapp"; plugin = "govapp"; base_url = "%(govapp)s"; api_token = "%(gt)s";
-    callback_secret = "%(gcs)s"; http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(gx)s },
+    callback_secret = "%(gcs)s"; %(http)s%(gx)s },
   { name = "ringring"; plugin = "ringring"; base_url = "%(ringring)s/v1"; api_key = "%(rk)s";
     %(rsu)scallback_token = "%(rct)s";
-    http = { timeout_ms = 2000; connect_timeout_ms = 1000; };%(rx)s }
+    %(http)s%(rx)s }
 );
 strategies = (
   { name = "govapp_first"; steps = ( { plugin = "govapp_first"; app = "govapp"; sms = "ringring"; } ); },
@@ -291,7 +343,7 @@ institutions = (
             "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
             "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY, "sx": self.store_extra,
             "lx": self.listen_extra, "ll": self.log_level,
-            "mif": self.max_in_flight, "jt": self.job_timeout_ms,
+            "mif": self.max_in_flight, "jt": ms(self.job_timeout_ms), "http": UPSTREAM_HTTP,
             "pt": "" if self.prepare_threads is None else " prepare_threads = %d;" % self.prepare_threads,
             "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,
             "ringring": self.ringring, "rk": RINGRING_KEY, "rct": RINGRING_CALLBACK_TOKEN,
@@ -311,17 +363,14 @@ institutions = (
             f.write(conf)
 
     def start_smisd(self):
-        argv = [os.path.join(BUILD, "smisd"), "-c", self.conf]
-        if os.environ.get("SMIS_VALGRIND_DAEMON") and os.environ.get("VALGRIND"):
-            argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite"] + argv
+        argv = WRAPPER + [os.path.join(BUILD, "smisd"), "-c", self.conf]
         self.smisd_log = os.path.join(self.dir, "smisd.log")
         with open(self.smisd_log, "w") as logf:
             self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf,
                                           env=dict(os.environ, **self.smisd_env))
         self.base = "http://127.0.0.1:%d" % self.smisd_port
         smisd_answers_at(self.base)
-        deadline = time.time() + 30
+        deadline = time.time() + 30 * SLOW
         while time.time() < deadline:
             if self.smisd.poll() is not None:
                 raise RuntimeError("smisd exited: " + self.log_text()[-3000:])
@@ -338,7 +387,7 @@ institutions = (
         if getattr(self, "smisd", None) and self.smisd.poll() is None:
             self.smisd.send_signal(signal.SIGTERM)
             try:
-                rc = self.smisd.wait(timeout=60)
+                rc = self.smisd.wait(timeout=60 * SLOW)
             except subprocess.TimeoutExpired:
                 self.smisd.kill()
                 rc = "killed"
@@ -346,11 +395,14 @@ institutions = (
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
-                    p.wait(timeout=10)
+                    p.wait(timeout=10 * SLOW)
                 except subprocess.TimeoutExpired:
                     p.kill()
+                    p.wait()
         problems = self.unexpected_log_lines() if check_log else []
         problems += NONCONFORMING.pop(urllib.parse.urlsplit(getattr(self, "base", "")).netloc, [])
+        if check_log:
+            problems += self.simulator_problems()
         log = self.log_text() if os.path.exists(self.smisd_log) else ""
         for p in self.procs:
             if p.stdout:
@@ -370,6 +422,16 @@ institutions = (
             if entry.get("level") in ("warn", "error"):
                 if not any(re.search(p, entry.get("msg", "")) for p in self.expected_log):
                     bad.append(line.strip())
+        return bad
+
+    def simulator_problems(self):
+        """A simulator that did not exit 0 on SIGTERM (under valgrind: exit 99
+        on a memory error or a definite leak), with the tail of its log."""
+        bad = []
+        for name, p in zip(("govapp-sim", "ringring-sim"), self.procs):
+            if p.returncode != 0:
+                with open(os.path.join(self.dir, name + ".log")) as f:
+                    bad.append("%s exit %r: %s" % (name, p.returncode, f.read()[-3000:]))
         return bad
 
     def expect_log(self, *patterns):
@@ -455,6 +517,8 @@ institutions = (
 
     def sim(self, which, method, path, body=None):
         base = self.govapp if which == "govapp" else self.ringring
+        if path == "/_sim/faults" and body and "latency_ms" in body:
+            body = dict(body, latency_ms=ms(body["latency_ms"]))  # as the timeouts it is set against
         return http(method, base + path, body)
 
     def reload(self):

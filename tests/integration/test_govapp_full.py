@@ -154,12 +154,13 @@ class GovAppCase(StackTestCase):
     def encrypt(self, *args, key=KEYS["inst-a"], check=None):
         """Run smis-encrypt against this stack; returns the CompletedProcess."""
         argv = [SMIS_ENCRYPT, "--url", self.stack.base] + list(args)
-        # SMIS_VALGRIND_TOOLS=1 (or the harness's SMIS_VALGRIND_DAEMON=1)
-        # runs the tool under valgrind: a leak or memory error fails.
-        if (os.environ.get("SMIS_VALGRIND_TOOLS") or os.environ.get("SMIS_VALGRIND_DAEMON")) \
-                and os.environ.get("VALGRIND"):
-            argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite"] + argv
+        # Under the harness's wrapper (SMIS_TEST_WRAPPER, SMIS_VALGRIND_DAEMON=1)
+        # or, alone, with SMIS_VALGRIND_TOOLS=1 under valgrind: a leak or
+        # memory error fails.
+        if harness.WRAPPER:
+            argv = harness.WRAPPER + argv
+        elif os.environ.get("SMIS_VALGRIND_TOOLS") and os.environ.get("VALGRIND"):
+            argv = [os.environ["VALGRIND"]] + harness.VALGRIND_ARGV + argv
         env = dict(os.environ, SMIS_API_KEY=key)
         p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
         if check is not None:

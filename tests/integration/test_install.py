@@ -29,7 +29,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, LOG_LEVEL, PHONE_HASH_KEY, SRC, free_port, http, smisd_answers_at  # noqa: E402
+from harness import (BUILD, LOG_LEVEL, PHONE_HASH_KEY, SLOW, SRC, WRAPPER, free_port, http,  # noqa: E402
+                     smisd_answers_at)
 
 KEY = "install-test-key-0123456789"
 BUNDLED = ("govapp", "ringring", "govapp_first", "govapp_only", "sms_only", "govapp_and_sms")
@@ -225,10 +226,7 @@ class Install(unittest.TestCase):
 
         pidfile = os.path.join(self.tmp, "smisd.pid")
         log_path = os.path.join(self.tmp, "smisd.log")
-        argv = [os.path.join(self.root, "sbin/smisd"), "-c", conf, "--pidfile", pidfile]
-        if os.environ.get("SMIS_VALGRIND_DAEMON") and use_valgrind():
-            argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite"] + argv
+        argv = WRAPPER + [os.path.join(self.root, "sbin/smisd"), "-c", conf, "--pidfile", pidfile]
         with open(log_path, "w") as log:
             type(self).smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log,
                                                 env=clean_env())
@@ -269,7 +267,7 @@ class Install(unittest.TestCase):
         r = subprocess.run([smisctl, "reload", "--pidfile", pidfile, "-c", conf], capture_output=True,
                            text=True, env=clean_env())
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        deadline = time.time() + 20
+        deadline = time.time() + 20 * SLOW
         while http("GET", base + "/healthz").json["generation"] == generation:
             self.assertLess(time.time(), deadline, read(log_path)[-3000:])
             time.sleep(0.05)
@@ -285,7 +283,7 @@ class Install(unittest.TestCase):
 
         # Stop by PID: a clean exit that removes its pid file.
         self.smisd.send_signal(signal.SIGTERM)
-        self.assertEqual(self.smisd.wait(timeout=60), 0)
+        self.assertEqual(self.smisd.wait(timeout=60 * SLOW), 0)
         self.assertFalse(os.path.exists(pidfile))
         bad = []
         for line in read(log_path).splitlines():
@@ -331,7 +329,7 @@ institutions = (
         os.replace(path + ".tmp", path)
 
     def wait_up(self, base, log_path):
-        deadline = time.time() + 30
+        deadline = time.time() + 30 * SLOW
         while time.time() < deadline:
             if self.smisd.poll() is not None:
                 self.fail("smisd exited: " + read(log_path)[-3000:])

@@ -19,14 +19,13 @@ import random
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, RINGRING_KEY,  # noqa: E402
-                     StackTestCase, http)
+                     StackTestCase, http, run_wrapped)
 
 NO_APP = CITIZENS["no_app"]
 SIM_ENCODING = {"GSM-7": "TEXT", "UCS-2": "UNICODE"}
@@ -626,8 +625,7 @@ class ThrottlingAndLimits(SmsCase):
         with open(path, "w") as f:
             f.write(text)
         line = text[:text.index(new)].count("\n") + 1
-        p = subprocess.run([os.path.join(BUILD, "smisd"), "--check-config", "-c", path],
-                           capture_output=True, text=True, timeout=60)
+        p = run_wrapped([os.path.join(BUILD, "smisd"), "--check-config", "-c", path])
         return p, path, line
 
     def check_sender(self, sender):

@@ -24,7 +24,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, StackTestCase, message  # noqa: E402
+from harness import CITIZENS, UPSTREAM_HTTP, StackTestCase, message  # noqa: E402
 
 
 def make_cert(folder, name, san):
@@ -127,7 +127,7 @@ class UpstreamTLS(StackTestCase):
                       'base_url = "https://127.0.0.1:%d/v1";' % relay.port, tail, count=1)
         # Loading the system's CA bundle takes over a second with smisd
         # under valgrind: the timeouts leave room for it.
-        tail = tail.replace("http = { timeout_ms = 2000; connect_timeout_ms = 1000; };",
+        tail = tail.replace(UPSTREAM_HTTP,
                             "http = { timeout_ms = 10000; connect_timeout_ms = 8000; %s };" % http_settings, 1)
         with open(s.conf, "w") as f:
             f.write(head + 'name = "ringring";' + tail)
