@@ -238,6 +238,21 @@ out:
 }
 
 /*
+ * A name the key file gives (a PEM block's label, a JWK's kid) as a reason
+ * shows it: at most len - 1 bytes, each control character as '?'. The reason
+ * is one line (jwt_auth.h): smisd --check-config prints it as it is, where a
+ * newline would forge a line and an ESC drive the operator's terminal.
+ */
+static void jwt_shown(const char *name, char *out, size_t len)
+{
+	size_t i;
+
+	for (i = 0; name[i] != '\0' && i + 1 < len; i++)
+		out[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f ? '?' : name[i];
+	out[i] = '\0';
+}
+
+/*
  * PEM: every block must be a SubjectPublicKeyInfo ("PUBLIC KEY") or an X.509
  * certificate, used only as a container for its key: its validity dates and
  * chain are not looked at, trust comes from the configuration.
@@ -282,8 +297,11 @@ static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t le
 				pkey = X509_get_pubkey(x);
 			X509_free(x);
 		} else {
+			char label[64];
+
+			jwt_shown(name, label, sizeof(label));
 			jwt_set_err(err, errlen, "%s: \"%s\" is not a PUBLIC KEY or CERTIFICATE",
-				    what, name);
+				    what, label);
 			rc = -EINVAL;
 		}
 		/* Trailing bytes inside a block would be a second, unchecked meaning. */
@@ -421,7 +439,7 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 {
 	const char *kty, *use, *alg, *kid, *crv;
 	EVP_PKEY *pkey = NULL;
-	char what[48];
+	char what[48], shown[33] = "no kid";
 	int rc = -EINVAL;
 
 	snprintf(what, sizeof(what), "JWKS key %zu", idx);
@@ -440,6 +458,8 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 		jwt_set_err(err, errlen, "%s: empty kid", what);
 		goto out;
 	}
+	if (kid != NULL)
+		jwt_shown(kid, shown, sizeof(shown));
 	rc = 0;
 	if (use != NULL && strcmp(use, "sig") != 0)
 		goto out;
@@ -456,13 +476,12 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 		goto out;
 	}
 	if (pkey == NULL) {
-		jwt_set_err(err, errlen, "%s (%s): invalid %s public key", what,
-			    kid ? kid : "no kid", kty);
+		jwt_set_err(err, errlen, "%s (%s): invalid %s public key", what, shown, kty);
 		rc = -EINVAL;
 		goto out;
 	}
 	if (kid != NULL)
-		snprintf(what, sizeof(what), "JWKS key %.32s", kid);
+		snprintf(what, sizeof(what), "JWKS key %s", shown);
 	rc = jwt_issuer_add_key(is, pkey, kid, what, err, errlen);
 out:
 	return rc;

@@ -826,6 +826,13 @@ static void test_load(void)
 	expect_load_error("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
 			  "PEM block 1: cannot be parsed");
 
+	/* A label or kid from the file is shown on one line, each control
+	 * character as '?' (fuzz_jwks: a kid "a\nb" split the reason). */
+	expect_load_error("-----BEGIN A\x1b[2J-----\nAAAA\n-----END A\x1b[2J-----\n",
+			  "\"A?[2J\" is not a PUBLIC KEY");
+	expect_load_error("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"a\\nb\\u001b[2J\",\"n\":\"AQAB\","
+			  "\"e\":\"AQAB\"}]}", "JWKS key a?b?[2J: RSA key of 17 bits");
+
 	/* JWKS. */
 	expect_load_error("{}", "no \"keys\" array");
 	expect_load_error("{\"keys\":[]}", "no RS256/ES256 signature key");
