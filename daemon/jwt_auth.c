@@ -253,9 +253,32 @@ static void jwt_shown(const char *name, char *out, size_t len)
 }
 
 /*
+ * The lines of text[0..len) that open a PEM block ("-----BEGIN " at the start
+ * of a line, after a '\n' or, as an editor shows it, a lone '\r'), as the
+ * operator counts blocks. OpenSSL takes one that does not end as a label line
+ * must ("-----BEGIN PUBLIC KEY--(--"), or that follows a '\r' in its line,
+ * for text between blocks, and would drop its key without a word.
+ */
+static int jwt_pem_begin_lines(const char *text, size_t len)
+{
+	static const char begin[] = "-----BEGIN ";
+	const char *p = text, *end = text + len;
+	int n = 0;
+
+	while (p != NULL && (size_t)(end - p) >= sizeof(begin) - 1) {
+		n += memcmp(p, begin, sizeof(begin) - 1) == 0;
+		while (p < end && *p != '\n' && *p != '\r')
+			p++;
+		p = p < end ? p + 1 : NULL;
+	}
+	return n;
+}
+
+/*
  * PEM: every block must be a SubjectPublicKeyInfo ("PUBLIC KEY") or an X.509
  * certificate, used only as a container for its key: its validity dates and
- * chain are not looked at, trust comes from the configuration.
+ * chain are not looked at, trust comes from the configuration. Text between
+ * blocks is ignored, but not a block OpenSSL cannot find the label of.
  */
 static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t len, char *err,
 			size_t errlen)
@@ -321,6 +344,9 @@ static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t le
 	}
 	if (rc == 0 && blocks == 0) {
 		jwt_set_err(err, errlen, "no PEM block found");
+		rc = -EINVAL;
+	} else if (rc == 0 && blocks < jwt_pem_begin_lines(text, len)) {
+		jwt_set_err(err, errlen, "a \"-----BEGIN \" line opens no PEM block that can be decoded");
 		rc = -EINVAL;
 	}
 	BIO_free(bio);

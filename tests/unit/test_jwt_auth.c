@@ -796,6 +796,20 @@ static void expect_load_error(const char *text, const char *err_part)
 	smisd_jwt_issuer_free(is);
 }
 
+/* The test EC key in PEM, then `tail`: refused with err_part. */
+static void expect_ec_pem_then_error(const char *tail, const char *err_part)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *mem;
+
+	CU_ASSERT_FATAL(b != NULL && PEM_write_bio_PUBKEY(b, ec_key) == 1);
+	BIO_puts(b, tail);
+	BIO_write(b, "", 1);
+	BIO_get_mem_ptr(b, &mem);
+	expect_load_error(mem->data, err_part);
+	BIO_free(b);
+}
+
 static void test_load(void)
 {
 	char err[256];
@@ -885,6 +899,14 @@ static void test_load(void)
 		free(longer);
 		OPENSSL_free(der);
 	}
+
+	/* A block whose BEGIN line OpenSSL cannot read is not skipped as text
+	 * between blocks, key and all (fuzz_jwks); nor is one after a lone
+	 * '\r', a line break to an editor. */
+	expect_ec_pem_then_error("-----BEGIN PUBLIC KEY--(--\nAAAA\n-----END PUBLIC KEY-----\n",
+				 "opens no PEM block");
+	expect_ec_pem_then_error("note\r-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+				 "opens no PEM block");
 
 	/* Skipped keys around a usable one; the usable one works. A key
 	 * marked for encryption is never used to verify, even with no alg. */
