@@ -286,6 +286,13 @@ static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t le
 	BIO *bio;
 	int rc = 0, blocks = 0;
 
+	/* OpenSSL reads a line only up to a NUL byte: what follows it would be
+	 * a second, unchecked meaning (a label "PUBLIC KEY\0..." passes). */
+	if (memchr(text, '\0', len) != NULL) {
+		jwt_set_err(err, errlen, "the key file holds a NUL byte: not PEM text");
+		rc = -EINVAL;
+		goto out;
+	}
 	bio = BIO_new_mem_buf(text, (int)len);
 	if (bio == NULL) {
 		rc = -ENOMEM;

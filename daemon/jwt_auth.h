@@ -43,7 +43,7 @@ struct smisd_jwt_issuer;
  *   ({"keys":[...]}, recognised by its first non-blank character "{").
  *   Every PEM block must be a usable key: an RSA key under 2048 bits, an EC
  *   key not on P-256, a private key or any other block is an error, and so
- *   is a "-----BEGIN " line that opens no readable block. In a
+ *   is a "-----BEGIN " line that opens no readable block or a NUL byte. In a
  *   JWKS, keys meant for something else are skipped (use other than "sig",
  *   alg other than RS256/ES256, kty other than RSA/EC, EC curve other than
  *   P-256: a Keycloak realm also publishes its RSA-OAEP encryption key); a

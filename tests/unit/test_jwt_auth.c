@@ -201,7 +201,9 @@ static void expect_n(const struct smisd_jwt_issuer *const *is, size_t n, char *t
 	} while (0)
 
 /* Write text to a file in tmpdir and try to load it as an issuer. */
-static struct smisd_jwt_issuer *issuer_from_text(const char *text, char *err, size_t errlen)
+/* An issuer whose key file holds text[0..len), NUL bytes and all. */
+static struct smisd_jwt_issuer *issuer_from_bytes(const char *text, size_t len, char *err,
+						  size_t errlen)
 {
 	char path[128];
 	FILE *f;
@@ -210,11 +212,16 @@ static struct smisd_jwt_issuer *issuer_from_text(const char *text, char *err, si
 	snprintf(path, sizeof(path), "%s/keys", tmpdir);
 	f = fopen(path, "w");
 	CU_ASSERT_FATAL(f != NULL);
-	fputs(text, f);
+	CU_ASSERT(fwrite(text, 1, len, f) == len);
 	fclose(f);
 	is = smisd_jwt_issuer_new(ISS, AUD, path, SKEW, err, errlen);
 	unlink(path);
 	return is;
+}
+
+static struct smisd_jwt_issuer *issuer_from_text(const char *text, char *err, size_t errlen)
+{
+	return issuer_from_bytes(text, strlen(text), err, errlen);
 }
 
 static struct smisd_jwt_issuer *issuer(const char *file)
@@ -907,6 +914,31 @@ static void test_load(void)
 				 "opens no PEM block");
 	expect_ec_pem_then_error("note\r-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
 				 "opens no PEM block");
+	/* OpenSSL reads a line only up to a NUL byte, so the label "PUBLIC
+	 * KEY\0X" passed for "PUBLIC KEY" (fuzz_jwks): a key file is text. */
+	{
+		static const char label[] = "-----BEGIN PUBLIC KEY\0X-----";
+		BIO *b = BIO_new(BIO_s_mem());
+		BUF_MEM *mem;
+		char *text, *rest;
+		size_t len;
+
+		CU_ASSERT_FATAL(b != NULL && PEM_write_bio_PUBKEY(b, ec_key) == 1);
+		BIO_get_mem_ptr(b, &mem);
+		rest = memchr(mem->data, '\n', mem->length);
+		CU_ASSERT_FATAL(rest != NULL);
+		len = sizeof(label) - 1 + (size_t)(mem->data + mem->length - rest);
+		text = malloc(len);
+		CU_ASSERT_FATAL(text != NULL);
+		memcpy(text, label, sizeof(label) - 1);
+		memcpy(text + sizeof(label) - 1, rest, len - (sizeof(label) - 1));
+		is = issuer_from_bytes(text, len, err, sizeof(err));
+		CU_ASSERT_PTR_NULL(is);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "NUL byte"));
+		smisd_jwt_issuer_free(is);
+		free(text);
+		BIO_free(b);
+	}
 
 	/* Skipped keys around a usable one; the usable one works. A key
 	 * marked for encryption is never used to verify, even with no alg. */
