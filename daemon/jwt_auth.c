@@ -287,9 +287,47 @@ out:
 }
 
 /*
+ * A name the key file gives (a PEM block's label, a JWK's kid) as a reason
+ * shows it: at most len - 1 bytes, each control character as '?'. The reason
+ * is one line (jwt_auth.h): smisd --check-config prints it as it is, where a
+ * newline would forge a line and an ESC drive the operator's terminal.
+ */
+static void jwt_shown(const char *name, char *out, size_t len)
+{
+	size_t i;
+
+	for (i = 0; name[i] != '\0' && i + 1 < len; i++)
+		out[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f ? '?' : name[i];
+	out[i] = '\0';
+}
+
+/*
+ * The lines of text[0..len) that open a PEM block ("-----BEGIN " at the start
+ * of a line, after a '\n' or, as an editor shows it, a lone '\r'), as the
+ * operator counts blocks. OpenSSL takes one that does not end as a label line
+ * must ("-----BEGIN PUBLIC KEY--(--"), or that follows a '\r' in its line,
+ * for text between blocks, and would drop its key without a word.
+ */
+static int jwt_pem_begin_lines(const char *text, size_t len)
+{
+	static const char begin[] = "-----BEGIN ";
+	const char *p = text, *end = text + len;
+	int n = 0;
+
+	while (p != NULL && (size_t)(end - p) >= sizeof(begin) - 1) {
+		n += memcmp(p, begin, sizeof(begin) - 1) == 0;
+		while (p < end && *p != '\n' && *p != '\r')
+			p++;
+		p = p < end ? p + 1 : NULL;
+	}
+	return n;
+}
+
+/*
  * PEM: every block must be a SubjectPublicKeyInfo ("PUBLIC KEY") or an X.509
  * certificate, used only as a container for its key: its validity dates and
- * chain are not looked at, trust comes from the configuration.
+ * chain are not looked at, trust comes from the configuration. Text between
+ * blocks is ignored, but not a block OpenSSL cannot find the label of.
  */
 static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t len, char *err,
 			size_t errlen)
@@ -297,6 +335,13 @@ static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t le
 	BIO *bio;
 	int rc = 0, blocks = 0;
 
+	/* OpenSSL reads a line only up to a NUL byte: what follows it would be
+	 * a second, unchecked meaning (a label "PUBLIC KEY\0..." passes). */
+	if (memchr(text, '\0', len) != NULL) {
+		jwt_set_err(err, errlen, "the key file holds a NUL byte: not PEM text");
+		rc = -EINVAL;
+		goto out;
+	}
 	bio = BIO_new_mem_buf(text, (int)len);
 	if (bio == NULL) {
 		rc = -ENOMEM;
@@ -331,8 +376,11 @@ static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t le
 				pkey = X509_get_pubkey(x);
 			X509_free(x);
 		} else {
+			char label[64];
+
+			jwt_shown(name, label, sizeof(label));
 			jwt_set_err(err, errlen, "%s: \"%s\" is not a PUBLIC KEY or CERTIFICATE",
-				    what, name);
+				    what, label);
 			rc = -EINVAL;
 		}
 		/* Trailing bytes inside a block would be a second, unchecked meaning. */
@@ -352,6 +400,9 @@ static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t le
 	}
 	if (rc == 0 && blocks == 0) {
 		jwt_set_err(err, errlen, "no PEM block found");
+		rc = -EINVAL;
+	} else if (rc == 0 && blocks < jwt_pem_begin_lines(text, len)) {
+		jwt_set_err(err, errlen, "a \"-----BEGIN \" line opens no PEM block that can be decoded");
 		rc = -EINVAL;
 	}
 	BIO_free(bio);
@@ -493,7 +544,7 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 {
 	const char *kty, *use, *alg, *kid, *crv;
 	EVP_PKEY *pkey = NULL;
-	char what[48];
+	char what[48], shown[33] = "no kid";
 	int rc = -EINVAL;
 
 	snprintf(what, sizeof(what), "JWKS key %zu", idx);
@@ -520,6 +571,8 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 		rc = 0;
 		goto out;
 	}
+	if (kid != NULL)
+		jwt_shown(kid, shown, sizeof(shown));
 	rc = 0;
 	if (use != NULL && strcmp(use, "sig") != 0)
 		goto out;
@@ -536,13 +589,12 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 		goto out;
 	}
 	if (pkey == NULL) {
-		jwt_set_err(err, errlen, "%s (%s): invalid %s public key", what,
-			    kid ? kid : "no kid", kty);
+		jwt_set_err(err, errlen, "%s (%s): invalid %s public key", what, shown, kty);
 		rc = -EINVAL;
 		goto out;
 	}
 	if (kid != NULL)
-		snprintf(what, sizeof(what), "JWKS key %.32s", kid);
+		snprintf(what, sizeof(what), "JWKS key %s", shown);
 	rc = jwt_issuer_add_key(is, pkey, kid, what, err, errlen);
 out:
 	return rc;

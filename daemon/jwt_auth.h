@@ -42,7 +42,8 @@ struct smisd_jwt_issuer;
  *   "CERTIFICATE" blocks; these keys have no kid) or a JWKS JSON document
  *   ({"keys":[...]}, recognised by its first non-blank character "{").
  *   Every PEM block must be a usable key: an RSA key under 2048 bits, an EC
- *   key not on P-256, a private key or any other block is an error. In a
+ *   key not on P-256, a private key or any other block is an error, and so
+ *   is a "-----BEGIN " line that opens no readable block or a NUL byte. In a
  *   JWKS, keys meant for something else are skipped (use other than "sig",
  *   key_ops without "verify",
  *   alg other than RS256/ES256, kty other than RSA/EC, EC curve other than

@@ -4,7 +4,7 @@
 # runs each over its corpus in tests/fuzz/corpus/NAME (every input a fuzzing
 # run found to fail stays there, so the bug stays fixed).
 FUZZ_TARGETS = tests/fuzz/fuzz_request tests/fuzz/fuzz_html tests/fuzz/fuzz_sms \
-	tests/fuzz/fuzz_phone tests/fuzz/fuzz_jwt tests/fuzz/fuzz_ringring tests/fuzz/fuzz_govapp \
+	tests/fuzz/fuzz_phone tests/fuzz/fuzz_jwt tests/fuzz/fuzz_jwks tests/fuzz/fuzz_ringring tests/fuzz/fuzz_govapp \
 	tests/fuzz/fuzz_config
 if FUZZING
 noinst_PROGRAMS += $(FUZZ_TARGETS)
@@ -53,6 +53,10 @@ tests_fuzz_fuzz_phone_LDADD = $(FUZZ_LDADD)
 tests_fuzz_fuzz_jwt_SOURCES = tests/fuzz/fuzz_jwt.c
 tests_fuzz_fuzz_jwt_LDFLAGS = $(FUZZ_DRIVER_LINK)
 tests_fuzz_fuzz_jwt_LDADD = $(FUZZ_LDADD)
+
+tests_fuzz_fuzz_jwks_SOURCES = tests/fuzz/fuzz_jwks.c
+tests_fuzz_fuzz_jwks_LDFLAGS = $(FUZZ_DRIVER_LINK)
+tests_fuzz_fuzz_jwks_LDADD = $(FUZZ_LDADD)
 
 tests_fuzz_fuzz_ringring_SOURCES = tests/fuzz/fuzz_ringring.c $(FUZZ_CHANNEL_SOURCES)
 tests_fuzz_fuzz_ringring_LDFLAGS = $(FUZZ_DRIVER_LINK)

@@ -201,7 +201,9 @@ static void expect_n(const struct smisd_jwt_issuer *const *is, size_t n, char *t
 	} while (0)
 
 /* Write text to a file in tmpdir and try to load it as an issuer. */
-static struct smisd_jwt_issuer *issuer_from_text(const char *text, char *err, size_t errlen)
+/* An issuer whose key file holds text[0..len), NUL bytes and all. */
+static struct smisd_jwt_issuer *issuer_from_bytes(const char *text, size_t len, char *err,
+						  size_t errlen)
 {
 	char path[128];
 	FILE *f;
@@ -210,11 +212,16 @@ static struct smisd_jwt_issuer *issuer_from_text(const char *text, char *err, si
 	snprintf(path, sizeof(path), "%s/keys", tmpdir);
 	f = fopen(path, "w");
 	CU_ASSERT_FATAL(f != NULL);
-	fputs(text, f);
+	CU_ASSERT(fwrite(text, 1, len, f) == len);
 	fclose(f);
 	is = smisd_jwt_issuer_new(ISS, AUD, path, SKEW, err, errlen);
 	unlink(path);
 	return is;
+}
+
+static struct smisd_jwt_issuer *issuer_from_text(const char *text, char *err, size_t errlen)
+{
+	return issuer_from_bytes(text, strlen(text), err, errlen);
 }
 
 static struct smisd_jwt_issuer *issuer(const char *file)
@@ -848,6 +855,20 @@ static void expect_load_error(const char *text, const char *err_part)
 	smisd_jwt_issuer_free(is);
 }
 
+/* The test EC key in PEM, then `tail`: refused with err_part. */
+static void expect_ec_pem_then_error(const char *tail, const char *err_part)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *mem;
+
+	CU_ASSERT_FATAL(b != NULL && PEM_write_bio_PUBKEY(b, ec_key) == 1);
+	BIO_puts(b, tail);
+	BIO_write(b, "", 1);
+	BIO_get_mem_ptr(b, &mem);
+	expect_load_error(mem->data, err_part);
+	BIO_free(b);
+}
+
 static void test_load(void)
 {
 	char err[256];
@@ -877,6 +898,13 @@ static void test_load(void)
 			  "PEM block 1");
 	expect_load_error("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
 			  "PEM block 1: cannot be parsed");
+
+	/* A label or kid from the file is shown on one line, each control
+	 * character as '?' (fuzz_jwks: a kid "a\nb" split the reason). */
+	expect_load_error("-----BEGIN A\x1b[2J-----\nAAAA\n-----END A\x1b[2J-----\n",
+			  "\"A?[2J\" is not a PUBLIC KEY");
+	expect_load_error("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"a\\nb\\u001b[2J\",\"n\":\"AQAB\","
+			  "\"e\":\"AQAB\"}]}", "JWKS key a?b?[2J: RSA key of 17 bits");
 
 	/* JWKS. */
 	expect_load_error("{}", "no \"keys\" array");
@@ -929,6 +957,39 @@ static void test_load(void)
 		BIO_free(b);
 		free(longer);
 		OPENSSL_free(der);
+	}
+
+	/* A block whose BEGIN line OpenSSL cannot read is not skipped as text
+	 * between blocks, key and all (fuzz_jwks); nor is one after a lone
+	 * '\r', a line break to an editor. */
+	expect_ec_pem_then_error("-----BEGIN PUBLIC KEY--(--\nAAAA\n-----END PUBLIC KEY-----\n",
+				 "opens no PEM block");
+	expect_ec_pem_then_error("note\r-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+				 "opens no PEM block");
+	/* OpenSSL reads a line only up to a NUL byte, so the label "PUBLIC
+	 * KEY\0X" passed for "PUBLIC KEY" (fuzz_jwks): a key file is text. */
+	{
+		static const char label[] = "-----BEGIN PUBLIC KEY\0X-----";
+		BIO *b = BIO_new(BIO_s_mem());
+		BUF_MEM *mem;
+		char *text, *rest;
+		size_t len;
+
+		CU_ASSERT_FATAL(b != NULL && PEM_write_bio_PUBKEY(b, ec_key) == 1);
+		BIO_get_mem_ptr(b, &mem);
+		rest = memchr(mem->data, '\n', mem->length);
+		CU_ASSERT_FATAL(rest != NULL);
+		len = sizeof(label) - 1 + (size_t)(mem->data + mem->length - rest);
+		text = malloc(len);
+		CU_ASSERT_FATAL(text != NULL);
+		memcpy(text, label, sizeof(label) - 1);
+		memcpy(text + sizeof(label) - 1, rest, len - (sizeof(label) - 1));
+		is = issuer_from_bytes(text, len, err, sizeof(err));
+		CU_ASSERT_PTR_NULL(is);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "NUL byte"));
+		smisd_jwt_issuer_free(is);
+		free(text);
+		BIO_free(b);
 	}
 
 	/* Skipped keys around a usable one; the usable one works. A key
