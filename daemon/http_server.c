@@ -1261,7 +1261,8 @@ static void mask_callback_paths(char *s)
 	}
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+/* libmicrohttpd's messages are printf formats of its own. */
+static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char text[1024];
 
