@@ -76,6 +76,13 @@ test)
 	build build
 	echo "== make check (unit tests under valgrind, integration tests on loopback)"
 	(cd build && make -j"$jobs" check) || { cat build/test-suite.log; exit 1; }
+	# The unit tests ran under valgrind above; the daemon and the
+	# simulators now do too, through every end-to-end flow (about 10
+	# minutes on 2 cores; a memory error or definite leak fails the test).
+	echo "== the integration tests again, smisd and the simulators under valgrind"
+	integration=$(cd build && ls ../tests/integration/test_*.py | sed 's|^\.\./||' | tr '\n' ' ')
+	(cd build && SMIS_VALGRIND_DAEMON=1 make -j"$jobs" check TESTS="$integration" \
+		TEST_SUITE_LOG=test-suite-valgrind.log) || { cat build/test-suite-valgrind.log; exit 1; }
 	echo "== make check again with AddressSanitizer and UBSan"
 	build build-asan --enable-sanitizers
 	(cd build-asan && ASAN_OPTIONS=detect_leaks=1 SMIS_NO_VALGRIND=1 make -j"$jobs" check) ||
