@@ -527,10 +527,10 @@ static int jwt_jwk_may_verify(json_object *jwk)
 	if (!json_object_is_type(ops, json_type_array))
 		return -1;
 	for (size_t i = 0; i < json_object_array_length(ops); i++) {
-		json_object *op = json_object_array_get_idx(ops, i);
-		if (!json_object_is_type(op, json_type_string))
+		const char *op = jwt_string(json_object_array_get_idx(ops, i));
+		if (op == NULL)
 			return -1;
-		verify |= strcmp(json_object_get_string(op), "verify") == 0;
+		verify |= strcmp(op, "verify") == 0;
 	}
 	return verify;
 }
@@ -979,9 +979,11 @@ static const char *jwt_check_audience(const struct smisd_jwt_issuer *is, json_ob
 	if (!json_object_object_get_ex(claims, "aud", &aud))
 		goto out;
 	if (json_object_is_type(aud, json_type_string)) {
-		if (jwt_string(aud) == NULL)
+		const char *a = jwt_string(aud);
+
+		if (a == NULL)
 			why = R_MALFORMED;
-		else if (strcmp(jwt_string(aud), is->audience) == 0)
+		else if (strcmp(a, is->audience) == 0)
 			why = NULL;
 	} else if (json_object_is_type(aud, json_type_array)) {
 		size_t n = json_object_array_length(aud);

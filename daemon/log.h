@@ -33,6 +33,4 @@ void smisd_log_request(enum smis_log_level level, const char *component, const c
 #define SMISD_WARN(c, ...) smisd_log(SMIS_LOG_WARN, (c), NULL, __VA_ARGS__)
 #define SMISD_ERROR(c, ...) smisd_log(SMIS_LOG_ERROR, (c), NULL, __VA_ARGS__)
 
-/* "+32470123456" -> "+32470****56" into buf; always NUL-terminates. */
-
 #endif
