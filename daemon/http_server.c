@@ -1108,8 +1108,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!st)
 			return MHD_NO;
 		*con_cls = st;
-		/* Without one the request is refused once read (below). */
+		/* Without one the request is refused once read (below), under
+		 * a stand-in id: its answer and log line still name it. */
 		st->no_request_id = smisd_new_id("req_", st->request_id, sizeof(st->request_id)) != 0;
+		if (st->no_request_id)
+			smisd_fallback_id("req_", st->request_id, sizeof(st->request_id));
 		st->route = route_of(method, url);
 		st->started_us = smisd_monotonic_us();
 		snprintf(st->method, sizeof(st->method), "%s", method);

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,14 +48,19 @@ static int random_bytes(unsigned char *out, size_t n)
 
 static const char id_b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/* The low 5 * n bits of v as n characters, most significant first. */
+static void id_b32_put(uint64_t v, char *out, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		out[i] = id_b32[v & 31];
+		v >>= 5;
+	}
+}
+
 /* 10 chars of time (50 bits, top 2 zero). */
 static void id_time(int64_t ms, char out[10])
 {
-	uint64_t t = ms > 0 ? (uint64_t)ms : 0;
-	for (int i = 9; i >= 0; i--) {
-		out[i] = id_b32[t & 31];
-		t >>= 5;
-	}
+	id_b32_put(ms > 0 ? (uint64_t)ms : 0, out, 10);
 }
 
 void smisd_id_time_bound(const char *prefix, int64_t ms, char *out, size_t outlen)
@@ -111,6 +117,22 @@ int smisd_new_id(const char *prefix, char *out, size_t outlen)
 	body[26] = '\0';
 	snprintf(out, outlen, "%s%s", prefix, body);
 	return 0;
+}
+
+void smisd_fallback_id(const char *prefix, char *out, size_t outlen)
+{
+	static atomic_uint_fast64_t made;
+	uint64_t n = atomic_fetch_add(&made, 1);
+	char body[27];
+
+	/* Not random, since OpenSSL had no random bytes (the only case this is
+	 * for): time as in any id, then 30 bits of the monotonic clock (us)
+	 * and a 50-bit count, unique within this process though guessable. */
+	id_time(smisd_now_ms(), body);
+	id_b32_put((uint64_t)smisd_monotonic_us(), body + 10, 6);
+	id_b32_put(n, body + 16, 10);
+	body[26] = '\0';
+	snprintf(out, outlen, "%s%s", prefix, body);
 }
 
 void smisd_job_bind_message(struct smisd_job *job)

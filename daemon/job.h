@@ -208,6 +208,12 @@ struct smisd_attempt *smisd_job_add_attempt(struct smisd_job *job);
  * no random bytes could be had: the caller fails its request. */
 int smisd_new_id(const char *prefix, char *out, size_t outlen);
 
+/* An id of the same form made without random bytes, unique within the
+ * process but predictable: only for naming a request refused because
+ * smisd_new_id had none (its answer and log lines still need an id that
+ * matches the documented form), never for anything an id must protect. */
+void smisd_fallback_id(const char *prefix, char *out, size_t outlen);
+
 /* Whether id is prefix + 26 characters of the alphabet smisd_new_id uses. */
 bool smisd_id_well_formed(const char *prefix, const char *id);
 

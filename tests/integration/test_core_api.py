@@ -7,10 +7,12 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 from http.client import HTTPConnection
@@ -397,16 +399,20 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         self.assertEqual(r.json["status"], "ok")
 
 
+def preloading(name):
+    """smisd's environment to preload tests/plugins/NAME.so."""
+    return {"LD_PRELOAD": os.path.join(BUILD, "tests/plugins/.libs/%s.so" % name),
+            # A sanitizer build wants its runtime first; this library is not one.
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
 class ClaimWithoutMemory(ProblemAsserts, StackTestCase):
     """Out of memory while claiming an Idempotency-Key (strdup made to fail
     for keys "nomem-..." by a preloaded library): a 500, not the 409 that
     would tell the client the key is in use by a request that does not
     exist. Nothing is sent, and the failed claim leaves nothing behind: a
     retry is not told 409 either."""
-    stack_kwargs = {"smisd_env": {
-        "LD_PRELOAD": os.path.join(BUILD, "tests/plugins/.libs/nomem_claim.so"),
-        # A sanitizer build wants its runtime first; this library is not one.
-        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}}
+    stack_kwargs = {"smisd_env": preloading("nomem_claim")}
 
     @classmethod
     def setUpClass(cls):
@@ -428,6 +434,54 @@ class ClaimWithoutMemory(ProblemAsserts, StackTestCase):
         self.assertEqual(s.sim("ringring", "GET", "/_sim/requests").json, [])
         r = s.send(body, headers={"Idempotency-Key": "other-1"})
         self.assertEqual(r.status, 201, r.raw)
+
+
+class RequestIdWithoutRandom(ProblemAsserts, StackTestCase):
+    """OpenSSL gives no random bytes (RAND_bytes made to fail by a
+    preloaded library while a flag file exists): a request is refused 500,
+    yet under a request id of the documented form, a different one each
+    time, in the header and the body alike."""
+    stack_kwargs = {"smisd_env": preloading("norandom")}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.flag_dir = tempfile.mkdtemp(prefix="smis-norandom-")
+        cls.flag = os.path.join(cls.flag_dir, "no-random")
+        cls.stack_kwargs["smisd_env"]["SMIS_TEST_NORANDOM"] = cls.flag
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.flag_dir, ignore_errors=True)
+
+    def test_refusal_carries_a_well_formed_request_id(self):
+        s = self.stack
+        s.expect_log(r"no random bytes for an id", r"500 internal_error")
+        open(self.flag, "w").close()
+        try:
+            # Each loop's thread may hold up to 204 ids' bytes drawn
+            # before: the refusals begin once they are used up.
+            refused = []
+            for _ in range(5000):
+                r = http("GET", s.base + "/healthz")
+                if r.status != 200:
+                    refused.append(r)
+                    if len(refused) == 2:
+                        break
+        finally:
+            os.unlink(self.flag)
+        self.assertEqual(len(refused), 2)
+        ids = set()
+        for r in refused:
+            self.problem(r, 500, "internal_error")
+            self.assertRegex(r.headers["X-Request-Id"], r"^req_[0-9A-Z]{26}$")
+            self.assertEqual(r.json["request_id"], r.headers["X-Request-Id"])
+            ids.add(r.json["request_id"])
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(http("GET", s.base + "/healthz").status, 200)
 
 
 class Privacy(StackTestCase):

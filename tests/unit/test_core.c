@@ -526,6 +526,16 @@ static void test_id_without_random(void)
 	CU_ASSERT(failed);
 	CU_ASSERT_STRING_EQUAL(id, "");
 	CU_ASSERT_NOT_EQUAL(smisd_new_id("req_", id, sizeof(id)), 0);
+	/* The stand-in that names the refused request needs none. */
+	{
+		char a[40], b[40];
+		smisd_fallback_id("req_", a, sizeof(a));
+		smisd_fallback_id("req_", b, sizeof(b));
+		CU_ASSERT(smisd_id_well_formed("req_", a));
+		CU_ASSERT(smisd_id_well_formed("req_", b));
+		CU_ASSERT_STRING_NOT_EQUAL(a, b);
+		CU_ASSERT(llabs(smisd_id_time_ms(a, 4) - smisd_now_ms()) < 5000);
+	}
 	rand_fails = 0;
 	CU_ASSERT_EQUAL(smisd_new_id("msg_", id, sizeof(id)), 0);
 	CU_ASSERT(smisd_id_well_formed("msg_", id));
