@@ -13,6 +13,7 @@
 #include "core_api.h"
 #include "generation.h"
 #include "log.h"
+#include "utf8.h"
 
 static int report_plain;
 
@@ -24,7 +25,7 @@ void smisd_config_report_plain(int plain)
 static void __attribute__((format(printf, 2, 0)))
 config_reportv(const config_setting_t *where, const char *fmt, va_list ap)
 {
-	char text[768], at[320] = "";
+	char text[768], at[320] = "", line[1088];
 
 	vsnprintf(text, sizeof(text), fmt, ap);
 	/* Without a setting, the text names its file (and line) itself. */
@@ -33,10 +34,14 @@ config_reportv(const config_setting_t *where, const char *fmt, va_list ap)
 		snprintf(at, sizeof(at), "%s:%d: ", file ? file : "(config)",
 			 (int)config_setting_source_line(where));
 	}
+	/* The file's names and values (and its own name) go to the operator's
+	 * terminal as they are with --check-config: one line, no escapes. */
+	snprintf(line, sizeof(line), "%s%s", at, text);
+	smisd_text_shown(line, line, sizeof(line));
 	if (report_plain)
-		fprintf(stderr, "%s%s\n", at, text);
+		fprintf(stderr, "%s\n", line);
 	else
-		smisd_log(SMIS_LOG_ERROR, "config", NULL, "%s%s", at, text);
+		smisd_log(SMIS_LOG_ERROR, "config", NULL, "%s", line);
 }
 
 void smisd_config_report(const config_setting_t *where, const char *fmt, ...)

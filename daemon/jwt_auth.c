@@ -13,6 +13,7 @@
 
 #include "b64url.h"
 #include "jwt_auth.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -287,21 +288,6 @@ out:
 }
 
 /*
- * A name the key file gives (a PEM block's label, a JWK's kid) as a reason
- * shows it: at most len - 1 bytes, each control character as '?'. The reason
- * is one line (jwt_auth.h): smisd --check-config prints it as it is, where a
- * newline would forge a line and an ESC drive the operator's terminal.
- */
-static void jwt_shown(const char *name, char *out, size_t len)
-{
-	size_t i;
-
-	for (i = 0; name[i] != '\0' && i + 1 < len; i++)
-		out[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f ? '?' : name[i];
-	out[i] = '\0';
-}
-
-/*
  * The lines of text[0..len) that open a PEM block ("-----BEGIN " at the start
  * of a line, after a '\n' or, as an editor shows it, a lone '\r'), as the
  * operator counts blocks. OpenSSL takes one that does not end as a label line
@@ -378,7 +364,7 @@ static int jwt_load_pem(struct smisd_jwt_issuer *is, const char *text, size_t le
 		} else {
 			char label[64];
 
-			jwt_shown(name, label, sizeof(label));
+			smisd_text_shown(name, label, sizeof(label));
 			jwt_set_err(err, errlen, "%s: \"%s\" is not a PUBLIC KEY or CERTIFICATE",
 				    what, label);
 			rc = -EINVAL;
@@ -572,7 +558,7 @@ static int jwt_load_jwk(struct smisd_jwt_issuer *is, json_object *jwk, size_t id
 		goto out;
 	}
 	if (kid != NULL)
-		jwt_shown(kid, shown, sizeof(shown));
+		smisd_text_shown(kid, shown, sizeof(shown));
 	rc = 0;
 	if (use != NULL && strcmp(use, "sig") != 0)
 		goto out;

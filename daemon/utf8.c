@@ -47,3 +47,26 @@ void smisd_utf8_scrub(char *s)
 	}
 	s[o] = '\0';
 }
+
+void smisd_text_shown(const char *s, char *out, size_t len)
+{
+	size_t slen = strlen(s), i = 0, o = 0, n;
+
+	if (len == 0)
+		return;
+	while (i < slen && o + 1 < len) {
+		unsigned char c = (unsigned char)s[i];
+		n = c < 0x80 ? 1 : smis_utf8_char_len(s + i, slen - i);
+		if (n == 0 || c < 0x20 || c == 0x7f || (c == 0xc2 && (unsigned char)s[i + 1] < 0xa0)) {
+			out[o++] = '?';
+			i += n ? n : 1;
+			continue;
+		}
+		if (o + n >= len)
+			break;
+		memmove(out + o, s + i, n);
+		o += n;
+		i += n;
+	}
+	out[o] = '\0';
+}

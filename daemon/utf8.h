@@ -29,4 +29,11 @@ bool smisd_utf8_valid(const char *s, size_t len, enum smisd_utf8_controls contro
  * cut ("%.40s" can split a character) or without a check of its own. */
 void smisd_utf8_scrub(char *s);
 
+/* s as one line for a terminal or a log line: at most len - 1 bytes, each
+ * control character (C0, DEL, C1) and each byte that is not part of a
+ * well-formed character as '?', so that a newline cannot forge a line nor
+ * an ESC drive the terminal. For names a file gives (a JWK's kid, anything
+ * smisd --check-config quotes). out may be s itself. */
+void smisd_text_shown(const char *s, char *out, size_t len);
+
 #endif

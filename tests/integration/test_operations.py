@@ -149,6 +149,53 @@ class RefusedInclude(StackTestCase):
         self.assertIn('smisd.conf:%d: @include "conf.d": not a regular file' % line, p.stderr)
 
 
+class CheckConfigShowsNoControls(StackTestCase):
+    """smisd --check-config quotes the file's names and values (and the
+    file's own name) in its errors: a control character there, written
+    with a libconfig escape, reaches the operator's terminal as '?', never
+    as the ESC that would drive it nor the newline that would forge a line."""
+
+    def check(self, edit):
+        """smisd --check-config on the stack's configuration as edit(text)
+        makes it: its stderr, once it is known to hold no ESC nor BEL."""
+        path = os.path.join(self.stack.dir, "check.conf")
+        self.stack.write_conf(path=path)
+        with open(path) as f:
+            text = edit(f.read())
+        with open(path, "w") as f:
+            f.write(text)
+        p = run_wrapped([os.path.join(BUILD, "smisd"), "--check-config", "-c", path])
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        for out in (p.stdout, p.stderr):
+            self.assertNotIn("\x1b", out)
+            self.assertNotIn("\x07", out)
+        return p.stderr
+
+    def test_names_and_values_are_shown_with_question_marks(self):
+        def edit(text):
+            for old, new in (('name = "govapp"; plugin = "govapp";', r'name = "\x1b[31mred"; plugin = "govapp";'),
+                             ('plugin = "ringring";', r'plugin = "\x1b[2Jgone\nsmisd: OK";'),
+                             ('default_strategy = "sms_only"; sender = "32470999999";',
+                              r'default_strategy = "\x1b]0;title\x07"; sender = "32470999999";')):
+                self.assertEqual(text.count(old), 1, old)
+                text = text.replace(old, new)
+            return text
+        err = self.check(edit)
+        self.assertIn("'?[31mred'", err)
+        self.assertIn("?[2Jgone?smisd: OK", err)
+        self.assertNotIn("\nsmisd: OK", err)
+        self.assertIn("'?]0;title?'", err)
+
+    def test_file_names_are_shown_with_question_marks(self):
+        # An included file whose name holds an ESC (as it is: libconfig
+        # reads no escapes there), and an error in it.
+        inc = "inc\x1b[7m.conf"
+        with open(os.path.join(self.stack.dir, inc), "w") as f:
+            f.write("\nnot_a_setting = 1;\n")
+        err = self.check(lambda text: text + '@include "%s"\n' % inc)
+        self.assertIn("inc?[7m.conf:2: unknown setting 'not_a_setting'", err)
+
+
 def ringring_dlr(stack, msg_id, provider_id, code="200"):
     """A RingRing delivery report, as its webhook would post it."""
     return http("POST", stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,

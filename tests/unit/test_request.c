@@ -380,6 +380,17 @@ static void test_utf8(void)
 	char s[] = "a\xc3\xa9\xc3-\xe2\x82\xac\xe2\x82\xff\xf0\x9f\x98\x80\x80";
 	smisd_utf8_scrub(s);
 	CU_ASSERT_STRING_EQUAL(s, "a\xc3\xa9-\xe2\x82\xac\xf0\x9f\x98\x80");
+
+	/* Shown on a terminal: C0, DEL, C1 (CSI, U+009B) and stray bytes as
+	 * '?', characters kept whole, cut to the room there is, in place. */
+	char t[] = "\x1b[31m\xc3\xa9\n\x7f\xc2\x9b" "2J\xc2\xa0\xff\xe2\x82\xac";
+	char cut[6];
+	smisd_text_shown(t, t, sizeof(t));
+	CU_ASSERT_STRING_EQUAL(t, "?[31m\xc3\xa9???2J\xc2\xa0?\xe2\x82\xac");
+	smisd_text_shown("ab\xe2\x82\xac\xe2\x82\xac", cut, sizeof(cut));
+	CU_ASSERT_STRING_EQUAL(cut, "ab\xe2\x82\xac");
+	smisd_text_shown("abc\xe2\x82\xac", cut, sizeof(cut));
+	CU_ASSERT_STRING_EQUAL(cut, "abc");
 }
 
 /* A problem quotes the client's field name, cut to fit: the cut must not
