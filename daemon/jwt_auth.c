@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 #include <openssl/bn.h>
@@ -43,6 +44,7 @@
 /* Static reasons returned to the caller (jwt_auth.h lists them). */
 static const char R_MALFORMED[] = "malformed";
 static const char R_ALG[] = "alg_not_allowed";
+static const char R_TYP[] = "typ_not_allowed";
 static const char R_ISSUER[] = "wrong_issuer";
 static const char R_UNKNOWN_KEY[] = "unknown_key";
 static const char R_SIGNATURE[] = "bad_signature";
@@ -768,13 +770,30 @@ static json_object *jwt_segment_object(const char *seg, size_t len)
 }
 
 /*
+ * Whether a header's "typ" names a JWT (RFC 8725 section 3.11: explicit
+ * typing keeps another kind of JWS from the same issuer, an ID token or a
+ * signed document, from passing for an access token): "JWT" (RFC 7519 5.1)
+ * or "at+jwt" (RFC 9068 2.1). Media types are compared without case, and a
+ * typ may carry the "application/" prefix RFC 7515 4.1.9 lets it omit.
+ */
+static bool jwt_typ_allowed(const char *typ)
+{
+	static const char prefix[] = "application/";
+
+	if (strncasecmp(typ, prefix, sizeof(prefix) - 1) == 0)
+		typ += sizeof(prefix) - 1;
+	return strcasecmp(typ, "JWT") == 0 || strcasecmp(typ, "at+jwt") == 0;
+}
+
+/*
  * Split and decode; check the header. Returns NULL or a reason. The claims
  * are only parsed here, they mean nothing until the signature is checked.
  */
 static const char *jwt_token_parse(const char *token, struct jwt_token *t)
 {
-	const char *why = R_MALFORMED, *alg, *dot1, *dot2;
+	const char *why = R_MALFORMED, *alg, *typ, *dot1, *dot2;
 	size_t len;
+	int has_typ;
 
 	memset(t, 0, sizeof(*t));
 	len = strnlen(token, SMISD_JWT_MAX_LEN + 1);
@@ -802,6 +821,14 @@ static const char *jwt_token_parse(const char *token, struct jwt_token *t)
 	/* RFC 7515 4.1.11: extensions we do not understand must not be ignored. */
 	if (json_object_object_get_ex(t->header, "crit", NULL))
 		goto out;
+	/* Absent is a JWT too: gateways that leave typ out are common. */
+	has_typ = jwt_get_string(t->header, "typ", &typ);
+	if (has_typ < 0)
+		goto out;
+	if (has_typ == 1 && !jwt_typ_allowed(typ)) {
+		why = R_TYP;
+		goto out;
+	}
 	if (jwt_get_string(t->header, "kid", &t->kid) < 0)
 		goto out;
 	why = NULL;

@@ -81,11 +81,13 @@ int smisd_jwt_looks_like(const char *token);
  * (base64url without padding, JSON objects, no trailing bytes, valid UTF-8,
  * no "\u0000" inside a string: C comparisons would stop there; no duplicate
  * member name in any object);
- * header alg RS256 or ES256, no "crit"; iss names a configured issuer; the
- * signature under a key of the alg's type (the header "kid" picks the JWKS
- * key; kid-less PEM keys are tried for any kid; without a kid every key of
- * the type is tried); then, only for an authentic token, exp (required),
- * nbf and iat (optional) with the issuer's skew, and aud.
+ * header alg RS256 or ES256, no "crit", "typ" absent or a JWT's ("JWT" or
+ * "at+jwt", in any case, with or without "application/"); iss names a
+ * configured issuer; the signature under a key of the alg's type (the
+ * header "kid" picks the JWKS key; kid-less PEM keys are tried for any kid;
+ * without a kid every key of the type is tried); then, only for an
+ * authentic token, exp (required), nbf and iat (optional) with the
+ * issuer's skew, and aud.
  *
  * On success returns 0 and writes the caller identity, NUL-terminated, into
  * client_id[0..client_id_len) (caller's buffer): the "client_id" claim when
@@ -93,8 +95,8 @@ int smisd_jwt_looks_like(const char *token);
  * characters without spaces. The caller maps it to an institution.
  * On failure returns -EACCES (-EINVAL for NULL arguments), sets client_id to
  * "" and *reason (may be NULL) to a static string: "malformed",
- * "alg_not_allowed", "wrong_issuer", "unknown_key", "bad_signature",
- * "expired", "not_yet_valid" or "wrong_audience".
+ * "alg_not_allowed", "typ_not_allowed", "wrong_issuer", "unknown_key",
+ * "bad_signature", "expired", "not_yet_valid" or "wrong_audience".
  */
 int smisd_jwt_verify(const struct smisd_jwt_issuer *const *issuers, size_t n, const char *token,
 		     int64_t now_s, char *client_id, size_t client_id_len, const char **reason);

@@ -111,6 +111,9 @@ class GatewayTokens(StackTestCase):
         self.refused(sign("RS256", claims(iss="https://evil.example/realms/M2M")), "wrong_issuer")
         self.refused(sign("none", claims()), "alg_not_allowed")
         self.refused(sign("HS256", claims(), "rsa.pub"), "alg_not_allowed")
+        # Another kind of signed JWT from the same issuer is no access token.
+        self.refused(sign("RS256", claims(), "rsa.key", {"typ": "dpop+jwt"}), "typ_not_allowed")
+        self.assertEqual(self.send(sign("RS256", claims(), "rsa.key", {"typ": "at+jwt"})).status, 201)
         self.refused(sign("RS256", claims(client_id="cbe-9999999999")), "unknown_client")
         self.refused(sign("RS256", claims(), "rsa.key", {"kid": "nope"}), "unknown_key")
         self.refused("eyJhbGciOiJSUzI1NiJ9.e30.AAAA", "wrong_issuer")  # an empty claim set

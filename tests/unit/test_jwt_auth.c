@@ -536,6 +536,38 @@ static void test_alg_none(void)
 	EXPECT(rsa_pem, tok_claims("{\"alg\":null}", "", rsa_key), "malformed");
 }
 
+/* Explicit typing (RFC 8725 3.11): a JWT's typ, or none, and nothing else,
+ * checked before the signature like alg; genuinely signed tokens all. */
+static void test_typ(void)
+{
+	static const char *const ok[] = { "JWT", "jwt", "at+jwt", "AT+JWT", "application/at+jwt",
+					   "Application/At+JWT", "application/jwt" };
+	static const char *const refused[] = { "JOSE", "JWS", "id_token+jwt", "dpop+jwt", "",
+					       "application/", "application/json", "at+jwt ",
+					       "xapplication/at+jwt", "application/application/jwt" };
+	char *h;
+
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"RS256\"}", "", rsa_key), NULL);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		h = fmt("{\"alg\":\"RS256\",\"typ\":\"%s\"}", ok[i]);
+		EXPECT(rsa_pem, tok_claims(h, "", rsa_key), NULL);
+		free(h);
+	}
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		h = fmt("{\"alg\":\"ES256\",\"typ\":\"%s\"}", refused[i]);
+		EXPECT(ec_pem, tok_claims(h, "", ec_key), "typ_not_allowed");
+		free(h);
+	}
+	/* Not a string (or with a NUL in it): malformed, as a bad alg is. */
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"RS256\",\"typ\":null}", "", rsa_key), "malformed");
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"RS256\",\"typ\":[\"JWT\"]}", "", rsa_key), "malformed");
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"RS256\",\"typ\":1}", "", rsa_key), "malformed");
+	EXPECT(rsa_pem, tok_claims("{\"alg\":\"RS256\",\"typ\":\"JWT\\u0000x\"}", "", rsa_key),
+	       "malformed");
+	/* The claim set's own "typ" (Keycloak's "Bearer") is not the header's. */
+	EXPECT(rsa_pem, tok_claims(RS, ",\"typ\":\"Bearer\"", rsa_key), NULL);
+}
+
 /* HMAC-SHA256 keyed with `secret`: what a library that confuses keys would accept. */
 static char *hs256_token(const char *header, const char *payload, const unsigned char *secret,
 			 size_t secret_len)
@@ -1047,6 +1079,7 @@ int main(void)
 	CU_add_test(s, "audience", test_audience);
 	CU_add_test(s, "issuers", test_issuers);
 	CU_add_test(s, "alg none", test_alg_none);
+	CU_add_test(s, "typ", test_typ);
 	CU_add_test(s, "key confusion", test_key_confusion);
 	CU_add_test(s, "kid", test_kid);
 	CU_add_test(s, "malformed", test_malformed);
