@@ -437,6 +437,69 @@ class BatchNotStorable(StackTestCase):
         self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 2)
 
 
+class StoreFailsCase(StackTestCase):
+    """Records refused by a trigger while the store's writes fail (no tests of its own)."""
+    stack_kwargs = {"sigxfsz_ignored": True}
+
+    @contextlib.contextmanager
+    def refused(self, trigger):
+        con = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"), isolation_level=None)
+        try:
+            con.execute(trigger)
+            yield
+        finally:
+            con.execute("DROP TRIGGER refuse")
+            con.close()
+
+    def tried_three_more_times(self, submit):
+        """submit() with the store's writes failing, kept failing until its
+        batch was tried three times more; what submit() returned."""
+        s = self.stack
+        s.expect_log(r"^cannot write \(disk I/O error\)", r"^written after \d+ retries$")
+        retries = s.metric("smis_store_retries_total") or 0
+        with s.store_writes_fail():
+            answer = submit()
+            poll_until(lambda: (s.metric("smis_store_retries_total") or 0) >= retries + 3, 20,
+                       lambda: "batch not tried again: %s" % s.metric("smis_store_retries_total"))
+        return answer
+
+
+class RefusedWhileStoreFails(StoreFailsCase):
+    """A message or report the store refuses for itself (a trigger here; a
+    damaged database in life), in a batch whose commit then fails for a
+    cause that passes (writes failing as on a full disk), is refused again
+    at each try of the batch: it is counted once, not once a try."""
+    stack_kwargs = {"ringring_status_url": False, "sigxfsz_ignored": True}
+
+    def test_refused_message_is_counted_once(self):
+        s = self.stack
+        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
+                     r"^answered, but the record could not be stored$")
+        before = s.metric('smis_store_errors_total{operation="message"}') or 0
+        with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON attempts"
+                          " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END"):
+            r = self.tried_three_more_times(lambda: s.send(message(CITIZENS["no_app"], "sms_only")))
+            self.assertEqual(r.status, 201, r.raw)
+            s.wait_idle()  # its slot is given back after the commit
+        self.assertEqual(s.metric('smis_store_errors_total{operation="message"}') - before, 1)
+        self.assertEqual(s.get(r.json["id"]).status, 404)
+
+    def test_refused_report_is_counted_once(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(status refused by the test\)$")
+        sent, provider_id = stored_sms(s)
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        # Its row goes in, then the status it brings is refused.
+        with self.refused("CREATE TRIGGER refuse BEFORE UPDATE OF status ON messages"
+                          " BEGIN SELECT RAISE(ABORT, 'status refused by the test'); END"):
+            r = self.tried_three_more_times(lambda: ringring_dlr(s, sent["id"], provider_id))
+            self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+            poll_until(lambda: s.get(sent["id"]).json["reports"], 10,
+                       lambda: "report not written: " + s.get(sent["id"]).raw)
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
+        self.assertEqual(s.get(sent["id"]).json["status"], "sent")
+
+
 class ReportLookupFails(StackTestCase):
     """While no message is in flight, a report is checked against the
     stored sends. When that read fails (a damaged database), the webhook is
