@@ -165,6 +165,15 @@ def stored_sms(stack):
     return sent, sent["attempts"][0]["provider_reference"]
 
 
+def orphan_refs(stack):
+    """The provider references of the reports kept as orphans, sorted."""
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(stack.dir, "smis.db"), uri=True)
+    try:
+        return sorted(r[0] for r in con.execute("SELECT provider_ref FROM orphan_reports"))
+    finally:
+        con.close()
+
+
 class StartOnlySettings(StackTestCase):
     """Settings read once at start: a reload that changes them keeps the
     running values, and says so, one line per setting, naming it."""
@@ -500,6 +509,33 @@ class RefusedWhileStoreFails(StoreFailsCase):
         self.assertEqual(s.get(sent["id"]).json["status"], "sent")
 
 
+class OrphanNotStorable(StoreFailsCase):
+    """A report that overtook its send's answer is kept as an orphan and
+    adopted in the batch that writes the message. Refused for itself there
+    (a trigger here), in a batch whose commit then fails for a cause that
+    passes, it is refused again at each try: counted once, not once a try."""
+    stack_kwargs = {"sigxfsz_ignored": True}
+
+    def test_refused_orphan_is_counted_once(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        # The simulator reports at once and answers the send 1.5 s later:
+        # the report is kept (committed) well before the message is written.
+        s.sim("ringring", "POST", "/_sim/faults", {"dlr_delay_ms": 0, "latency_ms": 1500})
+        with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON reports"
+                          " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END"), \
+                concurrent.futures.ThreadPoolExecutor(1) as ex:
+            sending = ex.submit(s.send, message(CITIZENS["no_app"], "sms_only"))
+            poll_until(lambda: len(orphan_refs(s)) == 1, 10, lambda: "report not kept as an orphan")
+            r = self.tried_three_more_times(sending.result)
+            self.assertEqual(r.status, 201, r.raw)
+            s.wait_idle()  # its slot is given back after the commit
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
+        got = s.get(r.json["id"]).json
+        self.assertEqual((got["status"], got["reports"], orphan_refs(s)), ("sent", [], []))
+
+
 class ReportLookupFails(StackTestCase):
     """While no message is in flight, a report is checked against the
     stored sends. When that read fails (a damaged database), the webhook is
@@ -673,13 +709,6 @@ class OrphanReportsExpire(StackTestCase):
     writer's own once-a-second chore, not part of a poll round."""
     stack_kwargs = {"extra_conf": "status_poll = { after_s = 0; };"}
 
-    def orphans(self):
-        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
-        try:
-            return sorted(r[0] for r in con.execute("SELECT provider_ref FROM orphan_reports"))
-        finally:
-            con.close()
-
     def test_day_old_orphans_are_deleted_without_polling(self):
         s = self.stack
         s.smisd.send_signal(signal.SIGTERM)
@@ -695,8 +724,8 @@ class OrphanReportsExpire(StackTestCase):
         finally:
             con.close()
         s.start_smisd()
-        poll_until(lambda: self.orphans() == ["young-ref"], 10,
-                   lambda: "orphan reports left: %s" % self.orphans())
+        poll_until(lambda: orphan_refs(s) == ["young-ref"], 10,
+                   lambda: "orphan reports left: %s" % orphan_refs(s))
 
 
 class Observability(StackTestCase):
