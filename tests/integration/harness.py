@@ -489,6 +489,23 @@ institutions = (
             rename(column + "_hidden", column)
 
     @contextlib.contextmanager
+    def store_locked(self):
+        """Hold the database's write lock from another process, as an
+        operator's sqlite3 shell inside a transaction would, past smisd's
+        busy timeout (5 s) if the body lasts that long: its store writer
+        waits and tries again (logged: expected), while reads go on, and
+        nothing is committed until the with block ends."""
+        self.expect_log(r"^cannot write \(database is locked\): .* kept in memory, retrying$",
+                        r"^written after \d+ retries$")
+        lock = sqlite3.connect(os.path.join(self.dir, "smis.db"), timeout=5, isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            lock.rollback()
+            lock.close()
+
+    @contextlib.contextmanager
     def store_writes_fail(self):
         """Make smisd's writes to its files fail, as on a full disk, for the
         length of the with block: a file-size limit of 1 byte, set on the

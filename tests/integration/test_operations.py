@@ -48,20 +48,6 @@ def background_load(send, threads=8):
             t.join()
 
 
-
-@contextlib.contextmanager
-def store_write_locked(stack):
-    """Hold the database's write lock from another process, as an
-    operator's sqlite3 shell inside a transaction would, past smisd's busy
-    timeout (5 s) if the body lasts that long."""
-    lock = sqlite3.connect(os.path.join(stack.dir, "smis.db"), timeout=5, isolation_level=None)
-    try:
-        lock.execute("BEGIN EXCLUSIVE")
-        yield
-    finally:
-        lock.rollback()
-        lock.close()
-
 class Reload(StackTestCase):
     @classmethod
     def setUpClass(cls):
@@ -257,7 +243,7 @@ class StoreLocked(StackTestCase):
         first = s.send(message(CITIZENS["no_app"], "sms_only"))
         s.wait_stored(first.json["id"])
         retries_before = s.metric("smis_store_retries_total") or 0
-        with store_write_locked(s):
+        with s.store_locked():
             sent = [s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-%d" % i})
                     for i in range(3)]
             self.assertEqual([r.status for r in sent], [201] * 3, [r.raw for r in sent])
@@ -320,7 +306,7 @@ class ReportsWhileStoreLocked(StackTestCase):
         s.expect_log(r"written after \d+ retries")
         s.expect_log(r"503 overloaded")
         sent, provider_id = stored_sms(s)
-        with store_write_locked(s):
+        with s.store_locked():
             answers = []
             while len(answers) < 40 and (not answers or answers[-1].status == 200):
                 answers.append(self.dlr(sent["id"], provider_id))
