@@ -110,6 +110,7 @@ struct smisd_job {
 	int64_t concluded_ms;          /* wall clock: the record's updated_ms */
 	int store_failed;
 	bool store_error_counted; /* in smis_store_errors_total, once over the batch's tries */
+	int orphan_errors_counted; /* adopting its orphan reports: failures counted over the tries */
 
 	/* Answered before its commit (store.commit_before_answer = false):
 	 * the connection and the store writer each hold the job (`holds`, 2

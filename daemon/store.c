@@ -356,29 +356,48 @@ static void store_failed_once(const char *operation, const char *id, int rc, boo
 	*counted = true;
 }
 
+/* A statement's failure that no retry would cure: refused for the row. */
+static bool refused(int rc)
+{
+	return rc != SQLITE_OK && rc != SQLITE_DONE && !transient_store_error(rc);
+}
+
 /* What a failed statement of a batch means for the batch: a transient
  * failure is returned, and the whole batch rolled back and written again
  * (SQLite may have rolled the transaction back already); any other is
- * logged and counted (store_failed; once over the tries with `counted`,
- * else each time) and the batch goes on (SQLITE_OK). */
+ * logged and counted (store_failed, once over the tries with `counted`)
+ * and the batch goes on (SQLITE_OK). */
 static int unless_transient(int rc, const char *operation, const char *id, bool *counted)
 {
-	if (rc == SQLITE_OK || rc == SQLITE_DONE || transient_store_error(rc))
+	if (!refused(rc))
 		return rc == SQLITE_DONE ? SQLITE_OK : rc;
-	if (counted)
-		store_failed_once(operation, id, rc, counted);
-	else
-		store_failed(operation, id, rc);
+	store_failed_once(operation, id, rc, counted);
 	return SQLITE_OK;
+}
+
+/* unless_transient() for the adoption of a job's orphan reports. These are
+ * read anew at each try (rows, not items kept over the tries), the same
+ * ones in the same order: the try's n-th failure (*failures counts them)
+ * was counted if an earlier try had n. */
+static int unless_transient_adopting(int rc, const char *operation, struct smisd_job *job, int *failures)
+{
+	bool counted = false;
+
+	if (refused(rc)) {
+		counted = ++*failures <= job->orphan_errors_counted;
+		if (!counted)
+			job->orphan_errors_counted = *failures;
+	}
+	return unless_transient(rc, operation, job->id, &counted);
 }
 
 /* Reports that arrived before this job's attempts were stored. Such
  * reports are rare: skip the lookups while none are kept. */
 static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
 
-static int adopt_orphans(const struct smisd_job *job)
+static int adopt_orphans(struct smisd_job *job)
 {
-	int rc = SQLITE_OK;
+	int rc = SQLITE_OK, failures = 0;
 
 	if (orphans_kept == 0)
 		return SQLITE_OK;
@@ -402,7 +421,7 @@ static int adopt_orphans(const struct smisd_job *job)
 			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
 			snprintf(it.r.detail, sizeof(it.r.detail), "%s",
 				 sqlite3_column_text(st_orphan_get, 3) ? (const char *)sqlite3_column_text(st_orphan_get, 3) : "");
-			if ((rc = unless_transient(write_report(&it), "report", job->id, NULL)) != SQLITE_OK)
+			if ((rc = unless_transient_adopting(write_report(&it), "report", job, &failures)) != SQLITE_OK)
 				break;
 		}
 		sqlite3_reset(st_orphan_get);
@@ -411,7 +430,7 @@ static int adopt_orphans(const struct smisd_job *job)
 			sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
 			rc = run_stmt(st_orphan_del);
 		}
-		rc = unless_transient(rc, "adopt_orphans", job->id, NULL);
+		rc = unless_transient_adopting(rc, "adopt_orphans", job, &failures);
 	}
 	return rc;
 }

@@ -447,7 +447,8 @@ class PassthroughPastRetention(GovAppCase):
 class PassthroughBeforeTheCommit(GovAppCase):
     """An institution-encrypted message's id is taken from the moment its
     send is answered, before the store commits it (answers come first by
-    default; a 1000 ms commit delay keeps the window open for the test)."""
+    default; a 1000 ms commit delay, and the database's write lock held
+    meanwhile, keep the window open for the test however slowly it runs)."""
     stack_kwargs = {"store_extra": "commit_delay_ms = 1000;"}
 
     def test_message_id_reuse_refused_before_the_commit(self):
@@ -455,15 +456,16 @@ class PassthroughBeforeTheCommit(GovAppCase):
                          "--title", "Bericht", "--body", "Inhoud 77", check=0)
         request = json.loads(p.stdout)
         idem = {"Idempotency-Key": "pt-window-0001"}
-        r = self.stack.send(request, headers=idem)
-        self.assertEqual((r.status, r.json["id"]), (201, request["message_id"]), r.raw)
-        again = self.stack.send(request)
-        self.assertEqual((again.status, again.json["code"]), (409, "message_id_used"), again.raw)
-        replay = self.stack.send(request, headers=idem)
-        self.assertEqual((replay.status, replay.json), (200, r.json), replay.raw)
-        self.assertEqual(len(self.sends()), 1)
-        # All of that while the record was in memory only.
-        self.assertIsNone(self.stack.stored_status(request["message_id"]))
+        with self.stack.store_locked():
+            r = self.stack.send(request, headers=idem)
+            self.assertEqual((r.status, r.json["id"]), (201, request["message_id"]), r.raw)
+            again = self.stack.send(request)
+            self.assertEqual((again.status, again.json["code"]), (409, "message_id_used"), again.raw)
+            replay = self.stack.send(request, headers=idem)
+            self.assertEqual((replay.status, replay.json), (200, r.json), replay.raw)
+            self.assertEqual(len(self.sends()), 1)
+            # All of that while the record was in memory only.
+            self.assertIsNone(self.stack.stored_status(request["message_id"]))
         self.stack.wait_stored(request["message_id"])
         after = self.stack.send(request)
         self.assertEqual((after.status, after.json["code"]), (409, "message_id_used"), after.raw)

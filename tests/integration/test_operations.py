@@ -48,20 +48,6 @@ def background_load(send, threads=8):
             t.join()
 
 
-
-@contextlib.contextmanager
-def store_write_locked(stack):
-    """Hold the database's write lock from another process, as an
-    operator's sqlite3 shell inside a transaction would, past smisd's busy
-    timeout (5 s) if the body lasts that long."""
-    lock = sqlite3.connect(os.path.join(stack.dir, "smis.db"), timeout=5, isolation_level=None)
-    try:
-        lock.execute("BEGIN EXCLUSIVE")
-        yield
-    finally:
-        lock.rollback()
-        lock.close()
-
 class Reload(StackTestCase):
     @classmethod
     def setUpClass(cls):
@@ -212,6 +198,15 @@ def stored_sms(stack):
     return sent, sent["attempts"][0]["provider_reference"]
 
 
+def orphan_refs(stack):
+    """The provider references of the reports kept as orphans, sorted."""
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(stack.dir, "smis.db"), uri=True)
+    try:
+        return sorted(r[0] for r in con.execute("SELECT provider_ref FROM orphan_reports"))
+    finally:
+        con.close()
+
+
 class StartOnlySettings(StackTestCase):
     """Settings read once at start: a reload that changes them keeps the
     running values, and says so, one line per setting, naming it."""
@@ -295,7 +290,7 @@ class StoreLocked(StackTestCase):
         first = s.send(message(CITIZENS["no_app"], "sms_only"))
         s.wait_stored(first.json["id"])
         retries_before = s.metric("smis_store_retries_total") or 0
-        with store_write_locked(s):
+        with s.store_locked():
             sent = [s.send(message(CITIZENS["no_app"], "sms_only"), headers={"Idempotency-Key": "locked-%d" % i})
                     for i in range(3)]
             self.assertEqual([r.status for r in sent], [201] * 3, [r.raw for r in sent])
@@ -358,7 +353,7 @@ class ReportsWhileStoreLocked(StackTestCase):
         s.expect_log(r"written after \d+ retries")
         s.expect_log(r"503 overloaded")
         sent, provider_id = stored_sms(s)
-        with store_write_locked(s):
+        with s.store_locked():
             answers = []
             while len(answers) < 40 and (not answers or answers[-1].status == 200):
                 answers.append(self.dlr(sent["id"], provider_id))
@@ -482,6 +477,96 @@ class BatchNotStorable(StackTestCase):
         other = s.send(message(CITIZENS["no_app"], "sms_only"))
         s.wait_stored(other.json["id"])
         self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 2)
+
+
+class StoreFailsCase(StackTestCase):
+    """Records refused by a trigger while the store's writes fail (no tests of its own)."""
+    stack_kwargs = {"sigxfsz_ignored": True}
+
+    @contextlib.contextmanager
+    def refused(self, trigger):
+        con = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"), isolation_level=None)
+        try:
+            con.execute(trigger)
+            yield
+        finally:
+            con.execute("DROP TRIGGER refuse")
+            con.close()
+
+    def tried_three_more_times(self, submit):
+        """submit() with the store's writes failing, kept failing until its
+        batch was tried three times more; what submit() returned."""
+        s = self.stack
+        s.expect_log(r"^cannot write \(disk I/O error\)", r"^written after \d+ retries$")
+        retries = s.metric("smis_store_retries_total") or 0
+        with s.store_writes_fail():
+            answer = submit()
+            poll_until(lambda: (s.metric("smis_store_retries_total") or 0) >= retries + 3, 20,
+                       lambda: "batch not tried again: %s" % s.metric("smis_store_retries_total"))
+        return answer
+
+
+class RefusedWhileStoreFails(StoreFailsCase):
+    """A message or report the store refuses for itself (a trigger here; a
+    damaged database in life), in a batch whose commit then fails for a
+    cause that passes (writes failing as on a full disk), is refused again
+    at each try of the batch: it is counted once, not once a try."""
+    stack_kwargs = {"ringring_status_url": False, "sigxfsz_ignored": True}
+
+    def test_refused_message_is_counted_once(self):
+        s = self.stack
+        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
+                     r"^answered, but the record could not be stored$")
+        before = s.metric('smis_store_errors_total{operation="message"}') or 0
+        with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON attempts"
+                          " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END"):
+            r = self.tried_three_more_times(lambda: s.send(message(CITIZENS["no_app"], "sms_only")))
+            self.assertEqual(r.status, 201, r.raw)
+            s.wait_idle()  # its slot is given back after the commit
+        self.assertEqual(s.metric('smis_store_errors_total{operation="message"}') - before, 1)
+        self.assertEqual(s.get(r.json["id"]).status, 404)
+
+    def test_refused_report_is_counted_once(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(status refused by the test\)$")
+        sent, provider_id = stored_sms(s)
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        # Its row goes in, then the status it brings is refused.
+        with self.refused("CREATE TRIGGER refuse BEFORE UPDATE OF status ON messages"
+                          " BEGIN SELECT RAISE(ABORT, 'status refused by the test'); END"):
+            r = self.tried_three_more_times(lambda: ringring_dlr(s, sent["id"], provider_id))
+            self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+            poll_until(lambda: s.get(sent["id"]).json["reports"], 10,
+                       lambda: "report not written: " + s.get(sent["id"]).raw)
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
+        self.assertEqual(s.get(sent["id"]).json["status"], "sent")
+
+
+class OrphanNotStorable(StoreFailsCase):
+    """A report that overtook its send's answer is kept as an orphan and
+    adopted in the batch that writes the message. Refused for itself there
+    (a trigger here), in a batch whose commit then fails for a cause that
+    passes, it is refused again at each try: counted once, not once a try."""
+    stack_kwargs = {"sigxfsz_ignored": True}
+
+    def test_refused_orphan_is_counted_once(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        # The simulator reports at once and answers the send 1.5 s later:
+        # the report is kept (committed) well before the message is written.
+        s.sim("ringring", "POST", "/_sim/faults", {"dlr_delay_ms": 0, "latency_ms": 1500})
+        with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON reports"
+                          " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END"), \
+                concurrent.futures.ThreadPoolExecutor(1) as ex:
+            sending = ex.submit(s.send, message(CITIZENS["no_app"], "sms_only"))
+            poll_until(lambda: len(orphan_refs(s)) == 1, 10, lambda: "report not kept as an orphan")
+            r = self.tried_three_more_times(sending.result)
+            self.assertEqual(r.status, 201, r.raw)
+            s.wait_idle()  # its slot is given back after the commit
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
+        got = s.get(r.json["id"]).json
+        self.assertEqual((got["status"], got["reports"], orphan_refs(s)), ("sent", [], []))
 
 
 class ReportLookupFails(StackTestCase):
@@ -657,13 +742,6 @@ class OrphanReportsExpire(StackTestCase):
     writer's own once-a-second chore, not part of a poll round."""
     stack_kwargs = {"extra_conf": "status_poll = { after_s = 0; };"}
 
-    def orphans(self):
-        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
-        try:
-            return sorted(r[0] for r in con.execute("SELECT provider_ref FROM orphan_reports"))
-        finally:
-            con.close()
-
     def test_day_old_orphans_are_deleted_without_polling(self):
         s = self.stack
         s.smisd.send_signal(signal.SIGTERM)
@@ -679,8 +757,8 @@ class OrphanReportsExpire(StackTestCase):
         finally:
             con.close()
         s.start_smisd()
-        poll_until(lambda: self.orphans() == ["young-ref"], 10,
-                   lambda: "orphan reports left: %s" % self.orphans())
+        poll_until(lambda: orphan_refs(s) == ["young-ref"], 10,
+                   lambda: "orphan reports left: %s" % orphan_refs(s))
 
 
 class Observability(StackTestCase):
