@@ -213,6 +213,34 @@ class Plugins(unittest.TestCase):
         self.assertIn("channel 'extra' names plugin 'nosuch': no nosuch.so", r.stderr)
         self.assertIn("names 'ringring', a channel plugin where a strategy plugin is needed", r.stderr)
 
+    def test_names_show_control_characters_as_question_marks(self):
+        # The names the configuration gives (written with libconfig escapes)
+        # and the plugin folder's (as they are) reach the operator's
+        # terminal: an ESC, a BEL or a UTF-8 CSI (U+009B) there shows as
+        # '?', never raw.
+        offline_conf(self.conf,
+                     extra_channel='  { name = "\\x1b[31mred"; plugin = "no\\x1b]0;t\\x07such"; },\n'
+                                   '  { name = "\\xc2\\x9b2Jbare"; }',
+                     extra_strategy=',\n  { name = "od\\x1b[5md"; steps = ( { plugin = "ringring"; } ); }')
+        plugins = os.path.join(self.dir, "plugins\x1b[4m")
+        os.mkdir(plugins)
+        for name, target in (("ringring.so", "ringring.so"), ("sms\x1b[1monly.so", "sms_only.so")):
+            os.symlink(os.path.join(BUILD, "plugin-dir", target), os.path.join(plugins, name))
+        r = smisctl("plugins", "-c", self.conf, "--dir", plugins)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for out in (r.stdout, r.stderr):
+            for control in ("\x1b", "\x07", "\x9b"):
+                self.assertNotIn(control, out)
+        shown = os.path.join(self.dir, "plugins?[4m")
+        self.assertRegex(r.stdout, r"(?m)^  \?\[31mred\s+plugin no\?\]0;t\?such$")
+        self.assertRegex(r.stdout, r"(?m)^  od\?\[5md\s+steps ringring$")
+        self.assertIn("plugins in %s (2):" % shown, r.stdout)
+        self.assertRegex(r.stdout, r"(?m)^  sms\?\[1monly\.so\s+strategy ")
+        self.assertRegex(r.stderr, r"(?m)^smisctl: .*:\d+: channel '\?2Jbare' has no plugin$")
+        self.assertIn("smisctl: step 1 of strategy 'od?[5md' names 'ringring', a channel plugin", r.stderr)
+        self.assertIn("smisctl: channel '?[31mred' names plugin 'no?]0;t?such': no no?]0;t?such.so in "
+                      + shown + "\n", r.stderr)
+
     def test_broken_plugins_are_named(self):
         r = smisctl("plugins", "--dir", TEST_PLUGINS)
         self.assertEqual(r.returncode, 1)
