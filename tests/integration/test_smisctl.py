@@ -263,6 +263,27 @@ class Plugins(unittest.TestCase):
         self.assertIn('%s:%d: @include "conf.d": not a regular file' % (self.conf, line), r.stderr)
         self.assertNotIn("flex", r.stderr)
 
+    def test_file_names_show_control_characters_as_question_marks(self):
+        # The file names the configuration @includes (as they are: libconfig
+        # reads no escapes there) reach the operator's terminal in the
+        # include check's and libconfig's errors: an ESC shows as '?'.
+        offline_conf(self.conf)
+        os.mkdir(os.path.join(self.dir, "conf\x1b[7m.d"))
+        write(self.conf, '@include "conf\x1b[7m.d"\n', "a")
+        line = len(read(self.conf).splitlines())
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("\x1b", r.stderr)
+        self.assertIn('%s:%d: @include "conf?[7m.d": not a regular file' % (self.conf, line), r.stderr)
+
+        write(os.path.join(self.dir, "inc\x1b]0;t\x07.conf"), "\nnot valid = ;\n")
+        write(self.conf, read(self.conf).replace('@include "conf\x1b[7m.d"', '@include "inc\x1b]0;t\x07.conf"'))
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for control in ("\x1b", "\x07"):
+            self.assertNotIn(control, r.stderr)
+        self.assertIn("inc?]0;t?.conf:2: syntax error", r.stderr)
+
     def test_unreadable_config(self):
         with open(self.conf, "w") as f:
             f.write("channels = ( { name = ; } );\n")

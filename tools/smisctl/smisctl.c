@@ -138,11 +138,12 @@ static void __attribute__((format(printf, 2, 3))) print_shown(FILE *f, const cha
 	fprintf(f, "%s%s", text, nl ? "\n" : "");
 }
 
-/* A configuration problem, "file:line: ...", on stderr. */
+/* A configuration problem, "file:line: ...", on stderr. It quotes file
+ * names, the configuration's and the ones it @includes. */
 static void print_problem(void *arg, const char *message)
 {
 	(void)arg;
-	fprintf(stderr, "%s\n", message);
+	print_shown(stderr, "%s\n", message);
 }
 
 /* The folder of `path` + "/" + `name`, freshly allocated. */
@@ -983,9 +984,10 @@ static int cmd_plugins(int argc, char **argv)
 			if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
 				fprintf(stderr, "smisctl: %s: cannot read configuration file\n", conf);
 			} else {
-				fprintf(stderr, "%s:%d: %s\n",
-					config_error_file(&cfg) ? config_error_file(&cfg) : conf,
-					config_error_line(&cfg), config_error_text(&cfg));
+				/* The file may be one the configuration @includes. */
+				print_shown(stderr, "%s:%d: %s\n",
+					    config_error_file(&cfg) ? config_error_file(&cfg) : conf,
+					    config_error_line(&cfg), config_error_text(&cfg));
 				rc = SMIS_EXIT_FAILED;
 			}
 			goto out;
