@@ -241,6 +241,17 @@ class Plugins(unittest.TestCase):
         self.assertIn("smisctl: channel '?[31mred' names plugin 'no?]0;t?such': no no?]0;t?such.so in "
                       + shown + "\n", r.stderr)
 
+    def test_loader_errors_show_control_characters_as_question_marks(self):
+        # dlerror() quotes the plugin file's name: a UTF-8 CSI (U+009B) there,
+        # or a lone 9B byte, shows as '?', as a plugin descriptor's texts do.
+        for name in (b"c1\xc2\x9b[2J.so", b"lone\x9b[2J.so"):
+            write(os.path.join(os.fsencode(self.dir), name), "not an ELF file\n")
+        r = smisctl("plugins", "--dir", self.dir)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("\x9b", r.stdout)
+        self.assertRegex(r.stdout, r"(?m)^  c1\?\[2J\.so\s+NOT LOADABLE: \S*/c1\?\[2J\.so: ")
+        self.assertRegex(r.stdout, r"(?m)^  lone\?\[2J\.so\s+NOT LOADABLE: \S*/lone\?\[2J\.so: ")
+
     def test_broken_plugins_are_named(self):
         r = smisctl("plugins", "--dir", TEST_PLUGINS)
         self.assertEqual(r.returncode, 1)

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "apiclient.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -35,11 +36,24 @@ const char *smis_api_json_text(json_object *o)
 
 void smis_api_print_safe(FILE *f, const char *s, bool utf8)
 {
-	/* No isprint(): its answer would depend on the locale. */
+	size_t len = s ? strlen(s) + 1 : 0;
+	char *shown = utf8 && s ? malloc(len) : NULL;
+
+	/* Bytes >= 0x80 are not all characters: C2 9B is a CSI (U+009B) to a
+	 * terminal, and a stray 9B one too to some. smisd_text_shown keeps
+	 * the characters and nothing else. */
+	if (shown) {
+		smisd_text_shown(s, shown, len);
+		fputs(shown, f);
+		free(shown);
+		return;
+	}
+	/* No isprint(): its answer would depend on the locale. Without the
+	 * room to check UTF-8, ASCII alone. */
 	for (; s && *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 
-		fputc((ch >= 0x20 && ch < 0x7f) || (utf8 && ch >= 0x80) ? *s : '?', f);
+		fputc(ch >= 0x20 && ch < 0x7f ? *s : '?', f);
 	}
 }
 

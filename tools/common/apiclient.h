@@ -221,8 +221,9 @@ const char *smis_api_json_str(json_object *o, const char *key);
 const char *smis_api_json_text(json_object *o);
 
 /* Print s (NULL prints nothing) so that text from a server or a plugin
- * cannot drive the terminal: printable ASCII as is, bytes >= 0x80 as is
- * when utf8, everything else as '?'. */
+ * cannot drive the terminal: printable ASCII as is, and when utf8 the
+ * characters beyond ASCII but the C1 controls (smisd_text_shown, utf8.h),
+ * everything else as '?'. */
 void smis_api_print_safe(FILE *f, const char *s, bool utf8);
 
 /* Parse s as a whole decimal number in [min, max]; false (out untouched)
