@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "apiclient.h"
+#include "json_writer.h"
 #include "utf8.h"
 
 /* ------------------------------------------------------------------ */
@@ -361,12 +362,31 @@ json_object *smis_api_answer_json(const struct smis_api_answer *a)
 	return a->body ? json_tokener_parse(a->body) : NULL;
 }
 
+/* JSON text as json-c writes it, but the C1 controls (U+0080-U+009F), which
+ * json-c leaves raw as JSON allows and a terminal acts on (U+009B is a CSI),
+ * as their \u escapes: the same JSON. json-c escapes the rest itself. */
+static void print_json(FILE *f, const char *text)
+{
+	size_t used;
+
+	for (; *text; text += used) {
+		char esc[7];
+
+		used = 1;
+		if ((unsigned char)*text == 0xc2 && smisd_json_escape_char(text, esc, &used) > 0)
+			fputs(esc, f);
+		else
+			fputc(*text, f);
+	}
+}
+
 void smis_api_print_answer(const struct smis_api_answer *a, json_object *o)
 {
-	if (o)
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								  JSON_C_TO_STRING_NOSLASHESCAPE));
-	else if (a->len)
+	if (o) {
+		print_json(stdout, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+								     JSON_C_TO_STRING_NOSLASHESCAPE));
+		putchar('\n');
+	} else if (a->len)
 		printf("%s\n", a->body);
 	fflush(stdout);
 }

@@ -194,8 +194,9 @@ int smis_api_request(const struct smis_api_client *cl, const char *method, const
  * NULL when empty or not JSON. */
 json_object *smis_api_answer_json(const struct smis_api_answer *a);
 
-/* Print the answer on stdout: o (a's parsed body, borrowed) indented when
- * not NULL, else the raw body when there is one; then flush. */
+/* Print the answer on stdout: o (a's parsed body, borrowed) indented, C1
+ * controls \u-escaped as well, when not NULL, else the raw body when there
+ * is one; then flush. */
 void smis_api_print_answer(const struct smis_api_answer *a, json_object *o);
 
 /*
