@@ -45,11 +45,13 @@ static void put(struct smisd_jw *w, const char *s, size_t n)
 	w->buf[w->len] = '\0';
 }
 
-size_t smisd_json_escape_byte(unsigned char c, char out[7])
+size_t smisd_json_escape_char(const char *s, char out[7], size_t *used)
 {
 	static const char hex[] = "0123456789abcdef";
+	unsigned char c = (unsigned char)s[0];
 	char short_form = 0;
 
+	*used = 1;
 	switch (c) {
 	case '"':  short_form = '"'; break;
 	case '\\': short_form = '\\'; break;
@@ -58,36 +60,53 @@ size_t smisd_json_escape_byte(unsigned char c, char out[7])
 	case '\n': short_form = 'n'; break;
 	case '\r': short_form = 'r'; break;
 	case '\t': short_form = 't'; break;
+	case 0xc2:
+		/* U+0080-U+009F, C2 80 to C2 9F: JSON allows them raw, but a
+		 * terminal showing the text acts on them (U+009B is a CSI). The
+		 * code point is the second byte. */
+		if ((unsigned char)s[1] < 0x80 || (unsigned char)s[1] > 0x9f)
+			return 0;
+		*used = 2;
+		c = (unsigned char)s[1];
+		break;
 	default:
 		if (c >= 0x20)
 			return 0;
-		memcpy(out, "\\u00", 4);
-		out[4] = hex[c >> 4];
-		out[5] = hex[c & 15];
-		out[6] = '\0';
-		return 6;
+		break;
 	}
-	out[0] = '\\';
-	out[1] = short_form;
-	out[2] = '\0';
-	return 2;
+	if (short_form) {
+		out[0] = '\\';
+		out[1] = short_form;
+		out[2] = '\0';
+		return 2;
+	}
+	memcpy(out, "\\u00", 4);
+	out[4] = hex[c >> 4];
+	out[5] = hex[c & 15];
+	out[6] = '\0';
+	return 6;
 }
 
 static void put_escaped(struct smisd_jw *w, const char *s)
 {
 	const char *run = s;
+	size_t used = 1;
 
 	put(w, "\"", 1);
-	for (; *s; s++) {
+	for (; *s; s += used) {
 		unsigned char c = (unsigned char)*s;
 		char esc[7];
 		size_t n;
-		if (c >= 0x20 && c != '"' && c != '\\')
+
+		used = 1;
+		if (c >= 0x20 && c != '"' && c != '\\' && c != 0xc2)
 			continue; /* the common case, copied with its run */
-		n = smisd_json_escape_byte(c, esc);
+		n = smisd_json_escape_char(s, esc, &used);
+		if (n == 0)
+			continue; /* C2 opens no C1 control: copied with its run */
 		put(w, run, (size_t)(s - run));
 		put(w, esc, n);
-		run = s + 1;
+		run = s + used;
 	}
 	put(w, run, (size_t)(s - run));
 	put(w, "\"", 1);

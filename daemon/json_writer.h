@@ -10,9 +10,10 @@
  * smisd itself composes.
  *
  * Strings are escaped as RFC 8259 requires (quote, backslash, and every
- * control character below 0x20); other bytes are copied as they are, as
- * json-c does, so callers pass UTF-8. Keys are written unescaped: callers
- * pass literals.
+ * control character below 0x20), and so are the C1 controls (U+0080 to
+ * U+009F), which JSON allows raw but a terminal acts on (the same text
+ * once decoded); other bytes are copied as they are, as json-c does, so
+ * callers pass UTF-8. Keys are written unescaped: callers pass literals.
  *
  * Errors are sticky: after a failed allocation every call does nothing and
  * smisd_jw_finish() returns NULL.
@@ -49,9 +50,10 @@ void smisd_jw_int(struct smisd_jw *w, const char *key, int64_t value);
  * level is still open. The writer is empty afterwards. */
 char *smisd_jw_finish(struct smisd_jw *w);
 
-/* The escape sequence for one byte of a JSON string into out (NUL-ended),
- * and its length; 0 when the byte is written as it is. Shared with the
- * JSON log lines. */
-size_t smisd_json_escape_byte(unsigned char c, char out[7]);
+/* The escape sequence for the character at s (NUL-ended) in a JSON string
+ * into out (NUL-ended), and its length; 0 when its first byte is written as
+ * it is. *used is how many bytes of s it stands for: 1, or 2 for a C1
+ * control. Shared with the JSON log lines. */
+size_t smisd_json_escape_char(const char *s, char out[7], size_t *used);
 
 #endif

@@ -33,12 +33,16 @@ int smisd_log_level_parse(const char *s)
 	return -1;
 }
 
-/* Append `s` JSON-escaped to buf at *pos, never past cap - 1. */
+/* Append `s` JSON-escaped to buf at *pos, never past cap - 1. The line
+ * goes to a terminal as often as to a collector: no control character, C1
+ * included, is left raw in it. */
 static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
 {
-	for (; *s && *pos + 7 < cap; s++) {
+	size_t used;
+
+	for (; *s && *pos + 7 < cap; s += used) {
 		char esc[7];
-		size_t n = smisd_json_escape_byte((unsigned char)*s, esc);
+		size_t n = smisd_json_escape_char(s, esc, &used);
 		if (n == 0) {
 			buf[(*pos)++] = *s;
 		} else {

@@ -19,6 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BUILD, CITIZENS, KEYS, Stack, StackTestCase, free_port, http  # noqa: E402
+from test_govapp_full import iso_now, signature, wait_for  # noqa: E402
 
 SMISCTL = os.path.join(BUILD, "tools/smisctl/smisctl")
 SMISD = os.path.join(BUILD, "smisd")
@@ -213,6 +214,45 @@ class Plugins(unittest.TestCase):
         self.assertIn("channel 'extra' names plugin 'nosuch': no nosuch.so", r.stderr)
         self.assertIn("names 'ringring', a channel plugin where a strategy plugin is needed", r.stderr)
 
+    def test_names_show_control_characters_as_question_marks(self):
+        # The names the configuration gives (written with libconfig escapes)
+        # and the plugin folder's (as they are) reach the operator's
+        # terminal: an ESC, a BEL or a UTF-8 CSI (U+009B) there shows as
+        # '?', never raw.
+        offline_conf(self.conf,
+                     extra_channel='  { name = "\\x1b[31mred"; plugin = "no\\x1b]0;t\\x07such"; },\n'
+                                   '  { name = "\\xc2\\x9b2Jbare"; }',
+                     extra_strategy=',\n  { name = "od\\x1b[5md"; steps = ( { plugin = "ringring"; } ); }')
+        plugins = os.path.join(self.dir, "plugins\x1b[4m")
+        os.mkdir(plugins)
+        for name, target in (("ringring.so", "ringring.so"), ("sms\x1b[1monly.so", "sms_only.so")):
+            os.symlink(os.path.join(BUILD, "plugin-dir", target), os.path.join(plugins, name))
+        r = smisctl("plugins", "-c", self.conf, "--dir", plugins)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for out in (r.stdout, r.stderr):
+            for control in ("\x1b", "\x07", "\x9b"):
+                self.assertNotIn(control, out)
+        shown = os.path.join(self.dir, "plugins?[4m")
+        self.assertRegex(r.stdout, r"(?m)^  \?\[31mred\s+plugin no\?\]0;t\?such$")
+        self.assertRegex(r.stdout, r"(?m)^  od\?\[5md\s+steps ringring$")
+        self.assertIn("plugins in %s (2):" % shown, r.stdout)
+        self.assertRegex(r.stdout, r"(?m)^  sms\?\[1monly\.so\s+strategy ")
+        self.assertRegex(r.stderr, r"(?m)^smisctl: .*:\d+: channel '\?2Jbare' has no plugin$")
+        self.assertIn("smisctl: step 1 of strategy 'od?[5md' names 'ringring', a channel plugin", r.stderr)
+        self.assertIn("smisctl: channel '?[31mred' names plugin 'no?]0;t?such': no no?]0;t?such.so in "
+                      + shown + "\n", r.stderr)
+
+    def test_loader_errors_show_control_characters_as_question_marks(self):
+        # dlerror() quotes the plugin file's name: a UTF-8 CSI (U+009B) there,
+        # or a lone 9B byte, shows as '?', as a plugin descriptor's texts do.
+        for name in (b"c1\xc2\x9b[2J.so", b"lone\x9b[2J.so"):
+            write(os.path.join(os.fsencode(self.dir), name), "not an ELF file\n")
+        r = smisctl("plugins", "--dir", self.dir)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("\x9b", r.stdout)
+        self.assertRegex(r.stdout, r"(?m)^  c1\?\[2J\.so\s+NOT LOADABLE: \S*/c1\?\[2J\.so: ")
+        self.assertRegex(r.stdout, r"(?m)^  lone\?\[2J\.so\s+NOT LOADABLE: \S*/lone\?\[2J\.so: ")
+
     def test_broken_plugins_are_named(self):
         r = smisctl("plugins", "--dir", TEST_PLUGINS)
         self.assertEqual(r.returncode, 1)
@@ -234,6 +274,27 @@ class Plugins(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn('%s:%d: @include "conf.d": not a regular file' % (self.conf, line), r.stderr)
         self.assertNotIn("flex", r.stderr)
+
+    def test_file_names_show_control_characters_as_question_marks(self):
+        # The file names the configuration @includes (as they are: libconfig
+        # reads no escapes there) reach the operator's terminal in the
+        # include check's and libconfig's errors: an ESC shows as '?'.
+        offline_conf(self.conf)
+        os.mkdir(os.path.join(self.dir, "conf\x1b[7m.d"))
+        write(self.conf, '@include "conf\x1b[7m.d"\n', "a")
+        line = len(read(self.conf).splitlines())
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("\x1b", r.stderr)
+        self.assertIn('%s:%d: @include "conf?[7m.d": not a regular file' % (self.conf, line), r.stderr)
+
+        write(os.path.join(self.dir, "inc\x1b]0;t\x07.conf"), "\nnot valid = ;\n")
+        write(self.conf, read(self.conf).replace('@include "conf\x1b[7m.d"', '@include "inc\x1b]0;t\x07.conf"'))
+        r = smisctl("plugins", "-c", self.conf)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for control in ("\x1b", "\x07"):
+            self.assertNotIn(control, r.stderr)
+        self.assertIn("inc?]0;t?.conf:2: syntax error", r.stderr)
 
     def test_unreadable_config(self):
         with open(self.conf, "w") as f:
@@ -330,6 +391,25 @@ class Api(StackTestCase):
         self.assertIn("HTTP 404 not_found", r.stderr)
         r = self.run_ctl("status", "--url", self.stack.base, "msg_00000000000000000000000000")
         self.assertEqual(r.returncode, 3)
+
+    def test_status_escapes_c1_controls(self):
+        # A delivery report's device name is GovApp's, and `smisctl status`
+        # shows it to the operator: json-c writes a C1 control (U+009B, a
+        # terminal's CSI) there raw, smisctl as its \u escape, same JSON.
+        sent = json.loads(self.send("--to", CITIZENS["app_nl"], "--strategy", "govapp_only").stdout)
+        self.assertEqual(sent["status"], "sent", sent)
+        event = json.dumps({"notification_id": sent["attempts"][-1]["provider_reference"],
+                            "message_id": sent["id"], "device_id": "nl\x9b[2Jphone", "status": "read",
+                            "at": iso_now()}).encode()
+        ok = http("POST", self.stack.base + "/v1/callbacks/govapp", event,
+                  {"Content-Type": "application/json", "X-GovApp-Signature": signature(event, int(time.time()))})
+        self.assertEqual(ok.status, 200, ok.raw)
+        wait_for(lambda: self.stack.get(sent["id"]).json, lambda m: m["reports"], "the report")
+        r = self.run_ctl("status", "--url", self.stack.base, sent["id"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\x9b", r.stdout)
+        self.assertIn('"device":"nl\\u009b[2Jphone"', r.stdout)
+        self.assertEqual([x["device"] for x in json.loads(r.stdout)["reports"]], ["nl\x9b[2Jphone"])
 
     def generation(self):
         return http("GET", self.stack.base + "/healthz").json["generation"]

@@ -1,17 +1,22 @@
 /*
  * test_json_writer.c - the answer's JSON writer, checked against json-c's
- * parser: whatever it writes must parse back to what was written.
+ * parser: whatever it writes must parse back to what was written; and the
+ * JSON log lines, which share its escaping.
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <CUnit/Basic.h>
 #include <json-c/json.h>
 
 #include "json_writer.h"
+#include "log.h"
 
 static json_object *parse(const char *text)
 {
@@ -25,6 +30,27 @@ static json_object *parse(const char *text)
 	}
 	json_tokener_free(tok);
 	return o;
+}
+
+/* [s] as the writer writes it (the caller frees it), once it is known to
+ * parse back to s. */
+static char *array_round_trip(const char *s)
+{
+	struct smisd_jw w;
+	char *text;
+	json_object *o;
+
+	smisd_jw_init(&w);
+	smisd_jw_array_begin(&w, NULL);
+	smisd_jw_string(&w, NULL, s);
+	smisd_jw_array_end(&w);
+	text = smisd_jw_finish(&w);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	o = parse(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_array_get_idx(o, 0)), s);
+	json_object_put(o);
+	return text;
 }
 
 /* Every ASCII byte but NUL, inside a string between others, parses back
@@ -58,43 +84,105 @@ static void test_every_byte_round_trips(void)
 			CU_ASSERT((unsigned char)*p >= 0x20);
 		free(text);
 	}
-	{
-		struct smisd_jw w;
-		char *text;
-		json_object *o;
-		const char *utf8 = "caf\xc3\xa9 \xe2\x82\xac";
-		smisd_jw_init(&w);
-		smisd_jw_array_begin(&w, NULL);
-		smisd_jw_string(&w, NULL, utf8);
-		smisd_jw_array_end(&w);
-		text = smisd_jw_finish(&w);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(text);
-		o = parse(text);
-		CU_ASSERT_PTR_NOT_NULL_FATAL(o);
-		CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_array_get_idx(o, 0)), utf8);
-		json_object_put(o);
+	free(array_round_trip("caf\xc3\xa9 \xe2\x82\xac"));
+}
+
+/* The escape of the character that opens each text ("" for none), and how
+ * many bytes of the text it stands for. */
+static void test_escapes_are_the_short_forms(void)
+{
+	static const struct {
+		const char *text, *escape;
+		size_t used;
+	} cases[] = {
+		{ "\"", "\\\"", 1 },
+		{ "\\", "\\\\", 1 },
+		{ "\n", "\\n", 1 },
+		{ "\t", "\\t", 1 },
+		{ "\x01", "\\u0001", 1 },
+		{ "\x1f", "\\u001f", 1 },
+		{ "/", "", 1 },
+		{ " ", "", 1 },
+		{ "\xc3\xa9", "", 1 },
+		/* C1 controls, U+0080-U+009F (U+009B is a terminal's CSI): both
+		 * bytes as one \u escape. Not U+00A0 nor a lone C2. */
+		{ "\xc2\x9b" "2J", "\\u009b", 2 },
+		{ "\xc2\x80", "\\u0080", 2 },
+		{ "\xc2\x9f", "\\u009f", 2 },
+		{ "\xc2\xa0", "", 1 },
+		{ "\xc2", "", 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char esc[7] = "";
+		size_t used = 0;
+		CU_ASSERT_EQUAL(smisd_json_escape_char(cases[i].text, esc, &used), strlen(cases[i].escape));
+		CU_ASSERT_STRING_EQUAL(esc, cases[i].escape);
+		CU_ASSERT_EQUAL(used, cases[i].used);
+	}
+}
+
+/* No C0 nor C1 control is raw in text (C1: C2 80 to C2 9F). */
+static bool no_raw_controls(const char *text)
+{
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+		if (*p < 0x20 || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+			return false;
+	return true;
+}
+
+/* Every C1 control, between other characters (U+00A0 right after one), is
+ * written as its \u escape and parses back to the same text. */
+static void test_c1_controls_are_escaped(void)
+{
+	for (int c = 0x80; c < 0xa0; c++) {
+		char s[16], want[32], *text;
+
+		snprintf(s, sizeof(s), "a%c%c\xc2\xa0" "b", 0xc2, c);
+		snprintf(want, sizeof(want), "[\"a\\u00%02x\xc2\xa0" "b\"]", c);
+		text = array_round_trip(s);
+		CU_ASSERT_STRING_EQUAL(text, want);
+		CU_ASSERT(no_raw_controls(text));
 		free(text);
 	}
 }
 
-static void test_escapes_are_the_short_forms(void)
+/* A log line (written to stderr, often a terminal) escapes C0 and C1
+ * controls in each of its strings alike: it holds none raw, and its
+ * members parse back to what was logged. */
+static void test_log_line_escapes_controls(void)
 {
-	char esc[7];
-	CU_ASSERT_EQUAL(smisd_json_escape_byte('"', esc), 2);
-	CU_ASSERT_STRING_EQUAL(esc, "\\\"");
-	CU_ASSERT_EQUAL(smisd_json_escape_byte('\\', esc), 2);
-	CU_ASSERT_STRING_EQUAL(esc, "\\\\");
-	CU_ASSERT_EQUAL(smisd_json_escape_byte('\n', esc), 2);
-	CU_ASSERT_STRING_EQUAL(esc, "\\n");
-	CU_ASSERT_EQUAL(smisd_json_escape_byte('\t', esc), 2);
-	CU_ASSERT_STRING_EQUAL(esc, "\\t");
-	CU_ASSERT_EQUAL(smisd_json_escape_byte(0x01, esc), 6);
-	CU_ASSERT_STRING_EQUAL(esc, "\\u0001");
-	CU_ASSERT_EQUAL(smisd_json_escape_byte(0x1f, esc), 6);
-	CU_ASSERT_STRING_EQUAL(esc, "\\u001f");
-	CU_ASSERT_EQUAL(smisd_json_escape_byte('/', esc), 0);
-	CU_ASSERT_EQUAL(smisd_json_escape_byte(' ', esc), 0);
-	CU_ASSERT_EQUAL(smisd_json_escape_byte(0xc3, esc), 0);
+	const char *msg = "upstream said \x1b[31m\xc2\x9b" "2J\xc2\x85 caf\xc3\xa9";
+	FILE *f = tmpfile();
+	char line[1024];
+	size_t n;
+	int saved;
+	json_object *o, *v;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	dup2(fileno(f), STDERR_FILENO);
+	smisd_log(SMIS_LOG_ERROR, "plug\xc2\x9bin", "msg_\xc2\x90", "%s", msg);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	rewind(f);
+	n = fread(line, 1, sizeof(line) - 1, f);
+	line[n] = '\0';
+	fclose(f);
+	CU_ASSERT_FATAL(n > 0 && line[n - 1] == '\n');
+	line[n - 1] = '\0';
+	CU_ASSERT(no_raw_controls(line));
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"msg\":\"upstream said \\u001b[31m\\u009b2J\\u0085 caf\xc3\xa9\""));
+	o = parse(line);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT(json_object_object_get_ex(o, "msg", &v));
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), msg);
+	CU_ASSERT(json_object_object_get_ex(o, "component", &v));
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), "plug\xc2\x9bin");
+	CU_ASSERT(json_object_object_get_ex(o, "message_id", &v));
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), "msg_\xc2\x90");
+	json_object_put(o);
 }
 
 /* Nesting, commas, null and integers: the text is exactly what JSON
@@ -134,25 +222,14 @@ static void test_structure(void)
 /* A long string grows the buffer past its first allocation. */
 static void test_grows(void)
 {
-	struct smisd_jw w;
 	size_t n = 100000;
 	char *big = malloc(n + 1), *text;
-	json_object *o;
 
 	memset(big, 'x', n);
 	big[n / 2] = '"';
 	big[n] = '\0';
-	smisd_jw_init(&w);
-	smisd_jw_array_begin(&w, NULL);
-	smisd_jw_string(&w, NULL, big);
-	smisd_jw_array_end(&w);
-	text = smisd_jw_finish(&w);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	text = array_round_trip(big);
 	CU_ASSERT_EQUAL(strlen(text), n + 5); /* [" "] and the escaping backslash */
-	o = parse(text);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
-	CU_ASSERT_STRING_EQUAL(json_object_get_string(json_object_array_get_idx(o, 0)), big);
-	json_object_put(o);
 	free(text);
 	free(big);
 }
@@ -187,6 +264,8 @@ int main(void)
 	s = CU_add_suite("json_writer", NULL, NULL);
 	CU_add_test(s, "every byte round-trips through json-c", test_every_byte_round_trips);
 	CU_add_test(s, "escapes are the short forms", test_escapes_are_the_short_forms);
+	CU_add_test(s, "C1 controls are escaped", test_c1_controls_are_escaped);
+	CU_add_test(s, "log lines escape C0 and C1 controls", test_log_line_escapes_controls);
 	CU_add_test(s, "structure, null and integers", test_structure);
 	CU_add_test(s, "buffer grows", test_grows);
 	CU_add_test(s, "unbalanced or too deep gives NULL", test_unbalanced_gives_null);

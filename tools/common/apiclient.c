@@ -13,6 +13,8 @@
 #include <openssl/crypto.h>
 
 #include "apiclient.h"
+#include "json_writer.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -35,11 +37,24 @@ const char *smis_api_json_text(json_object *o)
 
 void smis_api_print_safe(FILE *f, const char *s, bool utf8)
 {
-	/* No isprint(): its answer would depend on the locale. */
+	size_t len = s ? strlen(s) + 1 : 0;
+	char *shown = utf8 && s ? malloc(len) : NULL;
+
+	/* Bytes >= 0x80 are not all characters: C2 9B is a CSI (U+009B) to a
+	 * terminal, and a stray 9B one too to some. smisd_text_shown keeps
+	 * the characters and nothing else. */
+	if (shown) {
+		smisd_text_shown(s, shown, len);
+		fputs(shown, f);
+		free(shown);
+		return;
+	}
+	/* No isprint(): its answer would depend on the locale. Without the
+	 * room to check UTF-8, ASCII alone. */
 	for (; s && *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 
-		fputc((ch >= 0x20 && ch < 0x7f) || (utf8 && ch >= 0x80) ? *s : '?', f);
+		fputc(ch >= 0x20 && ch < 0x7f ? *s : '?', f);
 	}
 }
 
@@ -347,12 +362,31 @@ json_object *smis_api_answer_json(const struct smis_api_answer *a)
 	return a->body ? json_tokener_parse(a->body) : NULL;
 }
 
+/* JSON text as json-c writes it, but the C1 controls (U+0080-U+009F), which
+ * json-c leaves raw as JSON allows and a terminal acts on (U+009B is a CSI),
+ * as their \u escapes: the same JSON. json-c escapes the rest itself. */
+static void print_json(FILE *f, const char *text)
+{
+	size_t used;
+
+	for (; *text; text += used) {
+		char esc[7];
+
+		used = 1;
+		if ((unsigned char)*text == 0xc2 && smisd_json_escape_char(text, esc, &used) > 0)
+			fputs(esc, f);
+		else
+			fputc(*text, f);
+	}
+}
+
 void smis_api_print_answer(const struct smis_api_answer *a, json_object *o)
 {
-	if (o)
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								  JSON_C_TO_STRING_NOSLASHESCAPE));
-	else if (a->len)
+	if (o) {
+		print_json(stdout, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+								     JSON_C_TO_STRING_NOSLASHESCAPE));
+		putchar('\n');
+	} else if (a->len)
 		printf("%s\n", a->body);
 	fflush(stdout);
 }

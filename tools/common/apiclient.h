@@ -194,8 +194,9 @@ int smis_api_request(const struct smis_api_client *cl, const char *method, const
  * NULL when empty or not JSON. */
 json_object *smis_api_answer_json(const struct smis_api_answer *a);
 
-/* Print the answer on stdout: o (a's parsed body, borrowed) indented when
- * not NULL, else the raw body when there is one; then flush. */
+/* Print the answer on stdout: o (a's parsed body, borrowed) indented, C1
+ * controls \u-escaped as well, when not NULL, else the raw body when there
+ * is one; then flush. */
 void smis_api_print_answer(const struct smis_api_answer *a, json_object *o);
 
 /*
@@ -221,8 +222,9 @@ const char *smis_api_json_str(json_object *o, const char *key);
 const char *smis_api_json_text(json_object *o);
 
 /* Print s (NULL prints nothing) so that text from a server or a plugin
- * cannot drive the terminal: printable ASCII as is, bytes >= 0x80 as is
- * when utf8, everything else as '?'. */
+ * cannot drive the terminal: printable ASCII as is, and when utf8 the
+ * characters beyond ASCII but the C1 controls (smisd_text_shown, utf8.h),
+ * everything else as '?'. */
 void smis_api_print_safe(FILE *f, const char *s, bool utf8);
 
 /* Parse s as a whole decimal number in [min, max]; false (out untouched)

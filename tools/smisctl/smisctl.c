@@ -24,6 +24,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@
 
 #include "apiclient.h"
 #include "config_includes.h"
+#include "utf8.h"
 
 #ifndef SMIS_SBINDIR
 #define SMIS_SBINDIR "/usr/local/sbin"
@@ -112,11 +114,36 @@ static void key_hash(const char *key, char out[7 + 2 * SHA256_DIGEST_LENGTH + 1]
 	OPENSSL_cleanse(d, sizeof(d));
 }
 
-/* A configuration problem, "file:line: ...", on stderr. */
+/*
+ * printf(fmt) on f as smisd_text_shown shows it (control characters and
+ * stray bytes as '?'), keeping only a final newline: the names a
+ * configuration, a plugin folder or a plugin gives reach the operator's
+ * terminal, where an ESC would drive it and a newline forge a line.
+ */
+static void __attribute__((format(printf, 2, 3))) print_shown(FILE *f, const char *fmt, ...)
+{
+	char text[2 * PATH_MAX];
+	size_t len;
+	bool nl;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	len = strlen(text);
+	nl = len > 0 && text[len - 1] == '\n';
+	if (nl)
+		text[len - 1] = '\0';
+	smisd_text_shown(text, text, sizeof(text));
+	fprintf(f, "%s%s", text, nl ? "\n" : "");
+}
+
+/* A configuration problem, "file:line: ...", on stderr. It quotes file
+ * names, the configuration's and the ones it @includes. */
 static void print_problem(void *arg, const char *message)
 {
 	(void)arg;
-	fprintf(stderr, "%s\n", message);
+	print_shown(stderr, "%s\n", message);
 }
 
 /* The folder of `path` + "/" + `name`, freshly allocated. */
@@ -704,12 +731,12 @@ static int list_config(config_t *cfg, struct uses *u)
 		config_setting_t *blk = config_setting_get_elem(list, (unsigned)i);
 		const char *name = lookup_str(blk, "name"), *plugin = lookup_str(blk, "plugin");
 
-		printf("  %-24s plugin %s\n", name ? name : "?", plugin ? plugin : "(none)");
+		print_shown(stdout, "  %-24s plugin %s\n", name ? name : "?", plugin ? plugin : "(none)");
 		snprintf(where, sizeof(where), "channel '%s'", name ? name : "?");
 		if (!plugin) {
-			fprintf(stderr, "smisctl: %s:%u: %s has no plugin\n",
-				config_setting_source_file(blk) ? config_setting_source_file(blk) : "?",
-				config_setting_source_line(blk), where);
+			print_shown(stderr, "smisctl: %s:%u: %s has no plugin\n",
+				    config_setting_source_file(blk) ? config_setting_source_file(blk) : "?",
+				    config_setting_source_line(blk), where);
 			problems++;
 		} else if (uses_add(u, plugin, SMIS_PLUGIN_CHANNEL, where) != 0) {
 			problems++;
@@ -724,12 +751,12 @@ static int list_config(config_t *cfg, struct uses *u)
 		const char *name = lookup_str(blk, "name");
 		int ns = steps ? config_setting_length(steps) : 0;
 
-		printf("  %-24s", name ? name : "?");
+		print_shown(stdout, "  %-24s", name ? name : "?");
 		for (int j = 0; j < ns; j++) {
 			config_setting_t *sb = config_setting_get_elem(steps, (unsigned)j);
 			const char *plugin = lookup_str(sb, "plugin");
 
-			printf("%s%s", j ? " -> " : " steps ", plugin ? plugin : "?");
+			print_shown(stdout, "%s%s", j ? " -> " : " steps ", plugin ? plugin : "?");
 			snprintf(where, sizeof(where), "step %d of strategy '%s'", j + 1, name ? name : "?");
 			if (plugin && uses_add(u, plugin, SMIS_PLUGIN_STRATEGY, where) != 0)
 				problems++;
@@ -807,7 +834,7 @@ static int describe_plugin(const char *dir, const char *file, struct uses *u)
 	snprintf(name, sizeof(name), "%.*s", (int)(strlen(file) - 3), file);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path))
 		return 1;
-	printf("  %-20s", file);
+	print_shown(stdout, "  %-20s", file);
 	/* RTLD_LOCAL as smisd does: plugins must not need each other's
 	 * symbols, and a missing symbol shows here as it would at load. */
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -852,8 +879,8 @@ static int describe_plugin(const char *dir, const char *file, struct uses *u)
 		if (strcmp(u->v[i].plugin, name) != 0)
 			continue;
 		if (d->kind != u->v[i].kind) {
-			fprintf(stderr, "smisctl: %s names '%s', a %s plugin where a %s plugin is needed\n",
-				u->v[i].where, name, kind_name(d->kind), kind_name(u->v[i].kind));
+			print_shown(stderr, "smisctl: %s names '%s', a %s plugin where a %s plugin is needed\n",
+				    u->v[i].where, name, kind_name(d->kind), kind_name(u->v[i].kind));
 			problems++;
 		}
 	}
@@ -873,10 +900,10 @@ static int list_plugins(const char *dir, struct uses *u)
 	int problems = 0;
 
 	if (n < 0) {
-		fprintf(stderr, "smisctl: plugin_dir %s: %s\n", dir, strerror(errno));
+		print_shown(stderr, "smisctl: plugin_dir %s: %s\n", dir, strerror(errno));
 		return 1;
 	}
-	printf("plugins in %s (%d):\n", dir, n);
+	print_shown(stdout, "plugins in %s (%d):\n", dir, n);
 	for (int i = 0; i < n; i++) {
 		problems += describe_plugin(dir, ents[i]->d_name, u);
 		free(ents[i]);
@@ -884,8 +911,8 @@ static int list_plugins(const char *dir, struct uses *u)
 	free(ents);
 	for (size_t i = 0; i < u->n; i++)
 		if (!u->v[i].found) {
-			fprintf(stderr, "smisctl: %s names plugin '%s': no %s.so in %s\n", u->v[i].where,
-				u->v[i].plugin, u->v[i].plugin, dir);
+			print_shown(stderr, "smisctl: %s names plugin '%s': no %s.so in %s\n", u->v[i].where,
+				    u->v[i].plugin, u->v[i].plugin, dir);
 			problems++;
 		}
 	return problems;
@@ -957,9 +984,10 @@ static int cmd_plugins(int argc, char **argv)
 			if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
 				fprintf(stderr, "smisctl: %s: cannot read configuration file\n", conf);
 			} else {
-				fprintf(stderr, "%s:%d: %s\n",
-					config_error_file(&cfg) ? config_error_file(&cfg) : conf,
-					config_error_line(&cfg), config_error_text(&cfg));
+				/* The file may be one the configuration @includes. */
+				print_shown(stderr, "%s:%d: %s\n",
+					    config_error_file(&cfg) ? config_error_file(&cfg) : conf,
+					    config_error_line(&cfg), config_error_text(&cfg));
 				rc = SMIS_EXIT_FAILED;
 			}
 			goto out;
