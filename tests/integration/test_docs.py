@@ -1,0 +1,169 @@
+"""
+test_docs.py - what a newcomer reads first must be what smisd does.
+
+- README.md, "Sending a message": its curl command (parsed from the README,
+  not copied here) is sent to a smisd started on conf/smisd.conf with the
+  simulators as tools/demo.sh starts them, and must get the answer that the
+  README shows (values written with "..." and times aside); so must the
+  README's sentence on an unknown number and a retry with the same key.
+
+docs/openapi.yaml has its own tests (test_openapi.py, conformance.py).
+"""
+import json
+import os
+import re
+import shlex
+import unittest
+
+import harness
+from harness import BUILD, SRC, http
+
+README = os.path.join(SRC, "README.md")
+DEMO_CONF = os.path.join(SRC, "conf", "smisd.conf")
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def rewrite(text, old, new):
+    """text with `old` replaced; fails when `old` is gone, so that a change
+    of conf/smisd.conf cannot leave the test checking something else."""
+    if old not in text:
+        raise AssertionError("conf/smisd.conf has no %r any more: update test_docs.py" % old)
+    return text.replace(old, new)
+
+
+def demo_conf(plugin_dir, db, port=None, govapp=None, ringring=None, log_level=None):
+    """conf/smisd.conf moved to this build, as tools/demo.sh moves it."""
+    conf = read(DEMO_CONF)
+    conf = rewrite(conf, 'plugin_dir = "../plugin-dir";', 'plugin_dir = "%s";' % plugin_dir)
+    conf = rewrite(conf, 'path = "../smis-demo.db";', 'path = "%s";' % db)
+    if port:
+        conf = rewrite(conf, "port = 8080;", "port = %d;" % port)
+        conf = rewrite(conf, '"http://127.0.0.1:8080/v1/callbacks/ringring/',
+                       '"http://127.0.0.1:%d/v1/callbacks/ringring/' % port)
+    if govapp:
+        conf = rewrite(conf, '"http://127.0.0.1:18081"', '"%s"' % govapp)
+    if ringring:
+        conf = rewrite(conf, '"http://127.0.0.1:18082/v1"', '"%s/v1"' % ringring)
+    if log_level:
+        conf = rewrite(conf, 'log = { level = "info"; };', 'log = { level = "%s"; };' % log_level)
+    return conf
+
+
+class DemoStack(harness.Stack):
+    """smisd on conf/smisd.conf, the simulators with tools/demo.sh's
+    credentials and citizens (conf/demo-citizens.json), on free ports."""
+    govapp_token = "govapp-demo-token"
+    govapp_callback_secret = "govapp-demo-callback-secret"
+    ringring_key = "ringring-demo-key"
+
+    def seed_file(self):
+        return os.path.join(SRC, "conf", "demo-citizens.json")
+
+    def write_conf(self, extra_strategy="", path=None):
+        assert not extra_strategy, "the demo configuration takes no extra strategy"
+        conf = demo_conf(os.path.join(BUILD, "plugin-dir"), os.path.join(self.dir, "smis.db"),
+                         self.smisd_port, self.govapp, self.ringring, self.log_level)
+        # Under valgrind (harness.SLOW) the timeouts grow with everything else.
+        conf = re.sub(r"\b(timeout_ms|connect_timeout_ms|job_timeout_ms) = (\d+);",
+                      lambda m: "%s = %d;" % (m.group(1), harness.ms(int(m.group(2)))), conf)
+        with open(path or self.conf, "w") as f:
+            f.write(conf)
+
+
+def readme_example():
+    """(method, url, headers, body, status, answer): README's curl
+    command, the HTTP status its answer is said to have, the answer shown."""
+    text = read(README)
+    section = text[text.index("## Sending a message"):]
+    section = section[:section.index("\n## ")]
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", section, re.S | re.M)
+    curl = [b for lang, b in blocks if lang == "sh" and b.startswith("curl ")]
+    answers = [b for lang, b in blocks if lang == "json"]
+    assert len(curl) == 1 and len(answers) == 1, "README's example: one curl command, one answer"
+    argv = shlex.split(curl[0].replace("\\\n", " "))
+    method, url, headers, body = "GET", None, {}, None
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "-X":
+            method, i = argv[i + 1], i + 1
+        elif a == "-H":
+            name, _, value = argv[i + 1].partition(":")
+            headers[name.strip()] = value.strip()
+            i += 1
+        elif a == "-d":
+            body, i = argv[i + 1], i + 1
+        elif a.startswith("http://"):
+            url = a
+        elif a != "-sS":
+            raise AssertionError("README's curl: option %r not understood by test_docs.py" % a)
+        i += 1
+    status = re.search(r"Answer \(`(\d{3}) ", section)
+    assert status, "README's example: 'Answer (`NNN ...`' names the status"
+    return method, url, headers, body, int(status.group(1)), json.loads(answers[0])
+
+
+# Values README writes as examples: their type (and the text before "…")
+# must match, not the value.
+VOLATILE = {"id", "created_at", "started_at", "duration_ms", "provider_reference"}
+
+
+class ReadmeExample(harness.StackTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = DemoStack().start()
+
+    def send(self, headers=None, body=None):
+        method, url, doc_headers, doc_body, _, _ = readme_example()
+        url = url.replace("http://127.0.0.1:8080", self.stack.base)
+        self.assertNotIn("127.0.0.1:8080", url)
+        return http(method, url, (body or doc_body).encode(), dict(doc_headers, **(headers or {})))
+
+    def assert_like(self, doc, got, where="answer"):
+        if isinstance(doc, dict):
+            self.assertIsInstance(got, dict, where)
+            self.assertEqual(sorted(doc), sorted(got), "%s: members differ from README's" % where)
+            for k in doc:
+                if k in VOLATILE:
+                    self.assertIsInstance(got[k], type(doc[k]), "%s.%s" % (where, k))
+                    if isinstance(doc[k], str) and "…" in doc[k]:
+                        self.assertTrue(got[k].startswith(doc[k].split("…")[0]), "%s.%s" % (where, k))
+                else:
+                    self.assert_like(doc[k], got[k], "%s.%s" % (where, k))
+        elif isinstance(doc, list):
+            self.assertIsInstance(got, list, where)
+            self.assertEqual(len(doc), len(got), "%s: length differs from README's" % where)
+            for n, (d, g) in enumerate(zip(doc, got)):
+                self.assert_like(d, g, "%s[%d]" % (where, n))
+        else:
+            self.assertEqual(doc, got, where)
+
+    def test_curl_gets_the_answer_shown(self):
+        status, answer = readme_example()[4:]
+        r = self.send()
+        self.assertEqual(r.status, status, r.raw)
+        self.assertEqual(r.headers["Location"], "/v1/messages/" + r.json["id"])
+        self.assert_like(answer, r.json)
+        # "a retry returns the first answer with Idempotent-Replayed: true"
+        again = self.send()
+        self.assertEqual(again.status, 200, again.raw)
+        self.assertEqual(again.headers.get("Idempotent-Replayed"), "true")
+        self.assertEqual(again.json, r.json)
+
+    def test_unknown_number_gets_the_sms(self):
+        body = json.loads(readme_example()[3])
+        self.assertIn("0470 12 34 56", read(README), "README names the unknown number")
+        body["recipient"] = "0470 12 34 56"
+        r = self.send({"Idempotency-Key": "case-2026-0042-sms"}, json.dumps(body))
+        self.assertEqual(r.status, 201, r.raw)
+        self.assertEqual((r.json["status"], r.json["channel"]), ("sent", "ringring"))
+        self.assertEqual([(a["channel"], a["operation"], a.get("reachability")) for a in r.json["attempts"]],
+                         [("govapp", "lookup", "not_installed"), ("ringring", "send", None)])
+
+
+if __name__ == "__main__":
+    unittest.main()
