@@ -6,20 +6,29 @@ test_docs.py - what a newcomer reads first must be what smisd does.
   simulators as tools/demo.sh starts them, and must get the answer that the
   README shows (values written with "..." and times aside); so must the
   README's sentence on an unknown number and a retry with the same key.
+- conf/smisd.conf passes `smisd --check-config` (only plugin_dir and the
+  store moved to this build), and so does the EXAMPLE of smis.conf(5).
+- man/smis.conf.5.in documents every setting the configuration parser
+  (daemon/generation.c) and the bundled plugins read, with the range the
+  code checks.
 
 docs/openapi.yaml has its own tests (test_openapi.py, conformance.py).
 """
+import glob
 import json
 import os
 import re
 import shlex
+import shutil
+import tempfile
 import unittest
 
 import harness
-from harness import BUILD, SRC, http
+from harness import BUILD, SRC, http, run_wrapped
 
 README = os.path.join(SRC, "README.md")
 DEMO_CONF = os.path.join(SRC, "conf", "smisd.conf")
+MAN_CONF = os.path.join(SRC, "man", "smis.conf.5.in")
 
 
 def read(path):
@@ -163,6 +172,91 @@ class ReadmeExample(harness.StackTestCase):
         self.assertEqual((r.json["status"], r.json["channel"]), ("sent", "ringring"))
         self.assertEqual([(a["channel"], a["operation"], a.get("reachability")) for a in r.json["attempts"]],
                          [("govapp", "lookup", "not_installed"), ("ringring", "send", None)])
+
+
+def check_config(conf_text):
+    d = tempfile.mkdtemp(prefix="smis-docs-")
+    try:
+        path = os.path.join(d, "smisd.conf")
+        with open(path, "w") as f:
+            f.write(conf_text)
+        return run_wrapped([os.path.join(BUILD, "smisd"), "--check-config", "-c", path])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def man_text(s):
+    """The text of roff source lines: escapes of '-', '\\' and quotes undone."""
+    return s.replace("\\-", "-").replace("\\e", "\\").replace("\\(dq", '"')
+
+
+class ExampleConfigurations(unittest.TestCase):
+    def test_conf_smisd_conf_is_valid(self):
+        p = check_config(demo_conf(os.path.join(BUILD, "plugin-dir"), "smis.db"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_man_page_example_is_valid(self):
+        man = read(MAN_CONF)
+        example = re.search(r"^\.SH EXAMPLE\n\.nf\n(.*?)^\.fi$", man, re.S | re.M)
+        self.assertTrue(example, "smis.conf(5) has an EXAMPLE in .nf/.fi")
+        self.assertNotIn("plugin_dir", example.group(1))
+        p = check_config(man_text(example.group(1)) +
+                         'plugin_dir = "%s";\n' % os.path.join(BUILD, "plugin-dir"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+
+def c_constants():
+    """#define NAME <integer expression> of the sources, for ranges written
+    with a name."""
+    consts = {}
+    for path in glob.glob(os.path.join(SRC, "daemon", "*.h")) + glob.glob(os.path.join(SRC, "daemon", "*.c")):
+        for m in re.finditer(r"^#define (\w+) \(?([0-9][0-9 *+LU]*)\)?\s*(?:/\*.*)?$", read(path), re.M):
+            consts[m.group(1)] = m.group(2)
+    return consts
+
+
+def c_int(expr, consts):
+    expr = consts.get(expr.strip(), expr)
+    if not re.fullmatch(r"[0-9 *+LU()]+", expr):
+        raise AssertionError("cannot evaluate the range bound %r" % expr)
+    return eval(re.sub(r"(\d+)[LU]+", r"\1", expr))  # digits and * + only
+
+
+class ConfigurationDocumented(unittest.TestCase):
+    """Every key the code reads is a term of smis.conf(5), with its range."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.man = read(MAN_CONF)
+        cls.core = read(os.path.join(SRC, "daemon", "generation.c"))
+        cls.plugins = {p: read(p) for p in glob.glob(os.path.join(SRC, "plugins", "*", "*", "*.c"))}
+        cls.plugins["strategy_common.h"] = read(os.path.join(SRC, "plugins", "strategies", "strategy_common.h"))
+
+    def keys_read(self):
+        keys = set()
+        for m in re.finditer(r"static const char \*const \w+\[\] = \{([^}]*)\}", self.core):
+            keys |= set(re.findall(r'"(\w+)"', m.group(1)))
+        reader = r"(?:config_string|config_int|config_bool|rr_cfg_string|govapp_config_range|strategy_channel_setting)"
+        for text in self.plugins.values():
+            keys |= set(re.findall(reader + r'\([^;"]*"(\w+)"', text))
+        return keys
+
+    def test_every_key_is_documented(self):
+        keys = self.keys_read()
+        self.assertGreater(len(keys), 50, "the key tables were found")
+        terms = set(re.findall(r"^\.BR? (\w+)", self.man, re.M))
+        self.assertEqual(sorted(keys - terms), [], "keys the code reads that smis.conf(5) does not document")
+
+    def test_documented_ranges_are_the_checked_ones(self):
+        consts = c_constants()
+        calls = re.findall(r'get_int\(\w+, "(\w+)", &?[\w>.-]+, ([^,]+), ([^,]+),', self.core)
+        for text in self.plugins.values():
+            calls += re.findall(r'govapp_config_range\(api, cfg, "(\w+)", ([^,]+), ([^,]+),', text)
+        self.assertGreater(len(calls), 20, "the range checks were found")
+        for key, lo, hi in calls:
+            documented = re.findall(r'^\.BR %s " \(([0-9]+)\\-([0-9]+)' % key, self.man, re.M)
+            self.assertIn((str(c_int(lo, consts)), str(c_int(hi, consts))), documented,
+                          "%s: smis.conf(5) gives %s, the code checks %s-%s" % (key, documented, lo, hi))
 
 
 if __name__ == "__main__":
