@@ -11,6 +11,7 @@ test_docs.py - what a newcomer reads first must be what smisd does.
 - man/smis.conf.5.in documents every setting the configuration parser
   (daemon/generation.c) and the bundled plugins read, with the range the
   code checks.
+- docs/architecture.md's source map names every daemon/*.c.
 
 docs/openapi.yaml has its own tests (test_openapi.py, conformance.py).
 """
@@ -257,6 +258,16 @@ class ConfigurationDocumented(unittest.TestCase):
             documented = re.findall(r'^\.BR %s " \(([0-9]+)\\-([0-9]+)' % key, self.man, re.M)
             self.assertIn((str(c_int(lo, consts)), str(c_int(hi, consts))), documented,
                           "%s: smis.conf(5) gives %s, the code checks %s-%s" % (key, documented, lo, hi))
+
+
+class SourceMap(unittest.TestCase):
+    def test_every_daemon_file_is_in_the_source_map(self):
+        arch = read(os.path.join(SRC, "docs", "architecture.md"))
+        section = arch[arch.index("## 12. Source map"):]
+        section = section[:section.index("\n## ")]
+        files = sorted("daemon/" + os.path.basename(p) for p in glob.glob(os.path.join(SRC, "daemon", "*.c")))
+        self.assertEqual([f for f in files if "`%s`" % f not in section], [],
+                         "daemon files docs/architecture.md's source map does not name")
 
 
 if __name__ == "__main__":
