@@ -332,7 +332,10 @@ struct smis_channel_ops {
 	int (*resume)(void *state, enum smis_op op, const struct smis_message *msg,
 		      void **call, const struct smis_http_response *resp,
 		      struct smis_http_request **req, struct smis_outcome *out);
-	/* Free a per-message slot when the message is done. Optional. */
+	/* Free a per-message slot when the message is done. Called on
+	 * whichever core thread lets go of the message last (an event loop or
+	 * the store writer), outside the serialisation of start/resume/decide:
+	 * free `call` only and treat `state` as read-only. Optional. */
 	void (*call_free)(void *state, void *call);
 	/* Authenticate and parse a status webhook. Returns 0 and fills
 	 * reports[0..*n_reports) (at most max_reports), or -EACCES when the
