@@ -12,6 +12,8 @@ test_docs.py - what a newcomer reads first must be what smisd does.
   (daemon/generation.c) and the bundled plugins read, with the range the
   code checks.
 - docs/architecture.md's source map names every daemon/*.c.
+- smis-plugin.pc's abi_version, which the plugin guide tells authors to
+  ask pkg-config for, is the header's SMIS_PLUGIN_ABI_VERSION.
 
 docs/openapi.yaml has its own tests (test_openapi.py, conformance.py).
 """
@@ -268,6 +270,15 @@ class SourceMap(unittest.TestCase):
         files = sorted("daemon/" + os.path.basename(p) for p in glob.glob(os.path.join(SRC, "daemon", "*.c")))
         self.assertEqual([f for f in files if "`%s`" % f not in section], [],
                          "daemon files docs/architecture.md's source map does not name")
+
+
+class PluginAbi(unittest.TestCase):
+    def test_pkg_config_abi_version_is_the_headers(self):
+        pc = re.search(r"^abi_version=(\d+)$", read(os.path.join(SRC, "smis-plugin.pc.in")), re.M)
+        header = re.search(r"^#define SMIS_PLUGIN_ABI_VERSION (\d+)u?$",
+                           read(os.path.join(SRC, "include", "smis", "smis-plugin.h")), re.M)
+        self.assertTrue(pc and header, "both state an ABI version")
+        self.assertEqual(pc.group(1), header.group(1))
 
 
 if __name__ == "__main__":
