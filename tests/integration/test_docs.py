@@ -7,7 +7,8 @@ test_docs.py - what a newcomer reads first must be what smisd does.
   README shows (values written with "..." and times aside); so must the
   README's sentence on an unknown number and a retry with the same key.
 - conf/smisd.conf passes `smisd --check-config` (only plugin_dir and the
-  store moved to this build), and so does the EXAMPLE of smis.conf(5).
+  store moved to this build), with its commented token_issuers example
+  too, and so does the EXAMPLE of smis.conf(5).
 - man/smis.conf.5.in documents every setting the configuration parser
   (daemon/generation.c) and the bundled plugins read, with the range the
   code checks.
@@ -197,6 +198,19 @@ class ExampleConfigurations(unittest.TestCase):
     def test_conf_smisd_conf_is_valid(self):
         p = check_config(demo_conf(os.path.join(BUILD, "plugin-dir"), "smis.db"))
         self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_conf_smisd_conf_token_issuers_example_is_valid(self):
+        # The commented-out gateway block, uncommented, with a key file of
+        # the tests instead of the eHealth one.
+        conf = demo_conf(os.path.join(BUILD, "plugin-dir"), "smis.db")
+        block = re.search(r"^# token_issuers = \($\n(?:#.*\n)*?^# \);$\n", conf, re.M)
+        self.assertTrue(block, "conf/smisd.conf has a commented token_issuers example")
+        uncommented = re.sub(r"^# ?", "", block.group(0), flags=re.M)
+        uncommented = rewrite(uncommented, '"/etc/smis/ehealth-m2m-jwks.json"',
+                              '"%s"' % os.path.abspath(os.path.join(SRC, "tests", "data", "jwt", "jwks.json")))
+        p = check_config(conf.replace(block.group(0), uncommented))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("configuration OK", p.stdout)
 
     def test_man_page_example_is_valid(self):
         man = read(MAN_CONF)
