@@ -35,7 +35,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: smisd [-c FILE] [--check-config] [--version]\n"
+		"Usage: smisd [-c FILE] [--pidfile FILE] | --check-config [-c FILE] | --version | --help\n"
 		"  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
 		"  -t, --check-config   load and validate the configuration, plugins included, then exit\n"
 		"  -p, --pidfile FILE   write the daemon's PID to FILE (removed at exit)\n"

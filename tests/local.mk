@@ -66,6 +66,7 @@ TESTS += tests/integration/test_core_api.py
 EXTRA_DIST += tests/integration/harness.py tests/integration/conformance.py
 TESTS += tests/integration/test_operations.py tests/integration/test_answer_first.py
 TESTS += tests/integration/test_openapi.py tests/integration/test_conformance.py
+TESTS += tests/integration/test_docs.py
 TESTS += tests/integration/test_gateway_tokens.py
 TESTS += tests/integration/test_smisctl.py tests/integration/test_install.py
 TESTS += tests/integration/test_sms_full.py

@@ -1,7 +1,10 @@
 #!/bin/sh
 # bootstrap.sh - the README's two set-up commands, on a fresh Debian 12:
 #
-#   tools/bootstrap.sh demo   install packages, build, run the demo
+#   tools/bootstrap.sh demo [--keep]
+#                             install packages, build, run the demo (with
+#                             --keep, smisd and the simulators go on running
+#                             for the README's curl examples until Ctrl-C)
 #   tools/bootstrap.sh test   install packages, build, run every test
 #                             (make check under valgrind, then again with
 #                             AddressSanitizer + UBSan, built with gcc and
@@ -68,7 +71,7 @@ case "$what" in
 demo)
 	install_packages
 	build build
-	exec "$here/tools/demo.sh" "$here/build"
+	exec "$here/tools/demo.sh" "$here/build" ${2:+"$2"}
 	;;
 test)
 	PACKAGES="$PACKAGES $CLANG_PACKAGES $TEST_PACKAGES"

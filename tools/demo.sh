@@ -1,9 +1,15 @@
 #!/bin/sh
-# demo.sh BUILD_DIR - run smisd on the embedded default (SQLite) with both
-# simulators on loopback and show messages flowing through the strategies.
-# Started processes are stopped by PID on exit.
+# demo.sh BUILD_DIR [--keep] - run smisd on the embedded default (SQLite)
+# with both simulators on loopback and show messages flowing through the
+# strategies. With --keep they go on running afterwards, for the README's
+# curl examples, until Ctrl-C. Started processes are stopped by PID on exit.
 set -eu
 build=$(cd "${1:-build}" && pwd)
+keep=${2:-}
+case "$keep" in
+"" | --keep) ;;
+*) echo "usage: demo.sh BUILD_DIR [--keep]" >&2; exit 2 ;;
+esac
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/smis-demo-XXXXXX)
 pids=""
@@ -95,3 +101,9 @@ curl -sS "$API/v1/messages/$id" -H "Authorization: Bearer $KEY" | python3 -m jso
 echo
 echo "== smisd log (JSON lines; no bodies, no full numbers)"
 cat "$work/smisd.log"
+
+if [ "$keep" = --keep ]; then
+	echo
+	echo "== smisd ($API, API key $KEY) and both simulators keep running; Ctrl-C stops them"
+	wait
+fi

@@ -148,7 +148,7 @@ enum smis_op {
 	SMIS_OP_LOOKUP = 1, /* is the citizen reachable on this channel? */
 	SMIS_OP_SEND = 2,   /* deliver the message */
 	SMIS_OP_STATUS = 3, /* poll the delivery status of msg->provider_ref;
-			     * answer with reports through out->report */
+			     * answer with out->reports[0..n_reports) */
 };
 
 /* Fixed vocabulary (Kannel): TEMPFAIL may succeed on retry and lets a
@@ -332,7 +332,10 @@ struct smis_channel_ops {
 	int (*resume)(void *state, enum smis_op op, const struct smis_message *msg,
 		      void **call, const struct smis_http_response *resp,
 		      struct smis_http_request **req, struct smis_outcome *out);
-	/* Free a per-message slot when the message is done. Optional. */
+	/* Free a per-message slot when the message is done. Called on
+	 * whichever core thread lets go of the message last (an event loop or
+	 * the store writer), outside the serialisation of start/resume/decide:
+	 * free `call` only and treat `state` as read-only. Optional. */
 	void (*call_free)(void *state, void *call);
 	/* Authenticate and parse a status webhook. Returns 0 and fills
 	 * reports[0..*n_reports) (at most max_reports), or -EACCES when the
@@ -399,7 +402,8 @@ struct smis_strategy_ops {
 	void (*destroy)(void *state);
 	/* A pure function of `job` (and the configuration in `state`): returns
 	 * a verdict and fills *action for SMIS_VERDICT_ACT. MUST NOT block.
-	 * Negative errno ends the chain with an internal error. */
+	 * A negative errno (or any other value) ends the chain: the message
+	 * then fails with error "strategy_error" unless a send succeeded. */
 	int (*decide)(void *state, const struct smis_job_view *job,
 		      struct smis_action *action);
 };

@@ -243,6 +243,11 @@ def start_process(argv, ready_pattern, log_path, env=None):
 
 class Stack:
     """smisd + govapp-sim + ringring-sim in a temporary folder."""
+    # The simulators' credentials; a subclass with its own write_conf() and
+    # seed_file() may run them with others (test_docs.py: the demo's).
+    govapp_token = GOVAPP_TOKEN
+    govapp_callback_secret = GOVAPP_CALLBACK_SECRET
+    ringring_key = RINGRING_KEY
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
                  institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
@@ -277,20 +282,17 @@ class Stack:
     def start(self):
         try:
             self.smisd_port = free_port()
-            seed = os.path.join(self.dir, "seed.json")
-            with open(seed, "w") as f:
-                json.dump(SEED, f)
             p, m = start_process(
                 [os.path.join(BUILD, "tools/govapp-sim/govapp-sim"), "--listen", "127.0.0.1:0",
-                 "--token", GOVAPP_TOKEN, "--seed", seed,
+                 "--token", self.govapp_token, "--seed", self.seed_file(),
                  "--callback-url", "http://127.0.0.1:%d/v1/callbacks/govapp" % self.smisd_port,
-                 "--callback-secret", GOVAPP_CALLBACK_SECRET],
+                 "--callback-secret", self.govapp_callback_secret],
                 r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "govapp-sim.log"))
             self.procs.append(p)
             self.govapp = "http://127.0.0.1:%s" % m.group(1)
             p, m = start_process(
                 [os.path.join(BUILD, "tools/ringring-sim/ringring-sim"), "--listen", "127.0.0.1:0",
-                 "--api-key", RINGRING_KEY, "--dlr-delay-ms", "100"],
+                 "--api-key", self.ringring_key, "--dlr-delay-ms", "100"],
                 r"listening on [0-9.]+:(\d+)", os.path.join(self.dir, "ringring-sim.log"))
             self.procs.append(p)
             self.ringring = "http://127.0.0.1:%s" % m.group(1)
@@ -306,6 +308,13 @@ class Stack:
                     p.wait()
             raise
         return self
+
+    def seed_file(self):
+        """The citizens govapp-sim starts with."""
+        seed = os.path.join(self.dir, "seed.json")
+        with open(seed, "w") as f:
+            json.dump(SEED, f)
+        return seed
 
     def write_conf(self, extra_strategy="", path=None):
         def kv(d):
