@@ -147,6 +147,38 @@ static void test_c1_controls_are_escaped(void)
 	}
 }
 
+/* A text json-c wrote, C1 controls raw: each becomes its \u escape, the
+ * rest (U+00A0, a lone C2 before a quote, a C2 at the end) is copied, and
+ * the text parses back to what json-c was given. */
+static void test_json_c_text_c1_escaped(void)
+{
+	json_object *o = json_object_new_object(), *back;
+	const char *raw;
+	char *text;
+
+	json_object_object_add(o, "device", json_object_new_string("nl\xc2\x9b[2J\xc2\x85\xc2\xa0phone"));
+	json_object_object_add(o, "k\xc2\x80", json_object_new_string("end \xc2"));
+	json_object_object_add(o, "lone", json_object_new_string("\xc2"));
+	raw = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	CU_ASSERT_FALSE(no_raw_controls(raw)); /* what it is for */
+	text = smisd_json_c1_escaped(raw);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_STRING_EQUAL(text, "{\"device\":\"nl\\u009b[2J\\u0085\xc2\xa0phone\",\"k\\u0080\":\"end \xc2\","
+				     "\"lone\":\"\xc2\"}");
+	CU_ASSERT(no_raw_controls(text));
+	back = parse(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	CU_ASSERT_STRING_EQUAL(json_object_to_json_string_ext(back, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+			       raw);
+	json_object_put(back);
+	free(text);
+	text = smisd_json_c1_escaped("");
+	CU_ASSERT_STRING_EQUAL(text, "");
+	free(text);
+	CU_ASSERT_PTR_NULL(smisd_json_c1_escaped(NULL));
+	json_object_put(o);
+}
+
 /* A log line (written to stderr, often a terminal) escapes C0 and C1
  * controls in each of its strings alike: it holds none raw, and its
  * members parse back to what was logged. */
@@ -265,6 +297,7 @@ int main(void)
 	CU_add_test(s, "every byte round-trips through json-c", test_every_byte_round_trips);
 	CU_add_test(s, "escapes are the short forms", test_escapes_are_the_short_forms);
 	CU_add_test(s, "C1 controls are escaped", test_c1_controls_are_escaped);
+	CU_add_test(s, "json-c's text gets its C1 controls escaped", test_json_c_text_c1_escaped);
 	CU_add_test(s, "log lines escape C0 and C1 controls", test_log_line_escapes_controls);
 	CU_add_test(s, "structure, null and integers", test_structure);
 	CU_add_test(s, "buffer grows", test_grows);
