@@ -204,3 +204,29 @@ char *smisd_jw_finish(struct smisd_jw *w)
 	smisd_jw_init(w);
 	return out;
 }
+
+char *smisd_json_c1_escaped(const char *text)
+{
+	struct smisd_jw w;
+	const char *run = text, *s = text;
+
+	if (!text)
+		return NULL;
+	smisd_jw_init(&w);
+	/* Outside strings a JSON text is ASCII: every C2 is in a string. */
+	while ((s = strchr(s, '\xc2')) != NULL) {
+		char esc[7];
+		size_t used, n = smisd_json_escape_char(s, esc, &used);
+
+		if (n == 0) {
+			s++;
+			continue;
+		}
+		put(&w, run, (size_t)(s - run));
+		put(&w, esc, n);
+		s += used;
+		run = s;
+	}
+	put(&w, run, strlen(run));
+	return smisd_jw_finish(&w);
+}

@@ -56,4 +56,9 @@ char *smisd_jw_finish(struct smisd_jw *w);
  * control. Shared with the JSON log lines. */
 size_t smisd_json_escape_char(const char *s, char out[7], size_t *used);
 
+/* A copy (malloc'd, NULL when out of memory) of the JSON text `text`, with
+ * its C1 controls escaped as the writer escapes them: for answers json-c
+ * serialises, which leaves them raw, so that every answer reads alike. */
+char *smisd_json_c1_escaped(const char *text);
+
 #endif

@@ -14,6 +14,7 @@
 
 #include "json_writer.h"
 #include "log.h"
+#include "utf8_decode.h"
 
 /* Set by a reload (main thread) while every other thread logs. */
 static atomic_int log_min = SMIS_LOG_INFO;
@@ -35,19 +36,31 @@ int smisd_log_level_parse(const char *s)
 
 /* Append `s` JSON-escaped to buf at *pos, never past cap - 1. The line
  * goes to a terminal as often as to a collector: no control character, C1
- * included, is left raw in it. */
+ * included, is left raw in it. Nor is a byte that is not part of a
+ * well-formed UTF-8 character (a plugin's or an upstream's text, a "%.40s"
+ * cut inside a character): it would make the whole line invalid UTF-8,
+ * which a collector may drop; it is written as U+FFFD, as a decoder shows
+ * it. */
 static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
 {
-	size_t used;
+	size_t used, left = strlen(s);
 
-	for (; *s && *pos + 7 < cap; s += used) {
+	for (; *s && *pos + 7 < cap; s += used, left -= used) {
 		char esc[7];
 		size_t n = smisd_json_escape_char(s, esc, &used);
-		if (n == 0) {
-			buf[(*pos)++] = *s;
-		} else {
+		if (n > 0) {
 			memcpy(buf + *pos, esc, n);
 			*pos += n;
+			continue;
+		}
+		used = smis_utf8_char_len(s, left);
+		if (used == 0) {
+			memcpy(buf + *pos, "\xef\xbf\xbd", 3);
+			*pos += 3;
+			used = 1;
+		} else {
+			memcpy(buf + *pos, s, used);
+			*pos += used;
 		}
 	}
 }

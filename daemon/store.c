@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "core_api.h"
 #include "dispatcher.h"
+#include "json_writer.h"
 #include "log.h"
 #include "metrics.h"
 #include "retention.h"
@@ -1430,7 +1431,10 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 	json_object_object_add(o, "reports", reports);
 	if ((rc = read_reports(id, reports)) != 0)
 		goto out;
-	*json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	/* The stored answer was written escaping C1 controls, json-c writes
+	 * them raw: escaped again, as the POST answered them. */
+	*json = smisd_json_c1_escaped(
+		json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	rc = *json ? 0 : -ENOMEM;
 out:
 	pthread_mutex_unlock(&rlock);

@@ -393,6 +393,23 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         self.problem(self.stack.get(r.json["id"], "inst-b"), 404, "not_found")
         self.problem(self.stack.get("msg_DOESNOTEXIST", "inst-a"), 404, "not_found")
 
+    def test_get_escapes_c1_controls_as_post_does(self):
+        # A report stored with C1 controls (U+009B is a terminal's CSI), as
+        # an older smisd kept a GovApp device_id: GET answers them as \u
+        # escapes, as the POST answer (json_writer) does, not raw as json-c
+        # writes them. The same text once decoded.
+        r = self.stack.send(message(CITIZENS["app_nl"], "sms_only"))
+        self.assertEqual(r.status, 201, r.raw)
+        self.stack.store_report(r.json["id"], "govapp", "nl\x9b[2Jphone", "read", "govapp_callback_read\x85")
+        g = self.stack.get(r.json["id"])
+        self.assertEqual(g.status, 200, g.raw)
+        for raw in ("\x9b", "\x85"):
+            self.assertNotIn(raw, g.raw)
+        self.assertIn('"device":"nl\\u009b[2Jphone"', g.raw)
+        self.assertIn('"detail":"govapp_callback_read\\u0085"', g.raw)
+        self.assertEqual([(x["device"], x["detail"]) for x in g.json["reports"]],
+                         [("nl\x9b[2Jphone", "govapp_callback_read\x85")])
+
     def test_healthz(self):
         r = http("GET", self.stack.base + "/healthz")
         self.assertEqual(r.status, 200)

@@ -565,6 +565,18 @@ class Callbacks(GovAppCase):
         bad = json.dumps({"notification_id": nid, "device_id": "nl-phone", "status": "exploded"}).encode()
         b = self.post(bad, signature(bad, int(time.time())))
         self.assertEqual((b.status, b.json["code"]), (400, "callback_malformed"), b.raw)
+        # So is a device_id outside docs/govapp-protocol.md section 1's
+        # printable ASCII: it would be stored and answered as it came (a
+        # C1 control drives a terminal, a stray byte is no UTF-8).
+        for device in ("nl\u009b[2Jphone", "nl\x1b[2Jphone", "nl phone"):
+            with self.subTest(device=device):
+                bad = json.dumps({"notification_id": nid, "device_id": device, "status": "read"}).encode()
+                b = self.post(bad, signature(bad, int(time.time())))
+                self.assertEqual((b.status, b.json["code"]), (400, "callback_malformed"), b.raw)
+        stray = b'{"notification_id":"%s","device_id":"nl\x9b[2Jphone","status":"read"}' % nid.encode()
+        b = self.post(stray, signature(stray, int(time.time())))
+        self.assertEqual((b.status, b.json["code"]), (400, "callback_malformed"), b.raw)
+        self.assertEqual(self.stack.get(mid).json["reports"], [])
 
         # Control: the same event, rightly signed, is taken, so the refusals
         # above were for the reasons tested and not a wrong test signature.

@@ -709,10 +709,10 @@ static void expect_request(int rc, struct smis_http_request *req, const char *ur
 	fake_http_request_free(req);
 }
 
-/* Look up with the devices array `devices`: 2 devices counted, the usable
- * keys (`want`, pairs of device id and key, n_want of them) in this order,
- * then a SEND sealed once for each of them. */
-static void check_deduped(const char *devices, const char *const want[][2], size_t n_want)
+/* Look up with the devices array `devices`: `counted` devices counted, the
+ * usable keys (`want`, pairs of device id and key, n_want of them) in this
+ * order, then a SEND sealed once for each of them. */
+static void check_looked_up(const char *devices, size_t counted, const char *const want[][2], size_t n_want)
 {
 	void *call = NULL;
 	struct smis_http_request *req = NULL;
@@ -728,7 +728,7 @@ static void check_deduped(const char *devices, const char *const want[][2], size
 	r = resp_of(200, body);
 	CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
-	CU_ASSERT_EQUAL(out.devices, 2);
+	CU_ASSERT_EQUAL(out.devices, counted);
 	a = parse(out.devices_json);
 	CU_ASSERT_FATAL(a && json_object_is_type(a, json_type_array));
 	CU_ASSERT_EQUAL_FATAL(json_object_array_length(a), n_want);
@@ -758,7 +758,7 @@ static void test_lookup_duplicate_devices(void)
 		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\"},{\"device_id\":\"d-1\",\"public_key\":\"" ZERO_KEY "\"},"
 		 "{\"device_id\":\"d-2\"}]",
 		 pk2_b64, pk1_b64, pk1_b64);
-	check_deduped(devices, (const char *const[][2]){ { "d-2", pk2_b64 }, { "d-1", pk1_b64 } }, 2);
+	check_looked_up(devices, 2, (const char *const[][2]){ { "d-2", pk2_b64 }, { "d-1", pk1_b64 } }, 2);
 
 	/* An unusable first entry gives way to a later usable one of the
 	 * same device (else: govapp_no_device_key for a reachable device);
@@ -768,7 +768,7 @@ static void test_lookup_duplicate_devices(void)
 		 "{\"device_id\":\"d-1\",\"public_key\":\"%s\"},"
 		 "{\"device_id\":\"d-2\",\"public_key\":\"%s\",\"key_alg\":\"P-256\"}]",
 		 pk1_b64, pk2_b64);
-	check_deduped(devices, (const char *const[][2]){ { "d-1", pk1_b64 } }, 1);
+	check_looked_up(devices, 2, (const char *const[][2]){ { "d-1", pk1_b64 } }, 1);
 }
 
 /* prepare_send seals ahead (on a core worker thread) for the devices the
@@ -1196,6 +1196,30 @@ static void test_status_empty_device_id(void)
 	CU_ASSERT_EQUAL(out.reports[0].status, SMIS_REPORT_PENDING);
 }
 
+/* Device ids outside section 1's printable ASCII (a C1 control escaped
+ * and raw, a stray byte, a space): a lookup skips those devices, a poll
+ * their reports, as for an entry without an id. */
+#define BAD_DEVICE_IDS(field_rest)                                                                    \
+	"{\"device_id\":\"d\\u009b2J\"" field_rest "},{\"device_id\":\"d\xc2\x9b" "2J\"" field_rest "}," \
+	"{\"device_id\":\"d\x9b" "2J\"" field_rest "},{\"device_id\":\"my phone\"" field_rest "}"
+
+static void test_bad_device_ids_skipped(void)
+{
+	struct smis_outcome out;
+	char devices[768];
+
+	poll_answer("{\"notification_id\":\"" POLL_ID "\",\"devices\":["
+		    BAD_DEVICE_IDS(",\"status\":\"read\"") ",{\"device_id\":\"d-1\",\"status\":\"accepted\"}]}",
+		    SMIS_OUTCOME_OK, &out);
+	CU_ASSERT_EQUAL_FATAL(out.n_reports, 1);
+	CU_ASSERT_STRING_EQUAL(out.reports[0].device, "d-1");
+
+	snprintf(devices, sizeof(devices),
+		 "[" BAD_DEVICE_IDS(",\"public_key\":\"%s\"") ",{\"device_id\":\"d-1\",\"public_key\":\"%s\"}]",
+		 pk2_b64, pk2_b64, pk2_b64, pk2_b64, pk1_b64);
+	check_looked_up(devices, 1, (const char *const[][2]){ { "d-1", pk1_b64 } }, 1);
+}
+
 /* An answer about another notification, or that names none, moves
  * nothing: no report, a TEMPFAIL, a warning without personal data. */
 static void test_status_other_notification(void)
@@ -1383,6 +1407,19 @@ static void test_inbound(void)
 		}
 	}
 
+	/* A device_id of 63 characters, any printable ASCII but space. */
+	{
+		const char *b = "{\"notification_id\":\"gn_4\",\"device_id\":"
+				"\"!~\\\"\\\\/3456789012345678901234567890123456789012345678901234567890\","
+				"\"status\":\"read\"}";
+
+		sign(sig, sizeof(sig), SECRET, now, b);
+		CU_ASSERT_EQUAL(call_inbound(inst, "POST", b, sig, rep, &n), 0);
+		CU_ASSERT_EQUAL_FATAL(n, 1);
+		CU_ASSERT_STRING_EQUAL(rep[0].device, "!~\"\\/3456789012345678901234567890123456789012345678901234567890");
+		CU_ASSERT_EQUAL(strlen(rep[0].device), 63);
+	}
+
 	/* Rotation: one of several v1 values matches. */
 	sign(sig, sizeof(sig), SECRET, now, CB_BODY);
 	snprintf(sig2, sizeof(sig2), "t=%lld,v1=%064d, v1=%s", now, 0, strstr(sig, "v1=") + 3);
@@ -1441,6 +1478,18 @@ static void test_inbound(void)
 			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":1714566896}",
 			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":false}",
 			"{\"notification_id\":\"gn_1\",\"device_id\":\"d-1\",\"status\":\"read\",\"at\":{}}",
+			/* A device_id outside section 1's printable ASCII: a C0 or
+			 * C1 control (escaped or raw), a byte that is no UTF-8, a
+			 * space, a character beyond ASCII; or over 63 characters. */
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d\\u001b[2J\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d\\u009b2J\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d\xc2\x9b" "2J\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d\x9b" "2J\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"d\x7f\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"my phone\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\"t\xc3\xa9l\xc3\xa9phone\",\"status\":\"read\"}",
+			"{\"notification_id\":\"gn_1\",\"device_id\":\""
+			"d234567890123456789012345678901234567890123456789012345678901234\",\"status\":\"read\"}",
 		};
 
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1559,6 +1608,7 @@ int main(void)
 	    !CU_add_test(s, "status poll", test_status) ||
 	    !CU_add_test(s, "status poll duplicate devices", test_status_duplicate_devices) ||
 	    !CU_add_test(s, "status poll empty device id", test_status_empty_device_id) ||
+	    !CU_add_test(s, "bad device ids skipped", test_bad_device_ids_skipped) ||
 	    !CU_add_test(s, "status poll of another notification", test_status_other_notification) ||
 	    !CU_add_test(s, "passthrough", test_passthrough) ||
 	    !CU_add_test(s, "inbound signature", test_inbound) ||

@@ -17,6 +17,7 @@
 
 #include "json_writer.h"
 #include "log.h"
+#include "utf8.h"
 
 static json_object *parse(const char *text)
 {
@@ -147,42 +148,107 @@ static void test_c1_controls_are_escaped(void)
 	}
 }
 
+/* A text json-c wrote, C1 controls raw: each becomes its \u escape, the
+ * rest (U+00A0, a lone C2 before a quote, a C2 at the end) is copied, and
+ * the text parses back to what json-c was given. */
+static void test_json_c_text_c1_escaped(void)
+{
+	json_object *o = json_object_new_object(), *back;
+	const char *raw;
+	char *text;
+
+	json_object_object_add(o, "device", json_object_new_string("nl\xc2\x9b[2J\xc2\x85\xc2\xa0phone"));
+	json_object_object_add(o, "k\xc2\x80", json_object_new_string("end \xc2"));
+	json_object_object_add(o, "lone", json_object_new_string("\xc2"));
+	raw = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	CU_ASSERT_FALSE(no_raw_controls(raw)); /* what it is for */
+	text = smisd_json_c1_escaped(raw);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT_STRING_EQUAL(text, "{\"device\":\"nl\\u009b[2J\\u0085\xc2\xa0phone\",\"k\\u0080\":\"end \xc2\","
+				     "\"lone\":\"\xc2\"}");
+	CU_ASSERT(no_raw_controls(text));
+	back = parse(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
+	CU_ASSERT_STRING_EQUAL(json_object_to_json_string_ext(back, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+			       raw);
+	json_object_put(back);
+	free(text);
+	text = smisd_json_c1_escaped("");
+	CU_ASSERT_STRING_EQUAL(text, "");
+	free(text);
+	CU_ASSERT_PTR_NULL(smisd_json_c1_escaped(NULL));
+	json_object_put(o);
+}
+
 /* A log line (written to stderr, often a terminal) escapes C0 and C1
  * controls in each of its strings alike: it holds none raw, and its
  * members parse back to what was logged. */
-static void test_log_line_escapes_controls(void)
+/* The line smisd_log writes to stderr for (component, msg_id, msg), its
+ * newline cut off, into line (cap bytes). */
+static void log_line(const char *component, const char *msg_id, const char *msg, char *line, size_t cap)
 {
-	const char *msg = "upstream said \x1b[31m\xc2\x9b" "2J\xc2\x85 caf\xc3\xa9";
 	FILE *f = tmpfile();
-	char line[1024];
 	size_t n;
 	int saved;
-	json_object *o, *v;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	fflush(stderr);
 	saved = dup(STDERR_FILENO);
 	dup2(fileno(f), STDERR_FILENO);
-	smisd_log(SMIS_LOG_ERROR, "plug\xc2\x9bin", "msg_\xc2\x90", "%s", msg);
+	smisd_log(SMIS_LOG_ERROR, component, msg_id, "%s", msg);
 	dup2(saved, STDERR_FILENO);
 	close(saved);
 	rewind(f);
-	n = fread(line, 1, sizeof(line) - 1, f);
+	n = fread(line, 1, cap - 1, f);
 	line[n] = '\0';
 	fclose(f);
 	CU_ASSERT_FATAL(n > 0 && line[n - 1] == '\n');
 	line[n - 1] = '\0';
-	CU_ASSERT(no_raw_controls(line));
-	CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"msg\":\"upstream said \\u001b[31m\\u009b2J\\u0085 caf\xc3\xa9\""));
-	o = parse(line);
+}
+
+/* The log line parses to these component, message_id and msg. */
+static void check_log_members(const char *line, const char *component, const char *msg_id, const char *msg)
+{
+	json_object *o = parse(line), *v;
+
 	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
 	CU_ASSERT(json_object_object_get_ex(o, "msg", &v));
 	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), msg);
 	CU_ASSERT(json_object_object_get_ex(o, "component", &v));
-	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), "plug\xc2\x9bin");
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), component);
 	CU_ASSERT(json_object_object_get_ex(o, "message_id", &v));
-	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), "msg_\xc2\x90");
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), msg_id);
 	json_object_put(o);
+}
+
+static void test_log_line_escapes_controls(void)
+{
+	const char *msg = "upstream said \x1b[31m\xc2\x9b" "2J\xc2\x85 caf\xc3\xa9";
+	char line[1024];
+
+	log_line("plug\xc2\x9bin", "msg_\xc2\x90", msg, line, sizeof(line));
+	CU_ASSERT(no_raw_controls(line));
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"msg\":\"upstream said \\u001b[31m\\u009b2J\\u0085 caf\xc3\xa9\""));
+	check_log_members(line, "plug\xc2\x9bin", "msg_\xc2\x90", msg);
+}
+
+/* Bytes that are no UTF-8 (a lone 0x9B, a character cut short, an
+ * overlong form, a surrogate, 0xFF), in the message, the component or the
+ * message id, are each written as U+FFFD: the line stays valid UTF-8 JSON;
+ * well-formed characters and the C1 escape are kept. */
+static void test_log_line_replaces_invalid_utf8(void)
+{
+	const char *msg = "lone \x9b[2J cut \xe2\x82 overlong \xc0\xaf surrogate \xed\xa0\x80 ff \xff"
+			  " ok \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\x9b";
+	const char *want = "lone \xef\xbf\xbd[2J cut \xef\xbf\xbd\xef\xbf\xbd overlong \xef\xbf\xbd\xef\xbf\xbd"
+			   " surrogate \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd ff \xef\xbf\xbd"
+			   " ok \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\x9b";
+	char line[1024];
+
+	log_line("plug\x9bin", "msg_\xc3", msg, line, sizeof(line));
+	CU_ASSERT(smisd_utf8_valid(line, strlen(line), SMISD_UTF8_ONE_LINE));
+	CU_ASSERT(no_raw_controls(line));
+	check_log_members(line, "plug\xef\xbf\xbdin", "msg_\xef\xbf\xbd", want);
 }
 
 /* Nesting, commas, null and integers: the text is exactly what JSON
@@ -265,7 +331,9 @@ int main(void)
 	CU_add_test(s, "every byte round-trips through json-c", test_every_byte_round_trips);
 	CU_add_test(s, "escapes are the short forms", test_escapes_are_the_short_forms);
 	CU_add_test(s, "C1 controls are escaped", test_c1_controls_are_escaped);
+	CU_add_test(s, "json-c's text gets its C1 controls escaped", test_json_c_text_c1_escaped);
 	CU_add_test(s, "log lines escape C0 and C1 controls", test_log_line_escapes_controls);
+	CU_add_test(s, "log lines replace bytes that are no UTF-8", test_log_line_replaces_invalid_utf8);
 	CU_add_test(s, "structure, null and integers", test_structure);
 	CU_add_test(s, "buffer grows", test_grows);
 	CU_add_test(s, "unbalanced or too deep gives NULL", test_unbalanced_gives_null);

@@ -487,6 +487,15 @@ out:
 	return rc;
 }
 
+/* Printable ASCII without space, as a device_id must be. */
+static bool printable_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+			return false;
+	return true;
+}
+
 int sim_citizen_from_json(struct json_object *o, struct sim_citizen **out, char *err, size_t cap)
 {
 	struct sim_citizen *c = calloc(1, sizeof(*c));
@@ -534,8 +543,10 @@ int sim_citizen_from_json(struct json_object *o, struct sim_citizen **out, char 
 		const char *id = jstr(d, "device_id"), *platform = jstr(d, "platform");
 		struct sim_device *dev = &c->devices[c->n_devices];
 
-		if (!id || !id[0] || strlen(id) > 63) {
-			snprintf(err, cap, "%s: every device needs a \"device_id\" of 1 to 63 characters", phone);
+		/* docs/govapp-protocol.md section 1: what SMIS takes. */
+		if (!id || !id[0] || strlen(id) > 63 || !printable_ascii(id)) {
+			snprintf(err, cap, "%s: every device needs a \"device_id\" of 1 to 63 printable ASCII characters",
+				 phone);
 			goto out;
 		}
 		for (size_t j = 0; j < c->n_devices; j++)

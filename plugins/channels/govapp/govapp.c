@@ -885,6 +885,25 @@ static int govapp_dev_key_cmp(const void *a, const void *b)
 }
 
 /*
+ * A device_id as docs/govapp-protocol.md section 1 allows it: 1 to 63
+ * printable ASCII characters, 0x21 to 0x7E. It is stored with the
+ * device's reports, answered to institutions and logged, so a control
+ * character or a byte that is no UTF-8 would reach their parsers and
+ * terminals; 63 is what smis_report.device holds.
+ */
+static bool govapp_device_id_ok(const char *id)
+{
+	size_t len = id ? strlen(id) : 0;
+
+	if (len == 0 || len >= sizeof(((struct smis_report *)0)->device))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)id[i] < 0x21 || (unsigned char)id[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/*
  * A lookup answer that lists a device_id twice would make the SEND seal
  * two envelopes for one device, which the backend refuses (422
  * duplicate_device), and hand institutions that encrypt themselves the
@@ -970,8 +989,7 @@ static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct js
 		const char *alg = govapp_json_string(d, "key_alg");
 		struct govapp_device *dev = &c->devices[c->n_devices];
 
-		/* smis_report.device holds 63 characters. */
-		if (!id || !id[0] || strlen(id) >= sizeof(((struct smis_report *)0)->device)) {
+		if (!govapp_device_id_ok(id)) {
 			g->api->log(g->self, SMIS_LOG_INFO, "GovApp lookup: device without a usable id skipped");
 			continue;
 		}
@@ -1214,8 +1232,9 @@ static bool govapp_device_report(const struct govapp *g, struct json_object *d, 
 	enum smis_report_status s = govapp_report_status(st);
 
 	/* No empty id: the core takes a report without a device for an SMS
-	 * one, whose final word ends the message's polling for all devices. */
-	if (!id || !id[0] || s == SMIS_REPORT_NONE || strlen(id) >= sizeof(r->device))
+	 * one, whose final word ends the message's polling for all devices.
+	 * Nor one that breaks section 1's charset: skipped like it. */
+	if (!govapp_device_id_ok(id) || s == SMIS_REPORT_NONE)
 		return false;
 	memset(r, 0, sizeof(*r));
 	SMIS_OUTCOME_SET(r->provider_ref, ref);
@@ -1556,8 +1575,8 @@ static int govapp_inbound(void *state, const struct smis_inbound *in, struct smi
 	dev = o ? govapp_json_string(o, "device_id") : NULL;
 	st = o ? govapp_json_string(o, "status") : NULL;
 	s = govapp_report_status(st);
-	if (!ref || !ref[0] || strlen(ref) >= sizeof(r->provider_ref) || !dev || !dev[0] ||
-	    strlen(dev) >= sizeof(r->device) || s == SMIS_REPORT_NONE || s == SMIS_REPORT_PENDING)
+	if (!ref || !ref[0] || strlen(ref) >= sizeof(r->provider_ref) || !govapp_device_id_ok(dev) ||
+	    s == SMIS_REPORT_NONE || s == SMIS_REPORT_PENDING)
 		goto out;
 	memset(r, 0, sizeof(*r));
 	if (govapp_event_time(o, "at", &r->at_ms) < 0)
