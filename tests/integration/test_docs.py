@@ -288,7 +288,9 @@ class SourceMap(unittest.TestCase):
 
 class PluginAbi(unittest.TestCase):
     def test_pkg_config_abi_version_is_the_headers(self):
-        pc = re.search(r"^abi_version=(\d+)$", read(os.path.join(SRC, "smis-plugin.pc.in")), re.M)
+        # Written once, in the header: configure substitutes it into the .pc.
+        self.assertRegex(read(os.path.join(SRC, "smis-plugin.pc.in")), r"(?m)^abi_version=@SMIS_PLUGIN_ABI_VERSION@$")
+        pc = re.search(r"^abi_version=(\d+)$", read(os.path.join(BUILD, "smis-plugin.pc")), re.M)
         header = re.search(r"^#define SMIS_PLUGIN_ABI_VERSION (\d+)u?$",
                            read(os.path.join(SRC, "include", "smis", "smis-plugin.h")), re.M)
         self.assertTrue(pc and header, "both state an ABI version")
