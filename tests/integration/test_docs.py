@@ -13,6 +13,8 @@ test_docs.py - what a newcomer reads first must be what smisd does.
   (daemon/generation.c) and the bundled plugins read, with the range the
   code checks.
 - docs/architecture.md's source map names every daemon/*.c.
+- README.md, docs/, the examples and the man pages name the configuration
+  file as $(sysconfdir)/smis/smisd.conf, never a fixed /etc/smis.
 - smis-plugin.pc's abi_version, which the plugin guide tells authors to
   ask pkg-config for, is the header's SMIS_PLUGIN_ABI_VERSION.
 
@@ -284,6 +286,25 @@ class SourceMap(unittest.TestCase):
         files = sorted("daemon/" + os.path.basename(p) for p in glob.glob(os.path.join(SRC, "daemon", "*.c")))
         self.assertEqual([f for f in files if "`%s`" % f not in section], [],
                          "daemon files docs/architecture.md's source map does not name")
+
+
+class ConfigurationPath(unittest.TestCase):
+    def test_docs_name_the_installed_configuration_file(self):
+        # smisd and smisctl read $(sysconfdir)/smis/smisd.conf, /usr/local/etc
+        # unless configured otherwise: a fixed /etc/smis/smisd.conf in a
+        # command to copy names a file that is not there. Fixed folders are
+        # only shown where the text says which --sysconfdir gives which.
+        docs = [README] + glob.glob(os.path.join(SRC, "docs", "*.md")) + \
+            glob.glob(os.path.join(SRC, "examples", "*", "README.md")) + glob.glob(os.path.join(SRC, "man", "*.in")) + \
+            [os.path.join(SRC, "conf", "smisd.service.in")]
+        wrong = []
+        for path in docs:
+            for paragraph in re.split(r"\n\s*\n", read(path)):
+                for folder in re.findall(r"(\$\(sysconfdir\)|[^\s`'\"(]*)/smis/smisd\.conf", paragraph):
+                    explained = "--sysconfdir" in paragraph and folder in ("/usr/local/etc", "/etc")
+                    if folder not in ("$(sysconfdir)", "@sysconfdir@") and not explained:
+                        wrong.append("%s: %s/smis/smisd.conf" % (os.path.relpath(path, SRC), folder))
+        self.assertEqual(wrong, [])
 
 
 class PluginAbi(unittest.TestCase):
