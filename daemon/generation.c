@@ -240,9 +240,11 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	errors += get_int(listen, "max_connections", &v, 16, 1000000, "listen") != 0;
 	st->max_connections = (int)v;
 
-	if (get_string(root, "plugin_dir", &s, false, "config") != 0)
+	/* Left NULL when in error: no plugin is then loaded (get_plugin),
+	 * rather than one of the same name from the default folder. */
+	if (get_string(root, "plugin_dir", &s, false, "config") != 0 ||
+	    !(st->plugin_dir = s ? resolve_path(g->path, s) : strdup(SMIS_PLUGINDIR)))
 		errors++;
-	st->plugin_dir = s ? resolve_path(g->path, s) : strdup(SMIS_PLUGINDIR);
 	free(s);
 	s = NULL;
 
@@ -325,6 +327,8 @@ static struct smisd_plugin *get_plugin(struct smisd_generation *g, const char *n
 	char err[1024];
 	struct smisd_plugin *p, **grown;
 
+	if (!g->settings.plugin_dir)
+		return NULL; /* said once, by smisd_generation_load */
 	for (size_t i = 0; i < g->n_plugins; i++)
 		if (strcmp(g->plugins[i]->name, name) == 0) {
 			if (g->plugins[i]->desc->kind != kind) {
@@ -1009,6 +1013,17 @@ static void report_include(void *arg, const char *message)
 	smisd_config_report(NULL, "%s", message);
 }
 
+/* Without a plugin_dir no channel or strategy plugin is loaded, so the
+ * settings of their blocks are not checked: the operator is told why
+ * their errors, if any, will only show once plugin_dir is fixed. */
+static void report_plugins_skipped(config_t *cfg)
+{
+	config_setting_t *dir = config_lookup(cfg, "plugin_dir");
+
+	report(dir ? dir : config_root_setting(cfg),
+	       "no plugin loaded, channel and strategy step settings not checked: 'plugin_dir' is in error");
+}
+
 struct smisd_generation *smisd_generation_load(const char *path)
 {
 	static atomic_ulong next_id = 1;
@@ -1049,13 +1064,16 @@ struct smisd_generation *smisd_generation_load(const char *path)
 		return NULL;
 	}
 	free(inc);
+	/* An error in the settings does not hide those of the blocks below
+	 * (one --check-config run reports them all): they depend on the
+	 * settings only through plugin_dir. */
 	errors += load_settings(g, &cfg);
-	if (errors == 0) {
-		errors += load_channels(g, &cfg);
-		errors += load_strategies(g, &cfg);
-		errors += load_institutions(g, &cfg);
-		errors += load_issuers(g, &cfg);
-	}
+	if (!g->settings.plugin_dir)
+		report_plugins_skipped(&cfg);
+	errors += load_channels(g, &cfg);
+	errors += load_strategies(g, &cfg);
+	errors += load_institutions(g, &cfg);
+	errors += load_issuers(g, &cfg);
 	config_destroy(&cfg);
 	if (errors) {
 		generation_free(g);

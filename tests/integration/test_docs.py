@@ -13,6 +13,8 @@ test_docs.py - what a newcomer reads first must be what smisd does.
   (daemon/generation.c) and the bundled plugins read, with the range the
   code checks.
 - docs/architecture.md's source map names every daemon/*.c.
+- README.md, docs/, the examples and the man pages name the configuration
+  file as $(sysconfdir)/smis/smisd.conf, never a fixed /etc/smis.
 - smis-plugin.pc's abi_version, which the plugin guide tells authors to
   ask pkg-config for, is the header's SMIS_PLUGIN_ABI_VERSION.
 
@@ -286,9 +288,30 @@ class SourceMap(unittest.TestCase):
                          "daemon files docs/architecture.md's source map does not name")
 
 
+class ConfigurationPath(unittest.TestCase):
+    def test_docs_name_the_installed_configuration_file(self):
+        # smisd and smisctl read $(sysconfdir)/smis/smisd.conf, /usr/local/etc
+        # unless configured otherwise: a fixed /etc/smis/smisd.conf in a
+        # command to copy names a file that is not there. Fixed folders are
+        # only shown where the text says which --sysconfdir gives which.
+        docs = [README] + glob.glob(os.path.join(SRC, "docs", "*.md")) + \
+            glob.glob(os.path.join(SRC, "examples", "*", "README.md")) + glob.glob(os.path.join(SRC, "man", "*.in")) + \
+            [os.path.join(SRC, "conf", "smisd.service.in")]
+        wrong = []
+        for path in docs:
+            for paragraph in re.split(r"\n\s*\n", read(path)):
+                for folder in re.findall(r"(\$\(sysconfdir\)|[^\s`'\"(]*)/smis/smisd\.conf", paragraph):
+                    explained = "--sysconfdir" in paragraph and folder in ("/usr/local/etc", "/etc")
+                    if folder not in ("$(sysconfdir)", "@sysconfdir@") and not explained:
+                        wrong.append("%s: %s/smis/smisd.conf" % (os.path.relpath(path, SRC), folder))
+        self.assertEqual(wrong, [])
+
+
 class PluginAbi(unittest.TestCase):
     def test_pkg_config_abi_version_is_the_headers(self):
-        pc = re.search(r"^abi_version=(\d+)$", read(os.path.join(SRC, "smis-plugin.pc.in")), re.M)
+        # Written once, in the header: configure substitutes it into the .pc.
+        self.assertRegex(read(os.path.join(SRC, "smis-plugin.pc.in")), r"(?m)^abi_version=@SMIS_PLUGIN_ABI_VERSION@$")
+        pc = re.search(r"^abi_version=(\d+)$", read(os.path.join(BUILD, "smis-plugin.pc")), re.M)
         header = re.search(r"^#define SMIS_PLUGIN_ABI_VERSION (\d+)u?$",
                            read(os.path.join(SRC, "include", "smis", "smis-plugin.h")), re.M)
         self.assertTrue(pc and header, "both state an ABI version")

@@ -169,6 +169,47 @@ class CheckConfig(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, re.escape(self.conf) + ":%d: " % line)
 
+    def edit_conf(self, *edits):
+        """Apply (old, new) replacements, each to exactly one place of the
+        configuration; the line of each `new`, in order."""
+        text = read(self.conf)
+        for old, new in edits:
+            self.assertEqual(text.count(old), 1, old)
+            text = text.replace(old, new)
+        write(self.conf, text)
+        return [text[:text.index(new)].count("\n") + 1 for _, new in edits]
+
+    def test_a_settings_error_hides_no_other(self):
+        # One run shows every independent error: an error in the settings
+        # used to end the load before the blocks were read.
+        lines = self.edit_conf(
+            (re.search(r'phone_hash_key = "\w+"', read(self.conf)).group(0), 'phone_hash_key = "not-hex"'),
+            ('api_key = "ringring-test-key";', 'api_key = "ringring-test-key"; bogus_key = 1;'),
+            ('{ name = "govapp_only"; steps = ( { plugin = "govapp_only";',
+             '{ name = "govapp_only"; steps = ( { plugin = "no_such_plugin";'),
+            ('sender = "32470999999";', 'sender = "+32x";'))
+        r = smisctl("check-config", "-c", self.conf, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        for line, error in zip(lines, ("store: 'phone_hash_key' must be 64 hex digits",
+                                       "unknown setting 'bogus_key' in channel 'ringring'",
+                                       "no_such_plugin.so: cannot load",
+                                       "institution 'inst-b': 'sender' must be")):
+            self.assertRegex(r.stderr, "(?m)^%s:%d: .*%s" % (re.escape(self.conf), line, re.escape(error)))
+
+    def test_plugins_are_not_loaded_without_plugin_dir(self):
+        # Not from the default folder either: the plugins there are not
+        # the ones the operator meant. The rest is still checked.
+        plugin_dir, sender = self.edit_conf((re.search(r'plugin_dir = "[^"]*";', read(self.conf)).group(0),
+                                             "plugin_dir = 5;"),
+                                            ('sender = "32470999999";', 'sender = "+32x";'))
+        r = smisctl("check-config", "-c", self.conf, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s:%d: config: 'plugin_dir' must be a string" % (self.conf, plugin_dir), r.stderr)
+        self.assertIn("%s:%d: no plugin loaded, channel and strategy step settings not checked" %
+                      (self.conf, plugin_dir), r.stderr)
+        self.assertIn("%s:%d: institution 'inst-b': 'sender' must be" % (self.conf, sender), r.stderr)
+        self.assertNotIn(".so", r.stderr)
+
     def test_smisd_found_beside_smisctl(self):
         bindir = os.path.join(self.dir, "bin")
         os.mkdir(bindir)
