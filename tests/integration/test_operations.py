@@ -481,7 +481,6 @@ class BatchNotStorable(StackTestCase):
 
 class StoreFailsCase(StackTestCase):
     """Records refused by a trigger while the store's writes fail (no tests of its own)."""
-    stack_kwargs = {"sigxfsz_ignored": True}
 
     @contextlib.contextmanager
     def refused(self, trigger):
@@ -511,7 +510,7 @@ class RefusedWhileStoreFails(StoreFailsCase):
     damaged database in life), in a batch whose commit then fails for a
     cause that passes (writes failing as on a full disk), is refused again
     at each try of the batch: it is counted once, not once a try."""
-    stack_kwargs = {"ringring_status_url": False, "sigxfsz_ignored": True}
+    stack_kwargs = {"ringring_status_url": False}
 
     def test_refused_message_is_counted_once(self):
         s = self.stack
@@ -547,7 +546,6 @@ class OrphanNotStorable(StoreFailsCase):
     adopted in the batch that writes the message. Refused for itself there
     (a trigger here), in a batch whose commit then fails for a cause that
     passes, it is refused again at each try: counted once, not once a try."""
-    stack_kwargs = {"sigxfsz_ignored": True}
 
     def test_refused_orphan_is_counted_once(self):
         s = self.stack
@@ -567,6 +565,30 @@ class OrphanNotStorable(StoreFailsCase):
         self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
         got = s.get(r.json["id"]).json
         self.assertEqual((got["status"], got["reports"], orphan_refs(s)), ("sent", [], []))
+
+
+class FileSizeLimitReached(StackTestCase):
+    """A file-size limit (systemd's LimitFSIZE=, ulimit -f) reached by the
+    log or the database makes the write fail with EFBIG, and the store
+    retries its batch as on a full disk. smisd left SIGXFSZ's default
+    action in place, so the first such write killed it (and dumped core),
+    losing the records of the messages answered and not written yet.
+    Started here as systemd starts it: SIGXFSZ not ignored."""
+    stack_kwargs = {"ringring_status_url": False}
+
+    def test_writes_fail_and_the_record_is_stored_once_lifted(self):
+        s = self.stack
+        s.expect_log(r"^cannot write \(disk I/O error\)", r"^written after \d+ retries$")
+        retries = s.metric("smis_store_retries_total") or 0
+        with s.store_writes_fail():
+            r = s.send(message(CITIZENS["no_app"], "sms_only"))
+            self.assertEqual(r.status, 201, r.raw)
+            poll_until(lambda: s.smisd.poll() is not None or (s.metric("smis_store_retries_total") or 0) > retries,
+                       20, lambda: "batch not tried again")
+            self.assertIsNone(s.smisd.poll(), "smisd died at a failing write")
+        s.wait_stored(r.json["id"], timeout=30)
+        self.assertIsNone(s.smisd.poll())
+        self.assertEqual(s.get(r.json["id"]).json["status"], "sent")
 
 
 class ReportLookupFails(StackTestCase):
