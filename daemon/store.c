@@ -33,6 +33,7 @@ struct report_item {
 	char channel[64];
 	bool by_id; /* the channel has SMIS_CAP_REPORTS_BY_ID: r.provider_ref is a message id */
 	bool error_counted; /* refused for itself: counted once over the batch's tries */
+	bool excluded; /* refused with the whole transaction: left out of the batch's next tries */
 	struct smis_report r;
 	struct report_item *next;
 };
@@ -356,23 +357,34 @@ static void store_failed_once(const char *operation, const char *id, int rc, boo
 	*counted = true;
 }
 
+/*
+ * A refused statement may end the whole transaction, not only itself (a
+ * trigger's RAISE(ROLLBACK), an interrupt): what the batch wrote before it
+ * is gone, and what came after would be committed statement by statement,
+ * outside any transaction. The record refused is then left out and the
+ * batch written again at once (write_batch_until_stored); each such try
+ * leaves out one record more, so they end.
+ */
+#define BATCH_ROLLED_BACK (-1)
+
 /* A statement's failure that no retry would cure: refused for the row. */
 static bool refused(int rc)
 {
-	return rc != SQLITE_OK && rc != SQLITE_DONE && !transient_store_error(rc);
+	return rc != SQLITE_OK && rc != SQLITE_DONE && rc != BATCH_ROLLED_BACK && !transient_store_error(rc);
 }
 
 /* What a failed statement of a batch means for the batch: a transient
  * failure is returned, and the whole batch rolled back and written again
  * (SQLite may have rolled the transaction back already); any other is
  * logged and counted (store_failed, once over the tries with `counted`)
- * and the batch goes on (SQLITE_OK). */
+ * and the batch goes on (SQLITE_OK), unless the refusal ended the
+ * transaction (BATCH_ROLLED_BACK, which is passed on as it is). */
 static int unless_transient(int rc, const char *operation, const char *id, bool *counted)
 {
 	if (!refused(rc))
 		return rc == SQLITE_DONE ? SQLITE_OK : rc;
 	store_failed_once(operation, id, rc, counted);
-	return SQLITE_OK;
+	return sqlite3_get_autocommit(wdb) ? BATCH_ROLLED_BACK : SQLITE_OK;
 }
 
 /* unless_transient() for the adoption of a job's orphan reports. These are
@@ -395,11 +407,18 @@ static int unless_transient_adopting(int rc, const char *operation, struct smisd
  * reports are rare: skip the lookups while none are kept. */
 static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
 
+/* The n-th orphan report read for a job (in the same order at each try)
+ * refused with the whole transaction: its bit in job->orphans_excluded. */
+static bool orphan_excluded(const struct smisd_job *job, int n)
+{
+	return n < 64 && ((job->orphans_excluded >> n) & 1);
+}
+
 static int adopt_orphans(struct smisd_job *job)
 {
-	int rc = SQLITE_OK, failures = 0;
+	int rc = SQLITE_OK, failures = 0, n = 0;
 
-	if (orphans_kept == 0)
+	if (orphans_kept == 0 || job->orphans_left)
 		return SQLITE_OK;
 	for (size_t i = 0; rc == SQLITE_OK && i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
@@ -421,7 +440,18 @@ static int adopt_orphans(struct smisd_job *job)
 			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
 			snprintf(it.r.detail, sizeof(it.r.detail), "%s",
 				 sqlite3_column_text(st_orphan_get, 3) ? (const char *)sqlite3_column_text(st_orphan_get, 3) : "");
-			if ((rc = unless_transient_adopting(write_report(&it), "report", job, &failures)) != SQLITE_OK)
+			/* Left out: refused at an earlier try (and counted then),
+			 * as it would be again; its failure keeps its number. */
+			if (orphan_excluded(job, n++)) {
+				failures++;
+				continue;
+			}
+			rc = unless_transient_adopting(write_report(&it), "report", job, &failures);
+			if (rc == BATCH_ROLLED_BACK && n <= 64)
+				job->orphans_excluded |= (uint64_t)1 << (n - 1);
+			else if (rc == BATCH_ROLLED_BACK)
+				job->orphans_left = true;
+			if (rc != SQLITE_OK)
 				break;
 		}
 		sqlite3_reset(st_orphan_get);
@@ -430,7 +460,11 @@ static int adopt_orphans(struct smisd_job *job)
 			sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
 			rc = run_stmt(st_orphan_del);
 		}
-		rc = unless_transient_adopting(rc, "adopt_orphans", job, &failures);
+		/* The lookup or the delete itself ended the transaction: the
+		 * orphans are left as they are (kept, and expired in time). */
+		if (rc != BATCH_ROLLED_BACK &&
+		    (rc = unless_transient_adopting(rc, "adopt_orphans", job, &failures)) == BATCH_ROLLED_BACK)
+			job->orphans_left = true;
 	}
 	return rc;
 }
@@ -828,9 +862,14 @@ static int write_job_whole(struct smisd_job *job)
 	int jrc = write_job(job, &row), rc = SQLITE_OK;
 
 	job->store_failed = jrc != SQLITE_OK;
-	if (jrc == SQLITE_OK || transient_store_error(jrc))
+	if (jrc == SQLITE_OK || jrc == BATCH_ROLLED_BACK || transient_store_error(jrc))
 		return jrc;
 	store_failed_once("message", job->id, jrc, &job->store_error_counted);
+	if (sqlite3_get_autocommit(wdb)) {
+		/* Its rows went with the transaction: none to delete. */
+		job->store_excluded = true;
+		return BATCH_ROLLED_BACK;
+	}
 	/* A refused message row wrote nothing, and a row of that id is
 	 * another message's. Reports are adopted only after the attempts. */
 	if (row) {
@@ -845,7 +884,8 @@ static int write_job_whole(struct smisd_job *job)
 /* One transaction: the jobs and the reports. Returns SQLITE_OK, or the
  * error that made it roll back (then nothing of it is written). A job
  * refused for itself (a constraint) is marked failed, nothing of it is
- * written, and the rest goes on. */
+ * written, and the rest goes on; BATCH_ROLLED_BACK when such a refusal
+ * ended the transaction (the record is then left out of the next tries). */
 static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 {
 	int rc;
@@ -853,12 +893,15 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 	pthread_mutex_lock(&write_gate);
 	rc = run_stmt(st_begin);
 	for (struct smisd_job *j = jobs; rc == SQLITE_OK && j; j = j->next)
-		rc = write_job_whole(j);
+		if (!j->store_excluded)
+			rc = write_job_whole(j);
 	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next)
-		rc = unless_transient(write_report(r), "report", NULL, &r->error_counted);
+		if (!r->excluded &&
+		    (rc = unless_transient(write_report(r), "report", NULL, &r->error_counted)) == BATCH_ROLLED_BACK)
+			r->excluded = true;
 	if (rc == SQLITE_OK)
 		rc = run_stmt(st_commit);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK && !sqlite3_get_autocommit(wdb))
 		run_stmt(st_rollback);
 	pthread_mutex_unlock(&write_gate);
 	return rc;
@@ -914,7 +957,10 @@ static void write_batch_until_stored(struct smisd_job *jobs, struct report_item 
 	for (struct report_item *r = reps; r; r = r->next)
 		n_reps++;
 	for (int attempt = 0;; attempt++) {
-		int rc = write_batch(jobs, reps);
+		int rc;
+		/* A record refused with the transaction: again at once, without it. */
+		while ((rc = write_batch(jobs, reps)) == BATCH_ROLLED_BACK)
+			;
 		if (rc == SQLITE_OK) {
 			if (attempt > 0)
 				smisd_log(SMIS_LOG_WARN, "store", NULL, "written after %d retries", attempt);
