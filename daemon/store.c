@@ -81,11 +81,12 @@ static int batch_limit;
 static int queued;          /* jobs in jq */
 static int commit_delay_ms; /* see smisd_store_open() */
 
-static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_nopoll, *st_exists;
+static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_exists;
 static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del, *st_orphan_expire, *st_orphan_count;
 /* Prepared once: sqlite3_exec("BEGIN") compiles the statement on every call. */
 static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 static sqlite3_stmt *st_undo_att, *st_undo_msg; /* a message's rows out again (write_job_whole) */
+static sqlite3_stmt *st_undo_rep;               /* a report's row out again (write_report) */
 
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -329,7 +330,8 @@ static bool transient_store_error(int rc)
 	}
 }
 
-static int write_report(const struct report_item *it);
+static int write_report(const struct report_item *it, sqlite3_int64 *undo);
+static int take_back_report(sqlite3_int64 undo, int rc);
 
 /* A statement of the writer failed where nothing retries it: said once in
  * the log (what and why, never a row's content) and counted. */
@@ -446,7 +448,9 @@ static int adopt_orphans(struct smisd_job *job)
 				failures++;
 				continue;
 			}
-			rc = unless_transient_adopting(write_report(&it), "report", job, &failures);
+			sqlite3_int64 undo = 0;
+			rc = unless_transient_adopting(write_report(&it, &undo), "report", job, &failures);
+			rc = take_back_report(undo, rc);
 			if (rc == BATCH_ROLLED_BACK && n <= 64)
 				job->orphans_excluded |= (uint64_t)1 << (n - 1);
 			else if (rc == BATCH_ROLLED_BACK)
@@ -590,13 +594,17 @@ static int keep_orphan(const struct report_item *it)
 }
 
 /* SQLITE_OK, or the code of the first statement that failed (what came
- * before it stays in the transaction). */
-static int write_report(const struct report_item *it)
+ * before it stays in the transaction). When its status update was refused
+ * after its row went in, *undo is that row's rowid (else 0): the caller
+ * takes it back (take_back_report) once the refusal is logged. */
+static int write_report(const struct report_item *it, sqlite3_int64 *undo)
 {
 	const char *mid;
 	char id[64];
 	const char *st = report_status_name(it->r.status);
 	sqlite3_stmt *find;
+	sqlite3_int64 rowid;
+	bool inserted, final;
 	int rc;
 
 	if (it->r.status == SMIS_REPORT_NONE || it->r.status == SMIS_REPORT_PENDING)
@@ -622,22 +630,40 @@ static int write_report(const struct report_item *it)
 	/* The status moves only with a report stored to show for it. */
 	if ((rc = run_stmt(st_rep)) != SQLITE_OK)
 		return rc;
-	/* Move the message's overall status forward only. */
+	inserted = sqlite3_changes(wdb) > 0; /* not there already (OR IGNORE) */
+	rowid = sqlite3_last_insert_rowid(wdb);
+	/* A final report ends status polling for an SMS. App messages go to
+	 * several devices: one device's final word says nothing of the others,
+	 * so their polling runs its bounded course (max_polls). */
+	final = it->r.device[0] == '\0' &&
+		(it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED);
+	/* Move the message's overall status forward only; one statement with
+	 * the end of polling, so that either is written with the other. */
 	sqlite3_bind_text(st_upd, 1, st, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st_upd, 2, smisd_now_ms());
 	sqlite3_bind_text(st_upd, 3, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st_upd, 4, status_rank(st));
-	if ((rc = run_stmt(st_upd)) != SQLITE_OK)
-		return rc;
-	/* A final report ends status polling for an SMS. App messages go to
-	 * several devices: one device's final word says nothing of the others,
-	 * so their polling runs its bounded course (max_polls). */
-	if (it->r.device[0] == '\0' &&
-	    (it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED)) {
-		sqlite3_bind_text(st_nopoll, 1, id, -1, SQLITE_STATIC);
-		rc = run_stmt(st_nopoll);
-	}
+	sqlite3_bind_int(st_upd, 5, final);
+	if ((rc = run_stmt(st_upd)) != SQLITE_OK && inserted && refused(rc))
+		*undo = rowid;
 	return rc;
+}
+
+/* A report and the status it moves are stored together or not at all: the
+ * row of a report whose status update was refused (write_report's `undo`)
+ * is deleted again, unless the refusal (`rc`, as unless_transient() took
+ * it) ended the transaction. A row that cannot be deleted takes the whole
+ * transaction with it, and the batch is written again without the report:
+ * BATCH_ROLLED_BACK. */
+static int take_back_report(sqlite3_int64 undo, int rc)
+{
+	if (!undo || rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(st_undo_rep, 1, undo);
+	if (run_stmt(st_undo_rep) == SQLITE_OK)
+		return SQLITE_OK;
+	run_stmt(st_rollback);
+	return BATCH_ROLLED_BACK;
 }
 
 /* Reports kept for a message that was never stored (its send's answer
@@ -895,10 +921,14 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 	for (struct smisd_job *j = jobs; rc == SQLITE_OK && j; j = j->next)
 		if (!j->store_excluded)
 			rc = write_job_whole(j);
-	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next)
-		if (!r->excluded &&
-		    (rc = unless_transient(write_report(r), "report", NULL, &r->error_counted)) == BATCH_ROLLED_BACK)
+	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next) {
+		sqlite3_int64 undo = 0;
+		if (r->excluded)
+			continue;
+		rc = unless_transient(write_report(r, &undo), "report", NULL, &r->error_counted);
+		if ((rc = take_back_report(undo, rc)) == BATCH_ROLLED_BACK)
 			r->excluded = true;
+	}
 	if (rc == SQLITE_OK)
 		rc = run_stmt(st_commit);
 	if (rc != SQLITE_OK && !sqlite3_get_autocommit(wdb))
@@ -1157,6 +1187,12 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 	return 0;
 }
 
+/* A report of rank ?4 moves the message's status (a column of the row
+ * updated) forward: never back, and never off "failed". */
+#define MOVES_FORWARD                                                                               \
+	"((CASE status WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 2"        \
+	" WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed')"
+
 int smisd_store_open(const char *path, int batch_max, int commit_delay)
 {
 	char *err = NULL;
@@ -1189,10 +1225,10 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 			 " AND operation = 'send' LIMIT 1", &st_find_by_id) ||
 	    prepare(wdb, "INSERT OR IGNORE INTO reports (message_id, channel, device, status, at_ms, detail)"
 			 " VALUES (?,?,?,?,?,?)", &st_rep) ||
-	    prepare(wdb, "UPDATE messages SET status = ?1, updated_ms = ?2 WHERE id = ?3 AND"
-			 " (CASE status WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 2"
-			 "  WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed'", &st_upd) ||
-	    prepare(wdb, "UPDATE messages SET next_poll_ms = NULL WHERE id = ?", &st_nopoll) ||
+	    prepare(wdb, "UPDATE messages SET status = CASE WHEN " MOVES_FORWARD " THEN ?1 ELSE status END,"
+			 " updated_ms = CASE WHEN " MOVES_FORWARD " THEN ?2 ELSE updated_ms END,"
+			 " next_poll_ms = CASE WHEN ?5 THEN NULL ELSE next_poll_ms END"
+			 " WHERE id = ?3 AND (" MOVES_FORWARD " OR ?5)", &st_upd) ||
 	    prepare(wdb, "INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms, detail, received_ms)"
 			 " VALUES (?,?,?,?,?,?,?)", &st_orphan) ||
 	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
@@ -1204,6 +1240,7 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 	    prepare(wdb, "ROLLBACK", &st_rollback) ||
 	    prepare(wdb, "DELETE FROM attempts WHERE message_id = ?", &st_undo_att) ||
 	    prepare(wdb, "DELETE FROM messages WHERE id = ?", &st_undo_msg) ||
+	    prepare(wdb, "DELETE FROM reports WHERE rowid = ?", &st_undo_rep) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;
 	sqlite3_exec(wdb, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
@@ -1267,7 +1304,6 @@ void smisd_store_close(void)
 	st_find_by_id = NULL;
 	sqlite3_finalize(st_rep);
 	sqlite3_finalize(st_upd);
-	sqlite3_finalize(st_nopoll);
 	sqlite3_finalize(st_exists);
 	sqlite3_finalize(st_orphan);
 	sqlite3_finalize(st_orphan_get);
@@ -1279,9 +1315,10 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_rollback);
 	sqlite3_finalize(st_undo_att);
 	sqlite3_finalize(st_undo_msg);
-	st_begin = st_commit = st_rollback = st_undo_att = st_undo_msg = NULL;
+	sqlite3_finalize(st_undo_rep);
+	st_begin = st_commit = st_rollback = st_undo_att = st_undo_msg = st_undo_rep = NULL;
 	st_orphan = st_orphan_get = st_orphan_del = st_orphan_expire = st_orphan_count = NULL;
-	st_msg = st_att = st_find_att = st_rep = st_upd = st_nopoll = st_exists = NULL;
+	st_msg = st_att = st_find_att = st_rep = st_upd = st_exists = NULL;
 	sqlite3_close(rdb);
 	sqlite3_close(wdb);
 	rdb = wdb = NULL;

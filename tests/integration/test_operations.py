@@ -388,35 +388,46 @@ class ReportNotStorable(StackTestCase):
     """A report the store refuses for a reason a retry would not cure (a
     trigger here; a damaged database in life) is logged and counted, the
     message's status does not move without it, and what else the batch
-    holds is written."""
+    holds is written. A report and the status it moves are stored together
+    or not at all: when the status update was refused, the report's row
+    stayed, showing a report the message's status never followed."""
     stack_kwargs = {"ringring_status_url": False}
 
-    def test_refused_report_is_logged_counted_and_moves_nothing(self):
+    def refused_report_moves_nothing(self, trigger, reason):
         s = self.stack
-        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
-        sent = s.send(message(CITIZENS["no_app"], "sms_only")).json
-        provider_id = sent["attempts"][0]["provider_reference"]
-        s.wait_stored(sent["id"])
+        s.expect_log(r"^report failed: constraint failed \(%s\)$" % reason)
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        sent, provider_id = stored_sms(s)
         con = sqlite3.connect(os.path.join(s.dir, "smis.db"), isolation_level=None)
         try:
-            con.execute("CREATE TRIGGER refuse_reports BEFORE INSERT ON reports"
-                        " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END")
+            con.execute(trigger)
             r = ringring_dlr(s, sent["id"], provider_id)
             self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
             other = s.send(message(CITIZENS["no_app"], "sms_only"))
             self.assertEqual(other.status, 201, other.raw)
-            poll_until(lambda: s.metric('smis_store_errors_total{operation="report"}') == 1, 10,
+            poll_until(lambda: s.metric('smis_store_errors_total{operation="report"}') == before + 1, 10,
                        lambda: "refused report not counted: " + s.log_text()[-1500:])
             s.wait_stored(other.json["id"])
             got = s.get(sent["id"]).json
             self.assertEqual((got["status"], got["reports"]), ("sent", []))
-            con.execute("DROP TRIGGER refuse_reports")
+            con.execute("DROP TRIGGER refuse")
         finally:
             con.close()
         r = ringring_dlr(s, sent["id"], provider_id)
         self.assertEqual(r.status, 200, r.raw)
         poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
                    lambda: "report not stored once allowed: " + s.get(sent["id"]).raw)
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}'), before + 1)
+
+    def test_refused_report_is_logged_counted_and_moves_nothing(self):
+        self.refused_report_moves_nothing("CREATE TRIGGER refuse BEFORE INSERT ON reports"
+                                          " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END",
+                                          "report refused by the test")
+
+    def test_refused_status_update_takes_its_report_back(self):
+        self.refused_report_moves_nothing("CREATE TRIGGER refuse BEFORE UPDATE OF status ON messages"
+                                          " BEGIN SELECT RAISE(ABORT, 'status refused by the test'); END",
+                                          "status refused by the test")
 
 
 class MessageNotStorable(StackTestCase):
@@ -545,15 +556,18 @@ class RefusedWhileStoreFails(StoreFailsCase):
         s.expect_log(r"^report failed: constraint failed \(status refused by the test\)$")
         sent, provider_id = stored_sms(s)
         before = s.metric('smis_store_errors_total{operation="report"}') or 0
-        # Its row goes in, then the status it brings is refused.
+        # Its row goes in, then the status it brings is refused: the row
+        # is taken back.
         with self.refused("CREATE TRIGGER refuse BEFORE UPDATE OF status ON messages"
                           " BEGIN SELECT RAISE(ABORT, 'status refused by the test'); END"):
             r = self.tried_three_more_times(lambda: ringring_dlr(s, sent["id"], provider_id))
             self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
-            poll_until(lambda: s.get(sent["id"]).json["reports"], 10,
-                       lambda: "report not written: " + s.get(sent["id"]).raw)
+            # Its batch is committed before a message sent after it.
+            later = s.send(message(CITIZENS["no_app"], "sms_only"))
+            s.wait_stored(later.json["id"], timeout=30)
         self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
-        self.assertEqual(s.get(sent["id"]).json["status"], "sent")
+        got = s.get(sent["id"]).json
+        self.assertEqual((got["status"], got["reports"]), ("sent", []))
 
 
 class OrphanNotStorable(StoreFailsCase):
