@@ -470,7 +470,7 @@ class BatchNotStorable(StackTestCase):
     message record in it is lost, and each is counted as not stored, not
     only the one that failed for itself (the others were logged alone, in
     no metric)."""
-    stack_kwargs = {"store_extra": "commit_delay_ms = 1000;", "ringring_status_url": False}
+    stack_kwargs = {"ringring_status_url": False}
 
     def test_each_lost_message_is_counted(self):
         s = self.stack
@@ -483,14 +483,12 @@ class BatchNotStorable(StackTestCase):
                         " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END")
             con.execute("CREATE TRIGGER refuse_undo BEFORE DELETE ON messages"
                         " BEGIN SELECT RAISE(ABORT, 'delete refused by the test'); END")
-            # Both within the writer's commit_delay_ms: one batch. Sent at
-            # once, as one after the other can take longer than the delay
-            # under valgrind.
-            with concurrent.futures.ThreadPoolExecutor(2) as ex:
-                fine, refused = ex.map(s.send, (message(CITIZENS["no_app"], "sms_only"),
-                                                message(CITIZENS["app_nl"], "govapp_and_sms")))
+            # Queued while the writer is held on a batch before them: one
+            # batch, however slowly they are answered (valgrind).
+            fine, refused = one_batch(s, lambda: s.send(message(CITIZENS["no_app"], "sms_only")),
+                                      lambda: s.send(message(CITIZENS["app_nl"], "govapp_and_sms")))
             self.assertEqual((fine.status, refused.status), (201, 201), fine.raw + refused.raw)
-            s.wait_idle()
+            s.wait_idle(timeout=30)
             self.assertEqual(con.execute("SELECT count(*) FROM messages WHERE id IN (?, ?)",
                                          (fine.json["id"], refused.json["id"])).fetchone()[0], 0)
             self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 2)
