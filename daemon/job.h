@@ -111,6 +111,12 @@ struct smisd_job {
 	int store_failed;
 	bool store_error_counted; /* in smis_store_errors_total, once over the batch's tries */
 	int orphan_errors_counted; /* adopting its orphan reports: failures counted over the tries */
+	/* Refused with the batch's whole transaction (store.c), and so left out
+	 * of the batch's next tries: the job's own rows, the n-th orphan report
+	 * adopted (bit n), or all its orphans (their lookup or delete). */
+	bool store_excluded;
+	uint64_t orphans_excluded;
+	bool orphans_left;
 
 	/* Answered before its commit (store.commit_before_answer = false):
 	 * the connection and the store writer each hold the job (`holds`, 2

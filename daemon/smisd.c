@@ -250,6 +250,11 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A file-size limit (systemd's LimitFSIZE=) reached by the log or the
+	 * database: the write fails with EFBIG, which the store retries as it
+	 * does a full disk. By default the signal killed smisd instead, with
+	 * the records of messages answered but not written yet. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	note_job_timeout(g);
 	note_started(&g->settings);

@@ -34,6 +34,7 @@ struct report_item {
 	char channel[64];
 	bool by_id; /* the channel has SMIS_CAP_REPORTS_BY_ID: r.provider_ref is a message id */
 	bool error_counted; /* refused for itself: counted once over the batch's tries */
+	bool excluded; /* refused with the whole transaction: left out of the batch's next tries */
 	struct smis_report r;
 	struct report_item *next;
 };
@@ -81,11 +82,12 @@ static int batch_limit;
 static int queued;          /* jobs in jq */
 static int commit_delay_ms; /* see smisd_store_open() */
 
-static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_nopoll, *st_exists;
+static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_exists;
 static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del, *st_orphan_expire, *st_orphan_count;
 /* Prepared once: sqlite3_exec("BEGIN") compiles the statement on every call. */
 static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 static sqlite3_stmt *st_undo_att, *st_undo_msg; /* a message's rows out again (write_job_whole) */
+static sqlite3_stmt *st_undo_rep;               /* a report's row out again (write_report) */
 
 static const char schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -329,7 +331,8 @@ static bool transient_store_error(int rc)
 	}
 }
 
-static int write_report(const struct report_item *it);
+static int write_report(const struct report_item *it, sqlite3_int64 *undo);
+static int take_back_report(sqlite3_int64 undo, int rc);
 
 /* A statement of the writer failed where nothing retries it: said once in
  * the log (what and why, never a row's content) and counted. */
@@ -357,23 +360,34 @@ static void store_failed_once(const char *operation, const char *id, int rc, boo
 	*counted = true;
 }
 
+/*
+ * A refused statement may end the whole transaction, not only itself (a
+ * trigger's RAISE(ROLLBACK), an interrupt): what the batch wrote before it
+ * is gone, and what came after would be committed statement by statement,
+ * outside any transaction. The record refused is then left out and the
+ * batch written again at once (write_batch_until_stored); each such try
+ * leaves out one record more, so they end.
+ */
+#define BATCH_ROLLED_BACK (-1)
+
 /* A statement's failure that no retry would cure: refused for the row. */
 static bool refused(int rc)
 {
-	return rc != SQLITE_OK && rc != SQLITE_DONE && !transient_store_error(rc);
+	return rc != SQLITE_OK && rc != SQLITE_DONE && rc != BATCH_ROLLED_BACK && !transient_store_error(rc);
 }
 
 /* What a failed statement of a batch means for the batch: a transient
  * failure is returned, and the whole batch rolled back and written again
  * (SQLite may have rolled the transaction back already); any other is
  * logged and counted (store_failed, once over the tries with `counted`)
- * and the batch goes on (SQLITE_OK). */
+ * and the batch goes on (SQLITE_OK), unless the refusal ended the
+ * transaction (BATCH_ROLLED_BACK, which is passed on as it is). */
 static int unless_transient(int rc, const char *operation, const char *id, bool *counted)
 {
 	if (!refused(rc))
 		return rc == SQLITE_DONE ? SQLITE_OK : rc;
 	store_failed_once(operation, id, rc, counted);
-	return SQLITE_OK;
+	return sqlite3_get_autocommit(wdb) ? BATCH_ROLLED_BACK : SQLITE_OK;
 }
 
 /* unless_transient() for the adoption of a job's orphan reports. These are
@@ -396,11 +410,18 @@ static int unless_transient_adopting(int rc, const char *operation, struct smisd
  * reports are rare: skip the lookups while none are kept. */
 static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
 
+/* The n-th orphan report read for a job (in the same order at each try)
+ * refused with the whole transaction: its bit in job->orphans_excluded. */
+static bool orphan_excluded(const struct smisd_job *job, int n)
+{
+	return n < 64 && ((job->orphans_excluded >> n) & 1);
+}
+
 static int adopt_orphans(struct smisd_job *job)
 {
-	int rc = SQLITE_OK, failures = 0;
+	int rc = SQLITE_OK, failures = 0, n = 0;
 
-	if (orphans_kept == 0)
+	if (orphans_kept == 0 || job->orphans_left)
 		return SQLITE_OK;
 	for (size_t i = 0; rc == SQLITE_OK && i < job->n_attempts; i++) {
 		const struct smisd_attempt *a = &job->attempts[i];
@@ -422,7 +443,20 @@ static int adopt_orphans(struct smisd_job *job)
 			it.r.at_ms = sqlite3_column_int64(st_orphan_get, 2);
 			snprintf(it.r.detail, sizeof(it.r.detail), "%s",
 				 sqlite3_column_text(st_orphan_get, 3) ? (const char *)sqlite3_column_text(st_orphan_get, 3) : "");
-			if ((rc = unless_transient_adopting(write_report(&it), "report", job, &failures)) != SQLITE_OK)
+			/* Left out: refused at an earlier try (and counted then),
+			 * as it would be again; its failure keeps its number. */
+			if (orphan_excluded(job, n++)) {
+				failures++;
+				continue;
+			}
+			sqlite3_int64 undo = 0;
+			rc = unless_transient_adopting(write_report(&it, &undo), "report", job, &failures);
+			rc = take_back_report(undo, rc);
+			if (rc == BATCH_ROLLED_BACK && n <= 64)
+				job->orphans_excluded |= (uint64_t)1 << (n - 1);
+			else if (rc == BATCH_ROLLED_BACK)
+				job->orphans_left = true;
+			if (rc != SQLITE_OK)
 				break;
 		}
 		sqlite3_reset(st_orphan_get);
@@ -431,7 +465,11 @@ static int adopt_orphans(struct smisd_job *job)
 			sqlite3_bind_text(st_orphan_del, 2, key, -1, SQLITE_STATIC);
 			rc = run_stmt(st_orphan_del);
 		}
-		rc = unless_transient_adopting(rc, "adopt_orphans", job, &failures);
+		/* The lookup or the delete itself ended the transaction: the
+		 * orphans are left as they are (kept, and expired in time). */
+		if (rc != BATCH_ROLLED_BACK &&
+		    (rc = unless_transient_adopting(rc, "adopt_orphans", job, &failures)) == BATCH_ROLLED_BACK)
+			job->orphans_left = true;
 	}
 	return rc;
 }
@@ -557,13 +595,17 @@ static int keep_orphan(const struct report_item *it)
 }
 
 /* SQLITE_OK, or the code of the first statement that failed (what came
- * before it stays in the transaction). */
-static int write_report(const struct report_item *it)
+ * before it stays in the transaction). When its status update was refused
+ * after its row went in, *undo is that row's rowid (else 0): the caller
+ * takes it back (take_back_report) once the refusal is logged. */
+static int write_report(const struct report_item *it, sqlite3_int64 *undo)
 {
 	const char *mid;
 	char id[64];
 	const char *st = report_status_name(it->r.status);
 	sqlite3_stmt *find;
+	sqlite3_int64 rowid;
+	bool inserted, final;
 	int rc;
 
 	if (it->r.status == SMIS_REPORT_NONE || it->r.status == SMIS_REPORT_PENDING)
@@ -589,22 +631,40 @@ static int write_report(const struct report_item *it)
 	/* The status moves only with a report stored to show for it. */
 	if ((rc = run_stmt(st_rep)) != SQLITE_OK)
 		return rc;
-	/* Move the message's overall status forward only. */
+	inserted = sqlite3_changes(wdb) > 0; /* not there already (OR IGNORE) */
+	rowid = sqlite3_last_insert_rowid(wdb);
+	/* A final report ends status polling for an SMS. App messages go to
+	 * several devices: one device's final word says nothing of the others,
+	 * so their polling runs its bounded course (max_polls). */
+	final = it->r.device[0] == '\0' &&
+		(it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED);
+	/* Move the message's overall status forward only; one statement with
+	 * the end of polling, so that either is written with the other. */
 	sqlite3_bind_text(st_upd, 1, st, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st_upd, 2, smisd_now_ms());
 	sqlite3_bind_text(st_upd, 3, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st_upd, 4, status_rank(st));
-	if ((rc = run_stmt(st_upd)) != SQLITE_OK)
-		return rc;
-	/* A final report ends status polling for an SMS. App messages go to
-	 * several devices: one device's final word says nothing of the others,
-	 * so their polling runs its bounded course (max_polls). */
-	if (it->r.device[0] == '\0' &&
-	    (it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED)) {
-		sqlite3_bind_text(st_nopoll, 1, id, -1, SQLITE_STATIC);
-		rc = run_stmt(st_nopoll);
-	}
+	sqlite3_bind_int(st_upd, 5, final);
+	if ((rc = run_stmt(st_upd)) != SQLITE_OK && inserted && refused(rc))
+		*undo = rowid;
 	return rc;
+}
+
+/* A report and the status it moves are stored together or not at all: the
+ * row of a report whose status update was refused (write_report's `undo`)
+ * is deleted again, unless the refusal (`rc`, as unless_transient() took
+ * it) ended the transaction. A row that cannot be deleted takes the whole
+ * transaction with it, and the batch is written again without the report:
+ * BATCH_ROLLED_BACK. */
+static int take_back_report(sqlite3_int64 undo, int rc)
+{
+	if (!undo || rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(st_undo_rep, 1, undo);
+	if (run_stmt(st_undo_rep) == SQLITE_OK)
+		return SQLITE_OK;
+	run_stmt(st_rollback);
+	return BATCH_ROLLED_BACK;
 }
 
 /* Reports kept for a message that was never stored (its send's answer
@@ -829,9 +889,14 @@ static int write_job_whole(struct smisd_job *job)
 	int jrc = write_job(job, &row), rc = SQLITE_OK;
 
 	job->store_failed = jrc != SQLITE_OK;
-	if (jrc == SQLITE_OK || transient_store_error(jrc))
+	if (jrc == SQLITE_OK || jrc == BATCH_ROLLED_BACK || transient_store_error(jrc))
 		return jrc;
 	store_failed_once("message", job->id, jrc, &job->store_error_counted);
+	if (sqlite3_get_autocommit(wdb)) {
+		/* Its rows went with the transaction: none to delete. */
+		job->store_excluded = true;
+		return BATCH_ROLLED_BACK;
+	}
 	/* A refused message row wrote nothing, and a row of that id is
 	 * another message's. Reports are adopted only after the attempts. */
 	if (row) {
@@ -846,7 +911,8 @@ static int write_job_whole(struct smisd_job *job)
 /* One transaction: the jobs and the reports. Returns SQLITE_OK, or the
  * error that made it roll back (then nothing of it is written). A job
  * refused for itself (a constraint) is marked failed, nothing of it is
- * written, and the rest goes on. */
+ * written, and the rest goes on; BATCH_ROLLED_BACK when such a refusal
+ * ended the transaction (the record is then left out of the next tries). */
 static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 {
 	int rc;
@@ -854,12 +920,19 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 	pthread_mutex_lock(&write_gate);
 	rc = run_stmt(st_begin);
 	for (struct smisd_job *j = jobs; rc == SQLITE_OK && j; j = j->next)
-		rc = write_job_whole(j);
-	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next)
-		rc = unless_transient(write_report(r), "report", NULL, &r->error_counted);
+		if (!j->store_excluded)
+			rc = write_job_whole(j);
+	for (struct report_item *r = reps; rc == SQLITE_OK && r; r = r->next) {
+		sqlite3_int64 undo = 0;
+		if (r->excluded)
+			continue;
+		rc = unless_transient(write_report(r, &undo), "report", NULL, &r->error_counted);
+		if ((rc = take_back_report(undo, rc)) == BATCH_ROLLED_BACK)
+			r->excluded = true;
+	}
 	if (rc == SQLITE_OK)
 		rc = run_stmt(st_commit);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK && !sqlite3_get_autocommit(wdb))
 		run_stmt(st_rollback);
 	pthread_mutex_unlock(&write_gate);
 	return rc;
@@ -915,7 +988,10 @@ static void write_batch_until_stored(struct smisd_job *jobs, struct report_item 
 	for (struct report_item *r = reps; r; r = r->next)
 		n_reps++;
 	for (int attempt = 0;; attempt++) {
-		int rc = write_batch(jobs, reps);
+		int rc;
+		/* A record refused with the transaction: again at once, without it. */
+		while ((rc = write_batch(jobs, reps)) == BATCH_ROLLED_BACK)
+			;
 		if (rc == SQLITE_OK) {
 			if (attempt > 0)
 				smisd_log(SMIS_LOG_WARN, "store", NULL, "written after %d retries", attempt);
@@ -1112,6 +1188,12 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 	return 0;
 }
 
+/* A report of rank ?4 moves the message's status (a column of the row
+ * updated) forward: never back, and never off "failed". */
+#define MOVES_FORWARD                                                                               \
+	"((CASE status WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 2"        \
+	" WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed')"
+
 int smisd_store_open(const char *path, int batch_max, int commit_delay)
 {
 	char *err = NULL;
@@ -1144,10 +1226,10 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 			 " AND operation = 'send' LIMIT 1", &st_find_by_id) ||
 	    prepare(wdb, "INSERT OR IGNORE INTO reports (message_id, channel, device, status, at_ms, detail)"
 			 " VALUES (?,?,?,?,?,?)", &st_rep) ||
-	    prepare(wdb, "UPDATE messages SET status = ?1, updated_ms = ?2 WHERE id = ?3 AND"
-			 " (CASE status WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 WHEN 'undelivered' THEN 2"
-			 "  WHEN 'sent' THEN 1 ELSE 0 END) < ?4 AND status != 'failed'", &st_upd) ||
-	    prepare(wdb, "UPDATE messages SET next_poll_ms = NULL WHERE id = ?", &st_nopoll) ||
+	    prepare(wdb, "UPDATE messages SET status = CASE WHEN " MOVES_FORWARD " THEN ?1 ELSE status END,"
+			 " updated_ms = CASE WHEN " MOVES_FORWARD " THEN ?2 ELSE updated_ms END,"
+			 " next_poll_ms = CASE WHEN ?5 THEN NULL ELSE next_poll_ms END"
+			 " WHERE id = ?3 AND (" MOVES_FORWARD " OR ?5)", &st_upd) ||
 	    prepare(wdb, "INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms, detail, received_ms)"
 			 " VALUES (?,?,?,?,?,?,?)", &st_orphan) ||
 	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
@@ -1159,6 +1241,7 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 	    prepare(wdb, "ROLLBACK", &st_rollback) ||
 	    prepare(wdb, "DELETE FROM attempts WHERE message_id = ?", &st_undo_att) ||
 	    prepare(wdb, "DELETE FROM messages WHERE id = ?", &st_undo_msg) ||
+	    prepare(wdb, "DELETE FROM reports WHERE rowid = ?", &st_undo_rep) ||
 	    prepare(rdb, "SELECT 1 FROM messages WHERE id = ?", &st_exists))
 		goto fail;
 	sqlite3_exec(wdb, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
@@ -1222,7 +1305,6 @@ void smisd_store_close(void)
 	st_find_by_id = NULL;
 	sqlite3_finalize(st_rep);
 	sqlite3_finalize(st_upd);
-	sqlite3_finalize(st_nopoll);
 	sqlite3_finalize(st_exists);
 	sqlite3_finalize(st_orphan);
 	sqlite3_finalize(st_orphan_get);
@@ -1234,9 +1316,10 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_rollback);
 	sqlite3_finalize(st_undo_att);
 	sqlite3_finalize(st_undo_msg);
-	st_begin = st_commit = st_rollback = st_undo_att = st_undo_msg = NULL;
+	sqlite3_finalize(st_undo_rep);
+	st_begin = st_commit = st_rollback = st_undo_att = st_undo_msg = st_undo_rep = NULL;
 	st_orphan = st_orphan_get = st_orphan_del = st_orphan_expire = st_orphan_count = NULL;
-	st_msg = st_att = st_find_att = st_rep = st_upd = st_nopoll = st_exists = NULL;
+	st_msg = st_att = st_find_att = st_rep = st_upd = st_exists = NULL;
 	sqlite3_close(rdb);
 	sqlite3_close(wdb);
 	rdb = wdb = NULL;

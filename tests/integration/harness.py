@@ -251,7 +251,7 @@ class Stack:
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
                  institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
-                 listen_extra="", smisd_env=None, log_level=None, sigxfsz_ignored=False):
+                 listen_extra="", smisd_env=None, log_level=None):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -272,10 +272,6 @@ class Stack:
         self.smisd_env = smisd_env or {}
         # log.level; None leaves SMIS_LOG_LEVEL's (LOG_LEVEL).
         self.log_level = log_level or LOG_LEVEL
-        # True: smisd starts with SIGXFSZ ignored, as this Python runs, so
-        # that a file-size limit set on it (store_writes_fail) fails its
-        # writes instead of killing it.
-        self.sigxfsz_ignored = sigxfsz_ignored
         self.expected_log = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -381,8 +377,7 @@ institutions = (
         self.smisd_log = os.path.join(self.dir, "smisd.log")
         with open(self.smisd_log, "w") as logf:
             self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf,
-                                          env=dict(os.environ, **self.smisd_env),
-                                          restore_signals=not self.sigxfsz_ignored)
+                                          env=dict(os.environ, **self.smisd_env))
         self.base = "http://127.0.0.1:%d" % self.smisd_port
         smisd_answers_at(self.base)
         deadline = time.time() + 30 * SLOW
@@ -531,10 +526,10 @@ institutions = (
     def store_writes_fail(self):
         """Make smisd's writes to its files fail, as on a full disk, for the
         length of the with block: a file-size limit of 1 byte, set on the
-        running process with prlimit (it must ignore SIGXFSZ: Stack's
-        sigxfsz_ignored), makes each write past a file's first byte fail
-        with EFBIG. The store's commits then fail (SQLITE_IOERR) and are
-        tried again. Its log lines meanwhile are lost with them."""
+        running process with prlimit, makes each write past a file's first
+        byte fail with EFBIG (smisd ignores SIGXFSZ; it starts with the
+        signal's default action, as under systemd). The store's commits
+        then fail (SQLITE_IOERR) and are tried again. Its log lines meanwhile are lost with them."""
         old = resource.prlimit(self.smisd.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(self.smisd.pid, resource.RLIMIT_FSIZE, (1, old[1]))
         try:

@@ -17,7 +17,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, Stack, StackTestCase, http, message, poll_until  # noqa: E402
+from harness import CITIZENS, SLOW, Stack, StackTestCase, http, message, poll_until  # noqa: E402
 
 
 def sms_requests(stack):
@@ -99,7 +99,7 @@ class StopCommitsWhatWasAnswered(unittest.TestCase):
                 ids = [a.json["id"] for a in answers]
                 self.assertEqual([stack.stored_status(i) for i in ids], [None] * 8)
                 stack.start_draining()
-            self.assertEqual(stack.smisd.wait(timeout=30), 0)
+            self.assertEqual(stack.smisd.wait(timeout=30 * SLOW), 0)
             self.assertEqual([stack.stored_status(i) for i in ids], ["sent"] * 8)
         finally:
             rc, problems, log = stack.stop()

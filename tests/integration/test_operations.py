@@ -207,6 +207,20 @@ def orphan_refs(stack):
         con.close()
 
 
+def one_batch(stack, *submits):
+    """Call each of submits in turn while the store's writer is held on a
+    batch of its own (a message sent first, the write lock held until the
+    writer has tried and failed to commit it): whatever they queue for the
+    writer is written together in its next batch. What they returned."""
+    retrying = r"cannot write \(database is locked\)"
+    tried = len(re.findall(retrying, stack.log_text()))
+    with stack.store_locked():
+        stack.send(message(CITIZENS["no_app"], "sms_only"))
+        poll_until(lambda: len(re.findall(retrying, stack.log_text())) > tried, 20,
+                   lambda: "the writer did not wait for the lock: " + stack.log_text()[-1500:])
+        return [submit() for submit in submits]
+
+
 class StartOnlySettings(StackTestCase):
     """Settings read once at start: a reload that changes them keeps the
     running values, and says so, one line per setting, naming it."""
@@ -374,35 +388,46 @@ class ReportNotStorable(StackTestCase):
     """A report the store refuses for a reason a retry would not cure (a
     trigger here; a damaged database in life) is logged and counted, the
     message's status does not move without it, and what else the batch
-    holds is written."""
+    holds is written. A report and the status it moves are stored together
+    or not at all: when the status update was refused, the report's row
+    stayed, showing a report the message's status never followed."""
     stack_kwargs = {"ringring_status_url": False}
 
-    def test_refused_report_is_logged_counted_and_moves_nothing(self):
+    def refused_report_moves_nothing(self, trigger, reason):
         s = self.stack
-        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
-        sent = s.send(message(CITIZENS["no_app"], "sms_only")).json
-        provider_id = sent["attempts"][0]["provider_reference"]
-        s.wait_stored(sent["id"])
+        s.expect_log(r"^report failed: constraint failed \(%s\)$" % reason)
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        sent, provider_id = stored_sms(s)
         con = sqlite3.connect(os.path.join(s.dir, "smis.db"), isolation_level=None)
         try:
-            con.execute("CREATE TRIGGER refuse_reports BEFORE INSERT ON reports"
-                        " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END")
+            con.execute(trigger)
             r = ringring_dlr(s, sent["id"], provider_id)
             self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
             other = s.send(message(CITIZENS["no_app"], "sms_only"))
             self.assertEqual(other.status, 201, other.raw)
-            poll_until(lambda: s.metric('smis_store_errors_total{operation="report"}') == 1, 10,
+            poll_until(lambda: s.metric('smis_store_errors_total{operation="report"}') == before + 1, 10,
                        lambda: "refused report not counted: " + s.log_text()[-1500:])
             s.wait_stored(other.json["id"])
             got = s.get(sent["id"]).json
             self.assertEqual((got["status"], got["reports"]), ("sent", []))
-            con.execute("DROP TRIGGER refuse_reports")
+            con.execute("DROP TRIGGER refuse")
         finally:
             con.close()
         r = ringring_dlr(s, sent["id"], provider_id)
         self.assertEqual(r.status, 200, r.raw)
         poll_until(lambda: s.get(sent["id"]).json["status"] == "delivered", 10,
                    lambda: "report not stored once allowed: " + s.get(sent["id"]).raw)
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}'), before + 1)
+
+    def test_refused_report_is_logged_counted_and_moves_nothing(self):
+        self.refused_report_moves_nothing("CREATE TRIGGER refuse BEFORE INSERT ON reports"
+                                          " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END",
+                                          "report refused by the test")
+
+    def test_refused_status_update_takes_its_report_back(self):
+        self.refused_report_moves_nothing("CREATE TRIGGER refuse BEFORE UPDATE OF status ON messages"
+                                          " BEGIN SELECT RAISE(ABORT, 'status refused by the test'); END",
+                                          "status refused by the test")
 
 
 class MessageNotStorable(StackTestCase):
@@ -445,7 +470,7 @@ class BatchNotStorable(StackTestCase):
     message record in it is lost, and each is counted as not stored, not
     only the one that failed for itself (the others were logged alone, in
     no metric)."""
-    stack_kwargs = {"store_extra": "commit_delay_ms = 1000;", "ringring_status_url": False}
+    stack_kwargs = {"ringring_status_url": False}
 
     def test_each_lost_message_is_counted(self):
         s = self.stack
@@ -458,14 +483,12 @@ class BatchNotStorable(StackTestCase):
                         " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END")
             con.execute("CREATE TRIGGER refuse_undo BEFORE DELETE ON messages"
                         " BEGIN SELECT RAISE(ABORT, 'delete refused by the test'); END")
-            # Both within the writer's commit_delay_ms: one batch. Sent at
-            # once, as one after the other can take longer than the delay
-            # under valgrind.
-            with concurrent.futures.ThreadPoolExecutor(2) as ex:
-                fine, refused = ex.map(s.send, (message(CITIZENS["no_app"], "sms_only"),
-                                                message(CITIZENS["app_nl"], "govapp_and_sms")))
+            # Queued while the writer is held on a batch before them: one
+            # batch, however slowly they are answered (valgrind).
+            fine, refused = one_batch(s, lambda: s.send(message(CITIZENS["no_app"], "sms_only")),
+                                      lambda: s.send(message(CITIZENS["app_nl"], "govapp_and_sms")))
             self.assertEqual((fine.status, refused.status), (201, 201), fine.raw + refused.raw)
-            s.wait_idle()
+            s.wait_idle(timeout=30)
             self.assertEqual(con.execute("SELECT count(*) FROM messages WHERE id IN (?, ?)",
                                          (fine.json["id"], refused.json["id"])).fetchone()[0], 0)
             self.assertEqual(s.metric('smis_store_errors_total{operation="message"}'), 2)
@@ -480,15 +503,15 @@ class BatchNotStorable(StackTestCase):
 
 
 class StoreFailsCase(StackTestCase):
-    """Records refused by a trigger while the store's writes fail (no tests of its own)."""
-    stack_kwargs = {"sigxfsz_ignored": True}
+    """Records refused by a trigger, while the store's writes fail or not
+    (no tests of its own)."""
 
     @contextlib.contextmanager
     def refused(self, trigger):
         con = sqlite3.connect(os.path.join(self.stack.dir, "smis.db"), isolation_level=None)
         try:
             con.execute(trigger)
-            yield
+            yield con
         finally:
             con.execute("DROP TRIGGER refuse")
             con.close()
@@ -511,7 +534,7 @@ class RefusedWhileStoreFails(StoreFailsCase):
     damaged database in life), in a batch whose commit then fails for a
     cause that passes (writes failing as on a full disk), is refused again
     at each try of the batch: it is counted once, not once a try."""
-    stack_kwargs = {"ringring_status_url": False, "sigxfsz_ignored": True}
+    stack_kwargs = {"ringring_status_url": False}
 
     def test_refused_message_is_counted_once(self):
         s = self.stack
@@ -531,25 +554,31 @@ class RefusedWhileStoreFails(StoreFailsCase):
         s.expect_log(r"^report failed: constraint failed \(status refused by the test\)$")
         sent, provider_id = stored_sms(s)
         before = s.metric('smis_store_errors_total{operation="report"}') or 0
-        # Its row goes in, then the status it brings is refused.
+        # Its row goes in, then the status it brings is refused: the row
+        # is taken back.
         with self.refused("CREATE TRIGGER refuse BEFORE UPDATE OF status ON messages"
                           " BEGIN SELECT RAISE(ABORT, 'status refused by the test'); END"):
             r = self.tried_three_more_times(lambda: ringring_dlr(s, sent["id"], provider_id))
             self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
-            poll_until(lambda: s.get(sent["id"]).json["reports"], 10,
-                       lambda: "report not written: " + s.get(sent["id"]).raw)
+            # Its batch is committed before a message sent after it.
+            later = s.send(message(CITIZENS["no_app"], "sms_only"))
+            s.wait_stored(later.json["id"], timeout=30)
         self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
-        self.assertEqual(s.get(sent["id"]).json["status"], "sent")
+        got = s.get(sent["id"]).json
+        self.assertEqual((got["status"], got["reports"]), ("sent", []))
 
 
 class OrphanNotStorable(StoreFailsCase):
     """A report that overtook its send's answer is kept as an orphan and
     adopted in the batch that writes the message. Refused for itself there
     (a trigger here), in a batch whose commit then fails for a cause that
-    passes, it is refused again at each try: counted once, not once a try."""
-    stack_kwargs = {"sigxfsz_ignored": True}
+    passes, it is refused again at each try: counted once, not once a try.
+    Refused with the whole transaction (RAISE(ROLLBACK)), it is left out of
+    the batch written again: the message is stored (RolledBackByRefusal)."""
 
-    def test_refused_orphan_is_counted_once(self):
+    def refused_at_adoption(self, raised, answered):
+        """The orphan refused with RAISE(raised); answered(result) returns
+        the send's answer from its future's result."""
         s = self.stack
         s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
         before = s.metric('smis_store_errors_total{operation="report"}') or 0
@@ -557,16 +586,99 @@ class OrphanNotStorable(StoreFailsCase):
         # the report is kept (committed) well before the message is written.
         s.sim("ringring", "POST", "/_sim/faults", {"dlr_delay_ms": 0, "latency_ms": 1500})
         with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON reports"
-                          " BEGIN SELECT RAISE(ABORT, 'report refused by the test'); END"), \
+                          " BEGIN SELECT RAISE(%s, 'report refused by the test'); END" % raised), \
                 concurrent.futures.ThreadPoolExecutor(1) as ex:
             sending = ex.submit(s.send, message(CITIZENS["no_app"], "sms_only"))
             poll_until(lambda: len(orphan_refs(s)) == 1, 10, lambda: "report not kept as an orphan")
-            r = self.tried_three_more_times(sending.result)
+            r = answered(sending.result)
             self.assertEqual(r.status, 201, r.raw)
-            s.wait_idle()  # its slot is given back after the commit
+            s.wait_idle(timeout=30)  # its slot is given back after the commit
         self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
+        self.assertIsNone(s.metric('smis_store_errors_total{operation="message"}'))
         got = s.get(r.json["id"]).json
         self.assertEqual((got["status"], got["reports"], orphan_refs(s)), ("sent", [], []))
+
+    def test_refused_orphan_is_counted_once(self):
+        self.refused_at_adoption("ABORT", self.tried_three_more_times)
+
+    def test_orphan_refused_with_the_transaction_leaves_the_message_stored(self):
+        self.refused_at_adoption("ROLLBACK", lambda result: result())
+
+
+class RolledBackByRefusal(StoreFailsCase):
+    """A record refused with RAISE(ROLLBACK) (a trigger here; an interrupt
+    or a damaged database in life) ends the batch's whole transaction, not
+    only its statement. The batch went on as if the transaction were open:
+    what came before was lost, what came after was committed statement by
+    statement, and the failing COMMIT then counted the whole batch as not
+    stored, the records written included. The batch is now written again
+    without the record refused, which alone is counted."""
+    stack_kwargs = {"ringring_status_url": False}
+
+    def test_the_messages_around_a_refused_one_are_stored(self):
+        s = self.stack
+        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
+                     r"^answered, but the record could not be stored$")
+        before = s.metric('smis_store_errors_total{operation="message"}') or 0
+        # The SMIS's attempt of govapp_and_sms, the third: after two rows of its own.
+        with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON attempts WHEN NEW.seq = 2"
+                          " BEGIN SELECT RAISE(ROLLBACK, 'attempt refused by the test'); END") as con:
+            sent = one_batch(s, *(lambda body=body: s.send(body) for body in (
+                message(CITIZENS["no_app"], "sms_only"), message(CITIZENS["app_nl"], "govapp_and_sms"),
+                message(CITIZENS["no_app"], "sms_only"))))
+            self.assertEqual([r.status for r in sent], [201] * 3, [r.raw for r in sent])
+            s.wait_idle(timeout=30)
+            ids = [r.json["id"] for r in sent]
+            self.assertEqual([con.execute("SELECT count(*) FROM messages WHERE id = ?", (i,)).fetchone()[0]
+                              for i in ids], [1, 0, 1])
+            self.assertEqual(con.execute("SELECT count(*) FROM attempts WHERE message_id = ?",
+                                         (ids[1],)).fetchone()[0], 0)
+        self.assertEqual(s.metric('smis_store_errors_total{operation="message"}') - before, 1)
+        self.assertEqual([s.get(i).status for i in ids], [200, 404, 200])
+
+    def test_the_message_beside_a_refused_report_is_stored(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        stored, provider_id = stored_sms(s)
+        with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON reports"
+                          " BEGIN SELECT RAISE(ROLLBACK, 'report refused by the test'); END"):
+            # Jobs are written before reports: the message, then the report.
+            sent, dlr = one_batch(s, lambda: s.send(message(CITIZENS["no_app"], "sms_only")),
+                                  lambda: ringring_dlr(s, stored["id"], provider_id))
+            self.assertEqual((sent.status, dlr.status), (201, 200), sent.raw + dlr.raw)
+            poll_until(lambda: (s.metric('smis_store_errors_total{operation="report"}') or 0) - before == 1, 30,
+                       lambda: "refused report not counted: " + s.log_text()[-1500:])
+            s.wait_stored(sent.json["id"], timeout=30)
+        s.wait_idle(timeout=30)
+        self.assertIsNone(s.metric('smis_store_errors_total{operation="message"}'))
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, 1)
+        got = s.get(stored["id"]).json
+        self.assertEqual((got["status"], got["reports"]), ("sent", []))
+
+
+class FileSizeLimitReached(StackTestCase):
+    """A file-size limit (systemd's LimitFSIZE=, ulimit -f) reached by the
+    log or the database makes the write fail with EFBIG, and the store
+    retries its batch as on a full disk. smisd left SIGXFSZ's default
+    action in place, so the first such write killed it (and dumped core),
+    losing the records of the messages answered and not written yet.
+    Started here as systemd starts it: SIGXFSZ not ignored."""
+    stack_kwargs = {"ringring_status_url": False}
+
+    def test_writes_fail_and_the_record_is_stored_once_lifted(self):
+        s = self.stack
+        s.expect_log(r"^cannot write \(disk I/O error\)", r"^written after \d+ retries$")
+        retries = s.metric("smis_store_retries_total") or 0
+        with s.store_writes_fail():
+            r = s.send(message(CITIZENS["no_app"], "sms_only"))
+            self.assertEqual(r.status, 201, r.raw)
+            poll_until(lambda: s.smisd.poll() is not None or (s.metric("smis_store_retries_total") or 0) > retries,
+                       20, lambda: "batch not tried again")
+            self.assertIsNone(s.smisd.poll(), "smisd died at a failing write")
+        s.wait_stored(r.json["id"], timeout=30)
+        self.assertIsNone(s.smisd.poll())
+        self.assertEqual(s.get(r.json["id"]).json["status"], "sent")
 
 
 class ReportLookupFails(StackTestCase):
