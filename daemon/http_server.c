@@ -30,6 +30,7 @@
 #include "core_api.h"
 #include "dispatcher.h"
 #include "http_server.h"
+#include "json_writer.h"
 #include "log.h"
 #include "metrics.h"
 #include "problem.h"
@@ -638,8 +639,10 @@ static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 	}
 	if (ok)
 		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	/* json-c leaves C1 controls and bytes that are no UTF-8 (a plugin's
+	 * devices_json or language) raw: written as every other answer. */
 	if (text)
-		body = strdup(text);
+		body = smisd_json_c1_escaped(text);
 	json_object_put(devs);
 	json_object_put(o);
 	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);

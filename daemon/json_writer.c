@@ -4,10 +4,12 @@
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json_writer.h"
+#include "utf8_decode.h"
 
 void smisd_jw_init(struct smisd_jw *w)
 {
@@ -45,6 +47,24 @@ static void put(struct smisd_jw *w, const char *s, size_t n)
 	w->buf[w->len] = '\0';
 }
 
+/*
+ * The character beyond ASCII at s: copied whole when it is well-formed
+ * UTF-8 (0, *used its length), else its first byte written as U+FFFD, as a
+ * decoder shows it (a lone 0x9B from an upstream, a character cut by a
+ * "%.40s" or a buffer's end, an overlong form, a surrogate): a raw one
+ * would make the whole text invalid UTF-8, which a client or a log
+ * collector may refuse.
+ */
+static size_t utf8_char_or_replacement(const char *s, char out[7], size_t *used)
+{
+	*used = smis_utf8_char_len(s, strnlen(s, 4));
+	if (*used > 0)
+		return 0;
+	*used = 1;
+	memcpy(out, "\xef\xbf\xbd", 4);
+	return 3;
+}
+
 size_t smisd_json_escape_char(const char *s, char out[7], size_t *used)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -65,11 +85,13 @@ size_t smisd_json_escape_char(const char *s, char out[7], size_t *used)
 		 * terminal showing the text acts on them (U+009B is a CSI). The
 		 * code point is the second byte. */
 		if ((unsigned char)s[1] < 0x80 || (unsigned char)s[1] > 0x9f)
-			return 0;
+			return utf8_char_or_replacement(s, out, used);
 		*used = 2;
 		c = (unsigned char)s[1];
 		break;
 	default:
+		if (c >= 0x80)
+			return utf8_char_or_replacement(s, out, used);
 		if (c >= 0x20)
 			return 0;
 		break;
@@ -87,28 +109,40 @@ size_t smisd_json_escape_char(const char *s, char out[7], size_t *used)
 	return 6;
 }
 
-static void put_escaped(struct smisd_jw *w, const char *s)
+/*
+ * s with what JSON or a reader cannot take raw written otherwise: bytes
+ * beyond ASCII through smisd_json_escape_char (C1 controls escaped, bytes
+ * that are no UTF-8 as U+FFFD); inside a string, also '"', '\\' and C0
+ * controls. A whole JSON text (in_string false) has no other bytes beyond
+ * ASCII than those of its strings.
+ */
+static void put_text(struct smisd_jw *w, const char *s, bool in_string)
 {
 	const char *run = s;
 	size_t used = 1;
 
-	put(w, "\"", 1);
 	for (; *s; s += used) {
 		unsigned char c = (unsigned char)*s;
 		char esc[7];
 		size_t n;
 
 		used = 1;
-		if (c >= 0x20 && c != '"' && c != '\\' && c != 0xc2)
+		if (c < 0x80 && (!in_string || (c >= 0x20 && c != '"' && c != '\\')))
 			continue; /* the common case, copied with its run */
 		n = smisd_json_escape_char(s, esc, &used);
 		if (n == 0)
-			continue; /* C2 opens no C1 control: copied with its run */
+			continue; /* well-formed UTF-8, no C1 control: copied with its run */
 		put(w, run, (size_t)(s - run));
 		put(w, esc, n);
 		run = s + used;
 	}
 	put(w, run, (size_t)(s - run));
+}
+
+static void put_escaped(struct smisd_jw *w, const char *s)
+{
+	put(w, "\"", 1);
+	put_text(w, s, true);
 	put(w, "\"", 1);
 }
 
@@ -208,25 +242,10 @@ char *smisd_jw_finish(struct smisd_jw *w)
 char *smisd_json_c1_escaped(const char *text)
 {
 	struct smisd_jw w;
-	const char *run = text, *s = text;
 
 	if (!text)
 		return NULL;
 	smisd_jw_init(&w);
-	/* Outside strings a JSON text is ASCII: every C2 is in a string. */
-	while ((s = strchr(s, '\xc2')) != NULL) {
-		char esc[7];
-		size_t used, n = smisd_json_escape_char(s, esc, &used);
-
-		if (n == 0) {
-			s++;
-			continue;
-		}
-		put(&w, run, (size_t)(s - run));
-		put(&w, esc, n);
-		s += used;
-		run = s;
-	}
-	put(&w, run, strlen(run));
+	put_text(&w, text, false);
 	return smisd_jw_finish(&w);
 }

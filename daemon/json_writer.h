@@ -50,15 +50,19 @@ void smisd_jw_int(struct smisd_jw *w, const char *key, int64_t value);
  * level is still open. The writer is empty afterwards. */
 char *smisd_jw_finish(struct smisd_jw *w);
 
-/* The escape sequence for the character at s (NUL-ended) in a JSON string
- * into out (NUL-ended), and its length; 0 when its first byte is written as
- * it is. *used is how many bytes of s it stands for: 1, or 2 for a C1
- * control. Shared with the JSON log lines. */
+/* What the character at s (NUL-ended) is written as in a JSON string, into
+ * out (NUL-ended), and its length: its escape sequence, or U+FFFD (3 bytes)
+ * for a byte that is part of no well-formed UTF-8 character; 0 when the
+ * character is written as it is. *used is how many bytes of s it stands
+ * for: 1 to 4 for a character written as it is, 2 for a C1 control, else 1.
+ * Shared with the JSON log lines, so that answers and logs are valid UTF-8
+ * alike. */
 size_t smisd_json_escape_char(const char *s, char out[7], size_t *used);
 
 /* A copy (malloc'd, NULL when out of memory) of the JSON text `text`, with
- * its C1 controls escaped as the writer escapes them: for answers json-c
- * serialises, which leaves them raw, so that every answer reads alike. */
+ * its C1 controls escaped and its bytes that are no UTF-8 replaced as the
+ * writer does: for answers json-c serialises, which leaves both raw, so
+ * that every answer reads alike. */
 char *smisd_json_c1_escaped(const char *text);
 
 #endif

@@ -14,7 +14,6 @@
 
 #include "json_writer.h"
 #include "log.h"
-#include "utf8_decode.h"
 
 /* Set by a reload (main thread) while every other thread logs. */
 static atomic_int log_min = SMIS_LOG_INFO;
@@ -40,24 +39,17 @@ int smisd_log_level_parse(const char *s)
  * well-formed UTF-8 character (a plugin's or an upstream's text, a "%.40s"
  * cut inside a character): it would make the whole line invalid UTF-8,
  * which a collector may drop; it is written as U+FFFD, as a decoder shows
- * it. */
+ * it. smisd_json_escape_char does both, as for the API's answers. */
 static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
 {
-	size_t used, left = strlen(s);
+	size_t used;
 
-	for (; *s && *pos + 7 < cap; s += used, left -= used) {
+	for (; *s && *pos + 7 < cap; s += used) {
 		char esc[7];
 		size_t n = smisd_json_escape_char(s, esc, &used);
 		if (n > 0) {
 			memcpy(buf + *pos, esc, n);
 			*pos += n;
-			continue;
-		}
-		used = smis_utf8_char_len(s, left);
-		if (used == 0) {
-			memcpy(buf + *pos, "\xef\xbf\xbd", 3);
-			*pos += 3;
-			used = 1;
 		} else {
 			memcpy(buf + *pos, s, used);
 			*pos += used;

@@ -501,6 +501,63 @@ class RequestIdWithoutRandom(ProblemAsserts, StackTestCase):
         self.assertEqual(http("GET", s.base + "/healthz").status, 200)
 
 
+class FakechanStack(Stack):
+    """A stack that also has channel "fake" (tests/plugins/fakechan.so, an
+    app channel that looks every citizen up as reachable), configured with
+    `fake_conf`."""
+
+    def __init__(self, fake_conf, **kwargs):
+        Stack.__init__(self, **kwargs)
+        self.fake_conf = fake_conf
+
+    def write_conf(self, extra_strategy="", path=None):
+        Stack.write_conf(self, extra_strategy, path)
+        plugins = os.path.join(self.dir, "plugins")
+        if not os.path.isdir(plugins):
+            os.mkdir(plugins)
+            built = os.path.join(BUILD, "plugin-dir")
+            for name in os.listdir(built):
+                os.symlink(os.path.join(built, name), os.path.join(plugins, name))
+            os.symlink(os.path.join(BUILD, "tests/plugins/.libs/fakechan.so"), os.path.join(plugins, "fakechan.so"))
+        with open(path or self.conf) as f:
+            conf = f.read()
+        conf = conf.replace('plugin_dir = "%s";' % os.path.join(BUILD, "plugin-dir"), 'plugin_dir = "%s";' % plugins)
+        conf = conf.replace("channels = (\n", 'channels = (\n  { name = "fake"; plugin = "fakechan"; %s },\n'
+                            % self.fake_conf, 1)
+        with open(path or self.conf, "w") as f:
+            f.write(conf)
+
+
+class KeysAnswerOfAPlugin(StackTestCase):
+    """POST /v1/recipients/keys is written by json-c, which leaves C1
+    controls and bytes that are no UTF-8 raw, from what the channel's
+    plugin gave (a third-party plugin need not check its texts as the
+    bundled ones do): it is written as every other answer, C1 escaped and
+    each such byte U+FFFD, so that a client's decoder takes it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = FakechanStack('reach = 1; language = "a\\xc2\\x9b\\x9b";').start()
+
+    def test_language_is_valid_utf8(self):
+        conn = HTTPConnection("127.0.0.1", self.stack.smisd_port, timeout=30)
+        try:
+            conn.request("POST", "/v1/recipients/keys",
+                         json.dumps({"recipient": CITIZENS["app_nl"], "channel": "fake"}),
+                         {"Authorization": "Bearer " + KEYS["inst-a"], "Content-Type": "application/json"})
+            r = conn.getresponse()
+            raw = r.read()
+        finally:
+            conn.close()
+        self.assertEqual(r.status, 200, raw)
+        self.assertNotIn(b"\x9b", raw.replace(b"\xc2\x9b", b""))  # no lone 0x9B
+        self.assertNotIn(b"\xc2\x9b", raw)  # no raw C1
+        self.assertIn(b'"language":"a\\u009b\xef\xbf\xbd"', raw)
+        text = raw.decode("utf-8")  # strict: valid UTF-8
+        check_conformance("POST", self.stack.base + "/v1/recipients/keys", Response(r.status, r.headers, text))
+        self.assertEqual((json.loads(text)["channel"], json.loads(text)["language"]), ("fake", "a\x9b\ufffd"))
+
+
 class Privacy(StackTestCase):
     def test_store_has_no_bodies_nor_numbers(self):
         secret = "Uw dossier 987-SECRET is klaar"

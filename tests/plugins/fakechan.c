@@ -13,13 +13,14 @@ struct state {
 	const struct smis_core_api *api;
 	long long reach;        /* enum smis_reach returned by LOOKUP */
 	long long send_outcome; /* enum smis_outcome_kind returned by SEND */
+	char language[8];       /* returned by LOOKUP, as the plugin gives it */
 };
 
 static int create(const struct smis_core_api *api, struct smis_instance *self,
 		  struct smis_config *cfg, void **out)
 {
 	struct state *st = api->alloc(sizeof(*st));
-	char *caps = NULL;
+	char *caps = NULL, *language = NULL;
 	if (!st)
 		return -ENOMEM;
 	st->api = api;
@@ -29,6 +30,12 @@ static int create(const struct smis_core_api *api, struct smis_instance *self,
 	api->config_int(cfg, "send_outcome", &st->send_outcome);
 	if (api->config_string(cfg, "caps", &caps) == 0) /* read so it is "known" */
 		api->free(caps);
+	/* Any bytes, as a third-party plugin may give them. */
+	SMIS_OUTCOME_SET(st->language, "fr");
+	if (api->config_string(cfg, "language", &language) == 0) {
+		SMIS_OUTCOME_SET(st->language, language);
+		api->free(language);
+	}
 	*out = st;
 	return 0;
 }
@@ -50,7 +57,7 @@ static int start(void *p, enum smis_op op, const struct smis_message *msg, void 
 	if (op == SMIS_OP_LOOKUP) {
 		out->kind = SMIS_OUTCOME_OK;
 		out->reach = (enum smis_reach)st->reach;
-		SMIS_OUTCOME_SET(out->language, "fr");
+		SMIS_OUTCOME_SET(out->language, st->language);
 	} else {
 		out->kind = (enum smis_outcome_kind)st->send_outcome;
 		if (out->kind == SMIS_OUTCOME_OK)

@@ -917,6 +917,14 @@ static void test_send_answer_other_message(void)
 	CU_ASSERT_PTR_NULL(strstr(log_text, "msg_OTHER"));
 }
 
+/* A notification_id of 127 characters, any printable ASCII but space, as
+ * JSON and as decoded. */
+#define NID_60 "012345678901234567890123456789012345678901234567890123456789"
+#define NID_JSON_127 "!~\\\"\\\\/ab" NID_60 NID_60
+#define NID_127 "!~\"\\/ab" NID_60 NID_60
+#define BAD_SEND_ID(id) \
+	{ resp_of(202, "{\"notification_id\":\"" id "\"}"), SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response" }
+
 static void test_error_mapping(void)
 {
 	struct {
@@ -946,6 +954,13 @@ static void test_error_mapping(void)
 		{ resp_of(202, "{\"devices\":[]}"), SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response" },
 		{ resp_of(202, "{\"notification_id\":\"gn_1\"} trailing"), SMIS_OUTCOME_TEMPFAIL,
 		  "upstream_bad_response" },
+		/* A notification_id outside section 1's printable ASCII would
+		 * become the provider reference: a C0 or C1 control (escaped
+		 * or raw), a byte that is no UTF-8, DEL, a space, a character
+		 * beyond ASCII, 128 characters. */
+		BAD_SEND_ID("gn\\u001b[2J"), BAD_SEND_ID("gn\\u009b2J"), BAD_SEND_ID("gn\xc2\x9b" "2J"),
+		BAD_SEND_ID("gn\x9b" "2J"), BAD_SEND_ID("gn\x7f"), BAD_SEND_ID("gn 1"),
+		BAD_SEND_ID("gn_\xc3\xa9"), BAD_SEND_ID(NID_JSON_127 "x"),
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1013,6 +1028,18 @@ static void test_success_any_2xx(void)
 		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
 		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
 		CU_ASSERT_STRING_EQUAL(out.provider_ref, "gn_2XX");
+		ops->call_free(inst, call);
+
+		/* The longest notification_id section 1 allows. */
+		call = looked_up_call(pk2_b64);
+		r = resp_of(statuses[i], "{\"notification_id\":\"" NID_JSON_127 "\"}");
+		CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, &out), SMIS_STEP_REQUEST);
+		fake_http_request_free(req);
+		req = NULL;
+		CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_STRING_EQUAL(out.provider_ref, NID_127);
+		CU_ASSERT_EQUAL(strlen(out.provider_ref), 127);
 		ops->call_free(inst, call);
 
 		call = NULL;
@@ -1420,6 +1447,16 @@ static void test_inbound(void)
 		CU_ASSERT_EQUAL(strlen(rep[0].device), 63);
 	}
 
+	/* A notification_id of 127 characters, any printable ASCII but space. */
+	{
+		const char *b = "{\"notification_id\":\"" NID_JSON_127 "\",\"device_id\":\"d-1\",\"status\":\"read\"}";
+
+		sign(sig, sizeof(sig), SECRET, now, b);
+		CU_ASSERT_EQUAL(call_inbound(inst, "POST", b, sig, rep, &n), 0);
+		CU_ASSERT_EQUAL_FATAL(n, 1);
+		CU_ASSERT_STRING_EQUAL(rep[0].provider_ref, NID_127);
+	}
+
 	/* Rotation: one of several v1 values matches. */
 	sign(sig, sizeof(sig), SECRET, now, CB_BODY);
 	snprintf(sig2, sizeof(sig2), "t=%lld,v1=%064d, v1=%s", now, 0, strstr(sig, "v1=") + 3);
@@ -1468,6 +1505,7 @@ static void test_inbound(void)
 	CU_ASSERT(n_warn > warns);
 
 	/* Authentic but malformed. */
+#define BAD_CB_ID(id) "{\"notification_id\":\"" id "\",\"device_id\":\"d-1\",\"status\":\"read\"}"
 	{
 		const char *bad[] = {
 			"{not json",
@@ -1490,6 +1528,10 @@ static void test_inbound(void)
 			"{\"notification_id\":\"gn_1\",\"device_id\":\"t\xc3\xa9l\xc3\xa9phone\",\"status\":\"read\"}",
 			"{\"notification_id\":\"gn_1\",\"device_id\":\""
 			"d234567890123456789012345678901234567890123456789012345678901234\",\"status\":\"read\"}",
+			/* A notification_id outside it likewise, or over 127 characters. */
+			BAD_CB_ID("gn\\u001b[2J"), BAD_CB_ID("gn\\u009b2J"), BAD_CB_ID("gn\xc2\x9b" "2J"),
+			BAD_CB_ID("gn\x9b" "2J"), BAD_CB_ID("gn\x7f"), BAD_CB_ID("gn 1"), BAD_CB_ID("gn_\xc3\xa9"),
+			BAD_CB_ID(NID_JSON_127 "x"),
 		};
 
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

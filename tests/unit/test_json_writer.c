@@ -54,21 +54,27 @@ static char *array_round_trip(const char *s)
 	return text;
 }
 
+/* {"s":s} as the writer writes it (the caller frees it). */
+static char *object_of(const char *s)
+{
+	struct smisd_jw w;
+
+	smisd_jw_init(&w);
+	smisd_jw_object_begin(&w, NULL);
+	smisd_jw_string(&w, "s", s);
+	smisd_jw_object_end(&w);
+	return smisd_jw_finish(&w);
+}
+
 /* Every ASCII byte but NUL, inside a string between others, parses back
  * to the same bytes; so does UTF-8 beyond ASCII, copied as it is. */
 static void test_every_byte_round_trips(void)
 {
 	for (int c = 1; c < 0x80; c++) {
 		char s[8] = { 'a', (char)c, 'b', (char)c, '\0' };
-		struct smisd_jw w;
-		char *text;
+		char *text = object_of(s);
 		json_object *o;
 
-		smisd_jw_init(&w);
-		smisd_jw_object_begin(&w, NULL);
-		smisd_jw_string(&w, "s", s);
-		smisd_jw_object_end(&w);
-		text = smisd_jw_finish(&w);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 		o = parse(text);
 		CU_ASSERT_PTR_NOT_NULL(o);
@@ -104,14 +110,26 @@ static void test_escapes_are_the_short_forms(void)
 		{ "\x1f", "\\u001f", 1 },
 		{ "/", "", 1 },
 		{ " ", "", 1 },
-		{ "\xc3\xa9", "", 1 },
+		/* Well-formed UTF-8 is copied whole. */
+		{ "\xc3\xa9", "", 2 },
+		{ "\xe2\x82\xac", "", 3 },
+		{ "\xf0\x9f\x98\x80", "", 4 },
 		/* C1 controls, U+0080-U+009F (U+009B is a terminal's CSI): both
 		 * bytes as one \u escape. Not U+00A0 nor a lone C2. */
 		{ "\xc2\x9b" "2J", "\\u009b", 2 },
 		{ "\xc2\x80", "\\u0080", 2 },
 		{ "\xc2\x9f", "\\u009f", 2 },
-		{ "\xc2\xa0", "", 1 },
-		{ "\xc2", "", 1 },
+		{ "\xc2\xa0", "", 2 },
+		/* A byte that is part of no well-formed character: U+FFFD for
+		 * it alone (a lone C2 or 0x9B, a cut sequence, an overlong
+		 * form, a surrogate, 0xFF). */
+		{ "\xc2", "\xef\xbf\xbd", 1 },
+		{ "\xc2" "A", "\xef\xbf\xbd", 1 },
+		{ "\x9b" "2J", "\xef\xbf\xbd", 1 },
+		{ "\xe2\x82", "\xef\xbf\xbd", 1 },
+		{ "\xc0\xaf", "\xef\xbf\xbd", 1 },
+		{ "\xed\xa0\x80", "\xef\xbf\xbd", 1 },
+		{ "\xff", "\xef\xbf\xbd", 1 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -149,8 +167,8 @@ static void test_c1_controls_are_escaped(void)
 }
 
 /* A text json-c wrote, C1 controls raw: each becomes its \u escape, the
- * rest (U+00A0, a lone C2 before a quote, a C2 at the end) is copied, and
- * the text parses back to what json-c was given. */
+ * rest (U+00A0, U+00E9) is copied, and the text parses back to what
+ * json-c was given. */
 static void test_json_c_text_c1_escaped(void)
 {
 	json_object *o = json_object_new_object(), *back;
@@ -158,14 +176,14 @@ static void test_json_c_text_c1_escaped(void)
 	char *text;
 
 	json_object_object_add(o, "device", json_object_new_string("nl\xc2\x9b[2J\xc2\x85\xc2\xa0phone"));
-	json_object_object_add(o, "k\xc2\x80", json_object_new_string("end \xc2"));
-	json_object_object_add(o, "lone", json_object_new_string("\xc2"));
+	json_object_object_add(o, "k\xc2\x80", json_object_new_string("end \xc2\x9f"));
+	json_object_object_add(o, "caf\xc3\xa9", json_object_new_string("\xc2\xa0"));
 	raw = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	CU_ASSERT_FALSE(no_raw_controls(raw)); /* what it is for */
 	text = smisd_json_c1_escaped(raw);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
-	CU_ASSERT_STRING_EQUAL(text, "{\"device\":\"nl\\u009b[2J\\u0085\xc2\xa0phone\",\"k\\u0080\":\"end \xc2\","
-				     "\"lone\":\"\xc2\"}");
+	CU_ASSERT_STRING_EQUAL(text, "{\"device\":\"nl\\u009b[2J\\u0085\xc2\xa0phone\",\"k\\u0080\":\"end \\u009f\","
+				     "\"caf\xc3\xa9\":\"\xc2\xa0\"}");
 	CU_ASSERT(no_raw_controls(text));
 	back = parse(text);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(back);
@@ -236,19 +254,59 @@ static void test_log_line_escapes_controls(void)
  * overlong form, a surrogate, 0xFF), in the message, the component or the
  * message id, are each written as U+FFFD: the line stays valid UTF-8 JSON;
  * well-formed characters and the C1 escape are kept. */
+static const char bad_utf8[] = "lone \x9b[2J cut \xe2\x82 overlong \xc0\xaf surrogate \xed\xa0\x80 ff \xff"
+			       " ok \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\x9b end \xc2";
+static const char bad_utf8_replaced[] =
+	"lone \xef\xbf\xbd[2J cut \xef\xbf\xbd\xef\xbf\xbd overlong \xef\xbf\xbd\xef\xbf\xbd"
+	" surrogate \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd ff \xef\xbf\xbd"
+	" ok \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\x9b end \xef\xbf\xbd";
+
 static void test_log_line_replaces_invalid_utf8(void)
 {
-	const char *msg = "lone \x9b[2J cut \xe2\x82 overlong \xc0\xaf surrogate \xed\xa0\x80 ff \xff"
-			  " ok \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\x9b";
-	const char *want = "lone \xef\xbf\xbd[2J cut \xef\xbf\xbd\xef\xbf\xbd overlong \xef\xbf\xbd\xef\xbf\xbd"
-			   " surrogate \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd ff \xef\xbf\xbd"
-			   " ok \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\x9b";
 	char line[1024];
 
-	log_line("plug\x9bin", "msg_\xc3", msg, line, sizeof(line));
+	log_line("plug\x9bin", "msg_\xc3", bad_utf8, line, sizeof(line));
 	CU_ASSERT(smisd_utf8_valid(line, strlen(line), SMISD_UTF8_ONE_LINE));
 	CU_ASSERT(no_raw_controls(line));
-	check_log_members(line, "plug\xef\xbf\xbdin", "msg_\xef\xbf\xbd", want);
+	check_log_members(line, "plug\xef\xbf\xbdin", "msg_\xef\xbf\xbd", bad_utf8_replaced);
+}
+
+/* An answer's text is valid UTF-8 without raw controls, and its string
+ * member "s" is bad_utf8_replaced. */
+static void check_answer_replaced(const char *text)
+{
+	json_object *o, *v = NULL;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+	CU_ASSERT(smisd_utf8_valid(text, strlen(text), SMISD_UTF8_ONE_LINE));
+	CU_ASSERT(no_raw_controls(text));
+	o = parse(text);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT(json_object_object_get_ex(o, "s", &v));
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(v), bad_utf8_replaced);
+	json_object_put(o);
+}
+
+/* The API's answers take the same bytes as the log lines: written by the
+ * writer or by json-c (then passed through smisd_json_c1_escaped), each
+ * byte that is no UTF-8 is U+FFFD, so that no client gets a text its
+ * decoder refuses. */
+static void test_answers_replace_invalid_utf8(void)
+{
+	json_object *o = json_object_new_object();
+	const char *raw;
+	char *text = object_of(bad_utf8);
+
+	check_answer_replaced(text);
+	free(text);
+
+	json_object_object_add(o, "s", json_object_new_string(bad_utf8));
+	raw = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	CU_ASSERT_FALSE(smisd_utf8_valid(raw, strlen(raw), SMISD_UTF8_ONE_LINE)); /* what it is for */
+	text = smisd_json_c1_escaped(raw);
+	check_answer_replaced(text);
+	free(text);
+	json_object_put(o);
 }
 
 /* Nesting, commas, null and integers: the text is exactly what JSON
@@ -334,6 +392,7 @@ int main(void)
 	CU_add_test(s, "json-c's text gets its C1 controls escaped", test_json_c_text_c1_escaped);
 	CU_add_test(s, "log lines escape C0 and C1 controls", test_log_line_escapes_controls);
 	CU_add_test(s, "log lines replace bytes that are no UTF-8", test_log_line_replaces_invalid_utf8);
+	CU_add_test(s, "answers replace bytes that are no UTF-8", test_answers_replace_invalid_utf8);
 	CU_add_test(s, "structure, null and integers", test_structure);
 	CU_add_test(s, "buffer grows", test_grows);
 	CU_add_test(s, "unbalanced or too deep gives NULL", test_unbalanced_gives_null);

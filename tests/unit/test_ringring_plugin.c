@@ -911,6 +911,18 @@ static void expect_send(void *st, enum smis_transport tr, long status, const cha
 			body ? body : "(null)", out.kind, out.error, out.detail);
 }
 
+/* An id of 127 characters, any printable ASCII but space, as JSON and as
+ * decoded; and the ids docs/ringring-channel.md refuses: a C0 or C1
+ * control (escaped or raw), a byte that is not UTF-8, DEL, a space, a
+ * character beyond ASCII, 128 characters. */
+#define ID_60 "012345678901234567890123456789012345678901234567890123456789"
+#define ID_JSON_127 "!~\\\"\\\\/ab" ID_60 ID_60
+#define ID_127 "!~\"\\/ab" ID_60 ID_60
+static const char *const bad_ids[] = {
+	"m\\u001b[2J", "m\\u009b2J", "m\xc2\x9b" "2J", "m\x9b" "2J", "m\x7f", "m 1", "m\xc3\xa9",
+	ID_JSON_127 "x",
+};
+
 static void test_map_send_success(void)
 {
 	void *st = basic_instance();
@@ -936,6 +948,15 @@ static void test_map_send_success(void)
 			SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
 	CU_ASSERT_STRING_EQUAL(out.provider_ref, "abc-2");
+
+	/* The longest MessageId taken: 127 characters, any printable ASCII
+	 * but space. */
+	CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, SMIS_TRANSPORT_OK, 200,
+				    "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"" ID_JSON_127 "\","
+				    "\"ResultCode\":0}]}", &out),
+			SMIS_STEP_DONE);
+	CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+	CU_ASSERT_STRING_EQUAL(out.provider_ref, ID_127);
 	ops->destroy(st);
 }
 
@@ -980,6 +1001,13 @@ static void test_map_send_failures(void)
 			 perm[i]);
 		snprintf(err, sizeof(err), "ringring_result_%d", perm[i]);
 		expect_send(st, SMIS_TRANSPORT_OK, 400, body, SMIS_OUTCOME_PERMFAIL, err);
+	}
+
+	/* A MessageId SMIS may not keep as the provider reference. */
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+		snprintf(body, sizeof(body), "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"%s\","
+			 "\"ResultCode\":0}]}", bad_ids[i]);
+		expect_send(st, SMIS_TRANSPORT_OK, 200, body, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
 	}
 
 	/* Per-recipient code under a successful request. */
@@ -1432,6 +1460,21 @@ static void test_inbound_parse(void)
 				reps, 8, &n),
 			-EINVAL);
 
+	/* A Reference outside docs/ringring-channel.md's ids names no
+	 * message of SMIS; the longest one inside does. */
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+		char body[512];
+
+		snprintf(body, sizeof(body), "{\"Reference\":\"%s\",\"StatusCode\":\"200\"}", bad_ids[i]);
+		CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", body, reps, 8, &n), -EINVAL);
+		CU_ASSERT_EQUAL(n, 0);
+	}
+	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
+				"{\"Reference\":\"" ID_JSON_127 "\",\"StatusCode\":\"200\"}", reps, 8, &n),
+			0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, ID_127);
+
 	/* Numeric StatusCode, camelCase keys, failure. */
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
 				"{\"messageId\":\"x\",\"reference\":\"m-1\",\"statusCode\":301}", reps, 8, &n),
@@ -1460,6 +1503,12 @@ static void test_inbound_parse(void)
 	CU_ASSERT_EQUAL_FATAL(n, 1);
 	CU_ASSERT_STRING_EQUAL(reps[0].provider_ref, "q-1");
 	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_FAILED);
+	/* A query argument is no JSON: the raw bytes count. */
+	g_q_id = "q\x1b[2J";
+	CU_ASSERT_EQUAL(inbound(st, "GET", path, "127.0.0.1", "", reps, 8, &n), -EINVAL);
+	g_q_id = "q\xc2\x9b" "2J";
+	CU_ASSERT_EQUAL(inbound(st, "GET", path, "127.0.0.1", "", reps, 8, &n), -EINVAL);
+	g_q_id = "q-1";
 	g_q_code = NULL;
 	CU_ASSERT_EQUAL(inbound(st, "GET", path, "127.0.0.1", "", reps, 8, &n), -EINVAL);
 	g_q_id = NULL;

@@ -885,22 +885,35 @@ static int govapp_dev_key_cmp(const void *a, const void *b)
 }
 
 /*
- * A device_id as docs/govapp-protocol.md section 1 allows it: 1 to 63
- * printable ASCII characters, 0x21 to 0x7E. It is stored with the
- * device's reports, answered to institutions and logged, so a control
- * character or a byte that is no UTF-8 would reach their parsers and
- * terminals; 63 is what smis_report.device holds.
+ * An id as docs/govapp-protocol.md section 1 allows it: 1 to cap - 1
+ * printable ASCII characters, 0x21 to 0x7E. Ids are stored with the
+ * reports, answered to institutions and logged, so a control character
+ * or a byte that is no UTF-8 would reach their parsers and terminals.
  */
-static bool govapp_device_id_ok(const char *id)
+static bool govapp_id_ok(const char *id, size_t cap)
 {
 	size_t len = id ? strlen(id) : 0;
 
-	if (len == 0 || len >= sizeof(((struct smis_report *)0)->device))
+	if (len == 0 || len >= cap)
 		return false;
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)id[i] < 0x21 || (unsigned char)id[i] > 0x7e)
 			return false;
 	return true;
+}
+
+/* A device_id: 63 characters is what smis_report.device holds. */
+static bool govapp_device_id_ok(const char *id)
+{
+	return govapp_id_ok(id, sizeof(((struct smis_report *)0)->device));
+}
+
+/* A notification_id, which becomes the provider reference: 127
+ * characters is what smis_outcome.provider_ref and smis_report.provider_ref
+ * hold. */
+static bool govapp_notification_id_ok(const char *id)
+{
+	return govapp_id_ok(id, sizeof(((struct smis_report *)0)->provider_ref));
 }
 
 /*
@@ -1160,8 +1173,8 @@ static int govapp_on_send(struct govapp *g, const struct smis_message *msg, stru
 	if (govapp_answered_2xx(resp)) {
 		o = govapp_parse_json(resp->body, resp->body_len);
 		id = o ? govapp_json_string(o, "notification_id") : NULL;
-		if (!id || !id[0] || strlen(id) >= sizeof(out->provider_ref)) {
-			govapp_bad_response(out, "send", "no notification_id");
+		if (!govapp_notification_id_ok(id)) {
+			govapp_bad_response(out, "send", "no usable notification_id");
 			goto out;
 		}
 		if (govapp_answer_names_other(o, msg->id)) {
@@ -1575,7 +1588,7 @@ static int govapp_inbound(void *state, const struct smis_inbound *in, struct smi
 	dev = o ? govapp_json_string(o, "device_id") : NULL;
 	st = o ? govapp_json_string(o, "status") : NULL;
 	s = govapp_report_status(st);
-	if (!ref || !ref[0] || strlen(ref) >= sizeof(r->provider_ref) || !govapp_device_id_ok(dev) ||
+	if (!govapp_notification_id_ok(ref) || !govapp_device_id_ok(dev) ||
 	    s == SMIS_REPORT_NONE || s == SMIS_REPORT_PENDING)
 		goto out;
 	memset(r, 0, sizeof(*r));

@@ -112,23 +112,40 @@ static bool rr_is_alnum_ascii(char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
+/* Whether s is 1 to max characters of printable ASCII without space
+ * (0x21-0x7E): no control character, no byte that is not UTF-8. */
+static bool rr_is_visible_ascii(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	if (!s)
+		return false;
+	for (; s[n]; n++) {
+		if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f)
+			return false;
+	}
+	return n >= 1 && n <= max;
+}
+
+/*
+ * Whether an id from RingRing (a send's MessageId, a DLR's Reference) is
+ * one SMIS may keep: it becomes a provider reference, answered to
+ * institutions and logged, so it holds what docs/ringring-channel.md
+ * allows (printable ASCII without space, as RingRing's GUID-like ids and
+ * SMIS's message ids are) and fits smis_report.provider_ref.
+ */
+static bool rr_id_ok(const char *id)
+{
+	return rr_is_visible_ascii(id, sizeof(((struct smis_report *)0)->provider_ref) - 1);
+}
+
 static bool rr_is_http_url(const char *s)
 {
-	size_t n;
-
 	if (!s)
 		return false;
 	if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
 		return false;
-	n = strlen(s);
-	if (n > RR_URL_MAX || n <= 8)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c <= 0x20 || c >= 0x7f)
-			return false;
-	}
-	return true;
+	return strlen(s) > 8 && rr_is_visible_ascii(s, RR_URL_MAX);
 }
 
 /* Language tags match on equality or on the primary subtag ("nl-BE"). */
@@ -422,7 +439,7 @@ static int rr_report_from_json(struct json_object *obj, const char *message_id,
 	const char *ref = message_id ? message_id : rr_json_str(rr_json_get(obj, "Reference"));
 	long long code;
 
-	if (!ref || !*ref || strlen(ref) >= sizeof(rep->provider_ref))
+	if (!rr_id_ok(ref))
 		return -EINVAL;
 	if (!rr_json_int(rr_json_get(obj, "StatusCode"), &code))
 		return -EINVAL;
@@ -527,7 +544,7 @@ static void rr_map_send(const struct rr_state *st, const struct smis_http_respon
 		goto out_put;
 	}
 	id = rr_json_str(rr_json_get(first, "MessageId"));
-	if (!id || !*id || strlen(id) >= sizeof(out->provider_ref)) {
+	if (!rr_id_ok(id)) {
 		rr_outcome_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response",
 				"RingRing answer has no usable MessageId");
 		goto out_put;
@@ -1359,11 +1376,7 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 			api->config_error(cfg, NULL, "'api_key' is required");
 		ok = false;
 	} else {
-		n = strlen(st->api_key);
-		bool good = n > 0 && n <= 256;
-		for (size_t i = 0; good && i < n; i++)
-			good = st->api_key[i] > 0x20 && st->api_key[i] < 0x7f;
-		if (!good) {
+		if (!rr_is_visible_ascii(st->api_key, 256)) {
 			/* Never echo the key itself. */
 			api->config_error(cfg, "api_key",
 					  "must be 1-256 printable characters without spaces");
