@@ -447,6 +447,22 @@ static config_setting_t *required_list(config_t *cfg, const char *name)
 	return list;
 }
 
+/* Remember the name of a channel block that failed to load; without
+ * memory, its steps merely say again that it is missing. */
+static void note_unloaded_channel(struct smisd_generation *g, char **name)
+{
+	char **grown;
+
+	if (!*name || !valid_instance_name(*name) || smisd_generation_channel(g, *name))
+		return;
+	grown = realloc(g->unloaded_channels, (g->n_unloaded_channels + 1) * sizeof(*grown));
+	if (!grown)
+		return;
+	g->unloaded_channels = grown;
+	g->unloaded_channels[g->n_unloaded_channels++] = *name;
+	*name = NULL;
+}
+
 static int load_channels(struct smisd_generation *g, config_t *cfg)
 {
 	static const char *const core_keys[] = { "name", "plugin", "http", NULL };
@@ -528,6 +544,7 @@ next:
 		if (!ch->name) {
 			free(ch->http.ca_file);
 			memset(ch, 0, sizeof(*ch));
+			note_unloaded_channel(g, &name);
 		}
 		free(name);
 		free(plugin);
@@ -596,6 +613,7 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 				free(plugin);
 				continue;
 			}
+			wrap.self = &step->self;
 			step->ops = step->plugin->desc->strategy;
 			step->self.kind = SMIS_PLUGIN_STRATEGY;
 			step->self.gen = g;
@@ -996,6 +1014,9 @@ static void generation_free(struct smisd_generation *g)
 		free(g->channels[i].http.ca_file);
 	}
 	free(g->channels);
+	for (size_t i = 0; i < g->n_unloaded_channels; i++)
+		free(g->unloaded_channels[i]);
+	free(g->unloaded_channels);
 	/* Plugins last: their code must outlive their instances. */
 	for (size_t i = 0; i < g->n_plugins; i++)
 		smisd_plugin_free(g->plugins[i]);
@@ -1103,6 +1124,14 @@ const struct smisd_channel *smisd_generation_channel(const struct smisd_generati
 	for (size_t i = 0; i < g->n_channels; i++)
 		if (g->channels[i].name && strcmp(g->channels[i].name, name) == 0)
 			return &g->channels[i];
+	return NULL;
+}
+
+const char *smisd_generation_unloaded_channel(const struct smisd_generation *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_unloaded_channels; i++)
+		if (strcmp(g->unloaded_channels[i], name) == 0)
+			return g->unloaded_channels[i];
 	return NULL;
 }
 
