@@ -167,11 +167,25 @@ static int api_config_bool(struct smis_config *cfg, const char *key, bool *out)
 	return 0;
 }
 
+/* Whether `text` quotes the channel that channel_caps just refused because
+ * its block failed to load: that block's own error says it already, and
+ * "no channel named" would be wrong (it is declared). Still an error. */
+static bool names_unloaded_channel(const struct smis_config *cfg, const char *text)
+{
+	char quoted[64];
+
+	if (!cfg->self || !cfg->self->unloaded_asked)
+		return false;
+	snprintf(quoted, sizeof(quoted), "'%s'", cfg->self->unloaded_asked);
+	return strstr(text, quoted) != NULL;
+}
+
 static void __attribute__((format(printf, 3, 4)))
 api_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
 {
 	va_list ap;
 	config_setting_t *where = NULL;
+	char text[768];
 
 	for (int i = 0; key && i < cfg->n_children && !where; i++) {
 		config_setting_t *s = config_setting_get_elem(cfg->setting, (unsigned)i);
@@ -180,8 +194,11 @@ api_config_error(struct smis_config *cfg, const char *key, const char *fmt, ...)
 	}
 	cfg->errors++;
 	va_start(ap, fmt);
-	config_reportv(where ? where : cfg->setting, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if (names_unloaded_channel(cfg, text))
+		return;
+	smisd_config_report(where ? where : cfg->setting, "%s", text);
 }
 
 static void api_log(struct smis_instance *self, enum smis_log_level level, const char *fmt, ...)
@@ -195,6 +212,8 @@ static void api_log(struct smis_instance *self, enum smis_log_level level, const
 static int api_channel_caps(struct smis_instance *self, const char *name, unsigned *caps)
 {
 	const struct smisd_channel *ch = self && self->gen ? smisd_generation_channel(self->gen, name) : NULL;
+	if (self)
+		self->unloaded_asked = !ch && self->gen ? smisd_generation_unloaded_channel(self->gen, name) : NULL;
 	if (!ch)
 		return -ENOENT;
 	*caps = ch->caps;

@@ -17,6 +17,9 @@ struct smis_instance {
 	enum smis_plugin_kind kind;
 	char component[160];          /* "plugin:ringring/ringring-main" for logs */
 	struct smisd_generation *gen; /* for channel_caps during create */
+	/* The channel channel_caps last refused because its own block failed
+	 * to load: the plugin's error quoting it is not shown (said once). */
+	const char *unloaded_asked;
 };
 
 /* A configuration block as handed to a plugin's create(). Tracks which
@@ -26,6 +29,7 @@ struct smis_config {
 	unsigned char *used;   /* one flag per child setting */
 	int n_children;
 	int errors;            /* config_error() calls */
+	struct smis_instance *self; /* the instance created, if any */
 };
 
 struct smis_http_request {

@@ -45,10 +45,25 @@ static int check_keys(const config_setting_t *s, const char *const *known, const
 	return errors;
 }
 
+/* `p`, memory just allocated for setting `s` (its value, a copy, a path
+ * made of it): without it (NULL) the setting is reported and counted in
+ * *errors, so that the load fails and says why rather than reading it as
+ * empty, short or absent (an institution without its keys, countries or
+ * gateway identities, a store without its path). */
+static void *value_memory(const config_setting_t *s, void *p, int *errors)
+{
+	if (!p) {
+		report(s, "out of memory reading this setting");
+		(*errors)++;
+	}
+	return p;
+}
+
 static int get_string(const config_setting_t *grp, const char *key, char **out,
 		      bool required, const char *what)
 {
 	config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+	int errors = 0;
 	if (!s) {
 		if (required) {
 			report(grp, "%s: missing required setting '%s'", what, key);
@@ -61,8 +76,8 @@ static int get_string(const config_setting_t *grp, const char *key, char **out,
 		return -1;
 	}
 	free(*out);
-	*out = strdup(config_setting_get_string(s));
-	return *out ? 0 : -1;
+	*out = value_memory(s, strdup(config_setting_get_string(s)), &errors);
+	return -errors;
 }
 
 static int get_int(const config_setting_t *grp, const char *key, long long *out,
@@ -118,6 +133,13 @@ static char *resolve_path(const char *base_file, const char *p)
 		snprintf(out, n, "%s/%s", dir, p);
 	free(copy);
 	return out;
+}
+
+/* resolve_path() for the path `p` of setting `s`, said at its line when
+ * out of memory (NULL) and counted in *errors. */
+static char *setting_path(const char *base_file, const config_setting_t *s, const char *p, int *errors)
+{
+	return value_memory(s, resolve_path(base_file, p), errors);
 }
 
 static int hex_value(char c)
@@ -209,7 +231,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 	errors += check_keys(logs, log_keys, "'log'");
 	errors += check_keys(poll, poll_keys, "'status_poll'");
 
-	st->listen_address = strdup("127.0.0.1");
+	st->listen_address = value_memory(listen ? listen : root, strdup("127.0.0.1"), &errors);
 	st->listen_port = 8080;
 	st->http_threads = 2;
 	st->connection_timeout_s = 30;
@@ -242,9 +264,11 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 
 	/* Left NULL when in error: no plugin is then loaded (get_plugin),
 	 * rather than one of the same name from the default folder. */
-	if (get_string(root, "plugin_dir", &s, false, "config") != 0 ||
-	    !(st->plugin_dir = s ? resolve_path(g->path, s) : strdup(SMIS_PLUGINDIR)))
+	if (get_string(root, "plugin_dir", &s, false, "config") != 0)
 		errors++;
+	else
+		st->plugin_dir = setting_path(g->path, s ? config_setting_get_member(root, "plugin_dir") : root,
+					      s ? s : SMIS_PLUGINDIR, &errors);
 	free(s);
 	s = NULL;
 
@@ -255,7 +279,7 @@ static int load_settings(struct smisd_generation *g, config_t *cfg)
 		if (get_string(store, "path", &s, true, "store") != 0)
 			errors++;
 		else
-			st->store_path = resolve_path(g->path, s);
+			st->store_path = setting_path(g->path, config_setting_get_member(store, "path"), s, &errors);
 		free(s);
 		s = NULL;
 		/* The key that turns phone numbers into pseudonyms: 64 hex digits. */
@@ -374,15 +398,16 @@ static int load_ca_file(struct smisd_http_settings *h, const config_setting_t *g
 	char *s = NULL;
 	struct stat st;
 	FILE *f;
+	int errors = 0;
 
 	if (get_string(grp, "ca_file", &s, false, what) != 0)
 		return 1;
 	if (!s)
 		return 0;
-	h->ca_file = resolve_path(conf_path, s);
+	h->ca_file = setting_path(conf_path, config_setting_get_member(grp, "ca_file"), s, &errors);
 	free(s);
 	if (!h->ca_file)
-		return 1;
+		return errors;
 	/* A folder, a device or a FIFO: nothing curl can read (and a FIFO
 	 * would hold fopen() here). */
 	if (stat(h->ca_file, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -445,6 +470,22 @@ static config_setting_t *required_list(config_t *cfg, const char *name)
 		return NULL;
 	}
 	return list;
+}
+
+/* Remember the name of a channel block that failed to load; without
+ * memory, its steps merely say again that it is missing. */
+static void note_unloaded_channel(struct smisd_generation *g, char **name)
+{
+	char **grown;
+
+	if (!*name || !valid_instance_name(*name) || smisd_generation_channel(g, *name))
+		return;
+	grown = realloc(g->unloaded_channels, (g->n_unloaded_channels + 1) * sizeof(*grown));
+	if (!grown)
+		return;
+	g->unloaded_channels = grown;
+	g->unloaded_channels[g->n_unloaded_channels++] = *name;
+	*name = NULL;
 }
 
 static int load_channels(struct smisd_generation *g, config_t *cfg)
@@ -528,6 +569,7 @@ next:
 		if (!ch->name) {
 			free(ch->http.ca_file);
 			memset(ch, 0, sizeof(*ch));
+			note_unloaded_channel(g, &name);
 		}
 		free(name);
 		free(plugin);
@@ -596,6 +638,7 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 				free(plugin);
 				continue;
 			}
+			wrap.self = &step->self;
 			step->ops = step->plugin->desc->strategy;
 			step->self.kind = SMIS_PLUGIN_STRATEGY;
 			step->self.gen = g;
@@ -657,19 +700,6 @@ static int check_key_unique(const struct smisd_generation *g, const config_setti
 				return 1;
 			}
 	return 0;
-}
-
-/* `p`, memory just allocated for the values of setting `s`: without it
- * (NULL) the setting is reported and counted in *errors, so that the load
- * fails rather than reading it as empty or short (an institution without
- * its keys, countries or gateway identities). */
-static void *value_memory(const config_setting_t *s, void *p, int *errors)
-{
-	if (!p) {
-		report(s, "out of memory reading this setting");
-		(*errors)++;
-	}
-	return p;
 }
 
 static void *calloc_values(const config_setting_t *s, size_t n, size_t size, int *errors)
@@ -941,13 +971,12 @@ static int load_issuers(struct smisd_generation *g, config_t *cfg)
 		    get_int(blk, "max_skew_s", &skew, 0, SMISD_JWT_MAX_SKEW, "token issuer") != 0) {
 			errors++;
 		} else {
-			path = resolve_path(g->path, file);
+			path = setting_path(g->path, config_setting_get_member(blk, "key_file"), file, &errors);
 			struct smisd_jwt_issuer *is = path ? smisd_jwt_issuer_new(iss, aud, path, (int)skew, err, sizeof(err)) : NULL;
-			if (!is) {
-				report(config_setting_get_member(blk, "key_file"), "token issuer '%s': %s", iss,
-				       path ? err : "out of memory");
+			if (path && !is) {
+				report(config_setting_get_member(blk, "key_file"), "token issuer '%s': %s", iss, err);
 				errors++;
-			} else {
+			} else if (is) {
 				g->issuers[g->n_issuers++] = is;
 			}
 		}
@@ -996,6 +1025,9 @@ static void generation_free(struct smisd_generation *g)
 		free(g->channels[i].http.ca_file);
 	}
 	free(g->channels);
+	for (size_t i = 0; i < g->n_unloaded_channels; i++)
+		free(g->unloaded_channels[i]);
+	free(g->unloaded_channels);
 	/* Plugins last: their code must outlive their instances. */
 	for (size_t i = 0; i < g->n_plugins; i++)
 		smisd_plugin_free(g->plugins[i]);
@@ -1103,6 +1135,14 @@ const struct smisd_channel *smisd_generation_channel(const struct smisd_generati
 	for (size_t i = 0; i < g->n_channels; i++)
 		if (g->channels[i].name && strcmp(g->channels[i].name, name) == 0)
 			return &g->channels[i];
+	return NULL;
+}
+
+const char *smisd_generation_unloaded_channel(const struct smisd_generation *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_unloaded_channels; i++)
+		if (strcmp(g->unloaded_channels[i], name) == 0)
+			return g->unloaded_channels[i];
 	return NULL;
 }
 

@@ -110,6 +110,11 @@ struct smisd_generation {
 	size_t n_plugins;
 	struct smisd_channel *channels;
 	size_t n_channels;
+	/* Channels declared by a block that failed to load (while loading):
+	 * their error is said once, by that block, not again by each
+	 * strategy step naming them (api_channel_caps). */
+	char **unloaded_channels;
+	size_t n_unloaded_channels;
 	struct smisd_strategy *strategies;
 	size_t n_strategies;
 	struct smisd_institution *institutions;
@@ -128,6 +133,8 @@ void smisd_generation_unref(struct smisd_generation *g);
 
 const struct smisd_channel *smisd_generation_channel(const struct smisd_generation *g,
 						     const char *name);
+/* `name` as recorded in unloaded_channels, or NULL. */
+const char *smisd_generation_unloaded_channel(const struct smisd_generation *g, const char *name);
 struct smisd_strategy *smisd_generation_strategy(const struct smisd_generation *g,
 						 const char *name);
 bool smisd_institution_may_use(const struct smisd_institution *inst,

@@ -261,6 +261,9 @@ struct smis_core_api {
 
 	/* Resolve a channel instance of the same configuration generation by
 	 * name (for strategies). Returns 0 and its capability bits, or -ENOENT.
+	 * -ENOENT too for a channel whose own block failed to load: the core
+	 * then does not show the config_error quoting its name that follows
+	 * (the block's error says it), but still fails the load.
 	 * Valid during `create` only. */
 	int (*channel_caps)(struct smis_instance *self, const char *name,
 			    unsigned *caps);

@@ -180,12 +180,16 @@ class ReadmeExample(harness.StackTestCase):
                          [("govapp", "lookup", "not_installed"), ("ringring", "send", None)])
 
 
-def check_config(conf_text):
+def check_config(conf_text, beside=None):
+    """smisd --check-config on conf_text, written to a fresh folder with the
+    files of `beside` ({name: source path}) copied next to it."""
     d = tempfile.mkdtemp(prefix="smis-docs-")
     try:
         path = os.path.join(d, "smisd.conf")
         with open(path, "w") as f:
             f.write(conf_text)
+        for name, src in (beside or {}).items():
+            shutil.copy(src, os.path.join(d, name))
         return run_wrapped([os.path.join(BUILD, "smisd"), "--check-config", "-c", path])
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -202,15 +206,19 @@ class ExampleConfigurations(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_conf_smisd_conf_token_issuers_example_is_valid(self):
-        # The commented-out gateway block, uncommented, with a key file of
-        # the tests instead of the eHealth one.
+        # The commented-out gateway block, uncommented as it is: its key
+        # file is a bare name, found in the configuration's folder (there,
+        # a key file of the tests instead of the eHealth one). A fixed
+        # /etc/smis path was wrong wherever sysconfdir is not /etc.
         conf = demo_conf(os.path.join(BUILD, "plugin-dir"), "smis.db")
         block = re.search(r"^# token_issuers = \($\n(?:#.*\n)*?^# \);$\n", conf, re.M)
         self.assertTrue(block, "conf/smisd.conf has a commented token_issuers example")
         uncommented = re.sub(r"^# ?", "", block.group(0), flags=re.M)
-        uncommented = rewrite(uncommented, '"/etc/smis/ehealth-m2m-jwks.json"',
-                              '"%s"' % os.path.abspath(os.path.join(SRC, "tests", "data", "jwt", "jwks.json")))
-        p = check_config(conf.replace(block.group(0), uncommented))
+        key_file = re.search(r'key_file = "([^"]*)";', uncommented)
+        self.assertTrue(key_file, "the token_issuers example has a key_file")
+        self.assertNotIn("/", key_file.group(1), "key_file is a name in the configuration's folder")
+        p = check_config(conf.replace(block.group(0), uncommented),
+                         beside={key_file.group(1): os.path.join(SRC, "tests", "data", "jwt", "jwks.json")})
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("configuration OK", p.stdout)
 

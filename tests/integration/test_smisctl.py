@@ -196,6 +196,20 @@ class CheckConfig(unittest.TestCase):
                                        "institution 'inst-b': 'sender' must be")):
             self.assertRegex(r.stderr, "(?m)^%s:%d: .*%s" % (re.escape(self.conf), line, re.escape(error)))
 
+    def test_a_failed_channel_is_reported_once(self):
+        # Four steps name 'govapp': its block's error used to come back as
+        # four "no channel named 'govapp'" lines, as if it were not declared.
+        # A channel declared nowhere is still an error of its step.
+        bogus, ghost = self.edit_conf(
+            ('{ name = "govapp"; plugin = "govapp";', '{ name = "govapp"; plugin = "govapp"; bogus = 1;'),
+            ('{ name = "sms_only"; steps = ( { plugin = "sms_only"; channel = "ringring"; }',
+             '{ name = "sms_only"; steps = ( { plugin = "sms_only"; channel = "ghost"; }'))
+        r = smisctl("check-config", "-c", self.conf, "--smisd", SMISD)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.splitlines(),
+                         ["%s:%d: unknown setting 'bogus' in channel 'govapp'" % (self.conf, bogus),
+                          "%s:%d: 'channel': no channel named 'ghost'" % (self.conf, ghost)])
+
     def test_plugins_are_not_loaded_without_plugin_dir(self):
         # Not from the default folder either: the plugins there are not
         # the ones the operator meant. The rest is still checked.

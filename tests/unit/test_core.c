@@ -46,15 +46,18 @@ void *__wrap_calloc(size_t n, size_t size)
 }
 
 /* strdup(s) of the linked daemon code (-Wl,--wrap=strdup) returns NULL,
- * once, for a copy of this string, as without memory; NULL: never. */
+ * once, for a copy of this string after strdup_fail_skip copies of it,
+ * as without memory; NULL: never. */
 static const char *strdup_fail_s;
+static int strdup_fail_skip;
 char *__real_strdup(const char *s);
 char *__wrap_strdup(const char *s);
 
 char *__wrap_strdup(const char *s)
 {
-	if (strdup_fail_s && strcmp(s, strdup_fail_s) == 0) {
+	if (strdup_fail_s && strcmp(s, strdup_fail_s) == 0 && strdup_fail_skip-- == 0) {
 		strdup_fail_s = NULL;
+		strdup_fail_skip = 0;
 		return NULL;
 	}
 	return __real_strdup(s);
@@ -790,6 +793,29 @@ static void test_config_strdup_out_of_memory(void)
 	free(t);
 }
 
+/* Out of memory for the copy of a setting's string: the load failed and
+ * said nothing. For the path made of the store's: the store had none, and
+ * the load went on. Both fail now, at the setting's line. */
+static void test_config_setting_out_of_memory(void)
+{
+	char path[300], from_to[400];
+	char *t;
+
+	strdup_fail_s = "first_noinst";
+	expect_config_error(base_conf, "bad.conf:13: out of memory");
+	CU_ASSERT_PTR_NULL(strdup_fail_s); /* it was that copy */
+	/* An absolute path is copied as it is, after the value's copy. */
+	snprintf(path, sizeof(path), "%s/x.db", dir);
+	snprintf(from_to, sizeof(from_to), "path = \"%s\";", path);
+	t = replace(base_conf, "path = \"x.db\";", from_to);
+	strdup_fail_s = path;
+	strdup_fail_skip = 1;
+	expect_config_error(t, "bad.conf:2: out of memory");
+	CU_ASSERT_PTR_NULL(strdup_fail_s);
+	strdup_fail_s = NULL;
+	free(t);
+}
+
 /* Without memory for a recipient's entry the message went through with
  * no per-recipient limit ("availability first"), while the institution's
  * limits refuse. Refused too now (a second's wait), logged once until an
@@ -1142,6 +1168,7 @@ int main(void)
 	CU_add_test(s, "descriptor checks", test_descriptor_checks);
 	CU_add_test(s, "valid configuration", test_config_valid);
 	CU_add_test(s, "configuration errors name file:line", test_config_errors);
+	CU_add_test(s, "a setting without memory is said", test_config_setting_out_of_memory);
 	CU_add_test(s, "configuration out of memory", test_config_out_of_memory);
 	CU_add_test(s, "configuration out of memory for a copied value", test_config_strdup_out_of_memory);
 	CU_add_test(s, "strategy decisions", test_strategies);
