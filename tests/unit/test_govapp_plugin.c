@@ -728,7 +728,7 @@ static void check_looked_up(const char *devices, size_t counted, const char *con
 	r = resp_of(200, body);
 	CU_ASSERT_EQUAL(do_lookup(&call, &r, &out), SMIS_STEP_DONE);
 	CU_ASSERT_EQUAL(out.reach, SMIS_REACH_YES);
-	CU_ASSERT_EQUAL(out.devices, counted);
+	CU_ASSERT_EQUAL((size_t)out.devices, counted);
 	a = parse(out.devices_json);
 	CU_ASSERT_FATAL(a && json_object_is_type(a, json_type_array));
 	CU_ASSERT_EQUAL_FATAL(json_object_array_length(a), n_want);
