@@ -642,7 +642,7 @@ static enum MHD_Result keys_answer(struct MHD_Connection *c, struct conn *st)
 	/* json-c leaves C1 controls and bytes that are no UTF-8 (a plugin's
 	 * devices_json or language) raw: written as every other answer. */
 	if (text)
-		body = smisd_json_c1_escaped(text);
+		body = smisd_json_text_safe(text);
 	json_object_put(devs);
 	json_object_put(o);
 	return respond(c, st, 200, "application/json", body, 0, NULL, NULL);

@@ -239,7 +239,7 @@ char *smisd_jw_finish(struct smisd_jw *w)
 	return out;
 }
 
-char *smisd_json_c1_escaped(const char *text)
+char *smisd_json_text_safe(const char *text)
 {
 	struct smisd_jw w;
 

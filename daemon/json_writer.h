@@ -63,6 +63,6 @@ size_t smisd_json_escape_char(const char *s, char out[7], size_t *used);
  * its C1 controls escaped and its bytes that are no UTF-8 replaced as the
  * writer does: for answers json-c serialises, which leaves both raw, so
  * that every answer reads alike. */
-char *smisd_json_c1_escaped(const char *text);
+char *smisd_json_text_safe(const char *text);
 
 #endif

@@ -1514,9 +1514,10 @@ int smisd_store_get_message(const char *institution, const char *id, char **json
 	json_object_object_add(o, "reports", reports);
 	if ((rc = read_reports(id, reports)) != 0)
 		goto out;
-	/* The stored answer was written escaping C1 controls, json-c writes
-	 * them raw: escaped again, as the POST answered them. */
-	*json = smisd_json_c1_escaped(
+	/* json-c writes C1 controls and bytes that are no UTF-8 as they are;
+	 * the POST answer escaped the former and replaced the latter (U+FFFD):
+	 * the same here, so both answers read alike. */
+	*json = smisd_json_text_safe(
 		json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	rc = *json ? 0 : -ENOMEM;
 out:

@@ -180,7 +180,7 @@ static void test_json_c_text_c1_escaped(void)
 	json_object_object_add(o, "caf\xc3\xa9", json_object_new_string("\xc2\xa0"));
 	raw = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	CU_ASSERT_FALSE(no_raw_controls(raw)); /* what it is for */
-	text = smisd_json_c1_escaped(raw);
+	text = smisd_json_text_safe(raw);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	CU_ASSERT_STRING_EQUAL(text, "{\"device\":\"nl\\u009b[2J\\u0085\xc2\xa0phone\",\"k\\u0080\":\"end \\u009f\","
 				     "\"caf\xc3\xa9\":\"\xc2\xa0\"}");
@@ -191,10 +191,10 @@ static void test_json_c_text_c1_escaped(void)
 			       raw);
 	json_object_put(back);
 	free(text);
-	text = smisd_json_c1_escaped("");
+	text = smisd_json_text_safe("");
 	CU_ASSERT_STRING_EQUAL(text, "");
 	free(text);
-	CU_ASSERT_PTR_NULL(smisd_json_c1_escaped(NULL));
+	CU_ASSERT_PTR_NULL(smisd_json_text_safe(NULL));
 	json_object_put(o);
 }
 
@@ -288,7 +288,7 @@ static void check_answer_replaced(const char *text)
 }
 
 /* The API's answers take the same bytes as the log lines: written by the
- * writer or by json-c (then passed through smisd_json_c1_escaped), each
+ * writer or by json-c (then passed through smisd_json_text_safe), each
  * byte that is no UTF-8 is U+FFFD, so that no client gets a text its
  * decoder refuses. */
 static void test_answers_replace_invalid_utf8(void)
@@ -303,7 +303,7 @@ static void test_answers_replace_invalid_utf8(void)
 	json_object_object_add(o, "s", json_object_new_string(bad_utf8));
 	raw = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	CU_ASSERT_FALSE(smisd_utf8_valid(raw, strlen(raw), SMISD_UTF8_ONE_LINE)); /* what it is for */
-	text = smisd_json_c1_escaped(raw);
+	text = smisd_json_text_safe(raw);
 	check_answer_replaced(text);
 	free(text);
 	json_object_put(o);
