@@ -370,6 +370,7 @@ static struct smisd_plugin *get_plugin(struct smisd_generation *g, const char *n
 	}
 	grown = realloc(g->plugins, (g->n_plugins + 1) * sizeof(*grown));
 	if (!grown) {
+		report(where, "out of memory reading this setting");
 		smisd_plugin_free(p);
 		return NULL;
 	}
@@ -498,7 +499,7 @@ static int load_channels(struct smisd_generation *g, config_t *cfg)
 	if (!list)
 		return 1;
 	n = config_setting_length(list);
-	g->channels = calloc((size_t)n + 1, sizeof(*g->channels));
+	g->channels = value_memory(list, calloc((size_t)n + 1, sizeof(*g->channels)), &(int){ 0 });
 	if (!g->channels)
 		return 1;
 	for (int i = 0; i < n; i++) {
@@ -588,7 +589,7 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 	if (!list)
 		return 1;
 	n = config_setting_length(list);
-	g->strategies = calloc((size_t)n + 1, sizeof(*g->strategies));
+	g->strategies = value_memory(list, calloc((size_t)n + 1, sizeof(*g->strategies)), &(int){ 0 });
 	if (!g->strategies)
 		return 1;
 	for (int i = 0; i < n; i++) {
@@ -617,7 +618,7 @@ static int load_strategies(struct smisd_generation *g, config_t *cfg)
 			continue;
 		}
 		nsteps = config_setting_length(steps);
-		st->steps = calloc((size_t)nsteps, sizeof(*st->steps));
+		st->steps = value_memory(steps, calloc((size_t)nsteps, sizeof(*st->steps)), &errors);
 		st->name = name;
 		for (int j = 0; st->steps && j < nsteps; j++) {
 			config_setting_t *sb = config_setting_get_elem(steps, (unsigned)j);
@@ -721,7 +722,7 @@ static int load_institutions(struct smisd_generation *g, config_t *cfg)
 	if (!list)
 		return 1;
 	n = config_setting_length(list);
-	g->institutions = calloc((size_t)n + 1, sizeof(*g->institutions));
+	g->institutions = value_memory(list, calloc((size_t)n + 1, sizeof(*g->institutions)), &(int){ 0 });
 	if (!g->institutions)
 		return 1;
 	for (int i = 0; i < n; i++) {
@@ -955,7 +956,7 @@ static int load_issuers(struct smisd_generation *g, config_t *cfg)
 		return 1;
 	}
 	n = config_setting_length(list);
-	g->issuers = calloc((size_t)n + 1, sizeof(*g->issuers));
+	g->issuers = value_memory(list, calloc((size_t)n + 1, sizeof(*g->issuers)), &(int){ 0 });
 	if (!g->issuers)
 		return 1;
 	for (int i = 0; i < n; i++) {
