@@ -1113,14 +1113,14 @@ static bool purge_expired(void)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
 	long long keep_s = g ? g->settings.store_retention_s : 0;
-	bool more = false;
+	bool more = false, failed = false;
 	long n;
 
 	smisd_generation_unref(g);
 	if (keep_s <= 0)
 		return false;
-	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000, &more);
-	if (n < 0)
+	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000, &more, &failed);
+	if (failed)
 		count_store_error("retention"); /* logged by the purge */
 	if (n > 0) {
 		smisd_metric_add("smis_store_purged_messages_total", "", (double)n);
