@@ -633,9 +633,11 @@ static int write_report(const struct report_item *it, sqlite3_int64 *undo)
 		return rc;
 	inserted = sqlite3_changes(wdb) > 0; /* not there already (OR IGNORE) */
 	rowid = sqlite3_last_insert_rowid(wdb);
-	/* A final report ends status polling for an SMS. App messages go to
-	 * several devices: one device's final word says nothing of the others,
-	 * so their polling runs its bounded course (max_polls). */
+	/* A final report ends status polling for an SMS, and the message's
+	 * once none of its sends is left to ask about (POLLED_SEND): the app
+	 * notification of govapp_and_sms goes on being polled. App messages go
+	 * to several devices: one device's final word says nothing of the
+	 * others, so their polling runs its bounded course (max_polls). */
 	final = it->r.device[0] == '\0' &&
 		(it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED);
 	/* Move the message's overall status forward only; one statement with
@@ -727,7 +729,14 @@ static struct smisd_job *poll_job(struct smisd_generation *g, const struct smisd
  * NULL in the rows after, so the second send was polled for message
  * "(null)" and its reports were never matched. */
 #define POLL_BATCH 256 /* messages a round */
-#define POLLED_SEND "a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
+/* A send `a` that polls ask about: it went out with a provider reference,
+ * and no final report for no device in particular (an SMS's: delivered or
+ * undelivered) has come for it. App reports name their device: an app
+ * notification is asked until the message's max_polls. */
+#define POLLED_SEND                                                                                 \
+	"a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL AND NOT EXISTS" \
+	" (SELECT 1 FROM reports r WHERE r.message_id = a.message_id AND r.channel = a.channel"     \
+	" AND r.device = '' AND r.status IN ('delivered', 'undelivered'))"
 struct poll_count {
 	char id[SMISD_ID_LEN];
 	int polls; /* made before this round */
@@ -1228,7 +1237,8 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 			 " VALUES (?,?,?,?,?,?)", &st_rep) ||
 	    prepare(wdb, "UPDATE messages SET status = CASE WHEN " MOVES_FORWARD " THEN ?1 ELSE status END,"
 			 " updated_ms = CASE WHEN " MOVES_FORWARD " THEN ?2 ELSE updated_ms END,"
-			 " next_poll_ms = CASE WHEN ?5 THEN NULL ELSE next_poll_ms END"
+			 " next_poll_ms = CASE WHEN ?5 AND NOT EXISTS (SELECT 1 FROM attempts a"
+			 "  WHERE a.message_id = ?3 AND " POLLED_SEND ") THEN NULL ELSE next_poll_ms END"
 			 " WHERE id = ?3 AND (" MOVES_FORWARD " OR ?5)", &st_upd) ||
 	    prepare(wdb, "INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms, detail, received_ms)"
 			 " VALUES (?,?,?,?,?,?,?)", &st_orphan) ||
