@@ -412,14 +412,35 @@ static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
 
 /* The n-th orphan report read for a job (in the same order at each try)
  * refused with the whole transaction: its bit in job->orphans_excluded. */
-static bool orphan_excluded(const struct smisd_job *job, int n)
+static bool orphan_excluded(const struct smisd_job *job, size_t n)
 {
-	return n < 64 && ((job->orphans_excluded >> n) & 1);
+	return n / 64 < job->n_orphans_excluded && ((job->orphans_excluded[n / 64] >> (n % 64)) & 1);
+}
+
+/* Leave the n-th orphan report out of the job's next tries. Without
+ * memory for its bit, all the job's orphans are left (kept, and expired
+ * in a day). */
+static void exclude_orphan(struct smisd_job *job, size_t n)
+{
+	if (n / 64 >= job->n_orphans_excluded) {
+		size_t words = n / 64 + 1;
+		uint64_t *grown = realloc(job->orphans_excluded, words * sizeof(*grown));
+		if (!grown) {
+			smisd_log(SMIS_LOG_ERROR, "store", job->id, "out of memory: its orphan reports are left");
+			job->orphans_left = true;
+			return;
+		}
+		memset(grown + job->n_orphans_excluded, 0, (words - job->n_orphans_excluded) * sizeof(*grown));
+		job->orphans_excluded = grown;
+		job->n_orphans_excluded = words;
+	}
+	job->orphans_excluded[n / 64] |= (uint64_t)1 << (n % 64);
 }
 
 static int adopt_orphans(struct smisd_job *job)
 {
-	int rc = SQLITE_OK, failures = 0, n = 0;
+	int rc = SQLITE_OK, failures = 0;
+	size_t n = 0;
 
 	if (orphans_kept == 0 || job->orphans_left)
 		return SQLITE_OK;
@@ -452,10 +473,8 @@ static int adopt_orphans(struct smisd_job *job)
 			sqlite3_int64 undo = 0;
 			rc = unless_transient_adopting(write_report(&it, &undo), "report", job, &failures);
 			rc = take_back_report(undo, rc);
-			if (rc == BATCH_ROLLED_BACK && n <= 64)
-				job->orphans_excluded |= (uint64_t)1 << (n - 1);
-			else if (rc == BATCH_ROLLED_BACK)
-				job->orphans_left = true;
+			if (rc == BATCH_ROLLED_BACK)
+				exclude_orphan(job, n - 1);
 			if (rc != SQLITE_OK)
 				break;
 		}
@@ -1242,8 +1261,10 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 			 " WHERE id = ?3 AND (" MOVES_FORWARD " OR ?5)", &st_upd) ||
 	    prepare(wdb, "INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms, detail, received_ms)"
 			 " VALUES (?,?,?,?,?,?,?)", &st_orphan) ||
-	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
-		    &st_orphan_get) ||
+	    /* In the same order at each try of a batch (orphan_excluded()):
+	     * the index's, with no sort. */
+	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?"
+			 " ORDER BY rowid", &st_orphan_get) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE received_ms < ?", &st_orphan_expire) ||
 	    prepare(wdb, "SELECT count(*) FROM orphan_reports", &st_orphan_count) ||
