@@ -232,6 +232,7 @@ void smisd_job_free(struct smisd_job *job)
 	smisd_request_clear(&job->req);
 	free(job->idem_key);
 	free(job->response_json);
+	free(job->orphans_excluded);
 	smisd_generation_unref(job->gen);
 	free(job);
 }

@@ -113,9 +113,11 @@ struct smisd_job {
 	int orphan_errors_counted; /* adopting its orphan reports: failures counted over the tries */
 	/* Refused with the batch's whole transaction (store.c), and so left out
 	 * of the batch's next tries: the job's own rows, the n-th orphan report
-	 * adopted (bit n), or all its orphans (their lookup or delete). */
+	 * adopted (bit n of the words, as many as it takes), or all its orphans
+	 * (their lookup or delete, or no memory for the words). */
 	bool store_excluded;
-	uint64_t orphans_excluded;
+	uint64_t *orphans_excluded;
+	size_t n_orphans_excluded; /* words */
 	bool orphans_left;
 
 	/* Answered before its commit (store.commit_before_answer = false):

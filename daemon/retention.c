@@ -52,7 +52,7 @@ static int batch_bound(sqlite3_stmt *sel, const char *cut, char *bound, size_t s
 	return found;
 }
 
-long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms, bool *more)
+long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms, bool *more, bool *failed)
 {
 	sqlite3_stmt *sel = NULL, *del[3] = { NULL, NULL, NULL };
 	char cut[32], bound[64];
@@ -60,6 +60,7 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 	int64_t started = smisd_monotonic_ms();
 
 	*more = false;
+	*failed = false;
 	smisd_id_time_bound("msg_", before_ms, cut, sizeof(cut));
 	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM (SELECT id FROM messages WHERE id < ?1"
 				   " ORDER BY id LIMIT " STR(PURGE_BATCH) ")",
@@ -92,11 +93,15 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms
 		 * BEGIN fail. */
 		if (!what && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 			what = "commit";
+		/* Only this transaction is undone (SQLite may have rolled it
+		 * back already: a trigger's RAISE(ROLLBACK), an interrupt);
+		 * those committed before it stay deleted, and counted. */
 		if (what) {
 			smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", what, sqlite3_errmsg(db));
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			if (!sqlite3_get_autocommit(db))
+				sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			pthread_mutex_unlock(gate);
-			purged = -1;
+			*failed = true;
 			goto out;
 		}
 		pthread_mutex_unlock(gate);
@@ -117,6 +122,6 @@ out:
 	return purged;
 failed:
 	smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s", sqlite3_errmsg(db));
-	purged = -1;
+	*failed = true;
 	goto out;
 }

@@ -15,8 +15,10 @@
  * transactions of at most 1,000 messages, each taken with `gate` held
  * (the store's write gate), 16 at most and for 50 ms at most per call;
  * *more says whether the call stopped with old messages left. Returns the
- * number of messages deleted, or -1 (logged) when SQLite failed. Call on
- * the connection's own thread (the store writer). */
-long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms, bool *more);
+ * number of messages deleted, in the transactions committed; *failed says
+ * whether SQLite failed (logged), which rolled back that transaction alone
+ * and ended the call. Call on the connection's own thread (the store
+ * writer). */
+long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms, bool *more, bool *failed);
 
 #endif

@@ -412,14 +412,35 @@ static long orphans_kept = -1; /* -1: unknown (rows may exist from before) */
 
 /* The n-th orphan report read for a job (in the same order at each try)
  * refused with the whole transaction: its bit in job->orphans_excluded. */
-static bool orphan_excluded(const struct smisd_job *job, int n)
+static bool orphan_excluded(const struct smisd_job *job, size_t n)
 {
-	return n < 64 && ((job->orphans_excluded >> n) & 1);
+	return n / 64 < job->n_orphans_excluded && ((job->orphans_excluded[n / 64] >> (n % 64)) & 1);
+}
+
+/* Leave the n-th orphan report out of the job's next tries. Without
+ * memory for its bit, all the job's orphans are left (kept, and expired
+ * in a day). */
+static void exclude_orphan(struct smisd_job *job, size_t n)
+{
+	if (n / 64 >= job->n_orphans_excluded) {
+		size_t words = n / 64 + 1;
+		uint64_t *grown = realloc(job->orphans_excluded, words * sizeof(*grown));
+		if (!grown) {
+			smisd_log(SMIS_LOG_ERROR, "store", job->id, "out of memory: its orphan reports are left");
+			job->orphans_left = true;
+			return;
+		}
+		memset(grown + job->n_orphans_excluded, 0, (words - job->n_orphans_excluded) * sizeof(*grown));
+		job->orphans_excluded = grown;
+		job->n_orphans_excluded = words;
+	}
+	job->orphans_excluded[n / 64] |= (uint64_t)1 << (n % 64);
 }
 
 static int adopt_orphans(struct smisd_job *job)
 {
-	int rc = SQLITE_OK, failures = 0, n = 0;
+	int rc = SQLITE_OK, failures = 0;
+	size_t n = 0;
 
 	if (orphans_kept == 0 || job->orphans_left)
 		return SQLITE_OK;
@@ -452,10 +473,8 @@ static int adopt_orphans(struct smisd_job *job)
 			sqlite3_int64 undo = 0;
 			rc = unless_transient_adopting(write_report(&it, &undo), "report", job, &failures);
 			rc = take_back_report(undo, rc);
-			if (rc == BATCH_ROLLED_BACK && n <= 64)
-				job->orphans_excluded |= (uint64_t)1 << (n - 1);
-			else if (rc == BATCH_ROLLED_BACK)
-				job->orphans_left = true;
+			if (rc == BATCH_ROLLED_BACK)
+				exclude_orphan(job, n - 1);
 			if (rc != SQLITE_OK)
 				break;
 		}
@@ -633,9 +652,11 @@ static int write_report(const struct report_item *it, sqlite3_int64 *undo)
 		return rc;
 	inserted = sqlite3_changes(wdb) > 0; /* not there already (OR IGNORE) */
 	rowid = sqlite3_last_insert_rowid(wdb);
-	/* A final report ends status polling for an SMS. App messages go to
-	 * several devices: one device's final word says nothing of the others,
-	 * so their polling runs its bounded course (max_polls). */
+	/* A final report ends status polling for an SMS, and the message's
+	 * once none of its sends is left to ask about (POLLED_SEND): the app
+	 * notification of govapp_and_sms goes on being polled. App messages go
+	 * to several devices: one device's final word says nothing of the
+	 * others, so their polling runs its bounded course (max_polls). */
 	final = it->r.device[0] == '\0' &&
 		(it->r.status == SMIS_REPORT_DELIVERED || it->r.status == SMIS_REPORT_FAILED);
 	/* Move the message's overall status forward only; one statement with
@@ -727,7 +748,14 @@ static struct smisd_job *poll_job(struct smisd_generation *g, const struct smisd
  * NULL in the rows after, so the second send was polled for message
  * "(null)" and its reports were never matched. */
 #define POLL_BATCH 256 /* messages a round */
-#define POLLED_SEND "a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL"
+/* A send `a` that polls ask about: it went out with a provider reference,
+ * and no final report for no device in particular (an SMS's: delivered or
+ * undelivered) has come for it. App reports name their device: an app
+ * notification is asked until the message's max_polls. */
+#define POLLED_SEND                                                                                 \
+	"a.operation = 'send' AND a.outcome = 'sent' AND a.provider_ref IS NOT NULL AND NOT EXISTS" \
+	" (SELECT 1 FROM reports r WHERE r.message_id = a.message_id AND r.channel = a.channel"     \
+	" AND r.device = '' AND r.status IN ('delivered', 'undelivered'))"
 struct poll_count {
 	char id[SMISD_ID_LEN];
 	int polls; /* made before this round */
@@ -1113,14 +1141,14 @@ static bool purge_expired(void)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
 	long long keep_s = g ? g->settings.store_retention_s : 0;
-	bool more = false;
+	bool more = false, failed = false;
 	long n;
 
 	smisd_generation_unref(g);
 	if (keep_s <= 0)
 		return false;
-	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000, &more);
-	if (n < 0)
+	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000, &more, &failed);
+	if (failed)
 		count_store_error("retention"); /* logged by the purge */
 	if (n > 0) {
 		smisd_metric_add("smis_store_purged_messages_total", "", (double)n);
@@ -1228,12 +1256,15 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 			 " VALUES (?,?,?,?,?,?)", &st_rep) ||
 	    prepare(wdb, "UPDATE messages SET status = CASE WHEN " MOVES_FORWARD " THEN ?1 ELSE status END,"
 			 " updated_ms = CASE WHEN " MOVES_FORWARD " THEN ?2 ELSE updated_ms END,"
-			 " next_poll_ms = CASE WHEN ?5 THEN NULL ELSE next_poll_ms END"
+			 " next_poll_ms = CASE WHEN ?5 AND NOT EXISTS (SELECT 1 FROM attempts a"
+			 "  WHERE a.message_id = ?3 AND " POLLED_SEND ") THEN NULL ELSE next_poll_ms END"
 			 " WHERE id = ?3 AND (" MOVES_FORWARD " OR ?5)", &st_upd) ||
 	    prepare(wdb, "INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms, detail, received_ms)"
 			 " VALUES (?,?,?,?,?,?,?)", &st_orphan) ||
-	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
-		    &st_orphan_get) ||
+	    /* In the same order at each try of a batch (orphan_excluded()):
+	     * the index's, with no sort. */
+	    prepare(wdb, "SELECT device, status, at_ms, detail FROM orphan_reports WHERE channel = ? AND provider_ref = ?"
+			 " ORDER BY rowid", &st_orphan_get) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE received_ms < ?", &st_orphan_expire) ||
 	    prepare(wdb, "SELECT count(*) FROM orphan_reports", &st_orphan_count) ||

@@ -771,7 +771,9 @@ class PollingBothChannels(GovAppCase):
     asks both and counts one poll of the message. The SMS's poll was made
     for message "(null)": the first send's count, written while the rows
     were read, blanked the message's id in the next row, so its delivery
-    report never reached the message."""
+    report never reached the message. The SMS's final report ends the
+    polling of the SMS only: it ended the message's, and the app
+    notification, whose devices may still report, was never asked again."""
     stack_kwargs = {"extra_conf": "status_poll = { after_s = 1; interval_s = 1; max_polls = 3; };",
                     "ringring_status_url": False}
 
@@ -789,13 +791,14 @@ class PollingBothChannels(GovAppCase):
         mid = r.json["id"]
         nid = [a for a in r.json["attempts"] if a["channel"] == APP and a["operation"] == "send"][0][
             "provider_reference"]
-        # The SMS's final report, found by polling, ends the polling.
+        # The SMS's final report, found by the first poll, ends the SMS's
+        # polling; the app notification is asked max_polls (3) times.
         g = self.wait_message(mid, lambda m: any(x["channel"] == SMS for x in m["reports"]), "the SMS report")
         self.assertEqual([(x["status"], x["detail"]) for x in g["reports"] if x["channel"] == SMS],
                          [("delivered", "ringring_status_200")])
-        self.assertEqual(self.stored_polls(mid), (1, None))
-        wait_for(lambda: len(self.sim_requests("/v1/notifications/" + nid, "GET")), lambda n: n == 1,
-                 "one poll of the app notification", 5)
+        wait_for(lambda: self.stored_polls(mid), lambda p: p == (3, None), "the message's three polls", 15)
+        wait_for(lambda: len(self.sim_requests("/v1/notifications/" + nid, "GET")), lambda n: n == 3,
+                 "three polls of the app notification", 5)
         self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/stats").json["status_requests"], 1)
 
 

@@ -605,6 +605,45 @@ class OrphanNotStorable(StoreFailsCase):
         self.refused_at_adoption("ROLLBACK", lambda result: result())
 
 
+class ManyOrphansRefused(StoreFailsCase):
+    """Each orphan report refused with the whole transaction at adoption is
+    left out of the batch written again, counted once, and deleted with the
+    message's others, however many a message has. Past the 64th of one
+    message (a bit each in a 64-bit word), all its orphans were left out,
+    uncounted, to expire a day later."""
+    stack_kwargs = {"ringring_status_url": False}
+    ORPHANS = 70
+
+    def test_each_of_more_than_64_refused_orphans_is_counted(self):
+        s = self.stack
+        s.expect_log(r"^report failed: constraint failed \(report refused by the test\)$")
+        before = s.metric('smis_store_errors_total{operation="report"}') or 0
+        seen = len(s.sim("ringring", "GET", "/_sim/requests").json)
+        # The send is answered 1.5 s after RingRing took it: the reports
+        # posted meanwhile are kept as orphans, the message in flight.
+        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1500})
+        with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON reports"
+                          " BEGIN SELECT RAISE(ROLLBACK, 'report refused by the test'); END"), \
+                concurrent.futures.ThreadPoolExecutor(1) as ex:
+            sending = ex.submit(s.send, message(CITIZENS["no_app"], "sms_only"))
+            poll_until(lambda: len(s.sim("ringring", "GET", "/_sim/requests").json) > seen, 10,
+                       lambda: "the send did not reach RingRing")
+            taken = s.sim("ringring", "GET", "/_sim/requests").json[-1]
+            for _ in range(self.ORPHANS):
+                r = ringring_dlr(s, taken["reference"], taken["message_id"])
+                self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+            poll_until(lambda: len(orphan_refs(s)) == self.ORPHANS, 10,
+                       lambda: "%d reports kept as orphans" % len(orphan_refs(s)))
+            self.assertFalse(sending.done(), "the message was answered before its reports were kept")
+            r = sending.result()
+            self.assertEqual((r.status, r.json["id"]), (201, taken["reference"]), r.raw)
+            s.wait_idle(timeout=60)  # its slot is given back after the commit
+        self.assertEqual(s.metric('smis_store_errors_total{operation="report"}') - before, self.ORPHANS)
+        self.assertIsNone(s.metric('smis_store_errors_total{operation="message"}'))
+        got = s.get(r.json["id"]).json
+        self.assertEqual((got["status"], got["reports"], orphan_refs(s)), ("sent", [], []))
+
+
 class RolledBackByRefusal(StoreFailsCase):
     """A record refused with RAISE(ROLLBACK) (a trigger here; an interrupt
     or a damaged database in life) ends the batch's whole transaction, not
@@ -1042,7 +1081,7 @@ class GracefulStop(unittest.TestCase):
             stack.reload_and_wait()
         try:
             reload_to(8000)
-            stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 3000})
+            stack.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1500})
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
                 slow = ex.submit(stack.send, message(CITIZENS["no_app"], "sms_only"))
                 stack.wait_in_flight(1)

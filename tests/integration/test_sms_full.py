@@ -747,11 +747,14 @@ class Polling(SmsCase):
                                  [(status, "ringring_status_" + code)])
                 self.assertGreaterEqual(self.status_requests(), 1)
                 self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/dlrs").json, [])
+                # The SMS's final report, the first poll's, ends its polling.
+                self.assertEqual(self.polls_stored(answer["id"], "polls, next_poll_ms"), (1, None))
 
-    def polls_stored(self, msg_id):
+    def polls_stored(self, msg_id, columns="polls"):
         con = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.stack.dir, "smis.db"), uri=True)
         try:
-            return con.execute("SELECT polls FROM messages WHERE id = ?", (msg_id,)).fetchone()[0]
+            row = con.execute("SELECT %s FROM messages WHERE id = ?" % columns, (msg_id,)).fetchone()
+            return row if len(row) > 1 else row[0]
         finally:
             con.close()
 
