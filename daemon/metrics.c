@@ -67,7 +67,8 @@ static const struct family families[] = {
 	{ "smis_store_errors_total",
 	  "Store statements that failed outside a retried transaction (a message's record, a report, a status poll,"
 	  " orphan expiry, retention), message records and reports lost with a batch whose commit failed for good,"
-	  " and status polls' reports the daemon could not keep or the store take, by operation",
+	  " status polls' reports the daemon could not keep or the store take, and old messages whose delete was"
+	  " refused (left, counted once), by operation",
 	  COUNTER },
 	/* Kept outside the series table (`dropped`), which may be full. */
 	{ DROPPED_FAMILY,

@@ -11,14 +11,31 @@
 
 #include <sqlite3.h>
 
-/* Delete every message created before before_ms (ms since the epoch), in
- * transactions of at most 1,000 messages, each taken with `gate` held
- * (the store's write gate), 16 at most and for 50 ms at most per call;
- * *more says whether the call stopped with old messages left. Returns the
- * number of messages deleted, in the transactions committed; *failed says
- * whether SQLite failed (logged), which rolled back that transaction alone
- * and ended the call. Call on the connection's own thread (the store
- * writer). */
-long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, int64_t before_ms, bool *more, bool *failed);
+/* What the purges remember from one call to the next; zeroed at first. */
+struct smisd_retention {
+	/* The newest message whose delete was refused for good (a trigger, a
+	 * constraint, a damaged page): it is left, and what is older was
+	 * deleted but such messages. Later purges delete above it only, so
+	 * that one such message does not stop the retention of all younger
+	 * ones; "" until then. Forgotten on restart: tried once again. */
+	char after[64];
+	/* Messages per transaction: 1,000, or fewer while a refused
+	 * batch is halved to find the message refused, which is at or below
+	 * refused_to. */
+	int batch;
+	char refused_to[64];
+};
+
+/* Delete every message created before before_ms (ms since the epoch) but
+ * those left (above), in transactions of at most 1,000 messages, each
+ * taken with `gate` held (the store's write gate), 16 at most and for 50
+ * ms at most per call; *more says whether the call stopped with old
+ * messages left. Returns the number of messages deleted, in the
+ * transactions committed. *errors counts what was logged as errors: a
+ * failed transaction, which SQLite rolled back alone and which ended the
+ * call (tried again at the next), and each message found refused and so
+ * left. Call on the connection's own thread (the store writer). */
+long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_retention *r, int64_t before_ms,
+			   bool *more, int *errors);
 
 #endif

@@ -314,7 +314,7 @@ static int run_stmt(sqlite3_stmt *st)
  * write. The batch is rolled back and written again, whole, once the
  * cause may have gone; dropping it would lose records (and Idempotency-Keys)
  * of messages already sent and, by default, already answered. */
-static bool transient_store_error(int rc)
+bool smisd_store_transient_error(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
@@ -373,7 +373,7 @@ static void store_failed_once(const char *operation, const char *id, int rc, boo
 /* A statement's failure that no retry would cure: refused for the row. */
 static bool refused(int rc)
 {
-	return rc != SQLITE_OK && rc != SQLITE_DONE && rc != BATCH_ROLLED_BACK && !transient_store_error(rc);
+	return rc != SQLITE_OK && rc != SQLITE_DONE && rc != BATCH_ROLLED_BACK && !smisd_store_transient_error(rc);
 }
 
 /* What a failed statement of a batch means for the batch: a transient
@@ -917,7 +917,7 @@ static int write_job_whole(struct smisd_job *job)
 	int jrc = write_job(job, &row), rc = SQLITE_OK;
 
 	job->store_failed = jrc != SQLITE_OK;
-	if (jrc == SQLITE_OK || jrc == BATCH_ROLLED_BACK || transient_store_error(jrc))
+	if (jrc == SQLITE_OK || jrc == BATCH_ROLLED_BACK || smisd_store_transient_error(jrc))
 		return jrc;
 	store_failed_once("message", job->id, jrc, &job->store_error_counted);
 	if (sqlite3_get_autocommit(wdb)) {
@@ -1025,7 +1025,7 @@ static void write_batch_until_stored(struct smisd_job *jobs, struct report_item 
 				smisd_log(SMIS_LOG_WARN, "store", NULL, "written after %d retries", attempt);
 			return;
 		}
-		if (!transient_store_error(rc) || closing_tries >= 3) {
+		if (!smisd_store_transient_error(rc) || closing_tries >= 3) {
 			smisd_log(SMIS_LOG_ERROR, "store", NULL,
 				  "commit failed (%s): %zu message record(s) and %zu report(s) not stored",
 				  sqlite3_errstr(rc), n_jobs, n_reps);
@@ -1137,18 +1137,21 @@ static void *writer_main(void *arg)
 
 /* store.retention_s, read from the generation in force (a reload changes
  * it): what is older goes, a batch at a time between the writer's commits. */
+static struct smisd_retention retention;
+
 static bool purge_expired(void)
 {
 	struct smisd_generation *g = smisd_generation_acquire();
 	long long keep_s = g ? g->settings.store_retention_s : 0;
-	bool more = false, failed = false;
+	bool more = false;
+	int errors = 0;
 	long n;
 
 	smisd_generation_unref(g);
 	if (keep_s <= 0)
 		return false;
-	n = smisd_retention_purge(wdb, &write_gate, smisd_now_ms() - keep_s * 1000, &more, &failed);
-	if (failed)
+	n = smisd_retention_purge(wdb, &write_gate, &retention, smisd_now_ms() - keep_s * 1000, &more, &errors);
+	while (errors-- > 0)
 		count_store_error("retention"); /* logged by the purge */
 	if (n > 0) {
 		smisd_metric_add("smis_store_purged_messages_total", "", (double)n);

@@ -76,6 +76,11 @@ int smisd_store_request_hash(const unsigned char *key, size_t keylen, const void
  * compared as such, so that a retry across the upgrade still replays. */
 bool smisd_store_same_request(const char *stored, const char *request_hash, const void *body, size_t len);
 
+/* Whether SQLite's code `rc` says nothing about the rows (the database
+ * locked, full, read-only, failing to read or write): what failed is
+ * tried again, whole, later; any other failure refuses the rows. */
+bool smisd_store_transient_error(int rc);
+
 /* Pending messages in the store writer's queue (for metrics/shutdown). */
 int smisd_store_pending(void);
 

@@ -932,21 +932,23 @@ static void test_retention_read_fails(void)
 	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 	char path[300];
 	sqlite3 *db, *other = NULL;
-	bool more, failed;
+	struct smisd_retention r = { 0 };
+	bool more;
+	int failed;
 
 	snprintf(path, sizeof(path), "%s/retention.db", dir);
 	db = retention_db(path);
 	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &other), SQLITE_OK);
 	CU_ASSERT_EQUAL(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more, &failed), 0);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
 	CU_ASSERT_TRUE(failed);
 	CU_ASSERT_TRUE(sqlite3_get_autocommit(db)); /* no transaction left open */
 	CU_ASSERT_EQUAL(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(other);
 	/* The lock gone, the message goes. */
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more, &failed), 1);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 1);
 	CU_ASSERT_FALSE(failed);
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more, &failed), 0);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
 	CU_ASSERT_FALSE(failed);
 	sqlite3_close(db);
 	unlink(path);
@@ -959,13 +961,15 @@ static void test_retention_begin_fails(void)
 	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 	char path[300], logged[4096];
 	sqlite3 *db;
-	bool more, failed;
+	struct smisd_retention r = { 0 };
+	bool more;
+	int failed;
 
 	snprintf(path, sizeof(path), "%s/retention-begin.db", dir);
 	db = retention_db(path);
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	capture_stderr();
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() + 60000, &more, &failed), 0);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
 	CU_ASSERT_TRUE(failed);
 	captured_stderr(logged, sizeof(logged));
 	CU_ASSERT_TRUE(logged_has(logged, "retention: begin failed: cannot start a transaction within a transaction"));
@@ -1026,15 +1030,19 @@ static void interrupt_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 /* A purge refused in its second transaction by a refusal that ends the
  * transaction (`action`, run by a trigger on the delete of the 1,200th old
  * message): the first 1,000 messages, committed, are deleted and counted;
- * the second batch is not half-deleted (its attempts and reports are all
- * there), no transaction is left open, and once the refusal is gone the
- * next purge deletes the rest. */
+ * the refused one is found, logged and counted once, and left with its
+ * attempt and report; the others are deleted all the same, and the purges
+ * after leave it alone (until 2026-12 it was tried, logged and counted
+ * again once a second, and no younger message was ever deleted). A new
+ * start (a new state) tries it again: the refusal gone, it goes. */
 static void retention_refused_midway(const char *action, const char *logged_reason)
 {
 	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 	char path[300], nth[64], sql[300], logged[4096];
 	sqlite3 *db;
-	bool more = true, failed = false;
+	struct smisd_retention r = { 0 }, restarted = { 0 };
+	bool more = true;
+	int errors = 0, failed = 0;
 	long purged = 0;
 
 	snprintf(path, sizeof(path), "%s/retention-refused.db", dir);
@@ -1047,20 +1055,30 @@ static void retention_refused_midway(const char *action, const char *logged_reas
 	CU_ASSERT_EQUAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	capture_stderr();
 	/* Calls end after 50 ms (slow under valgrind): again while more is left. */
-	do
-		purged += smisd_retention_purge(db, &gate, smisd_now_ms() - 30000, &more, &failed);
-	while (more && !failed);
+	do {
+		purged += smisd_retention_purge(db, &gate, &r, smisd_now_ms() - 30000, &more, &failed);
+		errors += failed;
+	} while (more);
 	captured_stderr(logged, sizeof(logged));
-	CU_ASSERT_EQUAL(purged, 1000);
-	CU_ASSERT_TRUE(failed);
+	CU_ASSERT_EQUAL(purged, 1499);
+	CU_ASSERT_EQUAL(errors, 1);
 	CU_ASSERT_TRUE(logged_has(logged, logged_reason));
+	CU_ASSERT_TRUE(logged_has(logged, nth));
 	CU_ASSERT_TRUE(sqlite3_get_autocommit(db));
-	CU_ASSERT_EQUAL(retention_rows(db, "messages"), 501); /* retention_db's young one too */
-	CU_ASSERT_EQUAL(retention_rows(db, "attempts"), 500);
-	CU_ASSERT_EQUAL(retention_rows(db, "reports"), 500);
+	CU_ASSERT_EQUAL(retention_rows(db, "messages"), 2); /* retention_db's young one too */
+	CU_ASSERT_EQUAL(retention_rows(db, "attempts"), 1);
+	CU_ASSERT_EQUAL(retention_rows(db, "reports"), 1);
+	/* Left: not tried again. */
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() - 30000, &more, &failed), 0);
+	CU_ASSERT_EQUAL(failed, 0);
+	CU_ASSERT_FALSE(more);
+	/* Younger ones still go. */
+	retention_fill(db, 10, 1, sql, sizeof(sql));
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() - 30000, &more, &failed), 10);
+	CU_ASSERT_EQUAL(failed, 0);
 	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TRIGGER refuse", NULL, NULL, NULL), SQLITE_OK);
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, smisd_now_ms() - 30000, &more, &failed), 500);
-	CU_ASSERT_FALSE(failed);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &restarted, smisd_now_ms() - 30000, &more, &failed), 1);
+	CU_ASSERT_EQUAL(failed, 0);
 	CU_ASSERT_EQUAL(retention_rows(db, "messages"), 1);
 	CU_ASSERT_EQUAL(retention_rows(db, "attempts") + retention_rows(db, "reports"), 0);
 	sqlite3_close(db);
@@ -1072,12 +1090,12 @@ static void retention_refused_midway(const char *action, const char *logged_reas
 static void test_retention_rolled_back_by_refusal(void)
 {
 	retention_refused_midway("RAISE(ROLLBACK, 'delete refused by the test')",
-				 "retention: delete failed: delete refused by the test");
+				 "retention: message left for good: delete refused: delete refused by the test");
 }
 
 static void test_retention_interrupted(void)
 {
-	retention_refused_midway("interrupt()", "retention: delete failed: interrupted");
+	retention_refused_midway("interrupt()", "retention: message left for good: delete refused: interrupted");
 }
 
 /* Removing a job that is not in the index leaves the others findable. */
