@@ -35,6 +35,7 @@ struct report_item {
 	bool by_id; /* the channel has SMIS_CAP_REPORTS_BY_ID: r.provider_ref is a message id */
 	bool error_counted; /* refused for itself: counted once over the batch's tries */
 	bool excluded; /* refused with the whole transaction: left out of the batch's next tries */
+	bool drop_counted; /* not kept as an orphan (orphan_room): counted once over the batch's tries */
 	struct smis_report r;
 	struct report_item *next;
 };
@@ -83,7 +84,8 @@ static int queued;          /* jobs in jq */
 static int commit_delay_ms; /* see smisd_store_open() */
 
 static sqlite3_stmt *st_msg, *st_att, *st_find_att, *st_find_by_id, *st_rep, *st_upd, *st_exists;
-static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del, *st_orphan_expire, *st_orphan_count;
+static sqlite3_stmt *st_orphan, *st_orphan_get, *st_orphan_del, *st_orphan_expire, *st_orphan_count,
+	*st_orphan_ref_count;
 /* Prepared once: sqlite3_exec("BEGIN") compiles the statement on every call. */
 static sqlite3_stmt *st_begin, *st_commit, *st_rollback;
 static sqlite3_stmt *st_undo_att, *st_undo_msg; /* a message's rows out again (write_job_whole) */
@@ -331,7 +333,7 @@ bool smisd_store_transient_error(int rc)
 	}
 }
 
-static int write_report(const struct report_item *it, sqlite3_int64 *undo);
+static int write_report(struct report_item *it, sqlite3_int64 *undo);
 static int take_back_report(sqlite3_int64 undo, int rc);
 
 /* A statement of the writer failed where nothing retries it: said once in
@@ -591,12 +593,68 @@ static int status_rank(const char *s)
 	return 0;
 }
 
-/* A report can overtake the send's own answer (a fast DLR): keep it until
- * the attempt is written, for a day at most. */
-static int keep_orphan(const struct report_item *it)
+/* Orphans come from anyone who can post an authentic webhook while a
+ * message is in flight (a provider misbehaving, a leaked webhook secret),
+ * for references that may never be stored: at most ORPHANS_PER_REF are
+ * kept per (channel, reference), more than a message's statuses on all its
+ * devices, and ORPHANS_MAX in all (37 MB of database with 200-byte
+ * details and 32-character references, measured); the day's expiry alone
+ * bounded them. Those past either are dropped: counted, and logged once a
+ * second (log_orphans_dropped), not one by one. */
+#define ORPHANS_PER_REF 100
+#define ORPHANS_MAX     100000
+static long orphans_dropped; /* since the last log */
+
+/* Whether one more orphan report fits (*room); SQLITE_OK or the code of
+ * the count that failed. */
+static int orphan_room(const struct report_item *it, bool *room)
 {
 	int rc;
 
+	if (orphans_kept < 0) {
+		if ((rc = sqlite3_step(st_orphan_count)) == SQLITE_ROW)
+			orphans_kept = sqlite3_column_int64(st_orphan_count, 0);
+		sqlite3_reset(st_orphan_count);
+		if (rc != SQLITE_ROW)
+			return rc;
+	}
+	*room = orphans_kept < ORPHANS_MAX;
+	if (!*room)
+		return SQLITE_OK;
+	sqlite3_bind_text(st_orphan_ref_count, 1, it->channel, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st_orphan_ref_count, 2, it->r.provider_ref, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st_orphan_ref_count)) == SQLITE_ROW)
+		*room = sqlite3_column_int64(st_orphan_ref_count, 0) < ORPHANS_PER_REF;
+	sqlite3_reset(st_orphan_ref_count);
+	return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void log_orphans_dropped(void)
+{
+	if (orphans_dropped > 0)
+		smisd_log(SMIS_LOG_WARN, "store", NULL,
+			  "%ld report(s) for provider references not stored yet dropped: %d kept for the reference"
+			  " or %d in all already", orphans_dropped, ORPHANS_PER_REF, ORPHANS_MAX);
+	orphans_dropped = 0;
+}
+
+/* A report can overtake the send's own answer (a fast DLR): keep it until
+ * the attempt is written, for a day at most. */
+static int keep_orphan(struct report_item *it)
+{
+	bool room = false;
+	int rc;
+
+	if ((rc = orphan_room(it, &room)) != SQLITE_OK)
+		return rc;
+	if (!room) {
+		if (!it->drop_counted) {
+			smisd_metric_add("smis_orphan_reports_dropped_total", "", 1);
+			orphans_dropped++;
+		}
+		it->drop_counted = true;
+		return SQLITE_OK;
+	}
 	sqlite3_bind_text(st_orphan, 1, it->channel, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_orphan, 2, it->r.provider_ref, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st_orphan, 3, it->r.device, -1, SQLITE_STATIC);
@@ -617,7 +675,7 @@ static int keep_orphan(const struct report_item *it)
  * before it stays in the transaction). When its status update was refused
  * after its row went in, *undo is that row's rowid (else 0): the caller
  * takes it back (take_back_report) once the refusal is logged. */
-static int write_report(const struct report_item *it, sqlite3_int64 *undo)
+static int write_report(struct report_item *it, sqlite3_int64 *undo)
 {
 	const char *mid;
 	char id[64];
@@ -697,6 +755,7 @@ static void expire_orphans(void)
 {
 	int rc;
 
+	log_orphans_dropped();
 	if (orphans_kept == 0)
 		return;
 	sqlite3_bind_int64(st_orphan_expire, 1, smisd_now_ms() - ORPHAN_KEEP_MS);
@@ -1271,6 +1330,8 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE channel = ? AND provider_ref = ?", &st_orphan_del) ||
 	    prepare(wdb, "DELETE FROM orphan_reports WHERE received_ms < ?", &st_orphan_expire) ||
 	    prepare(wdb, "SELECT count(*) FROM orphan_reports", &st_orphan_count) ||
+	    prepare(wdb, "SELECT count(*) FROM orphan_reports WHERE channel = ? AND provider_ref = ?",
+		    &st_orphan_ref_count) ||
 	    prepare(wdb, "BEGIN IMMEDIATE", &st_begin) || prepare(wdb, "COMMIT", &st_commit) ||
 	    prepare(wdb, "ROLLBACK", &st_rollback) ||
 	    prepare(wdb, "DELETE FROM attempts WHERE message_id = ?", &st_undo_att) ||
@@ -1314,6 +1375,7 @@ void smisd_store_close(void)
 		pthread_mutex_unlock(&qlock);
 		pthread_join(writer, NULL);
 		writer = 0;
+		log_orphans_dropped(); /* of its last second */
 	}
 	if (checkpointer) {
 		pthread_mutex_lock(&qlock);
@@ -1345,6 +1407,7 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_orphan_del);
 	sqlite3_finalize(st_orphan_expire);
 	sqlite3_finalize(st_orphan_count);
+	sqlite3_finalize(st_orphan_ref_count);
 	sqlite3_finalize(st_begin);
 	sqlite3_finalize(st_commit);
 	sqlite3_finalize(st_rollback);
@@ -1352,7 +1415,7 @@ void smisd_store_close(void)
 	sqlite3_finalize(st_undo_msg);
 	sqlite3_finalize(st_undo_rep);
 	st_begin = st_commit = st_rollback = st_undo_att = st_undo_msg = st_undo_rep = NULL;
-	st_orphan = st_orphan_get = st_orphan_del = st_orphan_expire = st_orphan_count = NULL;
+	st_orphan = st_orphan_get = st_orphan_del = st_orphan_expire = st_orphan_count = st_orphan_ref_count = NULL;
 	st_msg = st_att = st_find_att = st_rep = st_upd = st_exists = NULL;
 	sqlite3_close(rdb);
 	sqlite3_close(wdb);

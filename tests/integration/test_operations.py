@@ -188,6 +188,23 @@ def ringring_dlr(stack, msg_id, provider_id, code="200"):
                 {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
 
 
+def restarted_with_orphans(test, orphans):
+    """Stop smisd, add RingRing orphan reports (provider reference, time
+    received) to its store, and start it again."""
+    s = test.stack
+    s.smisd.send_signal(signal.SIGTERM)
+    test.assertEqual(s.smisd.wait(timeout=60), 0)
+    con = sqlite3.connect(os.path.join(s.dir, "smis.db"))
+    try:
+        with con:
+            con.executemany("INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms,"
+                            " detail, received_ms) VALUES ('ringring', ?, '', 2, ?, NULL, ?)",
+                            ((ref, received, received) for ref, received in orphans))
+    finally:
+        con.close()
+    s.start_smisd()
+
+
 def stored_sms(stack):
     """Send an SMS and wait until it is stored and nothing is in flight
     (a report is then checked against the stored sends); its answer and
@@ -644,6 +661,71 @@ class ManyOrphansRefused(StoreFailsCase):
         self.assertEqual((got["status"], got["reports"], orphan_refs(s)), ("sent", [], []))
 
 
+class OrphansCase(StackTestCase):
+    """Reports for a reference not stored yet (orphans) are kept up to 100
+    per (channel, reference) and 100,000 in all: anyone with an authentic
+    webhook could add rows without bound while a message is in flight, for
+    a day. Those past either are dropped (the webhook was answered
+    already), counted, and logged once a second, not one by one."""
+    stack_kwargs = {"ringring_status_url": False}
+    DROPPED = r"^(\d+) report\(s\) for provider references not stored yet dropped: 100 kept for the reference" \
+        r" or 100000 in all already$"
+
+    def dropped_logged(self):
+        """The counts of the drop log lines."""
+        return [int(m.group(1)) for m in (re.search(self.DROPPED, json.loads(line).get("msg", ""))
+                                          for line in self.stack.log_text().splitlines()) if m]
+
+    def post_while_in_flight(self, reports, dropped):
+        """Post `reports` DLRs for a message whose send RingRing answers
+        1.5 s after it took it (they are orphans meanwhile) and wait until
+        `dropped` were dropped; how many orphans were kept then, and the
+        message once stored."""
+        s = self.stack
+        s.expect_log(self.DROPPED)
+        seen = len(s.sim("ringring", "GET", "/_sim/requests").json)
+        # Within the channel's timeout, ms(2000).
+        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": ms(1500)})
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            sending = ex.submit(s.send, message(CITIZENS["no_app"], "sms_only"))
+            poll_until(lambda: len(s.sim("ringring", "GET", "/_sim/requests").json) > seen, 10,
+                       lambda: "the send did not reach RingRing")
+            taken = s.sim("ringring", "GET", "/_sim/requests").json[-1]
+            for _ in range(reports):
+                r = ringring_dlr(s, taken["reference"], taken["message_id"])
+                self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+            poll_until(lambda: (s.metric("smis_orphan_reports_dropped_total") or 0) >= dropped, 20,
+                       lambda: "%s reports dropped" % s.metric("smis_orphan_reports_dropped_total"))
+            kept = len(orphan_refs(s))
+            self.assertFalse(sending.done(), "the message was answered before its reports were kept")
+            r = sending.result()
+            self.assertEqual((r.status, r.json["id"]), (201, taken["reference"]), r.raw)
+            s.wait_idle(timeout=60)  # its slot is given back after the commit
+        poll_until(lambda: sum(self.dropped_logged()) == dropped, 10,
+                   lambda: "drops logged: %s" % self.dropped_logged())
+        self.assertEqual(s.metric("smis_orphan_reports_dropped_total"), dropped)
+        return kept, s.get(r.json["id"]).json
+
+
+class OrphansBoundedPerReference(OrphansCase):
+    def test_at_most_100_per_reference(self):
+        kept, got = self.post_while_in_flight(103, 3)
+        self.assertEqual(kept, 100)
+        self.assertEqual(got["status"], "delivered")  # those kept are adopted
+        self.assertEqual(orphan_refs(self.stack), [])
+
+
+class OrphansBoundedInAll(OrphansCase):
+    def test_at_most_100000_in_all(self):
+        s = self.stack
+        now_ms = int(time.time() * 1000)
+        restarted_with_orphans(self, (("filler-%d" % i, now_ms) for i in range(100000)))
+        kept, got = self.post_while_in_flight(2, 2)
+        self.assertEqual(kept, 100000)
+        self.assertEqual((got["status"], got["reports"]), ("sent", []))
+        self.assertEqual(len(orphan_refs(s)), 100000)
+
+
 class RolledBackByRefusal(StoreFailsCase):
     """A record refused with RAISE(ROLLBACK) (a trigger here; an interrupt
     or a damaged database in life) ends the batch's whole transaction, not
@@ -895,19 +977,8 @@ class OrphanReportsExpire(StackTestCase):
 
     def test_day_old_orphans_are_deleted_without_polling(self):
         s = self.stack
-        s.smisd.send_signal(signal.SIGTERM)
-        self.assertEqual(s.smisd.wait(timeout=60), 0)
         now_ms = int(time.time() * 1000)
-        con = sqlite3.connect(os.path.join(s.dir, "smis.db"))
-        try:
-            with con:
-                for ref, received in (("old-ref", now_ms - 2 * 86400000), ("young-ref", now_ms - 60000)):
-                    con.execute("INSERT INTO orphan_reports (channel, provider_ref, device, status, at_ms,"
-                                " detail, received_ms) VALUES ('ringring', ?, '', 2, ?, NULL, ?)",
-                                (ref, received, received))
-        finally:
-            con.close()
-        s.start_smisd()
+        restarted_with_orphans(self, (("old-ref", now_ms - 2 * 86400000), ("young-ref", now_ms - 60000)))
         poll_until(lambda: orphan_refs(s) == ["young-ref"], 10,
                    lambda: "orphan reports left: %s" % orphan_refs(s))
 
