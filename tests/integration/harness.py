@@ -489,6 +489,30 @@ institutions = (
             con.close()
 
     @contextlib.contextmanager
+    def polls_when_reported(self, channel):
+        """For the length of the with block, a trigger in the store notes
+        the message's poll count (messages.polls) as each report on
+        `channel` goes in; yields a function that returns them, [(message
+        id, polls)]. Polling rounds and report commits are both the store
+        writer's, one after the other: a test of which rounds asked for a
+        report can tell those before its commit from those after, however
+        slow the machine (a round 1 s after the report is not sure to come
+        after its commit)."""
+        path = os.path.join(self.dir, "smis.db")
+        con = sqlite3.connect(path, isolation_level=None)
+        try:
+            con.execute("CREATE TABLE test_polls_when_reported (message_id TEXT, polls INTEGER)")
+            con.execute("CREATE TRIGGER test_polls_when_reported AFTER INSERT ON reports WHEN NEW.channel = '%s'"
+                        " BEGIN INSERT INTO test_polls_when_reported SELECT id, polls FROM messages"
+                        " WHERE id = NEW.message_id; END" % channel.replace("'", "''"))
+            yield lambda: con.execute("SELECT message_id, polls FROM test_polls_when_reported"
+                                      " ORDER BY rowid").fetchall()
+        finally:
+            con.execute("DROP TRIGGER test_polls_when_reported")
+            con.execute("DROP TABLE test_polls_when_reported")
+            con.close()
+
+    @contextlib.contextmanager
     def column_hidden(self, table, column):
         """Rename a column of the store from another process for the length
         of the with block, as a damaged database would, so that smisd's
