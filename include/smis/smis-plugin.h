@@ -247,8 +247,10 @@ struct smis_core_api {
 		    const char *fmt, ...) SMIS_PRINTF(3, 4);
 
 	/* Configuration accessors, valid during `create` only. Each returns 0
-	 * when found, -ENOENT when absent, -EINVAL when of the wrong type.
-	 * Strings are copies: caller frees with api->free. A setting in the
+	 * when found, -ENOENT when absent, -EINVAL when of the wrong type;
+	 * config_string also -ENOMEM when its copy could not be made (a
+	 * failure to report, not an absent setting). Strings are copies:
+	 * caller frees with api->free. A setting in the
 	 * block that the plugin never reads is reported by the core as an
 	 * "unknown setting" error with file:line. */
 	int (*config_string)(struct smis_config *cfg, const char *key, char **out);

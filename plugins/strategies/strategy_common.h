@@ -42,6 +42,9 @@ static inline int strategy_channel_setting(const struct smis_core_api *api,
 		if (!*out)
 			return -ENOMEM;
 		memcpy(*out, dflt, n);
+	} else if (rc == -ENOMEM) {
+		api->config_error(cfg, key, "out of memory reading '%s'", key);
+		return -ENOMEM;
 	} else if (rc != 0) {
 		api->config_error(cfg, key, "'%s' must be a channel name (string)", key);
 		return -EINVAL;

@@ -13,6 +13,8 @@ static const struct fake_kv *cfg_find(const struct smis_config *cfg, const char 
 	return NULL;
 }
 
+const char FAKE_NO_MEMORY[] = "(no memory for the copy)";
+
 int fake_config_string(struct smis_config *cfg, const char *key, char **out)
 {
 	const struct fake_kv *e = cfg_find(cfg, key);
@@ -22,6 +24,8 @@ int fake_config_string(struct smis_config *cfg, const char *key, char **out)
 		return -ENOENT;
 	if (!e->str)
 		return -EINVAL;
+	if (e->str == FAKE_NO_MEMORY)
+		return -ENOMEM;
 	*out = strdup(e->str);
 	return *out ? 0 : -ENOMEM;
 }

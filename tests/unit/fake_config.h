@@ -28,6 +28,10 @@ struct smis_config {
 	char last_error_key[64]; /* the key of the last one, "" for the block */
 };
 
+/* A setting whose str is this reads as a string the core had no memory
+ * to copy: config_string answers -ENOMEM. */
+extern const char FAKE_NO_MEMORY[];
+
 int fake_config_string(struct smis_config *cfg, const char *key, char **out);
 int fake_config_int(struct smis_config *cfg, const char *key, long long *out);
 int fake_config_bool(struct smis_config *cfg, const char *key, bool *out);

@@ -812,6 +812,12 @@ static void test_config_setting_out_of_memory(void)
 	strdup_fail_skip = 1;
 	expect_config_error(t, "bad.conf:2: out of memory");
 	CU_ASSERT_PTR_NULL(strdup_fail_s);
+	/* A strategy step's channel name, copied for the plugin after the
+	 * channel's own name: it read as "must be a channel name (string)". */
+	strdup_fail_s = "app_noinst";
+	strdup_fail_skip = 1;
+	expect_config_error(base_conf, "bad.conf:13: out of memory reading 'app'");
+	CU_ASSERT_PTR_NULL(strdup_fail_s);
 	strdup_fail_s = NULL;
 	free(t);
 }

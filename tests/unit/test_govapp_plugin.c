@@ -304,6 +304,9 @@ static void test_config(void)
 	static const struct fake_kv no_token[] = { { "base_url", BASE } };
 	static const struct fake_kv short_secret[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_secret", "short" } };
+	/* Read as absent, it would refuse every callback: an error instead. */
+	static const struct fake_kv secret_no_memory[] = {
+		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_secret", FAKE_NO_MEMORY } };
 	static const struct fake_kv bad_skew[] = {
 		{ "base_url", BASE }, { "api_token", TOKEN }, { "callback_max_skew_s", NULL, 0 } };
 	static const struct fake_kv typed[] = {
@@ -325,6 +328,8 @@ static void test_config(void)
 	CU_ASSERT_PTR_NULL(make_instance(no_token, 1, &errors));
 	CU_ASSERT_EQUAL(errors, 1);
 	CU_ASSERT_PTR_NULL(make_instance(short_secret, 3, &errors));
+	CU_ASSERT_EQUAL(errors, 1);
+	CU_ASSERT_PTR_NULL(make_instance(secret_no_memory, 3, &errors));
 	CU_ASSERT_EQUAL(errors, 1);
 	CU_ASSERT_PTR_NULL(make_instance(bad_skew, 3, &errors));
 	CU_ASSERT_EQUAL(errors, 1);

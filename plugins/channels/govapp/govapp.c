@@ -493,7 +493,11 @@ static int govapp_create(const struct smis_core_api *api, struct smis_instance *
 		rc = -EINVAL;
 	}
 	r = api->config_string(cfg, "callback_secret", &secret);
-	if (r == -EINVAL || (r == 0 && strlen(secret) < GOVAPP_MIN_SECRET_LEN)) {
+	if (r == -ENOMEM) {
+		/* Not read as absent: that would refuse every callback. */
+		api->config_error(cfg, "callback_secret", "out of memory reading 'callback_secret'");
+		rc = -EINVAL; /* an error reported: the block is refused below */
+	} else if (r == -EINVAL || (r == 0 && strlen(secret) < GOVAPP_MIN_SECRET_LEN)) {
 		api->config_error(cfg, "callback_secret",
 				  "'callback_secret' must be a string of at least %d characters",
 				  GOVAPP_MIN_SECRET_LEN);
