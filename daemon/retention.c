@@ -86,6 +86,8 @@ static int purge_batch(struct purge *p, pthread_mutex_t *gate)
 	/* A failed read is not "nothing to delete". */
 	else if ((found = batch_bound(p)) < 0)
 		p->what = "read";
+	else
+		p->r->read_failing = false;
 	for (int i = 0; !p->what && found && i < 3; i++) {
 		sqlite3_reset(p->del[i]);
 		sqlite3_bind_text(p->del[i], 1, p->bound, -1, SQLITE_STATIC);
@@ -137,6 +139,19 @@ static enum refusal refusal_of(struct purge *p)
 	return LEFT;
 }
 
+/* Whether the failure is a read failing for good again (read_failing):
+ * it would otherwise be logged and counted once a second until the
+ * operator repairs the store. */
+static bool read_failed_again(struct purge *p)
+{
+	bool again = p->r->read_failing;
+
+	if (strcmp(p->what, "read") != 0 || smisd_store_transient_error(p->rc))
+		return false;
+	p->r->read_failing = true;
+	return again;
+}
+
 /* A batch deleted: once the range of the last refused one is passed
  * without a refusal (it went meanwhile: a trigger dropped), the batches
  * are whole again. */
@@ -177,8 +192,11 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_rete
 			if (refusal == FAILED) {
 				/* Only this transaction is undone; those
 				 * committed before it stay deleted, and counted. */
-				smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", p.what, p.reason);
-				++*errors;
+				if (!read_failed_again(&p)) {
+					smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", p.what,
+						  p.reason);
+					++*errors;
+				}
 				goto out;
 			}
 			*errors += refusal == LEFT;

@@ -24,6 +24,11 @@ struct smisd_retention {
 	 * refused_to. */
 	int batch;
 	char refused_to[64];
+	/* The last read of what to delete failed for a reason that is not
+	 * transient (a damaged page): logged and counted once, then tried
+	 * again quietly at each call until a read succeeds (the operator
+	 * may repair it). */
+	bool read_failing;
 };
 
 /* Delete every message created before before_ms (ms since the epoch) but
@@ -33,7 +38,8 @@ struct smisd_retention {
  * messages left. Returns the number of messages deleted, in the
  * transactions committed. *errors counts what was logged as errors: a
  * failed transaction, which SQLite rolled back alone and which ended the
- * call (tried again at the next), and each message found refused and so
+ * call (tried again at the next; a read failing again as at the last
+ * call, for a reason that is not transient, is not logged again), and each message found refused and so
  * left. Call on the connection's own thread (the store writer). */
 long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_retention *r, int64_t before_ms,
 			   bool *more, int *errors);

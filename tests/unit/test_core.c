@@ -984,6 +984,68 @@ static void test_retention_begin_fails(void)
 	unlink(path);
 }
 
+/* Pages 2 and 3 of the file at `path` (the messages table and its
+ * index in retention_db's) into `saved` and overwritten with a page type
+ * that is none, or written back from `saved`. */
+static void retention_damage(const char *path, unsigned char *saved, size_t size, bool repair)
+{
+	unsigned char junk[8192];
+	FILE *f = fopen(path, "r+b");
+
+	CU_ASSERT_FATAL(f != NULL && size == sizeof(junk));
+	memset(junk, 0xff, sizeof(junk));
+	CU_ASSERT_EQUAL(fseek(f, 4096, SEEK_SET), 0);
+	if (!repair)
+		CU_ASSERT_EQUAL(fread(saved, 1, size, f), size);
+	CU_ASSERT_EQUAL(fseek(f, 4096, SEEK_SET), 0);
+	CU_ASSERT_EQUAL(fwrite(repair ? saved : junk, 1, size, f), size);
+	fclose(f);
+}
+
+/* A read that fails for good (a damaged page) is logged and counted once,
+ * not at each purge (once a second), yet tried again at each: once the
+ * operator repaired the page, the purge goes on, and a new failure is
+ * logged again. */
+static void test_retention_read_fails_for_good(void)
+{
+	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	char path[300], logged[4096];
+	unsigned char saved[8192];
+	sqlite3 *db;
+	struct smisd_retention r = { 0 };
+	bool more;
+	int failed;
+
+	snprintf(path, sizeof(path), "%s/retention-damaged.db", dir);
+	sqlite3_close(retention_db(path));
+	retention_damage(path, saved, sizeof(saved), false);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	capture_stderr();
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
+	CU_ASSERT_EQUAL(failed, 1);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "retention: read failed: database disk image is malformed"));
+	for (int i = 0; i < 3; i++) {
+		capture_stderr();
+		CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
+		CU_ASSERT_EQUAL(failed, 0);
+		captured_stderr(logged, sizeof(logged));
+		CU_ASSERT_STRING_EQUAL(logged, "");
+	}
+	sqlite3_close(db);
+	retention_damage(path, saved, sizeof(saved), true);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 1);
+	CU_ASSERT_EQUAL(failed, 0);
+	sqlite3_close(db);
+	retention_damage(path, saved, sizeof(saved), false);
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
+	CU_ASSERT_EQUAL(failed, 1); /* failing anew after a read that did not */
+	sqlite3_close(db);
+	unlink(path);
+}
+
 /* `n` messages a minute old on top of retention_db's, each with an
  * attempt and a report; the id of the `nth` (from 1, in id order) into
  * `nth_id`. */
@@ -1316,6 +1378,8 @@ int main(void)
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
 	CU_add_test(s, "retention: a failed BEGIN is logged as such", test_retention_begin_fails);
+	CU_add_test(s, "retention: a read failing for good is logged and counted once",
+		    test_retention_read_fails_for_good);
 	CU_add_test(s, "retention: a transaction rolled back by a refusal", test_retention_rolled_back_by_refusal);
 	CU_add_test(s, "retention: a transaction interrupted", test_retention_interrupted);
 	CU_add_test(s, "unstored: removing an absent job", test_unstored_remove_absent);
