@@ -605,6 +605,20 @@ static int status_rank(const char *s)
 #define ORPHANS_MAX     100000
 static long orphans_dropped; /* since the last log */
 
+/* Those the batch being written kept: in orphans_kept only once it
+ * commits, as a batch rolled back is written again (it counted them at
+ * each try, and the total bound then dropped reports early, until the
+ * once-a-second recount). */
+static long batch_kept;
+
+/* The end of a batch's transaction: what it kept counts if committed. */
+static void orphans_batch_ended(bool committed)
+{
+	if (committed && orphans_kept >= 0)
+		orphans_kept += batch_kept;
+	batch_kept = 0;
+}
+
 /* Whether one more orphan report fits (*room); SQLITE_OK or the code of
  * the count that failed. */
 static int orphan_room(const struct report_item *it, bool *room)
@@ -612,13 +626,14 @@ static int orphan_room(const struct report_item *it, bool *room)
 	int rc;
 
 	if (orphans_kept < 0) {
+		/* The count sees the batch's own rows, not committed yet. */
 		if ((rc = sqlite3_step(st_orphan_count)) == SQLITE_ROW)
-			orphans_kept = sqlite3_column_int64(st_orphan_count, 0);
+			orphans_kept = sqlite3_column_int64(st_orphan_count, 0) - batch_kept;
 		sqlite3_reset(st_orphan_count);
 		if (rc != SQLITE_ROW)
 			return rc;
 	}
-	*room = orphans_kept < ORPHANS_MAX;
+	*room = orphans_kept + batch_kept < ORPHANS_MAX;
 	if (!*room)
 		return SQLITE_OK;
 	sqlite3_bind_text(st_orphan_ref_count, 1, it->channel, -1, SQLITE_STATIC);
@@ -664,8 +679,7 @@ static int keep_orphan(struct report_item *it)
 	sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
 	if ((rc = run_stmt(st_orphan)) != SQLITE_OK)
 		return rc;
-	if (orphans_kept >= 0)
-		orphans_kept++;
+	batch_kept++;
 	smisd_log(SMIS_LOG_INFO, "store", NULL,
 		  "report for a provider reference not stored yet on channel %s: kept", it->channel);
 	return SQLITE_OK;
@@ -1021,6 +1035,7 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 		rc = run_stmt(st_commit);
 	if (rc != SQLITE_OK && !sqlite3_get_autocommit(wdb))
 		run_stmt(st_rollback);
+	orphans_batch_ended(rc == SQLITE_OK);
 	pthread_mutex_unlock(&write_gate);
 	return rc;
 }

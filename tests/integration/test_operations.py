@@ -676,6 +676,18 @@ class OrphansCase(StackTestCase):
         return [int(m.group(1)) for m in (re.search(self.DROPPED, json.loads(line).get("msg", ""))
                                           for line in self.stack.log_text().splitlines()) if m]
 
+    def in_flight(self, ex):
+        """Send an SMS on `ex` that RingRing answers 1.5 s after it took it;
+        the future of its answer, and the request RingRing took."""
+        s = self.stack
+        seen = len(s.sim("ringring", "GET", "/_sim/requests").json)
+        # Within the channel's timeout, ms(2000).
+        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": ms(1500)})
+        sending = ex.submit(s.send, message(CITIZENS["no_app"], "sms_only"))
+        poll_until(lambda: len(s.sim("ringring", "GET", "/_sim/requests").json) > seen, 10,
+                   lambda: "the send did not reach RingRing")
+        return sending, s.sim("ringring", "GET", "/_sim/requests").json[-1]
+
     def post_while_in_flight(self, reports, dropped):
         """Post `reports` DLRs for a message whose send RingRing answers
         1.5 s after it took it (they are orphans meanwhile) and wait until
@@ -683,14 +695,8 @@ class OrphansCase(StackTestCase):
         message once stored."""
         s = self.stack
         s.expect_log(self.DROPPED)
-        seen = len(s.sim("ringring", "GET", "/_sim/requests").json)
-        # Within the channel's timeout, ms(2000).
-        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": ms(1500)})
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
-            sending = ex.submit(s.send, message(CITIZENS["no_app"], "sms_only"))
-            poll_until(lambda: len(s.sim("ringring", "GET", "/_sim/requests").json) > seen, 10,
-                       lambda: "the send did not reach RingRing")
-            taken = s.sim("ringring", "GET", "/_sim/requests").json[-1]
+            sending, taken = self.in_flight(ex)
             for _ in range(reports):
                 r = ringring_dlr(s, taken["reference"], taken["message_id"])
                 self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
@@ -713,6 +719,35 @@ class OrphansBoundedPerReference(OrphansCase):
         self.assertEqual(kept, 100)
         self.assertEqual(got["status"], "delivered")  # those kept are adopted
         self.assertEqual(orphan_refs(self.stack), [])
+
+
+class OrphansCountedOnceCommitted(OrphansCase):
+    """An orphan report was counted toward the 100,000 in all when its row
+    went in, before its batch committed: a batch rolled back and written
+    again counted it at each try, and the bound then dropped reports early
+    (until the once-a-second recount). Here the one that makes 100,000, in
+    a batch whose commits fail three times, was dropped at its second try."""
+
+    def test_a_batch_written_again_counts_its_orphan_once(self):
+        s = self.stack
+        s.expect_log(r"^cannot write \(disk I/O error\)", r"^written after \d+ retries$")
+        now_ms = int(time.time() * 1000)
+        restarted_with_orphans(self, (("filler-%d" % i, now_ms) for i in range(99999)))
+        retries = s.metric("smis_store_retries_total") or 0
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            sending, taken = self.in_flight(ex)
+            with s.store_writes_fail():
+                r = ringring_dlr(s, taken["reference"], taken["message_id"])
+                self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+                poll_until(lambda: (s.metric("smis_store_retries_total") or 0) >= retries + 3, 20,
+                           lambda: "batch not tried again: %s" % s.metric("smis_store_retries_total"))
+            r = sending.result()
+            self.assertEqual((r.status, r.json["id"]), (201, taken["reference"]), r.raw)
+            s.wait_idle(timeout=60)  # its slot is given back after the commit
+        self.assertIsNone(s.metric("smis_orphan_reports_dropped_total"))
+        got = s.get(r.json["id"]).json
+        self.assertEqual(got["status"], "delivered")  # the orphan was kept, and adopted
+        self.assertEqual(len(orphan_refs(s)), 99999)
 
 
 class OrphansBoundedInAll(OrphansCase):
