@@ -60,6 +60,10 @@ static const struct family families[] = {
 	  "Status webhooks read by their channel's plugin, by channel and result (accepted: authentic and readable,"
 	  " though SMIS may still refuse its reports)",
 	  COUNTER },
+	{ "smis_orphan_reports_kept_total",
+	  "Reports for a provider reference not stored yet that were kept (committed) until their message is"
+	  " stored, for a day at most",
+	  COUNTER },
 	{ "smis_orphan_reports_dropped_total",
 	  "Reports for a provider reference not stored yet that were not kept: 100 kept for that reference, or"
 	  " 100,000 in all, already",

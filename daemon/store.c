@@ -600,23 +600,48 @@ static int status_rank(const char *s)
  * devices, and ORPHANS_MAX in all (37 MB of database with 200-byte
  * details and 32-character references, measured); the day's expiry alone
  * bounded them. Those past either are dropped: counted, and logged once a
- * second (log_orphans_dropped), not one by one. */
+ * second (log_orphans), not one by one. */
 #define ORPHANS_PER_REF 100
 #define ORPHANS_MAX     100000
 static long orphans_dropped; /* since the last log */
 
-/* Those the batch being written kept: in orphans_kept only once it
- * commits, as a batch rolled back is written again (it counted them at
- * each try, and the total bound then dropped reports early, until the
- * once-a-second recount). */
-static long batch_kept;
+/* Orphan reports kept, and on which channel (`others`: and on others). */
+struct orphan_tally {
+	long n;
+	char channel[64];
+	bool others;
+};
+/* Those the batch being written kept: in orphans_kept and the log only
+ * once it commits, as a batch rolled back is written again (it counted
+ * them at each try, and the total bound then dropped reports early, until
+ * the once-a-second recount). */
+static struct orphan_tally batch_kept;
+/* Those committed since the last log: logged once a second with how many
+ * (log_orphans), not one line each (up to 100,000 in a flood). */
+static struct orphan_tally kept_since_log;
+
+static void tally_add(struct orphan_tally *t, const char *channel, long n, bool others)
+{
+	if (n <= 0)
+		return;
+	if (t->n == 0)
+		snprintf(t->channel, sizeof(t->channel), "%s", channel);
+	else if (strcmp(t->channel, channel) != 0)
+		others = true;
+	t->n += n;
+	t->others = t->others || others;
+}
 
 /* The end of a batch's transaction: what it kept counts if committed. */
 static void orphans_batch_ended(bool committed)
 {
-	if (committed && orphans_kept >= 0)
-		orphans_kept += batch_kept;
-	batch_kept = 0;
+	if (committed && batch_kept.n > 0) {
+		if (orphans_kept >= 0)
+			orphans_kept += batch_kept.n;
+		smisd_metric_add("smis_orphan_reports_kept_total", "", (double)batch_kept.n);
+		tally_add(&kept_since_log, batch_kept.channel, batch_kept.n, batch_kept.others);
+	}
+	batch_kept = (struct orphan_tally){ 0 };
 }
 
 /* Whether one more orphan report fits (*room); SQLITE_OK or the code of
@@ -628,12 +653,12 @@ static int orphan_room(const struct report_item *it, bool *room)
 	if (orphans_kept < 0) {
 		/* The count sees the batch's own rows, not committed yet. */
 		if ((rc = sqlite3_step(st_orphan_count)) == SQLITE_ROW)
-			orphans_kept = sqlite3_column_int64(st_orphan_count, 0) - batch_kept;
+			orphans_kept = sqlite3_column_int64(st_orphan_count, 0) - batch_kept.n;
 		sqlite3_reset(st_orphan_count);
 		if (rc != SQLITE_ROW)
 			return rc;
 	}
-	*room = orphans_kept + batch_kept < ORPHANS_MAX;
+	*room = orphans_kept + batch_kept.n < ORPHANS_MAX;
 	if (!*room)
 		return SQLITE_OK;
 	sqlite3_bind_text(st_orphan_ref_count, 1, it->channel, -1, SQLITE_STATIC);
@@ -644,12 +669,17 @@ static int orphan_room(const struct report_item *it, bool *room)
 	return rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-static void log_orphans_dropped(void)
+static void log_orphans(void)
 {
+	if (kept_since_log.n > 0)
+		smisd_log(SMIS_LOG_INFO, "store", NULL,
+			  "%ld report(s) for provider references not stored yet kept, on channel %s%s",
+			  kept_since_log.n, kept_since_log.channel, kept_since_log.others ? " and others" : "");
 	if (orphans_dropped > 0)
 		smisd_log(SMIS_LOG_WARN, "store", NULL,
 			  "%ld report(s) for provider references not stored yet dropped: %d kept for the reference"
 			  " or %d in all already", orphans_dropped, ORPHANS_PER_REF, ORPHANS_MAX);
+	kept_since_log = (struct orphan_tally){ 0 };
 	orphans_dropped = 0;
 }
 
@@ -679,9 +709,7 @@ static int keep_orphan(struct report_item *it)
 	sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
 	if ((rc = run_stmt(st_orphan)) != SQLITE_OK)
 		return rc;
-	batch_kept++;
-	smisd_log(SMIS_LOG_INFO, "store", NULL,
-		  "report for a provider reference not stored yet on channel %s: kept", it->channel);
+	tally_add(&batch_kept, it->channel, 1, false);
 	return SQLITE_OK;
 }
 
@@ -769,7 +797,7 @@ static void expire_orphans(void)
 {
 	int rc;
 
-	log_orphans_dropped();
+	log_orphans();
 	if (orphans_kept == 0)
 		return;
 	sqlite3_bind_int64(st_orphan_expire, 1, smisd_now_ms() - ORPHAN_KEEP_MS);
@@ -1390,7 +1418,7 @@ void smisd_store_close(void)
 		pthread_mutex_unlock(&qlock);
 		pthread_join(writer, NULL);
 		writer = 0;
-		log_orphans_dropped(); /* of its last second */
+		log_orphans(); /* of its last second */
 	}
 	if (checkpointer) {
 		pthread_mutex_lock(&qlock);

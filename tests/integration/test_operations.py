@@ -671,10 +671,16 @@ class OrphansCase(StackTestCase):
     DROPPED = r"^(\d+) report\(s\) for provider references not stored yet dropped: 100 kept for the reference" \
         r" or 100000 in all already$"
 
+    KEPT = r"^(\d+) report\(s\) for provider references not stored yet kept, on channel ringring$"
+
+    def logged(self, pattern):
+        """The counts of the log lines matching `pattern`."""
+        return [int(m.group(1)) for m in (re.search(pattern, json.loads(line).get("msg", ""))
+                                          for line in self.stack.log_text().splitlines()) if m]
+
     def dropped_logged(self):
         """The counts of the drop log lines."""
-        return [int(m.group(1)) for m in (re.search(self.DROPPED, json.loads(line).get("msg", ""))
-                                          for line in self.stack.log_text().splitlines()) if m]
+        return self.logged(self.DROPPED)
 
     def in_flight(self, ex):
         """Send an SMS on `ex` that RingRing answers 1.5 s after it took it;
@@ -697,9 +703,11 @@ class OrphansCase(StackTestCase):
         s.expect_log(self.DROPPED)
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
             sending, taken = self.in_flight(ex)
+            posting = time.monotonic()
             for _ in range(reports):
                 r = ringring_dlr(s, taken["reference"], taken["message_id"])
                 self.assertEqual((r.status, r.json), (200, {"accepted": 1}), r.raw)
+            self.posted_s = time.monotonic() - posting
             poll_until(lambda: (s.metric("smis_orphan_reports_dropped_total") or 0) >= dropped, 20,
                        lambda: "%s reports dropped" % s.metric("smis_orphan_reports_dropped_total"))
             kept = len(orphan_refs(s))
@@ -719,6 +727,13 @@ class OrphansBoundedPerReference(OrphansCase):
         self.assertEqual(kept, 100)
         self.assertEqual(got["status"], "delivered")  # those kept are adopted
         self.assertEqual(orphan_refs(self.stack), [])
+        # Those kept are counted, and logged once a second with how many:
+        # a line each flooded the info log (100,000 lines at the bound).
+        self.assertEqual(self.stack.metric("smis_orphan_reports_kept_total"), 100)
+        kept_logged = self.logged(self.KEPT)
+        self.assertEqual(sum(kept_logged), 100)
+        self.assertLessEqual(len(kept_logged), int(self.posted_s) + 2, kept_logged)
+        self.assertNotIn("report for a provider reference not stored yet on channel", self.stack.log_text())
 
 
 class OrphansCountedOnceCommitted(OrphansCase):
@@ -745,6 +760,7 @@ class OrphansCountedOnceCommitted(OrphansCase):
             self.assertEqual((r.status, r.json["id"]), (201, taken["reference"]), r.raw)
             s.wait_idle(timeout=60)  # its slot is given back after the commit
         self.assertIsNone(s.metric("smis_orphan_reports_dropped_total"))
+        self.assertEqual(s.metric("smis_orphan_reports_kept_total"), 1)  # once, for its commit
         got = s.get(r.json["id"]).json
         self.assertEqual(got["status"], "delivered")  # the orphan was kept, and adopted
         self.assertEqual(len(orphan_refs(s)), 99999)
