@@ -68,8 +68,15 @@ def ms(n):
     return int(n * SLOW)
 
 
-# Each channel's upstream HTTP timeouts in the harness's configuration.
-UPSTREAM_HTTP = "http = { timeout_ms = %d; connect_timeout_ms = %d; };" % (ms(2000), ms(1000))
+
+
+def upstream_http(timeout_ms=2000):
+    """A channel's upstream HTTP timeouts in the harness's configuration."""
+    return "http = { timeout_ms = %d; connect_timeout_ms = %d; };" % (ms(timeout_ms), ms(1000))
+
+
+# Each channel's by default.
+UPSTREAM_HTTP = upstream_http()
 
 KEYS = {"inst-a": "key-a-0123456789abcdef", "inst-b": "key-b-0123456789abcdef",
         "inst-c": "key-c-0123456789abcdef"}
@@ -251,7 +258,7 @@ class Stack:
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
                  institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
-                 listen_extra="", smisd_env=None, log_level=None):
+                 listen_extra="", smisd_env=None, log_level=None, upstream_timeout_ms=2000):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -262,6 +269,8 @@ class Stack:
         self.ringring_status_url = ringring_status_url
         self.max_in_flight = max_in_flight
         self.job_timeout_ms = job_timeout_ms
+        # Each channel's upstream timeout_ms (SLOW times more).
+        self.upstream_timeout_ms = upstream_timeout_ms
         # limits.prepare_threads; None leaves smisd's default.
         self.prepare_threads = prepare_threads
         # Settings appended to the store group ("commit_delay_ms = 1000;").
@@ -353,7 +362,7 @@ institutions = (
             "port": self.smisd_port, "plugins": os.path.join(BUILD, "plugin-dir"),
             "db": os.path.join(self.dir, "smis.db"), "hk": PHONE_HASH_KEY, "sx": self.store_extra,
             "lx": self.listen_extra, "ll": self.log_level,
-            "mif": self.max_in_flight, "jt": ms(self.job_timeout_ms), "http": UPSTREAM_HTTP,
+            "mif": self.max_in_flight, "jt": ms(self.job_timeout_ms), "http": upstream_http(self.upstream_timeout_ms),
             "pt": "" if self.prepare_threads is None else " prepare_threads = %d;" % self.prepare_threads,
             "govapp": self.govapp, "gt": GOVAPP_TOKEN, "gcs": GOVAPP_CALLBACK_SECRET,
             "ringring": self.ringring, "rk": RINGRING_KEY, "rct": RINGRING_CALLBACK_TOKEN,
