@@ -533,6 +533,14 @@ class StoreFailsCase(StackTestCase):
             con.execute("DROP TRIGGER refuse")
             con.close()
 
+    def attempt_refused(self):
+        """Expect what smisd logs of a message whose attempt the trigger
+        refuses; how many messages were counted as not stored so far."""
+        s = self.stack
+        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
+                     r"^answered, but the record could not be stored$")
+        return s.metric('smis_store_errors_total{operation="message"}') or 0
+
     def tried_three_more_times(self, submit):
         """submit() with the store's writes failing, kept failing until its
         batch was tried three times more; what submit() returned."""
@@ -555,9 +563,7 @@ class RefusedWhileStoreFails(StoreFailsCase):
 
     def test_refused_message_is_counted_once(self):
         s = self.stack
-        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
-                     r"^answered, but the record could not be stored$")
-        before = s.metric('smis_store_errors_total{operation="message"}') or 0
+        before = self.attempt_refused()
         with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON attempts"
                           " BEGIN SELECT RAISE(ABORT, 'attempt refused by the test'); END"):
             r = self.tried_three_more_times(lambda: s.send(message(CITIZENS["no_app"], "sms_only")))
@@ -793,9 +799,7 @@ class RolledBackByRefusal(StoreFailsCase):
 
     def test_the_messages_around_a_refused_one_are_stored(self):
         s = self.stack
-        s.expect_log(r"^message failed: constraint failed \(attempt refused by the test\)$",
-                     r"^answered, but the record could not be stored$")
-        before = s.metric('smis_store_errors_total{operation="message"}') or 0
+        before = self.attempt_refused()
         # The SMIS's attempt of govapp_and_sms, the third: after two rows of its own.
         with self.refused("CREATE TRIGGER refuse BEFORE INSERT ON attempts WHEN NEW.seq = 2"
                           " BEGIN SELECT RAISE(ROLLBACK, 'attempt refused by the test'); END") as con:
