@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "store.h"
+#include "utf8.h"
 
 #define DEFAULT_CONFIG SMIS_SYSCONFDIR "/smis/smisd.conf"
 
@@ -229,7 +230,12 @@ int main(int argc, char **argv)
 	g = smisd_generation_load(path);
 	if (check) {
 		if (g) {
-			printf("%s: configuration OK (%zu channels, %zu strategies, %zu institutions)\n", path,
+			/* The path as typed goes to the operator's terminal too:
+			 * shown as every name --check-config quotes (utf8.h). */
+			char shown[4096];
+
+			smisd_text_shown(path, shown, sizeof(shown));
+			printf("%s: configuration OK (%zu channels, %zu strategies, %zu institutions)\n", shown,
 			       g->n_channels, g->n_strategies, g->n_institutions);
 			smisd_generation_unref(g);
 		}

@@ -181,6 +181,18 @@ class CheckConfigShowsNoControls(StackTestCase):
         err = self.check(lambda text: text + '@include "%s"\n' % inc)
         self.assertIn("inc?[7m.conf:2: unknown setting 'not_a_setting'", err)
 
+    def test_the_path_of_a_valid_file_is_shown_with_question_marks(self):
+        # The -c path as typed, in the "configuration OK" line: it was
+        # printed as it was, ESC and newline included.
+        path = os.path.join(self.stack.dir, "ok\x1b[2J\nsmisd: forged.conf")
+        self.stack.write_conf(path=path)
+        p = run_wrapped([os.path.join(BUILD, "smisd"), "--check-config", "-c", path])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        for out in (p.stdout, p.stderr):
+            self.assertNotIn("\x1b", out)
+            self.assertNotIn("\nsmisd: forged", out)
+        self.assertIn("ok?[2J?smisd: forged.conf: configuration OK (", p.stdout)
+
 
 def ringring_dlr(stack, msg_id, provider_id, code="200"):
     """A RingRing delivery report, as its webhook would post it."""
