@@ -86,8 +86,6 @@ static int purge_batch(struct purge *p, pthread_mutex_t *gate)
 	/* A failed read is not "nothing to delete". */
 	else if ((found = batch_bound(p)) < 0)
 		p->what = "read";
-	else
-		p->r->read_failing = false;
 	for (int i = 0; !p->what && found && i < 3; i++) {
 		sqlite3_reset(p->del[i]);
 		sqlite3_bind_text(p->del[i], 1, p->bound, -1, SQLITE_STATIC);
@@ -139,17 +137,34 @@ static enum refusal refusal_of(struct purge *p)
 	return LEFT;
 }
 
-/* Whether the failure is a read failing for good again (read_failing):
- * it would otherwise be logged and counted once a second until the
- * operator repairs the store. */
-static bool read_failed_again(struct purge *p)
+/* Whether the failure is the one that ended the last call again (the
+ * same step, for the same reason): it would otherwise be logged and
+ * counted once a second for as long as it lasts, a lock held by another
+ * process as a damaged page. A new one starts being remembered. */
+static bool failed_again(struct purge *p)
 {
-	bool again = p->r->read_failing;
+	struct smisd_retention *r = p->r;
 
-	if (strcmp(p->what, "read") != 0 || smisd_store_transient_error(p->rc))
-		return false;
-	p->r->read_failing = true;
-	return again;
+	if (r->failing && strcmp(r->failing, p->what) == 0 && r->failing_rc == (p->rc & 0xff)) {
+		r->failing_tries++;
+		return true;
+	}
+	r->failing = p->what;
+	r->failing_rc = p->rc & 0xff;
+	r->failing_since_ms = smisd_monotonic_ms();
+	r->failing_tries = 1;
+	return false;
+}
+
+/* A transaction got through (or was refused for its rows): the failure
+ * that ended the calls before, if any, is over, and said so once. */
+static void failing_over(struct smisd_retention *r)
+{
+	if (!r->failing)
+		return;
+	smisd_log(SMIS_LOG_WARN, "store", NULL, "retention: %s works again, after %ld failed tries in %.1f s",
+		  r->failing, r->failing_tries, (double)(smisd_monotonic_ms() - r->failing_since_ms) / 1000);
+	r->failing = NULL;
 }
 
 /* A batch deleted: once the range of the last refused one is passed
@@ -175,8 +190,10 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_rete
 	p.cut = cut;
 	/* A longer store.retention_s (a reload) may bring the cut below what
 	 * was left: those messages are tried again, once. */
-	if (strcmp(r->after, cut) >= 0 || r->batch < 1)
-		*r = (struct smisd_retention){ .batch = PURGE_BATCH };
+	if (strcmp(r->after, cut) >= 0 || r->batch < 1) {
+		r->after[0] = r->refused_to[0] = '\0';
+		r->batch = PURGE_BATCH;
+	}
 	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM (SELECT id FROM messages WHERE id < ?1 AND id > ?2"
 				   " ORDER BY id LIMIT ?3)",
 			       -1, &p.sel, NULL) != SQLITE_OK)
@@ -192,17 +209,19 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_rete
 			if (refusal == FAILED) {
 				/* Only this transaction is undone; those
 				 * committed before it stay deleted, and counted. */
-				if (!read_failed_again(&p)) {
+				if (!failed_again(&p)) {
 					smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", p.what,
 						  p.reason);
 					++*errors;
 				}
 				goto out;
 			}
+			failing_over(r);
 			*errors += refusal == LEFT;
-		} else if (!found) {
-			goto out;
 		} else {
+			failing_over(r);
+			if (!found)
+				goto out;
 			purged += p.n;
 			deleted(&p);
 			if (p.n < batch)

@@ -24,11 +24,17 @@ struct smisd_retention {
 	 * refused_to. */
 	int batch;
 	char refused_to[64];
-	/* The last read of what to delete failed for a reason that is not
-	 * transient (a damaged page): logged and counted once, then tried
-	 * again quietly at each call until a read succeeds (the operator
-	 * may repair it). */
-	bool read_failing;
+	/* The failure that ended the last call, if it did not get through
+	 * (the same step failing for the same reason, once a second: another
+	 * process holding the database's lock, a damaged page): logged and
+	 * counted once when it starts, then tried again quietly at each call
+	 * until one gets through, which logs how long it lasted and how many
+	 * tries failed. `failing` is the step ("read", "delete", ...), NULL
+	 * when none; `failing_rc` SQLite's primary code. */
+	const char *failing;
+	int failing_rc;
+	int64_t failing_since_ms; /* monotonic */
+	long failing_tries;
 };
 
 /* Delete every message created before before_ms (ms since the epoch) but
@@ -38,9 +44,8 @@ struct smisd_retention {
  * messages left. Returns the number of messages deleted, in the
  * transactions committed. *errors counts what was logged as errors: a
  * failed transaction, which SQLite rolled back alone and which ended the
- * call (tried again at the next; a read failing again as at the last
- * call, for a reason that is not transient, is not logged again), and each message found refused and so
- * left. Call on the connection's own thread (the store writer). */
+ * call (tried again at the next; one failing again as at the last call is
+ * not logged again), and each message found refused and so left. Call on the connection's own thread (the store writer). */
 long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_retention *r, int64_t before_ms,
 			   bool *more, int *errors);
 

@@ -930,13 +930,33 @@ static sqlite3 *retention_db(const char *path)
 	return db;
 }
 
+/* `times` purges of db that delete nothing, each failing as the one before
+ * it did: neither logged nor counted. */
+static void retention_fails_quietly(sqlite3 *db, pthread_mutex_t *gate, struct smisd_retention *r, int times)
+{
+	char logged[4096];
+	bool more;
+	int failed;
+
+	for (int i = 0; i < times; i++) {
+		capture_stderr();
+		CU_ASSERT_EQUAL(smisd_retention_purge(db, gate, r, smisd_now_ms() + 60000, &more, &failed), 0);
+		CU_ASSERT_EQUAL(failed, 0);
+		captured_stderr(logged, sizeof(logged));
+		CU_ASSERT_STRING_EQUAL(logged, "");
+	}
+}
+
 /* A read that fails (the database locked by another connection: an
  * operator's shell in a transaction) is an error, logged and counted by
- * the store, not "nothing to delete". */
+ * the store, not "nothing to delete". While it lasts it is logged and
+ * counted once, not at each purge (once a second), and its end is logged
+ * once, with how many tries failed. */
 static void test_retention_read_fails(void)
 {
 	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
-	char path[300];
+	char path[300], logged[4096];
+	const char *end;
 	sqlite3 *db, *other = NULL;
 	struct smisd_retention r = { 0 };
 	bool more;
@@ -946,16 +966,26 @@ static void test_retention_read_fails(void)
 	db = retention_db(path);
 	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &other), SQLITE_OK);
 	CU_ASSERT_EQUAL(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	capture_stderr();
 	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
 	CU_ASSERT_TRUE(failed);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "retention: read failed: database is locked"));
 	CU_ASSERT_TRUE(sqlite3_get_autocommit(db)); /* no transaction left open */
+	retention_fails_quietly(db, &gate, &r, 2);
 	CU_ASSERT_EQUAL(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(other);
-	/* The lock gone, the message goes. */
+	/* The lock gone, the message goes, and the end is said once. */
+	capture_stderr();
 	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 1);
 	CU_ASSERT_FALSE(failed);
 	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
 	CU_ASSERT_FALSE(failed);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, "retention: read works again, after 3 failed tries in "));
+	CU_ASSERT_PTR_NULL(strstr(logged, "retention: read failed"));
+	end = strstr(logged, "works again");
+	CU_ASSERT_PTR_NULL(end ? strstr(end + 1, "works again") : NULL); /* once */
 	sqlite3_close(db);
 	unlink(path);
 }
@@ -1025,13 +1055,7 @@ static void test_retention_read_fails_for_good(void)
 	CU_ASSERT_EQUAL(failed, 1);
 	captured_stderr(logged, sizeof(logged));
 	CU_ASSERT_TRUE(logged_has(logged, "retention: read failed: database disk image is malformed"));
-	for (int i = 0; i < 3; i++) {
-		capture_stderr();
-		CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
-		CU_ASSERT_EQUAL(failed, 0);
-		captured_stderr(logged, sizeof(logged));
-		CU_ASSERT_STRING_EQUAL(logged, "");
-	}
+	retention_fails_quietly(db, &gate, &r, 3);
 	sqlite3_close(db);
 	retention_damage(path, saved, sizeof(saved), true);
 	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
@@ -1376,7 +1400,7 @@ int main(void)
 	CU_add_test(s, "rate limits for any number of institutions", test_ratelimit_many_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
-	CU_add_test(s, "retention: a failed read is an error", test_retention_read_fails);
+	CU_add_test(s, "retention: a failed read is an error, logged once while it lasts", test_retention_read_fails);
 	CU_add_test(s, "retention: a failed BEGIN is logged as such", test_retention_begin_fails);
 	CU_add_test(s, "retention: a read failing for good is logged and counted once",
 		    test_retention_read_fails_for_good);
