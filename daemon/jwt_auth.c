@@ -51,6 +51,7 @@ static const char R_SIGNATURE[] = "bad_signature";
 static const char R_EXPIRED[] = "expired";
 static const char R_NOT_YET[] = "not_yet_valid";
 static const char R_AUDIENCE[] = "wrong_audience";
+static const char R_KID_REQUIRED[] = "kid_required";
 
 /* The key type is the alg: RSA keys verify RS256 only, EC keys ES256 only. */
 enum jwt_kty {
@@ -653,6 +654,40 @@ out:
 	return rc;
 }
 
+/* The issuer's keys of type kty; with unnamed_only, those without a kid. */
+static size_t jwt_count_keys(const struct smisd_jwt_issuer *is, enum jwt_kty kty, bool unnamed_only)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < is->n_keys; i++)
+		n += is->keys[i].kty == kty && (!unnamed_only || is->keys[i].kid == NULL);
+	return n;
+}
+
+/*
+ * A key without a kid (every PEM key) is tried for any token of its type,
+ * whatever kid the token names: past SMISD_JWT_MAX_UNNAMED_KEYS of one
+ * type, anyone could make each request cost that many signature checks.
+ * Such a file is refused when it is loaded, not token by token.
+ */
+static int jwt_check_unnamed(const struct smisd_jwt_issuer *is, const char *key_file, char *err,
+			     size_t errlen)
+{
+	static const enum jwt_kty types[] = { JWT_KTY_RSA, JWT_KTY_EC };
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		size_t n = jwt_count_keys(is, types[i], true);
+
+		if (n > SMISD_JWT_MAX_UNNAMED_KEYS) {
+			jwt_set_err(err, errlen, "%s: %zu %s keys without a kid, at most %d: publish them in a JWKS, "
+				    "each with its kid", key_file, n, types[i] == JWT_KTY_RSA ? "RS256" : "ES256",
+				    SMISD_JWT_MAX_UNNAMED_KEYS);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 struct smisd_jwt_issuer *smisd_jwt_issuer_new(const char *issuer, const char *audience,
 					      const char *key_file, int max_skew_s,
 					      char *err, size_t errlen)
@@ -695,6 +730,8 @@ struct smisd_jwt_issuer *smisd_jwt_issuer_new(const char *issuer, const char *au
 		jwt_set_err(err, errlen, "%s: no RS256/ES256 signature key", key_file);
 		rc = -EINVAL;
 	}
+	if (rc == 0)
+		rc = jwt_check_unnamed(is, key_file, err, errlen);
 	if (rc != 0)
 		goto out_free;
 	if (err != NULL && errlen > 0)
@@ -891,13 +928,21 @@ out:
 /*
  * Keys of the alg's type only. A kid picks the JWKS key of that name; PEM
  * keys carry no kid and stand in when no named key matches. Without a kid
- * every key of the type is tried (key rotation).
+ * every key of the type is tried (key rotation), as long as there are
+ * SMISD_JWT_MAX_UNNAMED_KEYS at most: past that, anyone could make each
+ * request cost that many signature checks, and the token must name its
+ * key. So at most 1 + SMISD_JWT_MAX_UNNAMED_KEYS checks per issuer (the
+ * kid-less keys of a type are bounded when loaded).
  */
 static const char *jwt_check_signature(const struct smisd_jwt_issuer *is, const char *token,
 				       const struct jwt_token *t)
 {
 	const char *why = R_UNKNOWN_KEY;
 
+	if (t->kid == NULL && jwt_count_keys(is, t->kty, false) > SMISD_JWT_MAX_UNNAMED_KEYS) {
+		why = R_KID_REQUIRED;
+		goto out;
+	}
 	if (t->kid != NULL) {
 		for (size_t i = 0; i < is->n_keys; i++) {
 			const struct jwt_key *k = &is->keys[i];
@@ -1097,9 +1142,10 @@ int smisd_jwt_verify(const struct smisd_jwt_issuer *const *issuers, size_t n, co
 			rc = 0;
 			goto out_clear;
 		}
-		/* Of several same-iss issuers, report the one the token got furthest with. */
-		if (why == R_ISSUER || why == R_UNKNOWN_KEY ||
-		    (why == R_SIGNATURE && r != R_UNKNOWN_KEY))
+		/* Of several same-iss issuers, report the one the token got
+		 * furthest with (no key tried: unknown_key, kid_required). */
+		if (why == R_ISSUER || why == R_UNKNOWN_KEY || why == R_KID_REQUIRED ||
+		    (why == R_SIGNATURE && r != R_UNKNOWN_KEY && r != R_KID_REQUIRED))
 			why = r;
 	}
 out_clear:

@@ -29,6 +29,11 @@
 #define SMISD_JWT_MAX_LEN 8192
 /* Largest clock skew smisd_jwt_issuer_new() accepts, in seconds. */
 #define SMISD_JWT_MAX_SKEW 600
+/* Keys of one type a token may be tried against without naming them by
+ * kid (a token without a kid: every key of its type; any token: the keys
+ * without a kid), so that no token costs more signature checks than that
+ * (plus its kid's key) per issuer. */
+#define SMISD_JWT_MAX_UNNAMED_KEYS 4
 
 /* One trusted issuer: its iss, the audience SMIS expects, its keys. Opaque. */
 struct smisd_jwt_issuer;
@@ -49,7 +54,9 @@ struct smisd_jwt_issuer;
  *   alg other than RS256/ES256, kty other than RSA/EC, EC curve other than
  *   P-256: a Keycloak realm also publishes its RSA-OAEP encryption key); a
  *   key that could sign RS256/ES256 but is malformed or weak is an error, as
- *   is a duplicate kid. At least one key must remain.
+ *   is a duplicate kid. At least one key must remain, and at most
+ *   SMISD_JWT_MAX_UNNAMED_KEYS of one type without a kid (so a PEM file
+ *   holds at most that many RSA and that many EC keys).
  * - max_skew_s: clock skew tolerated on exp/nbf/iat, 0..SMISD_JWT_MAX_SKEW.
  * On failure returns NULL and writes a one-line reason to err (caller's
  * buffer, may be NULL when errlen is 0). Caller frees with
@@ -85,7 +92,8 @@ int smisd_jwt_looks_like(const char *token);
  * "at+jwt", in any case, with or without "application/"); iss names a
  * configured issuer; the signature under a key of the alg's type (the
  * header "kid" picks the JWKS key; kid-less PEM keys are tried for any kid;
- * without a kid every key of the type is tried); then, only for an
+ * without a kid every key of the type is tried, unless the issuer has more
+ * than SMISD_JWT_MAX_UNNAMED_KEYS of them: "kid_required"); then, only for an
  * authentic token, exp (required), nbf and iat (optional) with the
  * issuer's skew, and aud.
  *
@@ -96,7 +104,8 @@ int smisd_jwt_looks_like(const char *token);
  * On failure returns -EACCES (-EINVAL for NULL arguments), sets client_id to
  * "" and *reason (may be NULL) to a static string: "malformed",
  * "alg_not_allowed", "typ_not_allowed", "wrong_issuer", "unknown_key",
- * "bad_signature", "expired", "not_yet_valid" or "wrong_audience".
+ * "kid_required", "bad_signature", "expired", "not_yet_valid" or
+ * "wrong_audience".
  */
 int smisd_jwt_verify(const struct smisd_jwt_issuer *const *issuers, size_t n, const char *token,
 		     int64_t now_s, char *client_id, size_t client_id_len, const char **reason);

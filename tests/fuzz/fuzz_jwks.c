@@ -90,7 +90,8 @@ static void check_verify(const struct smisd_jwt_issuer *is)
 		return;
 	}
 	FUZZ_CHECK(rc == -EACCES && reason);
-	FUZZ_CHECK(strcmp(reason, "unknown_key") == 0 || strcmp(reason, "bad_signature") == 0);
+	FUZZ_CHECK(strcmp(reason, "unknown_key") == 0 || strcmp(reason, "kid_required") == 0 ||
+		   strcmp(reason, "bad_signature") == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -153,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(client_id[0] == '\0');
 		FUZZ_CHECK(reason != NULL);
 		static const char *const reasons[] = { "malformed", "alg_not_allowed", "typ_not_allowed",
-						       "wrong_issuer", "unknown_key", "bad_signature",
+						       "wrong_issuer", "unknown_key", "kid_required", "bad_signature",
 						       "expired", "not_yet_valid", "wrong_audience" };
 		int known = 0;
 		for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)

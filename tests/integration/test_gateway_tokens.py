@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CITIZENS, SRC, StackTestCase, http, message  # noqa: E402
+from harness import BUILD, CITIZENS, SRC, Stack, StackTestCase, http, message, run_wrapped  # noqa: E402
 
 KEYS = os.path.join(SRC, "tests", "data", "jwt")
 ISSUER = "https://api-acpt.ehealth.fgov.be/auth/realms/M2M"
@@ -74,9 +74,7 @@ token_issuers = (
 """ % (ISSUER, AUDIENCE, os.path.join(KEYS, "jwks.json"))
 
 
-class GatewayTokens(StackTestCase):
-    stack_kwargs = {"extra_conf": EXTRA}
-
+class TokenCase(StackTestCase):
     def send(self, token):
         return http("POST", self.stack.base + "/v1/messages", message(CITIZENS["no_app"], "sms_only"),
                     {"Authorization": "Bearer " + token})
@@ -86,6 +84,10 @@ class GatewayTokens(StackTestCase):
         self.assertEqual(r.status, 401, r.raw)
         self.assertEqual(r.json["code"], "unauthorized")
         self.assertIn(why, r.json["detail"])
+
+
+class GatewayTokens(TokenCase):
+    stack_kwargs = {"extra_conf": EXTRA}
 
     def test_valid_tokens_map_to_the_institution(self):
         for alg, key in (("RS256", "rsa.key"), ("ES256", "ec.key")):
@@ -123,6 +125,53 @@ class GatewayTokens(StackTestCase):
         self.assertEqual(self.send(sign("RS256", claims(exp=now - 10, iat=now - 300))).status, 201)
         # API keys keep working beside tokens.
         self.assertEqual(self.stack.send(message(CITIZENS["no_app"], "sms_only")).status, 201)
+
+
+class ManyKeys(TokenCase):
+    """A token without a kid was tried against every key of its type, with
+    no bound: with an issuer of many keys, anyone could make each request
+    cost that many signature checks. Past 4 keys of its type the token must
+    name its key (refused before any check: kid_required), and a key file
+    with more than 4 keys without a kid of one type, each tried for any
+    token, is refused when loaded."""
+
+    @classmethod
+    def setUpClass(cls):
+        # Key files next to the configuration (key_file is relative to its
+        # folder): the stack's folder, written before smisd starts.
+        cls.stack = Stack(extra_conf=cls.issuer_conf("many.json"))
+        with open(os.path.join(KEYS, "jwks.json")) as f:
+            rsa = json.load(f)["keys"][0]
+        cls.key_file("many.json", json.dumps({"keys": [dict(rsa, kid="rsa-%d" % i) for i in range(1, 6)]}))
+        cls.stack.start()
+
+    @classmethod
+    def key_file(cls, name, text):
+        with open(os.path.join(cls.stack.dir, name), "w") as f:
+            f.write(text)
+
+    @staticmethod
+    def issuer_conf(key_file):
+        return EXTRA.replace(os.path.join(KEYS, "jwks.json"), key_file)
+
+    def test_a_token_without_a_kid_must_name_its_key(self):
+        self.refused(sign("RS256", claims()), "(kid_required)")
+        self.refused(sign("RS256", claims(), "other-rsa.key"), "(kid_required)")  # no check made
+        self.assertEqual(self.send(sign("RS256", claims(), "rsa.key", {"kid": "rsa-5"})).status, 201)
+
+    def test_a_pem_file_with_five_keys_is_refused(self):
+        s = self.stack
+        with open(os.path.join(KEYS, "rsa.pub")) as f:
+            self.key_file("five.pem", f.read() * 5)
+        conf = os.path.join(s.dir, "five.conf")
+        extra, s.extra_conf = s.extra_conf, self.issuer_conf("five.pem")
+        try:
+            s.write_conf(path=conf)
+        finally:
+            s.extra_conf = extra
+        p = run_wrapped([os.path.join(BUILD, "smisd"), "--check-config", "-c", conf])
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("five.pem: 5 RS256 keys without a kid, at most 4", p.stderr)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -901,6 +902,93 @@ static void expect_ec_pem_then_error(const char *tail, const char *err_part)
 	BIO_free(b);
 }
 
+/* A JWKS of `n` copies of the test RSA key, with kids "k1".."kn" or none,
+ * and then the test EC key with kid "ec". */
+static char *rsa_jwks(int n, bool kids)
+{
+	char *mod = jwks_member(0, "n"), *x = jwks_member(1, "x"), *y = jwks_member(1, "y");
+	char *text = fmt("{\"keys\":["), *more;
+
+	for (int i = 1; i <= n; i++) {
+		char kid[32] = "";
+
+		if (kids)
+			snprintf(kid, sizeof(kid), "\"kid\":\"k%d\",", i);
+		more = fmt("%s{\"kty\":\"RSA\",%s\"n\":\"%s\",\"e\":\"AQAB\"},", text, kid, mod);
+		free(text);
+		text = more;
+	}
+	more = fmt("%s{\"kty\":\"EC\",\"kid\":\"ec\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}]}",
+		   text, x, y);
+	free(text);
+	free(mod);
+	free(x);
+	free(y);
+	return more;
+}
+
+/* The test RSA key in PEM, `n` times over. */
+static char *rsa_pems(int n)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *mem;
+	char *text;
+
+	CU_ASSERT_FATAL(b != NULL);
+	for (int i = 0; i < n; i++)
+		CU_ASSERT_FATAL(PEM_write_bio_PUBKEY(b, rsa_key) == 1);
+	BIO_get_mem_ptr(b, &mem);
+	text = fmt("%.*s", (int)mem->length, mem->data);
+	BIO_free(b);
+	return text;
+}
+
+static struct smisd_jwt_issuer *issuer_from_owned_text(char *text)
+{
+	char err[256] = "";
+	struct smisd_jwt_issuer *is = issuer_from_text(text, err, sizeof(err));
+
+	if (!is)
+		fprintf(stderr, "\n  load: %s\n", err);
+	free(text);
+	return is;
+}
+
+/* A token without a kid was tried against every key of its type, however
+ * many: each request could cost as many signature checks as the issuer
+ * has keys. Up to SMISD_JWT_MAX_UNNAMED_KEYS it still is (key rotation);
+ * past that the token must name its key, and a key file with more keys
+ * without a kid of one type (they are tried for any token) is refused. */
+static void test_unnamed_keys_bounded(void)
+{
+	struct smisd_jwt_issuer *is;
+	char *t;
+
+	CU_ASSERT_EQUAL_FATAL(SMISD_JWT_MAX_UNNAMED_KEYS, 4);
+	is = issuer_from_owned_text(rsa_jwks(4, true));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(is);
+	EXPECT(is, tok_claims(RS, "", rsa_key), NULL);
+	smisd_jwt_issuer_free(is);
+	is = issuer_from_owned_text(rsa_jwks(5, true));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(is);
+	EXPECT(is, tok_claims(RS, "", rsa_key), "kid_required");
+	EXPECT(is, tok_claims(RS, "", other_rsa_key), "kid_required"); /* before any check */
+	EXPECT(is, tok_claims("{\"alg\":\"RS256\",\"kid\":\"k5\"}", "", rsa_key), NULL);
+	EXPECT(is, tok_claims(ES, "", ec_key), NULL); /* one EC key: counted apart */
+	smisd_jwt_issuer_free(is);
+	/* Keys without a kid: four of a type load, five do not. */
+	is = issuer_from_owned_text(rsa_pems(4));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(is);
+	EXPECT(is, tok_claims("{\"alg\":\"RS256\",\"kid\":\"any\"}", "", rsa_key), NULL);
+	smisd_jwt_issuer_free(is);
+	t = rsa_pems(5);
+	expect_load_error(t, "5 RS256 keys without a kid, at most 4: publish them in a JWKS, each with its kid");
+	free(t);
+	t = rsa_jwks(5, false);
+	expect_load_error(t, "5 RS256 keys without a kid, at most 4");
+	free(t);
+}
+
 static void test_load(void)
 {
 	char err[256];
@@ -1082,6 +1170,7 @@ int main(void)
 	CU_add_test(s, "typ", test_typ);
 	CU_add_test(s, "key confusion", test_key_confusion);
 	CU_add_test(s, "kid", test_kid);
+	CU_add_test(s, "keys tried without a kid are bounded", test_unnamed_keys_bounded);
 	CU_add_test(s, "malformed", test_malformed);
 	CU_add_test(s, "client_id/sub", test_identity);
 	CU_add_test(s, "embedded NUL", test_embedded_nul);
