@@ -605,11 +605,18 @@ static int status_rank(const char *s)
 #define ORPHANS_MAX     100000
 static long orphans_dropped; /* since the last log */
 
-/* Orphan reports kept, and on which channel (`others`: and on others). */
+/* Orphan reports kept, in all and per channel: a line each is logged
+ * (log_orphans). Reports come from the few channels with webhooks; those
+ * of channels past the first ORPHAN_TALLY_CHANNELS of a second are
+ * counted together, as on other channels. */
+#define ORPHAN_TALLY_CHANNELS 8
 struct orphan_tally {
 	long n;
-	char channel[64];
-	bool others;
+	struct {
+		char channel[64];
+		long n;
+	} by[ORPHAN_TALLY_CHANNELS];
+	long others;
 };
 /* Those the batch being written kept: in orphans_kept and the log only
  * once it commits, as a batch rolled back is written again (it counted
@@ -620,16 +627,24 @@ static struct orphan_tally batch_kept;
  * (log_orphans), not one line each (up to 100,000 in a flood). */
 static struct orphan_tally kept_since_log;
 
-static void tally_add(struct orphan_tally *t, const char *channel, long n, bool others)
+/* n more on `channel` (NULL: on other channels). The channels' places
+ * are taken in order: the first free one ends those taken. */
+static void tally_add(struct orphan_tally *t, const char *channel, long n)
 {
+	size_t i = 0;
+
 	if (n <= 0)
 		return;
-	if (t->n == 0)
-		snprintf(t->channel, sizeof(t->channel), "%s", channel);
-	else if (strcmp(t->channel, channel) != 0)
-		others = true;
 	t->n += n;
-	t->others = t->others || others;
+	while (channel && i < ORPHAN_TALLY_CHANNELS && t->by[i].n > 0 && strcmp(t->by[i].channel, channel) != 0)
+		i++;
+	if (!channel || i == ORPHAN_TALLY_CHANNELS) {
+		t->others += n;
+		return;
+	}
+	if (t->by[i].n == 0)
+		snprintf(t->by[i].channel, sizeof(t->by[i].channel), "%s", channel);
+	t->by[i].n += n;
 }
 
 /* The end of a batch's transaction: what it kept counts if committed. */
@@ -639,7 +654,9 @@ static void orphans_batch_ended(bool committed)
 		if (orphans_kept >= 0)
 			orphans_kept += batch_kept.n;
 		smisd_metric_add("smis_orphan_reports_kept_total", "", (double)batch_kept.n);
-		tally_add(&kept_since_log, batch_kept.channel, batch_kept.n, batch_kept.others);
+		for (size_t i = 0; i < ORPHAN_TALLY_CHANNELS; i++)
+			tally_add(&kept_since_log, batch_kept.by[i].channel, batch_kept.by[i].n);
+		tally_add(&kept_since_log, NULL, batch_kept.others);
 	}
 	batch_kept = (struct orphan_tally){ 0 };
 }
@@ -671,10 +688,14 @@ static int orphan_room(const struct report_item *it, bool *room)
 
 static void log_orphans(void)
 {
-	if (kept_since_log.n > 0)
+	for (size_t i = 0; i < ORPHAN_TALLY_CHANNELS && kept_since_log.by[i].n > 0; i++)
 		smisd_log(SMIS_LOG_INFO, "store", NULL,
-			  "%ld report(s) for provider references not stored yet kept, on channel %s%s",
-			  kept_since_log.n, kept_since_log.channel, kept_since_log.others ? " and others" : "");
+			  "%ld report(s) for provider references not stored yet kept, on channel %s",
+			  kept_since_log.by[i].n, kept_since_log.by[i].channel);
+	if (kept_since_log.others > 0)
+		smisd_log(SMIS_LOG_INFO, "store", NULL,
+			  "%ld report(s) for provider references not stored yet kept, on other channels",
+			  kept_since_log.others);
 	if (orphans_dropped > 0)
 		smisd_log(SMIS_LOG_WARN, "store", NULL,
 			  "%ld report(s) for provider references not stored yet dropped: %d kept for the reference"
@@ -709,7 +730,7 @@ static int keep_orphan(struct report_item *it)
 	sqlite3_bind_int64(st_orphan, 7, smisd_now_ms());
 	if ((rc = run_stmt(st_orphan)) != SQLITE_OK)
 		return rc;
-	tally_add(&batch_kept, it->channel, 1, false);
+	tally_add(&batch_kept, it->channel, 1);
 	return SQLITE_OK;
 }
 

@@ -4,6 +4,8 @@ SIGTERM with messages in flight, /metrics, JSON logs with request ids.
 """
 import concurrent.futures
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -16,8 +18,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, CITIZENS, KEYS, RINGRING_CALLBACK_TOKEN, Stack, StackTestCase, http,  # noqa: E402
-                     SLOW, message, ms, poll_until, run_wrapped)
+from harness import (BUILD, CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN, Stack,  # noqa: E402
+                     StackTestCase, http, SLOW, message, ms, poll_until, run_wrapped)
 
 NEW_STRATEGY = """,
   { name = "reloaded_sms"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); }"""
@@ -198,6 +200,15 @@ def ringring_dlr(stack, msg_id, provider_id, code="200"):
     """A RingRing delivery report, as its webhook would post it."""
     return http("POST", stack.base + "/v1/callbacks/ringring/" + RINGRING_CALLBACK_TOKEN,
                 {"MessageId": provider_id, "Reference": msg_id, "StatusCode": code})
+
+
+def govapp_callback(stack, notification_id):
+    """A GovApp status callback, signed as its backend would sign it."""
+    body = json.dumps({"notification_id": notification_id, "device_id": "d-1", "status": "delivered"}).encode()
+    t = int(time.time())
+    mac = hmac.new(GOVAPP_CALLBACK_SECRET.encode(), str(t).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return http("POST", stack.base + "/v1/callbacks/govapp", body,
+                {"Content-Type": "application/json", "X-GovApp-Signature": "t=%d,v1=%s" % (t, mac)})
 
 
 def restarted_with_orphans(test, orphans):
@@ -797,6 +808,27 @@ class OrphansBoundedInAll(OrphansCase):
         self.assertEqual(kept, 100000)
         self.assertEqual((got["status"], got["reports"]), ("sent", []))
         self.assertEqual(len(orphan_refs(s)), 100000)
+
+
+class OrphansOfTwoChannels(OrphansCase):
+    """Orphan reports kept in the same second on several channels were
+    logged as one line naming the first channel only ("on channel
+    ringring and others"): a line per channel now says how many."""
+
+    def test_each_channel_is_logged_with_its_count(self):
+        s = self.stack
+        # In one batch of the writer, while a message is in flight (so
+        # that reports for unknown references are kept, not refused).
+        answers = one_batch(s, lambda: ringring_dlr(s, "msg_orphan-1", "orphan-ref-1"),
+                            lambda: govapp_callback(s, "gn_orphan-1"),
+                            lambda: ringring_dlr(s, "msg_orphan-2", "orphan-ref-2"))
+        self.assertEqual([r.status for r in answers], [200] * 3, [r.raw for r in answers])
+        poll_until(lambda: s.metric("smis_orphan_reports_kept_total") == 3, 20,
+                   lambda: "%s orphans kept" % s.metric("smis_orphan_reports_kept_total"))
+        kept = r"^(\d+) report\(s\) for provider references not stored yet kept, on channel %s$"
+        poll_until(lambda: sum(self.logged(kept % "govapp")) == 1, 10, lambda: s.log_text()[-1500:])
+        self.assertEqual(sum(self.logged(kept % "ringring")), 2, s.log_text()[-1500:])
+        self.assertNotIn("and others", s.log_text())
 
 
 class RolledBackByRefusal(StoreFailsCase):
