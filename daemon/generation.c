@@ -1065,12 +1065,17 @@ struct smisd_generation *smisd_generation_load(const char *path)
 	char *inc, *dir;
 	int errors = 0;
 
-	if (!g)
+	/* Said, as every other reason a load fails: --check-config and a
+	 * refused reload stayed silent. */
+	if (!g) {
+		smisd_config_report(NULL, "%s: out of memory", path);
 		return NULL;
+	}
 	config_init(&cfg);
 	g->path = strdup(path);
 	inc = strdup(path);
 	if (!g->path || !inc) {
+		smisd_config_report(NULL, "%s: out of memory", path);
 		free(inc);
 		config_destroy(&cfg);
 		generation_free(g);

@@ -29,20 +29,48 @@
 #include "store.h"
 #include "unstored.h"
 
-/* calloc(n, size) of the linked daemon code (-Wl,--wrap=calloc) returns
- * NULL, once, for these n and size (size 0: any), as without memory;
- * n 0: never. */
-static size_t calloc_fail_n, calloc_fail_size;
+/* calloc(n, size) and realloc(p, size) of the linked daemon code
+ * (-Wl,--wrap=calloc,--wrap=realloc) return NULL, as without memory,
+ * once: for the call of `fn` after `skip` calls of it with the same
+ * arguments (calloc: these n and size, size 0 matching any; realloc: n 1
+ * and this size), so that each allocation can be made to fail in turn;
+ * fn NULL: none. The test's own calls are counted too: arm it just
+ * before the call under test. */
+static struct {
+	const char *fn;
+	size_t n, size;
+	int skip;
+} alloc_fail;
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+
+static bool alloc_fails(const char *fn, size_t n, size_t size)
+{
+	if (!alloc_fail.fn || strcmp(alloc_fail.fn, fn) != 0 || n != alloc_fail.n ||
+	    (alloc_fail.size != 0 && size != alloc_fail.size) || alloc_fail.skip-- > 0)
+		return false;
+	alloc_fail.fn = NULL;
+	return true;
+}
 
 void *__wrap_calloc(size_t n, size_t size)
 {
-	if (calloc_fail_n && n == calloc_fail_n && (calloc_fail_size == 0 || size == calloc_fail_size)) {
-		calloc_fail_n = 0;
-		return NULL;
-	}
-	return __real_calloc(n, size);
+	return alloc_fails("calloc", n, size) ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+	return alloc_fails("realloc", 1, size) ? NULL : __real_realloc(p, size);
+}
+
+static void fail_alloc(const char *fn, size_t n, size_t size, int skip)
+{
+	alloc_fail.fn = fn;
+	alloc_fail.n = n;
+	alloc_fail.size = size;
+	alloc_fail.skip = skip;
 }
 
 /* strdup(s) of the linked daemon code (-Wl,--wrap=strdup) returns NULL,
@@ -760,11 +788,10 @@ static void test_config_out_of_memory(void)
 			  keys);
 	struct smisd_generation *g;
 
-	calloc_fail_n = 3;
-	calloc_fail_size = 32;
+	fail_alloc("calloc", 3, 32, 0);
 	expect_config_error(t, "bad.conf:32: out of memory");
-	CU_ASSERT_EQUAL(calloc_fail_n, 0); /* it was that calloc */
-	calloc_fail_n = 0;
+	CU_ASSERT_PTR_NULL(alloc_fail.fn); /* it was that calloc */
+	alloc_fail.fn = NULL;
 	g = smisd_generation_load(write_conf("good6.conf", t));
 	free(t);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
@@ -822,6 +849,70 @@ static void test_config_setting_out_of_memory(void)
 	free(t);
 }
 
+/* Load `text` with the call of `fn` (n, size) after `skip` such calls
+ * failing, as without memory: the load fails and says `needle`, and the
+ * call failed was made (the leaks of the way back are valgrind's and
+ * ASan's to find: the unit tests run under both). */
+static void expect_alloc_failure(const char *text, const char *fn, size_t n, size_t size, int skip,
+				 const char *needle)
+{
+	fail_alloc(fn, n, size, skip);
+	expect_config_error(text, needle);
+	if (alloc_fail.fn)
+		fprintf(stderr, "\n  %s(%zu, %zu) after %d was not called\n", fn, n, size, skip);
+	CU_ASSERT_PTR_NULL(alloc_fail.fn);
+	alloc_fail.fn = NULL;
+}
+
+/* Each calloc and realloc of generation.c without memory: the load fails
+ * and says so at the setting it was reading (file:line), or with the
+ * file's name for the generation itself, which said nothing. */
+static void test_config_alloc_out_of_memory(void)
+{
+	const size_t ptr = sizeof(void *);
+	char path[300];
+	char *ids = replace(base_conf, "default_strategy = \"first_yes\"; }",
+			    "default_strategy = \"first_yes\";\n"
+			    "  client_ids = [ \"gw-first\", \"gw-second\" ];\n"
+			    "  allowed_countries = [ \"32\", \"352\", \"33\" ]; }");
+	char *issuers = replace(base_conf, "default_strategy = \"first_yes\"; } );\n",
+				"default_strategy = \"first_yes\"; } );\n"
+				"token_issuers = ( { issuer = \"i\"; audience = \"a\"; key_file = \"k.pem\"; } );\n");
+	char *unloaded = replace(base_conf, "name = \"sms_fail\"; plugin = \"fakechan\";",
+				 "name = \"sms_fail\"; plugin = \"nosuchplugin\";");
+
+	expect_alloc_failure(base_conf, "calloc", 1, sizeof(struct smisd_generation), 0,
+			     "bad.conf: out of memory");
+	/* And its copy of the file's name, as silent. */
+	snprintf(path, sizeof(path), "%s/bad.conf", dir);
+	strdup_fail_s = path;
+	expect_config_error(base_conf, "bad.conf: out of memory");
+	CU_ASSERT_PTR_NULL(strdup_fail_s);
+	strdup_fail_s = NULL;
+	expect_alloc_failure(base_conf, "calloc", 7, sizeof(struct smisd_channel), 0,
+			     "bad.conf:3: out of memory");
+	/* g->plugins for the third plugin loaded (govapp_only, in only_yes). */
+	expect_alloc_failure(base_conf, "realloc", 1, 3 * ptr, 0, "bad.conf:18: out of memory");
+	expect_alloc_failure(base_conf, "calloc", 18, sizeof(struct smisd_strategy), 0,
+			     "bad.conf:11: out of memory");
+	/* The steps of chain_noinst, the first strategy of two. */
+	expect_alloc_failure(base_conf, "calloc", 2, sizeof(struct smisd_step), 0,
+			     "bad.conf:24: out of memory");
+	expect_alloc_failure(base_conf, "calloc", 2, sizeof(struct smisd_institution), 0,
+			     "bad.conf:32: out of memory");
+	expect_alloc_failure(base_conf, "calloc", 14, ptr, 0, "bad.conf:33: out of memory");
+	expect_alloc_failure(ids, "calloc", 3, ptr, 0, "bad.conf:36: out of memory");
+	expect_alloc_failure(ids, "calloc", 4, ptr, 0, "bad.conf:37: out of memory");
+	expect_alloc_failure(issuers, "calloc", 2, ptr, 0, "bad.conf:36: out of memory");
+	/* The names of channels that did not load (the second realloc to one
+	 * place, after g->plugins'): only to keep their steps from saying it
+	 * again (line 9 said why), which they do without it. */
+	expect_alloc_failure(unloaded, "realloc", 1, ptr, 1, "bad.conf:21: 'channel': no channel named 'sms_fail'");
+	free(ids);
+	free(issuers);
+	free(unloaded);
+}
+
 /* Without memory for a recipient's entry the message went through with
  * no per-recipient limit ("availability first"), while the institution's
  * limits refuse. Refused too now (a second's wait), logged once until an
@@ -837,13 +928,12 @@ static void test_ratelimit_recipient_out_of_memory(void)
 
 	smisd_ratelimit_reset();
 	capture_stderr();
-	calloc_fail_n = 1; /* r1's entry */
-	calloc_fail_size = 0;
+	fail_alloc("calloc", 1, 0, 0); /* r1's entry */
 	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r1, 2, 60, now), 1);
-	CU_ASSERT_EQUAL(calloc_fail_n, 0);
-	calloc_fail_n = 1; /* r2's */
+	CU_ASSERT_PTR_NULL(alloc_fail.fn);
+	fail_alloc("calloc", 1, 0, 0); /* r2's */
 	CU_ASSERT_EQUAL(smisd_ratelimit_recipient("a", r2, 2, 60, now), 1);
-	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	CU_ASSERT_PTR_NULL(alloc_fail.fn);
 	captured_stderr(logged, sizeof(logged));
 	CU_ASSERT_TRUE(logged_has(logged, said));
 	first = strstr(logged, said);
@@ -1326,10 +1416,9 @@ static void test_poll_reports_dropped(void)
 	snprintf(job.id, sizeof(job.id), "msg_polled");
 	smisd_metrics_reset();
 	open_store("polls.db");
-	calloc_fail_n = 1; /* the report's place in the queue */
-	calloc_fail_size = 0;
+	fail_alloc("calloc", 1, 0, 0); /* the report's place in the queue */
 	smisd_dispatcher_store_poll_reports_for_test(&job);
-	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	CU_ASSERT_PTR_NULL(alloc_fail.fn);
 	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
 	smisd_dispatcher_store_poll_reports_for_test(&job); /* taken */
 	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
@@ -1355,10 +1444,9 @@ static void test_poll_reports_not_kept(void)
 	snprintf(out.reports[1].provider_ref, sizeof(out.reports[1].provider_ref), "ref-2");
 	smisd_metrics_reset();
 	open_store("polls-kept.db");
-	calloc_fail_n = 2; /* the kept copy of the two reports */
-	calloc_fail_size = sizeof(struct smis_report);
+	fail_alloc("calloc", 2, sizeof(struct smis_report), 0); /* the kept copy of the two reports */
 	smisd_outcome_keep(&a.out, &out);
-	CU_ASSERT_EQUAL(calloc_fail_n, 0);
+	CU_ASSERT_PTR_NULL(alloc_fail.fn);
 	CU_ASSERT_PTR_NULL(a.out.reports);
 	CU_ASSERT_EQUAL(a.out.n_reports, 0);
 	capture_stderr();
@@ -1373,7 +1461,6 @@ static void test_poll_reports_not_kept(void)
 	CU_ASSERT_EQUAL(poll_reports_dropped(), 1);
 	free(a.out.reports);
 	smisd_store_close();
-	calloc_fail_size = 0;
 	smisd_metrics_reset();
 }
 
@@ -1400,6 +1487,7 @@ int main(void)
 	CU_add_test(s, "rate limits for any number of institutions", test_ratelimit_many_names);
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
+	CU_add_test(s, "config: each calloc and realloc without memory is reported", test_config_alloc_out_of_memory);
 	CU_add_test(s, "retention: a failed read is an error, logged once while it lasts", test_retention_read_fails);
 	CU_add_test(s, "retention: a failed BEGIN is logged as such", test_retention_begin_fails);
 	CU_add_test(s, "retention: a read failing for good is logged and counted once",
