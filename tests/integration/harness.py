@@ -139,6 +139,13 @@ def free_port():
     raise RuntimeError("no free port in %d-%d" % (low, high))
 
 
+def preloading(name):
+    """smisd's environment to preload tests/plugins/NAME.so."""
+    return {"LD_PRELOAD": os.path.join(BUILD, "tests/plugins/.libs/%s.so" % name),
+            # A sanitizer build wants its runtime first; this library is not one.
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
