@@ -565,8 +565,9 @@ static void suspend_for(struct MHD_Connection *c, struct smisd_job *job)
 /* Resume a suspended connection and have its loop run MHD (external mode
  * needs that). The loop is read first: once resumed, the loop may answer
  * and free the job before this thread reads another field. After
- * smisd_http_stop the connection is gone: nothing to resume (the store
- * writer still finishes its queue then). */
+ * smisd_http_leave_loops the loops may be gone, and after smisd_http_stop
+ * the connection: nothing to resume (the store writer still finishes its
+ * queue then). */
 static void resume_on_loop(struct smisd_job *job, struct MHD_Connection *c)
 {
 	struct smisd_loop *lp = job->loop;
@@ -583,9 +584,14 @@ static void resume_on_loop(struct smisd_job *job, struct MHD_Connection *c)
 	if (job->suspended_next)
 		job->suspended_next->suspended_prev = job->suspended_prev;
 	job->suspended_prev = job->suspended_next = NULL;
-	pthread_mutex_unlock(&suspended_lock);
+	/* Both under the lock. From the store writer (commit_before_answer),
+	 * the resume lets MHD wake the loop itself: the answer can go out and
+	 * the drain end before the loop is told, and the main thread then
+	 * stops and frees the loops. smisd_http_leave_loops() takes this lock
+	 * first, so the writer is done with `lp` before that. */
 	MHD_resume_connection(c);
 	smisd_dispatcher_source_due(lp);
+	pthread_mutex_unlock(&suspended_lock);
 }
 
 static void keys_done(struct smisd_job *job)
@@ -1425,6 +1431,7 @@ fail:
 		if (lfds[i] >= 0)
 			close(lfds[i]);
 	/* Daemons not attached yet, or loops not started: nothing runs them. */
+	smisd_http_leave_loops();
 	smisd_dispatcher_stop();
 	smisd_http_stop();
 	return -1;
@@ -1450,15 +1457,22 @@ void smisd_http_quiesce(void)
 		}
 }
 
+void smisd_http_leave_loops(void)
+{
+	pthread_mutex_lock(&suspended_lock);
+	atomic_store(&http_stopped, true);
+	pthread_mutex_unlock(&suspended_lock);
+}
+
 /* After smisd_dispatcher_stop(): no loop runs the daemons any more. */
 void smisd_http_stop(void)
 {
 	int abandoned = 0;
 
+	smisd_http_leave_loops();
 	/* Jobs the drain did not wait for: their connections are resumed so
 	 * that MHD_stop_daemon closes them (it aborts on a suspended one). */
 	pthread_mutex_lock(&suspended_lock);
-	atomic_store(&http_stopped, true);
 	for (struct smisd_job *job = suspended_head; job; job = job->suspended_next) {
 		job->abandoned = true;
 		MHD_resume_connection(job->done_arg);

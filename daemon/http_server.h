@@ -12,6 +12,10 @@
 int smisd_http_start(const struct smisd_generation *g);
 /* Stop accepting new connections (graceful shutdown, step 1). */
 void smisd_http_quiesce(void);
+/* Before smisd_dispatcher_stop(): from here on no thread resumes a
+ * connection on its loop (a connection left suspended is closed by
+ * smisd_http_stop), and none is still doing so. */
+void smisd_http_leave_loops(void);
 void smisd_http_stop(void);
 /* Messages accepted and not yet answered. */
 int smisd_http_in_flight(void);

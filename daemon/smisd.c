@@ -340,7 +340,10 @@ int main(int argc, char **argv)
 out_http:
 	/* The loops first (they run the HTTP daemons, which may only be
 	 * stopped when nothing runs them): status polls in flight end and
-	 * their reports still reach the store, which then drains and closes. */
+	 * their reports still reach the store, which then drains and closes.
+	 * The store writer may be resuming a connection on a loop still (the
+	 * drain ends as soon as its answer is out): it is let finish. */
+	smisd_http_leave_loops();
 	smisd_dispatcher_stop();
 	smisd_http_stop();
 	if (pidfile)

@@ -5,7 +5,7 @@
 TEST_PLUGIN_LDFLAGS = -module -avoid-version -shared -no-undefined -rpath /nowhere $(SAN_CFLAGS)
 check_LTLIBRARIES += tests/plugins/fakechan.la tests/plugins/badabi.la \
 	tests/plugins/missingop.la tests/plugins/nodesc.la tests/plugins/badstep.la \
-	tests/plugins/nomem_claim.la tests/plugins/norandom.la
+	tests/plugins/nomem_claim.la tests/plugins/norandom.la tests/plugins/slowresume.la
 tests_plugins_fakechan_la_SOURCES = tests/plugins/fakechan.c
 tests_plugins_fakechan_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
@@ -22,6 +22,9 @@ tests_plugins_nomem_claim_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 # Not a plugin either: preloaded by test_core_api.py (RequestIdWithoutRandom).
 tests_plugins_norandom_la_SOURCES = tests/plugins/norandom.c
 tests_plugins_norandom_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+# Nor this: preloaded by test_operations.py (GracefulStop).
+tests_plugins_slowresume_la_SOURCES = tests/plugins/slowresume.c
+tests_plugins_slowresume_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 
 CORE_TEST_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(LIBCONFIG_CFLAGS) \
 	-DSMIS_TEST_BUILDDIR='"$(abs_top_builddir)"'

@@ -139,6 +139,13 @@ def free_port():
     raise RuntimeError("no free port in %d-%d" % (low, high))
 
 
+def preloading(name):
+    """smisd's environment to preload tests/plugins/NAME.so."""
+    return {"LD_PRELOAD": os.path.join(BUILD, "tests/plugins/.libs/%s.so" % name),
+            # A sanitizer build wants its runtime first; this library is not one.
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -282,6 +289,10 @@ class Stack:
         # log.level; None leaves SMIS_LOG_LEVEL's (LOG_LEVEL).
         self.log_level = log_level or LOG_LEVEL
         self.expected_log = []
+        # What the log of an earlier smisd of this stack (restarted by the
+        # test) had that the test did not expect: the restart starts a
+        # new log, and a sanitizer's report in the old one must not go.
+        self.earlier_problems = []
 
     # -- lifecycle ---------------------------------------------------------
     def start(self):
@@ -384,6 +395,8 @@ institutions = (
     def start_smisd(self):
         argv = WRAPPER + [os.path.join(BUILD, "smisd"), "-c", self.conf]
         self.smisd_log = os.path.join(self.dir, "smisd.log")
+        if os.path.exists(self.smisd_log):
+            self.earlier_problems += self.unexpected_log_lines()
         with open(self.smisd_log, "w") as logf:
             self.smisd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=logf,
                                           env=dict(os.environ, **self.smisd_env))
@@ -418,7 +431,7 @@ institutions = (
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-        problems = self.unexpected_log_lines() if check_log else []
+        problems = self.earlier_problems + self.unexpected_log_lines() if check_log else []
         problems += NONCONFORMING.pop(urllib.parse.urlsplit(getattr(self, "base", "")).netloc, [])
         if check_log:
             problems += self.simulator_problems()

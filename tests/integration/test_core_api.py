@@ -19,7 +19,7 @@ from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, Response, Stack, StackTestCase,  # noqa: E402
-                     check_conformance, http, message)
+                     check_conformance, http, message, preloading)
 
 APP, SMS = "govapp", "ringring"
 
@@ -414,13 +414,6 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         r = http("GET", self.stack.base + "/healthz")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json["status"], "ok")
-
-
-def preloading(name):
-    """smisd's environment to preload tests/plugins/NAME.so."""
-    return {"LD_PRELOAD": os.path.join(BUILD, "tests/plugins/.libs/%s.so" % name),
-            # A sanitizer build wants its runtime first; this library is not one.
-            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
 
 
 class ClaimWithoutMemory(ProblemAsserts, StackTestCase):

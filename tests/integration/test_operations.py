@@ -19,7 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN, Stack,  # noqa: E402
-                     StackTestCase, http, SLOW, message, ms, poll_until, run_wrapped)
+                     StackTestCase, http, SLOW, message, ms, poll_until, preloading, run_wrapped)
 
 NEW_STRATEGY = """,
   { name = "reloaded_sms"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); }"""
@@ -1237,6 +1237,25 @@ class GracefulStop(unittest.TestCase):
             rc, problems, log = stack.stop()
         self.assertEqual(problems, [])
         self.assertIn("second stop signal", log)
+
+    def test_stop_waits_for_the_writer_done_with_a_loop(self):
+        # store.commit_before_answer: the store writer resumes the
+        # connection of a message it committed, then has the loop run it.
+        # libmicrohttpd wakes the loop itself: the answer can go out, the
+        # drain end and the loops be freed before the writer's second step,
+        # which then wrote to a freed loop (ThreadSanitizer's report, or
+        # ASan's). A preloaded library holds the writer between the two.
+        env = dict(preloading("slowresume"), SMIS_TEST_SLOW_RESUME_MS=str(ms(1000)))
+        stack = Stack(store_extra="commit_before_answer = true;", smisd_env=env).start()
+        try:
+            r = stack.send(message(CITIZENS["no_app"], "sms_only"))
+            stack.smisd.send_signal(signal.SIGTERM)
+            rc = stack.smisd.wait(timeout=30 * SLOW)
+        finally:
+            problems = stack.stop()[1]
+        self.assertEqual(problems, [])
+        self.assertEqual(rc, 0)
+        self.assertEqual((r.status, r.json["status"]), (201, "sent"), r.raw)
 
     def test_drain_waits_for_messages_of_a_longer_timeout(self):
         # A message runs on the generation it was admitted under. After a
