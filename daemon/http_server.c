@@ -242,6 +242,37 @@ static bool charset_utf8(const char *p)
 	return true;
 }
 
+struct header_count {
+	const char *name;
+	unsigned n;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct header_count *hc = cls;
+
+	(void)kind;
+	(void)value;
+	if (key && strcasecmp(key, hc->name) == 0)
+		hc->n++;
+	return MHD_YES;
+}
+
+/* The request's header `name` (NULL when absent), or `*repeated` set when
+ * it came more than once. None of the headers SMIS reads is a list (RFC
+ * 9110 5.3): MHD would give the first of them, while a proxy in front may
+ * have acted on another (a second Authorization naming another
+ * institution, a second Idempotency-Key), so two are refused, not chosen
+ * from. */
+static const char *single_header(struct MHD_Connection *c, const char *name, bool *repeated)
+{
+	struct header_count hc = { name, 0 };
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+	*repeated = hc.n > 1;
+	return *repeated ? NULL : MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
 #define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
 
 /* Why the request's Content-Type is refused, or NULL when it is JSON: the
@@ -250,8 +281,11 @@ static bool charset_utf8(const char *p)
  * be utf-8. Not application/json-seq, nor application/problem+json. */
 static const char *content_type_refusal(struct MHD_Connection *c)
 {
-	const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+	bool repeated;
+	const char *t = single_header(c, "Content-Type", &repeated);
 
+	if (repeated)
+		return "send one Content-Type header";
 	if (!t || strncasecmp(t, "application/json", 16) != 0)
 		return NOT_JSON_DETAIL;
 	t += 16;
@@ -307,10 +341,16 @@ static enum MHD_Result respond_retry_soon(struct MHD_Connection *c, struct conn 
 static const struct smisd_institution *authenticate(struct MHD_Connection *c, struct conn *st,
 						    const struct smisd_generation *g, const char **why)
 {
-	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	const struct smisd_institution *inst = why ? smisd_auth_institution_why(g, auth, why)
-						   : smisd_auth_institution(g, auth);
+	bool repeated;
+	const char *auth = single_header(c, "Authorization", &repeated);
+	const struct smisd_institution *inst;
 
+	if (repeated) {
+		if (why)
+			*why = "duplicate_header";
+		return NULL;
+	}
+	inst = why ? smisd_auth_institution_why(g, auth, why) : smisd_auth_institution(g, auth);
 	if (inst)
 		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
 	return inst;
@@ -896,11 +936,15 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 415, "unsupported_media_type", refusal);
 		goto out;
 	}
-	idem = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
-	if (idem && !valid_idem_key(idem)) {
-		ret = respond_code(c, st, 400, "invalid_idempotency_key",
-				   "'Idempotency-Key' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
-		goto out;
+	{
+		bool repeated;
+		idem = single_header(c, "Idempotency-Key", &repeated);
+		if (repeated || (idem && !valid_idem_key(idem))) {
+			ret = respond_code(c, st, 400, "invalid_idempotency_key",
+					   repeated ? "send one 'Idempotency-Key' header"
+						    : "'Idempotency-Key' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
+			goto out;
+		}
 	}
 	if (smisd_request_parse(st->body ? st->body : "", st->len, inst, &req, &pb) != 0) {
 		ret = respond_problem(c, st, &pb);

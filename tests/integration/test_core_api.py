@@ -301,6 +301,40 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                     self.problem(r, 415, "unsupported_media_type")
                     self.assertIn("UTF-8", r.json["detail"])
 
+    def test_repeated_headers_are_refused(self):
+        # A header SMIS reads sent twice is refused, not served by the first
+        # of them (a proxy in front may have read the other): with inst-b's
+        # key first, the message would have gone out as inst-b's.
+        s = self.stack
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only"))
+        one = [("Authorization", "Bearer " + KEYS["inst-a"]), ("Content-Type", "application/json"),
+               ("Idempotency-Key", "twice-1")]
+
+        def post(headers):
+            conn = HTTPConnection("127.0.0.1", s.smisd_port, timeout=30)
+            try:
+                conn.putrequest("POST", "/v1/messages")
+                for k, v in headers + [("Content-Length", str(len(body)))]:
+                    conn.putheader(k, v)
+                conn.endheaders(body.encode())
+                r = conn.getresponse()
+                return check_conformance("POST", s.base + "/v1/messages",
+                                         Response(r.status, r.headers, r.read().decode()))
+            finally:
+                conn.close()
+        for name, second, status, code in (("Authorization", "Bearer " + KEYS["inst-b"], 401, "unauthorized"),
+                                           ("Content-Type", "text/plain", 415, "unsupported_media_type"),
+                                           ("Idempotency-Key", "twice-2", 400, "invalid_idempotency_key")):
+            with self.subTest(header=name):
+                r = post([(k, v) for k, v in one if k == name] + [(name, second)] + [x for x in one if x[0] != name])
+                self.problem(r, status, code)
+        # Even twice the same key: which one counted cannot be told.
+        r = post([one[0]] + one)
+        self.problem(r, 401, "unauthorized")
+        self.assertTrue(r.json["detail"].endswith("(duplicate_header)"), r.raw)
+        self.assertEqual(s.sim("ringring", "GET", "/_sim/requests").json, [])
+        self.assertEqual(post(one).status, 201)
+
     def test_keys_lookup_bad_inputs(self):
         s = self.stack
         self.problem(http("POST", s.base + "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]}),
