@@ -1141,6 +1141,13 @@ static void observe_overhead(const struct conn *st)
 	smisd_metric_observe("smis_message_overhead_seconds", labels, us > 0 ? us / 1e6 : 0.0);
 }
 
+static bool expects_continue(struct MHD_Connection *c)
+{
+	const char *e = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
+
+	return e && strcasecmp(e, "100-continue") == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -1171,7 +1178,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > st->max_body)
 			st->too_large = 1;
-		return MHD_YES;
+		/* A client that waits for "100 Continue" before its body is
+		 * answered now (413 once authenticated), instead of being asked
+		 * for a body only to discard it (RFC 9110 10.1.1). Without
+		 * Expect the body is on its way: it is read and discarded, as
+		 * closing on unread bytes would reset the connection, and the
+		 * answer with it. */
+		if (!(st->too_large && expects_continue(c)))
+			return MHD_YES;
 	}
 	if (*upload_size) {
 		if (!st->too_large) {

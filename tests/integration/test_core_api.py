@@ -3,6 +3,7 @@ End-to-end tests of the core API (issue: SMIS core): smisd and both
 simulators on loopback, real HTTP. Run by `make check`.
 """
 import concurrent.futures
+import email
 import hashlib
 import hmac
 import json
@@ -334,6 +335,23 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         self.assertTrue(r.json["detail"].endswith("(duplicate_header)"), r.raw)
         self.assertEqual(s.sim("ringring", "GET", "/_sim/requests").json, [])
         self.assertEqual(post(one).status, 201)
+
+    def test_too_large_body_refused_before_100_continue(self):
+        # A client that waits for "100 Continue" is told 413 at once, and
+        # not asked for 10 MB that would be read only to be discarded.
+        s = self.stack
+        for path in ("/v1/messages", "/v1/recipients/keys"):
+            with self.subTest(path=path), socket.create_connection(("127.0.0.1", s.smisd_port),
+                                                                   timeout=10) as sock:
+                sock.sendall(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 10000000\r\n"
+                              "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
+                # The answer, then the connection closed: the body never came.
+                answer = b"".join(iter(lambda: sock.recv(4096), b""))
+            head, _, text = answer.decode().partition("\r\n\r\n")
+            self.assertTrue(head.startswith("HTTP/1.1 413 "), answer[:200])
+            headers = email.message_from_string(head.partition("\r\n")[2])
+            self.problem(check_conformance("POST", s.base + path, Response(413, headers, text)), 413, "body_too_large")
 
     def test_keys_lookup_bad_inputs(self):
         s = self.stack
