@@ -175,6 +175,25 @@ class Fallbacks(StackTestCase):
         g = self.stack.get(r.json["id"])
         self.assertEqual(g.json["status"], "failed")
 
+    def test_answers_badly_framed_end_in_documented_outcomes(self):
+        # ringring-sim's "answer" fault: the same answer, sent in a shape
+        # the core's HTTP client must survive (docs/openapi.yaml, Attempt
+        # errors): never followed, never read past 1 MiB or the timeout.
+        for shape, outcome, error, sent in (
+                ("huge", "temporary_failure", "upstream_error", 1),  # over 1 MiB
+                ("drip", "temporary_failure", "upstream_timeout", 1),  # past timeout_ms
+                ("reset", "temporary_failure", "upstream_error", 1),
+                ("http10", "sent", None, 1),  # HTTP/1.0, ends with the connection
+                ("redirect", "temporary_failure", "upstream_bad_response", 0)):  # 307 not followed
+            with self.subTest(shape=shape):
+                self.stack.sim("ringring", "POST", "/_sim/reset", {})
+                self.stack.sim("ringring", "POST", "/_sim/faults", {"answer": shape})
+                r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+                self.assertEqual(r.status, 201, r.raw)
+                self.assertEqual([(a["outcome"], a.get("error")) for a in r.json["attempts"]], [(outcome, error)])
+                self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), sent)
+                self.assertEqual(self.stack.get(r.json["id"]).json["status"], r.json["status"])
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
