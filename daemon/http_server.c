@@ -60,6 +60,7 @@ struct conn {
 	struct smisd_job *job;
 	int counted; /* holds an in-flight slot */
 	int no_request_id;         /* no random bytes for request_id: refused */
+	int must_close;            /* answered without its body: close after */
 	unsigned status;           /* answered HTTP status, for the access log */
 	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
@@ -167,7 +168,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned
 		MHD_add_response_header(r, extra_name, extra_value);
 	/* Draining: a kept-alive client is sent away after this answer, so that
 	 * its next request finds the refused port and another instance. */
-	if (atomic_load(&shutting_down))
+	if (atomic_load(&shutting_down) || st->must_close)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	{
 		char labels[64];
@@ -271,6 +272,19 @@ static const char *single_header(struct MHD_Connection *c, const char *name, boo
 	MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
 	*repeated = hc.n > 1;
 	return *repeated ? NULL : MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* Whether the body's length could be read two ways (RFC 9112 6.3): two
+ * Content-Lengths (MHD reads the first), or one with Transfer-Encoding
+ * (MHD reads the chunks). A proxy in front that read the other would see
+ * a different body, and the bytes in between as a request of their own
+ * (request smuggling): refused, and the connection closed, unread. */
+static bool framing_ambiguous(struct MHD_Connection *c)
+{
+	bool repeated;
+	const char *cl = single_header(c, "Content-Length", &repeated);
+
+	return repeated || (cl && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"));
 }
 
 #define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
@@ -1174,6 +1188,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			struct smisd_generation *g = smisd_generation_acquire();
 			st->max_body = g ? g->settings.max_body_bytes : 65536;
 			smisd_generation_unref(g);
+		}
+		if (framing_ambiguous(c)) {
+			st->must_close = 1;
+			return respond_code(c, st, 400, "malformed_request",
+					    "send one Content-Length, or Transfer-Encoding without it");
 		}
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > st->max_body)

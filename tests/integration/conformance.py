@@ -175,6 +175,8 @@ class Spec:
         errors = []
         template, op, allowed = self.operation(method, path)
         where = "%s %s" % (method, template or path)
+        if op is not None and str(status) not in op["responses"] and self.answered_anywhere(status, body):
+            op = None  # an x-problem-codes code "where: any" (malformed_request): not the operation's
         if op is not None:
             response = op["responses"].get(str(status)) or op["responses"].get("default")
             if response is None:
@@ -190,9 +192,10 @@ class Spec:
             if got != set(allowed):
                 errors.append("%s: 405 with Allow %r, the document's methods are %s"
                               % (where, headers.get("Allow"), ", ".join(allowed)))
-        elif status in (404, 500) and template is None:
+        elif (status in (404, 500) and template is None) or self.answered_anywhere(status, body):
             # Any other path: 404 not_found (or 500 when no request id can
-            # be made, x-problem-codes internal_error).
+            # be made, x-problem-codes internal_error); on any path, a code
+            # x-problem-codes answers anywhere.
             response = ANY_PROBLEM
             key = ("any",)
         else:
@@ -205,6 +208,16 @@ class Spec:
         errors += self.check_headers(where, status, response.get("headers", {}), headers)
         errors += self.check_body(where, method, status, key, response, headers, body, here)
         return errors
+
+    def answered_anywhere(self, status, body):
+        """Whether the answer is a problem whose code x-problem-codes
+        answers with this status on any path (`where: any`)."""
+        try:
+            entry = self.codes.get(json.loads(body).get("code"))
+        except (ValueError, AttributeError, TypeError):
+            return False
+        statuses = entry and (entry["status"] if isinstance(entry["status"], list) else [entry["status"]])
+        return bool(entry) and entry["where"] == "any" and status in statuses
 
     def check_headers(self, where, status, documented, headers, common=COMMON_HEADERS):
         errors = []

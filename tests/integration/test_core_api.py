@@ -358,22 +358,52 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         self.assertEqual(s.sim("ringring", "GET", "/_sim/requests").json, [])
         self.assertEqual(post(one).status, 201)
 
+    def only_answer(self, method, path, raw):
+        """Send `raw` (a request, maybe more) on a new connection and read
+        until smisd closes it: its one answer, checked against the document
+        (and nothing after it)."""
+        with socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = b"".join(iter(lambda: sock.recv(4096), b""))
+        head, _, text = answer.decode().partition("\r\n\r\n")
+        self.assertTrue(head.startswith("HTTP/1.1 "), answer[:200])
+        self.assertNotIn("HTTP/1.1 ", text, "a second answer on the connection")
+        headers = email.message_from_string(head.partition("\r\n")[2])
+        return check_conformance(method, self.stack.base + path, Response(int(head[9:12]), headers, text))
+
     def test_too_large_body_refused_before_100_continue(self):
         # A client that waits for "100 Continue" is told 413 at once, and
-        # not asked for 10 MB that would be read only to be discarded.
-        s = self.stack
+        # not asked for 10 MB that would be read only to be discarded: the
+        # answer, then the connection closed, without the body ever sent.
         for path in ("/v1/messages", "/v1/recipients/keys"):
-            with self.subTest(path=path), socket.create_connection(("127.0.0.1", s.smisd_port),
-                                                                   timeout=10) as sock:
-                sock.sendall(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
-                              "Content-Type: application/json\r\nContent-Length: 10000000\r\n"
-                              "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
-                # The answer, then the connection closed: the body never came.
-                answer = b"".join(iter(lambda: sock.recv(4096), b""))
-            head, _, text = answer.decode().partition("\r\n\r\n")
-            self.assertTrue(head.startswith("HTTP/1.1 413 "), answer[:200])
-            headers = email.message_from_string(head.partition("\r\n")[2])
-            self.problem(check_conformance("POST", s.base + path, Response(413, headers, text)), 413, "body_too_large")
+            with self.subTest(path=path):
+                r = self.only_answer("POST", path, (
+                    "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 10000000\r\n"
+                    "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
+                self.problem(r, 413, "body_too_large")
+
+    def test_ambiguous_body_length_is_refused_and_the_connection_closed(self):
+        # Two Content-Lengths, or one with chunks: a proxy that framed the
+        # body the other way would have passed the rest on as a request of
+        # its own (request smuggling). Refused on any path, nothing read
+        # further on the connection (the GET behind it is not answered).
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        smuggled = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for method, path, framing, sent in (
+                ("POST", "/v1/messages", "Content-Length: %d\r\nContent-Length: 3\r\n" % len(body), body),
+                ("POST", "/v1/messages", "Content-Length: 3\r\nContent-Length: %d\r\n" % len(body), body),
+                ("POST", "/v1/messages", "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                 b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)),
+                ("GET", "/healthz", "Content-Length: 0\r\nContent-Length: 0\r\n", b"")):
+            with self.subTest(path=path, framing=framing):
+                r = self.only_answer(method, path, (
+                    "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: application/json\r\n%s\r\n" % (method, path, KEYS["inst-a"], framing)).encode()
+                    + sent + smuggled)
+                self.problem(r, 400, "malformed_request")
+                self.assertEqual(r.headers["Connection"], "close")
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
 
     def test_keys_lookup_bad_inputs(self):
         s = self.stack
