@@ -31,7 +31,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN,  # noqa: E402
-                     Response, StackTestCase, check_conformance, message)
+                     SLOW, Response, StackTestCase, check_conformance, message)
 from test_openapi import problem_codes, problem_statuses  # noqa: E402
 
 SEED = int(os.environ.get("SMIS_ROBUSTNESS_SEED", "20261203"))
@@ -361,6 +361,24 @@ class SlowClients(StackTestCase):
         self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 5)
         h = self.stack.sim("ringring", "GET", "/_sim/health")
         self.assertEqual(h.status, 200)
+
+
+class ConnectionLimit(StackTestCase):
+    """More clients than listen.max_connections (16: 8 per loop): those
+    past it wait in the listen backlog, and are served as idle ones are
+    dropped (connection_timeout_s), a few seconds here. (Once the limit had
+    been reached smisd accepted no connection again, ever.)"""
+    stack_kwargs = {"listen_extra": "max_connections = 16; connection_timeout_s = 1;"}
+
+    def test_clients_beyond_the_limit_wait_and_are_served(self):
+        idle = [socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10) for _ in range(48)]
+        try:
+            status, _, _ = raw_request(self.stack.smisd_port, "GET", "/healthz", [], None, timeout=15 * SLOW)
+            self.assertEqual(status, 200)
+        finally:
+            for s in idle:
+                s.close()
+        self.stack.wait_idle()
 
 
 if __name__ == "__main__":
