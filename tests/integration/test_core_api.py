@@ -405,6 +405,44 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 self.assertEqual(r.headers["Connection"], "close")
         self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
 
+    def test_message_path_head_query_and_pipelining(self):
+        s = self.stack
+        msg_id = s.send(message(CITIZENS["no_app"], "sms_only")).json["id"]
+        auth = {"Authorization": "Bearer " + KEYS["inst-a"]}
+        got = http("GET", s.base + "/v1/messages/" + msg_id, headers=auth)
+        # The id percent-encoded, or followed by a query, is the same message;
+        # a trailing slash or an encoded one is another path.
+        for path in ("/v1/messages/%%6D%s" % msg_id[1:], "/v1/messages/%s?fields=x" % msg_id):
+            with self.subTest(path=path):
+                self.assertEqual(http("GET", s.base + path, headers=auth).json, got.json)
+        for path in ("/v1/messages/%s/" % msg_id, "/v1/messages/%s%%2F" % msg_id):
+            with self.subTest(path=path):
+                self.problem(http("GET", s.base + path, headers=auth), 404, "not_found")
+        # HEAD: a GET's headers without its body; OPTIONS is not taken.
+        head = http("HEAD", s.base + "/v1/messages/" + msg_id, headers=auth)
+        self.assertEqual((head.status, head.raw, head.headers["Content-Length"]),
+                         (200, "", str(len(got.raw.encode()))))
+        for method in ("HEAD", "OPTIONS"):
+            with self.subTest(method=method):
+                r = http(method, s.base + "/v1/messages", headers=auth)
+                self.assertEqual((r.status, r.headers["Allow"]), (405, "POST"))
+        # Pipelined on one connection, a message between two reads: each
+        # answered, in order (the suspended POST holds the GET behind it).
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        get = ("GET /v1/messages/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n"
+               % (msg_id, KEYS["inst-a"])).encode()
+        post = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (KEYS["inst-a"], len(body))).encode()
+        with socket.create_connection(("127.0.0.1", s.smisd_port), timeout=30) as sock, \
+                sock.makefile("rb") as answers:
+            sock.sendall(get + post + body + get)
+            statuses = []
+            for _ in range(3):
+                status_line, _, head = b"".join(iter(answers.readline, b"\r\n")).decode().partition("\r\n")
+                statuses.append(int(status_line.split()[1]))
+                answers.read(int(email.message_from_string(head)["Content-Length"]))
+        self.assertEqual(statuses, [200, 201, 200])
+
     def test_keys_lookup_bad_inputs(self):
         s = self.stack
         self.problem(http("POST", s.base + "/v1/recipients/keys", {"recipient": CITIZENS["app_nl"]}),
