@@ -383,6 +383,20 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                     "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
                 self.problem(r, 413, "body_too_large")
 
+    def test_chunked_bodies_are_read_and_held_to_the_limit(self):
+        head = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                % KEYS["inst-a"]).encode()
+
+        def chunked(data, size):
+            return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size])
+                            for i in range(0, len(data), size)) + b"0\r\n\r\n"
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        self.assertEqual(self.only_answer("POST", "/v1/messages", head + chunked(body, 7)).status, 201)
+        # No Content-Length to refuse it by: counted as it arrives.
+        self.problem(self.only_answer("POST", "/v1/messages", head + chunked(b" " * 70000 + body, 8192)),
+                     413, "body_too_large")
+
     def test_ambiguous_body_length_is_refused_and_the_connection_closed(self):
         # Two Content-Lengths, or one with chunks: a proxy that framed the
         # body the other way would have passed the rest on as a request of
