@@ -1355,9 +1355,6 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
 	smisd_log(SMIS_LOG_WARN, "http", NULL, "%s", text);
 }
 
-/* Each daemon's MHD_OPTION_CONNECTION_LIMIT (the same for all). */
-static unsigned connection_limit;
-
 static unsigned mhd_connections(struct MHD_Daemon *d)
 {
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
@@ -1367,15 +1364,17 @@ static unsigned mhd_connections(struct MHD_Daemon *d)
 
 static void mhd_run(void *arg)
 {
-	bool was_full = mhd_connections(arg) >= connection_limit;
+	unsigned before = mhd_connections(arg);
 
 	MHD_run(arg);
-	/* A run that begins at the limit takes the listening socket out of
-	 * MHD's epoll set, and only a run that begins under it puts it back.
-	 * When connections close in a run (timed out, answered), no event may
-	 * come for another (none is left to send one), and the clients waiting
-	 * in the backlog would wait for ever, new ones too: run once more. */
-	if (was_full && mhd_connections(arg) < connection_limit)
+	/* A run that begins at the connection limit, or after accept() failed
+	 * for want of descriptors (EMFILE), takes the listening socket out of
+	 * MHD's epoll set, and only a run that begins with room puts it back.
+	 * The room is made by connections closing in a run (timed out,
+	 * answered), after which no event may come for another (none is left
+	 * to send one): the clients in the backlog, and every new one, would
+	 * wait for ever. A run that closed some is followed by one more. */
+	if (mhd_connections(arg) < before)
 		MHD_run(arg);
 }
 
@@ -1466,7 +1465,6 @@ int smisd_http_start(const struct smisd_generation *g)
 	limit = (unsigned)g->settings.max_connections / (unsigned)n;
 	if (limit < 1)
 		limit = 1;
-	connection_limit = limit;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
 	hints.ai_socktype = SOCK_STREAM;

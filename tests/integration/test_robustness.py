@@ -24,6 +24,7 @@ import email.message
 import json
 import os
 import random
+import resource
 import socket
 import sys
 import time
@@ -370,14 +371,34 @@ class ConnectionLimit(StackTestCase):
     been reached smisd accepted no connection again, ever.)"""
     stack_kwargs = {"listen_extra": "max_connections = 16; connection_timeout_s = 1;"}
 
-    def test_clients_beyond_the_limit_wait_and_are_served(self):
-        idle = [socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10) for _ in range(48)]
+    def clients_wait_and_are_served(self, n):
+        """n idle connections, then a request: answered once enough of
+        them have been dropped."""
+        idle = [socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10) for _ in range(n)]
         try:
             status, _, _ = raw_request(self.stack.smisd_port, "GET", "/healthz", [], None, timeout=15 * SLOW)
             self.assertEqual(status, 200)
         finally:
             for s in idle:
                 s.close()
+
+    def test_clients_beyond_the_limit_wait_and_are_served(self):
+        self.clients_wait_and_are_served(48)
+        self.stack.wait_idle()
+
+    def test_clients_beyond_the_descriptor_limit_wait_and_are_served(self):
+        # The same past the process's descriptor limit, under the
+        # configured one: accept() fails (EMFILE), which libmicrohttpd
+        # logs, and smisd must accept again once descriptors are free.
+        self.stack.expect_log(r"^Error accepting connection: Too many open files",
+                              r"^Hit process or system resource limit")
+        pid = self.stack.smisd.pid
+        old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)) + 8, old[1]))
+        try:
+            self.clients_wait_and_are_served(24)
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
         self.stack.wait_idle()
 
 
