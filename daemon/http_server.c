@@ -1344,12 +1344,29 @@ static void mask_callback_paths(char *s)
 	}
 }
 
+/* libmicrohttpd's messages a loop writes in a second at most. A daemon
+ * with no connection whose accept() fails for want of descriptors retries
+ * at once, and says so each time: 40,000 lines in half a second. */
+#define MHD_LOG_PER_SECOND 10
+
 /* libmicrohttpd's messages are printf formats of its own. */
 static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	static __thread int64_t second;
+	static __thread unsigned said;
+	int64_t now = smisd_monotonic_ms() / 1000;
 	char text[1024];
 
 	(void)cls;
+	if (now != second) {
+		second = now;
+		said = 0;
+	}
+	if (++said > MHD_LOG_PER_SECOND) {
+		if (said == MHD_LOG_PER_SECOND + 1)
+			smisd_log(SMIS_LOG_WARN, "http", NULL, "further libmicrohttpd messages this second left out");
+		return;
+	}
 	vsnprintf(text, sizeof(text), fmt, ap);
 	mask_callback_paths(text);
 	smisd_log(SMIS_LOG_WARN, "http", NULL, "%s", text);

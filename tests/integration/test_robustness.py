@@ -19,6 +19,7 @@ not fit. Whatever comes in, smisd must answer with something documented:
 The generator is seeded (SMIS_ROBUSTNESS_SEED, SMIS_ROBUSTNESS_COUNT), so a
 failure names the request that caused it and can be replayed.
 """
+import contextlib
 import copy
 import email.message
 import json
@@ -392,14 +393,36 @@ class ConnectionLimit(StackTestCase):
         # logs, and smisd must accept again once descriptors are free.
         self.stack.expect_log(r"^Error accepting connection: Too many open files",
                               r"^Hit process or system resource limit")
+        with self.descriptors_left(8):
+            self.clients_wait_and_are_served(24)
+        self.stack.wait_idle()
+
+    def test_no_descriptor_left_does_not_flood_the_log(self):
+        # A loop without any connection whose accept() fails retries at once,
+        # and libmicrohttpd logs each failure: hundreds of thousands of
+        # lines in a few seconds. At most a few per second are written.
+        self.stack.expect_log(r"^Error accepting connection: Too many open files",
+                              r"^Hit process or system resource limit", r"^further libmicrohttpd messages")
+        with self.descriptors_left(0):
+            waiting = [socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10)
+                       for _ in range(4)]
+            time.sleep(0.5)
+        for s in waiting:
+            s.close()
+        self.assertEqual(raw_request(self.stack.smisd_port, "GET", "/healthz", [], None)[0], 200)
+        self.assertLess(self.stack.log_text().count("Too many open files"), 200)
+
+    @contextlib.contextmanager
+    def descriptors_left(self, n):
+        """smisd's RLIMIT_NOFILE lowered to n more than it has open, for
+        the length of the with block."""
         pid = self.stack.smisd.pid
         old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)) + 8, old[1]))
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)) + n, old[1]))
         try:
-            self.clients_wait_and_are_served(24)
+            yield
         finally:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
-        self.stack.wait_idle()
 
 
 if __name__ == "__main__":
