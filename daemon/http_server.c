@@ -1155,6 +1155,20 @@ static void observe_overhead(const struct conn *st)
 	smisd_metric_observe("smis_message_overhead_seconds", labels, us > 0 ? us / 1e6 : 0.0);
 }
 
+/* The path of a request target in absolute form ("http://host/path"),
+ * which a server must take as it takes the path alone (RFC 9112 3.2.2);
+ * other targets as they are. */
+static const char *origin_form(const char *url)
+{
+	size_t scheme = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+
+	if (!scheme)
+		return url;
+	url += scheme;
+	url += strcspn(url, "/");
+	return *url ? url : "/";
+}
+
 static bool expects_continue(struct MHD_Connection *c)
 {
 	const char *e = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
@@ -1170,6 +1184,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	(void)cls;
 	(void)version;
 
+	url = origin_form(url);
 	if (!st) {
 		const char *cl;
 		st = calloc(1, sizeof(*st));

@@ -383,6 +383,22 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                     "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
                 self.problem(r, 413, "body_too_large")
 
+    def test_target_in_absolute_form(self):
+        # As a client configured with a proxy sends it: the same resource
+        # (RFC 9112 3.2.2: a server must accept the absolute form).
+        s = self.stack
+        msg_id = s.send(message(CITIZENS["no_app"], "sms_only")).json["id"]
+        for target, path in (("http://127.0.0.1:%d/v1/messages/%s" % (s.smisd_port, msg_id), "/v1/messages/" + msg_id),
+                             ("HTTP://127.0.0.1:%d/healthz?x=1" % s.smisd_port, "/healthz")):
+            with self.subTest(target=target):
+                r = self.only_answer("GET", path, (
+                    "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+                    % (target, KEYS["inst-a"])).encode())
+                self.assertEqual(r.status, 200, r.raw)
+        self.assertEqual(r.json["status"], "ok")
+        self.problem(self.only_answer("GET", "/nowhere", (
+            "GET http://127.0.0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").encode()), 404, "not_found")
+
     def test_chunked_bodies_are_read_and_held_to_the_limit(self):
         head = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
