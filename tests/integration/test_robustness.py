@@ -308,7 +308,9 @@ class RandomRequests(StackTestCase):
     def test_oversized_request_heads_are_refused_before_smisd(self):
         # docs/openapi.yaml: request line and headers fit in 12 KiB, or the
         # HTTP layer answers 414 / 431 itself; smisd carries on.
-        self.stack.expect_log(r"Error processing request \(HTTP response code is (414|431)")  # MHD's
+        self.stack.expect_log(r"Error processing request \(HTTP response code is (400|413|414|431)",  # MHD's
+                              r"^Failed to parse `Content-Length' header",
+                              r"^Too large value of 'Content-Length' header")
         port = self.stack.smisd_port
         status, _, _ = raw_request(port, "GET", "/healthz", [("X-Big", "a" * 8000)], None)
         self.assertEqual(status, 200)
@@ -316,6 +318,11 @@ class RandomRequests(StackTestCase):
         self.assertEqual(status, 431)
         status, _, _ = raw_request(port, "GET", "/v1/messages/" + "x" * 20000, [], None)
         self.assertEqual(status, 414)
+        # A Content-Length that is no number, or past 64 bits: 400 and 413,
+        # from the same layer, with no request id.
+        for value, want in (("12abc", 400), ("99999999999999999999999", 413)):
+            status, hdrs, _ = raw_request(port, "POST", "/v1/messages", [("Content-Length", value)], None)
+            self.assertEqual((status, hdrs.get("x-request-id")), (want, None))
         status, _, _ = raw_request(port, "GET", "/healthz", [], None)
         self.assertEqual(status, 200)
 
