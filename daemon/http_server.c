@@ -274,17 +274,26 @@ static const char *single_header(struct MHD_Connection *c, const char *name, boo
 	return *repeated ? NULL : MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-/* Whether the body's length could be read two ways (RFC 9112 6.3): two
- * Content-Lengths (MHD reads the first), or one with Transfer-Encoding
- * (MHD reads the chunks). A proxy in front that read the other would see
- * a different body, and the bytes in between as a request of their own
- * (request smuggling): refused, and the connection closed, unread. */
-static bool framing_ambiguous(struct MHD_Connection *c)
+/* Why the body's length cannot be told for sure (RFC 9112 6.3), or NULL.
+ * Two Content-Lengths (MHD reads the first), or one with Transfer-Encoding
+ * (MHD reads the chunks): a proxy in front that read the other would see a
+ * different body, and the bytes in between as a request of their own
+ * (request smuggling). A transfer coding other than chunked: MHD would wait
+ * for a body it cannot delimit until the connection times out. Refused,
+ * and the connection closed, unread. */
+static const char *framing_refusal(struct MHD_Connection *c)
 {
 	bool repeated;
 	const char *cl = single_header(c, "Content-Length", &repeated);
+	const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
 
-	return repeated || (cl && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"));
+	if (repeated)
+		return "send one Content-Length";
+	if (cl && te)
+		return "send Content-Length or Transfer-Encoding, not both";
+	if (te && strcasecmp(te, "chunked") != 0)
+		return "no Transfer-Encoding but chunked is taken";
+	return NULL;
 }
 
 #define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
@@ -1204,10 +1213,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			st->max_body = g ? g->settings.max_body_bytes : 65536;
 			smisd_generation_unref(g);
 		}
-		if (framing_ambiguous(c)) {
+		if ((cl = framing_refusal(c))) {
 			st->must_close = 1;
-			return respond_code(c, st, 400, "malformed_request",
-					    "send one Content-Length, or Transfer-Encoding without it");
+			return respond_code(c, st, 400, "malformed_request", cl);
 		}
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > st->max_body)
