@@ -236,6 +236,12 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "smisd/" PACKAGE_VERSION);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* Answers in any coding curl reads (gzip, deflate, ...) are decoded:
+	 * a server, or a proxy before it, may compress an answer that SMIS
+	 * did not ask to be compressed (RFC 9110 12.5.3), and a send read as
+	 * unusable would be retried or fall back although it went out. The
+	 * 1 MiB limit (on_body) applies to the decoded bytes. */
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	/* Upstream answers are small; the default 16 KiB buffer per handle
 	 * would cost 16 MiB per thousand messages in flight. */
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);

@@ -60,6 +60,7 @@ struct conn {
 	struct smisd_job *job;
 	int counted; /* holds an in-flight slot */
 	int no_request_id;         /* no random bytes for request_id: refused */
+	int must_close;            /* answered without its body: close after */
 	unsigned status;           /* answered HTTP status, for the access log */
 	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
@@ -167,7 +168,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned
 		MHD_add_response_header(r, extra_name, extra_value);
 	/* Draining: a kept-alive client is sent away after this answer, so that
 	 * its next request finds the refused port and another instance. */
-	if (atomic_load(&shutting_down))
+	if (atomic_load(&shutting_down) || st->must_close)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	{
 		char labels[64];
@@ -242,6 +243,59 @@ static bool charset_utf8(const char *p)
 	return true;
 }
 
+struct header_count {
+	const char *name;
+	unsigned n;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct header_count *hc = cls;
+
+	(void)kind;
+	(void)value;
+	if (key && strcasecmp(key, hc->name) == 0)
+		hc->n++;
+	return MHD_YES;
+}
+
+/* The request's header `name` (NULL when absent), or `*repeated` set when
+ * it came more than once. None of the headers SMIS reads is a list (RFC
+ * 9110 5.3): MHD would give the first of them, while a proxy in front may
+ * have acted on another (a second Authorization naming another
+ * institution, a second Idempotency-Key), so two are refused, not chosen
+ * from. */
+static const char *single_header(struct MHD_Connection *c, const char *name, bool *repeated)
+{
+	struct header_count hc = { name, 0 };
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+	*repeated = hc.n > 1;
+	return *repeated ? NULL : MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* Why the body's length cannot be told for sure (RFC 9112 6.3), or NULL.
+ * Two Content-Lengths (MHD reads the first), or one with Transfer-Encoding
+ * (MHD reads the chunks): a proxy in front that read the other would see a
+ * different body, and the bytes in between as a request of their own
+ * (request smuggling). A transfer coding other than chunked: MHD would wait
+ * for a body it cannot delimit until the connection times out. Refused,
+ * and the connection closed, unread. */
+static const char *framing_refusal(struct MHD_Connection *c)
+{
+	bool repeated;
+	const char *cl = single_header(c, "Content-Length", &repeated);
+	const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+
+	if (repeated)
+		return "send one Content-Length";
+	if (cl && te)
+		return "send Content-Length or Transfer-Encoding, not both";
+	if (te && strcasecmp(te, "chunked") != 0)
+		return "no Transfer-Encoding but chunked is taken";
+	return NULL;
+}
+
 #define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
 
 /* Why the request's Content-Type is refused, or NULL when it is JSON: the
@@ -250,8 +304,11 @@ static bool charset_utf8(const char *p)
  * be utf-8. Not application/json-seq, nor application/problem+json. */
 static const char *content_type_refusal(struct MHD_Connection *c)
 {
-	const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+	bool repeated;
+	const char *t = single_header(c, "Content-Type", &repeated);
 
+	if (repeated)
+		return "send one Content-Type header";
 	if (!t || strncasecmp(t, "application/json", 16) != 0)
 		return NOT_JSON_DETAIL;
 	t += 16;
@@ -307,10 +364,16 @@ static enum MHD_Result respond_retry_soon(struct MHD_Connection *c, struct conn 
 static const struct smisd_institution *authenticate(struct MHD_Connection *c, struct conn *st,
 						    const struct smisd_generation *g, const char **why)
 {
-	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	const struct smisd_institution *inst = why ? smisd_auth_institution_why(g, auth, why)
-						   : smisd_auth_institution(g, auth);
+	bool repeated;
+	const char *auth = single_header(c, "Authorization", &repeated);
+	const struct smisd_institution *inst;
 
+	if (repeated) {
+		if (why)
+			*why = "duplicate_header";
+		return NULL;
+	}
+	inst = why ? smisd_auth_institution_why(g, auth, why) : smisd_auth_institution(g, auth);
 	if (inst)
 		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
 	return inst;
@@ -902,11 +965,15 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 		ret = respond_code(c, st, 415, "unsupported_media_type", refusal);
 		goto out;
 	}
-	idem = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
-	if (idem && !valid_idem_key(idem)) {
-		ret = respond_code(c, st, 400, "invalid_idempotency_key",
-				   "'Idempotency-Key' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
-		goto out;
+	{
+		bool repeated;
+		idem = single_header(c, "Idempotency-Key", &repeated);
+		if (repeated || (idem && !valid_idem_key(idem))) {
+			ret = respond_code(c, st, 400, "invalid_idempotency_key",
+					   repeated ? "send one 'Idempotency-Key' header"
+						    : "'Idempotency-Key' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
+			goto out;
+		}
 	}
 	if (smisd_request_parse(st->body ? st->body : "", st->len, inst, &req, &pb) != 0) {
 		ret = respond_problem(c, st, &pb);
@@ -1103,6 +1170,27 @@ static void observe_overhead(const struct conn *st)
 	smisd_metric_observe("smis_message_overhead_seconds", labels, us > 0 ? us / 1e6 : 0.0);
 }
 
+/* The path of a request target in absolute form ("http://host/path"),
+ * which a server must take as it takes the path alone (RFC 9112 3.2.2);
+ * other targets as they are. */
+static const char *origin_form(const char *url)
+{
+	size_t scheme = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+
+	if (!scheme)
+		return url;
+	url += scheme;
+	url += strcspn(url, "/");
+	return *url ? url : "/";
+}
+
+static bool expects_continue(struct MHD_Connection *c)
+{
+	const char *e = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
+
+	return e && strcasecmp(e, "100-continue") == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -1111,6 +1199,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	(void)cls;
 	(void)version;
 
+	url = origin_form(url);
 	if (!st) {
 		const char *cl;
 		st = calloc(1, sizeof(*st));
@@ -1130,10 +1219,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			st->max_body = g ? g->settings.max_body_bytes : 65536;
 			smisd_generation_unref(g);
 		}
+		if ((cl = framing_refusal(c))) {
+			st->must_close = 1;
+			return respond_code(c, st, 400, "malformed_request", cl);
+		}
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > st->max_body)
 			st->too_large = 1;
-		return MHD_YES;
+		/* A client that waits for "100 Continue" before its body is
+		 * answered now (413 once authenticated), instead of being asked
+		 * for a body only to discard it (RFC 9110 10.1.1). Without
+		 * Expect the body is on its way: it is read and discarded, as
+		 * closing on unread bytes would reset the connection, and the
+		 * answer with it. */
+		if (!(st->too_large && expects_continue(c)))
+			return MHD_YES;
 	}
 	if (*upload_size) {
 		if (!st->too_large) {
@@ -1273,20 +1373,55 @@ static void mask_callback_paths(char *s)
 	}
 }
 
+/* libmicrohttpd's messages a loop writes in a second at most. A daemon
+ * with no connection whose accept() fails for want of descriptors retries
+ * at once, and says so each time: 40,000 lines in half a second. */
+#define MHD_LOG_PER_SECOND 10
+
 /* libmicrohttpd's messages are printf formats of its own. */
 static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	static __thread int64_t second;
+	static __thread unsigned said;
+	int64_t now = smisd_monotonic_ms() / 1000;
 	char text[1024];
 
 	(void)cls;
+	if (now != second) {
+		second = now;
+		said = 0;
+	}
+	if (++said > MHD_LOG_PER_SECOND) {
+		if (said == MHD_LOG_PER_SECOND + 1)
+			smisd_log(SMIS_LOG_WARN, "http", NULL, "further libmicrohttpd messages this second left out");
+		return;
+	}
 	vsnprintf(text, sizeof(text), fmt, ap);
 	mask_callback_paths(text);
 	smisd_log(SMIS_LOG_WARN, "http", NULL, "%s", text);
 }
 
+static unsigned mhd_connections(struct MHD_Daemon *d)
+{
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return info ? info->num_connections : 0;
+}
+
 static void mhd_run(void *arg)
 {
+	unsigned before = mhd_connections(arg);
+
 	MHD_run(arg);
+	/* A run that begins at the connection limit, or after accept() failed
+	 * for want of descriptors (EMFILE), takes the listening socket out of
+	 * MHD's epoll set, and only a run that begins with room puts it back.
+	 * The room is made by connections closing in a run (timed out,
+	 * answered), after which no event may come for another (none is left
+	 * to send one): the clients in the backlog, and every new one, would
+	 * wait for ever. A run that closed some is followed by one more. */
+	if (mhd_connections(arg) < before)
+		MHD_run(arg);
 }
 
 static int64_t mhd_timeout(void *arg)

@@ -46,6 +46,10 @@ EXEMPT = {}
 # a short HTML body (info.description: the request line and headers must
 # fit in 12 KiB): outside the problem model, on any path.
 HTTP_LAYER_STATUSES = {414: "request line too long", 431: "request headers too large"}
+# And those it answers, the same way, for a Content-Length it cannot read
+# (info.description): smisd answers these statuses too, but always with
+# X-Request-Id, which an answer of the HTTP layer never has.
+HTTP_LAYER_FRAMING = {400: "Content-Length not a number", 413: "Content-Length past 64 bits"}
 
 # The answer info.description gives a known path's other methods (405,
 # with Allow) and any other path (404 not_found): a problem.
@@ -170,11 +174,14 @@ class Spec:
         """The ways an answer (status, headers with a case-insensitive get(),
         body text) departs from the document; empty when it conforms."""
         path = urllib.parse.urlsplit(url).path
-        if path in EXEMPT or status in HTTP_LAYER_STATUSES:
+        if path in EXEMPT or status in HTTP_LAYER_STATUSES or (
+                status in HTTP_LAYER_FRAMING and headers.get("X-Request-Id") is None):
             return []
         errors = []
         template, op, allowed = self.operation(method, path)
         where = "%s %s" % (method, template or path)
+        if op is not None and str(status) not in op["responses"] and self.answered_anywhere(status, body):
+            op = None  # an x-problem-codes code "where: any" (malformed_request): not the operation's
         if op is not None:
             response = op["responses"].get(str(status)) or op["responses"].get("default")
             if response is None:
@@ -190,9 +197,10 @@ class Spec:
             if got != set(allowed):
                 errors.append("%s: 405 with Allow %r, the document's methods are %s"
                               % (where, headers.get("Allow"), ", ".join(allowed)))
-        elif status in (404, 500) and template is None:
+        elif (status in (404, 500) and template is None) or self.answered_anywhere(status, body):
             # Any other path: 404 not_found (or 500 when no request id can
-            # be made, x-problem-codes internal_error).
+            # be made, x-problem-codes internal_error); on any path, a code
+            # x-problem-codes answers anywhere.
             response = ANY_PROBLEM
             key = ("any",)
         else:
@@ -205,6 +213,16 @@ class Spec:
         errors += self.check_headers(where, status, response.get("headers", {}), headers)
         errors += self.check_body(where, method, status, key, response, headers, body, here)
         return errors
+
+    def answered_anywhere(self, status, body):
+        """Whether the answer is a problem whose code x-problem-codes
+        answers with this status on any path (`where: any`)."""
+        try:
+            entry = self.codes.get(json.loads(body).get("code"))
+        except (ValueError, AttributeError, TypeError):
+            return False
+        statuses = entry and (entry["status"] if isinstance(entry["status"], list) else [entry["status"]])
+        return bool(entry) and entry["where"] == "any" and status in statuses
 
     def check_headers(self, where, status, documented, headers, common=COMMON_HEADERS):
         errors = []

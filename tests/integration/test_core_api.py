@@ -3,6 +3,7 @@ End-to-end tests of the core API (issue: SMIS core): smisd and both
 simulators on loopback, real HTTP. Run by `make check`.
 """
 import concurrent.futures
+import email
 import hashlib
 import hmac
 import json
@@ -174,6 +175,28 @@ class Fallbacks(StackTestCase):
         g = self.stack.get(r.json["id"])
         self.assertEqual(g.json["status"], "failed")
 
+    def test_answers_badly_framed_end_in_documented_outcomes(self):
+        # ringring-sim's "answer" fault: the same answer, sent in a shape
+        # the core's HTTP client must survive (docs/openapi.yaml, Attempt
+        # errors): never followed, never read past 1 MiB or the timeout.
+        for shape, outcome, error, sent in (
+                ("huge", "temporary_failure", "upstream_error", 1),  # over 1 MiB
+                ("drip", "temporary_failure", "upstream_timeout", 1),  # past timeout_ms
+                ("reset", "temporary_failure", "upstream_error", 1),
+                ("http10", "sent", None, 1),  # HTTP/1.0, ends with the connection
+                # A request without Accept-Encoding takes any coding (RFC
+                # 9110 12.5.3): the SMS went out, and must not be said failed.
+                ("gzip", "sent", None, 1),
+                ("redirect", "temporary_failure", "upstream_bad_response", 0)):  # 307 not followed
+            with self.subTest(shape=shape):
+                self.stack.sim("ringring", "POST", "/_sim/reset", {})
+                self.stack.sim("ringring", "POST", "/_sim/faults", {"answer": shape})
+                r = self.stack.send(message(CITIZENS["no_app"], "sms_only"))
+                self.assertEqual(r.status, 201, r.raw)
+                self.assertEqual([(a["outcome"], a.get("error")) for a in r.json["attempts"]], [(outcome, error)])
+                self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), sent)
+                self.assertEqual(self.stack.get(r.json["id"]).json["status"], r.json["status"])
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -300,6 +323,158 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                     r = http("POST", s.base + path, body, dict(auth, **{"Content-Type": ctype}))
                     self.problem(r, 415, "unsupported_media_type")
                     self.assertIn("UTF-8", r.json["detail"])
+
+    def test_repeated_headers_are_refused(self):
+        # A header SMIS reads sent twice is refused, not served by the first
+        # of them (a proxy in front may have read the other): with inst-b's
+        # key first, the message would have gone out as inst-b's.
+        s = self.stack
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only"))
+        one = [("Authorization", "Bearer " + KEYS["inst-a"]), ("Content-Type", "application/json"),
+               ("Idempotency-Key", "twice-1")]
+
+        def post(headers):
+            conn = HTTPConnection("127.0.0.1", s.smisd_port, timeout=30)
+            try:
+                conn.putrequest("POST", "/v1/messages")
+                for k, v in headers + [("Content-Length", str(len(body)))]:
+                    conn.putheader(k, v)
+                conn.endheaders(body.encode())
+                r = conn.getresponse()
+                return check_conformance("POST", s.base + "/v1/messages",
+                                         Response(r.status, r.headers, r.read().decode()))
+            finally:
+                conn.close()
+        for name, second, status, code in (("Authorization", "Bearer " + KEYS["inst-b"], 401, "unauthorized"),
+                                           ("Content-Type", "text/plain", 415, "unsupported_media_type"),
+                                           ("Idempotency-Key", "twice-2", 400, "invalid_idempotency_key")):
+            with self.subTest(header=name):
+                r = post([(k, v) for k, v in one if k == name] + [(name, second)] + [x for x in one if x[0] != name])
+                self.problem(r, status, code)
+        # Even twice the same key: which one counted cannot be told.
+        r = post([one[0]] + one)
+        self.problem(r, 401, "unauthorized")
+        self.assertTrue(r.json["detail"].endswith("(duplicate_header)"), r.raw)
+        self.assertEqual(s.sim("ringring", "GET", "/_sim/requests").json, [])
+        self.assertEqual(post(one).status, 201)
+
+    def only_answer(self, method, path, raw):
+        """Send `raw` (a request, maybe more) on a new connection and read
+        until smisd closes it: its one answer, checked against the document
+        (and nothing after it)."""
+        with socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = b"".join(iter(lambda: sock.recv(4096), b""))
+        head, _, text = answer.decode().partition("\r\n\r\n")
+        self.assertTrue(head.startswith("HTTP/1.1 "), answer[:200])
+        self.assertNotIn("HTTP/1.1 ", text, "a second answer on the connection")
+        headers = email.message_from_string(head.partition("\r\n")[2])
+        return check_conformance(method, self.stack.base + path, Response(int(head[9:12]), headers, text))
+
+    def test_too_large_body_refused_before_100_continue(self):
+        # A client that waits for "100 Continue" is told 413 at once, and
+        # not asked for 10 MB that would be read only to be discarded: the
+        # answer, then the connection closed, without the body ever sent.
+        for path in ("/v1/messages", "/v1/recipients/keys"):
+            with self.subTest(path=path):
+                r = self.only_answer("POST", path, (
+                    "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 10000000\r\n"
+                    "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
+                self.problem(r, 413, "body_too_large")
+
+    def test_target_in_absolute_form(self):
+        # As a client configured with a proxy sends it: the same resource
+        # (RFC 9112 3.2.2: a server must accept the absolute form).
+        s = self.stack
+        msg_id = s.send(message(CITIZENS["no_app"], "sms_only")).json["id"]
+        for target, path in (("http://127.0.0.1:%d/v1/messages/%s" % (s.smisd_port, msg_id), "/v1/messages/" + msg_id),
+                             ("HTTP://127.0.0.1:%d/healthz?x=1" % s.smisd_port, "/healthz")):
+            with self.subTest(target=target):
+                r = self.only_answer("GET", path, (
+                    "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+                    % (target, KEYS["inst-a"])).encode())
+                self.assertEqual(r.status, 200, r.raw)
+        self.assertEqual(r.json["status"], "ok")
+        self.problem(self.only_answer("GET", "/nowhere", (
+            "GET http://127.0.0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").encode()), 404, "not_found")
+
+    def test_chunked_bodies_are_read_and_held_to_the_limit(self):
+        head = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                % KEYS["inst-a"]).encode()
+
+        def chunked(data, size):
+            return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size])
+                            for i in range(0, len(data), size)) + b"0\r\n\r\n"
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        self.assertEqual(self.only_answer("POST", "/v1/messages", head + chunked(body, 7)).status, 201)
+        # No Content-Length to refuse it by: counted as it arrives.
+        self.problem(self.only_answer("POST", "/v1/messages", head + chunked(b" " * 70000 + body, 8192)),
+                     413, "body_too_large")
+
+    def test_body_that_cannot_be_delimited_is_refused_and_the_connection_closed(self):
+        # Two Content-Lengths, or one with chunks: a proxy that framed the
+        # body the other way would have passed the rest on as a request of
+        # its own (request smuggling). Refused on any path, nothing read
+        # further on the connection (the GET behind it is not answered).
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        smuggled = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for method, path, framing, sent in (
+                ("POST", "/v1/messages", "Content-Length: %d\r\nContent-Length: 3\r\n" % len(body), body),
+                ("POST", "/v1/messages", "Content-Length: 3\r\nContent-Length: %d\r\n" % len(body), body),
+                ("POST", "/v1/messages", "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                 b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)),
+                ("GET", "/healthz", "Content-Length: 0\r\nContent-Length: 0\r\n", b""),
+                # Not one smisd can delimit: it was left waiting until the
+                # connection timed out, unanswered.
+                ("POST", "/v1/messages", "Transfer-Encoding: gzip\r\n", body)):
+            with self.subTest(path=path, framing=framing):
+                r = self.only_answer(method, path, (
+                    "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: application/json\r\n%s\r\n" % (method, path, KEYS["inst-a"], framing)).encode()
+                    + sent + smuggled)
+                self.problem(r, 400, "malformed_request")
+                self.assertEqual(r.headers["Connection"], "close")
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+
+    def test_message_path_head_query_and_pipelining(self):
+        s = self.stack
+        msg_id = s.send(message(CITIZENS["no_app"], "sms_only")).json["id"]
+        auth = {"Authorization": "Bearer " + KEYS["inst-a"]}
+        got = http("GET", s.base + "/v1/messages/" + msg_id, headers=auth)
+        # The id percent-encoded, or followed by a query, is the same message;
+        # a trailing slash or an encoded one is another path.
+        for path in ("/v1/messages/%%6D%s" % msg_id[1:], "/v1/messages/%s?fields=x" % msg_id):
+            with self.subTest(path=path):
+                self.assertEqual(http("GET", s.base + path, headers=auth).json, got.json)
+        for path in ("/v1/messages/%s/" % msg_id, "/v1/messages/%s%%2F" % msg_id):
+            with self.subTest(path=path):
+                self.problem(http("GET", s.base + path, headers=auth), 404, "not_found")
+        # HEAD: a GET's headers without its body; OPTIONS is not taken.
+        head = http("HEAD", s.base + "/v1/messages/" + msg_id, headers=auth)
+        self.assertEqual((head.status, head.raw, head.headers["Content-Length"]),
+                         (200, "", str(len(got.raw.encode()))))
+        for method in ("HEAD", "OPTIONS"):
+            with self.subTest(method=method):
+                r = http(method, s.base + "/v1/messages", headers=auth)
+                self.assertEqual((r.status, r.headers["Allow"]), (405, "POST"))
+        # Pipelined on one connection, a message between two reads: each
+        # answered, in order (the suspended POST holds the GET behind it).
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        get = ("GET /v1/messages/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n"
+               % (msg_id, KEYS["inst-a"])).encode()
+        post = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (KEYS["inst-a"], len(body))).encode()
+        with socket.create_connection(("127.0.0.1", s.smisd_port), timeout=30) as sock, \
+                sock.makefile("rb") as answers:
+            sock.sendall(get + post + body + get)
+            statuses = []
+            for _ in range(3):
+                status_line, _, head = b"".join(iter(answers.readline, b"\r\n")).decode().partition("\r\n")
+                statuses.append(int(status_line.split()[1]))
+                answers.read(int(email.message_from_string(head)["Content-Length"]))
+        self.assertEqual(statuses, [200, 201, 200])
 
     def test_keys_lookup_bad_inputs(self):
         s = self.stack

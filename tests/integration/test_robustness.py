@@ -19,11 +19,13 @@ not fit. Whatever comes in, smisd must answer with something documented:
 The generator is seeded (SMIS_ROBUSTNESS_SEED, SMIS_ROBUSTNESS_COUNT), so a
 failure names the request that caused it and can be replayed.
 """
+import contextlib
 import copy
 import email.message
 import json
 import os
 import random
+import resource
 import socket
 import sys
 import time
@@ -31,7 +33,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN,  # noqa: E402
-                     Response, StackTestCase, check_conformance, message)
+                     SLOW, Response, StackTestCase, check_conformance, message)
 from test_openapi import problem_codes, problem_statuses  # noqa: E402
 
 SEED = int(os.environ.get("SMIS_ROBUSTNESS_SEED", "20261203"))
@@ -306,7 +308,9 @@ class RandomRequests(StackTestCase):
     def test_oversized_request_heads_are_refused_before_smisd(self):
         # docs/openapi.yaml: request line and headers fit in 12 KiB, or the
         # HTTP layer answers 414 / 431 itself; smisd carries on.
-        self.stack.expect_log(r"Error processing request \(HTTP response code is (414|431)")  # MHD's
+        self.stack.expect_log(r"Error processing request \(HTTP response code is (400|413|414|431)",  # MHD's
+                              r"^Failed to parse `Content-Length' header",
+                              r"^Too large value of 'Content-Length' header")
         port = self.stack.smisd_port
         status, _, _ = raw_request(port, "GET", "/healthz", [("X-Big", "a" * 8000)], None)
         self.assertEqual(status, 200)
@@ -314,6 +318,11 @@ class RandomRequests(StackTestCase):
         self.assertEqual(status, 431)
         status, _, _ = raw_request(port, "GET", "/v1/messages/" + "x" * 20000, [], None)
         self.assertEqual(status, 414)
+        # A Content-Length that is no number, or past 64 bits: 400 and 413,
+        # from the same layer, with no request id.
+        for value, want in (("12abc", 400), ("99999999999999999999999", 413)):
+            status, hdrs, _ = raw_request(port, "POST", "/v1/messages", [("Content-Length", value)], None)
+            self.assertEqual((status, hdrs.get("x-request-id")), (want, None))
         status, _, _ = raw_request(port, "GET", "/healthz", [], None)
         self.assertEqual(status, 200)
 
@@ -361,6 +370,66 @@ class SlowClients(StackTestCase):
         self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 5)
         h = self.stack.sim("ringring", "GET", "/_sim/health")
         self.assertEqual(h.status, 200)
+
+
+class ConnectionLimit(StackTestCase):
+    """More clients than listen.max_connections (16: 8 per loop): those
+    past it wait in the listen backlog, and are served as idle ones are
+    dropped (connection_timeout_s), a few seconds here. (Once the limit had
+    been reached smisd accepted no connection again, ever.)"""
+    stack_kwargs = {"listen_extra": "max_connections = 16; connection_timeout_s = 1;"}
+
+    def clients_wait_and_are_served(self, n):
+        """n idle connections, then a request: answered once enough of
+        them have been dropped."""
+        idle = [socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10) for _ in range(n)]
+        try:
+            status, _, _ = raw_request(self.stack.smisd_port, "GET", "/healthz", [], None, timeout=15 * SLOW)
+            self.assertEqual(status, 200)
+        finally:
+            for s in idle:
+                s.close()
+
+    def test_clients_beyond_the_limit_wait_and_are_served(self):
+        self.clients_wait_and_are_served(48)
+        self.stack.wait_idle()
+
+    def test_clients_beyond_the_descriptor_limit_wait_and_are_served(self):
+        # The same past the process's descriptor limit, under the
+        # configured one: accept() fails (EMFILE), which libmicrohttpd
+        # logs, and smisd must accept again once descriptors are free.
+        self.stack.expect_log(r"^Error accepting connection: Too many open files",
+                              r"^Hit process or system resource limit")
+        with self.descriptors_left(8):
+            self.clients_wait_and_are_served(24)
+        self.stack.wait_idle()
+
+    def test_no_descriptor_left_does_not_flood_the_log(self):
+        # A loop without any connection whose accept() fails retries at once,
+        # and libmicrohttpd logs each failure: hundreds of thousands of
+        # lines in a few seconds. At most a few per second are written.
+        self.stack.expect_log(r"^Error accepting connection: Too many open files",
+                              r"^Hit process or system resource limit", r"^further libmicrohttpd messages")
+        with self.descriptors_left(0):
+            waiting = [socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10)
+                       for _ in range(4)]
+            time.sleep(0.5)
+        for s in waiting:
+            s.close()
+        self.assertEqual(raw_request(self.stack.smisd_port, "GET", "/healthz", [], None)[0], 200)
+        self.assertLess(self.stack.log_text().count("Too many open files"), 200)
+
+    @contextlib.contextmanager
+    def descriptors_left(self, n):
+        """smisd's RLIMIT_NOFILE lowered to n more than it has open, for
+        the length of the with block."""
+        pid = self.stack.smisd.pid
+        old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir("/proc/%d/fd" % pid)) + n, old[1]))
+        try:
+            yield
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
 
 
 if __name__ == "__main__":

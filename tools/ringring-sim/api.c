@@ -473,6 +473,14 @@ int sim_api(struct sim *sim, const char *method, const char *path, const char *b
 		r->latency_ms = f.hold_ms;
 		return sim_reply_text(r, 504, "text/plain", "");
 	}
+	if (f.active && f.shape == SIM_SHAPE_REDIRECT) {
+		atomic_fetch_add(&sim->stats.faulted, 1);
+		r->shape = f.shape;
+		r->location = path;
+		return sim_reply_text(r, 307, "text/html", "<html><body>Moved</body></html>");
+	}
+	if (f.active)
+		r->shape = f.shape;
 	if (f.active && f.garbage) {
 		atomic_fetch_add(&sim->stats.faulted, 1);
 		return sim_reply_text(r, f.http_status ? (unsigned)f.http_status : 200,

@@ -3,7 +3,8 @@
  * benchmarks to inject faults and to see what "RingRing" received.
  *
  *   POST   /_sim/reset     forget messages, DLRs, counters, faults, pending DLRs
- *   POST   /_sim/faults    replace the fault set (see struct sim_faults)
+ *   POST   /_sim/faults    replace the fault set (see struct sim_faults;
+ *                           "answer" names its enum sim_shape)
  *   GET    /_sim/faults    current fault set
  *   DELETE /_sim/faults    clear the fault set
  *   GET    /_sim/requests  accepted messages, oldest first (?limit=N&since=SEQ)
@@ -62,6 +63,7 @@ static struct json_object *faults_json(const struct sim_faults *f)
 	json_object_object_add(o, "dlr_status",
 			       f->dlr_status[0] ? json_object_new_string(f->dlr_status) : NULL);
 	json_object_object_add(o, "count", f->count >= 0 ? json_object_new_int64(f->count) : NULL);
+	json_object_object_add(o, "answer", json_object_new_string(sim_shape_name(f->shape)));
 	return o;
 }
 
@@ -139,6 +141,10 @@ static const char *faults_parse(const struct sim *sim, struct json_object *req, 
 			if (!get_long(v, 0, 999, &n))
 				return "dlr_status must be a StatusCode 0..999";
 			snprintf(f->dlr_status, sizeof(f->dlr_status), "%ld", n);
+		} else if (strcasecmp(key, "answer") == 0) {
+			if (!json_object_is_type(v, json_type_string) ||
+			    !sim_shape_parse(json_object_get_string(v), &f->shape))
+				return "answer must be plain, gzip, huge, drip, reset, http10 or redirect";
 		} else if (strcasecmp(key, "count") == 0) {
 			if (json_object_is_type(v, json_type_null))
 				continue;

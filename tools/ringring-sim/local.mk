@@ -10,6 +10,7 @@ tools_ringring_sim_ringring_sim_SOURCES = \
 	tools/ringring-sim/store.c \
 	tools/ringring-sim/delay.c \
 	tools/ringring-sim/dlr.c \
+	tools/ringring-sim/shape.c \
 	tools/ringring-sim/util.c
 tools_ringring_sim_ringring_sim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) \
 	$(OPENSSL_CFLAGS)

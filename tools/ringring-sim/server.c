@@ -69,7 +69,7 @@ static const char *get_arg(void *ctx, const char *name)
 	return s.value;
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, struct sim_req *rq)
+static enum MHD_Result send_reply(struct sim *sim, struct MHD_Connection *conn, struct sim_req *rq)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -78,12 +78,18 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct sim_req *r
 		dropping = true;
 		return MHD_NO; /* closes the connection without an answer */
 	}
-	resp = MHD_create_response_from_buffer(rq->reply.len, rq->reply.body ? rq->reply.body : "",
-					       rq->reply.body ? MHD_RESPMEM_MUST_FREE :
-								MHD_RESPMEM_PERSISTENT);
-	if (!resp)
-		return MHD_NO;
-	rq->reply.body = NULL; /* MHD frees it with the response */
+	if (rq->reply.shape != SIM_SHAPE_PLAIN && rq->reply.body) {
+		resp = sim_shape_response(sim, conn, &rq->reply);
+		if (!resp)
+			return MHD_NO;
+	} else {
+		resp = MHD_create_response_from_buffer(rq->reply.len, rq->reply.body ? rq->reply.body : "",
+						       rq->reply.body ? MHD_RESPMEM_MUST_FREE :
+									MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			return MHD_NO;
+		rq->reply.body = NULL; /* MHD frees it with the response */
+	}
 	if (rq->reply.content_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->reply.content_type);
 	ret = MHD_queue_response(conn, rq->reply.status, resp);
@@ -126,7 +132,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		return MHD_YES;
 	}
 	if (rq->phase == PHASE_HELD)
-		return send_reply(conn, rq);
+		return send_reply(sim, conn, rq);
 	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
@@ -165,7 +171,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			MHD_resume_connection(conn); /* shutting down: answer now */
 		return MHD_YES;
 	}
-	return send_reply(conn, rq);
+	return send_reply(sim, conn, rq);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -26,6 +26,18 @@ struct MHD_Connection;
 #define SIM_REFERENCE_MAX 100u
 #define SIM_ID_LEN 36 /* 8-4-4-4-12 hex, as a GUID */
 
+/* How an answer goes out (shape.c): as it is, or misbehaving at the HTTP
+ * level, for the tests of SMIS's upstream handling. */
+enum sim_shape {
+	SIM_SHAPE_PLAIN = 0,
+	SIM_SHAPE_GZIP,     /* Content-Encoding: gzip, though not asked for */
+	SIM_SHAPE_HUGE,     /* padded to 8 MiB */
+	SIM_SHAPE_DRIP,     /* one byte every 200 ms */
+	SIM_SHAPE_RESET,    /* half the body, then a TCP reset */
+	SIM_SHAPE_HTTP10,   /* HTTP/1.0, no Content-Length: ends with the connection */
+	SIM_SHAPE_REDIRECT, /* 307 to the same path, the request not processed */
+};
+
 /* What the next API requests suffer; set through POST /_sim/faults. */
 struct sim_faults {
 	bool active;
@@ -38,6 +50,7 @@ struct sim_faults {
 	long dlr_delay_ms;  /* -1 = the --dlr-delay-ms default */
 	char dlr_status[8]; /* "" = "200" */
 	long count;         /* requests left to affect, -1 = until reset */
+	enum sim_shape shape; /* "answer" */
 };
 
 struct sim_stats {
@@ -113,6 +126,8 @@ struct sim_reply {
 	const char *content_type;
 	long latency_ms; /* delay before answering */
 	bool drop;       /* never answer: hold for latency_ms, then close */
+	enum sim_shape shape;
+	const char *location; /* SIM_SHAPE_REDIRECT: the request's own path */
 };
 
 /* util.c */
@@ -181,6 +196,13 @@ int sim_dlr_schedule(struct sim_dlr *d, const struct sim_msg *m, const char *met
 void sim_dlr_reset(struct sim_dlr *d);
 size_t sim_dlr_pending(struct sim_dlr *d);
 void sim_dlr_free(struct sim_dlr *d);
+
+/* shape.c */
+bool sim_shape_parse(const char *name, enum sim_shape *out);
+const char *sim_shape_name(enum sim_shape s);
+/* The response for `r` in its shape (r->shape not PLAIN); takes r->body
+ * over on success. NULL when out of memory. */
+struct MHD_Response *sim_shape_response(struct sim *sim, struct MHD_Connection *conn, struct sim_reply *r);
 
 /* server.c */
 struct MHD_Daemon;
