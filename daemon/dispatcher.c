@@ -236,12 +236,15 @@ static int perform(struct smisd_job *job, struct smis_http_request *req)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "smisd/" PACKAGE_VERSION);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	/* Answers in any coding curl reads (gzip, deflate, ...) are decoded:
-	 * a server, or a proxy before it, may compress an answer that SMIS
-	 * did not ask to be compressed (RFC 9110 12.5.3), and a send read as
-	 * unusable would be retried or fall back although it went out. The
-	 * 1 MiB limit (on_body) applies to the decoded bytes. */
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	/* "Accept-Encoding: identity": upstream answers are a few hundred
+	 * bytes, and a compressed one would cost a zlib stream (tens of KiB)
+	 * per transfer in flight. Without the header a server, or a proxy
+	 * before it, may compress all the same (RFC 9110 12.5.3); setting it
+	 * also makes curl decode what comes compressed anyway (gzip, deflate),
+	 * so a send is not read as unusable, then retried or fallen back from,
+	 * although it went out. The 1 MiB limit (on_body) counts the decoded
+	 * bytes. */
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "identity");
 	/* Upstream answers are small; the default 16 KiB buffer per handle
 	 * would cost 16 MiB per thousand messages in flight. */
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);

@@ -184,8 +184,8 @@ class Fallbacks(StackTestCase):
                 ("drip", "temporary_failure", "upstream_timeout", 1),  # past timeout_ms
                 ("reset", "temporary_failure", "upstream_error", 1),
                 ("http10", "sent", None, 1),  # HTTP/1.0, ends with the connection
-                # A request without Accept-Encoding takes any coding (RFC
-                # 9110 12.5.3): the SMS went out, and must not be said failed.
+                # Compressed though smisd asks for identity: the SMS went
+                # out, and must not be said failed.
                 ("gzip", "sent", None, 1),
                 ("redirect", "temporary_failure", "upstream_bad_response", 0)):  # 307 not followed
             with self.subTest(shape=shape):
