@@ -44,10 +44,10 @@ tests_unit_test_request_LDFLAGS = -Wl,--wrap=realloc
 tests_unit_test_core_SOURCES = tests/unit/test_core.c
 tests_unit_test_core_CFLAGS = $(CORE_TEST_CFLAGS) $(SQLITE_CFLAGS)
 tests_unit_test_core_LDADD = $(CORE_TEST_LDADD) $(SQLITE_LIBS)
-# calloc(), realloc() and strdup() of the daemon's code go through the
-# test's __wrap_calloc, __wrap_realloc and __wrap_strdup, which can fail
+# malloc(), calloc(), realloc() and strdup() of the daemon's code go through the
+# test's __wrap_malloc, __wrap_calloc, __wrap_realloc and __wrap_strdup, which can fail
 # them as without memory (valgrind's allocator cannot be made to).
-tests_unit_test_core_LDFLAGS = -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=strdup
+tests_unit_test_core_LDFLAGS = -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=strdup
 tests_unit_test_json_writer_SOURCES = tests/unit/test_json_writer.c
 tests_unit_test_json_writer_CFLAGS = $(CORE_TEST_CFLAGS)
 tests_unit_test_json_writer_LDADD = $(CORE_TEST_LDADD)

@@ -29,18 +29,20 @@
 #include "store.h"
 #include "unstored.h"
 
-/* calloc(n, size) and realloc(p, size) of the linked daemon code
- * (-Wl,--wrap=calloc,--wrap=realloc) return NULL, as without memory,
- * once: for the call of `fn` after `skip` calls of it with the same
- * arguments (calloc: these n and size, size 0 matching any; realloc: n 1
- * and this size), so that each allocation can be made to fail in turn;
- * fn NULL: none. The test's own calls are counted too: arm it just
- * before the call under test. */
+/* malloc(size), calloc(n, size) and realloc(p, size) of the linked daemon
+ * code (-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc) return NULL, as
+ * without memory, once: for the call of `fn` after `skip` calls of it with
+ * the same arguments (calloc: these n and size, size 0 matching any;
+ * malloc and realloc: n 1 and this size), so that each allocation can be
+ * made to fail in turn; fn NULL: none. The test's own calls are counted
+ * too: arm it just before the call under test. */
 static struct {
 	const char *fn;
 	size_t n, size;
 	int skip;
 } alloc_fail;
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
@@ -53,6 +55,11 @@ static bool alloc_fails(const char *fn, size_t n, size_t size)
 		return false;
 	alloc_fail.fn = NULL;
 	return true;
+}
+
+void *__wrap_malloc(size_t size)
+{
+	return alloc_fails("malloc", 1, size) ? NULL : __real_malloc(size);
 }
 
 void *__wrap_calloc(size_t n, size_t size)
@@ -913,6 +920,28 @@ static void test_config_alloc_out_of_memory(void)
 	free(unloaded);
 }
 
+/* Out of memory for a setting's path made relative to the configuration
+ * file's folder (resolve_path's malloc, of the folder, '/', the path and
+ * its NUL): the load fails at the setting's line, as for its copy. */
+static void test_config_path_out_of_memory(void)
+{
+	char *ca = replace(base_conf, "{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
+			   "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = { ca_file = \"ca.pem\"; }; }");
+	char *issuers = replace(base_conf, "default_strategy = \"first_yes\"; } );\n",
+				"default_strategy = \"first_yes\"; } );\n"
+				"token_issuers = ( { issuer = \"i\"; audience = \"a\"; key_file = \"k.pem\"; } );\n");
+
+	expect_alloc_failure(base_conf, "malloc", 1, strlen(dir) + strlen("/plugins") + 1, 0,
+			     "bad.conf:1: out of memory");
+	expect_alloc_failure(base_conf, "malloc", 1, strlen(dir) + strlen("/x.db") + 1, 0,
+			     "bad.conf:2: out of memory");
+	expect_alloc_failure(ca, "malloc", 1, strlen(dir) + strlen("/ca.pem") + 1, 0, "bad.conf:8: out of memory");
+	expect_alloc_failure(issuers, "malloc", 1, strlen(dir) + strlen("/k.pem") + 1, 0,
+			     "bad.conf:36: out of memory");
+	free(ca);
+	free(issuers);
+}
+
 /* Without memory for a recipient's entry the message went through with
  * no per-recipient limit ("availability first"), while the institution's
  * limits refuse. Refused too now (a second's wait), logged once until an
@@ -1533,6 +1562,7 @@ int main(void)
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_add_test(s, "config: each calloc and realloc without memory is reported", test_config_alloc_out_of_memory);
+	CU_add_test(s, "config: a path without memory is reported", test_config_path_out_of_memory);
 	CU_add_test(s, "retention: a failed read is an error, logged once while it lasts", test_retention_read_fails);
 	CU_add_test(s, "retention: a failed prepare is logged once while it lasts", test_retention_prepare_fails);
 	CU_add_test(s, "retention: a failed BEGIN is logged as such", test_retention_begin_fails);
