@@ -877,6 +877,12 @@ void smisd_dispatcher_source_due(struct smisd_loop *lp)
 		wake(lp);
 }
 
+void smisd_dispatcher_source_due_at(int loop)
+{
+	if (loop >= 0 && loop < n_loops)
+		smisd_dispatcher_source_due(&loops[loop]);
+}
+
 void smisd_dispatcher_submit(struct smisd_job *job)
 {
 	struct smisd_loop *lp = L;

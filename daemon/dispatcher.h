@@ -36,6 +36,8 @@ int smisd_dispatcher_attach(int loop, const struct smisd_loop_source *src);
 /* Thread-safe: have loop `lp` run its source soon (MHD in external mode
  * must be run after a connection is resumed: nothing else tells it). */
 void smisd_dispatcher_source_due(struct smisd_loop *lp);
+/* The same for loop number `loop` (0 .. smisd_dispatcher_loops() - 1). */
+void smisd_dispatcher_source_due_at(int loop);
 /* Thread-safe: queue a job. On a loop thread it stays on that loop (no
  * wake-up needed); from elsewhere it goes to the next loop, woken. */
 void smisd_dispatcher_submit(struct smisd_job *job);

@@ -74,6 +74,15 @@ static const char *const route_names[] = { "none", "healthz", "send", "get_messa
 #define MAX_DAEMONS 64
 static struct MHD_Daemon *mhds[MAX_DAEMONS];
 static MHD_socket quiesced[MAX_DAEMONS];
+/* libmicrohttpd's external mode is not thread-safe: a daemon is quiesced
+ * by the loop that runs it (mhd_run), at the request of the main thread
+ * (smisd_http_quiesce), which waits until all of them are. quiesce_done
+ * is its loop's alone (then read after the loops are joined). */
+static atomic_bool quiesce_wanted;
+static bool quiesce_done[MAX_DAEMONS];
+static pthread_mutex_t quiesce_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t quiesce_cond = PTHREAD_COND_INITIALIZER;
+static int n_quiesced; /* daemons quiesced (quiesce_lock) */
 static int n_mhds;
 static atomic_int in_flight;
 static atomic_int max_in_flight = 8192;
@@ -1408,11 +1417,37 @@ static unsigned mhd_connections(struct MHD_Daemon *d)
 	return info ? info->num_connections : 0;
 }
 
+/* MHD hands the listening socket back and stops accepting on it. Left
+ * listening, the kernel would still complete handshakes into its backlog,
+ * and those clients would hang for the whole drain and be reset at exit;
+ * a load balancer must see "refused" at once and go elsewhere. shutdown()
+ * stops a listening socket on Linux (new connections are refused, queued
+ * ones reset) and, unlike close(), keeps the descriptor valid: its number
+ * must not be reused before MHD_stop_daemon(), after which we close it.
+ * Connections already accepted are served to the end. On daemon i's loop. */
+static void quiesce_on_loop(int i)
+{
+	quiesce_done[i] = true;
+	quiesced[i] = MHD_quiesce_daemon(mhds[i]);
+	if (quiesced[i] != MHD_INVALID_SOCKET && shutdown(quiesced[i], SHUT_RDWR) != 0)
+		smisd_log(SMIS_LOG_WARN, "http", NULL, "cannot stop listening: %s", strerror(errno));
+	pthread_mutex_lock(&quiesce_lock);
+	n_quiesced++;
+	pthread_cond_signal(&quiesce_cond);
+	pthread_mutex_unlock(&quiesce_lock);
+}
+
+/* A loop's source: `arg` is its daemon's place in mhds. */
 static void mhd_run(void *arg)
 {
-	unsigned before = mhd_connections(arg);
+	struct MHD_Daemon **d = arg;
+	int i = (int)(d - mhds);
+	unsigned before;
 
-	MHD_run(arg);
+	if (atomic_load(&quiesce_wanted) && !quiesce_done[i])
+		quiesce_on_loop(i);
+	before = mhd_connections(*d);
+	MHD_run(*d);
 	/* A run that begins at the connection limit, or after accept() failed
 	 * for want of descriptors (EMFILE), takes the listening socket out of
 	 * MHD's epoll set, and only a run that begins with room puts it back.
@@ -1420,14 +1455,15 @@ static void mhd_run(void *arg)
 	 * answered), after which no event may come for another (none is left
 	 * to send one): the clients in the backlog, and every new one, would
 	 * wait for ever. A run that closed some is followed by one more. */
-	if (mhd_connections(arg) < before)
-		MHD_run(arg);
+	if (mhd_connections(*d) < before)
+		MHD_run(*d);
 }
 
 static int64_t mhd_timeout(void *arg)
 {
+	struct MHD_Daemon **d = arg;
 	MHD_UNSIGNED_LONG_LONG ms;
-	if (MHD_get_timeout(arg, &ms) != MHD_YES)
+	if (MHD_get_timeout(*d, &ms) != MHD_YES)
 		return -1;
 	return ms > INT32_MAX ? INT32_MAX : (int64_t)ms;
 }
@@ -1535,6 +1571,7 @@ int smisd_http_start(const struct smisd_generation *g)
 
 		lfds[i] = -1; /* the daemon's from here on */
 		quiesced[i] = MHD_INVALID_SOCKET;
+		quiesce_done[i] = false;
 		mhds[i] = MHD_start_daemon(flags, (uint16_t)bound, NULL, NULL, on_request, NULL,
 					   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 					   MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -1552,7 +1589,7 @@ int smisd_http_start(const struct smisd_generation *g)
 		n_mhds = i + 1;
 		info = MHD_get_daemon_info(mhds[i], MHD_DAEMON_INFO_EPOLL_FD);
 		src = (struct smisd_loop_source){ .fd = info ? info->epoll_fd : -1, .run = mhd_run,
-						  .timeout_ms = mhd_timeout, .arg = mhds[i] };
+						  .timeout_ms = mhd_timeout, .arg = &mhds[i] };
 		if (src.fd < 0 || smisd_dispatcher_attach(i, &src) != 0) {
 			smisd_log(SMIS_LOG_ERROR, "http", NULL, "cannot attach the HTTP daemon to its loop");
 			goto fail;
@@ -1572,24 +1609,21 @@ fail:
 	return -1;
 }
 
+/* Once, with the loops running. MHD_quiesce_daemon() from this thread
+ * raced the loop inside MHD_run() on the same daemon (both change its
+ * listening state and epoll set, unlocked): each loop quiesces its own at
+ * its next turn, woken for it. Waited for, so that new connections are
+ * refused from the return on, as the drain's callers expect. */
 void smisd_http_quiesce(void)
 {
 	atomic_store(&shutting_down, 1);
-	/* MHD hands the listening sockets back and stops accepting on them. Left
-	 * listening, the kernel would still complete handshakes into their
-	 * backlogs, and those clients would hang for the whole drain and be reset
-	 * at exit; a load balancer must see "refused" at once and go elsewhere.
-	 * shutdown() stops a listening socket on Linux (new connections are
-	 * refused, queued ones reset) and, unlike close(), keeps the descriptor
-	 * valid: a loop thread may still be inside MHD_run() with it, and its
-	 * number must not be reused before MHD_stop_daemon(), after which we
-	 * close it. Connections already accepted are served to the end. */
+	atomic_store(&quiesce_wanted, true);
 	for (int i = 0; i < n_mhds; i++)
-		if (mhds[i] && quiesced[i] == MHD_INVALID_SOCKET) {
-			quiesced[i] = MHD_quiesce_daemon(mhds[i]);
-			if (quiesced[i] != MHD_INVALID_SOCKET && shutdown(quiesced[i], SHUT_RDWR) != 0)
-				smisd_log(SMIS_LOG_WARN, "http", NULL, "cannot stop listening: %s", strerror(errno));
-		}
+		smisd_dispatcher_source_due_at(i);
+	pthread_mutex_lock(&quiesce_lock);
+	while (n_quiesced < n_mhds)
+		pthread_cond_wait(&quiesce_cond, &quiesce_lock);
+	pthread_mutex_unlock(&quiesce_lock);
 }
 
 void smisd_http_leave_loops(void)
@@ -1626,6 +1660,8 @@ void smisd_http_stop(void)
 		quiesced[i] = MHD_INVALID_SOCKET;
 	}
 	n_mhds = 0;
+	n_quiesced = 0;
+	atomic_store(&quiesce_wanted, false);
 }
 
 int smisd_http_in_flight(void)

@@ -156,6 +156,16 @@ static bool failed_again(struct purge *p)
 	return false;
 }
 
+/* A failure that ends the call: logged (1, to count) unless it is the one
+ * that ended the last call again (0). */
+static int failed_first(struct purge *p)
+{
+	if (failed_again(p))
+		return 0;
+	smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", p->what, p->reason);
+	return 1;
+}
+
 /* A transaction got through (or was refused for its rows): the failure
  * that ended the calls before, if any, is over, and said so once. */
 static void failing_over(struct smisd_retention *r)
@@ -197,10 +207,10 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_rete
 	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM (SELECT id FROM messages WHERE id < ?1 AND id > ?2"
 				   " ORDER BY id LIMIT ?3)",
 			       -1, &p.sel, NULL) != SQLITE_OK)
-		goto failed;
+		goto prepare_failed;
 	for (int i = 0; i < 3; i++)
 		if (sqlite3_prepare_v2(db, purge_sql[i], -1, &p.del[i], NULL) != SQLITE_OK)
-			goto failed;
+			goto prepare_failed;
 	for (int round = 0; round < PURGE_ROUNDS; round++) {
 		int batch = r->batch, found = purge_batch(&p, gate);
 
@@ -209,11 +219,7 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_rete
 			if (refusal == FAILED) {
 				/* Only this transaction is undone; those
 				 * committed before it stay deleted, and counted. */
-				if (!failed_again(&p)) {
-					smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s failed: %s", p.what,
-						  p.reason);
-					++*errors;
-				}
+				*errors += failed_first(&p);
 				goto out;
 			}
 			failing_over(r);
@@ -236,8 +242,12 @@ out:
 	for (int i = 0; i < 3; i++)
 		sqlite3_finalize(p.del[i]);
 	return purged;
-failed:
-	smisd_log(SMIS_LOG_ERROR, "store", NULL, "retention: %s", sqlite3_errmsg(db));
-	++*errors;
+prepare_failed:
+	/* A schema that lacks what the statements name ("no such column")
+	 * fails them at every call, as a lock held does its transactions. */
+	p.what = "prepare";
+	p.rc = sqlite3_errcode(db);
+	snprintf(p.reason, sizeof(p.reason), "%s", sqlite3_errmsg(db));
+	*errors += failed_first(&p);
 	goto out;
 }

@@ -5,7 +5,8 @@
 TEST_PLUGIN_LDFLAGS = -module -avoid-version -shared -no-undefined -rpath /nowhere $(SAN_CFLAGS)
 check_LTLIBRARIES += tests/plugins/fakechan.la tests/plugins/badabi.la \
 	tests/plugins/missingop.la tests/plugins/nodesc.la tests/plugins/badstep.la \
-	tests/plugins/nomem_claim.la tests/plugins/norandom.la tests/plugins/slowresume.la
+	tests/plugins/nomem_claim.la tests/plugins/norandom.la tests/plugins/slowresume.la \
+	tests/plugins/loopquiesce.la
 tests_plugins_fakechan_la_SOURCES = tests/plugins/fakechan.c
 tests_plugins_fakechan_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
@@ -25,6 +26,9 @@ tests_plugins_norandom_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 # Nor this: preloaded by test_operations.py (GracefulStop).
 tests_plugins_slowresume_la_SOURCES = tests/plugins/slowresume.c
 tests_plugins_slowresume_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+# Nor this: preloaded by test_core_api.py (Draining).
+tests_plugins_loopquiesce_la_SOURCES = tests/plugins/loopquiesce.c
+tests_plugins_loopquiesce_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 
 CORE_TEST_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(LIBCONFIG_CFLAGS) \
 	-DSMIS_TEST_BUILDDIR='"$(abs_top_builddir)"'
@@ -44,10 +48,10 @@ tests_unit_test_request_LDFLAGS = -Wl,--wrap=realloc
 tests_unit_test_core_SOURCES = tests/unit/test_core.c
 tests_unit_test_core_CFLAGS = $(CORE_TEST_CFLAGS) $(SQLITE_CFLAGS)
 tests_unit_test_core_LDADD = $(CORE_TEST_LDADD) $(SQLITE_LIBS)
-# calloc(), realloc() and strdup() of the daemon's code go through the
-# test's __wrap_calloc, __wrap_realloc and __wrap_strdup, which can fail
+# malloc(), calloc(), realloc() and strdup() of the daemon's code go through the
+# test's __wrap_malloc, __wrap_calloc, __wrap_realloc and __wrap_strdup, which can fail
 # them as without memory (valgrind's allocator cannot be made to).
-tests_unit_test_core_LDFLAGS = -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=strdup
+tests_unit_test_core_LDFLAGS = -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=strdup
 tests_unit_test_json_writer_SOURCES = tests/unit/test_json_writer.c
 tests_unit_test_json_writer_CFLAGS = $(CORE_TEST_CFLAGS)
 tests_unit_test_json_writer_LDADD = $(CORE_TEST_LDADD)

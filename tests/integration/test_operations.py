@@ -1059,17 +1059,26 @@ class Retention(StackTestCase):
 
 
 class RetentionFails(StackTestCase):
-    """A retention purge that fails (here its read: a column renamed by
+    """A retention purge that fails (here its prepare: a column renamed by
     another process) is logged and counted, then tried again a second
     later; it was logged only, and a failed read of what to delete passed
-    for "nothing to delete" (unit test: test_core's retention test)."""
+    for "nothing to delete" (unit test: test_core's retention test). While
+    it lasts it is logged and counted once, not every second, and its end
+    is logged once."""
 
     def test_failed_purge_is_counted(self):
         s = self.stack
-        s.expect_log(r"^retention: no such column: id$", r"^poll failed: .*no such column")
+        errors = 'smis_store_errors_total{operation="retention"}'
+        s.expect_log(r"^retention: prepare failed: no such column: id$", r"^poll failed: .*no such column",
+                     r"^retention: prepare works again, after \d+ failed tries in ")
         with s.column_hidden("messages", "id"):
-            poll_until(lambda: (s.metric('smis_store_errors_total{operation="retention"}') or 0) >= 1, 10,
+            poll_until(lambda: (s.metric(errors) or 0) >= 1, 10,
                        lambda: "failed purge not counted: " + s.log_text()[-1500:])
+            time.sleep(ms(2500) / 1000)  # two more purges, at least
+            self.assertEqual(s.metric(errors), 1)
+        poll_until(lambda: "retention: prepare works again" in s.log_text(), 10,
+                   lambda: "end of the failure not logged: " + s.log_text()[-1500:])
+        self.assertEqual(s.log_text().count("retention: prepare failed"), 1)
 
 
 class OrphanReportsExpire(StackTestCase):

@@ -29,18 +29,20 @@
 #include "store.h"
 #include "unstored.h"
 
-/* calloc(n, size) and realloc(p, size) of the linked daemon code
- * (-Wl,--wrap=calloc,--wrap=realloc) return NULL, as without memory,
- * once: for the call of `fn` after `skip` calls of it with the same
- * arguments (calloc: these n and size, size 0 matching any; realloc: n 1
- * and this size), so that each allocation can be made to fail in turn;
- * fn NULL: none. The test's own calls are counted too: arm it just
- * before the call under test. */
+/* malloc(size), calloc(n, size) and realloc(p, size) of the linked daemon
+ * code (-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc) return NULL, as
+ * without memory, once: for the call of `fn` after `skip` calls of it with
+ * the same arguments (calloc: these n and size, size 0 matching any;
+ * malloc and realloc: n 1 and this size), so that each allocation can be
+ * made to fail in turn; fn NULL: none. The test's own calls are counted
+ * too: arm it just before the call under test. */
 static struct {
 	const char *fn;
 	size_t n, size;
 	int skip;
 } alloc_fail;
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
@@ -53,6 +55,11 @@ static bool alloc_fails(const char *fn, size_t n, size_t size)
 		return false;
 	alloc_fail.fn = NULL;
 	return true;
+}
+
+void *__wrap_malloc(size_t size)
+{
+	return alloc_fails("malloc", 1, size) ? NULL : __real_malloc(size);
 }
 
 void *__wrap_calloc(size_t n, size_t size)
@@ -913,6 +920,28 @@ static void test_config_alloc_out_of_memory(void)
 	free(unloaded);
 }
 
+/* Out of memory for a setting's path made relative to the configuration
+ * file's folder (resolve_path's malloc, of the folder, '/', the path and
+ * its NUL): the load fails at the setting's line, as for its copy. */
+static void test_config_path_out_of_memory(void)
+{
+	char *ca = replace(base_conf, "{ name = \"sms_ok\"; plugin = \"fakechan\"; }",
+			   "{ name = \"sms_ok\"; plugin = \"fakechan\"; http = { ca_file = \"ca.pem\"; }; }");
+	char *issuers = replace(base_conf, "default_strategy = \"first_yes\"; } );\n",
+				"default_strategy = \"first_yes\"; } );\n"
+				"token_issuers = ( { issuer = \"i\"; audience = \"a\"; key_file = \"k.pem\"; } );\n");
+
+	expect_alloc_failure(base_conf, "malloc", 1, strlen(dir) + strlen("/plugins") + 1, 0,
+			     "bad.conf:1: out of memory");
+	expect_alloc_failure(base_conf, "malloc", 1, strlen(dir) + strlen("/x.db") + 1, 0,
+			     "bad.conf:2: out of memory");
+	expect_alloc_failure(ca, "malloc", 1, strlen(dir) + strlen("/ca.pem") + 1, 0, "bad.conf:8: out of memory");
+	expect_alloc_failure(issuers, "malloc", 1, strlen(dir) + strlen("/k.pem") + 1, 0,
+			     "bad.conf:36: out of memory");
+	free(ca);
+	free(issuers);
+}
+
 /* Without memory for a recipient's entry the message went through with
  * no per-recipient limit ("availability first"), while the institution's
  * limits refuse. Refused too now (a second's wait), logged once until an
@@ -1020,6 +1049,17 @@ static sqlite3 *retention_db(const char *path)
 	return db;
 }
 
+/* retention_db() at `name` in the test folder (into `path`), then `sql`. */
+static sqlite3 *retention_db_then(char *path, size_t size, const char *name, const char *sql)
+{
+	sqlite3 *db;
+
+	snprintf(path, size, "%s/%s", dir, name);
+	db = retention_db(path);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
 /* `times` purges of db that delete nothing, each failing as the one before
  * it did: neither logged nor counted. */
 static void retention_fails_quietly(sqlite3 *db, pthread_mutex_t *gate, struct smisd_retention *r, int times)
@@ -1037,6 +1077,46 @@ static void retention_fails_quietly(sqlite3 *db, pthread_mutex_t *gate, struct s
 	}
 }
 
+/* A purge of db that deletes nothing and fails anew: logged (`said`) and
+ * counted once, then `quietly` more that fail as it did. */
+static void retention_fails(sqlite3 *db, pthread_mutex_t *gate, struct smisd_retention *r, const char *said,
+			    int quietly)
+{
+	char logged[4096];
+	bool more;
+	int failed;
+
+	capture_stderr();
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, gate, r, smisd_now_ms() + 60000, &more, &failed), 0);
+	CU_ASSERT_EQUAL(failed, 1);
+	captured_stderr(logged, sizeof(logged));
+	CU_ASSERT_TRUE(logged_has(logged, said));
+	retention_fails_quietly(db, gate, r, quietly);
+}
+
+/* The failure of `step` over (3 tries failed): the purge deletes
+ * retention_db's message, and says once that the step works again. */
+static void retention_works_again(sqlite3 *db, pthread_mutex_t *gate, struct smisd_retention *r, const char *step)
+{
+	char logged[4096], said[100];
+	const char *end;
+	bool more;
+	int failed;
+
+	capture_stderr();
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, gate, r, smisd_now_ms() + 60000, &more, &failed), 1);
+	CU_ASSERT_FALSE(failed);
+	CU_ASSERT_EQUAL(smisd_retention_purge(db, gate, r, smisd_now_ms() + 60000, &more, &failed), 0);
+	CU_ASSERT_FALSE(failed);
+	captured_stderr(logged, sizeof(logged));
+	snprintf(said, sizeof(said), "retention: %s works again, after 3 failed tries in ", step);
+	CU_ASSERT_TRUE(logged_has(logged, said));
+	snprintf(said, sizeof(said), "retention: %s failed", step);
+	CU_ASSERT_PTR_NULL(strstr(logged, said));
+	end = strstr(logged, "works again");
+	CU_ASSERT_PTR_NULL(end ? strstr(end + 1, "works again") : NULL); /* once */
+}
+
 /* A read that fails (the database locked by another connection: an
  * operator's shell in a transaction) is an error, logged and counted by
  * the store, not "nothing to delete". While it lasts it is logged and
@@ -1045,37 +1125,39 @@ static void retention_fails_quietly(sqlite3 *db, pthread_mutex_t *gate, struct s
 static void test_retention_read_fails(void)
 {
 	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
-	char path[300], logged[4096];
-	const char *end;
+	char path[300];
 	sqlite3 *db, *other = NULL;
 	struct smisd_retention r = { 0 };
-	bool more;
-	int failed;
 
 	snprintf(path, sizeof(path), "%s/retention.db", dir);
 	db = retention_db(path);
 	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &other), SQLITE_OK);
 	CU_ASSERT_EQUAL(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
-	capture_stderr();
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
-	CU_ASSERT_TRUE(failed);
-	captured_stderr(logged, sizeof(logged));
-	CU_ASSERT_TRUE(logged_has(logged, "retention: read failed: database is locked"));
+	retention_fails(db, &gate, &r, "retention: read failed: database is locked", 2);
 	CU_ASSERT_TRUE(sqlite3_get_autocommit(db)); /* no transaction left open */
-	retention_fails_quietly(db, &gate, &r, 2);
 	CU_ASSERT_EQUAL(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(other);
 	/* The lock gone, the message goes, and the end is said once. */
-	capture_stderr();
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 1);
-	CU_ASSERT_FALSE(failed);
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
-	CU_ASSERT_FALSE(failed);
-	captured_stderr(logged, sizeof(logged));
-	CU_ASSERT_TRUE(logged_has(logged, "retention: read works again, after 3 failed tries in "));
-	CU_ASSERT_PTR_NULL(strstr(logged, "retention: read failed"));
-	end = strstr(logged, "works again");
-	CU_ASSERT_PTR_NULL(end ? strstr(end + 1, "works again") : NULL); /* once */
+	retention_works_again(db, &gate, &r, "read");
+	sqlite3_close(db);
+	unlink(path);
+}
+
+/* A purge statement that cannot be prepared (a schema without the column
+ * it names) is logged and counted once while it lasts, as a lock is, not
+ * once a second, and its end once. */
+static void test_retention_prepare_fails(void)
+{
+	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	struct smisd_retention r = { 0 };
+	char path[300];
+	sqlite3 *db = retention_db_then(path, sizeof(path), "retention-prepare.db",
+					"DROP TABLE attempts; CREATE TABLE attempts (x);");
+
+	retention_fails(db, &gate, &r, "retention: prepare failed: no such column: message_id", 2);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE attempts; CREATE TABLE attempts (message_id TEXT);", NULL, NULL, NULL),
+			SQLITE_OK);
+	retention_works_again(db, &gate, &r, "prepare");
 	sqlite3_close(db);
 	unlink(path);
 }
@@ -1085,20 +1167,12 @@ static void test_retention_read_fails(void)
 static void test_retention_begin_fails(void)
 {
 	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
-	char path[300], logged[4096];
+	char path[300];
 	sqlite3 *db;
 	struct smisd_retention r = { 0 };
-	bool more;
-	int failed;
 
-	snprintf(path, sizeof(path), "%s/retention-begin.db", dir);
-	db = retention_db(path);
-	CU_ASSERT_EQUAL(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-	capture_stderr();
-	CU_ASSERT_EQUAL(smisd_retention_purge(db, &gate, &r, smisd_now_ms() + 60000, &more, &failed), 0);
-	CU_ASSERT_TRUE(failed);
-	captured_stderr(logged, sizeof(logged));
-	CU_ASSERT_TRUE(logged_has(logged, "retention: begin failed: cannot start a transaction within a transaction"));
+	db = retention_db_then(path, sizeof(path), "retention-begin.db", "BEGIN");
+	retention_fails(db, &gate, &r, "retention: begin failed: cannot start a transaction within a transaction", 0);
 	CU_ASSERT_TRUE(sqlite3_get_autocommit(db));
 	sqlite3_close(db);
 	unlink(path);
@@ -1488,7 +1562,9 @@ int main(void)
 	CU_add_test(s, "institution names are label values", test_institution_names);
 	CU_add_test(s, "metric updates past the series table are counted", test_metrics_dropped_series);
 	CU_add_test(s, "config: each calloc and realloc without memory is reported", test_config_alloc_out_of_memory);
+	CU_add_test(s, "config: a path without memory is reported", test_config_path_out_of_memory);
 	CU_add_test(s, "retention: a failed read is an error, logged once while it lasts", test_retention_read_fails);
+	CU_add_test(s, "retention: a failed prepare is logged once while it lasts", test_retention_prepare_fails);
 	CU_add_test(s, "retention: a failed BEGIN is logged as such", test_retention_begin_fails);
 	CU_add_test(s, "retention: a read failing for good is logged and counted once",
 		    test_retention_read_fails_for_good);
