@@ -5,7 +5,7 @@
 # run found to fail stays there, so the bug stays fixed).
 FUZZ_TARGETS = tests/fuzz/fuzz_request tests/fuzz/fuzz_html tests/fuzz/fuzz_sms \
 	tests/fuzz/fuzz_phone tests/fuzz/fuzz_jwt tests/fuzz/fuzz_jwks tests/fuzz/fuzz_ringring tests/fuzz/fuzz_govapp \
-	tests/fuzz/fuzz_config tests/fuzz/fuzz_json
+	tests/fuzz/fuzz_config tests/fuzz/fuzz_json tests/fuzz/fuzz_passthrough
 if FUZZING
 noinst_PROGRAMS += $(FUZZ_TARGETS)
 FUZZ_DRIVER_LINK = -fsanitize=fuzzer
@@ -22,7 +22,8 @@ FUZZ_DRIVER_LINK =
 FUZZ_MAIN_LIB = tests/fuzz/libfuzzreplay.la
 endif
 FUZZ_LDADD = $(FUZZ_MAIN_LIB) daemon/libsmisd.la lib/libsmisgsm7.la $(JSONC_LIBS) $(OPENSSL_LIBS)
-EXTRA_DIST += tests/fuzz/README.md tests/fuzz/corpus tests/fuzz/fuzz_common.h
+EXTRA_DIST += tests/fuzz/README.md tests/fuzz/corpus tests/fuzz/fuzz_common.h \
+	tests/fuzz/fuzz_json_parse.h
 # The channel plugin targets dlopen the built modules, as smisd does and as
 # their unit tests do (plugins/channels/*/local.mk), behind a fake core.
 FUZZ_CHANNEL_SOURCES = tests/fuzz/fuzz_channel.c tests/fuzz/fuzz_channel.h \
@@ -83,3 +84,10 @@ tests_fuzz_fuzz_json_SOURCES = tests/fuzz/fuzz_json.c
 tests_fuzz_fuzz_json_LDFLAGS = $(FUZZ_DRIVER_LINK)
 tests_fuzz_fuzz_json_LDADD = $(FUZZ_LDADD)
 tests_fuzz_fuzz_json_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+
+# What smis-encrypt links (tools/smis-encrypt/local.mk), with nothing of smisd.
+tests_fuzz_fuzz_passthrough_SOURCES = tests/fuzz/fuzz_passthrough.c
+tests_fuzz_fuzz_passthrough_LDFLAGS = $(FUZZ_DRIVER_LINK)
+tests_fuzz_fuzz_passthrough_LDADD = $(FUZZ_MAIN_LIB) lib/libsmispassthrough.la lib/libsmishpke.la \
+	$(JSONC_LIBS) $(OPENSSL_LIBS)
+tests_fuzz_fuzz_passthrough_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
