@@ -51,6 +51,9 @@ static struct json_object *pt_parse(const char *text)
 
 	if (!tok || len > SMIS_E2E_MAX_PT_LEN * 2)
 		goto out;
+	/* JSON is UTF-8 (RFC 8259), and the app reads the plaintext as such:
+	 * json-c would take other bytes and write them back as they are. */
+	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, text, (int)len);
 	/* Exactly one value: trailing bytes mean a truncated or glued body. */
 	if (o && (json_tokener_get_error(tok) != json_tokener_success ||

@@ -45,9 +45,9 @@
  *   *message_id: the id the envelopes are bound to, to send as
  *     `message_id` with them.
  * Errors (both outputs set to NULL when the pointers are not NULL):
- *   -EINVAL  a NULL argument, keys_json not such an answer (not JSON, no
- *            valid message_id, another suite, no devices array), or
- *            plaintext_json not such an object;
+ *   -EINVAL  a NULL argument, keys_json not such an answer (not JSON in
+ *            UTF-8, no valid message_id, another suite, no devices array),
+ *            or plaintext_json not such an object (or not UTF-8);
  *   -ENODEV  no device has a usable key (nothing can be sent to the app);
  *   -E2BIG   more than SMIS_PASSTHROUGH_MAX_ENVELOPES usable devices, or a
  *            plaintext over SMIS_E2E_MAX_PT_LEN;

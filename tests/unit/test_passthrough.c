@@ -228,6 +228,10 @@ static void test_plaintext_completion_and_checks(void)
 		"{\"content\":{\"nl\":\"text\"}}",
 		"{\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\"}}} trailing",
 		"not json",
+		/* Not UTF-8 (a Latin-1 body): the app could not read the
+		 * plaintext (found by fuzz_passthrough). */
+		"{\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"caf\xe9\"}}}",
+		"{\"content\":{\"nl\":{\"title\":\"\xc3\",\"body\":\"b\"}}}",
 	};
 
 	device_make(&d, "only");
