@@ -5,7 +5,7 @@
 # run found to fail stays there, so the bug stays fixed).
 FUZZ_TARGETS = tests/fuzz/fuzz_request tests/fuzz/fuzz_html tests/fuzz/fuzz_sms \
 	tests/fuzz/fuzz_phone tests/fuzz/fuzz_jwt tests/fuzz/fuzz_jwks tests/fuzz/fuzz_ringring tests/fuzz/fuzz_govapp \
-	tests/fuzz/fuzz_config tests/fuzz/fuzz_json tests/fuzz/fuzz_passthrough
+	tests/fuzz/fuzz_config tests/fuzz/fuzz_json tests/fuzz/fuzz_passthrough tests/fuzz/fuzz_answer
 if FUZZING
 noinst_PROGRAMS += $(FUZZ_TARGETS)
 FUZZ_DRIVER_LINK = -fsanitize=fuzzer
@@ -91,3 +91,11 @@ tests_fuzz_fuzz_passthrough_LDFLAGS = $(FUZZ_DRIVER_LINK)
 tests_fuzz_fuzz_passthrough_LDADD = $(FUZZ_MAIN_LIB) lib/libsmispassthrough.la lib/libsmishpke.la \
 	$(JSONC_LIBS) $(OPENSSL_LIBS)
 tests_fuzz_fuzz_passthrough_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
+
+# What smisctl and smis-encrypt show of an answer (tools/common/local.mk).
+tests_fuzz_fuzz_answer_SOURCES = tests/fuzz/fuzz_answer.c
+tests_fuzz_fuzz_answer_LDFLAGS = $(FUZZ_DRIVER_LINK)
+tests_fuzz_fuzz_answer_LDADD = $(FUZZ_MAIN_LIB) tools/common/libsmisapiclient.la \
+	$(CURL_LIBS) $(JSONC_LIBS)
+tests_fuzz_fuzz_answer_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common
+tests_fuzz_fuzz_answer_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS)
