@@ -364,7 +364,10 @@ json_object *smis_api_answer_json(const struct smis_api_answer *a)
 
 /* JSON text as json-c writes it, but the C1 controls (U+0080-U+009F), which
  * json-c leaves raw as JSON allows and a terminal acts on (U+009B is a CSI),
- * as their \u escapes: the same JSON. json-c escapes the rest itself. */
+ * as their \u escapes: the same JSON. And each byte that is no UTF-8 (json-c
+ * reads and writes any byte in a string: a lone 0x9B is a CSI to some
+ * terminals) as U+FFFD, as smisd writes its own answers. json-c escapes the
+ * rest itself. */
 static void print_json(FILE *f, const char *text)
 {
 	size_t used;
@@ -373,10 +376,10 @@ static void print_json(FILE *f, const char *text)
 		char esc[7];
 
 		used = 1;
-		if ((unsigned char)*text == 0xc2 && smisd_json_escape_char(text, esc, &used) > 0)
+		if ((unsigned char)*text >= 0x80 && smisd_json_escape_char(text, esc, &used) > 0)
 			fputs(esc, f);
 		else
-			fputc(*text, f);
+			fwrite(text, 1, used, f);
 	}
 }
 
