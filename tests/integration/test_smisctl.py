@@ -379,7 +379,8 @@ class ForeignAnswer(http_server.BaseHTTPRequestHandler):
 class ForeignAnswers(unittest.TestCase):
     """What smisctl prints of an answer goes to a terminal: whatever the
     server sent, no control character reaches it, nor a byte that is no
-    UTF-8 (fuzz_answer found a lone 0x9B in a JSON string printed raw)."""
+    UTF-8 (fuzz_answer found a lone 0x9B in a JSON string printed raw, and
+    a body that is not JSON printed raw whole)."""
 
     def setUp(self):
         self.server = http_server.HTTPServer(("127.0.0.1", 0), ForeignAnswer)
@@ -397,6 +398,12 @@ class ForeignAnswers(unittest.TestCase):
     def assert_shown_safely(self, out):
         text = out.decode("utf-8")  # fails on a byte that is no UTF-8
         self.assertEqual([c for c in text if c != "\n" and (ord(c) < 0x20 or 0x80 <= ord(c) <= 0x9f)], [])
+
+    def test_a_body_that_is_not_json(self):
+        r = self.status((502, "text/html", b"<h1>Bad gateway</h1>\r\n\x1b]0;owned\x07\x1b[2J caf\xc3\xa9 \x9b\r\n"))
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assert_shown_safely(r.stdout)
+        self.assertEqual(r.stdout.decode(), "<h1>Bad gateway</h1>\n?]0;owned??[2J caf\u00e9 ?\n")
 
     def test_a_json_string_that_is_not_utf8(self):
         r = self.status((200, "application/json", b'{"id":"msg_1","device":"nl\x9b[2J\xc2\x9bx\xff"}'))

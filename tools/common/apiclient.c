@@ -383,14 +383,35 @@ static void print_json(FILE *f, const char *text)
 	}
 }
 
+/* A body that is not JSON (a proxy's error page, whatever listens at the
+ * URL): each line as smisd_text_shown shows it, so that no control
+ * character in it reaches the terminal. */
+static void print_text(FILE *f, const char *text)
+{
+	while (*text) {
+		size_t n = strcspn(text, "\n"), shown = n;
+		char *line;
+
+		if (shown > 0 && text[shown - 1] == '\r')
+			shown--;
+		line = strndup(text, shown);
+		if (line)
+			smis_api_print_safe(f, line, true);
+		free(line);
+		fputc('\n', f);
+		text += n + (text[n] == '\n');
+	}
+}
+
 void smis_api_print_answer(const struct smis_api_answer *a, json_object *o)
 {
 	if (o) {
 		print_json(stdout, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
 		putchar('\n');
-	} else if (a->len)
-		printf("%s\n", a->body);
+	} else if (a->len) {
+		print_text(stdout, a->body);
+	}
 	fflush(stdout);
 }
 
