@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -33,28 +34,60 @@ int smisd_log_level_parse(const char *s)
 	return -1;
 }
 
-/* Append `s` JSON-escaped to buf at *pos, never past cap - 1. The line
- * goes to a terminal as often as to a collector: no control character, C1
- * included, is left raw in it. Nor is a byte that is not part of a
- * well-formed UTF-8 character (a plugin's or an upstream's text, a "%.40s"
- * cut inside a character): it would make the whole line invalid UTF-8,
- * which a collector may drop; it is written as U+FFFD, as a decoder shows
- * it. smisd_json_escape_char does both, as for the API's answers. */
-static void json_escape_into(char *buf, size_t cap, size_t *pos, const char *s)
-{
-	size_t used;
+/* A log line being written. Every member is a JSON string, so the line
+ * is always inside one: cut anywhere between two whole pieces, it still
+ * ends well with '"}' and its newline, for which room is always kept. A
+ * piece that does not fit (an escape, a character) is left out whole, and
+ * so is the rest of its member, so that no cut ever splits an escape or a
+ * character (a lone backslash before the closing quote, "\u00", half of a
+ * UTF-8 character: a line no collector reads). */
+#define LINE_CAP 2048
+#define LINE_END "\"}\n"
+/* What the component, the request id and the message id each take at most,
+ * escaped (names and ids, far shorter): the line keeps room for `msg`. */
+#define LABEL_MAX 256
+struct line {
+	char buf[LINE_CAP];
+	size_t pos;
+};
 
-	for (; *s && *pos + 7 < cap; s += used) {
+static bool line_put(struct line *l, const char *s, size_t n, size_t end)
+{
+	if (l->pos + n > end)
+		return false;
+	memcpy(l->buf + l->pos, s, n);
+	l->pos += n;
+	return true;
+}
+
+/* Append `s` JSON-escaped, up to `max` bytes. The line goes to a terminal
+ * as often as to a collector: no control character, C1 included, is left
+ * raw in it. Nor is a byte that is not part of a well-formed UTF-8
+ * character (a plugin's or an upstream's text, a "%.40s" cut inside a
+ * character): it would make the whole line invalid UTF-8, which a
+ * collector may drop; it is written as U+FFFD, as a decoder shows it.
+ * smisd_json_escape_char does both, as for the API's answers. */
+static void line_put_escaped(struct line *l, const char *s, size_t max)
+{
+	size_t used, end = sizeof(l->buf) - strlen(LINE_END);
+
+	if (l->pos + max < end)
+		end = l->pos + max;
+	for (; *s; s += used) {
 		char esc[7];
 		size_t n = smisd_json_escape_char(s, esc, &used);
-		if (n > 0) {
-			memcpy(buf + *pos, esc, n);
-			*pos += n;
-		} else {
-			memcpy(buf + *pos, s, used);
-			*pos += used;
-		}
+
+		if (!line_put(l, n > 0 ? esc : s, n > 0 ? n : used, end))
+			return;
 	}
+}
+
+/* `","key":"` (key a literal) then value escaped: the label members come
+ * before `msg`, so there is always room for them. */
+static void line_put_member(struct line *l, const char *key, const char *value, size_t max)
+{
+	l->pos += (size_t)snprintf(l->buf + l->pos, sizeof(l->buf) - l->pos, "\",\"%s\":\"", key);
+	line_put_escaped(l, value, max);
 }
 
 static void logv_full(enum smis_log_level level, const char *component, const char *request_id,
@@ -79,9 +112,8 @@ static void __attribute__((format(printf, 5, 0)))
 logv_full(enum smis_log_level level, const char *component, const char *request_id,
 	  const char *msg_id, const char *fmt, va_list ap)
 {
-	char text[1024];
-	char line[2048];
-	size_t pos = 0;
+	char text[1024], stamp[32];
+	struct line l = { .pos = 0 };
 	struct timespec ts;
 	struct tm tm;
 
@@ -90,27 +122,18 @@ logv_full(enum smis_log_level level, const char *component, const char *request_
 	vsnprintf(text, sizeof(text), fmt, ap);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	pos += strftime(line, sizeof(line), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
-	pos += (size_t)snprintf(line + pos, sizeof(line) - pos,
-				".%03ldZ\",\"level\":\"%s\",\"component\":\"",
-				ts.tv_nsec / 1000000L, level_names[level & 3]);
-	json_escape_into(line, sizeof(line), &pos, component ? component : "smisd");
-	if (request_id) {
-		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"request_id\":\"");
-		json_escape_into(line, sizeof(line), &pos, request_id);
-	}
-	if (msg_id) {
-		pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"message_id\":\"");
-		json_escape_into(line, sizeof(line), &pos, msg_id);
-	}
-	pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"msg\":\"");
-	json_escape_into(line, sizeof(line), &pos, text);
-	if (pos > sizeof(line) - 4)
-		pos = sizeof(line) - 4;
-	line[pos++] = '"';
-	line[pos++] = '}';
-	line[pos++] = '\n';
-	if (write(STDERR_FILENO, line, pos) < 0) {
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	l.pos = (size_t)snprintf(l.buf, sizeof(l.buf), "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"component\":\"",
+				 stamp, ts.tv_nsec / 1000000L, level_names[level & 3]);
+	line_put_escaped(&l, component ? component : "smisd", LABEL_MAX);
+	if (request_id)
+		line_put_member(&l, "request_id", request_id, LABEL_MAX);
+	if (msg_id)
+		line_put_member(&l, "message_id", msg_id, LABEL_MAX);
+	line_put_member(&l, "msg", text, sizeof(l.buf));
+	memcpy(l.buf + l.pos, LINE_END, strlen(LINE_END));
+	l.pos += strlen(LINE_END);
+	if (write(STDERR_FILENO, l.buf, l.pos) < 0) {
 		/* Nowhere left to report a failing stderr. */
 	}
 }

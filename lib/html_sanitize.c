@@ -186,32 +186,54 @@ static int check_input(const unsigned char *s, size_t len)
 }
 
 /*
- * `s` itself when it is well-formed UTF-8, else a copy in `tmp` with each
- * ill-formed byte replaced by U+FFFD. The input was checked, but gumbo
- * 0.10.1 makes ill-formed UTF-8 out of a hexadecimal character reference
- * too large for its counter ("&#xCCCCCCCC6;" becomes the lone byte 0xC6;
- * the decimal ones become U+FFFD, as HTML5 says): found by
- * tests/fuzz/fuzz_html. Returns NULL when out of memory.
+ * Length of the character at s when the output may keep it as it is: it
+ * is well-formed UTF-8 and no noncharacter (U+FDD0 to U+FDEF, U+xFFFE,
+ * U+xFFFF). gumbo turns a noncharacter into U+FFFD when it reads one raw,
+ * but keeps one a character reference names ("&#1114111;"), so that kept,
+ * the output would change on a second pass (found by tests/fuzz/fuzz_html).
+ * 0 otherwise.
+ */
+static size_t kept_char_len(const char *s, size_t n)
+{
+	uint32_t cp;
+	size_t l = smis_utf8_decode(s, n, &cp);
+
+	if (l == 0 || (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe)
+		return 0;
+	return l;
+}
+
+/*
+ * `s` itself when every character of it is kept as it is (kept_char_len),
+ * else a copy in `tmp` with each other one, or each ill-formed byte,
+ * replaced by U+FFFD. The input was checked, but gumbo 0.10.1 makes
+ * ill-formed UTF-8 out of a hexadecimal character reference too large for
+ * its counter ("&#xCCCCCCCC6;" becomes the lone byte 0xC6; the decimal
+ * ones become U+FFFD, as HTML5 says): found by tests/fuzz/fuzz_html.
+ * Returns NULL when out of memory.
  */
 static const char *utf8_repaired(const char *s, struct sbuf *tmp)
 {
 	size_t n = strlen(s), i = 0, l, start;
 
-	while (i < n && (l = smis_utf8_char_len(s + i, n - i)) > 0)
+	while (i < n && (l = kept_char_len(s + i, n - i)) > 0)
 		i += l;
 	if (i == n)
 		return s;
 	tmp->len = 0;
 	start = 0;
 	while (i < n) {
-		l = smis_utf8_char_len(s + i, n - i);
+		l = kept_char_len(s + i, n - i);
 		if (l > 0) {
 			i += l;
 			continue;
 		}
+		/* A noncharacter is replaced whole, an ill-formed byte alone. */
+		l = smis_utf8_char_len(s + i, n - i);
 		sbuf_add(tmp, s + start, i - start);
 		sbuf_adds(tmp, "\xef\xbf\xbd");
-		start = ++i;
+		i += l > 0 ? l : 1;
+		start = i;
 	}
 	sbuf_add(tmp, s + start, n - start);
 	return tmp->oom ? NULL : tmp->p;

@@ -51,6 +51,9 @@ static struct json_object *pt_parse(const char *text)
 
 	if (!tok || len > SMIS_E2E_MAX_PT_LEN * 2)
 		goto out;
+	/* JSON is UTF-8 (RFC 8259), and the app reads the plaintext as such:
+	 * json-c would take other bytes and write them back as they are. */
+	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, text, (int)len);
 	/* Exactly one value: trailing bytes mean a truncated or glued body. */
 	if (o && (json_tokener_get_error(tok) != json_tokener_success ||
@@ -150,11 +153,13 @@ out:
 	return rc;
 }
 
-/* True when devs[0..i) already holds device_id. */
-static bool pt_seen(struct json_object *devs, size_t i, const char *device_id)
+/* True when envs already holds an envelope for device_id. Only sealed
+ * devices count: an earlier entry of the same id that was skipped (no
+ * usable key) must not hide a later one that has a key. */
+static bool pt_sealed(struct json_object *envs, const char *device_id)
 {
-	for (size_t j = 0; j < i; j++) {
-		const char *other = pt_string(json_object_array_get_idx(devs, j), "device_id");
+	for (size_t j = 0; j < json_object_array_length(envs); j++) {
+		const char *other = pt_string(json_object_array_get_idx(envs, j), "device_id");
 
 		if (other && strcmp(other, device_id) == 0)
 			return true;
@@ -214,7 +219,7 @@ int smis_passthrough_seal(const char *keys_json, const char *plaintext_json, cha
 		const char *alg = pt_string(d, "key_alg");
 		int r;
 
-		if (!id || !id[0] || !pk || (alg && strcmp(alg, PT_KEY_ALG) != 0) || pt_seen(devs, i, id) ||
+		if (!id || !id[0] || !pk || (alg && strcmp(alg, PT_KEY_ALG) != 0) || pt_sealed(envs, id) ||
 		    smis_e2e_check_public_key(pk) < 0)
 			continue;
 		if (json_object_array_length(envs) == SMIS_PASSTHROUGH_MAX_ENVELOPES) {

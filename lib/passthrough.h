@@ -26,7 +26,8 @@
  *   "device_id","public_key","key_alg"}],...}. `encryption` must be
  *   SMIS_E2E_SUITE. Devices whose `key_alg` is not "X25519" (absent means
  *   X25519) or whose key is not a usable X25519 public key are skipped, as
- *   SMIS itself does; a device id seen twice is sealed once.
+ *   SMIS itself does; a device id seen twice is sealed once, with its
+ *   first usable key.
  * plaintext_json (borrowed for the call): a JSON object, the envelope
  *   plaintext of docs/e2e-format.md section 7: {"v":1,"message_id":...,
  *   "content":{"<lang>":{"title","body","body_text","format"}}}. `v` and
@@ -44,9 +45,9 @@
  *   *message_id: the id the envelopes are bound to, to send as
  *     `message_id` with them.
  * Errors (both outputs set to NULL when the pointers are not NULL):
- *   -EINVAL  a NULL argument, keys_json not such an answer (not JSON, no
- *            valid message_id, another suite, no devices array), or
- *            plaintext_json not such an object;
+ *   -EINVAL  a NULL argument, keys_json not such an answer (not JSON in
+ *            UTF-8, no valid message_id, another suite, no devices array),
+ *            or plaintext_json not such an object (or not UTF-8);
  *   -ENODEV  no device has a usable key (nothing can be sent to the app);
  *   -E2BIG   more than SMIS_PASSTHROUGH_MAX_ENVELOPES usable devices, or a
  *            plaintext over SMIS_E2E_MAX_PT_LEN;

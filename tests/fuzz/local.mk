@@ -5,7 +5,7 @@
 # run found to fail stays there, so the bug stays fixed).
 FUZZ_TARGETS = tests/fuzz/fuzz_request tests/fuzz/fuzz_html tests/fuzz/fuzz_sms \
 	tests/fuzz/fuzz_phone tests/fuzz/fuzz_jwt tests/fuzz/fuzz_jwks tests/fuzz/fuzz_ringring tests/fuzz/fuzz_govapp \
-	tests/fuzz/fuzz_config
+	tests/fuzz/fuzz_config tests/fuzz/fuzz_json tests/fuzz/fuzz_passthrough tests/fuzz/fuzz_answer
 if FUZZING
 noinst_PROGRAMS += $(FUZZ_TARGETS)
 FUZZ_DRIVER_LINK = -fsanitize=fuzzer
@@ -22,7 +22,8 @@ FUZZ_DRIVER_LINK =
 FUZZ_MAIN_LIB = tests/fuzz/libfuzzreplay.la
 endif
 FUZZ_LDADD = $(FUZZ_MAIN_LIB) daemon/libsmisd.la lib/libsmisgsm7.la $(JSONC_LIBS) $(OPENSSL_LIBS)
-EXTRA_DIST += tests/fuzz/README.md tests/fuzz/corpus tests/fuzz/fuzz_common.h
+EXTRA_DIST += tests/fuzz/README.md tests/fuzz/corpus tests/fuzz/fuzz_common.h \
+	tests/fuzz/fuzz_json_parse.h
 # The channel plugin targets dlopen the built modules, as smisd does and as
 # their unit tests do (plugins/channels/*/local.mk), behind a fake core.
 FUZZ_CHANNEL_SOURCES = tests/fuzz/fuzz_channel.c tests/fuzz/fuzz_channel.h \
@@ -78,3 +79,23 @@ tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_DRIVER_LINK)
 tests_fuzz_fuzz_config_LDADD = $(FUZZ_LDADD)
 tests_fuzz_fuzz_config_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_PLUGIN_DIR='"$(abs_top_builddir)/plugin-dir"'
 EXTRA_tests_fuzz_fuzz_config_DEPENDENCIES = plugin-dir-stamp
+
+tests_fuzz_fuzz_json_SOURCES = tests/fuzz/fuzz_json.c
+tests_fuzz_fuzz_json_LDFLAGS = $(FUZZ_DRIVER_LINK)
+tests_fuzz_fuzz_json_LDADD = $(FUZZ_LDADD)
+tests_fuzz_fuzz_json_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+
+# What smis-encrypt links (tools/smis-encrypt/local.mk), with nothing of smisd.
+tests_fuzz_fuzz_passthrough_SOURCES = tests/fuzz/fuzz_passthrough.c
+tests_fuzz_fuzz_passthrough_LDFLAGS = $(FUZZ_DRIVER_LINK)
+tests_fuzz_fuzz_passthrough_LDADD = $(FUZZ_MAIN_LIB) lib/libsmispassthrough.la lib/libsmishpke.la \
+	$(JSONC_LIBS) $(OPENSSL_LIBS)
+tests_fuzz_fuzz_passthrough_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
+
+# What smisctl and smis-encrypt show of an answer (tools/common/local.mk).
+tests_fuzz_fuzz_answer_SOURCES = tests/fuzz/fuzz_answer.c
+tests_fuzz_fuzz_answer_LDFLAGS = $(FUZZ_DRIVER_LINK)
+tests_fuzz_fuzz_answer_LDADD = $(FUZZ_MAIN_LIB) tools/common/libsmisapiclient.la \
+	$(CURL_LIBS) $(JSONC_LIBS)
+tests_fuzz_fuzz_answer_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common
+tests_fuzz_fuzz_answer_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS)

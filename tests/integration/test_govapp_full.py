@@ -31,6 +31,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import urllib.parse
@@ -402,6 +403,13 @@ class EndToEnd(GovAppCase):
         self.encrypt("--title", "t", "--body", "b", check=2)
         self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", check=2)
         self.encrypt("--to", CITIZENS["app_fr"], "--html", "--title", "t", "--body", "<script>x</script>", check=2)
+        # A body that is not UTF-8 (a Latin-1 file) is not sealed: the app
+        # could not read the plaintext.
+        with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+            f.write(b"Caf\xe9 5151")
+            f.flush()
+            p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body-file", f.name, check=3)
+        self.assertIn("not UTF-8", p.stderr)
         self.assertIn("Usage:", self.encrypt("--help", check=0).stdout)
         self.assertEqual(len(self.sends()), 0)
 

@@ -7,6 +7,7 @@ the contract (smisctl(1)): 0 ok, 1 failed / negative, 2 usage, 3 error.
 """
 import base64
 import hashlib
+import http.server as http_server
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -25,9 +27,9 @@ SMISD = os.path.join(BUILD, "smisd")
 TEST_PLUGINS = os.path.join(BUILD, "tests/plugins/.libs")
 
 
-def smisctl(*args, stdin=None, env_extra=None, exe=SMISCTL):
+def smisctl(*args, stdin=None, env_extra=None, exe=SMISCTL, text=True):
     """Run smisctl (under valgrind when the build has it); return the
-    CompletedProcess with text stdout/stderr."""
+    CompletedProcess with text stdout/stderr (bytes when text is False)."""
     argv = [exe] + list(args)
     if os.environ.get("VALGRIND") and not os.environ.get("SMIS_NO_VALGRIND"):
         argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
@@ -35,7 +37,7 @@ def smisctl(*args, stdin=None, env_extra=None, exe=SMISCTL):
     env = dict(os.environ)
     env.pop("SMIS_API_KEY", None)
     env.update(env_extra or {})
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=180)
+    return subprocess.run(argv, input=stdin, capture_output=True, text=text, env=env, timeout=180)
 
 
 def sim_requests(stack, which):
@@ -356,6 +358,58 @@ class Plugins(unittest.TestCase):
         r = smisctl("plugins", "-c", self.conf)
         self.assertEqual(r.returncode, 1)
         self.assertIn(self.conf + ":1:", r.stderr)
+
+
+class ForeignAnswer(http_server.BaseHTTPRequestHandler):
+    """Whatever may listen at --url instead of smisd: answers every GET with
+    the server's `answers[path]`, (status, content type, body bytes)."""
+
+    def do_GET(self):
+        status, ctype, body = self.server.answers[self.path]
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class ForeignAnswers(unittest.TestCase):
+    """What smisctl prints of an answer goes to a terminal: whatever the
+    server sent, no control character reaches it, nor a byte that is no
+    UTF-8 (fuzz_answer found a lone 0x9B in a JSON string printed raw, and
+    a body that is not JSON printed raw whole)."""
+
+    def setUp(self):
+        self.server = http_server.HTTPServer(("127.0.0.1", 0), ForeignAnswer)
+        self.server.answers = {}
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.addCleanup(self.server.server_close)
+        self.addCleanup(self.server.shutdown)
+
+    def status(self, answer):
+        path = "/v1/messages/msg_01J2Z8Q4XK7M3N5P9R2T6V8W0X"
+        self.server.answers[path] = answer
+        return smisctl("status", "--url", "http://127.0.0.1:%d" % self.server.server_port, path.split("/")[-1],
+                       env_extra={"SMIS_API_KEY": KEYS["inst-a"]}, text=False)
+
+    def assert_shown_safely(self, out):
+        text = out.decode("utf-8")  # fails on a byte that is no UTF-8
+        self.assertEqual([c for c in text if c != "\n" and (ord(c) < 0x20 or 0x80 <= ord(c) <= 0x9f)], [])
+
+    def test_a_body_that_is_not_json(self):
+        r = self.status((502, "text/html", b"<h1>Bad gateway</h1>\r\n\x1b]0;owned\x07\x1b[2J caf\xc3\xa9 \x9b\r\n"))
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assert_shown_safely(r.stdout)
+        self.assertEqual(r.stdout.decode(), "<h1>Bad gateway</h1>\n?]0;owned??[2J caf\u00e9 ?\n")
+
+    def test_a_json_string_that_is_not_utf8(self):
+        r = self.status((200, "application/json", b'{"id":"msg_1","device":"nl\x9b[2J\xc2\x9bx\xff"}'))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_shown_safely(r.stdout)
+        self.assertIn('"device":"nl\ufffd[2J\\u009bx\ufffd"', r.stdout.decode())
 
 
 class Api(StackTestCase):

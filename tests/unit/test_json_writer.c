@@ -271,6 +271,35 @@ static void test_log_line_replaces_invalid_utf8(void)
 	check_log_members(line, "plug\xef\xbf\xbdin", "msg_\xef\xbf\xbd", bad_utf8_replaced);
 }
 
+/* A message longer than the line once escaped is cut between two whole
+ * escapes, wherever the room ends: the line is still one JSON object, its
+ * `msg` the start of the message (fuzz_json found lines cut inside an
+ * escape: "\u00" or a lone backslash before the closing quote). */
+static void test_log_line_cut_between_escapes(void)
+{
+	static const char *const units[] = { "\x01", "\"", "\\", "\xc2\x9b" };
+	char msg[1024], line[4096]; /* msg: what log.c formats at most */
+
+	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++)
+		for (size_t lead = 0; lead < 8; lead++) {
+			json_object *o, *v;
+			size_t len;
+
+			memset(msg, 'a', lead);
+			for (len = lead; len + strlen(units[u]) < sizeof(msg); len += strlen(units[u]))
+				memcpy(msg + len, units[u], strlen(units[u]));
+			msg[len] = '\0';
+			log_line("http", "msg_1", msg, line, sizeof(line));
+			CU_ASSERT(smisd_utf8_valid(line, strlen(line), SMISD_UTF8_ONE_LINE));
+			o = parse(line);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+			CU_ASSERT_FATAL(json_object_object_get_ex(o, "msg", &v));
+			CU_ASSERT(json_object_get_string_len(v) > 0);
+			CU_ASSERT(strncmp(json_object_get_string(v), msg, (size_t)json_object_get_string_len(v)) == 0);
+			json_object_put(o);
+		}
+}
+
 /* An answer's text is valid UTF-8 without raw controls, and its string
  * member "s" is bad_utf8_replaced. */
 static void check_answer_replaced(const char *text)
@@ -392,6 +421,7 @@ int main(void)
 	CU_add_test(s, "json-c's text gets its C1 controls escaped", test_json_c_text_c1_escaped);
 	CU_add_test(s, "log lines escape C0 and C1 controls", test_log_line_escapes_controls);
 	CU_add_test(s, "log lines replace bytes that are no UTF-8", test_log_line_replaces_invalid_utf8);
+	CU_add_test(s, "a long log line is cut between escapes", test_log_line_cut_between_escapes);
 	CU_add_test(s, "answers replace bytes that are no UTF-8", test_answers_replace_invalid_utf8);
 	CU_add_test(s, "structure, null and integers", test_structure);
 	CU_add_test(s, "buffer grows", test_grows);

@@ -228,6 +228,10 @@ static void test_plaintext_completion_and_checks(void)
 		"{\"content\":{\"nl\":\"text\"}}",
 		"{\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\"}}} trailing",
 		"not json",
+		/* Not UTF-8 (a Latin-1 body): the app could not read the
+		 * plaintext (found by fuzz_passthrough). */
+		"{\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"caf\xe9\"}}}",
+		"{\"content\":{\"nl\":{\"title\":\"\xc3\",\"body\":\"b\"}}}",
 	};
 
 	device_make(&d, "only");
@@ -302,13 +306,18 @@ static void test_device_selection(void)
 		 "{\"device_id\":\"nokey\"},"
 		 "{\"public_key\":\"%s\"},"
 		 "{\"device_id\":\"good\",\"public_key\":\"%s\"},"
-		 "{\"device_id\":\"good\",\"public_key\":\"%s\",\"key_alg\":\"X25519\"}]}",
-		 d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64);
+		 "{\"device_id\":\"good\",\"public_key\":\"%s\",\"key_alg\":\"X25519\"},"
+		 /* An id seen first without a usable key is sealed with its
+		  * later key (fuzz_passthrough found it dropped as seen). */
+		 "{\"device_id\":\"late\",\"public_key\":\"AAAA\"},"
+		 "{\"device_id\":\"late\",\"public_key\":\"%s\"}]}",
+		 d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64);
 	CU_ASSERT_EQUAL_FATAL(smis_passthrough_seal(buf, PLAIN, &enc, &mid), 0);
 	eo = json_tokener_parse(enc);
 	CU_ASSERT_TRUE_FATAL(json_object_object_get_ex(eo, "envelopes", &envs));
-	CU_ASSERT_EQUAL(json_object_array_length(envs), 1);
+	CU_ASSERT_EQUAL(json_object_array_length(envs), 2);
 	CU_ASSERT_PTR_NOT_NULL(envelope_of(eo, "good"));
+	CU_ASSERT_PTR_NOT_NULL(envelope_of(eo, "late"));
 	json_object_put(eo);
 	free(enc);
 	free(mid);

@@ -364,7 +364,10 @@ json_object *smis_api_answer_json(const struct smis_api_answer *a)
 
 /* JSON text as json-c writes it, but the C1 controls (U+0080-U+009F), which
  * json-c leaves raw as JSON allows and a terminal acts on (U+009B is a CSI),
- * as their \u escapes: the same JSON. json-c escapes the rest itself. */
+ * as their \u escapes: the same JSON. And each byte that is no UTF-8 (json-c
+ * reads and writes any byte in a string: a lone 0x9B is a CSI to some
+ * terminals) as U+FFFD, as smisd writes its own answers. json-c escapes the
+ * rest itself. */
 static void print_json(FILE *f, const char *text)
 {
 	size_t used;
@@ -373,10 +376,30 @@ static void print_json(FILE *f, const char *text)
 		char esc[7];
 
 		used = 1;
-		if ((unsigned char)*text == 0xc2 && smisd_json_escape_char(text, esc, &used) > 0)
+		if ((unsigned char)*text >= 0x80 && smisd_json_escape_char(text, esc, &used) > 0)
 			fputs(esc, f);
 		else
-			fputc(*text, f);
+			fwrite(text, 1, used, f);
+	}
+}
+
+/* A body that is not JSON (a proxy's error page, whatever listens at the
+ * URL): each line as smisd_text_shown shows it, so that no control
+ * character in it reaches the terminal. */
+static void print_text(FILE *f, const char *text)
+{
+	while (*text) {
+		size_t n = strcspn(text, "\n"), shown = n;
+		char *line;
+
+		if (shown > 0 && text[shown - 1] == '\r')
+			shown--;
+		line = strndup(text, shown);
+		if (line)
+			smis_api_print_safe(f, line, true);
+		free(line);
+		fputc('\n', f);
+		text += n + (text[n] == '\n');
 	}
 }
 
@@ -386,8 +409,9 @@ void smis_api_print_answer(const struct smis_api_answer *a, json_object *o)
 		print_json(stdout, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
 		putchar('\n');
-	} else if (a->len)
-		printf("%s\n", a->body);
+	} else if (a->len) {
+		print_text(stdout, a->body);
+	}
 	fflush(stdout);
 }
 

@@ -195,8 +195,9 @@ int smis_api_request(const struct smis_api_client *cl, const char *method, const
 json_object *smis_api_answer_json(const struct smis_api_answer *a);
 
 /* Print the answer on stdout: o (a's parsed body, borrowed) indented, C1
- * controls \u-escaped as well, when not NULL, else the raw body when there
- * is one; then flush. */
+ * controls \u-escaped as well and bytes that are no UTF-8 as U+FFFD, when
+ * not NULL, else the body when there is one, its control characters shown
+ * as '?' but for line ends; then flush. */
 void smis_api_print_answer(const struct smis_api_answer *a, json_object *o);
 
 /*

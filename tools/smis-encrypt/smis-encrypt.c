@@ -520,7 +520,8 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "smis-encrypt: cannot encrypt: %s\n",
 			r == -E2BIG ? "too many devices or too large a message" :
-			r == -EINVAL ? "unexpected keys answer" : strerror(-r));
+			r == -EINVAL ? "unexpected keys answer, or a title or body that is not UTF-8" :
+				       strerror(-r));
 		rc = SMIS_EXIT_ERROR;
 		goto out;
 	}
