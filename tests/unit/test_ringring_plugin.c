@@ -1431,6 +1431,18 @@ static void test_inbound_parse(void)
 			-EINVAL);
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "\"text\"", reps, 8, &n), -EINVAL);
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", "[]", reps, 8, &n), -EINVAL);
+	/* More reports than the core takes at once: refused whole, never
+	 * answered as taken with the tail dropped. */
+	{
+		char batch[1024] = "[";
+
+		for (int i = 0; i < 9; i++)
+			snprintf(batch + strlen(batch), sizeof(batch) - strlen(batch),
+				 "%s{\"Reference\":\"m-%d\",\"StatusCode\":\"200\"}", i ? "," : "", i);
+		strcat(batch, "]");
+		CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1", batch, reps, 8, &n), -EINVAL);
+		CU_ASSERT_EQUAL(n, 0);
+	}
 	/* Incoming-SMS webhook is not a DLR. */
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
 				"{\"MessageId\":\"m\",\"From\":\"32470\",\"Message\":\"hi\"}", reps,
@@ -1484,17 +1496,19 @@ static void test_inbound_parse(void)
 	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_FAILED);
 	CU_ASSERT_STRING_EQUAL(reps[0].detail, "ringring_status_301");
 
-	/* A batch, cut at max_reports. */
+	/* A batch of exactly max_reports (a longer one is refused whole:
+	 * above). */
 	CU_ASSERT_EQUAL(inbound(st, "POST", path, "127.0.0.1",
 				"[{\"Reference\":\"a\",\"StatusCode\":\"100\"},"
 				"{\"Reference\":\"b\",\"StatusCode\":\"201\"},"
 				"{\"Reference\":\"c\",\"StatusCode\":\"801\"}]",
-				reps, 2, &n),
+				reps, 3, &n),
 			0);
-	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL_FATAL(n, 3);
 	CU_ASSERT_EQUAL(reps[0].status, SMIS_REPORT_PENDING);
 	CU_ASSERT_STRING_EQUAL(reps[1].provider_ref, "b");
 	CU_ASSERT_EQUAL(reps[1].status, SMIS_REPORT_DELIVERED);
+	CU_ASSERT_EQUAL(reps[2].status, SMIS_REPORT_FAILED);
 
 	/* statusMethod GET: query arguments. */
 	g_q_id = "q-1";

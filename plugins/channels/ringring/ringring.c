@@ -1129,15 +1129,20 @@ static int rr_inbound(void *state, const struct smis_inbound *in, struct smis_re
 		size_t len = json_object_array_length(obj);
 		if (len == 0)
 			goto out_put;
+		/* Refused whole rather than cut: a 200 for a batch whose tail
+		 * was dropped would tell the sender those reports arrived, and
+		 * it would never send them again. */
+		if (len > max_reports) {
+			st->api->log(st->self, SMIS_LOG_WARN,
+				     "ringring webhook carried %zu reports, more than the %zu taken at once",
+				     len, max_reports);
+			goto out_put;
+		}
 		for (size_t i = 0; i < len; i++) {
 			if (rr_report_from_json(json_object_array_get_idx(obj, i), NULL, &rep) != 0)
 				goto out_put;
-			if (n < max_reports)
-				reports[n++] = rep;
+			reports[n++] = rep;
 		}
-		if (len > max_reports)
-			st->api->log(st->self, SMIS_LOG_WARN,
-				     "ringring webhook carried %zu reports, kept %zu", len, max_reports);
 	} else {
 		goto out_put;
 	}
