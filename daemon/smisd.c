@@ -309,9 +309,11 @@ int main(int argc, char **argv)
 	}
 	/* Graceful stop: no new connections, let in-flight messages finish. */
 	sd_notify(0, "STOPPING=1");
+	/* Logged once no loop listens any more: the line says new
+	 * connections are refused from then on (the tests wait for it). */
+	smisd_http_quiesce();
 	smisd_log(SMIS_LOG_INFO, "smisd", NULL, "stopping: draining %d message(s) in flight",
 		  smisd_http_in_flight());
-	smisd_http_quiesce();
 	{
 		/* Every job ends by its own deadline (job_timeout_ms from its
 		 * admission), and its commit follows within milliseconds. */
