@@ -48,6 +48,7 @@ enum route {
 	ROUTE_KEYS,
 	ROUTE_NOT_FOUND,
 	ROUTE_BAD_METHOD,
+	ROUTE_UNKNOWN_METHOD,
 };
 
 struct conn {
@@ -68,7 +69,8 @@ struct conn {
 };
 
 static const char *const route_names[] = { "none", "healthz", "send", "get_message", "callback",
-					   "metrics", "keys", "not_found", "bad_method" };
+					   "metrics", "keys", "not_found", "bad_method",
+					   "unknown_method" };
 /* One daemon per event loop (dispatcher.c runs it), each accepting from
  * its own listening socket bound with SO_REUSEPORT (see listen_socket()). */
 #define MAX_DAEMONS 64
@@ -191,7 +193,7 @@ static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st
 	char *body = smisd_problem_json(p, st->request_id);
 	struct MHD_Response *r;
 
-	if (p->status >= 500)
+	if (p->status >= 500 && p->status != 501) /* 501: the client's method */
 		smisd_log(SMIS_LOG_WARN, "http", NULL, "request %s: %d %s", st->request_id, p->status, p->code);
 	if (body) {
 		r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
@@ -379,11 +381,28 @@ static const struct smisd_institution *authenticate(struct MHD_Connection *c, st
 	return inst;
 }
 
+/* Whether `method` is one of RFC 9110's (9.3) or PATCH (RFC 5789). Method
+ * names are case-sensitive (9.1): "get" is not one. Any other is answered
+ * 501 on every path (15.6.2), not 405, whose Allow would take it for a
+ * method SMIS knows but that path does not take. */
+static bool method_known(const char *method)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+					     "TRACE", "PATCH" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(method, known[i]) == 0)
+			return true;
+	return false;
+}
+
 static enum route route_of(const char *method, const char *url)
 {
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	int post = strcmp(method, "POST") == 0;
 
+	if (!method_known(method))
+		return ROUTE_UNKNOWN_METHOD;
 	if (strcmp(url, "/healthz") == 0)
 		return get ? ROUTE_HEALTH : ROUTE_BAD_METHOD;
 	if (strcmp(url, "/metrics") == 0)
@@ -1304,6 +1323,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		snprintf(p.field, sizeof(p.field), "%s", allowed_methods(url));
 		return respond_problem(c, st, &p);
 	}
+	case ROUTE_UNKNOWN_METHOD:
+		return respond_code(c, st, 501, "method_not_implemented",
+				    "SMIS does not implement this method (method names are case-sensitive)");
 	case ROUTE_NONE:
 	case ROUTE_NOT_FOUND:
 	default:

@@ -293,6 +293,20 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 self.problem(r, 405, "method_not_allowed", allow)
                 self.assertEqual(r.headers["Allow"], allow)
 
+    def test_unknown_method_is_not_implemented(self):
+        # A method HTTP does not define, or one in another case (method
+        # names are case-sensitive), is not one SMIS knows on any path:
+        # 501, not a 405 whose Allow would say that the path does not take it.
+        s = self.stack
+        for method in ("FOO", "get", "Post", "PROPFIND"):
+            for path in ("/healthz", "/v1/messages", "/v1/callbacks/ringring", "/v2/nothing"):
+                with self.subTest(method=method, path=path):
+                    r = http(method, s.base + path)
+                    self.problem(r, 501, "method_not_implemented")
+                    self.assertNotIn("Allow", r.headers)
+        self.problem(http("FOO", s.base + "/v1/messages", message(CITIZENS["app_nl"])), 501, "method_not_implemented")
+        self.problem(http("PATCH", s.base + "/v1/messages"), 405, "method_not_allowed", "POST")
+
     def test_content_type_must_be_json(self):
         s = self.stack
         auth = {"Authorization": "Bearer " + KEYS["inst-a"]}
