@@ -1430,6 +1430,28 @@ static unsigned mhd_connections(struct MHD_Daemon *d)
 	return info ? info->num_connections : 0;
 }
 
+/* How long a loop leaves its daemon alone when no descriptor is left. */
+#define ACCEPT_REST_MS 100
+
+/* Whether the process has no descriptor left (EMFILE). A daemon without
+ * connections then fails to accept() from its listening socket, which MHD
+ * leaves in its epoll set (it has no connection whose end would put it
+ * back): readable still, it would be run again at once, for ever, at 100%
+ * CPU. */
+static bool no_descriptor_left(struct MHD_Daemon *d)
+{
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
+	int fd;
+
+	if (!info)
+		return false;
+	fd = fcntl(info->listen_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == EMFILE;
+	close(fd);
+	return false;
+}
+
 static void mhd_run(void *arg)
 {
 	unsigned before = mhd_connections(arg);
@@ -1444,6 +1466,11 @@ static void mhd_run(void *arg)
 	 * wait for ever. A run that closed some is followed by one more. */
 	if (mhd_connections(arg) < before)
 		MHD_run(arg);
+	/* Then the daemon is run again once every ACCEPT_REST_MS: the
+	 * clients in the backlog wait, and are accepted once there are
+	 * descriptors again. */
+	if (mhd_connections(arg) == 0 && no_descriptor_left(arg))
+		smisd_dispatcher_source_rest(ACCEPT_REST_MS);
 }
 
 static int64_t mhd_timeout(void *arg)
