@@ -58,6 +58,7 @@ struct conn {
 	size_t len, cap;
 	int too_large;
 	size_t max_body;
+	size_t received;           /* of the body, kept or not */
 	struct smisd_job *job;
 	int counted; /* holds an in-flight slot */
 	int no_request_id;         /* no random bytes for request_id: refused */
@@ -1203,6 +1204,12 @@ static const char *origin_form(const char *url)
 	return *url ? url : "/";
 }
 
+/* What of a body past limits.max_body_bytes is read, to be discarded, at
+ * most. A client that sends a little too much gets its 413 after its whole
+ * body, as a client that writes it all before it reads expects; one that
+ * sends more than a message ever needs cannot keep a loop reading. */
+#define BODY_DISCARD_MAX ((size_t)1 << 20)
+
 static bool expects_continue(struct MHD_Connection *c)
 {
 	const char *e = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
@@ -1250,11 +1257,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		 * for a body only to discard it (RFC 9110 10.1.1). Without
 		 * Expect the body is on its way: it is read and discarded, as
 		 * closing on unread bytes would reset the connection, and the
-		 * answer with it. */
-		if (!(st->too_large && expects_continue(c)))
+		 * answer with it; but only up to BODY_DISCARD_MAX past the
+		 * limit: a longer one is answered now too, and its connection
+		 * closed (MHD takes no answer in the middle of a body). */
+		if (!(st->too_large && (expects_continue(c) ||
+					strtoull(cl, NULL, 10) > st->max_body + BODY_DISCARD_MAX)))
 			return MHD_YES;
 	}
 	if (*upload_size) {
+		/* A chunked body has no length to be answered by at once: one
+		 * that goes on past that is cut short, unanswered. */
+		st->received += *upload_size;
+		if (st->received > st->max_body + BODY_DISCARD_MAX) {
+			/* MHD follows with "Application reported internal error". */
+			smisd_log_request(SMIS_LOG_INFO, "http", st->request_id, NULL,
+					  "body %zu bytes past the limit, and more: connection closed unanswered",
+					  st->received - st->max_body);
+			return MHD_NO;
+		}
 		if (!st->too_large) {
 			if (st->len + *upload_size > st->max_body) {
 				st->too_large = 1;
