@@ -28,6 +28,8 @@
 /* Easy handles are kept for the next message: creating one costs
  * allocations and setup that a busy dispatcher should not pay each time. */
 #define EASY_POOL_MAX 4096
+/* A rest whose fd could not be put back (no memory) is retried after this. */
+#define SOURCE_REST_RETRY_MS 100
 
 /*
  * One event loop thread: its own curl multi handle and epoll set, and the
@@ -52,6 +54,7 @@ struct smisd_loop {
 	size_t idle_cap;
 	atomic_bool has_source;
 	atomic_bool source_due; /* run the source this turn (a connection was resumed) */
+	int64_t source_rest_until; /* monotonic ms: its fd is out of epfd until then; 0: in it */
 	struct smisd_loop_source source;
 	size_t easy_pooled;
 	CURL *easy_pool[EASY_POOL_MAX];
@@ -629,6 +632,34 @@ static void run_source(bool readable)
 		L->source.run(L->source.arg);
 }
 
+/* Put the source's fd in the loop's epoll set. */
+static int watch_source(struct smisd_loop *lp)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = lp->source.fd };
+
+	return epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->source.fd, &ev);
+}
+
+/* The ms left of the source's rest (smisd_dispatcher_source_rest), or -1
+ * when it is not resting. A rest that is over puts its fd back and has it
+ * run once; one whose fd cannot be put back yet is taken up again. */
+static int64_t source_rest_left(int64_t now)
+{
+	if (!L->source_rest_until)
+		return -1;
+	if (now < L->source_rest_until)
+		return L->source_rest_until - now;
+	L->source_rest_until = watch_source(L) == 0 ? 0 : now + SOURCE_REST_RETRY_MS;
+	atomic_store(&L->source_due, true);
+	return -1;
+}
+
+void smisd_dispatcher_source_rest(int64_t ms)
+{
+	if (L && !L->source_rest_until && epoll_ctl(L->epfd, EPOLL_CTL_DEL, L->source.fd, NULL) == 0)
+		L->source_rest_until = smisd_monotonic_ms() + ms;
+}
+
 static void *loop_main(void *arg)
 {
 	struct epoll_event evs[256];
@@ -637,7 +668,7 @@ static void *loop_main(void *arg)
 		struct smisd_job *batch, *ready;
 		int running, n, wait_ms;
 		bool source_ready = false;
-		int64_t now, src_ms;
+		int64_t now, src_ms, rest_ms;
 		uint64_t junk;
 
 		pthread_mutex_lock(&L->queue_lock);
@@ -674,6 +705,9 @@ static void *loop_main(void *arg)
 									   : -1;
 		if (src_ms >= 0 && src_ms < wait_ms)
 			wait_ms = (int)src_ms;
+		rest_ms = source_rest_left(now);
+		if (rest_ms >= 0 && rest_ms < wait_ms)
+			wait_ms = (int)rest_ms;
 		/* A job finished above may have resumed its connection on this
 		 * very thread (answer before commit): nothing would wake us. */
 		if (atomic_load(&L->source_due))
@@ -854,15 +888,13 @@ int smisd_dispatcher_loops(void)
 int smisd_dispatcher_attach(int loop, const struct smisd_loop_source *src)
 {
 	struct smisd_loop *lp;
-	struct epoll_event ev = { .events = EPOLLIN };
 
 	if (loop < 0 || loop >= n_loops || atomic_load(&loops[loop].has_source))
 		return -1;
 	lp = &loops[loop];
 	lp->source = *src;
 	atomic_store(&lp->has_source, true);
-	ev.data.fd = src->fd;
-	if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, src->fd, &ev) != 0) {
+	if (watch_source(lp) != 0) {
 		atomic_store(&lp->has_source, false);
 		return -1;
 	}

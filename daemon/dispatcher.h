@@ -38,6 +38,12 @@ int smisd_dispatcher_attach(int loop, const struct smisd_loop_source *src);
 void smisd_dispatcher_source_due(struct smisd_loop *lp);
 /* The same for loop number `loop` (0 .. smisd_dispatcher_loops() - 1). */
 void smisd_dispatcher_source_due_at(int loop);
+/* On a loop's thread, from its source's run: leave the source's fd out of
+ * the loop's epoll set for `ms`, then run the source once. For a source
+ * whose fd stays readable while it can do nothing about it (a listening
+ * socket when no descriptor is left to accept with), which would otherwise
+ * be run again at once, for ever. */
+void smisd_dispatcher_source_rest(int64_t ms);
 /* Thread-safe: queue a job. On a loop thread it stays on that loop (no
  * wake-up needed); from elsewhere it goes to the next loop, woken. */
 void smisd_dispatcher_submit(struct smisd_job *job);

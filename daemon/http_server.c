@@ -48,6 +48,7 @@ enum route {
 	ROUTE_KEYS,
 	ROUTE_NOT_FOUND,
 	ROUTE_BAD_METHOD,
+	ROUTE_UNKNOWN_METHOD,
 };
 
 struct conn {
@@ -57,6 +58,7 @@ struct conn {
 	size_t len, cap;
 	int too_large;
 	size_t max_body;
+	size_t received;           /* of the body, kept or not */
 	struct smisd_job *job;
 	int counted; /* holds an in-flight slot */
 	int no_request_id;         /* no random bytes for request_id: refused */
@@ -68,7 +70,8 @@ struct conn {
 };
 
 static const char *const route_names[] = { "none", "healthz", "send", "get_message", "callback",
-					   "metrics", "keys", "not_found", "bad_method" };
+					   "metrics", "keys", "not_found", "bad_method",
+					   "unknown_method" };
 /* One daemon per event loop (dispatcher.c runs it), each accepting from
  * its own listening socket bound with SO_REUSEPORT (see listen_socket()). */
 #define MAX_DAEMONS 64
@@ -200,7 +203,7 @@ static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st
 	char *body = smisd_problem_json(p, st->request_id);
 	struct MHD_Response *r;
 
-	if (p->status >= 500)
+	if (p->status >= 500 && p->status != 501) /* 501: the client's method */
 		smisd_log(SMIS_LOG_WARN, "http", NULL, "request %s: %d %s", st->request_id, p->status, p->code);
 	if (body) {
 		r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
@@ -388,11 +391,28 @@ static const struct smisd_institution *authenticate(struct MHD_Connection *c, st
 	return inst;
 }
 
+/* Whether `method` is one of RFC 9110's (9.3) or PATCH (RFC 5789). Method
+ * names are case-sensitive (9.1): "get" is not one. Any other is answered
+ * 501 on every path (15.6.2), not 405, whose Allow would take it for a
+ * method SMIS knows but that path does not take. */
+static bool method_known(const char *method)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+					     "TRACE", "PATCH" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(method, known[i]) == 0)
+			return true;
+	return false;
+}
+
 static enum route route_of(const char *method, const char *url)
 {
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	int post = strcmp(method, "POST") == 0;
 
+	if (!method_known(method))
+		return ROUTE_UNKNOWN_METHOD;
 	if (strcmp(url, "/healthz") == 0)
 		return get ? ROUTE_HEALTH : ROUTE_BAD_METHOD;
 	if (strcmp(url, "/metrics") == 0)
@@ -1193,6 +1213,12 @@ static const char *origin_form(const char *url)
 	return *url ? url : "/";
 }
 
+/* What of a body past limits.max_body_bytes is read, to be discarded, at
+ * most. A client that sends a little too much gets its 413 after its whole
+ * body, as a client that writes it all before it reads expects; one that
+ * sends more than a message ever needs cannot keep a loop reading. */
+#define BODY_DISCARD_MAX ((size_t)1 << 20)
+
 static bool expects_continue(struct MHD_Connection *c)
 {
 	const char *e = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
@@ -1240,11 +1266,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		 * for a body only to discard it (RFC 9110 10.1.1). Without
 		 * Expect the body is on its way: it is read and discarded, as
 		 * closing on unread bytes would reset the connection, and the
-		 * answer with it. */
-		if (!(st->too_large && expects_continue(c)))
+		 * answer with it; but only up to BODY_DISCARD_MAX past the
+		 * limit: a longer one is answered now too, and its connection
+		 * closed (MHD takes no answer in the middle of a body). */
+		if (!(st->too_large && (expects_continue(c) ||
+					strtoull(cl, NULL, 10) > st->max_body + BODY_DISCARD_MAX)))
 			return MHD_YES;
 	}
 	if (*upload_size) {
+		/* A chunked body has no length to be answered by at once: one
+		 * that goes on past that is cut short, unanswered. */
+		st->received += *upload_size;
+		if (st->received > st->max_body + BODY_DISCARD_MAX) {
+			/* MHD follows with "Application reported internal error". */
+			smisd_log_request(SMIS_LOG_INFO, "http", st->request_id, NULL,
+					  "body %zu bytes past the limit, and more: connection closed unanswered",
+					  st->received - st->max_body);
+			return MHD_NO;
+		}
 		if (!st->too_large) {
 			if (st->len + *upload_size > st->max_body) {
 				st->too_large = 1;
@@ -1313,6 +1352,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		snprintf(p.field, sizeof(p.field), "%s", allowed_methods(url));
 		return respond_problem(c, st, &p);
 	}
+	case ROUTE_UNKNOWN_METHOD:
+		return respond_code(c, st, 501, "method_not_implemented",
+				    "SMIS does not implement this method (method names are case-sensitive)");
 	case ROUTE_NONE:
 	case ROUTE_NOT_FOUND:
 	default:
@@ -1437,6 +1479,28 @@ static void quiesce_on_loop(int i)
 	pthread_mutex_unlock(&quiesce_lock);
 }
 
+/* How long a loop leaves its daemon alone when no descriptor is left. */
+#define ACCEPT_REST_MS 100
+
+/* Whether the process has no descriptor left (EMFILE). A daemon without
+ * connections then fails to accept() from its listening socket, which MHD
+ * leaves in its epoll set (it has no connection whose end would put it
+ * back): readable still, it would be run again at once, for ever, at 100%
+ * CPU. */
+static bool no_descriptor_left(struct MHD_Daemon *d)
+{
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
+	int fd;
+
+	if (!info)
+		return false;
+	fd = fcntl(info->listen_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == EMFILE;
+	close(fd);
+	return false;
+}
+
 /* A loop's source: `arg` is its daemon's place in mhds. */
 static void mhd_run(void *arg)
 {
@@ -1457,6 +1521,11 @@ static void mhd_run(void *arg)
 	 * wait for ever. A run that closed some is followed by one more. */
 	if (mhd_connections(*d) < before)
 		MHD_run(*d);
+	/* Then the daemon is run again once every ACCEPT_REST_MS: the
+	 * clients in the backlog wait, and are accepted once there are
+	 * descriptors again. */
+	if (mhd_connections(*d) == 0 && no_descriptor_left(*d))
+		smisd_dispatcher_source_rest(ACCEPT_REST_MS);
 }
 
 static int64_t mhd_timeout(void *arg)

@@ -44,6 +44,7 @@ static const struct {
 	PROBLEM("unauthorized", "Missing or invalid credentials"),
 	PROBLEM("not_found", "No such resource"),
 	PROBLEM("method_not_allowed", "Method not allowed on this resource"),
+	PROBLEM("method_not_implemented", "The method is not one SMIS implements"),
 	PROBLEM("invalid_idempotency_key", "The Idempotency-Key header is invalid"),
 	PROBLEM("idempotency_in_progress", "A request with this Idempotency-Key is still being processed"),
 	PROBLEM("idempotency_key_reused", "This Idempotency-Key was used for a different request"),

@@ -163,7 +163,8 @@ class Spec:
         for rx, template, item in self.routes:
             if rx.match(path):
                 allowed = [m.upper() for m in METHODS if m in item]
-                m = method.lower()
+                # Method names are case-sensitive: "get" is no operation.
+                m = method.lower() if method.isupper() else None
                 if m == "head" and "get" in item and not template.startswith("/v1/callbacks/"):
                     m = "get"
                 return template, item.get(m), allowed

@@ -3,6 +3,7 @@ End-to-end tests of the core API (issue: SMIS core): smisd and both
 simulators on loopback, real HTTP. Run by `make check`.
 """
 import concurrent.futures
+import contextlib
 import email
 import hashlib
 import hmac
@@ -14,12 +15,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, Response, Stack, StackTestCase,  # noqa: E402
+from harness import (BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, SLOW, Response, Stack, StackTestCase,  # noqa: E402
                      check_conformance, http, message, preloading)
 
 APP, SMS = "govapp", "ringring"
@@ -293,6 +295,20 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 self.problem(r, 405, "method_not_allowed", allow)
                 self.assertEqual(r.headers["Allow"], allow)
 
+    def test_unknown_method_is_not_implemented(self):
+        # A method HTTP does not define, or one in another case (method
+        # names are case-sensitive), is not one SMIS knows on any path:
+        # 501, not a 405 whose Allow would say that the path does not take it.
+        s = self.stack
+        for method in ("FOO", "get", "Post", "PROPFIND"):
+            for path in ("/healthz", "/v1/messages", "/v1/callbacks/ringring", "/v2/nothing"):
+                with self.subTest(method=method, path=path):
+                    r = http(method, s.base + path)
+                    self.problem(r, 501, "method_not_implemented")
+                    self.assertNotIn("Allow", r.headers)
+        self.problem(http("FOO", s.base + "/v1/messages", message(CITIZENS["app_nl"])), 501, "method_not_implemented")
+        self.problem(http("PATCH", s.base + "/v1/messages"), 405, "method_not_allowed", "POST")
+
     def test_content_type_must_be_json(self):
         s = self.stack
         auth = {"Authorization": "Bearer " + KEYS["inst-a"]}
@@ -382,6 +398,63 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                     "Content-Type: application/json\r\nContent-Length: 10000000\r\n"
                     "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
                 self.problem(r, 413, "body_too_large")
+
+    def test_body_streamed_far_past_the_limit_is_cut_short(self):
+        # Without Expect, a body past the limit (64 KiB) is read only to be
+        # discarded, so that a client that writes it all before it reads
+        # still gets its 413; but no more than 1 MiB past it (a client
+        # streamed 3.8 GB in 5 s into one connection, never answered).
+        # Announced longer, it is answered at once and its connection
+        # closed; chunked, its connection is closed once past, unanswered.
+        self.stack.expect_log(r"^Application reported internal error")
+        head = ("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\n" % KEYS["inst-a"])
+        data = b" " * 65536
+        for framing, chunk in (("Content-Length: %d\r\n" % 10 ** 12, data),
+                               ("Transfer-Encoding: chunked\r\n", b"%x\r\n%s\r\n" % (len(data), data))):
+            with self.subTest(framing=framing):
+                sent, answer = self.stream((head + framing + "\r\n").encode(), chunk, 10 * SLOW)
+                # What the kernel's buffers took, and 1 MiB read by smisd.
+                self.assertLess(sent, 32 << 20, "streamed for 10 s without being cut short")
+                if framing.startswith("Content-Length"):
+                    head_, _, text = answer.decode().partition("\r\n\r\n")
+                    r = check_conformance("POST", self.stack.base + "/v1/messages", Response(
+                        int(head_[9:12]), email.message_from_string(head_.partition("\r\n")[2]), text))
+                    self.problem(r, 413, "body_too_large")
+                else:
+                    self.assertEqual(answer, b"")
+        # A little past the limit, and all of it written before reading: 413.
+        body = b" " * (512 << 10)
+        r = self.only_answer("POST", "/v1/messages", (head + "Content-Length: %d\r\nConnection: close\r\n\r\n"
+                                                      % len(body)).encode() + body)
+        self.problem(r, 413, "body_too_large")
+
+    def stream(self, head, chunk, seconds):
+        """Send `head`, then `chunk` again and again while another thread
+        reads, until smisd closes the connection or `seconds` have passed:
+        (bytes sent, what was read)."""
+        got = []
+        with socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10 * SLOW) as sock:
+            def read():
+                try:
+                    got.extend(iter(lambda: sock.recv(65536), b""))
+                except OSError:
+                    pass  # reset: what was read before stays
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            sock.sendall(head)
+            sent, end = 0, time.time() + seconds
+            try:
+                while time.time() < end:
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass  # closed by smisd
+            reader.join(5 * SLOW)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # still open: the reader ends
+            reader.join()
+        return sent, b"".join(got)
 
     def test_target_in_absolute_form(self):
         # As a client configured with a proxy sends it: the same resource
