@@ -909,6 +909,11 @@ void smisd_dispatcher_source_due(struct smisd_loop *lp)
 		wake(lp);
 }
 
+bool smisd_dispatcher_on_loop(const struct smisd_loop *lp)
+{
+	return lp == L;
+}
+
 void smisd_dispatcher_source_due_at(int loop)
 {
 	if (loop >= 0 && loop < n_loops)

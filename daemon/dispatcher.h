@@ -10,6 +10,7 @@
 #ifndef SMISD_DISPATCHER_H
 #define SMISD_DISPATCHER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "job.h"
@@ -36,6 +37,8 @@ int smisd_dispatcher_attach(int loop, const struct smisd_loop_source *src);
 /* Thread-safe: have loop `lp` run its source soon (MHD in external mode
  * must be run after a connection is resumed: nothing else tells it). */
 void smisd_dispatcher_source_due(struct smisd_loop *lp);
+/* Whether the calling thread is loop `lp`'s own. */
+bool smisd_dispatcher_on_loop(const struct smisd_loop *lp);
 /* The same for loop number `loop` (0 .. smisd_dispatcher_loops() - 1). */
 void smisd_dispatcher_source_due_at(int loop);
 /* On a loop's thread, from its source's run: leave the source's fd out of

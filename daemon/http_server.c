@@ -676,11 +676,21 @@ static void resume_on_loop(struct smisd_job *job, struct MHD_Connection *c)
 	if (job->suspended_next)
 		job->suspended_next->suspended_prev = job->suspended_prev;
 	job->suspended_prev = job->suspended_next = NULL;
-	/* Both under the lock. From the store writer (commit_before_answer),
-	 * the resume lets MHD wake the loop itself: the answer can go out and
-	 * the drain end before the loop is told, and the main thread then
-	 * stops and frees the loops. smisd_http_leave_loops() takes this lock
-	 * first, so the writer is done with `lp` before that. */
+	/* On its own loop (answers before the commit, the default), the loop
+	 * cannot be freed under it: the lock, which both loops take for every
+	 * message, is not held over the resume (a loop preempted there would
+	 * stall the other). From the store writer (commit_before_answer) both
+	 * steps are under it: the resume lets MHD wake the loop itself, the
+	 * answer can go out and the drain end before the loop is told, and the
+	 * main thread then stops and frees the loops.
+	 * smisd_http_leave_loops() takes this lock first, so the writer is
+	 * done with `lp` before that. */
+	if (smisd_dispatcher_on_loop(lp)) {
+		pthread_mutex_unlock(&suspended_lock);
+		MHD_resume_connection(c);
+		smisd_dispatcher_source_due(lp);
+		return;
+	}
 	MHD_resume_connection(c);
 	smisd_dispatcher_source_due(lp);
 	pthread_mutex_unlock(&suspended_lock);
