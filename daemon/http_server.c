@@ -66,7 +66,9 @@ struct conn {
 	unsigned status;           /* answered HTTP status, for the access log */
 	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
-	char method[8];
+	/* For the access log: an unknown method too is logged whole
+	 * (PROPFIND, VERSION-CONTROL), up to a length no real one reaches. */
+	char method[32];
 };
 
 static const char *const route_names[] = { "none", "healthz", "send", "get_message", "callback",

@@ -1187,6 +1187,22 @@ class Observability(StackTestCase):
             else:
                 self.assertNotIn("institution=", access[rid])
 
+    def test_access_lines_name_long_methods_whole(self):
+        """A method of 8 characters or more (WebDAV's PROPFIND,
+        VERSION-CONTROL) is named whole in its access line, not cut."""
+        s = self.stack
+        rids = {}
+        for method in ("PROPFIND", "VERSION-CONTROL"):
+            r = http(method, s.base + "/healthz")
+            self.assertEqual(r.status, 501, r.raw)
+            rids[r.headers["X-Request-Id"]] = method
+        poll_until(lambda: all(rid in s.log_text() for rid in rids), 5,
+                   lambda: "access lines of %s not all logged" % sorted(rids))
+        access = {e["request_id"]: e["msg"] for e in map(json.loads, s.log_text().splitlines())
+                  if e.get("component") == "access"}
+        for rid, method in rids.items():
+            self.assertTrue(access[rid].startswith(method + " unknown_method 501 "), access[rid])
+
 
 class SecondInstance(StackTestCase):
     """The loops listen on one socket each (SO_REUSEPORT, so that the kernel
