@@ -38,6 +38,9 @@ from test_openapi import problem_codes, problem_statuses  # noqa: E402
 
 SEED = int(os.environ.get("SMIS_ROBUSTNESS_SEED", "20261203"))
 COUNT = int(os.environ.get("SMIS_ROBUSTNESS_COUNT", "3000"))
+# Methods SMIS does not implement (names are case-sensitive): 501
+# method_not_implemented on every path, the one 5xx a client earns.
+UNKNOWN_METHODS = ["PROPFIND", "FOO", "get", "Post", "VERSION-CONTROL"]
 
 STRATEGIES = ["govapp_first", "govapp_only", "sms_only", "govapp_and_sms", "app_then_sms"]
 # Numbers as people write them, valid or not (the last found by fuzz_phone).
@@ -196,6 +199,8 @@ class Generator:
                     self.idem_keys + ["", "é", "k" * 300, "a b", "\u0001"])))
             if self.r.random() < 0.01:
                 body = b"{" * 3000000  # past the body limit
+            if self.r.random() < 0.02:
+                method = self.r.choice(UNKNOWN_METHODS)  # with its body
         elif r < 0.75:
             method = "GET"
             ident = self.r.choice(self.ids) if self.ids and self.r.random() < 0.7 else self.r.choice(
@@ -222,7 +227,7 @@ class Generator:
                 "notification_id": "gn_x", "MessageId": "m", "Reference": self.r.choice(self.ids or ["x"]),
                 "StatusCode": self.r.choice(["200", "300", "100", "x"]), "status": "read"})).encode()
         else:
-            method = self.r.choice(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "POST"])
+            method = self.r.choice(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "POST"] + UNKNOWN_METHODS)
             path = self.r.choice(["/healthz", "/metrics", "/v1/messages", "/", "/v1", "/v1/messages/",
                                   "/v1/messages/a/b", "/v2/messages", "/v1/messages?x=1", "/%ff"])
         return method, path, headers, body
@@ -259,7 +264,11 @@ class RandomRequests(StackTestCase):
                                                            (body or b"")[:300])
             status, hdrs, rbody = raw_request(port, method, path, headers, body)
             statuses[status] = statuses.get(status, 0) + 1
-            self.assertLess(status, 500, what + " -> %r" % rbody[:300])
+            if method in UNKNOWN_METHODS:
+                self.assertEqual(status, 501, what + " -> %r" % rbody[:300])
+                self.assertEqual(json.loads(rbody)["code"], "method_not_implemented", what)
+            else:
+                self.assertLess(status, 500, what + " -> %r" % rbody[:300])
             if status >= 400:
                 self.check_problem(what + " -> %r" % rbody[:300], status, hdrs, rbody)
                 continue
