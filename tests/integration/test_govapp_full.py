@@ -404,12 +404,21 @@ class EndToEnd(GovAppCase):
         self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", check=2)
         self.encrypt("--to", CITIZENS["app_fr"], "--html", "--title", "t", "--body", "<script>x</script>", check=2)
         # A body that is not UTF-8 (a Latin-1 file) is not sealed: the app
-        # could not read the plaintext.
+        # could not read the plaintext. Nor a title or SMS text that is not:
+        # a usage error, found before any request (none could be served by
+        # the closed port given last).
+        closed = "http://127.0.0.1:%d" % free_port()
         with tempfile.NamedTemporaryFile(suffix=".txt") as f:
             f.write(b"Caf\xe9 5151")
             f.flush()
-            p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body-file", f.name, check=3)
-        self.assertIn("not UTF-8", p.stderr)
+            p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body-file", f.name, "--url", closed,
+                             check=2)
+            self.assertIn("not UTF-8", p.stderr)
+        for latin1 in (("--title", "Caf\udce9", "--body", "b"), ("--title", "t", "--body", "Caf\udce9"),
+                       ("--title", "t", "--body", "b", "--sms-text", "Caf\udce9")):
+            with self.subTest(latin1=latin1):
+                p = self.encrypt("--to", CITIZENS["app_fr"], *latin1, "--url", closed, check=2)
+                self.assertIn("not UTF-8", p.stderr)
         self.assertIn("Usage:", self.encrypt("--help", check=0).stdout)
         self.assertEqual(len(self.sends()), 0)
 

@@ -32,6 +32,7 @@
 
 #include "html_sanitize.h"
 #include "passthrough.h"
+#include "utf8_decode.h"
 
 #include "apiclient.h"
 
@@ -282,6 +283,29 @@ static struct lang_block *block_for(struct options *op, size_t item_offset)
 	return new_block(op);
 }
 
+/* Whether s is UTF-8 throughout, as JSON texts (the plaintext sealed, the
+ * request) must be: checked before any request, so that such a text is a
+ * usage error rather than a failure once the keys were fetched. */
+static bool utf8_text(const char *s)
+{
+	size_t len = strlen(s), n;
+
+	for (; len > 0; s += n, len -= n)
+		if ((n = smis_utf8_char_len(s, len)) == 0)
+			return false;
+	return true;
+}
+
+static bool block_utf8(const struct lang_block *b)
+{
+	const char *body = b->body ? b->body : b->body_read;
+
+	if (utf8_text(b->title) && utf8_text(body) && (!b->sms_text || utf8_text(b->sms_text)))
+		return true;
+	fprintf(stderr, "smis-encrypt: the %s title, body or SMS text is not UTF-8\n", b->lang);
+	return false;
+}
+
 static int check_blocks(struct options *op)
 {
 	int rc = SMIS_EXIT_USAGE;
@@ -316,6 +340,8 @@ static int check_blocks(struct options *op)
 				goto out;
 			}
 		}
+		if (!block_utf8(b))
+			goto out;
 	}
 	rc = 0;
 out:
@@ -520,7 +546,7 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "smis-encrypt: cannot encrypt: %s\n",
 			r == -E2BIG ? "too many devices or too large a message" :
-			r == -EINVAL ? "unexpected keys answer, or a title or body that is not UTF-8" :
+			r == -EINVAL ? "unexpected keys answer" :
 				       strerror(-r));
 		rc = SMIS_EXIT_ERROR;
 		goto out;
