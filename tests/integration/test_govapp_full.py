@@ -41,6 +41,8 @@ import harness  # noqa: E402
 from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, Stack, StackTestCase,  # noqa: E402
                      free_port, http)
 
+from test_smisctl import IDEMPOTENCY_KEYS  # noqa: E402
+
 APP, SMS = "govapp", "ringring"
 SUITE = "HPKE-Base-X25519-SHA256-AES128GCM"
 SMIS_ENCRYPT = os.path.join(harness.BUILD, "tools/smis-encrypt/smis-encrypt")
@@ -421,6 +423,15 @@ class EndToEnd(GovAppCase):
                 self.assertIn("not UTF-8", p.stderr)
         self.assertIn("Usage:", self.encrypt("--help", check=0).stdout)
         self.assertEqual(len(self.sends()), 0)
+
+    def test_smis_encrypt_idempotency_key_syntax_is_a_usage_error(self):
+        # As smisctl's (test_smisctl.py): refused before any request.
+        closed = "http://127.0.0.1:%d" % free_port()
+        for key, want in IDEMPOTENCY_KEYS:
+            with self.subTest(key=key):
+                p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body", "b", "--url", closed,
+                                 "--idempotency-key", key, check=want)
+                self.assertEqual("--idempotency-key" in p.stderr, want == 2, p.stderr)
 
 
 class PassthroughPastRetention(GovAppCase):

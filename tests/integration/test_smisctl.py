@@ -69,6 +69,12 @@ def offline_conf(path, extra_channel="", extra_strategy=""):
         write(path, read(path).replace("\n);\nstrategies", ",\n" + extra_channel + "\n);\nstrategies", 1))
 
 
+# --idempotency-key values, and the exit of a send to a closed port with
+# them: 2 (refused up front) or 3 (sent, or tried to be).
+IDEMPOTENCY_KEYS = (("", 2), ("a b", 2), ("caf\u00e9", 2), ("a/b", 2), ("a\r\nX-Evil: 1", 2), ("k" * 129, 2),
+                    ("k" * 128, 3), ("Case-2026_0042.a:b", 3))
+
+
 class Usage(unittest.TestCase):
     def test_exit_codes_of_usage(self):
         self.assertEqual(smisctl().returncode, 2)
@@ -80,6 +86,18 @@ class Usage(unittest.TestCase):
         r = smisctl("status", "--url", "http://127.0.0.1:1", "--key", "k", "../etc/passwd")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertEqual(smisctl("send", "--bogus").returncode, 2)
+
+    def test_idempotency_key_syntax_is_a_usage_error(self):
+        # What smisd would refuse (docs/openapi.yaml: 1-128 of
+        # [A-Za-z0-9-_.:]) is refused first, with no request: exit 2 where
+        # the closed port would have made it 3.
+        send = ("send", "--url", "http://127.0.0.1:%d" % free_port(), "--key", "k", "--to", "+32470000000",
+                "--title", "t", "--body", "b", "--idempotency-key")
+        for key, want in IDEMPOTENCY_KEYS:
+            with self.subTest(key=key):
+                r = smisctl(*send, key)
+                self.assertEqual(r.returncode, want, r.stderr)
+                self.assertEqual("--idempotency-key" in r.stderr, want == 2, r.stderr)
 
     def test_help_of_every_command(self):
         r = smisctl("--help")

@@ -105,10 +105,19 @@ bool smis_api_option(struct smis_api_options *o, int c, const char *arg, const c
 
 bool smis_api_check_idem(const struct smis_api_options *o, const char *who)
 {
-	/* It becomes a header line: a line break would smuggle in another. */
-	if (o->idem && (strpbrk(o->idem, "\r\n") || strlen(o->idem) > SMIS_API_IDEM_MAX)) {
-		fprintf(stderr, "%s: --idempotency-key must be one line of at most %d characters\n", who,
-			SMIS_API_IDEM_MAX);
+	/* smisd's syntax (docs/openapi.yaml, 400 invalid_idempotency_key):
+	 * what it would refuse is a usage error, found before any request.
+	 * It also keeps line breaks, which would smuggle in another header
+	 * line, out of the header. */
+	static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:";
+	size_t n;
+
+	if (!o->idem)
+		return true;
+	n = strlen(o->idem);
+	if (n == 0 || n > SMIS_API_IDEM_MAX || strspn(o->idem, allowed) != n) {
+		fprintf(stderr, "%s: --idempotency-key must be 1-%d characters of A-Z, a-z, 0-9, '-', '_', '.' and ':'\n",
+			who, SMIS_API_IDEM_MAX);
 		return false;
 	}
 	return true;

@@ -103,8 +103,8 @@ struct smis_api_options {
 bool smis_api_option(struct smis_api_options *o, int c, const char *arg, const char *who,
 		     void (*usage)(FILE *));
 
-/* False after printing why when o->idem is not one line of at most
- * SMIS_API_IDEM_MAX characters (a usage error); true when absent. */
+/* False after printing why when o->idem is not 1-SMIS_API_IDEM_MAX of
+ * [A-Za-z0-9-_.:], smisd's syntax (a usage error); true when absent. */
 bool smis_api_check_idem(const struct smis_api_options *o, const char *who);
 
 /* ------------------------------------------------------------------ */
