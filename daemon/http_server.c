@@ -10,9 +10,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -1494,21 +1494,32 @@ static void quiesce_on_loop(int i)
 /* How long a loop leaves its daemon alone when no descriptor is left. */
 #define ACCEPT_REST_MS 100
 
-/* Whether the process has no descriptor left (EMFILE). A daemon without
- * connections then fails to accept() from its listening socket, which MHD
- * leaves in its epoll set (it has no connection whose end would put it
- * back): readable still, it would be run again at once, for ever, at 100%
- * CPU. */
+/* Whether a socket cannot be made now: no descriptor left in the process
+ * (EMFILE) or in the system (ENFILE), no kernel memory for one (ENOBUFS,
+ * ENOMEM). A daemon without connections then fails to accept() from its
+ * listening socket, which MHD leaves in its epoll set (it has no
+ * connection whose end would put it back): readable still, it would be
+ * run again at once, for ever, at 100% CPU. A socket of the listening
+ * one's family is what accept() would have made; a dup() would need no
+ * system file table entry nor socket memory, and so tell EMFILE alone.
+ * Made (some 10 us) only when a client still waits in the backlog, that
+ * is when accept() may have failed: not after every idle run. */
 static bool no_descriptor_left(struct MHD_Daemon *d)
 {
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
-	int fd;
+	struct pollfd waiting;
+	int domain, fd;
+	socklen_t len = sizeof(domain);
 
 	if (!info)
 		return false;
-	fd = fcntl(info->listen_fd, F_DUPFD_CLOEXEC, 0);
+	waiting = (struct pollfd){ .fd = info->listen_fd, .events = POLLIN };
+	if (poll(&waiting, 1, 0) != 1 ||
+	    getsockopt(info->listen_fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+		return false;
+	fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return errno == EMFILE;
+		return errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
 	close(fd);
 	return false;
 }
@@ -1525,8 +1536,9 @@ static void mhd_run(void *arg)
 	before = mhd_connections(*d);
 	MHD_run(*d);
 	/* A run that begins at the connection limit, or after accept() failed
-	 * for want of descriptors (EMFILE), takes the listening socket out of
-	 * MHD's epoll set, and only a run that begins with room puts it back.
+	 * for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM),
+	 * takes the listening socket out of MHD's epoll set, and only a run
+	 * that begins with room puts it back.
 	 * The room is made by connections closing in a run (timed out,
 	 * answered), after which no event may come for another (none is left
 	 * to send one): the clients in the backlog, and every new one, would
@@ -1535,7 +1547,7 @@ static void mhd_run(void *arg)
 		MHD_run(*d);
 	/* Then the daemon is run again once every ACCEPT_REST_MS: the
 	 * clients in the backlog wait, and are accepted once there are
-	 * descriptors again. */
+	 * descriptors (or memory) again. */
 	if (mhd_connections(*d) == 0 && no_descriptor_left(*d))
 		smisd_dispatcher_source_rest(ACCEPT_REST_MS);
 }

@@ -674,3 +674,33 @@ class StackTestCase(unittest.TestCase):
     def setUp(self):
         self.stack.sim("govapp", "POST", "/_sim/reset", {})
         self.stack.sim("ringring", "POST", "/_sim/reset", {})
+
+
+class PreloadedFaultCase(StackTestCase):
+    """A stack whose smisd preloads tests/plugins/PRELOAD.so, which makes
+    some calls fail while the file named by its environment variable
+    FLAG_ENV exists: self.flag, there for the length of self.failing()."""
+    preload = flag_env = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.flag_dir = tempfile.mkdtemp(prefix="smis-%s-" % cls.preload)
+        cls.flag = os.path.join(cls.flag_dir, "flag")
+        env = dict(preloading(cls.preload), **{cls.flag_env: cls.flag})
+        cls.stack_kwargs = dict(cls.stack_kwargs, smisd_env=env)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.flag_dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def failing(self):
+        open(self.flag, "w").close()
+        try:
+            yield
+        finally:
+            os.unlink(self.flag)

@@ -9,20 +9,18 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, SLOW, Response, Stack, StackTestCase,  # noqa: E402
-                     check_conformance, http, message, preloading)
+from harness import (BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, SLOW, PreloadedFaultCase, Response, Stack,  # noqa: E402
+                     StackTestCase, check_conformance, http, message, preloading)
 
 APP, SMS = "govapp", "ringring"
 
@@ -694,32 +692,17 @@ class ClaimWithoutMemory(ProblemAsserts, StackTestCase):
         self.assertEqual(r.status, 201, r.raw)
 
 
-class RequestIdWithoutRandom(ProblemAsserts, StackTestCase):
+class RequestIdWithoutRandom(ProblemAsserts, PreloadedFaultCase):
     """OpenSSL gives no random bytes (RAND_bytes made to fail by a
     preloaded library while a flag file exists): a request is refused 500,
     yet under a request id of the documented form, a different one each
     time, in the header and the body alike."""
-    stack_kwargs = {"smisd_env": preloading("norandom")}
-
-    @classmethod
-    def setUpClass(cls):
-        cls.flag_dir = tempfile.mkdtemp(prefix="smis-norandom-")
-        cls.flag = os.path.join(cls.flag_dir, "no-random")
-        cls.stack_kwargs["smisd_env"]["SMIS_TEST_NORANDOM"] = cls.flag
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls.flag_dir, ignore_errors=True)
+    preload, flag_env = "norandom", "SMIS_TEST_NORANDOM"
 
     def test_refusal_carries_a_well_formed_request_id(self):
         s = self.stack
         s.expect_log(r"no random bytes for an id", r"500 internal_error")
-        open(self.flag, "w").close()
-        try:
+        with self.failing():
             # Each loop's thread may hold up to 204 ids' bytes drawn
             # before: the refusals begin once they are used up.
             refused = []
@@ -729,8 +712,6 @@ class RequestIdWithoutRandom(ProblemAsserts, StackTestCase):
                     refused.append(r)
                     if len(refused) == 2:
                         break
-        finally:
-            os.unlink(self.flag)
         self.assertEqual(len(refused), 2)
         ids = set()
         for r in refused:

@@ -33,7 +33,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN,  # noqa: E402
-                     SLOW, Response, StackTestCase, check_conformance, message)
+                     SLOW, PreloadedFaultCase, Response, StackTestCase, check_conformance, message)
 from test_openapi import problem_codes, problem_statuses  # noqa: E402
 
 SEED = int(os.environ.get("SMIS_ROBUSTNESS_SEED", "20261203"))
@@ -100,6 +100,33 @@ def raw_request(port, method, path, headers, body, timeout=30):
     check_conformance(method, "http://127.0.0.1:%d%s" % (port, path),
                       Response(status, named, rest.decode("utf-8", "replace")))
     return status, hdrs, rest
+
+
+def cpu_seconds(pid):
+    """A process's CPU time so far, user and system (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_while_clients_wait(stack, starved):
+    """smisd's CPU seconds in 2 s while `starved` (a context manager) keeps
+    it from accepting four clients that wait with a request; and, for each,
+    whether it was then served."""
+    waiting = []
+    try:
+        with starved:
+            for _ in range(4):
+                waiting.append(socket.create_connection(("127.0.0.1", stack.smisd_port), timeout=10 * SLOW))
+                waiting[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            time.sleep(0.2)
+            before = cpu_seconds(stack.smisd.pid)
+            time.sleep(2)
+            used = cpu_seconds(stack.smisd.pid) - before
+        return used, [s.makefile("rb").read().startswith(b"HTTP/1.1 200 ") for s in waiting]
+    finally:
+        for s in waiting:
+            s.close()
 
 
 class Generator:
@@ -437,29 +464,9 @@ class ConnectionLimit(StackTestCase):
         # clients that waited once there are descriptors again.
         self.stack.expect_log(r"^Error accepting connection: Too many open files",
                               r"^Hit process or system resource limit", r"^further libmicrohttpd messages")
-        waiting = []
-        try:
-            with self.descriptors_left(0):
-                for _ in range(4):
-                    waiting.append(socket.create_connection(("127.0.0.1", self.stack.smisd_port),
-                                                            timeout=10 * SLOW))
-                    waiting[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                time.sleep(0.2)
-                before = self.cpu_seconds()
-                time.sleep(2)
-                used = self.cpu_seconds() - before
-            for s in waiting:
-                self.assertTrue(s.makefile("rb").read().startswith(b"HTTP/1.1 200 "))
-        finally:
-            for s in waiting:
-                s.close()
+        used, served = cpu_while_clients_wait(self.stack, self.descriptors_left(0))
+        self.assertEqual(served, [True] * 4)
         self.assertLess(used, 0.3, "CPU seconds of smisd in 2 s without a descriptor")
-
-    def cpu_seconds(self):
-        """smisd's CPU time so far, user and system (/proc/PID/stat)."""
-        with open("/proc/%d/stat" % self.stack.smisd.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @contextlib.contextmanager
     def descriptors_left(self, n):
@@ -472,6 +479,23 @@ class ConnectionLimit(StackTestCase):
             yield
         finally:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+
+
+class NoSocketMemory(PreloadedFaultCase):
+    """accept() fails for want of kernel memory (ENOBUFS; ENOMEM and a full
+    system file table, ENFILE, alike) rather than of descriptors: made so
+    by a preloaded library while a flag file exists. An idle loop rests its
+    listening socket as without descriptors, instead of retrying at once,
+    for ever, at 100% CPU, and serves the clients that waited once there
+    is memory again."""
+    preload, flag_env = "nobufs", "SMIS_TEST_NOBUFS"
+
+    def test_no_socket_memory_does_not_spin(self):
+        self.stack.expect_log(r"^Error accepting connection: No buffer space available",
+                              r"^Hit process or system resource limit", r"^further libmicrohttpd messages")
+        used, served = cpu_while_clients_wait(self.stack, self.failing())
+        self.assertEqual(served, [True] * 4)
+        self.assertLess(used, 0.3, "CPU seconds of smisd in 2 s without socket memory")
 
 
 if __name__ == "__main__":
