@@ -85,6 +85,11 @@ GOVAPP_CALLBACK_SECRET = "govapp-test-callback-secret"
 RINGRING_KEY = "ringring-test-key"
 RINGRING_CALLBACK_TOKEN = "rr-cb-token-0123456789"
 PHONE_HASH_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+# --idempotency-key values for the command-line tools (smisctl send,
+# smis-encrypt), and the exit of a send to a closed port with them: 2
+# (refused up front, smisd's syntax) or 3 (sent, or tried to be).
+IDEMPOTENCY_KEYS = (("", 2), ("a b", 2), ("caf\u00e9", 2), ("a/b", 2), ("a\r\nX-Evil: 1", 2), ("k" * 129, 2),
+                    ("k" * 128, 3), ("Case-2026_0042.a:b", 3))
 # smisd's log level in every stack: SMIS_LOG_LEVEL=debug runs a suite at the
 # most verbose level (privacy audits); SMIS_KEEP_TMP=1 keeps each stack's
 # folder (smisd.log, smis.db) after the test.

@@ -38,10 +38,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, Stack, StackTestCase,  # noqa: E402
-                     free_port, http)
-
-from test_smisctl import IDEMPOTENCY_KEYS  # noqa: E402
+from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, IDEMPOTENCY_KEYS, KEYS, Stack,  # noqa: E402
+                     StackTestCase, free_port, http)
 
 APP, SMS = "govapp", "ringring"
 SUITE = "HPKE-Base-X25519-SHA256-AES128GCM"

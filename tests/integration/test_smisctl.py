@@ -20,7 +20,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, CITIZENS, KEYS, Stack, StackTestCase, free_port, http  # noqa: E402
+from harness import (BUILD, CITIZENS, IDEMPOTENCY_KEYS, KEYS, Stack, StackTestCase, free_port,  # noqa: E402
+                     http)
 
 SMISCTL = os.path.join(BUILD, "tools/smisctl/smisctl")
 SMISD = os.path.join(BUILD, "smisd")
@@ -67,12 +68,6 @@ def offline_conf(path, extra_channel="", extra_strategy=""):
     shutil.rmtree(s.dir, ignore_errors=True)
     if extra_channel:
         write(path, read(path).replace("\n);\nstrategies", ",\n" + extra_channel + "\n);\nstrategies", 1))
-
-
-# --idempotency-key values, and the exit of a send to a closed port with
-# them: 2 (refused up front) or 3 (sent, or tried to be).
-IDEMPOTENCY_KEYS = (("", 2), ("a b", 2), ("caf\u00e9", 2), ("a/b", 2), ("a\r\nX-Evil: 1", 2), ("k" * 129, 2),
-                    ("k" * 128, 3), ("Case-2026_0042.a:b", 3))
 
 
 class Usage(unittest.TestCase):
