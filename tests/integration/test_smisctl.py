@@ -94,6 +94,23 @@ class Usage(unittest.TestCase):
                 self.assertEqual(r.returncode, want, r.stderr)
                 self.assertEqual("--idempotency-key" in r.stderr, want == 2, r.stderr)
 
+    def test_text_that_is_not_utf8_is_a_usage_error(self):
+        # As smis-encrypt (test_govapp_full.py): smisd would refuse it (400
+        # invalid_utf8), so it is refused first, with no request: exit 2
+        # where the closed port makes it 3. "\udce9" is the byte E9 (Latin-1
+        # é) in the argument, as a shell in a Latin-1 locale passes it.
+        send = ("send", "--url", "http://127.0.0.1:%d" % free_port(), "--key", "k", "--to", "+32470000000",
+                "--lang", "fr")
+        for texts, field in ((("--title", "Caf\udce9", "--body", "b"), "title"),
+                             (("--title", "t", "--body", "Caf\udce9"), "body"),
+                             (("--title", "t", "--body", "b", "--sms-text", "Caf\udce9"), "SMS text")):
+            with self.subTest(field=field):
+                r = smisctl(*send, *texts, text=False)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stderr, b"smisctl send: the fr %s is not UTF-8\n" % field.encode())
+        r = smisctl(*send, "--title", "Caf\u00e9", "--body", "b", "--sms-text", "Caf\u00e9")
+        self.assertEqual(r.returncode, 3, r.stderr)
+
     def test_help_of_every_command(self):
         r = smisctl("--help")
         self.assertEqual(r.returncode, 0)

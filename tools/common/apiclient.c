@@ -15,6 +15,7 @@
 #include "apiclient.h"
 #include "json_writer.h"
 #include "utf8.h"
+#include "utf8_decode.h"
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -121,6 +122,33 @@ bool smis_api_check_idem(const struct smis_api_options *o, const char *who)
 		return false;
 	}
 	return true;
+}
+
+/* Whether s is UTF-8 throughout. */
+static bool utf8_text(const char *s)
+{
+	size_t len = strlen(s), n;
+
+	for (; len > 0; s += n, len -= n)
+		if ((n = smis_utf8_char_len(s, len)) == 0)
+			return false;
+	return true;
+}
+
+/* One text of a language; false after saying why it will not do. */
+static bool check_text(const char *who, const char *lang, const char *what, const char *s)
+{
+	if (!s || utf8_text(s))
+		return true;
+	fprintf(stderr, "%s: the %s %s is not UTF-8\n", who, lang, what);
+	return false;
+}
+
+bool smis_api_check_content(const char *who, const char *lang, const char *title, const char *body,
+			    const char *sms_text)
+{
+	return check_text(who, lang, "title", title) && check_text(who, lang, "body", body) &&
+	       check_text(who, lang, "SMS text", sms_text);
 }
 
 char *smis_api_read_line(FILE *f)

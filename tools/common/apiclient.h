@@ -107,6 +107,13 @@ bool smis_api_option(struct smis_api_options *o, int c, const char *arg, const c
  * [A-Za-z0-9-_.:], smisd's syntax (a usage error); true when absent. */
 bool smis_api_check_idem(const struct smis_api_options *o, const char *who);
 
+/* False after printing "<who>: the <lang> title is not UTF-8" (or body, or
+ * SMS text) when one of a language's texts is not UTF-8, which smisd
+ * refuses (400 invalid_utf8) and JSON cannot carry: a usage error, found
+ * before any request. sms_text may be NULL (absent). */
+bool smis_api_check_content(const char *who, const char *lang, const char *title, const char *body,
+			    const char *sms_text);
+
 /* ------------------------------------------------------------------ */
 /* The API key                                                          */
 /* ------------------------------------------------------------------ */

@@ -32,7 +32,6 @@
 
 #include "html_sanitize.h"
 #include "passthrough.h"
-#include "utf8_decode.h"
 
 #include "apiclient.h"
 
@@ -283,29 +282,6 @@ static struct lang_block *block_for(struct options *op, size_t item_offset)
 	return new_block(op);
 }
 
-/* Whether s is UTF-8 throughout, as JSON texts (the plaintext sealed, the
- * request) must be: checked before any request, so that such a text is a
- * usage error rather than a failure once the keys were fetched. */
-static bool utf8_text(const char *s)
-{
-	size_t len = strlen(s), n;
-
-	for (; len > 0; s += n, len -= n)
-		if ((n = smis_utf8_char_len(s, len)) == 0)
-			return false;
-	return true;
-}
-
-static bool block_utf8(const struct lang_block *b)
-{
-	const char *body = b->body ? b->body : b->body_read;
-
-	if (utf8_text(b->title) && utf8_text(body) && (!b->sms_text || utf8_text(b->sms_text)))
-		return true;
-	fprintf(stderr, "smis-encrypt: the %s title, body or SMS text is not UTF-8\n", b->lang);
-	return false;
-}
-
 static int check_blocks(struct options *op)
 {
 	int rc = SMIS_EXIT_USAGE;
@@ -340,7 +316,11 @@ static int check_blocks(struct options *op)
 				goto out;
 			}
 		}
-		if (!block_utf8(b))
+		/* JSON texts (the plaintext sealed, the request) must be UTF-8:
+		 * checked before any request, so that such a text is a usage
+		 * error rather than a failure once the keys were fetched. */
+		if (!smis_api_check_content("smis-encrypt", b->lang, b->title, b->body ? b->body : b->body_read,
+					    b->sms_text))
 			goto out;
 	}
 	rc = 0;

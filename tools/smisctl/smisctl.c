@@ -371,7 +371,9 @@ static int cmd_send(int argc, char **argv)
 		usage_send(stderr);
 		goto out;
 	}
-	if (!smis_api_check_idem(&api, "smisctl send"))
+	/* What smisd would refuse is refused here, without a request. */
+	if (!smis_api_check_idem(&api, "smisctl send") ||
+	    !smis_api_check_content("smisctl send", lang, title, body, sms_text))
 		goto out;
 	key = smis_api_key("smisctl", &api);
 	if (!key)
