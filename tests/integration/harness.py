@@ -90,6 +90,42 @@ PHONE_HASH_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddee
 # (refused up front, smisd's syntax) or 3 (sent, or tried to be).
 IDEMPOTENCY_KEYS = (("", 2), ("a b", 2), ("caf\u00e9", 2), ("a/b", 2), ("a\r\nX-Evil: 1", 2), ("k" * 129, 2),
                     ("k" * 128, 3), ("Case-2026_0042.a:b", 3))
+# What smisd refuses by syntax alone in a send (docs/openapi.yaml), which
+# smisctl send and smis-encrypt therefore refuse before any request (exit
+# 2): the option and its value (in French, --lang fr), the field and code
+# of smisd's 400 for it, and what the tools say after "<command>: ".
+SEND_REFUSED = (
+    ("--title", "a\x1bb", "/content/fr/title", "invalid_utf8",
+     "the fr title holds a control character (none is allowed)"),
+    ("--title", "a\tb", "/content/fr/title", "invalid_utf8",
+     "the fr title holds a control character (none is allowed)"),
+    ("--title", "\u00e9" * 129, "/content/fr/title", "field_too_long",
+     "the fr title is 258 bytes, at most 256 are allowed"),
+    ("--title", "", "/content/fr/title", "missing_field", "the fr title must not be empty"),
+    ("--body", "a\x07b", "/content/fr/body", "invalid_utf8",
+     "the fr body holds a control character (only tab, newline and carriage return are allowed)"),
+    ("--body", "b" * 32769, "/content/fr/body", "field_too_long",
+     "the fr body is 32769 bytes, at most 32768 are allowed"),
+    ("--body", "", "/content/fr/body", "missing_field", "the fr body must not be empty"),
+    ("--sms-text", "a\u009bb", "/content/fr/sms_text", "invalid_utf8",
+     "the fr SMS text holds a control character (only tab, newline and carriage return are allowed)"),
+    ("--sms-text", "s" * 1601, "/content/fr/sms_text", "field_too_long",
+     "the fr SMS text is 1601 bytes, at most 1600 are allowed"),
+    ("--to", "+32470\x1b000004", "/recipient", "invalid_utf8", "--to holds a control character (none is allowed)"),
+    ("--to", "0" * 41, "/recipient", "field_too_long", "--to is 41 bytes, at most 40 are allowed"),
+    ("--to", "", "/recipient", "missing_field", "--to must not be empty"),
+    ("--strategy", "sms_only\x01", "/strategy", "invalid_utf8",
+     "--strategy holds a control character (none is allowed)"),
+    ("--strategy", "s" * 49, "/strategy", "field_too_long", "--strategy is 49 bytes, at most 48 are allowed"),
+    ("--reference", "a\nb", "/reference", "invalid_utf8", "--reference holds a control character (none is allowed)"),
+    ("--reference", "r" * 129, "/reference", "field_too_long", "--reference is 129 bytes, at most 128 are allowed"),
+    ("--reference", "case 42", "/reference", "invalid_value",
+     "--reference may hold letters, digits and . _ : / - only"),
+    ("--lang", "es", "/content/es", "unknown_language", "--lang must be nl, fr, de or en"),
+)
+# And values at the edge of what smisd takes, which neither tool refuses.
+SEND_TAKEN = (("--title", "\u00e9" * 128), ("--body", "line 1\r\n\tline 2"), ("--sms-text", "s\t" * 800),
+              ("--reference", "case/2026:0042_a.b-" * 6 + "12345678901234"), ("--to", "0470 00 00 02"))
 # smisd's log level in every stack: SMIS_LOG_LEVEL=debug runs a suite at the
 # most verbose level (privacy audits); SMIS_KEEP_TMP=1 keeps each stack's
 # folder (smisd.log, smis.db) after the test.

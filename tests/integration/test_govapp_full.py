@@ -38,8 +38,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, IDEMPOTENCY_KEYS, KEYS, Stack,  # noqa: E402
-                     StackTestCase, free_port, http)
+from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, IDEMPOTENCY_KEYS, KEYS, SEND_REFUSED,  # noqa: E402
+                     SEND_TAKEN, Stack, StackTestCase, free_port, http)
 
 APP, SMS = "govapp", "ringring"
 SUITE = "HPKE-Base-X25519-SHA256-AES128GCM"
@@ -421,6 +421,25 @@ class EndToEnd(GovAppCase):
                 self.assertIn("not UTF-8", p.stderr)
         self.assertIn("Usage:", self.encrypt("--help", check=0).stdout)
         self.assertEqual(len(self.sends()), 0)
+
+    def test_smis_encrypt_refuses_what_smisd_refuses_by_syntax_before_any_request(self):
+        # As smisctl send (test_smisctl.py, which also posts each to smisd):
+        # a title with a control character was refused by smisd only after
+        # the keys had been fetched, exit 3. Now exit 2, with no request.
+        # The body is sealed, smisd never sees it: UTF-8 is all it must be.
+        options = {"--to": CITIZENS["app_fr"], "--strategy": "govapp_only", "--lang": "fr", "--title": "t",
+                   "--body": "b"}
+        for opt, value, _, _, says in SEND_REFUSED:
+            if opt in ("--body", "--lang"):
+                continue
+            with self.subTest(opt=opt, value=value[:20]):
+                p = self.encrypt(*sum(dict(options, **{opt: value}).items(), ()), check=2)
+                self.assertEqual(p.stderr, "smis-encrypt: %s\n" % says)
+                self.assertEqual(self.sim_requests(), [])
+        for opt, value in SEND_TAKEN + (("--body", "a\x07b"), ("--body", "")):
+            with self.subTest(opt=opt, value=value[:20]):
+                p = self.encrypt(*sum(dict(options, **{opt: value}).items(), ()), check=0)
+                self.assertEqual(json.loads(p.stdout)["status"], "sent")
 
     def test_smis_encrypt_idempotency_key_syntax_is_a_usage_error(self):
         # As smisctl's (test_smisctl.py): refused before any request.

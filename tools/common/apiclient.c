@@ -14,6 +14,7 @@
 
 #include "apiclient.h"
 #include "json_writer.h"
+#include "request.h" /* smisd's limits: SMISD_MAX_TITLE... */
 #include "utf8.h"
 #include "utf8_decode.h"
 
@@ -104,12 +105,65 @@ bool smis_api_option(struct smis_api_options *o, int c, const char *arg, const c
 	return ok;
 }
 
-bool smis_api_check_idem(const struct smis_api_options *o, const char *who)
+/* How smisd reads a text of a request (daemon/request.c): the control
+ * characters it takes, its length in bytes, whether it may be empty. What
+ * it would refuse is a usage error here, found before any request: a round
+ * trip (two for smis-encrypt) and a 400 for nothing otherwise. */
+struct text_rule {
+	enum smisd_utf8_controls controls;
+	size_t max;
+	bool required;
+};
+
+static const struct text_rule RECIPIENT = { SMISD_UTF8_ONE_LINE, SMISD_MAX_RECIPIENT, true };
+static const struct text_rule STRATEGY = { SMISD_UTF8_ONE_LINE, SMISD_MAX_STRATEGY, false };
+static const struct text_rule REFERENCE = { SMISD_UTF8_ONE_LINE, SMISD_MAX_REFERENCE, false };
+static const struct text_rule TITLE = { SMISD_UTF8_ONE_LINE, SMISD_MAX_TITLE, true };
+static const struct text_rule BODY = { SMISD_UTF8_MULTILINE, SMISD_MAX_BODY, true };
+static const struct text_rule SMS_TEXT = { SMISD_UTF8_MULTILINE, SMISD_MAX_SMS_TEXT, false };
+
+/* Whether s is UTF-8 throughout. */
+static bool utf8_text(const char *s)
 {
-	/* smisd's syntax (docs/openapi.yaml, 400 invalid_idempotency_key):
-	 * what it would refuse is a usage error, found before any request.
-	 * It also keeps line breaks, which would smuggle in another header
-	 * line, out of the header. */
+	size_t len = strlen(s), n;
+
+	for (; len > 0; s += n, len -= n)
+		if ((n = smis_utf8_char_len(s, len)) == 0)
+			return false;
+	return true;
+}
+
+/* s (NULL: absent, fine) against rule r (NULL: UTF-8 is all it must be);
+ * false after saying why, naming it `what`, in smisd's order: UTF-8 and
+ * controls, length, emptiness. */
+static bool check_text(const char *who, const char *what, const char *s, const struct text_rule *r)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	if (!s)
+		return true;
+	if (!utf8_text(s))
+		fprintf(stderr, "%s: %s is not UTF-8\n", who, what);
+	else if (!r)
+		return true;
+	else if (!smisd_utf8_valid(s, len, r->controls))
+		fprintf(stderr, "%s: %s holds a control character (%s)\n", who, what,
+			r->controls == SMISD_UTF8_MULTILINE ? "only tab, newline and carriage return are allowed"
+							    : "none is allowed");
+	else if (len > r->max)
+		fprintf(stderr, "%s: %s is %zu bytes, at most %zu are allowed\n", who, what, len, r->max);
+	else if (r->required && len == 0)
+		fprintf(stderr, "%s: %s must not be empty\n", who, what);
+	else
+		return true;
+	return false;
+}
+
+/* smisd's syntax (docs/openapi.yaml, 400 invalid_idempotency_key). It
+ * also keeps line breaks, which would smuggle in another header line, out
+ * of the header. */
+static bool check_idem(const struct smis_api_options *o, const char *who)
+{
 	static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:";
 	size_t n;
 
@@ -124,31 +178,46 @@ bool smis_api_check_idem(const struct smis_api_options *o, const char *who)
 	return true;
 }
 
-/* Whether s is UTF-8 throughout. */
-static bool utf8_text(const char *s)
+/* smisd's syntax (docs/openapi.yaml, 400 invalid_value). */
+static bool check_reference(const struct smis_api_options *o, const char *who)
 {
-	size_t len = strlen(s), n;
+	static const char allowed[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/-";
 
-	for (; len > 0; s += n, len -= n)
-		if ((n = smis_utf8_char_len(s, len)) == 0)
-			return false;
+	if (!check_text(who, "--reference", o->reference, &REFERENCE))
+		return false;
+	if (o->reference && strspn(o->reference, allowed) != strlen(o->reference)) {
+		fprintf(stderr, "%s: --reference may hold letters, digits and . _ : / - only\n", who);
+		return false;
+	}
 	return true;
 }
 
-/* One text of a language; false after saying why it will not do. */
-static bool check_text(const char *who, const char *lang, const char *what, const char *s)
+bool smis_api_check_send(const struct smis_api_options *o, const char *who)
 {
-	if (!s || utf8_text(s))
-		return true;
-	fprintf(stderr, "%s: the %s %s is not UTF-8\n", who, lang, what);
-	return false;
+	return check_idem(o, who) && check_text(who, "--to", o->to, &RECIPIENT) &&
+	       check_text(who, "--strategy", o->strategy, &STRATEGY) && check_reference(o, who);
+}
+
+bool smis_api_lang_known(const char *lang)
+{
+	return strcmp(lang, "nl") == 0 || strcmp(lang, "fr") == 0 || strcmp(lang, "de") == 0 ||
+	       strcmp(lang, "en") == 0;
 }
 
 bool smis_api_check_content(const char *who, const char *lang, const char *title, const char *body,
-			    const char *sms_text)
+			    const char *sms_text, bool sealed)
 {
-	return check_text(who, lang, "title", title) && check_text(who, lang, "body", body) &&
-	       check_text(who, lang, "SMS text", sms_text);
+	char title_is[16], body_is[16], sms_is[24];
+
+	if (!smis_api_lang_known(lang)) {
+		fprintf(stderr, "%s: --lang must be nl, fr, de or en\n", who);
+		return false;
+	}
+	snprintf(title_is, sizeof(title_is), "the %s title", lang);
+	snprintf(body_is, sizeof(body_is), "the %s body", lang);
+	snprintf(sms_is, sizeof(sms_is), "the %s SMS text", lang);
+	return check_text(who, title_is, title, &TITLE) && check_text(who, body_is, body, sealed ? NULL : &BODY) &&
+	       check_text(who, sms_is, sms_text, &SMS_TEXT);
 }
 
 char *smis_api_read_line(FILE *f)

@@ -38,7 +38,7 @@ enum smis_api_exit {
 #define SMIS_API_TOKEN_MAX 8192
 /* An answer bigger than this is not SMIS talking. */
 #define SMIS_API_ANSWER_MAX (4u << 20)
-/* Longest --idempotency-key; smisd refuses longer ones anyway. */
+/* Longest --idempotency-key, as smisd takes. */
 #define SMIS_API_IDEM_MAX 128
 
 /* ------------------------------------------------------------------ */
@@ -103,16 +103,31 @@ struct smis_api_options {
 bool smis_api_option(struct smis_api_options *o, int c, const char *arg, const char *who,
 		     void (*usage)(FILE *));
 
-/* False after printing why when o->idem is not 1-SMIS_API_IDEM_MAX of
- * [A-Za-z0-9-_.:], smisd's syntax (a usage error); true when absent. */
-bool smis_api_check_idem(const struct smis_api_options *o, const char *who);
+/*
+ * What smisd would refuse by syntax alone in the options of a send, found
+ * before any request (a usage error): an --idempotency-key that is not
+ * 1-SMIS_API_IDEM_MAX of [A-Za-z0-9-_.:]; a --to, --strategy or
+ * --reference that is not UTF-8, holds a control character or is longer
+ * than smisd takes (docs/openapi.yaml), an empty --to, a --reference of
+ * other characters than [A-Za-z0-9._:/-]. False after printing why,
+ * "<who>: --reference ..." (who names the command, e.g. "smisctl send").
+ */
+bool smis_api_check_send(const struct smis_api_options *o, const char *who);
 
-/* False after printing "<who>: the <lang> title is not UTF-8" (or body, or
- * SMS text) when one of a language's texts is not UTF-8, which smisd
- * refuses (400 invalid_utf8) and JSON cannot carry: a usage error, found
- * before any request. sms_text may be NULL (absent). */
+/* Whether lang is one of the languages smisd takes: nl, fr, de, en. */
+bool smis_api_lang_known(const char *lang);
+
+/*
+ * The same for one language of a message: a lang smisd does not know, a
+ * title, body or SMS text that is not UTF-8, holds a control character
+ * (any in a title; in a body or an SMS text any but tab, newline and
+ * carriage return), is longer than smisd takes, or an empty title or body.
+ * sealed: the body is encrypted by the tool, smisd never sees it: it must
+ * only be UTF-8 (JSON, for the plaintext sealed). sms_text may be NULL
+ * (absent). False after printing why, "<who>: the fr title is not UTF-8".
+ */
 bool smis_api_check_content(const char *who, const char *lang, const char *title, const char *body,
-			    const char *sms_text);
+			    const char *sms_text, bool sealed);
 
 /* ------------------------------------------------------------------ */
 /* The API key                                                          */

@@ -6,7 +6,8 @@
 # smisd_text_shown: what a server, a plugin or a configuration says reaches
 # the operator's terminal as smisd --check-config shows it; and
 # daemon/json_writer.c, for the JSON escape of the C1 controls, which the
-# answers it prints get as smisd's log lines do.
+# answers it prints get as smisd's log lines do. smisd_utf8_valid and
+# daemon/request.h's field limits check a send's texts as smisd would.
 noinst_LTLIBRARIES += tools/common/libsmisapiclient.la
 tools_common_libsmisapiclient_la_SOURCES = tools/common/apiclient.c tools/common/apiclient.h \
 	daemon/utf8.c daemon/utf8.h daemon/json_writer.c daemon/json_writer.h

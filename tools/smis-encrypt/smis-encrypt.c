@@ -146,11 +146,6 @@ out:
 /* Message                                                              */
 /* ------------------------------------------------------------------ */
 
-static bool known_lang(const char *l)
-{
-	return strcmp(l, "nl") == 0 || strcmp(l, "fr") == 0 || strcmp(l, "de") == 0 || strcmp(l, "en") == 0;
-}
-
 /*
  * The plaintext of docs/e2e-format.md section 7 (message_id and v are
  * filled in by smis_passthrough_seal). HTML is sanitised with the same
@@ -295,7 +290,7 @@ static int check_blocks(struct options *op)
 
 		if (!b->lang && op->n_langs == 1)
 			b->lang = "nl";
-		if (!b->lang || !known_lang(b->lang)) {
+		if (!b->lang || !smis_api_lang_known(b->lang)) {
 			fprintf(stderr, "smis-encrypt: every language needs --lang nl, fr, de or en\n");
 			goto out;
 		}
@@ -304,7 +299,7 @@ static int check_blocks(struct options *op)
 				fprintf(stderr, "smis-encrypt: language %s given twice\n", b->lang);
 				goto out;
 			}
-		if (!b->title || !b->title[0] || (!b->body && !b->body_file) || (b->body && b->body_file)) {
+		if (!b->title || (!b->body && !b->body_file) || (b->body && b->body_file)) {
 			fprintf(stderr, "smis-encrypt: language %s needs --title and one of --body or --body-file\n",
 				b->lang);
 			goto out;
@@ -316,11 +311,12 @@ static int check_blocks(struct options *op)
 				goto out;
 			}
 		}
-		/* JSON texts (the plaintext sealed, the request) must be UTF-8:
-		 * checked before any request, so that such a text is a usage
-		 * error rather than a failure once the keys were fetched. */
+		/* What smisd would refuse (a title with a control character...),
+		 * and a body that JSON cannot carry, are usage errors found
+		 * before any request, not failures once the keys were fetched.
+		 * The body is sealed: smisd never sees it. */
 		if (!smis_api_check_content("smis-encrypt", b->lang, b->title, b->body ? b->body : b->body_read,
-					    b->sms_text))
+					    b->sms_text, true))
 			goto out;
 	}
 	rc = 0;
@@ -392,7 +388,7 @@ static int parse_args(int argc, char **argv, struct options *op)
 		usage(stderr);
 		goto out;
 	}
-	if (!smis_api_check_idem(&op->api, "smis-encrypt"))
+	if (!smis_api_check_send(&op->api, "smis-encrypt"))
 		goto out;
 	rc = check_blocks(op);
 out:

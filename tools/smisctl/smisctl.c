@@ -372,8 +372,8 @@ static int cmd_send(int argc, char **argv)
 		goto out;
 	}
 	/* What smisd would refuse is refused here, without a request. */
-	if (!smis_api_check_idem(&api, "smisctl send") ||
-	    !smis_api_check_content("smisctl send", lang, title, body, sms_text))
+	if (!smis_api_check_send(&api, "smisctl send") ||
+	    !smis_api_check_content("smisctl send", lang, title, body, sms_text, false))
 		goto out;
 	key = smis_api_key("smisctl", &api);
 	if (!key)
