@@ -306,7 +306,7 @@ class Stack:
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
                  institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
-                 listen_extra="", smisd_env=None, log_level=None, upstream_timeout_ms=2000):
+                 listen_extra="", smisd_env=None, log_level=None, upstream_timeout_ms=2000, ringring_copies=0):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -315,6 +315,10 @@ class Stack:
         self.institutions_extra = institutions_extra or {}
         # False: the ringring channel has no status_url (no DLR webhook).
         self.ringring_status_url = ringring_status_url
+        # More instances of the RingRing plugin, "ringring-1" to
+        # "ringring-<n>": the same upstream and callback token, no
+        # status_url; in no strategy, their webhooks still take reports.
+        self.ringring_copies = ringring_copies
         self.max_in_flight = max_in_flight
         self.job_timeout_ms = job_timeout_ms
         # Each channel's upstream timeout_ms (SLOW times more).
@@ -388,7 +392,7 @@ channels = (
     callback_secret = "%(gcs)s"; %(http)s%(gx)s },
   { name = "ringring"; plugin = "ringring"; base_url = "%(ringring)s/v1"; api_key = "%(rk)s";
     %(rsu)scallback_token = "%(rct)s";
-    %(http)s%(rx)s }
+    %(http)s%(rx)s }%(copies)s
 );
 strategies = (
   { name = "govapp_first"; steps = ( { plugin = "govapp_first"; app = "govapp"; sms = "ringring"; } ); },
@@ -424,6 +428,11 @@ institutions = (
             "gx": kv(self.channels_extra.get("govapp", {})),
             "rx": kv(self.channels_extra.get("ringring", {})),
             "xs": extra_strategy, "extra": self.extra_conf,
+            "copies": "".join(
+                ',\n  { name = "ringring-%d"; plugin = "ringring"; base_url = "%s/v1"; api_key = "%s";'
+                ' callback_token = "%s"; %s }' % (i, self.ringring, RINGRING_KEY, RINGRING_CALLBACK_TOKEN,
+                                                  upstream_http(self.upstream_timeout_ms))
+                for i in range(1, self.ringring_copies + 1)),
             "rsu": ('status_url = "http://127.0.0.1:%d/v1/callbacks/ringring/%s"; '
                     % (self.smisd_port, RINGRING_CALLBACK_TOKEN)) if self.ringring_status_url else "",
             "ia": kv(self.institutions_extra.get("inst-a", {})),

@@ -831,6 +831,36 @@ class OrphansOfTwoChannels(OrphansCase):
         self.assertNotIn("and others", s.log_text())
 
 
+class OrphansOfManyChannels(OrphansCase):
+    """Orphan reports kept in one second are logged with a line for each of
+    the first 8 channels that kept some and one for all the others
+    together (store.c, ORPHAN_TALLY_CHANNELS): as many lines a second as
+    there are channels would not do with many."""
+    stack_kwargs = dict(OrphansCase.stack_kwargs, ringring_copies=10)
+
+    def test_channels_past_the_eighth_are_counted_together(self):
+        s = self.stack
+        # Reports per channel, in the order they reach the writer: the 9th
+        # and 10th channels, past the first 8, are "other channels".
+        first = [("ringring-%d" % i, 1) for i in range(1, 9)]
+        past = [("ringring-9", 2), ("ringring-10", 3)]
+
+        def post(channel, n):
+            return [http("POST", "%s/v1/callbacks/%s/%s" % (s.base, channel, RINGRING_CALLBACK_TOKEN),
+                         {"MessageId": "orphan-%s-%d" % (channel, k), "Reference": "msg_orphan", "StatusCode": "200"})
+                    for k in range(n)]
+        # In one batch of the writer, while a message is in flight (so
+        # that reports for unknown references are kept, not refused).
+        answers = sum(one_batch(s, *(lambda c=c, n=n: post(c, n) for c, n in first + past)), [])
+        self.assertEqual([r.status for r in answers], [200] * 13, [r.raw for r in answers])
+        others = r"^(\d+) report\(s\) for provider references not stored yet kept, on other channels$"
+        poll_until(lambda: self.logged(others), 20, lambda: s.log_text()[-3000:])
+        self.assertEqual(self.logged(others), [5])
+        kept = r"^(\d+) report\(s\) for provider references not stored yet kept, on channel %s$"
+        self.assertEqual([self.logged(kept % c) for c, _ in first + past], [[1]] * 8 + [[], []])
+        self.assertEqual(s.metric("smis_orphan_reports_kept_total"), 13)
+
+
 class RolledBackByRefusal(StoreFailsCase):
     """A record refused with RAISE(ROLLBACK) (a trigger here; an interrupt
     or a damaged database in life) ends the batch's whole transaction, not
