@@ -644,6 +644,18 @@ static pthread_mutex_t suspended_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct smisd_job *suspended_head;
 static atomic_bool http_stopped;
 
+/* Take job out of the suspended list (suspended_lock held). */
+static void suspended_unlink(struct smisd_job *job)
+{
+	if (job->suspended_prev)
+		job->suspended_prev->suspended_next = job->suspended_next;
+	else
+		suspended_head = job->suspended_next;
+	if (job->suspended_next)
+		job->suspended_next->suspended_prev = job->suspended_prev;
+	job->suspended_prev = job->suspended_next = NULL;
+}
+
 static void suspend_for(struct MHD_Connection *c, struct smisd_job *job)
 {
 	pthread_mutex_lock(&suspended_lock);
@@ -671,13 +683,7 @@ static void resume_on_loop(struct smisd_job *job, struct MHD_Connection *c)
 		pthread_mutex_unlock(&suspended_lock);
 		return;
 	}
-	if (job->suspended_prev)
-		job->suspended_prev->suspended_next = job->suspended_next;
-	else
-		suspended_head = job->suspended_next;
-	if (job->suspended_next)
-		job->suspended_next->suspended_prev = job->suspended_prev;
-	job->suspended_prev = job->suspended_next = NULL;
+	suspended_unlink(job);
 	/* On its own loop (answers before the commit, the default), the loop
 	 * cannot be freed under it: the lock, which both loops take for every
 	 * message, is not held over the resume (a loop preempted there would
@@ -1396,8 +1402,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	else if (!(st->job && st->job->abandoned))
 		smisd_job_free(st->job);
 	/* An abandoned job stays in the suspended list, unfreed: the store
-	 * writer may still hold it (store.commit_before_answer), and the
-	 * process is exiting. */
+	 * writer may still hold it (store.commit_before_answer) until it is
+	 * closed, after which smisd_http_free_abandoned frees it. */
 	free(st->body);
 	free(st);
 	*con_cls = NULL;
@@ -1735,10 +1741,18 @@ void smisd_http_stop(void)
 	/* Jobs the drain did not wait for: their connections are resumed so
 	 * that MHD_stop_daemon closes them (it aborts on a suspended one). */
 	pthread_mutex_lock(&suspended_lock);
-	for (struct smisd_job *job = suspended_head; job; job = job->suspended_next) {
-		job->abandoned = true;
+	for (struct smisd_job *job = suspended_head, *next; job; job = next) {
+		next = job->suspended_next;
 		MHD_resume_connection(job->done_arg);
 		abandoned++;
+		/* Finished as the loops stopped, after they could resume it: its
+		 * connection and the store writer hold it (job_put), and the
+		 * last of them frees it. The others are this list's to free
+		 * (smisd_http_free_abandoned). */
+		if (job->answered_first)
+			suspended_unlink(job);
+		else
+			job->abandoned = true;
 	}
 	pthread_mutex_unlock(&suspended_lock);
 	if (abandoned)
@@ -1755,6 +1769,24 @@ void smisd_http_stop(void)
 	n_mhds = 0;
 	n_quiesced = 0;
 	atomic_store(&quiesce_wanted, false);
+}
+
+/* After smisd_store_close(): nothing holds the jobs smisd_http_stop
+ * abandoned any more (their loop is freed, their connection closed, the
+ * writer's queue done), but they still hold what their strategy left: the
+ * curl easy handle of an upstream call, the channels' call slots, a
+ * generation. Freed here, while the plugins that free their slots are
+ * loaded and before curl_global_cleanup(). */
+void smisd_http_free_abandoned(void)
+{
+	pthread_mutex_lock(&suspended_lock);
+	while (suspended_head) {
+		struct smisd_job *job = suspended_head;
+
+		suspended_unlink(job);
+		smisd_job_free(job);
+	}
+	pthread_mutex_unlock(&suspended_lock);
 }
 
 int smisd_http_in_flight(void)

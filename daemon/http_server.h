@@ -17,6 +17,9 @@ void smisd_http_quiesce(void);
  * smisd_http_stop), and none is still doing so. */
 void smisd_http_leave_loops(void);
 void smisd_http_stop(void);
+/* After smisd_store_close(), before the last generation goes: free the jobs
+ * smisd_http_stop closed the connection of unanswered. */
+void smisd_http_free_abandoned(void);
 /* Messages accepted and not yet answered. */
 int smisd_http_in_flight(void);
 

@@ -926,16 +926,54 @@ out:
 }
 
 /*
+ * The signature checks one token has cost. Issuer blocks may share an iss
+ * (other audiences, say); each alone is bounded when loaded, but the token
+ * is tried against every block of its iss, so the bound is the token's:
+ * JWT_MAX_CHECKS over all of them, as for one issuer. A key that an
+ * earlier block also lists (the same key file under another audience)
+ * answers from here, without a second check.
+ */
+#define JWT_MAX_CHECKS (1 + SMISD_JWT_MAX_UNNAMED_KEYS)
+struct jwt_checks {
+	const EVP_PKEY *key[JWT_MAX_CHECKS];
+	bool ok[JWT_MAX_CHECKS];
+	size_t n;
+};
+
+/*
+ * Try k on the token's signature. Returns true when the search ends here:
+ * verified (*why NULL), or no check is left (*why as it was). Else *why is
+ * bad_signature and the next key may be tried.
+ */
+static bool jwt_try_key(struct jwt_checks *c, const struct jwt_key *k, const char *token,
+			const struct jwt_token *t, const char **why)
+{
+	size_t i;
+
+	for (i = 0; i < c->n && EVP_PKEY_eq(c->key[i], k->pkey) != 1; i++)
+		;
+	if (i == c->n) {
+		if (c->n == JWT_MAX_CHECKS)
+			return true;
+		c->key[c->n] = k->pkey;
+		c->ok[c->n++] = jwt_verify_with(k, token, t->signing_len, t->sig, t->sig_len);
+	}
+	*why = c->ok[i] ? NULL : R_SIGNATURE;
+	return c->ok[i];
+}
+
+/*
  * Keys of the alg's type only. A kid picks the JWKS key of that name; PEM
  * keys carry no kid and stand in when no named key matches. Without a kid
  * every key of the type is tried (key rotation), as long as there are
  * SMISD_JWT_MAX_UNNAMED_KEYS at most: past that, anyone could make each
  * request cost that many signature checks, and the token must name its
  * key. So at most 1 + SMISD_JWT_MAX_UNNAMED_KEYS checks per issuer (the
- * kid-less keys of a type are bounded when loaded).
+ * kid-less keys of a type are bounded when loaded), and per token over
+ * the issuers sharing its iss (struct jwt_checks).
  */
 static const char *jwt_check_signature(const struct smisd_jwt_issuer *is, const char *token,
-				       const struct jwt_token *t)
+				       const struct jwt_token *t, struct jwt_checks *checks)
 {
 	const char *why = R_UNKNOWN_KEY;
 
@@ -949,11 +987,8 @@ static const char *jwt_check_signature(const struct smisd_jwt_issuer *is, const 
 
 			if (k->kty != t->kty || k->kid == NULL || strcmp(k->kid, t->kid) != 0)
 				continue;
-			why = R_SIGNATURE;
-			if (jwt_verify_with(k, token, t->signing_len, t->sig, t->sig_len)) {
-				why = NULL;
+			if (jwt_try_key(checks, k, token, t, &why))
 				goto out;
-			}
 		}
 	}
 	/* With a kid, only kid-less (PEM) keys are left to try. */
@@ -962,11 +997,8 @@ static const char *jwt_check_signature(const struct smisd_jwt_issuer *is, const 
 
 		if (k->kty != t->kty || (t->kid != NULL && k->kid != NULL))
 			continue;
-		why = R_SIGNATURE;
-		if (jwt_verify_with(k, token, t->signing_len, t->sig, t->sig_len)) {
-			why = NULL;
+		if (jwt_try_key(checks, k, token, t, &why))
 			goto out;
-		}
 	}
 out:
 	ERR_clear_error();
@@ -1090,12 +1122,12 @@ out:
 
 /* Signature, then claims: only an authentic token gets a claim-level reason. */
 static const char *jwt_verify_issuer(const struct smisd_jwt_issuer *is, const char *token,
-				     const struct jwt_token *t, int64_t now, char *client_id,
-				     size_t client_id_len)
+				     const struct jwt_token *t, struct jwt_checks *checks, int64_t now,
+				     char *client_id, size_t client_id_len)
 {
 	const char *why;
 
-	why = jwt_check_signature(is, token, t);
+	why = jwt_check_signature(is, token, t, checks);
 	if (why == NULL)
 		why = jwt_check_times(is, t->claims, now);
 	if (why == NULL)
@@ -1109,6 +1141,7 @@ int smisd_jwt_verify(const struct smisd_jwt_issuer *const *issuers, size_t n, co
 		     int64_t now_s, char *client_id, size_t client_id_len, const char **reason)
 {
 	struct jwt_token t;
+	struct jwt_checks checks = { .n = 0 };
 	const char *why = R_MALFORMED, *iss = NULL;
 	int rc = -EACCES;
 
@@ -1136,7 +1169,7 @@ int smisd_jwt_verify(const struct smisd_jwt_issuer *const *issuers, size_t n, co
 
 		if (issuers[i] == NULL || strcmp(issuers[i]->issuer, iss) != 0)
 			continue;
-		r = jwt_verify_issuer(issuers[i], token, &t, now_s, client_id, client_id_len);
+		r = jwt_verify_issuer(issuers[i], token, &t, &checks, now_s, client_id, client_id_len);
 		if (r == NULL) {
 			why = NULL;
 			rc = 0;

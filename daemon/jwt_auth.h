@@ -32,7 +32,8 @@
 /* Keys of one type a token may be tried against without naming them by
  * kid (a token without a kid: every key of its type; any token: the keys
  * without a kid), so that no token costs more signature checks than that
- * (plus its kid's key) per issuer. */
+ * (plus its kid's key): per issuer, and over all the issuers sharing its
+ * iss together. */
 #define SMISD_JWT_MAX_UNNAMED_KEYS 4
 
 /* One trusted issuer: its iss, the audience SMIS expects, its keys. Opaque. */
@@ -93,7 +94,10 @@ int smisd_jwt_looks_like(const char *token);
  * configured issuer; the signature under a key of the alg's type (the
  * header "kid" picks the JWKS key; kid-less PEM keys are tried for any kid;
  * without a kid every key of the type is tried, unless the issuer has more
- * than SMISD_JWT_MAX_UNNAMED_KEYS of them: "kid_required"); then, only for an
+ * than SMISD_JWT_MAX_UNNAMED_KEYS of them: "kid_required"; issuers sharing
+ * the iss are tried in turn, with 1 + SMISD_JWT_MAX_UNNAMED_KEYS signature
+ * checks for them all, a key listed by several counting once: past that
+ * the token is refused with the reason it got so far); then, only for an
  * authentic token, exp (required), nbf and iat (optional) with the
  * issuer's skew, and aud.
  *

@@ -354,6 +354,7 @@ out_dispatcher:
 	smisd_dispatcher_stop();
 out_store:
 	smisd_store_close();
+	smisd_http_free_abandoned();
 out:
 	free(started.listen_address);
 	free(started.store_path);

@@ -29,6 +29,16 @@ static const char *pt_string(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/* A device's key_alg: absent means X25519; present, it must be that
+ * string. null or a number is a malformed entry, skipped like a bad key,
+ * not read as "absent" (SMIS reads GovApp's lookup the same way). */
+static bool pt_key_alg_ok(struct json_object *d)
+{
+	const char *alg = pt_string(d, "key_alg");
+
+	return alg ? strcmp(alg, PT_KEY_ALG) == 0 : !json_object_object_get_ex(d, "key_alg", NULL);
+}
+
 /* The id SMIS hands out: "msg_" and 26 Crockford base32 characters. It is
  * also the only form POST /v1/messages takes back. */
 static bool pt_valid_message_id(const char *id)
@@ -216,10 +226,9 @@ int smis_passthrough_seal(const char *keys_json, const char *plaintext_json, cha
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *d = json_object_array_get_idx(devs, i);
 		const char *id = pt_string(d, "device_id"), *pk = pt_string(d, "public_key");
-		const char *alg = pt_string(d, "key_alg");
 		int r;
 
-		if (!id || !id[0] || !pk || (alg && strcmp(alg, PT_KEY_ALG) != 0) || pt_sealed(envs, id) ||
+		if (!id || !id[0] || !pk || !pt_key_alg_ok(d) || pt_sealed(envs, id) ||
 		    smis_e2e_check_public_key(pk) < 0)
 			continue;
 		if (json_object_array_length(envs) == SMIS_PASSTHROUGH_MAX_ENVELOPES) {

@@ -25,9 +25,9 @@
  *   POST /v1/recipients/keys, {"message_id","encryption","devices":[{
  *   "device_id","public_key","key_alg"}],...}. `encryption` must be
  *   SMIS_E2E_SUITE. Devices whose `key_alg` is not "X25519" (absent means
- *   X25519) or whose key is not a usable X25519 public key are skipped, as
- *   SMIS itself does; a device id seen twice is sealed once, with its
- *   first usable key.
+ *   X25519; null or a number is malformed, not absent) or whose key is not
+ *   a usable X25519 public key are skipped, as SMIS itself does; a device
+ *   id seen twice is sealed once, with its first usable key.
  * plaintext_json (borrowed for the call): a JSON object, the envelope
  *   plaintext of docs/e2e-format.md section 7: {"v":1,"message_id":...,
  *   "content":{"<lang>":{"title","body","body_text","format"}}}. `v` and

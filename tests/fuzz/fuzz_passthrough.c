@@ -41,14 +41,15 @@ static const char *string_member(json_object *o, const char *key)
 }
 
 /* Whether the device entry d is one the seal must use (passthrough.h). A
- * key_alg that is no string counts as absent, as in SMIS's own reading of
- * GovApp's lookup (govapp.c). */
+ * key_alg that is present but no string (null, a number) makes the entry
+ * unusable, as in SMIS's own reading of GovApp's lookup (govapp.c). */
 static int usable(json_object *d)
 {
 	const char *id = string_member(d, "device_id"), *pk = string_member(d, "public_key");
 	const char *alg = string_member(d, "key_alg");
+	int alg_ok = alg ? strcmp(alg, "X25519") == 0 : !json_object_object_get_ex(d, "key_alg", NULL);
 
-	return id && id[0] && strlen(id) <= SMIS_E2E_MAX_ID_LEN && pk && (!alg || strcmp(alg, "X25519") == 0) &&
+	return id && id[0] && strlen(id) <= SMIS_E2E_MAX_ID_LEN && pk && alg_ok &&
 	       smis_e2e_check_public_key(pk) == 0;
 }
 

@@ -306,7 +306,8 @@ class Stack:
 
     def __init__(self, extra_conf="", channels_extra=None, max_in_flight=8192, job_timeout_ms=8000,
                  institutions_extra=None, ringring_status_url=True, prepare_threads=None, store_extra="",
-                 listen_extra="", smisd_env=None, log_level=None, upstream_timeout_ms=2000, ringring_copies=0):
+                 listen_extra="", smisd_env=None, log_level=None, upstream_timeout_ms=2000, ringring_copies=0,
+                 smisd_wrapper=None):
         self.dir = tempfile.mkdtemp(prefix="smis-it-")
         self.procs = []
         self.extra_conf = extra_conf
@@ -331,6 +332,8 @@ class Stack:
         self.listen_extra = listen_extra
         # Variables added to smisd's environment ({"LD_PRELOAD": ...}).
         self.smisd_env = smisd_env or {}
+        # The command smisd runs under (a list), if not the suite's WRAPPER.
+        self.smisd_wrapper = WRAPPER if smisd_wrapper is None else smisd_wrapper
         # log.level; None leaves SMIS_LOG_LEVEL's (LOG_LEVEL).
         self.log_level = log_level or LOG_LEVEL
         self.expected_log = []
@@ -443,7 +446,7 @@ institutions = (
             f.write(conf)
 
     def start_smisd(self):
-        argv = WRAPPER + [os.path.join(BUILD, "smisd"), "-c", self.conf]
+        argv = self.smisd_wrapper + [os.path.join(BUILD, "smisd"), "-c", self.conf]
         self.smisd_log = os.path.join(self.dir, "smisd.log")
         if os.path.exists(self.smisd_log):
             self.earlier_problems += self.unexpected_log_lines()

@@ -727,6 +727,29 @@ class ErrorMapping(GovAppCase):
         self.assertTrue(all(d["key_alg"] == "X25519" and len(d["public_key"]) == 43 for d in r.json["devices"]))
 
 
+    def test_device_whose_key_alg_is_no_string_is_unusable(self):
+        # A key_alg of null or a number is malformed backend data: that
+        # device is skipped like one with a bad key, not sealed to as if
+        # the member were absent (X25519).
+        phone, mixed = "+32470000008", "+32470000009"
+        bad = [{"device_id": "null-alg", "key_alg": None}, {"device_id": "num-alg", "key_alg": 25519}]
+        for who, devices in ((phone, bad), (mixed, bad + [{"device_id": "good"}])):
+            r = self.stack.sim("govapp", "POST", "/_sim/citizens", {"phone": who, "devices": devices})
+            self.assertEqual(r.status, 200, r.raw)
+        self.stack.sim("govapp", "POST", "/_sim/reset", {})
+        m = self.stack.send(four_languages(phone, "govapp_only", html=False)).json
+        self.assertEqual([(a["operation"], a["outcome"], a.get("error")) for a in m["attempts"]],
+                         [("lookup", "ok", None), ("send", "permanent_failure", "govapp_no_device_key")], m)
+        self.assertEqual(self.sends(), [])
+        self.assertEqual(self.inbox(phone), [])
+        m = self.stack.send(four_languages(mixed, "govapp_only", html=False)).json
+        self.assertEqual((m["status"], m["attempts"][-1]["detail"]), ("sent", "accepted by GovApp for 1 device(s)"), m)
+        self.assertEqual([(e["device_id"], e["decrypt_ok"]) for e in self.inbox(mixed)], [("good", True)])
+        r = http("POST", self.stack.base + "/v1/recipients/keys", {"recipient": mixed},
+                 {"Authorization": "Bearer " + KEYS["inst-a"]})
+        self.assertEqual([d["device_id"] for d in r.json["devices"]], ["good"], r.raw)
+
+
 class Unreachable(GovAppCase):
     """The GovApp backend cannot be reached at all (connection refused)."""
 

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -18,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN, Stack,  # noqa: E402
+from harness import (BUILD, CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN, SRC, Stack,  # noqa: E402
                      StackTestCase, http, SLOW, message, ms, poll_until, preloading, run_wrapped)
 
 NEW_STRATEGY = """,
@@ -1292,6 +1293,54 @@ class GracefulStop(unittest.TestCase):
             rc, problems, log = stack.stop()
         self.assertEqual(problems, [])
         self.assertIn("second stop signal", log)
+
+    @unittest.skipUnless(os.environ.get("VALGRIND"), "needs valgrind (configure found none)")
+    def test_abandoned_jobs_are_freed_at_exit(self):
+        # Messages still in flight when the stop stops waiting (a second
+        # signal; the end of the drain window alike) are abandoned: their
+        # connections closed unanswered. Their jobs, with the curl easy
+        # handle of the upstream call, stayed allocated to the exit:
+        # "still reachable" in valgrind's report, which the suite does not
+        # count as an error, so this test runs smisd under valgrind itself
+        # and reads the report.
+        stack = Stack(upstream_timeout_ms=30000, job_timeout_ms=60000)
+        report = os.path.join(stack.dir, "valgrind.log")
+        stack.smisd_wrapper = [os.environ["VALGRIND"], "--leak-check=full", "--show-leak-kinds=reachable",
+                               "--errors-for-leak-kinds=definite", "--error-exitcode=99", "--num-callers=30",
+                               "--suppressions=" + os.path.join(SRC, "tests/valgrind.supp"),
+                               "--log-file=" + report]
+        stack.expect_log(r"second stop signal: not waiting for the 3 message\(s\) still in flight")
+        stack.expect_log(r"closing 3 connection\(s\) whose message was not answered")
+        try:
+            stack.start()
+            for sim in ("ringring", "govapp"):
+                stack.sim(sim, "POST", "/_sim/faults", {"latency_ms": ms(6000)})
+            with concurrent.futures.ThreadPoolExecutor(2) as ex:
+                waiting = [ex.submit(stack.send, message(CITIZENS[who], strategy))
+                           for who, strategy in (("no_app", "sms_only"), ("app_nl", "govapp_only"))]
+                # And one whose client went away while the upstream call ran.
+                body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+                with socket.create_connection(("127.0.0.1", stack.smisd_port)) as gone:
+                    gone.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (KEYS["inst-a"].encode(), len(body), body))
+                    stack.wait_in_flight(3, timeout=30)
+                stack.start_draining(timeout=30)
+                stack.smisd.send_signal(signal.SIGINT)
+                self.assertEqual(stack.smisd.wait(timeout=120), 0)
+                for f in waiting:
+                    with self.assertRaises(OSError):
+                        f.result()
+            with open(report) as f:
+                records = re.split(r"\n(?===\d+== [\d,]+ (?:\([\d,]+ direct, [\d,]+ indirect\) )?bytes in)",
+                                   f.read())
+        finally:
+            rc, problems, log = stack.stop()
+        self.assertEqual(problems, [])
+        self.assertIn("still in flight", log)
+        ours = [r for r in records if "are still reachable" in r and
+                re.search(r"curl_easy_init|\((?:http_server|dispatcher|job)\.c:", r)]
+        self.assertFalse(ours, "still reachable at exit:\n" + "\n".join(ours)[:6000])
 
     def test_stop_waits_for_the_writer_done_with_a_loop(self):
         # store.commit_before_answer: the store writer resumes the

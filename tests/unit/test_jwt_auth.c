@@ -201,10 +201,10 @@ static void expect_n(const struct smisd_jwt_issuer *const *is, size_t n, char *t
 		expect_n(one_, 1, (tok), (reason), NULL, __LINE__); \
 	} while (0)
 
-/* Write text to a file in tmpdir and try to load it as an issuer. */
-/* An issuer whose key file holds text[0..len), NUL bytes and all. */
-static struct smisd_jwt_issuer *issuer_from_bytes(const char *text, size_t len, char *err,
-						  size_t errlen)
+/* An issuer of ISS for aud whose key file, in tmpdir, holds text[0..len),
+ * NUL bytes and all. */
+static struct smisd_jwt_issuer *issuer_for(const char *aud, const char *text, size_t len, char *err,
+					   size_t errlen)
 {
 	char path[128];
 	FILE *f;
@@ -215,9 +215,15 @@ static struct smisd_jwt_issuer *issuer_from_bytes(const char *text, size_t len, 
 	CU_ASSERT_FATAL(f != NULL);
 	CU_ASSERT(fwrite(text, 1, len, f) == len);
 	fclose(f);
-	is = smisd_jwt_issuer_new(ISS, AUD, path, SKEW, err, errlen);
+	is = smisd_jwt_issuer_new(ISS, aud, path, SKEW, err, errlen);
 	unlink(path);
 	return is;
+}
+
+static struct smisd_jwt_issuer *issuer_from_bytes(const char *text, size_t len, char *err,
+						  size_t errlen)
+{
+	return issuer_for(AUD, text, len, err, errlen);
 }
 
 static struct smisd_jwt_issuer *issuer_from_text(const char *text, char *err, size_t errlen)
@@ -989,6 +995,67 @@ static void test_unnamed_keys_bounded(void)
 	free(t);
 }
 
+/* PEM text of n P-256 keys, all fresh but the one at test_key_at (the
+ * test EC key; -1: none). */
+static char *ec_pems(int n, int test_key_at)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *mem;
+	char *text;
+
+	CU_ASSERT_FATAL(b != NULL);
+	for (int i = 0; i < n; i++) {
+		EVP_PKEY *k = i == test_key_at ? NULL : EVP_EC_gen("P-256");
+
+		CU_ASSERT_FATAL(PEM_write_bio_PUBKEY(b, k ? k : ec_key) == 1);
+		EVP_PKEY_free(k);
+	}
+	BIO_get_mem_ptr(b, &mem);
+	text = fmt("%.*s", (int)mem->length, mem->data);
+	BIO_free(b);
+	return text;
+}
+
+/* The issuer blocks `texts` (a NULL audience: AUD) sharing ISS; expect
+ * want_reason for an ES256 token of the test key without a kid. */
+static void expect_same_iss(const char *const texts[2], const char *const auds[2], const char *want_reason,
+			    int line)
+{
+	struct smisd_jwt_issuer *set[2];
+	char err[256] = "";
+
+	for (int i = 0; i < 2; i++) {
+		set[i] = issuer_for(auds[i] ? auds[i] : AUD, texts[i], strlen(texts[i]), err, sizeof(err));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(set[i]);
+	}
+	expect_n((const struct smisd_jwt_issuer *const *)set, 2, tok_claims(ES, "", ec_key), want_reason, NULL,
+		 line);
+	for (int i = 0; i < 2; i++)
+		smisd_jwt_issuer_free(set[i]);
+}
+
+/* Blocks sharing an iss are each bounded when loaded, but a token is tried
+ * against all of them: two blocks of 4 keys cost 8 checks. Together they
+ * get the one-issuer bound, 1 + SMISD_JWT_MAX_UNNAMED_KEYS checks, and a
+ * key both list (one key file, two audiences) is checked once. */
+static void test_same_iss_checks_bounded(void)
+{
+	char *four_others = ec_pems(4, -1), *key_last = ec_pems(4, 3), *key_first = ec_pems(4, 0);
+
+	/* The test key is the 8th key tried: past the bound. */
+	expect_same_iss((const char *const[]){ four_others, key_last }, (const char *const[]){ NULL, NULL },
+			"bad_signature", __LINE__);
+	/* The 5th: within it. */
+	expect_same_iss((const char *const[]){ four_others, key_first }, (const char *const[]){ NULL, NULL },
+			NULL, __LINE__);
+	/* One file for two audiences: the second block costs no check. */
+	expect_same_iss((const char *const[]){ key_last, key_last }, (const char *const[]){ "smis-admin", NULL },
+			NULL, __LINE__);
+	free(four_others);
+	free(key_last);
+	free(key_first);
+}
+
 static void test_load(void)
 {
 	char err[256];
@@ -1171,6 +1238,7 @@ int main(void)
 	CU_add_test(s, "key confusion", test_key_confusion);
 	CU_add_test(s, "kid", test_kid);
 	CU_add_test(s, "keys tried without a kid are bounded", test_unnamed_keys_bounded);
+	CU_add_test(s, "checks bounded over issuers sharing an iss", test_same_iss_checks_bounded);
 	CU_add_test(s, "malformed", test_malformed);
 	CU_add_test(s, "client_id/sub", test_identity);
 	CU_add_test(s, "embedded NUL", test_embedded_nul);

@@ -302,6 +302,9 @@ static void test_device_selection(void)
 		 "{\"message_id\":\"" MID "\",\"encryption\":\"" SUITE "\",\"devices\":["
 		 "{\"device_id\":\"zero\",\"public_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"},"
 		 "{\"device_id\":\"p256\",\"public_key\":\"%s\",\"key_alg\":\"P-256\"},"
+		 /* A key_alg of another type is malformed, not absent. */
+		 "{\"device_id\":\"nullalg\",\"public_key\":\"%s\",\"key_alg\":null},"
+		 "{\"device_id\":\"numalg\",\"public_key\":\"%s\",\"key_alg\":25519},"
 		 "{\"device_id\":\"short\",\"public_key\":\"AAAA\"},"
 		 "{\"device_id\":\"nokey\"},"
 		 "{\"public_key\":\"%s\"},"
@@ -311,7 +314,7 @@ static void test_device_selection(void)
 		  * later key (fuzz_passthrough found it dropped as seen). */
 		 "{\"device_id\":\"late\",\"public_key\":\"AAAA\"},"
 		 "{\"device_id\":\"late\",\"public_key\":\"%s\"}]}",
-		 d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64);
+		 d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64, d.pk_b64);
 	CU_ASSERT_EQUAL_FATAL(smis_passthrough_seal(buf, PLAIN, &enc, &mid), 0);
 	eo = json_tokener_parse(enc);
 	CU_ASSERT_TRUE_FATAL(json_object_object_get_ex(eo, "envelopes", &envs));

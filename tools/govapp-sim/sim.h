@@ -54,6 +54,7 @@ struct sim_device {
 	char *id;
 	char *platform;
 	char *public_key;      /* base64url X25519 */
+	char *key_alg_json;    /* the seed's key_alg as JSON text, any type; NULL: "X25519" */
 	unsigned char sk[32];  /* the device's secret key, when the sim made it */
 	bool has_sk;
 };

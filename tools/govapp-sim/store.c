@@ -315,6 +315,7 @@ void sim_citizen_free(struct sim_citizen *c)
 		free(c->devices[i].id);
 		free(c->devices[i].platform);
 		free(c->devices[i].public_key);
+		free(c->devices[i].key_alg_json);
 	}
 	if (c->devices)
 		OPENSSL_cleanse(c->devices, c->n_devices * sizeof(*c->devices));
@@ -414,6 +415,16 @@ static bool valid_phone(const char *p)
 	return strspn(p + 1, "0123456789") == n - 1;
 }
 
+/* A device's key_alg in the lookup answer: "X25519" unless the seed gave
+ * another value, of any JSON type (null too), for tests of malformed
+ * device entries. */
+static struct json_object *device_key_alg(const struct sim_device *dev)
+{
+	if (!dev->key_alg_json)
+		return json_object_new_string("X25519");
+	return json_tokener_parse(dev->key_alg_json);
+}
+
 static char *citizen_lookup_json(const struct sim_citizen *c)
 {
 	struct json_object *o = json_object_new_object(), *devs;
@@ -431,7 +442,7 @@ static char *citizen_lookup_json(const struct sim_citizen *c)
 			json_object_object_add(d, "device_id", json_object_new_string(c->devices[i].id));
 			json_object_object_add(d, "platform", json_object_new_string(c->devices[i].platform));
 			json_object_object_add(d, "public_key", json_object_new_string(c->devices[i].public_key));
-			json_object_object_add(d, "key_alg", json_object_new_string("X25519"));
+			json_object_object_add(d, "key_alg", device_key_alg(&c->devices[i]));
 			json_object_array_add(devs, d);
 		}
 	}
@@ -485,6 +496,17 @@ out:
 	free(sk_b64);
 	free(pk_b64);
 	return rc;
+}
+
+/* Keep the seed's key_alg as it was written, whatever its type. */
+static int device_seed_key_alg(struct sim_device *dev, struct json_object *d)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(d, "key_alg", &v))
+		return 0;
+	dev->key_alg_json = strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	return dev->key_alg_json ? 0 : -ENOMEM;
 }
 
 /* Printable ASCII without space, as a device_id must be. */
@@ -562,6 +584,9 @@ int sim_citizen_from_json(struct json_object *o, struct sim_citizen **out, char 
 			goto out;
 		}
 		rc = device_keys(dev, d, err, cap);
+		if (rc < 0)
+			goto out;
+		rc = device_seed_key_alg(dev, d);
 		if (rc < 0)
 			goto out;
 	}

@@ -968,6 +968,21 @@ static int govapp_devices_dedupe(struct govapp *g, struct govapp_call *c)
 	return 0;
 }
 
+/*
+ * Whether a device entry's key_alg lets SMIS encrypt to it: absent means
+ * X25519 (docs/govapp-protocol.md section 1), a string must name it. Any
+ * other type, null included, is malformed backend data, not "absent": the
+ * device is unusable, as with a bad key, rather than sealed to by default.
+ */
+static bool govapp_key_alg_ok(struct json_object *d)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(d, "key_alg", &v))
+		return true;
+	return json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), GOVAPP_KEY_ALG) == 0;
+}
+
 /* Store the lookup answer in the slot. Returns 0 or -EINVAL (bad answer). */
 static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct json_object *o)
 {
@@ -1003,7 +1018,6 @@ static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct js
 		struct json_object *d = json_object_array_get_idx(devs, i);
 		const char *id = govapp_json_string(d, "device_id");
 		const char *pk = govapp_json_string(d, "public_key");
-		const char *alg = govapp_json_string(d, "key_alg");
 		struct govapp_device *dev = &c->devices[c->n_devices];
 
 		if (!govapp_device_id_ok(id)) {
@@ -1017,8 +1031,7 @@ static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct js
 			rc = -ENOMEM;
 			goto out;
 		}
-		dev->usable = pk && (!alg || strcmp(alg, GOVAPP_KEY_ALG) == 0) &&
-			      smis_e2e_check_public_key(pk) == 0;
+		dev->usable = pk && govapp_key_alg_ok(d) && smis_e2e_check_public_key(pk) == 0;
 	}
 	rc = govapp_devices_dedupe(g, c);
 	if (rc < 0)
