@@ -310,6 +310,24 @@ static const char *framing_refusal(struct MHD_Connection *c)
 	return NULL;
 }
 
+/* Why the request's Host is refused, or NULL. RFC 9112 3.2: a server
+ * must answer 400 to an HTTP/1.1 request without Host, and to any request
+ * with more than one; libmicrohttpd served both. Which authority a request
+ * was meant for cannot be told, and a proxy in front may have routed it by
+ * another Host than the one MHD would give us. HTTP/1.0 had no Host; an
+ * empty one is what a client sends for a target without a host. */
+static const char *host_refusal(struct MHD_Connection *c, const char *version)
+{
+	bool repeated;
+	const char *host = single_header(c, "Host", &repeated);
+
+	if (repeated)
+		return "send one Host header";
+	if (!host && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
+		return "send a Host header (required in HTTP/1.1)";
+	return NULL;
+}
+
 #define NOT_JSON_DETAIL "send 'Content-Type: application/json'"
 
 /* Why the request's Content-Type is refused, or NULL when it is JSON: the
@@ -1244,7 +1262,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
 	struct conn *st = *con_cls;
 	(void)cls;
-	(void)version;
 
 	url = origin_form(url);
 	if (!st) {
@@ -1266,7 +1283,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			st->max_body = g ? g->settings.max_body_bytes : 65536;
 			smisd_generation_unref(g);
 		}
-		if ((cl = framing_refusal(c))) {
+		if ((cl = framing_refusal(c)) || (cl = host_refusal(c, version))) {
 			st->must_close = 1;
 			return respond_code(c, st, 400, "malformed_request", cl);
 		}
