@@ -67,7 +67,8 @@ struct conn {
 	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
 	/* For the access log: an unknown method too is logged whole
-	 * (PROPFIND, VERSION-CONTROL), up to a length no real one reaches. */
+	 * (PROPFIND, VERSION-CONTROL), up to a length no real one reaches;
+	 * a longer one is cut, and ends with "..." (keep_method). */
 	char method[32];
 };
 
@@ -1216,6 +1217,15 @@ out:
 	return ret;
 }
 
+/* The request's method, for its access line. One cut to fit ends with
+ * "...", so that the line does not pass a part for the method the client
+ * sent (any token is taken, and answered 501: its length is the client's). */
+static void keep_method(struct conn *st, const char *method)
+{
+	if (snprintf(st->method, sizeof(st->method), "%s", method) >= (int)sizeof(st->method))
+		memcpy(st->method + sizeof(st->method) - 4, "...", 4);
+}
+
 /* What SMIS itself added to a message's answer: from the request's first
  * callback to now, less the time its upstream calls were in curl's hands.
  * It leaves out what happened before the loop read the request (the
@@ -1277,7 +1287,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			smisd_fallback_id("req_", st->request_id, sizeof(st->request_id));
 		st->route = route_of(method, url);
 		st->started_us = smisd_monotonic_us();
-		snprintf(st->method, sizeof(st->method), "%s", method);
+		keep_method(st, method);
 		{
 			struct smisd_generation *g = smisd_generation_acquire();
 			st->max_body = g ? g->settings.max_body_bytes : 65536;
