@@ -358,9 +358,13 @@ class RandomRequests(StackTestCase):
         self.assertEqual(status, 414)
         # A Content-Length that is no number, or past 64 bits: 400 and 413,
         # from the same layer, with no request id.
+        # libmicrohttpd 0.9.75 sends their head twice (docs/architecture.md,
+        # 4a): what raw_request takes for the body begins with it again.
+        # Should this fail, it no longer does: the documents are to say so.
         for value, want in (("12abc", 400), ("99999999999999999999999", 413)):
-            status, hdrs, _ = raw_request(port, "POST", "/v1/messages", [("Content-Length", value)], None)
+            status, hdrs, rest = raw_request(port, "POST", "/v1/messages", [("Content-Length", value)], None)
             self.assertEqual((status, hdrs.get("x-request-id")), (want, None))
+            self.assertTrue(rest.startswith(b"HTTP/1.1 %d " % want), rest[:100])
         status, _, _ = raw_request(port, "GET", "/healthz", [], None)
         self.assertEqual(status, 200)
 
