@@ -21,6 +21,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -67,7 +69,8 @@ struct conn {
 	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
 	/* For the access log: an unknown method too is logged whole
-	 * (PROPFIND, VERSION-CONTROL), up to a length no real one reaches. */
+	 * (PROPFIND, VERSION-CONTROL), up to a length no real one reaches;
+	 * a longer one is cut, and ends with "..." (keep_method). */
 	char method[32];
 };
 
@@ -163,6 +166,16 @@ static void idem_full_key(const char *inst, const char *key, char *out, size_t l
 
 /* ---- responses ----------------------------------------------------------- */
 
+/* Count the answer, and keep its status for the access line. */
+static void count_answer(struct conn *st, unsigned status)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], status);
+	smisd_metric_add("smis_http_requests_total", labels, 1);
+	st->status = status;
+}
+
 /* Queue `r` (taken over) as the answer, with the headers every answer has. */
 static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned status,
 			     const char *ctype, struct MHD_Response *r, int retry_after,
@@ -184,12 +197,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned
 	 * its next request finds the refused port and another instance. */
 	if (atomic_load(&shutting_down) || st->must_close)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	{
-		char labels[64];
-		snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], status);
-		smisd_metric_add("smis_http_requests_total", labels, 1);
-	}
-	st->status = status;
+	count_answer(st, status);
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -307,6 +315,24 @@ static const char *framing_refusal(struct MHD_Connection *c)
 		return "send Content-Length or Transfer-Encoding, not both";
 	if (te && strcasecmp(te, "chunked") != 0)
 		return "no Transfer-Encoding but chunked is taken";
+	return NULL;
+}
+
+/* Why the request's Host is refused, or NULL. RFC 9112 3.2: a server
+ * must answer 400 to an HTTP/1.1 request without Host, and to any request
+ * with more than one; libmicrohttpd served both. Which authority a request
+ * was meant for cannot be told, and a proxy in front may have routed it by
+ * another Host than the one MHD would give us. HTTP/1.0 had no Host; an
+ * empty one is what a client sends for a target without a host. */
+static const char *host_refusal(struct MHD_Connection *c, const char *version)
+{
+	bool repeated;
+	const char *host = single_header(c, "Host", &repeated);
+
+	if (repeated)
+		return "send one Host header";
+	if (!host && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
+		return "send a Host header (required in HTTP/1.1)";
 	return NULL;
 }
 
@@ -1204,6 +1230,15 @@ out:
 	return ret;
 }
 
+/* The request's method, for its access line. One cut to fit ends with
+ * "...", so that the line does not pass a part for the method the client
+ * sent (any token is taken, and answered 501: its length is the client's). */
+static void keep_method(struct conn *st, const char *method)
+{
+	if (snprintf(st->method, sizeof(st->method), "%s", method) >= (int)sizeof(st->method))
+		memcpy(st->method + sizeof(st->method) - 4, "...", 4);
+}
+
 /* What SMIS itself added to a message's answer: from the request's first
  * callback to now, less the time its upstream calls were in curl's hands.
  * It leaves out what happened before the loop read the request (the
@@ -1237,6 +1272,115 @@ static const char *origin_form(const char *url)
  * sends more than a message ever needs cannot keep a loop reading. */
 #define BODY_DISCARD_MAX ((size_t)1 << 20)
 
+/* ---- request heads too large -------------------------------------------- */
+
+/* libmicrohttpd 0.9.75 keeps a request's head in the connection's
+ * CONN_MEMORY bytes: its lines, a record of FIELD_COST bytes for each
+ * header field, query argument and cookie, and a copy of the Cookie
+ * header; then builds the answer's headers in what is left. A head that
+ * fits but leaves too little (under some 250 bytes, which a client chooses
+ * to the byte) had its connection closed without an answer ("failed to
+ * create response header"), once served: a POST's message sent. MHD
+ * answers 431 itself only to a head that does not fit at all. */
+#define CONN_MEMORY ((size_t)12288)
+#define FIELD_COST ((size_t)64)
+/* Kept for the answer's headers (a 201's, with Location, take some 300
+ * bytes): a head that takes more than HEAD_MAX is refused, unserved. */
+#define HEAD_MAX (CONN_MEMORY - 1024)
+/* Under this, not even the 431's headers could be built by MHD. */
+#define PROBLEM_ROOM ((size_t)512)
+
+/* What of CONN_MEMORY the request's head takes, as MHD counts it. */
+static size_t head_memory(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	int fields = MHD_get_connection_values(c, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND,
+					       NULL, NULL);
+	const char *cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_COOKIE);
+
+	if (!ci)
+		return CONN_MEMORY;
+	return ci->header_size + (fields > 0 ? (size_t)fields : 0) * FIELD_COST + (cookie ? strlen(cookie) + 1 : 0);
+}
+
+/* Write the problem `p` on the connection's socket, with the headers
+ * queue() and MHD would give it; MHD is then to close the connection.
+ * Only for an answer MHD has no memory left to build; one small write,
+ * which a connection whose previous answers MHD has written whole takes at
+ * once. */
+static void answer_on_socket(struct MHD_Connection *c, struct conn *st, const char *method,
+			     const struct smisd_problem *p)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char *json = smisd_problem_json(p, st->request_id);
+	const char *body = json ? json : smisd_problem_static_json(p->code);
+	char head[512], date[40] = "";
+	struct iovec iov[2];
+	/* A HEAD's answer has a GET's headers, without its body. */
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = strcmp(method, "HEAD") == 0 ? 1 : 2 };
+	time_t now = time(NULL);
+	struct tm tm;
+	ssize_t sent = -1;
+	int n;
+
+	if (gmtime_r(&now, &tm))
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
+		     "X-Request-Id: %s\r\nCache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
+		     p->status, MHD_get_reason_phrase_for((unsigned)p->status), date, st->request_id, strlen(body));
+	iov[0] = (struct iovec){ .iov_base = head, .iov_len = (size_t)n };
+	iov[1] = (struct iovec){ .iov_base = (void *)body, .iov_len = strlen(body) };
+	if (ci)
+		sent = sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	st->status = (unsigned)p->status;
+	smisd_log_request(SMIS_LOG_INFO, "http", st->request_id, NULL,
+			  "%d answered on the socket (no memory left in libmicrohttpd for its headers)%s",
+			  p->status, sent == (ssize_t)(iov[0].iov_len + (msg.msg_iovlen > 1 ? iov[1].iov_len : 0))
+			  ? "" : ", cut short");
+	free(json);
+}
+
+/* Set by mhd_log() when MHD could not build the headers of an answer
+ * queued: the head took more of CONN_MEMORY than head_memory() sees
+ * (blank lines before the request line, folded header lines). MHD calls
+ * on_completed() next, on this loop, then closes the connection: the 431
+ * is written on the socket there, rather than nothing. */
+static __thread bool answer_unbuilt;
+
+static void answer_if_unbuilt(struct MHD_Connection *c, struct conn *st, enum MHD_RequestTerminationCode toe)
+{
+	struct smisd_problem p;
+
+	if (!answer_unbuilt)
+		return;
+	answer_unbuilt = false;
+	if (toe != MHD_REQUEST_TERMINATED_WITH_ERROR)
+		return;
+	smisd_problem_set(&p, 431, "headers_too_large", NULL,
+			  "the request's head left the HTTP layer no memory for the answer's headers");
+	/* Counted already, by the status of the answer that did not go out. */
+	answer_on_socket(c, st, st->method, &p);
+}
+
+/* A head past HEAD_MAX: refused before anything is done for it, and its
+ * connection closed (what follows is not read). */
+static enum MHD_Result refuse_large_head(struct MHD_Connection *c, struct conn *st, const char *method,
+					 size_t used)
+{
+	struct smisd_problem p;
+
+	smisd_problem_set(&p, 431, "headers_too_large", NULL,
+			  "the request line and headers take %zu bytes, more than %zu (each header field, "
+			  "query argument or cookie counting %zu more)", used, HEAD_MAX, FIELD_COST);
+	st->must_close = 1;
+	if (used <= CONN_MEMORY - PROBLEM_ROOM)
+		return respond_problem(c, st, &p);
+	count_answer(st, (unsigned)p.status);
+	answer_on_socket(c, st, method, &p);
+	return MHD_NO; /* MHD closes it (and logs "Application reported internal error") */
+}
+
 static bool expects_continue(struct MHD_Connection *c)
 {
 	const char *e = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
@@ -1250,11 +1394,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
 	struct conn *st = *con_cls;
 	(void)cls;
-	(void)version;
 
 	url = origin_form(url);
 	if (!st) {
 		const char *cl;
+		size_t head;
 		st = calloc(1, sizeof(*st));
 		if (!st)
 			return MHD_NO;
@@ -1266,13 +1410,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			smisd_fallback_id("req_", st->request_id, sizeof(st->request_id));
 		st->route = route_of(method, url);
 		st->started_us = smisd_monotonic_us();
-		snprintf(st->method, sizeof(st->method), "%s", method);
+		keep_method(st, method);
 		{
 			struct smisd_generation *g = smisd_generation_acquire();
 			st->max_body = g ? g->settings.max_body_bytes : 65536;
 			smisd_generation_unref(g);
 		}
-		if ((cl = framing_refusal(c))) {
+		if ((head = head_memory(c)) > HEAD_MAX)
+			return refuse_large_head(c, st, method, head);
+		if ((cl = framing_refusal(c)) || (cl = host_refusal(c, version))) {
 			st->must_close = 1;
 			return respond_code(c, st, 400, "malformed_request", cl);
 		}
@@ -1385,10 +1531,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct conn *st = *con_cls;
 	(void)cls;
-	(void)c;
-	(void)toe;
 	if (!st)
 		return;
+	answer_if_unbuilt(c, st, toe);
 	/* A job answered before its commit gives its slot back once stored. */
 	if (st->counted && !(st->job && st->job->answered_first))
 		atomic_fetch_sub(&in_flight, 1);
@@ -1456,6 +1601,9 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
 	char text[1024];
 
 	(void)cls;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	if (strstr(text, "(failed to create response header)"))
+		answer_unbuilt = true;
 	if (now != second) {
 		second = now;
 		said = 0;
@@ -1465,7 +1613,6 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
 			smisd_log(SMIS_LOG_WARN, "http", NULL, "further libmicrohttpd messages this second left out");
 		return;
 	}
-	vsnprintf(text, sizeof(text), fmt, ap);
 	mask_callback_paths(text);
 	smisd_log(SMIS_LOG_WARN, "http", NULL, "%s", text);
 }
@@ -1679,9 +1826,10 @@ int smisd_http_start(const struct smisd_generation *g)
 					   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g->settings.connection_timeout_s,
 					   /* MHD clears a connection's memory pool for every
 					    * request: 12 KiB (headers up to a gateway token of
-					    * 8 KiB; bodies are copied out as they arrive) instead
-					    * of the default 32 KiB is most of that work saved. */
-					   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)12288,
+					    * 8 KiB, HEAD_MAX; bodies are copied out as they
+					    * arrive) instead of the default 32 KiB is most of
+					    * that work saved. */
+					   MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY,
 					   MHD_OPTION_END);
 		if (!mhds[i])
 			goto fail; /* whether MHD closed `fd` is not said: leave it (we exit) */

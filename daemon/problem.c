@@ -23,7 +23,8 @@ static const struct {
 	const char *title;
 	const char *static_json;
 } titles[] = {
-	PROBLEM("malformed_request", "The request's body cannot be delimited"),
+	PROBLEM("malformed_request", "The request's framing or Host header is malformed"),
+	PROBLEM("headers_too_large", "The request line and headers are too large"),
 	PROBLEM("malformed_json", "The request body is not valid JSON"),
 	PROBLEM("invalid_type", "A field has the wrong type"),
 	PROBLEM("unknown_field", "The request has a field SMIS does not know"),

@@ -43,13 +43,15 @@ COMMON_HEADERS = ("X-Request-Id", "Cache-Control")
 EXEMPT = {}
 
 # Statuses that libmicrohttpd answers before smisd reads the request, with
-# a short HTML body (info.description: the request line and headers must
-# fit in 12 KiB): outside the problem model, on any path.
-HTTP_LAYER_STATUSES = {414: "request line too long", 431: "request headers too large"}
+# a short HTML body (info.description: a request line that does not fit in
+# 12 KiB): outside the problem model, on any path.
+HTTP_LAYER_STATUSES = {414: "request line too long"}
 # And those it answers, the same way, for a Content-Length it cannot read
-# (info.description): smisd answers these statuses too, but always with
-# X-Request-Id, which an answer of the HTTP layer never has.
-HTTP_LAYER_FRAMING = {400: "Content-Length not a number", 413: "Content-Length past 64 bits"}
+# or a head that does not fit in 12 KiB (info.description): smisd answers
+# these statuses too, but always with X-Request-Id, which an answer of the
+# HTTP layer never has.
+HTTP_LAYER_FRAMING = {400: "Content-Length not a number", 413: "Content-Length past 64 bits",
+                      431: "request head past 12 KiB"}
 
 # The answer info.description gives a known path's other methods (405,
 # with Allow) and any other path (404 not_found): a problem.

@@ -509,6 +509,34 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 self.assertEqual(r.headers["Connection"], "close")
         self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
 
+    def test_host_header_missing_in_http_1_1_or_repeated_is_refused(self):
+        # RFC 9112 3.2: 400 to an HTTP/1.1 request without Host, and to
+        # any request with two (libmicrohttpd served both). Nothing of the
+        # request is acted on, nor what follows it on the connection.
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        post = ("Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                % (KEYS["inst-a"], len(body)))
+        smuggled = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for method, path, version, hosts, rest in (
+                ("GET", "/healthz", "HTTP/1.1", "", ""),
+                ("POST", "/v1/messages", "HTTP/1.1", "", post),
+                ("GET", "/healthz", "HTTP/1.1", "Host: 127.0.0.1\r\nHost: 127.0.0.2\r\n", ""),
+                ("GET", "/healthz", "HTTP/1.0", "Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n", ""),
+                ("POST", "/v1/messages", "HTTP/1.1", "Host: a\r\n" + post + "Host: b\r\n", "")):
+            with self.subTest(method=method, version=version, hosts=hosts):
+                r = self.only_answer(method, path, ("%s %s %s\r\n%s%s\r\n" % (method, path, version, hosts, rest))
+                                     .encode() + (body if method == "POST" else b"") + smuggled)
+                self.problem(r, 400, "malformed_request")
+                self.assertEqual(r.headers["Connection"], "close")
+                self.assertIn("Host", r.json["detail"])
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+        # HTTP/1.0 had no Host: still served without one; and with an empty
+        # one, as RFC 9112 3.2 has a client send for a target without host.
+        for version, hosts in (("HTTP/1.0", ""), ("HTTP/1.1", "Host: \r\nConnection: close\r\n")):
+            with self.subTest(version=version, hosts=hosts):
+                r = self.only_answer("GET", "/healthz", ("GET /healthz %s\r\n%s\r\n" % (version, hosts)).encode())
+                self.assertEqual(r.status, 200, r.raw)
+
     def test_message_path_head_query_and_pipelining(self):
         s = self.stack
         msg_id = s.send(message(CITIZENS["no_app"], "sms_only")).json["id"]

@@ -1220,13 +1220,17 @@ class Observability(StackTestCase):
 
     def test_access_lines_name_long_methods_whole(self):
         """A method of 8 characters or more (WebDAV's PROPFIND,
-        VERSION-CONTROL) is named whole in its access line, not cut."""
+        VERSION-CONTROL) is named whole in its access line, not cut; up to
+        31 characters. A longer one is cut and marked so, with "..." (it
+        was cut at 31 characters without a mark, as if it were whole)."""
         s = self.stack
         rids = {}
-        for method in ("PROPFIND", "VERSION-CONTROL"):
+        for method, logged in (("PROPFIND", "PROPFIND"), ("VERSION-CONTROL", "VERSION-CONTROL"),
+                               ("M" * 31, "M" * 31), ("L" * 32, "L" * 28 + "..."),
+                               ("ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMN", "ABCDEFGHIJKLMNOPQRSTUVWXYZAB...")):
             r = http(method, s.base + "/healthz")
             self.assertEqual(r.status, 501, r.raw)
-            rids[r.headers["X-Request-Id"]] = method
+            rids[r.headers["X-Request-Id"]] = logged
         poll_until(lambda: all(rid in s.log_text() for rid in rids), 5,
                    lambda: "access lines of %s not all logged" % sorted(rids))
         access = {e["request_id"]: e["msg"] for e in map(json.loads, s.log_text().splitlines())

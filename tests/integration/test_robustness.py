@@ -55,16 +55,16 @@ HTML = ["<p>a<b>b</p>", "<a href=\"javascript:alert(1)\">x</a>", "<svg><script>1
         "&#xCCCCCCCC6;", "<table><math><select><mtext><select><tr>", "<" * 5000]
 
 
-def raw_request(port, method, path, headers, body, timeout=30):
-    """Sends one HTTP/1.1 request as bytes; returns (status, headers, body)
-    or raises if no complete answer comes, or if the answer departs from
-    docs/openapi.yaml (as harness.http() does)."""
+def raw_request(port, method, path, headers, body, timeout=30, before=b""):
+    """Sends one HTTP/1.1 request as bytes (after `before`); returns
+    (status, headers, body) or raises if no complete answer comes, or if
+    the answer departs from docs/openapi.yaml (as harness.http() does)."""
     head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % (method, path)
     for k, v in headers:
         head += "%s: %s\r\n" % (k, v)
     if body is not None:
         head += "Content-Length: %d\r\n" % len(body)
-    data = head.encode("utf-8", "surrogateescape") + b"\r\n" + (body or b"")
+    data = before + head.encode("utf-8", "surrogateescape") + b"\r\n" + (body or b"")
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         chunks = []
         try:
@@ -358,11 +358,91 @@ class RandomRequests(StackTestCase):
         self.assertEqual(status, 414)
         # A Content-Length that is no number, or past 64 bits: 400 and 413,
         # from the same layer, with no request id.
+        # libmicrohttpd 0.9.75 sends their head twice (docs/architecture.md,
+        # 4a): what raw_request takes for the body begins with it again.
+        # Should this fail, it no longer does: the documents are to say so.
         for value, want in (("12abc", 400), ("99999999999999999999999", 413)):
-            status, hdrs, _ = raw_request(port, "POST", "/v1/messages", [("Content-Length", value)], None)
+            status, hdrs, rest = raw_request(port, "POST", "/v1/messages", [("Content-Length", value)], None)
             self.assertEqual((status, hdrs.get("x-request-id")), (want, None))
+            self.assertTrue(rest.startswith(b"HTTP/1.1 %d " % want), rest[:100])
         status, _, _ = raw_request(port, "GET", "/healthz", [], None)
         self.assertEqual(status, 200)
+
+
+class LargeRequestHeads(StackTestCase):
+    """Request heads near libmicrohttpd's connection memory (12 KiB, which
+    keeps a head's lines and 64 bytes per header field): each is answered,
+    never closed without a word. Those that left it too little to build the
+    answer's own headers were closed unanswered (about 11.8-12 KiB of head
+    for a /healthz, less for bigger answers), a POST after its message had
+    been sent. smisd refuses a head past 11 KiB (its fields counted so) with
+    431 headers_too_large before acting on it; past 12 KiB the HTTP layer
+    answers 431 itself."""
+
+    def head(self, fields, estimate, line="GET /healthz", given=()):
+        """Header fields (after `given`; raw_request adds Host, Connection
+        and a body's Content-Length) making a head of `fields` fields that
+        takes `estimate` bytes of the connection's memory: its lines and 64
+        bytes per field."""
+        extra = list(given) + [("X-F%d" % i, "v") for i in range(fields - 3 - len(given))]
+        base = len(line + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Big: \r\n\r\n")
+        base += sum(len("%s: %s\r\n" % kv) for kv in extra)
+        return extra + [("X-Big", "a" * (estimate - 64 * fields - base))]
+
+    def test_every_head_near_the_limit_is_answered(self):
+        self.stack.expect_log(r"Error processing request \(HTTP response code is 431",
+                              r"^Not enough memory in pool to allocate header record",
+                              r"^further libmicrohttpd messages",
+                              r"^Application reported internal error")
+        port = self.stack.smisd_port
+        for fields in (3, 40, 120):
+            seen = []
+            for estimate in range(10880, 12640, 16):
+                with self.subTest(fields=fields, estimate=estimate):
+                    # raw_request fails on no complete answer, and checks it
+                    # against docs/openapi.yaml.
+                    status, hdrs, body = raw_request(port, "GET", "/healthz", self.head(fields, estimate), None)
+                    seen.append((status, "x-request-id" in hdrs))
+                    self.assertEqual(status, 200 if estimate <= 11264 else 431, estimate)
+                    if estimate <= 12096:  # smisd's, with its request id, not the HTTP layer's
+                        self.assertIn("x-request-id", hdrs)
+                    if status == 431 and "x-request-id" in hdrs:
+                        self.assertEqual(json.loads(body)["code"], "headers_too_large")
+                        self.assertEqual(hdrs["connection"], "close")
+            # smisd's 431, then the HTTP layer's: both were met.
+            self.assertIn((431, True), seen)
+            self.assertIn((431, False), seen)
+        self.assertEqual(raw_request(port, "GET", "/healthz", [], None)[0], 200)
+
+    def test_blank_lines_before_the_request_line_do_not_silence_it(self):
+        # libmicrohttpd keeps them in the same memory, where smisd does not
+        # see them: a head under the limit after 1000 bytes of them was
+        # closed unanswered. Its 431 is written on the socket instead.
+        self.stack.expect_log(r"Error processing request \(HTTP response code is 431",
+                              r"^Closing connection \(failed to create response header\)",
+                              r"^further libmicrohttpd messages")
+        seen = set()
+        for estimate in range(10560, 11328, 16):
+            with self.subTest(estimate=estimate):
+                status, hdrs, _ = raw_request(self.stack.smisd_port, "GET", "/healthz", self.head(3, estimate),
+                                              None, before=b"\r\n" * 500)
+                seen.add((status, "x-request-id" in hdrs))
+        self.assertEqual(seen, {(200, True), (431, True), (431, False)})
+
+    def test_large_head_of_a_post_is_refused_before_sending(self):
+        self.stack.expect_log(r"^Application reported internal error")
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        auth = [("Authorization", "Bearer " + KEYS["inst-a"]), ("Content-Type", "application/json")]
+        length = ("Content-Length", str(len(body)))  # raw_request's, counted here
+        for estimate in (11392, 11776, 12000, 12096, 12160, 12272):
+            with self.subTest(estimate=estimate):
+                fields = self.head(6, estimate, "POST /v1/messages", auth + [length])
+                status, hdrs, rbody = raw_request(self.stack.smisd_port, "POST", "/v1/messages",
+                                                  [f for f in fields if f is not length], body)
+                self.assertEqual((status, json.loads(rbody)["code"]), (431, "headers_too_large"), rbody[:300])
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+        status, _, rbody = raw_request(self.stack.smisd_port, "POST", "/v1/messages", auth, body)
+        self.assertEqual(status, 201, rbody[:300])
 
 
 class SlowClients(StackTestCase):
