@@ -1070,16 +1070,16 @@ class RetentionFails(StackTestCase):
     def test_failed_purge_is_counted(self):
         s = self.stack
         errors = 'smis_store_errors_total{operation="retention"}'
-        s.expect_log(r"^retention: prepare failed: no such column: id$", r"^poll failed: .*no such column",
-                     r"^retention: prepare works again, after \d+ failed tries in ")
+        s.expect_log(r"^retention: prepare read failed: no such column: id$", r"^poll failed: .*no such column",
+                     r"^retention: prepare read works again, after \d+ failed tries in ")
         with s.column_hidden("messages", "id"):
             poll_until(lambda: (s.metric(errors) or 0) >= 1, 10,
                        lambda: "failed purge not counted: " + s.log_text()[-1500:])
             time.sleep(ms(2500) / 1000)  # two more purges, at least
             self.assertEqual(s.metric(errors), 1)
-        poll_until(lambda: "retention: prepare works again" in s.log_text(), 10,
+        poll_until(lambda: "retention: prepare read works again" in s.log_text(), 10,
                    lambda: "end of the failure not logged: " + s.log_text()[-1500:])
-        self.assertEqual(s.log_text().count("retention: prepare failed"), 1)
+        self.assertEqual(s.log_text().count("retention: prepare read failed"), 1)
 
 
 class OrphanReportsExpire(StackTestCase):
