@@ -1205,6 +1205,62 @@ class Observability(StackTestCase):
             self.assertTrue(access[rid].startswith(method + " unknown_method 501 "), access[rid])
 
 
+# The longest names the configuration takes for every label value of
+# /metrics: institution 64 bytes, channel and strategy 48 of [a-z0-9_-].
+LONG_INSTITUTION = ("institution of the longest name allowed, " + "i" * 64)[:64]
+LONG_CHANNEL = ("ringring-" + "c" * 48)[:48]
+LONG_STRATEGY = ("sms-only-" + "s" * 48)[:48]
+
+
+class LongNamesStack(Stack):
+    """inst-b, the ringring channel and the sms_only strategy renamed to the
+    longest names allowed (the plugins keep theirs)."""
+
+    def write_conf(self, extra_strategy="", path=None):
+        super().write_conf(extra_strategy, path)
+        with open(path or self.conf) as f:
+            conf = f.read()
+        for old, new in (('name = "inst-b"', 'name = "%s"' % LONG_INSTITUTION),
+                         ('"sms_only"', '"%s"' % LONG_STRATEGY),
+                         ('plugin = "%s"' % LONG_STRATEGY, 'plugin = "sms_only"'),
+                         ('name = "ringring"', 'name = "%s"' % LONG_CHANNEL),
+                         ('channel = "ringring"', 'channel = "%s"' % LONG_CHANNEL),
+                         ('sms = "ringring"', 'sms = "%s"' % LONG_CHANNEL),
+                         ("/v1/callbacks/ringring/", "/v1/callbacks/%s/" % LONG_CHANNEL)):
+            assert old in conf, old
+            conf = conf.replace(old, new)
+        with open(path or self.conf, "w") as f:
+            f.write(conf)
+
+
+class LongestNames(StackTestCase):
+    """/metrics renders every label value of the longest names whole: a
+    series whose labels would not fit is not made at all (it would be cut
+    into a broken line), and the buffers hold the longest by arithmetic
+    only (job.c asserts the longest set at compile time)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = LongNamesStack().start()
+
+    def test_longest_names_rendered_whole(self):
+        s = self.stack
+        self.assertEqual((len(LONG_INSTITUTION.encode()), len(LONG_CHANNEL), len(LONG_STRATEGY)), (64, 48, 48))
+        r = s.send(message(CITIZENS["no_app"], LONG_STRATEGY), inst="inst-b")
+        self.assertEqual((r.status, r.json["status"], r.json["channel"]), (201, "sent", LONG_CHANNEL), r.raw)
+        # RingRing's delivery report comes to the channel's webhook.
+        accepted = 'smis_callbacks_total{channel="%s",result="accepted"}' % LONG_CHANNEL
+        poll_until(lambda: s.metric(accepted) == 1, 10,
+                   lambda: "no callback series: " + http("GET", s.base + "/metrics").raw[-3000:])
+        for series in ('smis_messages_total{institution="%s",strategy="%s",status="sent",channel="%s"}'
+                       % (LONG_INSTITUTION, LONG_STRATEGY, LONG_CHANNEL),
+                       'smis_upstream_requests_total{channel="%s",operation="send",outcome="sent"}' % LONG_CHANNEL,
+                       'smis_upstream_duration_seconds_count{channel="%s",operation="send"}' % LONG_CHANNEL,
+                       'smis_message_overhead_seconds_count{strategy="%s"}' % LONG_STRATEGY):
+            self.assertEqual(s.metric(series), 1, series)
+        self.assertEqual(s.metric("smis_metrics_series_dropped_total"), 0)
+
+
 class SecondInstance(StackTestCase):
     """The loops listen on one socket each (SO_REUSEPORT, so that the kernel
     spreads the connections over them); a second smisd on the same port must
