@@ -382,7 +382,7 @@ static struct smisd_plugin *get_plugin(struct smisd_generation *g, const char *n
 static int valid_instance_name(const char *n)
 {
 	size_t len = strlen(n);
-	if (len == 0 || len > 48)
+	if (len == 0 || len > SMISD_INSTANCE_NAME_MAX)
 		return 0;
 	for (; *n; n++)
 		if (!((*n >= 'a' && *n <= 'z') || (*n >= '0' && *n <= '9') || *n == '_' || *n == '-'))

@@ -54,6 +54,8 @@ struct smisd_strategy {
 /* Institution names are label values of /metrics and go into logs: 1-64
  * bytes of UTF-8, no double quote, backslash or control character. */
 #define SMISD_INSTITUTION_NAME_MAX 64
+/* Channel and strategy names, label values too: 1-48 of [a-z0-9_-]. */
+#define SMISD_INSTANCE_NAME_MAX 48
 
 struct smisd_institution {
 	char *name;

@@ -306,11 +306,19 @@ void smisd_iso8601(int64_t ms, char *buf, size_t len)
 		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
+/* The longest label set of smis_messages_total, with the longest names
+ * (channel "none" is shorter than one) and the longer status, "failed":
+ * it must fit the series table's, which makes no series it would cut. */
+#define MESSAGE_LABELS "institution=\"\",strategy=\"\",status=\"failed\",channel=\"\""
+_Static_assert(sizeof(MESSAGE_LABELS) + SMISD_INSTITUTION_NAME_MAX + 2 * SMISD_INSTANCE_NAME_MAX <=
+		       SMISD_METRIC_LABELS_MAX,
+	       "smis_messages_total's labels of the longest names fit a series");
+
 /* Counted where the answer is made, so /metrics agrees with the answers
  * already given. */
 static void count_message(const struct smisd_job *job)
 {
-	char labels[256];
+	char labels[SMISD_METRIC_LABELS_MAX];
 	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"",
 		 job->inst->name, job->strategy->name, job->status, job->channel ? job->channel : "none");
 	smisd_metric_add("smis_messages_total", labels, 1);

@@ -938,6 +938,7 @@ struct jwt_checks {
 	const EVP_PKEY *key[JWT_MAX_CHECKS];
 	bool ok[JWT_MAX_CHECKS];
 	size_t n;
+	bool ran_out;	/* a key was left untried for want of checks */
 };
 
 /*
@@ -953,8 +954,10 @@ static bool jwt_try_key(struct jwt_checks *c, const struct jwt_key *k, const cha
 	for (i = 0; i < c->n && EVP_PKEY_eq(c->key[i], k->pkey) != 1; i++)
 		;
 	if (i == c->n) {
-		if (c->n == JWT_MAX_CHECKS)
+		if (c->n == JWT_MAX_CHECKS) {
+			c->ran_out = true;
 			return true;
+		}
 		c->key[c->n] = k->pkey;
 		c->ok[c->n++] = jwt_verify_with(k, token, t->signing_len, t->sig, t->sig_len);
 	}
@@ -1181,6 +1184,10 @@ int smisd_jwt_verify(const struct smisd_jwt_issuer *const *issuers, size_t n, co
 		    (why == R_SIGNATURE && r != R_UNKNOWN_KEY && r != R_KID_REQUIRED))
 			why = r;
 	}
+	/* Out of checks over the blocks with keys of its type left: as for
+	 * one issuer with too many of them, the token must name its key. */
+	if (checks.ran_out && t.kid == NULL && (why == R_SIGNATURE || why == R_UNKNOWN_KEY))
+		why = R_KID_REQUIRED;
 out_clear:
 	jwt_token_clear(&t);
 out:

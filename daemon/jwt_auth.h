@@ -97,7 +97,8 @@ int smisd_jwt_looks_like(const char *token);
  * than SMISD_JWT_MAX_UNNAMED_KEYS of them: "kid_required"; issuers sharing
  * the iss are tried in turn, with 1 + SMISD_JWT_MAX_UNNAMED_KEYS signature
  * checks for them all, a key listed by several counting once: past that
- * the token is refused with the reason it got so far); then, only for an
+ * the token is refused, "kid_required" without a kid, else with the
+ * reason it got so far); then, only for an
  * authentic token, exp (required), nbf and iat (optional) with the
  * issuer's skew, and aud.
  *

@@ -94,8 +94,9 @@ static const double *bounds_of(const struct family *f)
 struct series {
 	const struct family *fam;
 	/* The longest label set of valid names, smis_messages_total's
-	 * (institution 64, strategy 48, status, channel 48), fits. */
-	char labels[256];
+	 * (institution 64, strategy 48, status, channel 48), fits: job.c
+	 * asserts it. */
+	char labels[SMISD_METRIC_LABELS_MAX];
 	double value;               /* counter/gauge; histogram sum */
 	unsigned long count;        /* histogram count */
 	unsigned long buckets[N_BUCKETS];

@@ -8,6 +8,10 @@
 #ifndef SMISD_METRICS_H
 #define SMISD_METRICS_H
 
+/* The bytes of a series' label set, its NUL included: a longer one is not
+ * made (counted in smis_metrics_series_dropped_total), never cut. */
+#define SMISD_METRIC_LABELS_MAX 256
+
 /* Add `v` to counter family `name` with `labels` (e.g.
  * "route=\"send\",status=\"201\"" or "" for none). */
 void smisd_metric_add(const char *name, const char *labels, double v);

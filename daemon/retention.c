@@ -28,11 +28,19 @@
 #define PURGE_BUDGET_MS 50
 
 /* Both ranges are (after, bound]: messages at or below `after` were
- * deleted but those whose delete was refused for good. */
-static const char *const purge_sql[] = {
-	"DELETE FROM attempts WHERE message_id <= ?1 AND message_id > ?2",
-	"DELETE FROM reports WHERE message_id <= ?1 AND message_id > ?2",
-	"DELETE FROM messages WHERE id <= ?1 AND id > ?2",
+ * deleted but those whose delete was refused for good. Each with the step
+ * its prepare is for the log: the four statements fail to prepare with
+ * one code (SQLITE_ERROR) and may with one message ("no such column:
+ * message_id"), so the statement tells one failure from the next (a
+ * table repaired, another still short of its column). */
+static const char READ_SQL[] = "SELECT max(id) FROM (SELECT id FROM messages WHERE id < ?1 AND id > ?2"
+			       " ORDER BY id LIMIT ?3)";
+static const struct {
+	const char *sql, *prepare;
+} purge_del[] = {
+	{ "DELETE FROM attempts WHERE message_id <= ?1 AND message_id > ?2", "prepare delete attempts" },
+	{ "DELETE FROM reports WHERE message_id <= ?1 AND message_id > ?2", "prepare delete reports" },
+	{ "DELETE FROM messages WHERE id <= ?1 AND id > ?2", "prepare delete messages" },
 };
 
 struct purge {
@@ -138,7 +146,8 @@ static enum refusal refusal_of(struct purge *p)
 }
 
 /* Whether the failure is the one that ended the last call again (the
- * same step, for the same reason): it would otherwise be logged and
+ * same step, the statement of a prepare included, for the same reason):
+ * it would otherwise be logged and
  * counted once a second for as long as it lasts, a lock held by another
  * process as a damaged page. A new one starts being remembered. */
 static bool failed_again(struct purge *p)
@@ -204,13 +213,14 @@ long smisd_retention_purge(sqlite3 *db, pthread_mutex_t *gate, struct smisd_rete
 		r->after[0] = r->refused_to[0] = '\0';
 		r->batch = PURGE_BATCH;
 	}
-	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM (SELECT id FROM messages WHERE id < ?1 AND id > ?2"
-				   " ORDER BY id LIMIT ?3)",
-			       -1, &p.sel, NULL) != SQLITE_OK)
+	p.what = "prepare read";
+	if (sqlite3_prepare_v2(db, READ_SQL, -1, &p.sel, NULL) != SQLITE_OK)
 		goto prepare_failed;
-	for (int i = 0; i < 3; i++)
-		if (sqlite3_prepare_v2(db, purge_sql[i], -1, &p.del[i], NULL) != SQLITE_OK)
+	for (int i = 0; i < 3; i++) {
+		p.what = purge_del[i].prepare;
+		if (sqlite3_prepare_v2(db, purge_del[i].sql, -1, &p.del[i], NULL) != SQLITE_OK)
 			goto prepare_failed;
+	}
 	for (int round = 0; round < PURGE_ROUNDS; round++) {
 		int batch = r->batch, found = purge_batch(&p, gate);
 
@@ -244,8 +254,8 @@ out:
 	return purged;
 prepare_failed:
 	/* A schema that lacks what the statements name ("no such column")
-	 * fails them at every call, as a lock held does its transactions. */
-	p.what = "prepare";
+	 * fails them at every call, as a lock held does its transactions.
+	 * p.what names the statement. */
 	p.rc = sqlite3_errcode(db);
 	snprintf(p.reason, sizeof(p.reason), "%s", sqlite3_errmsg(db));
 	*errors += failed_first(&p);

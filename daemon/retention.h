@@ -29,8 +29,9 @@ struct smisd_retention {
 	 * process holding the database's lock, a damaged page): logged and
 	 * counted once when it starts, then tried again quietly at each call
 	 * until one gets through, which logs how long it lasted and how many
-	 * tries failed. `failing` is the step ("read", "delete", ...), NULL
-	 * when none; `failing_rc` SQLite's primary code. */
+	 * tries failed. `failing` is the step ("read", "delete", ...; a
+	 * prepare names its statement: "prepare delete reports"), NULL when
+	 * none; `failing_rc` SQLite's primary code. */
 	const char *failing;
 	int failing_rc;
 	int64_t failing_since_ms; /* monotonic */

@@ -730,9 +730,12 @@ class ErrorMapping(GovAppCase):
     def test_device_whose_key_alg_is_no_string_is_unusable(self):
         # A key_alg of null or a number is malformed backend data: that
         # device is skipped like one with a bad key, not sealed to as if
-        # the member were absent (X25519).
+        # the member were absent (X25519). The log says which is wrong,
+        # without the values.
         phone, mixed = "+32470000008", "+32470000009"
-        bad = [{"device_id": "null-alg", "key_alg": None}, {"device_id": "num-alg", "key_alg": 25519}]
+        bad_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        bad = [{"device_id": "null-alg", "key_alg": None}, {"device_id": "num-alg", "key_alg": 25519},
+               {"device_id": "p256-alg", "key_alg": "P-256"}, {"device_id": "bad-key", "public_key": bad_key}]
         for who, devices in ((phone, bad), (mixed, bad + [{"device_id": "good"}])):
             r = self.stack.sim("govapp", "POST", "/_sim/citizens", {"phone": who, "devices": devices})
             self.assertEqual(r.status, 200, r.raw)
@@ -748,6 +751,14 @@ class ErrorMapping(GovAppCase):
         r = http("POST", self.stack.base + "/v1/recipients/keys", {"recipient": mixed},
                  {"Authorization": "Bearer " + KEYS["inst-a"]})
         self.assertEqual([d["device_id"] for d in r.json["devices"]], ["good"], r.raw)
+        log = self.stack.log_text()
+        for device, why in (("null-alg", "its key_alg is malformed (not a string)"),
+                            ("num-alg", "its key_alg is malformed (not a string)"),
+                            ("p256-alg", "its key_alg is not X25519"),
+                            ("bad-key", "it has no valid X25519 public key")):
+            self.assertIn('"GovApp device %s skipped: %s"' % (device, why), log)
+        for secret in (bad_key, phone[3:], mixed[3:], "P-256"):
+            self.assertNotIn(secret, log)
 
 
 class Unreachable(GovAppCase):

@@ -1100,16 +1100,16 @@ class RetentionFails(StackTestCase):
     def test_failed_purge_is_counted(self):
         s = self.stack
         errors = 'smis_store_errors_total{operation="retention"}'
-        s.expect_log(r"^retention: prepare failed: no such column: id$", r"^poll failed: .*no such column",
-                     r"^retention: prepare works again, after \d+ failed tries in ")
+        s.expect_log(r"^retention: prepare read failed: no such column: id$", r"^poll failed: .*no such column",
+                     r"^retention: prepare read works again, after \d+ failed tries in ")
         with s.column_hidden("messages", "id"):
             poll_until(lambda: (s.metric(errors) or 0) >= 1, 10,
                        lambda: "failed purge not counted: " + s.log_text()[-1500:])
             time.sleep(ms(2500) / 1000)  # two more purges, at least
             self.assertEqual(s.metric(errors), 1)
-        poll_until(lambda: "retention: prepare works again" in s.log_text(), 10,
+        poll_until(lambda: "retention: prepare read works again" in s.log_text(), 10,
                    lambda: "end of the failure not logged: " + s.log_text()[-1500:])
-        self.assertEqual(s.log_text().count("retention: prepare failed"), 1)
+        self.assertEqual(s.log_text().count("retention: prepare read failed"), 1)
 
 
 class OrphanReportsExpire(StackTestCase):
@@ -1237,6 +1237,62 @@ class Observability(StackTestCase):
                   if e.get("component") == "access"}
         for rid, method in rids.items():
             self.assertTrue(access[rid].startswith(method + " unknown_method 501 "), access[rid])
+
+
+# The longest names the configuration takes for every label value of
+# /metrics: institution 64 bytes, channel and strategy 48 of [a-z0-9_-].
+LONG_INSTITUTION = ("institution of the longest name allowed, " + "i" * 64)[:64]
+LONG_CHANNEL = ("ringring-" + "c" * 48)[:48]
+LONG_STRATEGY = ("sms-only-" + "s" * 48)[:48]
+
+
+class LongNamesStack(Stack):
+    """inst-b, the ringring channel and the sms_only strategy renamed to the
+    longest names allowed (the plugins keep theirs)."""
+
+    def write_conf(self, extra_strategy="", path=None):
+        super().write_conf(extra_strategy, path)
+        with open(path or self.conf) as f:
+            conf = f.read()
+        for old, new in (('name = "inst-b"', 'name = "%s"' % LONG_INSTITUTION),
+                         ('"sms_only"', '"%s"' % LONG_STRATEGY),
+                         ('plugin = "%s"' % LONG_STRATEGY, 'plugin = "sms_only"'),
+                         ('name = "ringring"', 'name = "%s"' % LONG_CHANNEL),
+                         ('channel = "ringring"', 'channel = "%s"' % LONG_CHANNEL),
+                         ('sms = "ringring"', 'sms = "%s"' % LONG_CHANNEL),
+                         ("/v1/callbacks/ringring/", "/v1/callbacks/%s/" % LONG_CHANNEL)):
+            assert old in conf, old
+            conf = conf.replace(old, new)
+        with open(path or self.conf, "w") as f:
+            f.write(conf)
+
+
+class LongestNames(StackTestCase):
+    """/metrics renders every label value of the longest names whole: a
+    series whose labels would not fit is not made at all (it would be cut
+    into a broken line), and the buffers hold the longest by arithmetic
+    only (job.c asserts the longest set at compile time)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = LongNamesStack().start()
+
+    def test_longest_names_rendered_whole(self):
+        s = self.stack
+        self.assertEqual((len(LONG_INSTITUTION.encode()), len(LONG_CHANNEL), len(LONG_STRATEGY)), (64, 48, 48))
+        r = s.send(message(CITIZENS["no_app"], LONG_STRATEGY), inst="inst-b")
+        self.assertEqual((r.status, r.json["status"], r.json["channel"]), (201, "sent", LONG_CHANNEL), r.raw)
+        # RingRing's delivery report comes to the channel's webhook.
+        accepted = 'smis_callbacks_total{channel="%s",result="accepted"}' % LONG_CHANNEL
+        poll_until(lambda: s.metric(accepted) == 1, 10,
+                   lambda: "no callback series: " + http("GET", s.base + "/metrics").raw[-3000:])
+        for series in ('smis_messages_total{institution="%s",strategy="%s",status="sent",channel="%s"}'
+                       % (LONG_INSTITUTION, LONG_STRATEGY, LONG_CHANNEL),
+                       'smis_upstream_requests_total{channel="%s",operation="send",outcome="sent"}' % LONG_CHANNEL,
+                       'smis_upstream_duration_seconds_count{channel="%s",operation="send"}' % LONG_CHANNEL,
+                       'smis_message_overhead_seconds_count{strategy="%s"}' % LONG_STRATEGY):
+            self.assertEqual(s.metric(series), 1, series)
+        self.assertEqual(s.metric("smis_metrics_series_dropped_total"), 0)
 
 
 class SecondInstance(StackTestCase):

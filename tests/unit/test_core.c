@@ -1145,7 +1145,8 @@ static void test_retention_read_fails(void)
 
 /* A purge statement that cannot be prepared (a schema without the column
  * it names) is logged and counted once while it lasts, as a lock is, not
- * once a second, and its end once. */
+ * once a second, and its end once. Another statement failing next, with
+ * the same code and message, is another failure: logged and counted. */
 static void test_retention_prepare_fails(void)
 {
 	static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
@@ -1154,10 +1155,14 @@ static void test_retention_prepare_fails(void)
 	sqlite3 *db = retention_db_then(path, sizeof(path), "retention-prepare.db",
 					"DROP TABLE attempts; CREATE TABLE attempts (x);");
 
-	retention_fails(db, &gate, &r, "retention: prepare failed: no such column: message_id", 2);
-	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE attempts; CREATE TABLE attempts (message_id TEXT);", NULL, NULL, NULL),
+	retention_fails(db, &gate, &r, "retention: prepare delete attempts failed: no such column: message_id", 2);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE attempts; CREATE TABLE attempts (message_id TEXT);"
+					 " DROP TABLE reports; CREATE TABLE reports (x);", NULL, NULL, NULL),
 			SQLITE_OK);
-	retention_works_again(db, &gate, &r, "prepare");
+	retention_fails(db, &gate, &r, "retention: prepare delete reports failed: no such column: message_id", 2);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE reports; CREATE TABLE reports (message_id TEXT);", NULL, NULL, NULL),
+			SQLITE_OK);
+	retention_works_again(db, &gate, &r, "prepare delete reports");
 	sqlite3_close(db);
 	unlink(path);
 }

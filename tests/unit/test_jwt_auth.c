@@ -277,6 +277,7 @@ static int suite_clean(void)
 
 #define RS "{\"alg\":\"RS256\",\"typ\":\"JWT\"}"
 #define ES "{\"alg\":\"ES256\",\"typ\":\"JWT\"}"
+#define ES_KID "{\"alg\":\"ES256\",\"kid\":\"ec-1\"}"
 
 /* A token from claims(extra), then freed claims. */
 static char *tok_claims(const char *header, const char *extra, EVP_PKEY *key)
@@ -1017,9 +1018,9 @@ static char *ec_pems(int n, int test_key_at)
 }
 
 /* The issuer blocks `texts` (a NULL audience: AUD) sharing ISS; expect
- * want_reason for an ES256 token of the test key without a kid. */
-static void expect_same_iss(const char *const texts[2], const char *const auds[2], const char *want_reason,
-			    int line)
+ * want_reason for an ES256 token of the test key with that header. */
+static void expect_same_iss(const char *const texts[2], const char *const auds[2], const char *header,
+			    const char *want_reason, int line)
 {
 	struct smisd_jwt_issuer *set[2];
 	char err[256] = "";
@@ -1028,8 +1029,7 @@ static void expect_same_iss(const char *const texts[2], const char *const auds[2
 		set[i] = issuer_for(auds[i] ? auds[i] : AUD, texts[i], strlen(texts[i]), err, sizeof(err));
 		CU_ASSERT_PTR_NOT_NULL_FATAL(set[i]);
 	}
-	expect_n((const struct smisd_jwt_issuer *const *)set, 2, tok_claims(ES, "", ec_key), want_reason, NULL,
-		 line);
+	expect_n((const struct smisd_jwt_issuer *const *)set, 2, tok_claims(header, "", ec_key), want_reason, NULL, line);
 	for (int i = 0; i < 2; i++)
 		smisd_jwt_issuer_free(set[i]);
 }
@@ -1042,14 +1042,22 @@ static void test_same_iss_checks_bounded(void)
 {
 	char *four_others = ec_pems(4, -1), *key_last = ec_pems(4, 3), *key_first = ec_pems(4, 0);
 
-	/* The test key is the 8th key tried: past the bound. */
-	expect_same_iss((const char *const[]){ four_others, key_last }, (const char *const[]){ NULL, NULL },
+	/* The test key is the 8th key tried: past the bound. Without a kid
+	 * the reason is the one issuer's with too many keys: kid_required. */
+	expect_same_iss((const char *const[]){ four_others, key_last }, (const char *const[]){ NULL, NULL }, ES,
+			"kid_required", __LINE__);
+	/* Authentic for the first block, of another audience: that reason
+	 * goes furthest, however the second block ends. */
+	expect_same_iss((const char *const[]){ key_last, four_others }, (const char *const[]){ "smis-admin", NULL },
+			ES, "wrong_audience", __LINE__);
+	/* A token that names its key gets the reason it got so far. */
+	expect_same_iss((const char *const[]){ four_others, key_last }, (const char *const[]){ NULL, NULL }, ES_KID,
 			"bad_signature", __LINE__);
 	/* The 5th: within it. */
-	expect_same_iss((const char *const[]){ four_others, key_first }, (const char *const[]){ NULL, NULL },
+	expect_same_iss((const char *const[]){ four_others, key_first }, (const char *const[]){ NULL, NULL }, ES,
 			NULL, __LINE__);
 	/* One file for two audiences: the second block costs no check. */
-	expect_same_iss((const char *const[]){ key_last, key_last }, (const char *const[]){ "smis-admin", NULL },
+	expect_same_iss((const char *const[]){ key_last, key_last }, (const char *const[]){ "smis-admin", NULL }, ES,
 			NULL, __LINE__);
 	free(four_others);
 	free(key_last);

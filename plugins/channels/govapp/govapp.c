@@ -63,6 +63,7 @@ struct govapp_device {
 	char *id;
 	char *public_key; /* base64url X25519, as the backend sent it */
 	bool usable;      /* key algorithm and key passed the checks */
+	const char *unusable_why; /* static, for the log: why not (NULL if usable) */
 };
 
 /* What the request handed to the core last was, so resume() knows what
@@ -969,18 +970,27 @@ static int govapp_devices_dedupe(struct govapp *g, struct govapp_call *c)
 }
 
 /*
- * Whether a device entry's key_alg lets SMIS encrypt to it: absent means
- * X25519 (docs/govapp-protocol.md section 1), a string must name it. Any
- * other type, null included, is malformed backend data, not "absent": the
- * device is unusable, as with a bad key, rather than sealed to by default.
+ * Why SMIS cannot encrypt to a device entry, for the log (NULL: it can).
+ * An absent key_alg means X25519 (docs/govapp-protocol.md section 1), a
+ * string must name it. Any other type, null included, is malformed backend
+ * data, not "absent": the device is unusable, as with a bad key, rather
+ * than sealed to by default. The operator is told which of the two the
+ * backend got wrong, its key_alg or its key, but not the values: a key
+ * is no business of the log.
  */
-static bool govapp_key_alg_ok(struct json_object *d)
+static const char *govapp_device_unusable(struct json_object *d, const char *pk)
 {
 	struct json_object *v;
 
-	if (!json_object_object_get_ex(d, "key_alg", &v))
-		return true;
-	return json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), GOVAPP_KEY_ALG) == 0;
+	if (json_object_object_get_ex(d, "key_alg", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			return "its key_alg is malformed (not a string)";
+		if (strcmp(json_object_get_string(v), GOVAPP_KEY_ALG) != 0)
+			return "its key_alg is not " GOVAPP_KEY_ALG;
+	}
+	if (!pk || smis_e2e_check_public_key(pk) != 0)
+		return "it has no valid " GOVAPP_KEY_ALG " public key";
+	return NULL;
 }
 
 /* Store the lookup answer in the slot. Returns 0 or -EINVAL (bad answer). */
@@ -1031,7 +1041,8 @@ static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct js
 			rc = -ENOMEM;
 			goto out;
 		}
-		dev->usable = pk && govapp_key_alg_ok(d) && smis_e2e_check_public_key(pk) == 0;
+		dev->unusable_why = govapp_device_unusable(d, pk);
+		dev->usable = dev->unusable_why == NULL;
 	}
 	rc = govapp_devices_dedupe(g, c);
 	if (rc < 0)
@@ -1040,8 +1051,8 @@ static int govapp_take_lookup(struct govapp *g, struct govapp_call *c, struct js
 		if (c->devices[i].usable)
 			c->n_usable++;
 		else
-			g->api->log(g->self, SMIS_LOG_INFO, "GovApp device %s has no usable %s public key, skipped",
-				    c->devices[i].id, GOVAPP_KEY_ALG);
+			g->api->log(g->self, SMIS_LOG_INFO, "GovApp device %s skipped: %s", c->devices[i].id,
+				    c->devices[i].unusable_why);
 	}
 out_done:
 	c->have_lookup = true;
