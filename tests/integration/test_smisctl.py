@@ -93,6 +93,26 @@ class Usage(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertEqual(smisctl("send", "--bogus").returncode, 2)
 
+    def test_status_takes_only_smisd_message_ids(self):
+        # smisd's ids are "msg_" + 26 Crockford base32 characters, upper
+        # case (smisd_new_id): anything else is refused with no request,
+        # exit 2 where the closed port makes it 3.
+        closed = "http://127.0.0.1:%d" % free_port()
+        for msg_id, want in (("msg_01J2Z8Q4XK7M3N5P9R2T6V8W0X", 3), ("msg_0123456789ABCDEFGHJKMNPQRS", 3),
+                             ("msg_TVWXYZ00000000000000000000", 3),
+                             ("msg_01j2z8q4xk7m3n5p9r2t6v8w0x", 2), ("msg_01J2Z8Q4XK7M3N5P9R2T6V8W0", 2),
+                             ("msg_01J2Z8Q4XK7M3N5P9R2T6V8W0XY", 2), ("msg_01J2Z8Q4XK7M3N5P9R2T6V8WIL", 2),
+                             ("msg_01J2Z8Q4XK7M3N5P9R2T6V8WOU", 2), ("req_01J2Z8Q4XK7M3N5P9R2T6V8W0X", 2),
+                             ("msg-01J2Z8Q4XK7M3N5P9R2T6V8W0X", 2), ("msg_1", 2), ("a-b", 2), ("", 2),
+                             ("msg_01J2Z8Q4XK7M3N5P9R2T6V8W\x1b[", 2)):
+            with self.subTest(msg_id=msg_id):
+                r = smisctl("status", "--url", closed, "--key", "k", msg_id)
+                self.assertEqual(r.returncode, want, r.stderr)
+                self.assertEqual("is not a message id" in r.stderr, want == 2, r.stderr)
+        r = smisctl("status", "--url", closed, "--key", "k", "msg_\x1b[2J")
+        self.assertEqual(r.stderr, "smisctl status: 'msg_?[2J' is not a message id "
+                                   "(msg_ and 26 characters of 0-9 and A-Z but I, L, O and U)\n")
+
     def test_idempotency_key_syntax_is_a_usage_error(self):
         # What smisd would refuse (docs/openapi.yaml: 1-128 of
         # [A-Za-z0-9-_.:]) is refused first, with no request: exit 2 where
@@ -559,6 +579,9 @@ class Api(StackTestCase):
         self.assertIn("HTTP 404 not_found", r.stderr)
         r = self.run_ctl("status", "--url", self.stack.base, "msg_00000000000000000000000000")
         self.assertEqual(r.returncode, 3)
+        # smisd's ids are case-sensitive: what smisctl status refuses in
+        # lower case (Usage) is no id of smisd's either.
+        self.assertEqual(self.stack.get(sent["id"].lower()).status, 404)
 
     def test_status_escapes_c1_controls(self):
         # A delivery report's device name is GovApp's, and `smisctl status`

@@ -17,7 +17,6 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -420,14 +419,20 @@ static void usage_status(FILE *f)
 	      f);
 }
 
+/* The form of every id smisd gives a message (smisd_new_id, daemon/job.c):
+ * "msg_" and 26 characters of Crockford's base32 alphabet, upper case. Any
+ * other string is no message of smisd's, and a round trip would only come
+ * back 404; it goes into the request's path, too. */
+#define MESSAGE_ID_PREFIX "msg_"
+#define MESSAGE_ID_CHARS 26
+
 static bool valid_message_id(const char *id)
 {
-	size_t n = strlen(id);
-	bool ok = n > 0 && n <= 64;
+	static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	size_t n = strlen(MESSAGE_ID_PREFIX);
 
-	for (size_t i = 0; ok && i < n; i++)
-		ok = isalnum((unsigned char)id[i]) || id[i] == '_' || id[i] == '-';
-	return ok;
+	return strncmp(id, MESSAGE_ID_PREFIX, n) == 0 && strlen(id + n) == MESSAGE_ID_CHARS &&
+	       strspn(id + n, crockford) == MESSAGE_ID_CHARS;
 }
 
 static int cmd_status(int argc, char **argv)
@@ -460,7 +465,10 @@ static int cmd_status(int argc, char **argv)
 	}
 	id = argv[optind];
 	if (!valid_message_id(id)) {
-		fprintf(stderr, "smisctl status: '%s' is not a message id (msg_...)\n", id);
+		fputs("smisctl status: '", stderr);
+		smis_api_print_safe(stderr, id, true);
+		fprintf(stderr, "' is not a message id (" MESSAGE_ID_PREFIX " and %d characters of 0-9 and A-Z but I, L, O and U)\n",
+			MESSAGE_ID_CHARS);
 		goto out;
 	}
 	key = smis_api_key("smisctl", &api);
