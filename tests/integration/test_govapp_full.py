@@ -451,6 +451,32 @@ class EndToEnd(GovAppCase):
                 self.assertEqual("--idempotency-key" in p.stderr, want == 2, p.stderr)
 
 
+    def test_smis_encrypt_channel_must_be_a_channel_name(self):
+        # smisd answers a channel that names none of its app channels 422
+        # unknown_channel, and every channel name is 1-48 of [a-z0-9_-]
+        # (its configuration check): any other --channel is refused before
+        # any request (exit 2, where the closed port makes it 3).
+        closed = "http://127.0.0.1:%d" % free_port()
+        says = "smis-encrypt: --channel must name a channel: 1-48 characters of a-z, 0-9, '_' and '-'\n"
+        keys = {"Authorization": "Bearer " + KEYS["inst-a"]}
+        for channel in ("", "govapp\x1b[2J", "gov\napp", "g" * 49, "GovApp", "gov app", "gov.app", "caf\u00e9"):
+            with self.subTest(channel=channel):
+                p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body", "b", "--url", closed,
+                                 "--channel", channel, check=2)
+                self.assertEqual(p.stderr, says)
+                r = http("POST", self.stack.base + "/v1/recipients/keys",
+                         {"recipient": CITIZENS["app_fr"], "channel": channel}, keys)
+                self.assertEqual((r.status, r.json["code"], r.json["field"]), (422, "unknown_channel", "/channel"),
+                                 r.raw)
+        for channel in ("g" * 48, "ringring", "a-b_9"):
+            with self.subTest(channel=channel):
+                self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body", "b", "--url", closed,
+                             "--channel", channel, check=3)
+        p = self.encrypt("--dry-run", "--to", CITIZENS["app_fr"], "--title", "t", "--body", "b",
+                         "--channel", "govapp", check=0)
+        self.assertIn("message_id", json.loads(p.stdout))
+
+
 class PassthroughPastRetention(GovAppCase):
     """A passthrough message_id older than store.retention_s is refused as
     used: its message may have been deleted by then, so whether it was sent
