@@ -37,6 +37,27 @@ const char *smis_api_json_text(json_object *o)
 	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
+char *smis_api_json_dup(json_object *o)
+{
+	const char *text = smis_api_json_text(o);
+
+	return text ? strdup(text) : NULL;
+}
+
+bool smis_api_json_add(json_object *o, const char *key, json_object *v)
+{
+	/* json-c leaves v to the caller when it cannot add it. */
+	if (v && json_object_object_add(o, key, v) == 0)
+		return true;
+	json_object_put(v);
+	return false;
+}
+
+bool smis_api_json_add_string(json_object *o, const char *key, const char *s)
+{
+	return smis_api_json_add(o, key, json_object_new_string(s));
+}
+
 void smis_api_print_safe(FILE *f, const char *s, bool utf8)
 {
 	size_t len = s ? strlen(s) + 1 : 0;

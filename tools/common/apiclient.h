@@ -241,8 +241,23 @@ void smis_api_report_problem(const struct smis_api_client *cl, const char *what,
 const char *smis_api_json_str(json_object *o, const char *key);
 
 /* o as compact JSON, '/' not escaped: what the tools send. Borrowed from
- * o, valid until o changes or is freed. */
+ * o, valid until o changes or is freed; NULL when out of memory. */
 const char *smis_api_json_text(json_object *o);
+
+/* The same text, a copy the caller frees; NULL when out of memory. */
+char *smis_api_json_dup(json_object *o);
+
+/*
+ * Add member key = v to the object o, taking v over (it is freed when it
+ * cannot be added). False when v is NULL, a json-c allocation that failed,
+ * or json-c could not add it: out of memory either way. A tool builds a
+ * request whole with these, or fails (SMIS_EXIT_ERROR): never sends one
+ * with a member missing, which smisd would take for an option not given.
+ */
+bool smis_api_json_add(json_object *o, const char *key, json_object *v);
+
+/* smis_api_json_add of a new JSON string s. */
+bool smis_api_json_add_string(json_object *o, const char *key, const char *s);
 
 /* Print s (NULL prints nothing) so that text from a server or a plugin
  * cannot drive the terminal: printable ASCII as is, and when utf8 the
