@@ -21,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, IDEMPOTENCY_KEYS, KEYS, SEND_REFUSED, SEND_TAKEN, Stack,  # noqa: E402
-                     StackTestCase, free_port, http)
+                     StackTestCase, free_port, http, preloading)
 
 SMISCTL = os.path.join(BUILD, "tools/smisctl/smisctl")
 SMISD = os.path.join(BUILD, "smisd")
@@ -567,6 +567,25 @@ class Api(StackTestCase):
         # One notification reached the app backend: the replay sent nothing.
         notes = [q for q in sim_requests(self.stack, "govapp") if q["path"].endswith("/notifications")]
         self.assertEqual(len(notes), 1)
+
+    def test_send_out_of_memory_fails_rather_than_send_less(self):
+        # As smis-encrypt's (test_govapp_full.py): json-c out of memory
+        # while the body is built (tests/plugins/nomem_json.so fails
+        # json_object_new_string of "nomem-..." and the add of a
+        # "nomem-add-..." string) lost the member, and smisd sent the
+        # message without it. Now exit 3, and nothing is sent.
+        env = dict(preloading("nomem_json"), SMIS_API_KEY=KEYS["inst-a"])
+        base = ("send", "--url", self.stack.base, "--to", CITIZENS["no_app"], "--strategy", "sms_only")
+        for extra in (("--title", "nomem-t", "--body", "b"), ("--title", "t", "--body", "nomem-add-b"),
+                      ("--title", "t", "--body", "b", "--reference", "nomem-1"),
+                      ("--title", "t", "--body", "b", "--reference", "nomem-add-1"),
+                      ("--title", "t", "--body", "b", "--sms-text", "nomem-add-sms")):
+            with self.subTest(extra=extra):
+                r = smisctl(*base, *extra, env_extra=env)
+                self.assertEqual((r.returncode, r.stdout, r.stderr), (3, "", "smisctl: out of memory\n"))
+        self.assertEqual(sim_requests(self.stack, "ringring"), [])
+        r = smisctl(*base, "--title", "t", "--body", "b", "--reference", "ref-nomem", env_extra=env)
+        self.assertEqual((r.returncode, json.loads(r.stdout)["reference"]), (0, "ref-nomem"), r.stderr)
 
     def test_status(self):
         sent = json.loads(self.send("--to", CITIZENS["no_app"], "--strategy", "sms_only").stdout)

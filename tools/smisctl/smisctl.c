@@ -299,34 +299,26 @@ static void usage_send(FILE *f)
 	      f);
 }
 
+/* The body of POST /v1/messages; NULL when out of memory, never a body
+ * with a member missing (smisd would send the message without its
+ * reference, strategy or SMS text). */
 static char *send_body(const struct smis_api_options *api, const char *lang, const char *title,
 		       const char *body, const char *sms_text)
 {
-	json_object *o = json_object_new_object();
-	json_object *content = json_object_new_object();
-	json_object *lc = json_object_new_object();
+	json_object *o = json_object_new_object(), *content = NULL, *lc = NULL;
 	char *out = NULL;
+	bool ok;
 
-	if (!o || !content || !lc) {
-		json_object_put(o);
-		json_object_put(content);
-		json_object_put(lc);
-		return NULL;
-	}
-	json_object_object_add(o, "recipient", json_object_new_string(api->to));
-	json_object_object_add(lc, "title", json_object_new_string(title));
-	json_object_object_add(lc, "body", json_object_new_string(body));
-	if (api->html)
-		json_object_object_add(lc, "format", json_object_new_string("html"));
-	if (sms_text)
-		json_object_object_add(lc, "sms_text", json_object_new_string(sms_text));
-	json_object_object_add(content, lang, lc);
-	json_object_object_add(o, "content", content);
-	if (api->strategy)
-		json_object_object_add(o, "strategy", json_object_new_string(api->strategy));
-	if (api->reference)
-		json_object_object_add(o, "reference", json_object_new_string(api->reference));
-	out = strdup(smis_api_json_text(o));
+	ok = o && smis_api_json_add_string(o, "recipient", api->to) &&
+	     smis_api_json_add(o, "content", content = json_object_new_object()) &&
+	     smis_api_json_add(content, lang, lc = json_object_new_object()) &&
+	     smis_api_json_add_string(lc, "title", title) && smis_api_json_add_string(lc, "body", body) &&
+	     (!api->html || smis_api_json_add_string(lc, "format", "html")) &&
+	     (!sms_text || smis_api_json_add_string(lc, "sms_text", sms_text)) &&
+	     (!api->strategy || smis_api_json_add_string(o, "strategy", api->strategy)) &&
+	     (!api->reference || smis_api_json_add_string(o, "reference", api->reference));
+	if (ok)
+		out = smis_api_json_dup(o);
 	json_object_put(o);
 	return out;
 }
