@@ -57,9 +57,6 @@
 
 #define DEFAULT_CONFIG SMIS_SYSCONFDIR "/smis/smisd.conf"
 #define DEFAULT_PIDFILE "/run/smis/smisd.pid"
-/* smisd refuses longer API keys (gateway tokens may be longer:
- * SMIS_API_TOKEN_MAX). */
-#define KEY_MAX 512
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -551,6 +548,7 @@ static void usage_hash_key(FILE *f)
 static int cmd_hash_key(int argc, char **argv)
 {
 	char hash[7 + 2 * SHA256_DIGEST_LENGTH + 1];
+	const char *why;
 	char *key = NULL;
 	int rc = only_help(argc, argv, usage_hash_key);
 
@@ -566,9 +564,9 @@ static int cmd_hash_key(int argc, char **argv)
 		fprintf(stderr, "smisctl hash-key: no key given\n");
 		goto out;
 	}
-	if (!smis_api_key_usable(key, KEY_MAX)) {
-		fprintf(stderr, "smisctl hash-key: a key is 1-%d printable characters without spaces\n",
-			KEY_MAX);
+	/* An API key: smisd never hashes a gateway token. */
+	if ((why = smis_api_key_refusal(key, false))) {
+		fprintf(stderr, "smisctl hash-key: the key %s\n", why);
 		goto out;
 	}
 	key_hash(key, hash);
