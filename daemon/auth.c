@@ -91,7 +91,7 @@ const struct smisd_institution *smisd_auth_institution_why(const struct smisd_ge
 	if (g->n_issuers && smisd_jwt_looks_like(key))
 		return jwt_institution(g, key, why);
 	*why = "unknown_key";
-	if (!*key || strlen(key) > 512)
+	if (!*key || strlen(key) > SMISD_API_KEY_MAX)
 		return NULL;
 	sha256(key, strlen(key), digest);
 	/* No early exit: every key is compared whatever matched before. */

@@ -8,6 +8,10 @@
 
 #include "generation.h"
 
+/* Longest API key taken (after "Bearer " and the spaces that follow it);
+ * a gateway token may be longer: SMISD_JWT_MAX_LEN. */
+#define SMISD_API_KEY_MAX 512
+
 /* `authorization` is the raw header value or NULL: "Bearer <api key>" or,
  * when token issuers are configured, "Bearer <JWT>" from the gateway. */
 const struct smisd_institution *smisd_auth_institution(const struct smisd_generation *g,

@@ -153,7 +153,7 @@ class GovAppCase(StackTestCase):
     def wait_message(self, mid, done, what, timeout=15.0):
         return wait_for(lambda: self.stack.get(mid).json, done, what, timeout)
 
-    def encrypt(self, *args, key=KEYS["inst-a"], check=None):
+    def encrypt(self, *args, key=KEYS["inst-a"], check=None, env_extra=None):
         """Run smis-encrypt against this stack; returns the CompletedProcess."""
         argv = [SMIS_ENCRYPT, "--url", self.stack.base] + list(args)
         # Under the harness's wrapper (SMIS_TEST_WRAPPER, SMIS_VALGRIND_DAEMON=1)
@@ -163,7 +163,7 @@ class GovAppCase(StackTestCase):
             argv = harness.WRAPPER + argv
         elif os.environ.get("SMIS_VALGRIND_TOOLS") and os.environ.get("VALGRIND"):
             argv = [os.environ["VALGRIND"]] + harness.VALGRIND_ARGV + argv
-        env = dict(os.environ, SMIS_API_KEY=key)
+        env = dict(os.environ, SMIS_API_KEY=key, **(env_extra or {}))
         p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
         if check is not None:
             self.assertEqual(p.returncode, check, "exit %d\nstdout: %s\nstderr: %s" % (
@@ -449,6 +449,59 @@ class EndToEnd(GovAppCase):
                 p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body", "b", "--url", closed,
                                  "--idempotency-key", key, check=want)
                 self.assertEqual("--idempotency-key" in p.stderr, want == 2, p.stderr)
+
+
+    def test_smis_encrypt_channel_must_be_a_channel_name(self):
+        # smisd answers a channel that names none of its app channels 422
+        # unknown_channel, and every channel name is 1-48 of [a-z0-9_-]
+        # (its configuration check): any other --channel is refused before
+        # any request (exit 2, where the closed port makes it 3).
+        closed = "http://127.0.0.1:%d" % free_port()
+        says = "smis-encrypt: --channel must name a channel: 1-48 characters of a-z, 0-9, '_' and '-'\n"
+        keys = {"Authorization": "Bearer " + KEYS["inst-a"]}
+        for channel in ("", "govapp\x1b[2J", "gov\napp", "g" * 49, "GovApp", "gov app", "gov.app", "caf\u00e9"):
+            with self.subTest(channel=channel):
+                p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body", "b", "--url", closed,
+                                 "--channel", channel, check=2)
+                self.assertEqual(p.stderr, says)
+                r = http("POST", self.stack.base + "/v1/recipients/keys",
+                         {"recipient": CITIZENS["app_fr"], "channel": channel}, keys)
+                self.assertEqual((r.status, r.json["code"], r.json["field"]), (422, "unknown_channel", "/channel"),
+                                 r.raw)
+        for channel in ("g" * 48, "ringring", "a-b_9"):
+            with self.subTest(channel=channel):
+                self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body", "b", "--url", closed,
+                             "--channel", channel, check=3)
+        p = self.encrypt("--dry-run", "--to", CITIZENS["app_fr"], "--title", "t", "--body", "b",
+                         "--channel", "govapp", check=0)
+        self.assertIn("message_id", json.loads(p.stdout))
+
+
+    def test_smis_encrypt_out_of_memory_fails_rather_than_send_less(self):
+        # json-c out of memory while the requests are built (a preloaded
+        # library fails json_object_new_string of "nomem-..." and the
+        # json_object_object_add of a "nomem-add-..." string): the lost
+        # member made a request without it, which smisd took for an option
+        # not given (the message sent without its reference, SMS text,
+        # title; the keys asked of the default channel). Now exit 3, out of
+        # memory, and nothing sent.
+        env = harness.preloading("nomem_json")
+        base = ("--to", CITIZENS["app_fr"], "--strategy", "govapp_first", "--lang", "fr")
+        for extra in (("--title", "nomem-title", "--body", "b"), ("--title", "nomem-add-title", "--body", "b"),
+                      ("--title", "t", "--body", "nomem-body"),
+                      ("--html", "--title", "t", "--body", "<p>nomem-add-html</p>"),
+                      ("--title", "t", "--body", "b", "--reference", "nomem-1"),
+                      ("--title", "t", "--body", "b", "--reference", "nomem-add-1"),
+                      ("--title", "t", "--body", "b", "--sms-text", "nomem-add-sms"),
+                      ("--title", "t", "--body", "b", "--channel", "nomem-channel"),
+                      ("--title", "t", "--body", "b", "--channel", "nomem-add-channel")):
+            with self.subTest(extra=extra):
+                p = self.encrypt(*base, *extra, env_extra=env, check=3)
+                self.assertEqual((p.stdout, p.stderr), ("", "smis-encrypt: out of memory\n"))
+                self.assertEqual(self.sends(), [])
+        # The library fails nothing else.
+        p = self.encrypt(*base, "--title", "t", "--body", "b", "--reference", "ref-nomem", env_extra=env, check=0)
+        self.assertEqual(json.loads(p.stdout)["reference"], "ref-nomem")
 
 
 class PassthroughPastRetention(GovAppCase):

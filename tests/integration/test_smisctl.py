@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, IDEMPOTENCY_KEYS, KEYS, SEND_REFUSED, SEND_TAKEN, Stack,  # noqa: E402
-                     StackTestCase, free_port, http)
+                     StackTestCase, free_port, http, preloading)
 
 SMISCTL = os.path.join(BUILD, "tools/smisctl/smisctl")
 SMISD = os.path.join(BUILD, "smisd")
@@ -92,6 +93,26 @@ class Usage(unittest.TestCase):
         r = smisctl("status", "--url", "http://127.0.0.1:1", "--key", "k", "../etc/passwd")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertEqual(smisctl("send", "--bogus").returncode, 2)
+
+    def test_status_takes_only_smisd_message_ids(self):
+        # smisd's ids are "msg_" + 26 Crockford base32 characters, upper
+        # case (smisd_new_id): anything else is refused with no request,
+        # exit 2 where the closed port makes it 3.
+        closed = "http://127.0.0.1:%d" % free_port()
+        for msg_id, want in (("msg_01J2Z8Q4XK7M3N5P9R2T6V8W0X", 3), ("msg_0123456789ABCDEFGHJKMNPQRS", 3),
+                             ("msg_TVWXYZ00000000000000000000", 3),
+                             ("msg_01j2z8q4xk7m3n5p9r2t6v8w0x", 2), ("msg_01J2Z8Q4XK7M3N5P9R2T6V8W0", 2),
+                             ("msg_01J2Z8Q4XK7M3N5P9R2T6V8W0XY", 2), ("msg_01J2Z8Q4XK7M3N5P9R2T6V8WIL", 2),
+                             ("msg_01J2Z8Q4XK7M3N5P9R2T6V8WOU", 2), ("req_01J2Z8Q4XK7M3N5P9R2T6V8W0X", 2),
+                             ("msg-01J2Z8Q4XK7M3N5P9R2T6V8W0X", 2), ("msg_1", 2), ("a-b", 2), ("", 2),
+                             ("msg_01J2Z8Q4XK7M3N5P9R2T6V8W\x1b[", 2)):
+            with self.subTest(msg_id=msg_id):
+                r = smisctl("status", "--url", closed, "--key", "k", msg_id)
+                self.assertEqual(r.returncode, want, r.stderr)
+                self.assertEqual("is not a message id" in r.stderr, want == 2, r.stderr)
+        r = smisctl("status", "--url", closed, "--key", "k", "msg_\x1b[2J")
+        self.assertEqual(r.stderr, "smisctl status: 'msg_?[2J' is not a message id "
+                                   "(msg_ and 26 characters of 0-9 and A-Z but I, L, O and U)\n")
 
     def test_idempotency_key_syntax_is_a_usage_error(self):
         # What smisd would refuse (docs/openapi.yaml: 1-128 of
@@ -173,15 +194,111 @@ class Keys(unittest.TestCase):
                          "sha256:507636717dd889c4aca6e55fac6880c0e096f0160c1c940da0564f39301c6537")
 
     def test_hash_key_refuses_keys_smisd_cannot_accept(self):
-        self.assertEqual(smisctl("hash-key", "two words").returncode, 2)
+        # Which keys smisd takes: KeysSmisdTakes.
         self.assertEqual(smisctl("hash-key", stdin="").returncode, 2)
-        self.assertEqual(smisctl("hash-key", "x" * 513).returncode, 2)
+        for key, why in KEYS_REFUSED:
+            with self.subTest(key=key[:20]):
+                r = smisctl("hash-key", "--", key, text=False)
+                self.assertEqual((r.returncode, r.stdout), (2, b""))
+                self.assertEqual(r.stderr, b"smisctl hash-key: the key %s\n" % (why or LONGER_THAN_A_KEY))
 
     def test_gen_secret(self):
         a, b = smisctl("gen-secret"), smisctl("gen-secret")
         self.assertEqual(a.returncode, 0)
         self.assertRegex(a.stdout, r"^[0-9a-f]{64}\n$")
         self.assertNotEqual(a.stdout, b.stdout)
+
+
+# What smisd takes as an API key (daemon/auth.c): whatever follows "Bearer "
+# and the spaces after it, 1-512 bytes, any byte but the CR and LF that end
+# the header line. smisctl and smis-encrypt take exactly these (and hash-key
+# hashes them); KeysSmisdTakes checks smisd authenticates each.
+KEYS_TAKEN = (b"two words", b"tab\there", b"caf\xc3\xa9-key", b"latin1-\xe9-key", b"esc\x1b[2J-key",
+              b"del\x7f-key", b"trailing-space ", b"\tleading-tab", b"k" * 512)
+# And what they refuse (exit 2, "the API key <why>"; None: too long, said
+# differently for a key and for what may be a gateway token).
+LONGER_THAN_A_KEY = b"is longer than the 512 bytes smisd takes"
+LONGER_THAN_A_TOKEN = b"is longer than smisd takes: 512 bytes, 8192 for a gateway token (a JWT)"
+KEYS_REFUSED = ((b"", b"is empty"),
+                (b" leading-space", b"starts with a space, which smisd skips: it would read another key"),
+                (b"line\nbreak", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
+                (b"bare\rcr", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
+                (b"crlf\r\nX-Evil: 1", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
+                (b"k" * 513, None))
+
+
+class KeysStack(Stack):
+    """The harness's stack, inst-a also keyed by every key of KEYS_TAKEN
+    and KEYS_REFUSED (the digests of those smisd should never match)."""
+
+    def write_conf(self, extra_strategy="", path=None):
+        super().write_conf(extra_strategy, path)
+        conf = read(path or self.conf)
+        first = '"sha256:%s"' % hashlib.sha256(KEYS["inst-a"].encode()).hexdigest()
+        more = "".join(', "sha256:%s"' % hashlib.sha256(k).hexdigest() for k, _ in KEYS_REFUSED if k)
+        more += "".join(', "sha256:%s"' % hashlib.sha256(k).hexdigest() for k in KEYS_TAKEN)
+        write(path or self.conf, conf.replace(first, first + more, 1))
+
+
+class KeysSmisdTakes(unittest.TestCase):
+    """smisctl's and smis-encrypt's check of an API key is smisd's: the
+    keys smisd authenticates are taken (bytes 0x80-0xFF, spaces, tabs and
+    control characters included), the others refused before any request.
+    It took 1-8192 printable characters without spaces: it refused keys
+    smisd takes and sent keys smisd never could (600 bytes)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = KeysStack().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc, problems, _ = cls.stack.stop()
+        if rc != 0 or problems:
+            raise AssertionError("smisd exit %r, unexpected log lines:\n%s" % (rc, "\n".join(problems[:20])))
+
+    def status(self, key, url=None):
+        return smisctl("status", "--url", url or self.stack.base, "--key", key, "msg_00000000000000000000000000",
+                       text=False)
+
+    def smisd_answers(self, key):
+        """smisd's status for a GET with "Authorization: Bearer <key>" as is."""
+        with socket.create_connection(("127.0.0.1", self.stack.smisd_port), timeout=10) as c:
+            c.sendall(b"GET /v1/messages/msg_00000000000000000000000000 HTTP/1.1\r\nHost: smis\r\n"
+                      b"Authorization: Bearer " + key + b"\r\nConnection: close\r\n\r\n")
+            return int(c.makefile("rb").readline().split()[1])
+
+    def test_keys_smisd_takes_are_taken(self):
+        for key in KEYS_TAKEN:
+            with self.subTest(key=key[:20]):
+                self.assertEqual(self.smisd_answers(key), 404)
+                r = self.status(key)
+                self.assertEqual(r.returncode, 3, r.stderr)
+                self.assertIn(b"HTTP 404 not_found", r.stderr)
+                r = smisctl("hash-key", "--", key, text=False)
+                self.assertEqual(r.stdout, b"sha256:%s\n" % hashlib.sha256(key).hexdigest().encode(), r.stderr)
+
+    def test_keys_smisd_never_takes_are_refused_before_any_request(self):
+        for key, why in KEYS_REFUSED:
+            with self.subTest(key=key[:20]):
+                if key and b"\n" not in key and b"\r" not in key:
+                    self.assertEqual(self.smisd_answers(key), 401)
+                r = self.status(key)
+                self.assertEqual((r.returncode, r.stdout), (2, b""))
+                self.assertEqual(r.stderr, b"smisctl: the API key %s\n" % (why or LONGER_THAN_A_TOKEN))
+        # A gateway token (a JWT's compact form) may be up to 8192 bytes;
+        # anything else longer than 512 never authenticates.
+        closed = "http://127.0.0.1:%d" % free_port()
+        jwt = b"e" * 4000 + b"." + b"c" * 4000 + b"." + b"s" * 190
+        self.assertEqual(self.status(jwt, closed).returncode, 3)
+        for key in (jwt + b"s", b"k" * 600, b"e" * 400 + b"." + b"c" * 200 + b".s/s"):
+            with self.subTest(key=key[:20]):
+                r = self.status(key, closed)
+                self.assertEqual((r.returncode, r.stderr), (2, b"smisctl: the API key %s\n" % LONGER_THAN_A_TOKEN))
+        # smis-encrypt's is the same check.
+        r = subprocess.run([os.path.join(BUILD, "tools/smis-encrypt/smis-encrypt"), "--url", closed, "--key",
+                            " x", "--to", "+32470000001", "--title", "t", "--body", "b"], capture_output=True)
+        self.assertEqual((r.returncode, r.stderr), (2, b"smis-encrypt: the API key " + KEYS_REFUSED[1][1] + b"\n"))
 
 
 class CheckConfig(unittest.TestCase):
@@ -548,6 +665,25 @@ class Api(StackTestCase):
         notes = [q for q in sim_requests(self.stack, "govapp") if q["path"].endswith("/notifications")]
         self.assertEqual(len(notes), 1)
 
+    def test_send_out_of_memory_fails_rather_than_send_less(self):
+        # As smis-encrypt's (test_govapp_full.py): json-c out of memory
+        # while the body is built (tests/plugins/nomem_json.so fails
+        # json_object_new_string of "nomem-..." and the add of a
+        # "nomem-add-..." string) lost the member, and smisd sent the
+        # message without it. Now exit 3, and nothing is sent.
+        env = dict(preloading("nomem_json"), SMIS_API_KEY=KEYS["inst-a"])
+        base = ("send", "--url", self.stack.base, "--to", CITIZENS["no_app"], "--strategy", "sms_only")
+        for extra in (("--title", "nomem-t", "--body", "b"), ("--title", "t", "--body", "nomem-add-b"),
+                      ("--title", "t", "--body", "b", "--reference", "nomem-1"),
+                      ("--title", "t", "--body", "b", "--reference", "nomem-add-1"),
+                      ("--title", "t", "--body", "b", "--sms-text", "nomem-add-sms")):
+            with self.subTest(extra=extra):
+                r = smisctl(*base, *extra, env_extra=env)
+                self.assertEqual((r.returncode, r.stdout, r.stderr), (3, "", "smisctl: out of memory\n"))
+        self.assertEqual(sim_requests(self.stack, "ringring"), [])
+        r = smisctl(*base, "--title", "t", "--body", "b", "--reference", "ref-nomem", env_extra=env)
+        self.assertEqual((r.returncode, json.loads(r.stdout)["reference"]), (0, "ref-nomem"), r.stderr)
+
     def test_status(self):
         sent = json.loads(self.send("--to", CITIZENS["no_app"], "--strategy", "sms_only").stdout)
         r = self.run_ctl("status", "--url", self.stack.base, sent["id"])
@@ -559,6 +695,9 @@ class Api(StackTestCase):
         self.assertIn("HTTP 404 not_found", r.stderr)
         r = self.run_ctl("status", "--url", self.stack.base, "msg_00000000000000000000000000")
         self.assertEqual(r.returncode, 3)
+        # smisd's ids are case-sensitive: what smisctl status refuses in
+        # lower case (Usage) is no id of smisd's either.
+        self.assertEqual(self.stack.get(sent["id"].lower()).status, 404)
 
     def test_status_escapes_c1_controls(self):
         # A delivery report's device name is GovApp's, and `smisctl status`

@@ -13,6 +13,8 @@
 #include <openssl/crypto.h>
 
 #include "apiclient.h"
+#include "auth.h"     /* SMISD_API_KEY_MAX */
+#include "jwt_auth.h" /* SMISD_JWT_MAX_LEN, smisd_jwt_looks_like */
 #include "json_writer.h"
 #include "request.h" /* smisd's limits: SMISD_MAX_TITLE... */
 #include "utf8.h"
@@ -35,6 +37,27 @@ const char *smis_api_json_str(json_object *o, const char *key)
 const char *smis_api_json_text(json_object *o)
 {
 	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+char *smis_api_json_dup(json_object *o)
+{
+	const char *text = smis_api_json_text(o);
+
+	return text ? strdup(text) : NULL;
+}
+
+bool smis_api_json_add(json_object *o, const char *key, json_object *v)
+{
+	/* json-c leaves v to the caller when it cannot add it. */
+	if (v && json_object_object_add(o, key, v) == 0)
+		return true;
+	json_object_put(v);
+	return false;
+}
+
+bool smis_api_json_add_string(json_object *o, const char *key, const char *s)
+{
+	return smis_api_json_add(o, key, json_object_new_string(s));
 }
 
 void smis_api_print_safe(FILE *f, const char *s, bool utf8)
@@ -222,7 +245,7 @@ bool smis_api_check_content(const char *who, const char *lang, const char *title
 
 char *smis_api_read_line(FILE *f)
 {
-	char buf[SMIS_API_TOKEN_MAX + 3];
+	char buf[SMISD_JWT_MAX_LEN + 3];
 	char *line = NULL;
 	size_t n;
 
@@ -238,14 +261,27 @@ out:
 	return line;
 }
 
-bool smis_api_key_usable(const char *key, size_t max)
+#define DECIMAL(n) #n
+#define AS_TEXT(n) DECIMAL(n)
+
+const char *smis_api_key_refusal(const char *key, bool token)
 {
 	size_t n = strlen(key);
-	bool ok = n > 0 && n <= max;
 
-	for (size_t i = 0; ok && i < n; i++)
-		ok = (unsigned char)key[i] > 0x20 && (unsigned char)key[i] != 0x7f;
-	return ok;
+	if (n == 0)
+		return "is empty";
+	if (key[0] == ' ')
+		return "starts with a space, which smisd skips: it would read another key";
+	if (strpbrk(key, "\r\n"))
+		return "holds a line break (CR or LF), which cannot travel in an HTTP header";
+	if (n <= SMISD_API_KEY_MAX)
+		return NULL;
+	if (!token)
+		return "is longer than the " AS_TEXT(SMISD_API_KEY_MAX) " bytes smisd takes";
+	if (n > SMISD_JWT_MAX_LEN || !smisd_jwt_looks_like(key))
+		return "is longer than smisd takes: " AS_TEXT(SMISD_API_KEY_MAX) " bytes, "
+		       AS_TEXT(SMISD_JWT_MAX_LEN) " for a gateway token (a JWT)";
+	return NULL;
 }
 
 void smis_api_key_free(char *key)
@@ -258,6 +294,7 @@ void smis_api_key_free(char *key)
 char *smis_api_key(const char *prog, const struct smis_api_options *o)
 {
 	const char *env = getenv("SMIS_API_KEY");
+	const char *why;
 	char *key = NULL;
 	FILE *f;
 
@@ -276,9 +313,8 @@ char *smis_api_key(const char *prog, const struct smis_api_options *o)
 	}
 	if (!key) {
 		fprintf(stderr, "%s: an API key is needed: --key-file FILE, $SMIS_API_KEY or --key KEY\n", prog);
-	} else if (!smis_api_key_usable(key, SMIS_API_TOKEN_MAX)) {
-		fprintf(stderr, "%s: the API key or token must be 1-%d printable characters without spaces\n",
-			prog, SMIS_API_TOKEN_MAX);
+	} else if ((why = smis_api_key_refusal(key, true))) {
+		fprintf(stderr, "%s: the API key %s\n", prog, why);
 		smis_api_key_free(key);
 		key = NULL;
 	}

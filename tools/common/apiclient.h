@@ -34,8 +34,6 @@ enum smis_api_exit {
 };
 
 #define SMIS_API_DEFAULT_TIMEOUT_S 60L
-/* Longest API key or gateway token (JWT) accepted from the user. */
-#define SMIS_API_TOKEN_MAX 8192
 /* An answer bigger than this is not SMIS talking. */
 #define SMIS_API_ANSWER_MAX (4u << 20)
 /* Longest --idempotency-key, as smisd takes. */
@@ -136,22 +134,32 @@ bool smis_api_check_content(const char *who, const char *lang, const char *title
 /*
  * The API key or gateway token: o->key, else the first line of
  * o->key_file, else $SMIS_API_KEY. Returns it (caller frees with
- * smis_api_key_free), or NULL after printing why there is none or it is
- * unusable (a usage error): one travels in an HTTP header, so it must be
- * 1-SMIS_API_TOKEN_MAX printable characters without spaces.
+ * smis_api_key_free), or NULL after printing why there is none or smisd
+ * could never accept it (a usage error: smis_api_key_refusal with token,
+ * "<prog>: the API key is empty").
  */
 char *smis_api_key(const char *prog, const struct smis_api_options *o);
 
 /* Wipe and free a key; NULL is fine. */
 void smis_api_key_free(char *key);
 
-/* Whether `key` could ever be accepted by smisd as a key or token: 1-max
- * bytes, none of them a space or a control character. */
-bool smis_api_key_usable(const char *key, size_t max);
+/*
+ * Why smisd could never accept `key` as an API key or, when `token`, as a
+ * gateway token either, or NULL when it could. smisd (daemon/auth.c) takes
+ * what follows "Bearer " and the spaces after it, any bytes the header
+ * brings (UTF-8 or not, tabs, spaces, control characters): an API key of
+ * 1-SMISD_API_KEY_MAX bytes, or a JWT's compact form (smisd_jwt_looks_like)
+ * of up to SMISD_JWT_MAX_LEN. So a key must not be empty, start with a
+ * space (smisd would read another key), or be longer; nor hold CR or LF,
+ * which would end the header line (a sender must not send a bare CR, and
+ * CR LF would smuggle in a header of the key's making). The reason
+ * completes "the API key ...".
+ */
+const char *smis_api_key_refusal(const char *key, bool token);
 
 /* The first line of f, without its CR/LF, as a new string (caller frees
  * with free(), or smis_api_key_free for a secret); NULL at end of file or
- * out of memory. A line longer than SMIS_API_TOKEN_MAX + 2 is cut there.
+ * out of memory. A line longer than SMISD_JWT_MAX_LEN + 2 is cut there.
  * f is borrowed: its position moves past what was read. */
 char *smis_api_read_line(FILE *f);
 
@@ -241,8 +249,23 @@ void smis_api_report_problem(const struct smis_api_client *cl, const char *what,
 const char *smis_api_json_str(json_object *o, const char *key);
 
 /* o as compact JSON, '/' not escaped: what the tools send. Borrowed from
- * o, valid until o changes or is freed. */
+ * o, valid until o changes or is freed; NULL when out of memory. */
 const char *smis_api_json_text(json_object *o);
+
+/* The same text, a copy the caller frees; NULL when out of memory. */
+char *smis_api_json_dup(json_object *o);
+
+/*
+ * Add member key = v to the object o, taking v over (it is freed when it
+ * cannot be added). False when v is NULL, a json-c allocation that failed,
+ * or json-c could not add it: out of memory either way. A tool builds a
+ * request whole with these, or fails (SMIS_EXIT_ERROR): never sends one
+ * with a member missing, which smisd would take for an option not given.
+ */
+bool smis_api_json_add(json_object *o, const char *key, json_object *v);
+
+/* smis_api_json_add of a new JSON string s. */
+bool smis_api_json_add_string(json_object *o, const char *key, const char *s);
 
 /* Print s (NULL prints nothing) so that text from a server or a plugin
  * cannot drive the terminal: printable ASCII as is, and when utf8 the

@@ -7,9 +7,13 @@
 # the operator's terminal as smisd --check-config shows it; and
 # daemon/json_writer.c, for the JSON escape of the C1 controls, which the
 # answers it prints get as smisd's log lines do. smisd_utf8_valid and
-# daemon/request.h's field limits check a send's texts as smisd would.
+# daemon/request.h's field limits check a send's texts as smisd would, and
+# daemon/jwt_auth.c's smisd_jwt_looks_like (with libsmishpke's base64url)
+# the API key or gateway token as daemon/auth.c reads it.
 noinst_LTLIBRARIES += tools/common/libsmisapiclient.la
 tools_common_libsmisapiclient_la_SOURCES = tools/common/apiclient.c tools/common/apiclient.h \
-	daemon/utf8.c daemon/utf8.h daemon/json_writer.c daemon/json_writer.h
+	daemon/utf8.c daemon/utf8.h daemon/json_writer.c daemon/json_writer.h \
+	daemon/jwt_auth.c daemon/jwt_auth.h
 tools_common_libsmisapiclient_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
-tools_common_libsmisapiclient_la_LIBADD = lib/libsmisutf8.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS)
+tools_common_libsmisapiclient_la_LIBADD = lib/libsmisutf8.la lib/libsmishpke.la $(CURL_LIBS) $(JSONC_LIBS) \
+	$(OPENSSL_LIBS)

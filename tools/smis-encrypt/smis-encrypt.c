@@ -15,7 +15,7 @@
  *
  * Exit codes (as smisctl): 0 sent, 1 failed (the answer says "failed", or
  * the citizen has no app device to encrypt to: nothing sent), 2 usage,
- * 3 error (HTTP, API problem, transport).
+ * 3 error (HTTP, API problem, transport, out of memory).
  */
 #include "config.h"
 
@@ -146,64 +146,72 @@ out:
 /* Message                                                              */
 /* ------------------------------------------------------------------ */
 
+/* The body members of one language of the plaintext: the sanitised HTML
+ * and its plain rendering, or the text twice. False when out of memory,
+ * *usage set when the HTML body is refused (said why). */
+static bool add_plaintext_body(json_object *lc, const struct lang_block *b, const char *body, bool html,
+			       bool *usage)
+{
+	char *clean = NULL, *text = NULL;
+	int r;
+	bool ok;
+
+	if (!html)
+		return smis_api_json_add_string(lc, "body", body) && smis_api_json_add_string(lc, "body_text", body) &&
+		       smis_api_json_add_string(lc, "format", "text");
+	r = smis_html_sanitize(body, strlen(body), &clean, &text);
+	if (r == -ENOMEM)
+		return false;
+	if (r < 0 || !text[0]) {
+		fprintf(stderr, "smis-encrypt: the %s HTML body %s\n", b->lang,
+			r < 0 ? "cannot be sanitised (not UTF-8, or too large or complex)"
+			      : "has no text left once sanitised");
+		*usage = true;
+		ok = false;
+	} else {
+		ok = smis_api_json_add_string(lc, "body", clean) && smis_api_json_add_string(lc, "body_text", text) &&
+		     smis_api_json_add_string(lc, "format", "html");
+	}
+	if (clean)
+		OPENSSL_cleanse(clean, strlen(clean));
+	if (text)
+		OPENSSL_cleanse(text, strlen(text));
+	free(clean);
+	free(text);
+	return ok;
+}
+
 /*
  * The plaintext of docs/e2e-format.md section 7 (message_id and v are
  * filled in by smis_passthrough_seal). HTML is sanitised with the same
  * allow-list SMIS applies to the messages it encrypts, which also gives the
- * plain rendering. Returns SMIS_EXIT_OK (0) or the exit code of the failure.
+ * plain rendering. Returns SMIS_EXIT_OK (0) or the exit code of the failure:
+ * out of memory is SMIS_EXIT_ERROR, never a plaintext with a member
+ * missing (the app would show a message without its title).
  */
 static int build_plaintext(const struct options *op, char **out)
 {
-	json_object *o = json_object_new_object(), *content = json_object_new_object();
+	json_object *o = json_object_new_object(), *content = NULL;
+	bool usage = false;
 	int rc = SMIS_EXIT_ERROR;
 
 	*out = NULL;
-	if (!o || !content) {
-		json_object_put(content);
-		fprintf(stderr, "smis-encrypt: out of memory\n");
-		goto out;
-	}
-	json_object_object_add(o, "content", content);
+	if (!o || !smis_api_json_add(o, "content", content = json_object_new_object()))
+		goto out_oom;
 	for (size_t i = 0; i < op->n_langs; i++) {
 		const struct lang_block *b = &op->langs[i];
-		const char *body = b->body ? b->body : b->body_read;
 		json_object *lc = json_object_new_object();
-		char *clean = NULL, *text = NULL;
 
-		if (!lc)
-			goto out_oom;
-		json_object_object_add(content, b->lang, lc);
-		json_object_object_add(lc, "title", json_object_new_string(b->title));
-		if (op->api.html) {
-			int r = smis_html_sanitize(body, strlen(body), &clean, &text);
-
-			if (r == -ENOMEM)
-				goto out_oom;
-			if (r < 0 || !text[0]) {
-				fprintf(stderr, "smis-encrypt: the %s HTML body %s\n", b->lang,
-					r < 0 ? "cannot be sanitised (not UTF-8, or too large or complex)"
-					      : "has no text left once sanitised");
-				if (text)
-					OPENSSL_cleanse(text, strlen(text));
-				free(clean);
-				free(text);
+		if (!smis_api_json_add(content, b->lang, lc) || !smis_api_json_add_string(lc, "title", b->title) ||
+		    !add_plaintext_body(lc, b, b->body ? b->body : b->body_read, op->api.html, &usage)) {
+			if (usage) {
 				rc = SMIS_EXIT_USAGE;
 				goto out;
 			}
-			json_object_object_add(lc, "body", json_object_new_string(clean));
-			json_object_object_add(lc, "body_text", json_object_new_string(text));
-			json_object_object_add(lc, "format", json_object_new_string("html"));
-			OPENSSL_cleanse(clean, strlen(clean));
-			OPENSSL_cleanse(text, strlen(text));
-			free(clean);
-			free(text);
-		} else {
-			json_object_object_add(lc, "body", json_object_new_string(body));
-			json_object_object_add(lc, "body_text", json_object_new_string(body));
-			json_object_object_add(lc, "format", json_object_new_string("text"));
+			goto out_oom;
 		}
 	}
-	*out = strdup(smis_api_json_text(o));
+	*out = smis_api_json_dup(o);
 	if (!*out)
 		goto out_oom;
 	rc = SMIS_EXIT_OK;
@@ -216,38 +224,30 @@ out:
 }
 
 /* The body of POST /v1/messages: everything but the bodies, which travel
- * only inside the envelopes. */
+ * only inside the envelopes. NULL when out of memory: never a body with a
+ * member missing (without its reference or strategy, smisd would still
+ * send the message). */
 static char *send_body(const struct options *op, const char *message_id, const char *encrypted_json)
 {
-	json_object *o = json_object_new_object(), *content = json_object_new_object();
-	json_object *enc = json_tokener_parse(encrypted_json);
+	json_object *o = json_object_new_object(), *content = NULL;
 	char *out = NULL;
+	bool ok;
 
-	if (!o || !content || !enc) {
-		json_object_put(content);
-		json_object_put(enc);
-		goto out;
-	}
-	json_object_object_add(o, "recipient", json_object_new_string(op->api.to));
-	json_object_object_add(o, "message_id", json_object_new_string(message_id));
-	json_object_object_add(o, "encrypted", enc);
-	json_object_object_add(o, "content", content);
-	for (size_t i = 0; i < op->n_langs; i++) {
+	ok = o && smis_api_json_add_string(o, "recipient", op->api.to) &&
+	     smis_api_json_add_string(o, "message_id", message_id) &&
+	     smis_api_json_add(o, "encrypted", json_tokener_parse(encrypted_json)) &&
+	     smis_api_json_add(o, "content", content = json_object_new_object());
+	for (size_t i = 0; ok && i < op->n_langs; i++) {
+		const struct lang_block *b = &op->langs[i];
 		json_object *lc = json_object_new_object();
 
-		if (!lc)
-			goto out;
-		json_object_object_add(content, op->langs[i].lang, lc);
-		json_object_object_add(lc, "title", json_object_new_string(op->langs[i].title));
-		if (op->langs[i].sms_text)
-			json_object_object_add(lc, "sms_text", json_object_new_string(op->langs[i].sms_text));
+		ok = smis_api_json_add(content, b->lang, lc) && smis_api_json_add_string(lc, "title", b->title) &&
+		     (!b->sms_text || smis_api_json_add_string(lc, "sms_text", b->sms_text));
 	}
-	if (op->api.strategy)
-		json_object_object_add(o, "strategy", json_object_new_string(op->api.strategy));
-	if (op->api.reference)
-		json_object_object_add(o, "reference", json_object_new_string(op->api.reference));
-	out = strdup(smis_api_json_text(o));
-out:
+	ok = ok && (!op->api.strategy || smis_api_json_add_string(o, "strategy", op->api.strategy)) &&
+	     (!op->api.reference || smis_api_json_add_string(o, "reference", op->api.reference));
+	if (ok)
+		out = smis_api_json_dup(o);
 	json_object_put(o);
 	return out;
 }
@@ -324,6 +324,27 @@ out:
 	return rc;
 }
 
+/* smisd answers a --channel that names none of its app channels 422
+ * unknown_channel, and a channel's name is 1-48 characters of [a-z0-9_-]
+ * (smisd refuses any other in its configuration: valid_instance_name,
+ * daemon/generation.c). Any other --channel is refused before any request. */
+#define CHANNEL_NAME_MAX 48
+
+static bool check_channel(const char *channel)
+{
+	static const char allowed[] = "abcdefghijklmnopqrstuvwxyz0123456789_-";
+	size_t n;
+
+	if (!channel) /* smisd's first app channel */
+		return true;
+	n = strlen(channel);
+	if (n > 0 && n <= CHANNEL_NAME_MAX && strspn(channel, allowed) == n)
+		return true;
+	fprintf(stderr, "smis-encrypt: --channel must name a channel: 1-%d characters of a-z, 0-9, '_' and '-'\n",
+		CHANNEL_NAME_MAX);
+	return false;
+}
+
 /* Parse argv into op. Returns 0, SMIS_EXIT_USAGE, or -1 after --help. */
 static int parse_args(int argc, char **argv, struct options *op)
 {
@@ -388,7 +409,7 @@ static int parse_args(int argc, char **argv, struct options *op)
 		usage(stderr);
 		goto out;
 	}
-	if (!smis_api_check_send(&op->api, "smis-encrypt"))
+	if (!smis_api_check_send(&op->api, "smis-encrypt") || !check_channel(op->channel))
 		goto out;
 	rc = check_blocks(op);
 out:
@@ -419,16 +440,19 @@ static char *fetch_keys(const struct options *op, const char *key, int *rc)
 	const struct smis_api_client cl = client(op, key);
 	json_object *req = json_object_new_object();
 	struct smis_api_answer a;
+	const char *text;
 	char *keys = NULL;
 
 	memset(&a, 0, sizeof(a));
 	*rc = SMIS_EXIT_ERROR;
-	if (!req)
+	/* Without its channel the request would ask smisd's default one;
+	 * without a text it would be a GET. */
+	if (!req || !smis_api_json_add_string(req, "recipient", op->api.to) ||
+	    (op->channel && !smis_api_json_add_string(req, "channel", op->channel)) || !(text = smis_api_json_text(req))) {
+		fprintf(stderr, "smis-encrypt: out of memory\n");
 		goto out;
-	json_object_object_add(req, "recipient", json_object_new_string(op->api.to));
-	if (op->channel)
-		json_object_object_add(req, "channel", json_object_new_string(op->channel));
-	if (smis_api_request(&cl, "POST", "/v1/recipients/keys", NULL, NULL, smis_api_json_text(req), &a) < 0)
+	}
+	if (smis_api_request(&cl, "POST", "/v1/recipients/keys", NULL, NULL, text, &a) < 0)
 		goto out;
 	if (a.status != 200 || !a.body) {
 		smis_api_report_problem(&cl, "POST /v1/recipients/keys", &a, NULL);

@@ -17,7 +17,6 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -58,9 +57,6 @@
 
 #define DEFAULT_CONFIG SMIS_SYSCONFDIR "/smis/smisd.conf"
 #define DEFAULT_PIDFILE "/run/smis/smisd.pid"
-/* smisd refuses longer API keys (gateway tokens may be longer:
- * SMIS_API_TOKEN_MAX). */
-#define KEY_MAX 512
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -300,34 +296,26 @@ static void usage_send(FILE *f)
 	      f);
 }
 
+/* The body of POST /v1/messages; NULL when out of memory, never a body
+ * with a member missing (smisd would send the message without its
+ * reference, strategy or SMS text). */
 static char *send_body(const struct smis_api_options *api, const char *lang, const char *title,
 		       const char *body, const char *sms_text)
 {
-	json_object *o = json_object_new_object();
-	json_object *content = json_object_new_object();
-	json_object *lc = json_object_new_object();
+	json_object *o = json_object_new_object(), *content = NULL, *lc = NULL;
 	char *out = NULL;
+	bool ok;
 
-	if (!o || !content || !lc) {
-		json_object_put(o);
-		json_object_put(content);
-		json_object_put(lc);
-		return NULL;
-	}
-	json_object_object_add(o, "recipient", json_object_new_string(api->to));
-	json_object_object_add(lc, "title", json_object_new_string(title));
-	json_object_object_add(lc, "body", json_object_new_string(body));
-	if (api->html)
-		json_object_object_add(lc, "format", json_object_new_string("html"));
-	if (sms_text)
-		json_object_object_add(lc, "sms_text", json_object_new_string(sms_text));
-	json_object_object_add(content, lang, lc);
-	json_object_object_add(o, "content", content);
-	if (api->strategy)
-		json_object_object_add(o, "strategy", json_object_new_string(api->strategy));
-	if (api->reference)
-		json_object_object_add(o, "reference", json_object_new_string(api->reference));
-	out = strdup(smis_api_json_text(o));
+	ok = o && smis_api_json_add_string(o, "recipient", api->to) &&
+	     smis_api_json_add(o, "content", content = json_object_new_object()) &&
+	     smis_api_json_add(content, lang, lc = json_object_new_object()) &&
+	     smis_api_json_add_string(lc, "title", title) && smis_api_json_add_string(lc, "body", body) &&
+	     (!api->html || smis_api_json_add_string(lc, "format", "html")) &&
+	     (!sms_text || smis_api_json_add_string(lc, "sms_text", sms_text)) &&
+	     (!api->strategy || smis_api_json_add_string(o, "strategy", api->strategy)) &&
+	     (!api->reference || smis_api_json_add_string(o, "reference", api->reference));
+	if (ok)
+		out = smis_api_json_dup(o);
 	json_object_put(o);
 	return out;
 }
@@ -420,14 +408,20 @@ static void usage_status(FILE *f)
 	      f);
 }
 
+/* The form of every id smisd gives a message (smisd_new_id, daemon/job.c):
+ * "msg_" and 26 characters of Crockford's base32 alphabet, upper case. Any
+ * other string is no message of smisd's, and a round trip would only come
+ * back 404; it goes into the request's path, too. */
+#define MESSAGE_ID_PREFIX "msg_"
+#define MESSAGE_ID_CHARS 26
+
 static bool valid_message_id(const char *id)
 {
-	size_t n = strlen(id);
-	bool ok = n > 0 && n <= 64;
+	static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	size_t n = strlen(MESSAGE_ID_PREFIX);
 
-	for (size_t i = 0; ok && i < n; i++)
-		ok = isalnum((unsigned char)id[i]) || id[i] == '_' || id[i] == '-';
-	return ok;
+	return strncmp(id, MESSAGE_ID_PREFIX, n) == 0 && strlen(id + n) == MESSAGE_ID_CHARS &&
+	       strspn(id + n, crockford) == MESSAGE_ID_CHARS;
 }
 
 static int cmd_status(int argc, char **argv)
@@ -460,7 +454,10 @@ static int cmd_status(int argc, char **argv)
 	}
 	id = argv[optind];
 	if (!valid_message_id(id)) {
-		fprintf(stderr, "smisctl status: '%s' is not a message id (msg_...)\n", id);
+		fputs("smisctl status: '", stderr);
+		smis_api_print_safe(stderr, id, true);
+		fprintf(stderr, "' is not a message id (" MESSAGE_ID_PREFIX " and %d characters of 0-9 and A-Z but I, L, O and U)\n",
+			MESSAGE_ID_CHARS);
 		goto out;
 	}
 	key = smis_api_key("smisctl", &api);
@@ -551,6 +548,7 @@ static void usage_hash_key(FILE *f)
 static int cmd_hash_key(int argc, char **argv)
 {
 	char hash[7 + 2 * SHA256_DIGEST_LENGTH + 1];
+	const char *why;
 	char *key = NULL;
 	int rc = only_help(argc, argv, usage_hash_key);
 
@@ -566,9 +564,9 @@ static int cmd_hash_key(int argc, char **argv)
 		fprintf(stderr, "smisctl hash-key: no key given\n");
 		goto out;
 	}
-	if (!smis_api_key_usable(key, KEY_MAX)) {
-		fprintf(stderr, "smisctl hash-key: a key is 1-%d printable characters without spaces\n",
-			KEY_MAX);
+	/* An API key: smisd never hashes a gateway token. */
+	if ((why = smis_api_key_refusal(key, false))) {
+		fprintf(stderr, "smisctl hash-key: the key %s\n", why);
 		goto out;
 	}
 	key_hash(key, hash);
