@@ -521,7 +521,8 @@ static int load_channels(struct smisd_generation *g, config_t *cfg)
 		}
 		if (!valid_instance_name(name)) {
 			report(config_setting_get_member(blk, "name"),
-			       "channel name '%s' must be 1-48 characters of [a-z0-9_-]", name);
+			       "channel name '%s' must be 1-%d characters of [a-z0-9_-]", name,
+			       SMISD_INSTANCE_NAME_MAX);
 			errors++;
 			goto next;
 		}
