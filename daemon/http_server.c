@@ -1281,7 +1281,10 @@ static const char *origin_form(const char *url)
  * fits but leaves too little (under some 250 bytes, which a client chooses
  * to the byte) had its connection closed without an answer ("failed to
  * create response header"), once served: a POST's message sent. MHD
- * answers 431 itself only to a head that does not fit at all. */
+ * answers 431 itself only to a head that does not fit at all. Blank lines
+ * before the request line take pool memory too, which MHD's head size
+ * leaves out: enough of them can still leave an answer unbuilt, and its
+ * connection closed unanswered (docs/architecture.md 4a). */
 #define CONN_MEMORY ((size_t)12288)
 #define FIELD_COST ((size_t)64)
 /* Kept for the answer's headers (a 201's, with Location, take some 300
@@ -1339,28 +1342,6 @@ static void answer_on_socket(struct MHD_Connection *c, struct conn *st, const ch
 			  p->status, sent == (ssize_t)(iov[0].iov_len + (msg.msg_iovlen > 1 ? iov[1].iov_len : 0))
 			  ? "" : ", cut short");
 	free(json);
-}
-
-/* Set by mhd_log() when MHD could not build the headers of an answer
- * queued: the head took more of CONN_MEMORY than head_memory() sees
- * (blank lines before the request line, folded header lines). MHD calls
- * on_completed() next, on this loop, then closes the connection: the 431
- * is written on the socket there, rather than nothing. */
-static __thread bool answer_unbuilt;
-
-static void answer_if_unbuilt(struct MHD_Connection *c, struct conn *st, enum MHD_RequestTerminationCode toe)
-{
-	struct smisd_problem p;
-
-	if (!answer_unbuilt)
-		return;
-	answer_unbuilt = false;
-	if (toe != MHD_REQUEST_TERMINATED_WITH_ERROR)
-		return;
-	smisd_problem_set(&p, 431, "headers_too_large", NULL,
-			  "the request's head left the HTTP layer no memory for the answer's headers");
-	/* Counted already, by the status of the answer that did not go out. */
-	answer_on_socket(c, st, st->method, &p);
 }
 
 /* A head past HEAD_MAX: refused before anything is done for it, and its
@@ -1531,9 +1512,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct conn *st = *con_cls;
 	(void)cls;
+	(void)c;
+	(void)toe;
 	if (!st)
 		return;
-	answer_if_unbuilt(c, st, toe);
 	/* A job answered before its commit gives its slot back once stored. */
 	if (st->counted && !(st->job && st->job->answered_first))
 		atomic_fetch_sub(&in_flight, 1);
@@ -1601,9 +1583,6 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
 	char text[1024];
 
 	(void)cls;
-	vsnprintf(text, sizeof(text), fmt, ap);
-	if (strstr(text, "(failed to create response header)"))
-		answer_unbuilt = true;
 	if (now != second) {
 		second = now;
 		said = 0;
@@ -1613,6 +1592,7 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
 			smisd_log(SMIS_LOG_WARN, "http", NULL, "further libmicrohttpd messages this second left out");
 		return;
 	}
+	vsnprintf(text, sizeof(text), fmt, ap);
 	mask_callback_paths(text);
 	smisd_log(SMIS_LOG_WARN, "http", NULL, "%s", text);
 }
