@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -318,12 +319,71 @@ static const char *framing_refusal(struct MHD_Connection *c)
 	return NULL;
 }
 
+/* RFC 3986's unreserved and sub-delims characters: with pct-encoded, a
+ * reg-name's (which takes in IPv4 addresses); with ':', an IPvFuture's. */
+static const char HOST_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=";
+
+/* Whether [p, end) is what RFC 3986 3.2.2 puts in an IP-literal's
+ * brackets: an IPv6 address, or "v" 1*HEXDIG "." 1*( unreserved /
+ * sub-delims / ":" ). */
+static bool ip_literal(const char *p, const char *end)
+{
+	char text[INET6_ADDRSTRLEN];
+	struct in6_addr addr;
+	size_t n = (size_t)(end - p), hex;
+
+	if (n > 0 && (*p == 'v' || *p == 'V')) {
+		hex = strspn(p + 1, "0123456789abcdefABCDEF");
+		if (hex == 0 || p + 1 + hex >= end || p[1 + hex] != '.' || p + 2 + hex == end)
+			return false;
+		for (p += 2 + hex; p < end; p++)
+			if (*p != ':' && !strchr(HOST_CHARS, *p))
+				return false;
+		return true;
+	}
+	if (n >= sizeof(text))
+		return false;
+	memcpy(text, p, n);
+	text[n] = '\0';
+	return inet_pton(AF_INET6, text, &addr) == 1;
+}
+
+/* Whether `h` is a Host field value (RFC 9110 7.2): uri-host [ ":" port ],
+ * RFC 3986 3.2.2 and 3.2.3: an IP-literal in brackets, or a reg-name
+ * (empty too, what a client sends for a target without a host); a port of
+ * digits only, if any. MHD leaves the whitespace after a value in, which
+ * is not part of it (OWS, RFC 9112 5). */
+static bool host_valid(const char *h)
+{
+	if (*h == '[') {
+		const char *close = strchr(h, ']');
+
+		if (!close || !ip_literal(h + 1, close))
+			return false;
+		h = close + 1;
+	} else {
+		while (*h && *h != ':' && *h != ' ' && *h != '\t') {
+			if (*h == '%' && isxdigit((unsigned char)h[1]) && isxdigit((unsigned char)h[2]))
+				h += 3;
+			else if (*h != '%' && strchr(HOST_CHARS, *h))
+				h++;
+			else
+				return false;
+		}
+	}
+	if (*h == ':')
+		h += 1 + strspn(h + 1, "0123456789");
+	return h[strspn(h, " \t")] == '\0';
+}
+
 /* Why the request's Host is refused, or NULL. RFC 9112 3.2: a server
- * must answer 400 to an HTTP/1.1 request without Host, and to any request
- * with more than one; libmicrohttpd served both. Which authority a request
- * was meant for cannot be told, and a proxy in front may have routed it by
- * another Host than the one MHD would give us. HTTP/1.0 had no Host; an
- * empty one is what a client sends for a target without a host. */
+ * must answer 400 to an HTTP/1.1 request without Host, to any request
+ * with more than one, and to one whose value is not a host and port;
+ * libmicrohttpd served all three. Which authority a request was meant for
+ * cannot be told, and a proxy in front may have routed it by another Host
+ * than the one MHD would give us, or read an invalid one otherwise.
+ * HTTP/1.0 had no Host; an empty one is what a client sends for a target
+ * without a host. */
 static const char *host_refusal(struct MHD_Connection *c, const char *version)
 {
 	bool repeated;
@@ -333,6 +393,9 @@ static const char *host_refusal(struct MHD_Connection *c, const char *version)
 		return "send one Host header";
 	if (!host && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
 		return "send a Host header (required in HTTP/1.1)";
+	if (host && !host_valid(host))
+		return "the Host header must be a host name, an IPv4 address or a bracketed IPv6 address, "
+		       "then ':' and a port of digits, if any (RFC 9110 7.2)";
 	return NULL;
 }
 
