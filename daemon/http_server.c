@@ -66,7 +66,8 @@ struct conn {
 	int counted; /* holds an in-flight slot */
 	int no_request_id;         /* no random bytes for request_id: refused */
 	int must_close;            /* answered without its body: close after */
-	unsigned status;           /* answered HTTP status, for the access log */
+	unsigned status;           /* HTTP status of the answer queued, or 0 */
+	int on_socket;             /* answer_on_socket wrote all of it */
 	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
 	/* For the access log: an unknown method too is logged whole
@@ -167,14 +168,15 @@ static void idem_full_key(const char *inst, const char *key, char *out, size_t l
 
 /* ---- responses ----------------------------------------------------------- */
 
-/* Count the answer, and keep its status for the access line. */
-static void count_answer(struct conn *st, unsigned status)
+/* Count the answer sent, once it is (on_completed): one queued may still
+ * not go out, MHD without the memory to build its headers (blank lines
+ * before the request line, docs/architecture.md 4a) or the client gone. */
+static void count_answer(const struct conn *st)
 {
 	char labels[64];
 
-	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], status);
+	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], st->status);
 	smisd_metric_add("smis_http_requests_total", labels, 1);
-	st->status = status;
 }
 
 /* Queue `r` (taken over) as the answer, with the headers every answer has. */
@@ -198,7 +200,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned
 	 * its next request finds the refused port and another instance. */
 	if (atomic_load(&shutting_down) || st->must_close)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	count_answer(st, status);
+	st->status = status;
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -1400,10 +1402,10 @@ static void answer_on_socket(struct MHD_Connection *c, struct conn *st, const ch
 	if (ci)
 		sent = sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	st->status = (unsigned)p->status;
+	st->on_socket = sent == (ssize_t)(iov[0].iov_len + (msg.msg_iovlen > 1 ? iov[1].iov_len : 0));
 	smisd_log_request(SMIS_LOG_INFO, "http", st->request_id, NULL,
 			  "%d answered on the socket (no memory left in libmicrohttpd for its headers)%s",
-			  p->status, sent == (ssize_t)(iov[0].iov_len + (msg.msg_iovlen > 1 ? iov[1].iov_len : 0))
-			  ? "" : ", cut short");
+			  p->status, st->on_socket ? "" : ", cut short");
 	free(json);
 }
 
@@ -1420,7 +1422,6 @@ static enum MHD_Result refuse_large_head(struct MHD_Connection *c, struct conn *
 	st->must_close = 1;
 	if (used <= CONN_MEMORY - PROBLEM_ROOM)
 		return respond_problem(c, st, &p);
-	count_answer(st, (unsigned)p.status);
 	answer_on_socket(c, st, method, &p);
 	return MHD_NO; /* MHD closes it (and logs "Application reported internal error") */
 }
@@ -1574,18 +1575,23 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct conn *st = *con_cls;
+	bool sent;
 	(void)cls;
 	(void)c;
-	(void)toe;
 	if (!st)
 		return;
+	/* MHD completes a request only once its answer is written whole. */
+	sent = st->status && (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || st->on_socket);
+	if (sent)
+		count_answer(st);
 	/* A job answered before its commit gives its slot back once stored. */
 	if (st->counted && !(st->job && st->job->answered_first))
 		atomic_fetch_sub(&in_flight, 1);
 	/* One access line per request: no query, no body, no number. */
 	smisd_log_request(SMIS_LOG_INFO, "access", st->request_id, st->job ? st->job->id : NULL,
-			  "%s %s %u %lldms%s%s", st->method, route_names[st->route], st->status,
+			  "%s %s %u %lldms%s%s%s", st->method, route_names[st->route], st->status,
 			  (long long)((smisd_monotonic_us() - st->started_us) / 1000),
+			  st->status && !sent ? " unsent" : "",
 			  st->institution[0] ? " institution=" : "", st->institution);
 	if (st->job && st->job->answered_first)
 		job_put(st->job);

@@ -25,6 +25,7 @@ import email.message
 import json
 import os
 import random
+import re
 import resource
 import socket
 import sys
@@ -33,7 +34,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN,  # noqa: E402
-                     SLOW, PreloadedFaultCase, Response, StackTestCase, check_conformance, message)
+                     SLOW, PreloadedFaultCase, Response, StackTestCase, check_conformance, message,
+                     poll_until)
 from test_openapi import problem_codes, problem_statuses  # noqa: E402
 
 SEED = int(os.environ.get("SMIS_ROBUSTNESS_SEED", "20261203"))
@@ -444,6 +446,8 @@ class LargeRequestHeads(StackTestCase):
         # The message is sent, then its 201 cannot be built: the connection
         # is closed unanswered. Its Idempotency-Key makes the retry safe.
         self.stack.expect_log(*self.BLANK_LIMIT_LOG)
+        created = 'smis_http_requests_total{route="send",status="201"}'
+        before = self.stack.metric(created) or 0
         body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
         auth = [("Authorization", "Bearer " + KEYS["inst-a"]), ("Content-Type", "application/json"),
                 ("Idempotency-Key", "blank-lines-1")]
@@ -452,6 +456,11 @@ class LargeRequestHeads(StackTestCase):
         self.assertIsNone(raw_request(self.stack.smisd_port, "POST", "/v1/messages", fields, body,
                                       before=b"\r\n" * 400, may_close=True))
         self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 1)
+        # The 201 was queued, never sent: so says its access line, and the
+        # count of answers leaves it out.
+        poll_until(lambda: re.search(r"POST send 201 \d+ms unsent institution=inst-a", self.stack.log_text()), 5,
+                   lambda: "no access line of the 201 unsent")
+        self.assertEqual(self.stack.metric(created) or 0, before)
         status, hdrs, rbody = raw_request(self.stack.smisd_port, "POST", "/v1/messages", auth, body)
         self.assertEqual((status, hdrs.get("idempotent-replayed")), (200, "true"), rbody[:300])
         self.assertEqual(len(self.stack.sim("ringring", "GET", "/_sim/requests").json), 1)
