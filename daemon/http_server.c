@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -65,7 +66,8 @@ struct conn {
 	int counted; /* holds an in-flight slot */
 	int no_request_id;         /* no random bytes for request_id: refused */
 	int must_close;            /* answered without its body: close after */
-	unsigned status;           /* answered HTTP status, for the access log */
+	unsigned status;           /* HTTP status of the answer queued, or 0 */
+	int on_socket;             /* answer_on_socket wrote all of it */
 	char institution[SMISD_INSTITUTION_NAME_MAX + 1]; /* the caller's name or "" */
 	int64_t started_us;        /* monotonic: the request's first callback */
 	/* For the access log: an unknown method too is logged whole
@@ -166,14 +168,15 @@ static void idem_full_key(const char *inst, const char *key, char *out, size_t l
 
 /* ---- responses ----------------------------------------------------------- */
 
-/* Count the answer, and keep its status for the access line. */
-static void count_answer(struct conn *st, unsigned status)
+/* Count the answer sent, once it is (on_completed): one queued may still
+ * not go out, MHD without the memory to build its headers (blank lines
+ * before the request line, docs/architecture.md 4a) or the client gone. */
+static void count_answer(const struct conn *st)
 {
 	char labels[64];
 
-	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], status);
+	snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%u\"", route_names[st->route], st->status);
 	smisd_metric_add("smis_http_requests_total", labels, 1);
-	st->status = status;
 }
 
 /* Queue `r` (taken over) as the answer, with the headers every answer has. */
@@ -197,7 +200,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct conn *st, unsigned
 	 * its next request finds the refused port and another instance. */
 	if (atomic_load(&shutting_down) || st->must_close)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-	count_answer(st, status);
+	st->status = status;
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -318,12 +321,71 @@ static const char *framing_refusal(struct MHD_Connection *c)
 	return NULL;
 }
 
+/* RFC 3986's unreserved and sub-delims characters: with pct-encoded, a
+ * reg-name's (which takes in IPv4 addresses); with ':', an IPvFuture's. */
+static const char HOST_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=";
+
+/* Whether [p, end) is what RFC 3986 3.2.2 puts in an IP-literal's
+ * brackets: an IPv6 address, or "v" 1*HEXDIG "." 1*( unreserved /
+ * sub-delims / ":" ). */
+static bool ip_literal(const char *p, const char *end)
+{
+	char text[INET6_ADDRSTRLEN];
+	struct in6_addr addr;
+	size_t n = (size_t)(end - p), hex;
+
+	if (n > 0 && (*p == 'v' || *p == 'V')) {
+		hex = strspn(p + 1, "0123456789abcdefABCDEF");
+		if (hex == 0 || p + 1 + hex >= end || p[1 + hex] != '.' || p + 2 + hex == end)
+			return false;
+		for (p += 2 + hex; p < end; p++)
+			if (*p != ':' && !strchr(HOST_CHARS, *p))
+				return false;
+		return true;
+	}
+	if (n >= sizeof(text))
+		return false;
+	memcpy(text, p, n);
+	text[n] = '\0';
+	return inet_pton(AF_INET6, text, &addr) == 1;
+}
+
+/* Whether `h` is a Host field value (RFC 9110 7.2): uri-host [ ":" port ],
+ * RFC 3986 3.2.2 and 3.2.3: an IP-literal in brackets, or a reg-name
+ * (empty too, what a client sends for a target without a host); a port of
+ * digits only, if any. MHD leaves the whitespace after a value in, which
+ * is not part of it (OWS, RFC 9112 5). */
+static bool host_valid(const char *h)
+{
+	if (*h == '[') {
+		const char *close = strchr(h, ']');
+
+		if (!close || !ip_literal(h + 1, close))
+			return false;
+		h = close + 1;
+	} else {
+		while (*h && *h != ':' && *h != ' ' && *h != '\t') {
+			if (*h == '%' && isxdigit((unsigned char)h[1]) && isxdigit((unsigned char)h[2]))
+				h += 3;
+			else if (*h != '%' && strchr(HOST_CHARS, *h))
+				h++;
+			else
+				return false;
+		}
+	}
+	if (*h == ':')
+		h += 1 + strspn(h + 1, "0123456789");
+	return h[strspn(h, " \t")] == '\0';
+}
+
 /* Why the request's Host is refused, or NULL. RFC 9112 3.2: a server
- * must answer 400 to an HTTP/1.1 request without Host, and to any request
- * with more than one; libmicrohttpd served both. Which authority a request
- * was meant for cannot be told, and a proxy in front may have routed it by
- * another Host than the one MHD would give us. HTTP/1.0 had no Host; an
- * empty one is what a client sends for a target without a host. */
+ * must answer 400 to an HTTP/1.1 request without Host, to any request
+ * with more than one, and to one whose value is not a host and port;
+ * libmicrohttpd served all three. Which authority a request was meant for
+ * cannot be told, and a proxy in front may have routed it by another Host
+ * than the one MHD would give us, or read an invalid one otherwise.
+ * HTTP/1.0 had no Host; an empty one is what a client sends for a target
+ * without a host. */
 static const char *host_refusal(struct MHD_Connection *c, const char *version)
 {
 	bool repeated;
@@ -333,6 +395,9 @@ static const char *host_refusal(struct MHD_Connection *c, const char *version)
 		return "send one Host header";
 	if (!host && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
 		return "send a Host header (required in HTTP/1.1)";
+	if (host && !host_valid(host))
+		return "the Host header must be a host name, an IPv4 address or a bracketed IPv6 address, "
+		       "then ':' and a port of digits, if any (RFC 9110 7.2)";
 	return NULL;
 }
 
@@ -1281,7 +1346,10 @@ static const char *origin_form(const char *url)
  * fits but leaves too little (under some 250 bytes, which a client chooses
  * to the byte) had its connection closed without an answer ("failed to
  * create response header"), once served: a POST's message sent. MHD
- * answers 431 itself only to a head that does not fit at all. */
+ * answers 431 itself only to a head that does not fit at all. Blank lines
+ * before the request line take pool memory too, which MHD's head size
+ * leaves out: enough of them can still leave an answer unbuilt, and its
+ * connection closed unanswered (docs/architecture.md 4a). */
 #define CONN_MEMORY ((size_t)12288)
 #define FIELD_COST ((size_t)64)
 /* Kept for the answer's headers (a 201's, with Location, take some 300
@@ -1334,33 +1402,11 @@ static void answer_on_socket(struct MHD_Connection *c, struct conn *st, const ch
 	if (ci)
 		sent = sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	st->status = (unsigned)p->status;
+	st->on_socket = sent == (ssize_t)(iov[0].iov_len + (msg.msg_iovlen > 1 ? iov[1].iov_len : 0));
 	smisd_log_request(SMIS_LOG_INFO, "http", st->request_id, NULL,
 			  "%d answered on the socket (no memory left in libmicrohttpd for its headers)%s",
-			  p->status, sent == (ssize_t)(iov[0].iov_len + (msg.msg_iovlen > 1 ? iov[1].iov_len : 0))
-			  ? "" : ", cut short");
+			  p->status, st->on_socket ? "" : ", cut short");
 	free(json);
-}
-
-/* Set by mhd_log() when MHD could not build the headers of an answer
- * queued: the head took more of CONN_MEMORY than head_memory() sees
- * (blank lines before the request line, folded header lines). MHD calls
- * on_completed() next, on this loop, then closes the connection: the 431
- * is written on the socket there, rather than nothing. */
-static __thread bool answer_unbuilt;
-
-static void answer_if_unbuilt(struct MHD_Connection *c, struct conn *st, enum MHD_RequestTerminationCode toe)
-{
-	struct smisd_problem p;
-
-	if (!answer_unbuilt)
-		return;
-	answer_unbuilt = false;
-	if (toe != MHD_REQUEST_TERMINATED_WITH_ERROR)
-		return;
-	smisd_problem_set(&p, 431, "headers_too_large", NULL,
-			  "the request's head left the HTTP layer no memory for the answer's headers");
-	/* Counted already, by the status of the answer that did not go out. */
-	answer_on_socket(c, st, st->method, &p);
 }
 
 /* A head past HEAD_MAX: refused before anything is done for it, and its
@@ -1376,7 +1422,6 @@ static enum MHD_Result refuse_large_head(struct MHD_Connection *c, struct conn *
 	st->must_close = 1;
 	if (used <= CONN_MEMORY - PROBLEM_ROOM)
 		return respond_problem(c, st, &p);
-	count_answer(st, (unsigned)p.status);
 	answer_on_socket(c, st, method, &p);
 	return MHD_NO; /* MHD closes it (and logs "Application reported internal error") */
 }
@@ -1530,17 +1575,23 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct conn *st = *con_cls;
+	bool sent;
 	(void)cls;
+	(void)c;
 	if (!st)
 		return;
-	answer_if_unbuilt(c, st, toe);
+	/* MHD completes a request only once its answer is written whole. */
+	sent = st->status && (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK || st->on_socket);
+	if (sent)
+		count_answer(st);
 	/* A job answered before its commit gives its slot back once stored. */
 	if (st->counted && !(st->job && st->job->answered_first))
 		atomic_fetch_sub(&in_flight, 1);
 	/* One access line per request: no query, no body, no number. */
 	smisd_log_request(SMIS_LOG_INFO, "access", st->request_id, st->job ? st->job->id : NULL,
-			  "%s %s %u %lldms%s%s", st->method, route_names[st->route], st->status,
+			  "%s %s %u %lldms%s%s%s", st->method, route_names[st->route], st->status,
 			  (long long)((smisd_monotonic_us() - st->started_us) / 1000),
+			  st->status && !sent ? " unsent" : "",
 			  st->institution[0] ? " institution=" : "", st->institution);
 	if (st->job && st->job->answered_first)
 		job_put(st->job);
@@ -1601,9 +1652,6 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
 	char text[1024];
 
 	(void)cls;
-	vsnprintf(text, sizeof(text), fmt, ap);
-	if (strstr(text, "(failed to create response header)"))
-		answer_unbuilt = true;
 	if (now != second) {
 		second = now;
 		said = 0;
@@ -1613,6 +1661,7 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
 			smisd_log(SMIS_LOG_WARN, "http", NULL, "further libmicrohttpd messages this second left out");
 		return;
 	}
+	vsnprintf(text, sizeof(text), fmt, ap);
 	mask_callback_paths(text);
 	smisd_log(SMIS_LOG_WARN, "http", NULL, "%s", text);
 }

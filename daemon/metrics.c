@@ -35,7 +35,7 @@ struct family {
 };
 
 static const struct family families[] = {
-	{ "smis_http_requests_total", "HTTP requests answered, by route and status", COUNTER },
+	{ "smis_http_requests_total", "HTTP answers sent whole, by route and status", COUNTER },
 	{ "smis_messages_total", "Messages concluded, by institution, strategy, status and channel", COUNTER },
 	{ "smis_upstream_requests_total",
 	  "Channel operations ended (lookup, send, status; also those that ended before any upstream request),"

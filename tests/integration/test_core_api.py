@@ -537,6 +537,35 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 r = self.only_answer("GET", "/healthz", ("GET /healthz %s\r\n%s\r\n" % (version, hosts)).encode())
                 self.assertEqual(r.status, 200, r.raw)
 
+    def test_host_header_value_must_be_a_host_and_port(self):
+        # RFC 9112 3.2: 400 to a Host whose value is invalid; RFC 9110 7.2
+        # and RFC 3986 3.2.2-3.2.3 say what is valid (libmicrohttpd took any).
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+        post = ("Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                % (KEYS["inst-a"], len(body))).encode()
+        for host in (b"a b", b"user@example.org", b"example.org/x", b"a?b", b"a\x01b", b"a\x7fb",
+                     b"caf\xc3\xa9.example", b"%zz", b"example.org:80a", b"example.org:-1", b"example.org: 80",
+                     b"[::1", b"::1]", b"[::1]x", b"[::1]]", b"[nope]", b"[v1]", b"[v.x]", b"[v1.]"):
+            for method in ("GET", "POST"):
+                with self.subTest(host=host, method=method):
+                    path = "/healthz" if method == "GET" else "/v1/messages"
+                    r = self.only_answer(method, path, b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n%s" % (
+                        method.encode(), path.encode(), host, post if method == "POST" else b"",
+                        body if method == "POST" else b""))
+                    self.problem(r, 400, "malformed_request")
+                    self.assertEqual(r.headers["Connection"], "close")
+                    self.assertIn("Host", r.json["detail"])
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+        # A name, an IPv4 or IPv6 address, with a port or not; an empty
+        # port; an empty Host (a target without a host); whitespace around.
+        for host in (b"example.org", b"example.org:8080", b"127.0.0.1:8080", b"[::1]:8080", b"[::1]",
+                     b"[2001:db8::7]", b"[::ffff:192.0.2.1]:1", b"[v1.fe:80]", b"example.org:", b"",
+                     b"xn--caf-dma.example", b"a%41b", b"a-b_c~d!$&'()*+,;=", b" example.org\t"):
+            with self.subTest(host=host):
+                r = self.only_answer("GET", "/healthz",
+                                     b"GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host)
+                self.assertEqual(r.status, 200, r.raw)
+
     def test_message_path_head_query_and_pipelining(self):
         s = self.stack
         msg_id = s.send(message(CITIZENS["no_app"], "sms_only")).json["id"]

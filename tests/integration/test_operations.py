@@ -1131,6 +1131,10 @@ class Observability(StackTestCase):
         self.stack.send(message(CITIZENS["app_nl"], "govapp_first"))
         self.stack.send(message(CITIZENS["no_app"], "govapp_first"))
         self.stack.send(b"{")
+        # An answer is counted once MHD has written it whole, just after
+        # its last byte left: the client may ask first.
+        poll_until(lambda: self.stack.metric('smis_http_requests_total{route="send",status="400"}'), 5,
+                   lambda: "the 400 not counted")
         m = http("GET", self.stack.base + "/metrics")
         self.assertEqual(m.status, 200)
         self.assertTrue(m.headers["Content-Type"].startswith("text/plain"))
