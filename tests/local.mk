@@ -90,3 +90,4 @@ TESTS += tests/integration/test_govapp_full.py
 TESTS += tests/integration/test_robustness.py
 TESTS += tests/integration/test_tls.py
 TESTS += tests/integration/test_privacy.py
+TESTS += tests/integration/test_durability.py
