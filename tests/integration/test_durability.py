@@ -1,8 +1,10 @@
 """
 Durability: smisd killed with SIGKILL in the middle of a load, then started
-again on the same store. What the clients were answered is checked
-against what the store holds afterwards and what the upstream
-(ringring-sim) received: docs/architecture.md, section 2, steps 6 and 7 ("Answer, then commit" and "Commit, then answer").
+again on the same store, and its disk full for a while. What the clients
+were answered is checked against what the store holds afterwards and what
+the upstream (ringring-sim) received: docs/architecture.md, section 2
+steps 6 and 7 ("Answer, then commit" and "Commit, then answer") and
+section 9 ("When the database cannot be written").
 
 Every message goes to a recipient of its own, so that the sends the
 simulator recorded for one number are the sends of one Idempotency-Key.
@@ -17,7 +19,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import StackTestCase, message, poll_until  # noqa: E402
+from harness import (SLOW, PreloadedFaultCase, StackTestCase, http, message, poll_until)  # noqa: E402
 
 MESSAGES = 240
 CLIENTS = 6
@@ -252,6 +254,103 @@ class KilledAnswerFirst(KilledCase):
             self.check_replayed(o, answer)
             self.assertEqual(sends_per_recipient(self.stack).get(recipient(o.i)), 1)
         self.check_unanswered()
+
+
+class DiskFullCase(PreloadedFaultCase):
+    """The store's files (and only they: not the log) refuse every write
+    with ENOSPC for the length of self.failing() (tests/plugins/diskfull.c)."""
+    preload, flag_env = "diskfull", "SMIS_TEST_DISKFULL"
+    stack_kwargs = {"ringring_status_url": False}
+
+    def setUp(self):
+        super().setUp()
+        self.stack.expect_log(r"^cannot write \(database or disk is full\): \d+ message record\(s\) and \d+ report"
+                              r"\(s\) kept in memory, retrying$", r"^written after \d+ retries$")
+
+    def secret(self, i):
+        """A message whose content and number must not reach the log."""
+        m = body(i)
+        m["content"]["nl"] = {"title": "Geheim-titel-%d" % i, "body": "Geheim-bericht-%d" % i}
+        return m
+
+    def wait_retried(self, before, n=2):
+        """Until the writer has tried its batch again n times more: the
+        disk is known to have failed it then, however slow the machine."""
+        s = self.stack
+        poll_until(lambda: (s.metric("smis_store_retries_total") or 0) >= before + n, 30,
+                   lambda: "batch not tried again: %s" % s.log_text()[-1500:])
+
+    def check_logged_once(self, errors_before):
+        s = self.stack
+        log = s.log_text()
+        self.assertEqual(len(re.findall(r"cannot write \(database or disk is full\)", log)), 1, log[-3000:])
+        self.assertEqual(len(re.findall(r"written after \d+ retries", log)), 1, log[-3000:])
+        # Nothing was lost, so nothing counted as not stored.
+        self.assertEqual(s.metric('smis_store_errors_total{operation="message"}') or 0, errors_before)
+        self.assertNotRegex(log, r"Geheim|4710000\d\d")
+
+
+class DiskFull(DiskFullCase):
+    """By default a message is answered before its commit: while the disk
+    is full the clients are answered 201 as usual, GET and idempotent
+    retries find the messages in memory, and once the disk takes writes
+    again the batch kept in memory is written, whole."""
+
+    def test_answered_while_full_are_stored_once_it_recovers(self):
+        s = self.stack
+        retries = s.metric("smis_store_retries_total") or 0
+        errors = s.metric('smis_store_errors_total{operation="message"}') or 0
+        with self.failing():
+            answers = []
+            for i in range(5):
+                r = s.send(self.secret(i), headers={"Idempotency-Key": key(i)})
+                self.assertEqual((r.status, r.json["status"]), (201, "sent"), r.raw)
+                answers.append(r.json)
+                if i == 0:
+                    self.wait_retried(retries)
+            for i, answer in enumerate(answers):
+                self.assertEqual(s.get(answer["id"]).status, 200)
+                self.assertIsNone(s.stored_status(answer["id"]))
+                r = s.send(self.secret(i), headers={"Idempotency-Key": key(i)})
+                self.assertEqual((r.status, r.headers.get("Idempotent-Replayed"), r.json["id"]),
+                                 (200, "true", answer["id"]), r.raw)
+            self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 5)
+        for answer in answers:
+            s.wait_stored(answer["id"], timeout=30)
+            self.assertEqual(s.get(answer["id"]).json["status"], "sent")
+        self.assertIsNone(s.smisd.poll())
+        self.check_logged_once(errors)
+
+
+class DiskFullCommitFirst(DiskFullCase):
+    """With store.commit_before_answer the answer waits for the commit:
+    while the disk is full the client waits (the batch is tried again),
+    and is answered 201 once the disk takes the record, not before."""
+    stack_kwargs = dict(DiskFullCase.stack_kwargs, store_extra="commit_before_answer = true;")
+
+    def test_answer_waits_for_the_disk_and_proves_the_commit(self):
+        s = self.stack
+        retries = s.metric("smis_store_retries_total") or 0
+        errors = s.metric('smis_store_errors_total{operation="message"}') or 0
+        answers = []
+        with self.failing():
+            sender = threading.Thread(target=lambda: answers.append(
+                s.send(self.secret(0), headers={"Idempotency-Key": key(0)})))
+            sender.start()
+            self.wait_retried(retries)
+            self.assertEqual(answers, [], "answered before its commit")
+            # Nothing else waits for the disk: smisd answers, and a retry
+            # of the waiting request is told that it is still running.
+            self.assertEqual(http("GET", s.base + "/healthz").status, 200)
+            r = s.send(self.secret(0), headers={"Idempotency-Key": key(0)})
+            self.assertEqual((r.status, r.json["code"]), (409, "idempotency_in_progress"), r.raw)
+        sender.join(30 * SLOW)
+        self.assertFalse(sender.is_alive(), "no answer once the disk recovered")
+        r = answers[0]
+        self.assertEqual((r.status, r.json["status"]), (201, "sent"), r.raw)
+        self.assertEqual(s.stored_status(r.json["id"]), "sent")
+        self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 1)
+        self.check_logged_once(errors)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+/*
+ * diskfull.c - LD_PRELOAD for smisd in an integration test: write(),
+ * pwrite() and pwrite64() to a file whose path holds "/smis.db" (the
+ * store's database, its WAL and shared-memory index) fail with ENOSPC, as
+ * on a full disk, while the file named by SMIS_TEST_DISKFULL exists;
+ * otherwise, and for every other file (the log on stderr included), they
+ * are libc's. The path is checked at each write, not remembered per
+ * descriptor: a descriptor number is reused once closed.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+static bool full(int fd)
+{
+	const char *flag = getenv("SMIS_TEST_DISKFULL");
+	char link[64], path[4096];
+	ssize_t n;
+
+	if (!flag || access(flag, F_OK) != 0)
+		return false;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n < 0)
+		return false;
+	path[n] = '\0';
+	if (!strstr(path, "/smis.db"))
+		return false;
+	errno = ENOSPC;
+	return true;
+}
+
+/* libc's `name`; abort() without it (the test would mean nothing). */
+static void *real(const char *name)
+{
+	void *sym = dlsym(RTLD_NEXT, name);
+
+	if (!sym)
+		abort();
+	return sym;
+}
+
+ssize_t write(int fd, const void *buf, size_t len)
+{
+	ssize_t (*f)(int, const void *, size_t);
+	void *sym = real("write");
+
+	if (full(fd))
+		return -1;
+	memcpy(&f, &sym, sizeof(sym));
+	return f(fd, buf, len);
+}
+
+/* pwrite() and pwrite64() are one function where smisd runs (a 64-bit
+ * off_t: amd64, arm64); each is taken from libc under its own name. */
+_Static_assert(sizeof(off_t) == sizeof(off64_t), "a 64-bit off_t");
+
+static ssize_t positioned(const char *name, int fd, const void *buf, size_t len, off64_t off)
+{
+	ssize_t (*f)(int, const void *, size_t, off64_t);
+	void *sym = real(name);
+
+	if (full(fd))
+		return -1;
+	memcpy(&f, &sym, sizeof(sym));
+	return f(fd, buf, len, off);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	return positioned("pwrite", fd, buf, len, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t len, off64_t off)
+{
+	return positioned("pwrite64", fd, buf, len, off);
+}
