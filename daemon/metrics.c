@@ -74,9 +74,9 @@ static const struct family families[] = {
 	  COUNTER },
 	{ "smis_store_errors_total",
 	  "Store statements that failed outside a retried transaction (a message's record, a report, a status poll,"
-	  " orphan expiry, retention), message records and reports lost with a batch whose commit failed for good,"
-	  " status polls' reports the daemon could not keep or the store take, and old messages whose delete was"
-	  " refused (left, counted once), by operation",
+	  " orphan expiry, retention, the first of a run of failed checkpoints), message records and reports lost"
+	  " with a batch whose commit failed for good, status polls' reports the daemon could not keep or the store"
+	  " take, and old messages whose delete was refused (left, counted once), by operation",
 	  COUNTER },
 	/* Kept outside the series table (`dropped`), which may be full. */
 	{ DROPPED_FAMILY,

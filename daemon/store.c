@@ -1291,6 +1291,31 @@ static void flush_file(int which)
 		f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
 }
 
+/* A checkpoint that fails other than busy (the database file cannot be
+ * written or flushed: full, an I/O error) leaves the WAL to grow and its
+ * commits unflushed, while the commits themselves go on: logged and
+ * counted once when it starts, once more when a checkpoint works again,
+ * quiet in between (tried once a second). Checkpointer thread only. */
+static void checkpoint_outcome(int rc)
+{
+	static long failed_tries;
+
+	if ((rc & 0xff) == SQLITE_BUSY)
+		return;
+	if (rc != SQLITE_OK) {
+		if (failed_tries++ == 0) {
+			count_store_error("checkpoint");
+			smisd_log(SMIS_LOG_ERROR, "store", NULL,
+				  "checkpoint failed (%s): the WAL grows until one works", sqlite3_errstr(rc));
+		}
+		return;
+	}
+	if (failed_tries > 0)
+		smisd_log(SMIS_LOG_WARN, "store", NULL, "checkpoint works again, after %ld failed tries",
+			  failed_tries);
+	failed_tries = 0;
+}
+
 static void *checkpoint_main(void *arg)
 {
 	(void)arg;
@@ -1304,11 +1329,11 @@ static void *checkpoint_main(void *arg)
 			break;
 		pthread_mutex_unlock(&qlock);
 		/* PASSIVE: copies what it can without waiting for anyone. */
-		int frames = 0;
+		int frames = 0, rc = sqlite3_wal_checkpoint_v2(cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, NULL);
+		checkpoint_outcome(rc);
 		/* Both counts are of the WAL as it was when the copy began, so
 		 * even "all copied" does not mean that nothing was added since. */
-		if (sqlite3_wal_checkpoint_v2(cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, NULL) == SQLITE_OK &&
-		    frames >= WAL_RESTART_FRAMES) {
+		if (rc == SQLITE_OK && frames >= WAL_RESTART_FRAMES) {
 			/* Each pass copies what was added during the one before:
 			 * a few passes leave little for the writer to wait on. */
 			for (int pass = 0; pass < WAL_CATCHUP_PASSES; pass++) {

@@ -9,6 +9,7 @@ section 9 ("When the database cannot be written").
 Every message goes to a recipient of its own, so that the sends the
 simulator recorded for one number are the sends of one Idempotency-Key.
 """
+import contextlib
 import json
 import os
 import re
@@ -374,6 +375,42 @@ class KilledWhileDiskFull(DiskFullCase):
             self.assertEqual(s.get(r.json["id"]).status, 404)
             self.assertEqual(s.send(self.secret(i), headers={"Idempotency-Key": key(i)}).status, 201)
         self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 6)
+
+
+class CheckpointFails(DiskFullCase):
+    """The database file refuses writes while its WAL takes them (a failing
+    disk region): commits go on, but the checkpoints, which copy the WAL
+    into the database file and flush it, fail, and the WAL grows. That
+    was silent; it is logged and counted once when it starts, and once
+    more when a checkpoint works again."""
+
+    @contextlib.contextmanager
+    def database_file_failing(self):
+        with open(self.flag, "w") as f:
+            f.write("smis.db\n")
+        try:
+            yield
+        finally:
+            os.unlink(self.flag)
+
+    def test_a_failing_checkpoint_is_said_once(self):
+        s = self.stack
+        s.expect_log(r"^checkpoint failed \(database or disk is full\): the WAL grows",
+                     r"^checkpoint works again, after \d+ failed tries$")
+        with self.database_file_failing():
+            for i in range(2):
+                r = s.send(self.secret(i))
+                self.assertEqual(r.status, 201, r.raw)
+                s.wait_stored(r.json["id"])
+                poll_until(lambda: "checkpoint failed" in s.log_text(), 20,
+                           lambda: "failing checkpoint not logged: " + s.log_text()[-1500:])
+        poll_until(lambda: "checkpoint works again" in s.log_text(), 20,
+                   lambda: "recovered checkpoint not logged: " + s.log_text()[-1500:])
+        log = s.log_text()
+        self.assertEqual(len(re.findall(r"checkpoint failed", log)), 1, log[-3000:])
+        self.assertEqual(len(re.findall(r"checkpoint works again", log)), 1, log[-3000:])
+        self.assertEqual(s.metric('smis_store_errors_total{operation="checkpoint"}'), 1)
+        self.assertNotRegex(log, r"Geheim|4710000\d\d")
 
 
 if __name__ == "__main__":
