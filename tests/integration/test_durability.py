@@ -295,7 +295,10 @@ class DiskFull(DiskFullCase):
     """By default a message is answered before its commit: while the disk
     is full the clients are answered 201 as usual, GET and idempotent
     retries find the messages in memory, and once the disk takes writes
-    again the batch kept in memory is written, whole."""
+    again the batch kept in memory is written, whole. The messages kept
+    hold their limits.max_in_flight slots (5 here): past them a new one is
+    refused 503 overloaded, with nothing sent."""
+    stack_kwargs = dict(DiskFullCase.stack_kwargs, max_in_flight=5)
 
     def test_answered_while_full_are_stored_once_it_recovers(self):
         s = self.stack
@@ -315,10 +318,15 @@ class DiskFull(DiskFullCase):
                 r = s.send(self.secret(i), headers={"Idempotency-Key": key(i)})
                 self.assertEqual((r.status, r.headers.get("Idempotent-Replayed"), r.json["id"]),
                                  (200, "true", answer["id"]), r.raw)
+            s.expect_log(r": 503 overloaded$")
+            r = s.send(self.secret(5), headers={"Idempotency-Key": key(5)})
+            self.assertEqual((r.status, r.json["code"], r.headers.get("Retry-After")), (503, "overloaded", "1"), r.raw)
             self.assertEqual(len(s.sim("ringring", "GET", "/_sim/requests").json), 5)
         for answer in answers:
             s.wait_stored(answer["id"], timeout=30)
             self.assertEqual(s.get(answer["id"]).json["status"], "sent")
+        s.wait_idle()
+        self.assertEqual(s.send(self.secret(5), headers={"Idempotency-Key": key(5)}).status, 201)
         self.assertIsNone(s.smisd.poll())
         self.check_logged_once(errors)
 
