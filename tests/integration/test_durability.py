@@ -281,6 +281,16 @@ class DiskFullCase(PreloadedFaultCase):
         poll_until(lambda: (s.metric("smis_store_retries_total") or 0) >= before + n, 30,
                    lambda: "batch not tried again: %s" % s.log_text()[-1500:])
 
+    def answered_in_memory(self, n):
+        """Send n messages while the disk is full: each answered 201 (by
+        default), and kept in memory once the writer has tried them again."""
+        s = self.stack
+        retries = s.metric("smis_store_retries_total") or 0
+        answers = [s.send(self.secret(i), headers={"Idempotency-Key": key(i)}) for i in range(n)]
+        self.assertEqual([r.status for r in answers], [201] * n)
+        self.wait_retried(retries)
+        return answers
+
     def check_logged_once(self, errors_before):
         s = self.stack
         log = s.log_text()
@@ -371,11 +381,8 @@ class KilledWhileDiskFull(DiskFullCase):
 
     def test_records_kept_in_memory_die_with_the_process(self):
         s = self.stack
-        retries = s.metric("smis_store_retries_total") or 0
         with self.failing():
-            answers = [s.send(self.secret(i), headers={"Idempotency-Key": key(i)}) for i in range(3)]
-            self.assertEqual([r.status for r in answers], [201] * 3)
-            self.wait_retried(retries)
+            answers = self.answered_in_memory(3)
             s.smisd.send_signal(signal.SIGKILL)
             s.smisd.wait()
         s.start_smisd()
@@ -419,6 +426,29 @@ class CheckpointFails(DiskFullCase):
         self.assertEqual(len(re.findall(r"checkpoint works again", log)), 1, log[-3000:])
         self.assertEqual(s.metric('smis_store_errors_total{operation="checkpoint"}'), 1)
         self.assertNotRegex(log, r"Geheim|4710000\d\d")
+
+
+class StoppedWhileDiskFull(DiskFullCase):
+    """A graceful stop (SIGTERM) waits for the commits of the messages
+    answered, for the drain window (job_timeout_ms + 1 s) at most; a disk
+    still full then leaves the batch three more tries, and it is given up:
+    logged and lost (docs/architecture.md, section 2, step 6, and section
+    9), as the service manager's SIGKILL would lose it a little later."""
+    stack_kwargs = dict(DiskFullCase.stack_kwargs, job_timeout_ms=1000)
+
+    def test_records_not_written_through_the_drain_are_logged_lost(self):
+        s = self.stack
+        s.expect_log(r"^stopping with 2 message\(s\) still in flight after the drain window$",
+                     r"^commit failed \(database or disk is full\): \d message record\(s\) and 0 report\(s\)"
+                     r" not stored$", r"^answered, but the record could not be stored$")
+        with self.failing():
+            answers = self.answered_in_memory(2)
+            s.smisd.send_signal(signal.SIGTERM)
+            self.assertEqual(s.smisd.wait(timeout=60 * SLOW), 0)
+        self.assertEqual(len(re.findall(r"answered, but the record could not be stored", s.log_text())), 2)
+        s.start_smisd()
+        for r in answers:
+            self.assertEqual(s.get(r.json["id"]).status, 404)
 
 
 if __name__ == "__main__":
