@@ -45,6 +45,15 @@ VALGRIND_ARGV = ["--quiet", "--error-exitcode=99", "--leak-check=full",
                  "--suppressions=" + os.path.join(SRC, "tests/valgrind.supp")]
 
 
+def valgrind():
+    """valgrind's path when the build found it and this run may use it
+    (SMIS_NO_VALGRIND: the sanitizer builds, whose binaries valgrind cannot
+    run); else None."""
+    if os.environ.get("VALGRIND") and not os.environ.get("SMIS_NO_VALGRIND"):
+        return os.environ["VALGRIND"]
+    return None
+
+
 def wrapper():
     """The command smisd and the simulators run under ([] for none)."""
     if os.environ.get("SMIS_TEST_WRAPPER"):

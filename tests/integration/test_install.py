@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD, LOG_LEVEL, PHONE_HASH_KEY, SLOW, SRC, WRAPPER, free_port, http,  # noqa: E402
+from harness import (BUILD, LOG_LEVEL, PHONE_HASH_KEY, SLOW, SRC, WRAPPER, free_port, http, valgrind,  # noqa: E402
                      smisd_answers_at)
 
 KEY = "install-test-key-0123456789"
@@ -49,10 +49,6 @@ def clean_env(**extra):
 def read(path):
     with open(path) as f:
         return f.read()
-
-
-def use_valgrind():
-    return os.environ.get("VALGRIND") and not os.environ.get("SMIS_NO_VALGRIND")
 
 
 class Recorder(http_server.ThreadingHTTPServer):
@@ -183,7 +179,7 @@ class Install(unittest.TestCase):
         # Built against the installed header, not the source tree.
         self.assertIn("-I" + os.path.join(self.root, "include"), r.stdout)
         check = ["make", "check", "CFLAGS=-O2 -g -Werror"]
-        if use_valgrind():
+        if valgrind():
             check.append("VALGRIND=%s --quiet --error-exitcode=1 --leak-check=full" % os.environ["VALGRIND"])
         r = subprocess.run(check, cwd=work, env=env, capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

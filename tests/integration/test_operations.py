@@ -20,7 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, GOVAPP_CALLBACK_SECRET, KEYS, RINGRING_CALLBACK_TOKEN, SRC, Stack,  # noqa: E402
-                     StackTestCase, http, SLOW, message, ms, poll_until, preloading, run_wrapped)
+                     StackTestCase, http, SLOW, message, ms, poll_until, preloading, run_wrapped, valgrind)
 
 NEW_STRATEGY = """,
   { name = "reloaded_sms"; steps = ( { plugin = "sms_only"; channel = "ringring"; } ); }"""
@@ -1358,7 +1358,7 @@ class GracefulStop(unittest.TestCase):
         self.assertEqual(problems, [])
         self.assertIn("second stop signal", log)
 
-    @unittest.skipUnless(os.environ.get("VALGRIND"), "needs valgrind (configure found none)")
+    @unittest.skipUnless(valgrind(), "needs valgrind (configure found none, or a sanitizer build)")
     def test_abandoned_jobs_are_freed_at_exit(self):
         # Messages still in flight when the stop stops waiting (a second
         # signal; the end of the drain window alike) are abandoned: their
@@ -1369,7 +1369,7 @@ class GracefulStop(unittest.TestCase):
         # and reads the report.
         stack = Stack(upstream_timeout_ms=30000, job_timeout_ms=60000)
         report = os.path.join(stack.dir, "valgrind.log")
-        stack.smisd_wrapper = [os.environ["VALGRIND"], "--leak-check=full", "--show-leak-kinds=reachable",
+        stack.smisd_wrapper = [valgrind(), "--leak-check=full", "--show-leak-kinds=reachable",
                                "--errors-for-leak-kinds=definite", "--error-exitcode=99", "--num-callers=30",
                                "--suppressions=" + os.path.join(SRC, "tests/valgrind.supp"),
                                "--log-file=" + report]

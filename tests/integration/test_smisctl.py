@@ -22,7 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, IDEMPOTENCY_KEYS, KEYS, SEND_REFUSED, SEND_TAKEN, Stack,  # noqa: E402
-                     StackTestCase, free_port, http, preloading)
+                     StackTestCase, free_port, http, preloading, valgrind)
 
 SMISCTL = os.path.join(BUILD, "tools/smisctl/smisctl")
 SMISD = os.path.join(BUILD, "smisd")
@@ -33,8 +33,8 @@ def smisctl(*args, stdin=None, env_extra=None, exe=SMISCTL, text=True):
     """Run smisctl (under valgrind when the build has it); return the
     CompletedProcess with text stdout/stderr (bytes when text is False)."""
     argv = [exe] + list(args)
-    if os.environ.get("VALGRIND") and not os.environ.get("SMIS_NO_VALGRIND"):
-        argv = [os.environ["VALGRIND"], "--quiet", "--error-exitcode=99", "--leak-check=full",
+    if valgrind():
+        argv = [valgrind(), "--quiet", "--error-exitcode=99", "--leak-check=full",
                 "--errors-for-leak-kinds=definite"] + argv
     env = dict(os.environ)
     env.pop("SMIS_API_KEY", None)
