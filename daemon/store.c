@@ -1058,6 +1058,34 @@ static int write_job_whole(struct smisd_job *job)
 	return rc;
 }
 
+/* Whether the writer's connection runs synchronous=FULL, not NORMAL
+ * (the schema's). Writer thread only, but for smisd_store_open(). */
+static bool sync_full;
+
+/* NORMAL flushes the WAL only at the checkpoints, so a power failure can
+ * lose the last commits. A message whose answer waits for its commit
+ * (store.commit_before_answer) was sent by an operator who chose that the
+ * answer prove the record, latency notwithstanding: a batch holding one
+ * (a job not answered first) is committed with FULL, which flushes the WAL
+ * at the commit. The setting is per generation, so this is decided per
+ * batch, and the pragma (no I/O) runs between two transactions only when
+ * it changes; the writer's other transactions (polls, retention) keep the
+ * level of the batch before. */
+static int sync_for_batch(const struct smisd_job *jobs)
+{
+	bool full = false;
+	int rc;
+
+	for (const struct smisd_job *j = jobs; j && !full; j = j->next)
+		full = !j->answered_first;
+	if (full == sync_full)
+		return SQLITE_OK;
+	rc = sqlite3_exec(wdb, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		sync_full = full;
+	return rc;
+}
+
 /* One transaction: the jobs and the reports. Returns SQLITE_OK, or the
  * error that made it roll back (then nothing of it is written). A job
  * refused for itself (a constraint) is marked failed, nothing of it is
@@ -1068,7 +1096,8 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 	int rc;
 
 	pthread_mutex_lock(&write_gate);
-	rc = run_stmt(st_begin);
+	if ((rc = sync_for_batch(jobs)) == SQLITE_OK)
+		rc = run_stmt(st_begin);
 	for (struct smisd_job *j = jobs; rc == SQLITE_OK && j; j = j->next)
 		if (!j->store_excluded)
 			rc = write_job_whole(j);
@@ -1442,6 +1471,7 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 		goto fail;
 	}
 	stopping = 0;
+	sync_full = false;
 	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
 		goto fail;
 	pthread_setname_np(writer, "smisd-store");

@@ -7,7 +7,7 @@ check_LTLIBRARIES += tests/plugins/fakechan.la tests/plugins/badabi.la \
 	tests/plugins/missingop.la tests/plugins/nodesc.la tests/plugins/badstep.la \
 	tests/plugins/nomem_claim.la tests/plugins/norandom.la tests/plugins/slowresume.la \
 	tests/plugins/loopquiesce.la tests/plugins/nobufs.la tests/plugins/nomem_json.la \
-	tests/plugins/diskfull.la
+	tests/plugins/diskfull.la tests/plugins/walsync.la
 tests_plugins_fakechan_la_SOURCES = tests/plugins/fakechan.c
 tests_plugins_fakechan_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_badabi_la_SOURCES = tests/plugins/badabi.c
@@ -34,8 +34,11 @@ tests_plugins_loopquiesce_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 tests_plugins_nobufs_la_SOURCES = tests/plugins/nobufs.c
 tests_plugins_nobufs_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 # Nor this: preloaded by test_durability.py (DiskFull).
-tests_plugins_diskfull_la_SOURCES = tests/plugins/diskfull.c
+tests_plugins_diskfull_la_SOURCES = tests/plugins/diskfull.c tests/plugins/preload.h
 tests_plugins_diskfull_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+# Nor this: preloaded by test_durability.py (CommitFirstFlushesTheWal).
+tests_plugins_walsync_la_SOURCES = tests/plugins/walsync.c tests/plugins/preload.h
+tests_plugins_walsync_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 # Nor this: preloaded into smis-encrypt and smisctl by test_govapp_full.py
 # and test_smisctl.py (json-c out of memory while a request is built).
 tests_plugins_nomem_json_la_SOURCES = tests/plugins/nomem_json.c

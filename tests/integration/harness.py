@@ -741,7 +741,8 @@ class StackTestCase(unittest.TestCase):
 class PreloadedFaultCase(StackTestCase):
     """A stack whose smisd preloads tests/plugins/PRELOAD.so, which makes
     some calls fail while the file named by its environment variable
-    FLAG_ENV exists: self.flag, there for the length of self.failing()."""
+    FLAG_ENV exists: self.flag, there for the length of self.failing().
+    (Or which writes what it counts there: walsync.so.)"""
     preload = flag_env = None
 
     @classmethod

@@ -257,6 +257,41 @@ class KilledAnswerFirst(KilledCase):
         self.check_unanswered()
 
 
+class CommitFirstFlushesTheWal(PreloadedFaultCase):
+    """With store.commit_before_answer the answer proves the commit, and
+    the operator chose that over latency: the commit flushes the WAL
+    (synchronous=FULL), so that a power failure cannot lose it either. By
+    default the WAL is flushed at the checkpoints only (synchronous=NORMAL).
+    The setting is reloadable: the store thread follows it batch by batch.
+    tests/plugins/walsync.c counts the WAL flushes of the store's commits,
+    a byte each in self.flag."""
+    preload, flag_env = "walsync", "SMIS_TEST_WALSYNCS"
+    stack_kwargs = {"ringring_status_url": False}
+    N = 8
+
+    def flushes(self):
+        return os.path.getsize(self.flag) if os.path.exists(self.flag) else 0
+
+    def flushes_sending(self, commit_first):
+        """The WAL flushes of the commits of N messages sent one after the
+        other (each its own batch), with commit_before_answer as given."""
+        s = self.stack
+        s.store_extra = "commit_before_answer = %s;" % str(commit_first).lower()
+        s.write_conf()
+        s.reload_and_wait()
+        before = self.flushes()
+        for i in range(self.N):
+            r = s.send(body(i))
+            self.assertEqual(r.status, 201, r.raw)
+            s.wait_stored(r.json["id"])
+        return self.flushes() - before
+
+    def test_a_commit_first_message_is_flushed_at_its_commit(self):
+        self.assertEqual(self.flushes_sending(False), 0)
+        self.assertGreaterEqual(self.flushes_sending(True), self.N)
+        self.assertEqual(self.flushes_sending(False), 0)
+
+
 class DiskFullCase(PreloadedFaultCase):
     """The store's files (and only they: not the log) refuse every write
     with ENOSPC for the length of self.failing() (tests/plugins/diskfull.c)."""

@@ -10,14 +10,14 @@
  * is reused once closed.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "preload.h"
 
 /* The name the flag file holds, "" for none; false without the file. */
 static bool flag_name(char *name, size_t size)
@@ -58,20 +58,10 @@ static bool full(int fd)
 	return true;
 }
 
-/* libc's `name`; abort() without it (the test would mean nothing). */
-static void *real(const char *name)
-{
-	void *sym = dlsym(RTLD_NEXT, name);
-
-	if (!sym)
-		abort();
-	return sym;
-}
-
 ssize_t write(int fd, const void *buf, size_t len)
 {
 	ssize_t (*f)(int, const void *, size_t);
-	void *sym = real("write");
+	void *sym = libc("write");
 
 	if (full(fd))
 		return -1;
@@ -79,27 +69,9 @@ ssize_t write(int fd, const void *buf, size_t len)
 	return f(fd, buf, len);
 }
 
-/* pwrite() and pwrite64() are one function where smisd runs (a 64-bit
- * off_t: amd64, arm64); each is taken from libc under its own name. */
-_Static_assert(sizeof(off_t) == sizeof(off64_t), "a 64-bit off_t");
-
 static ssize_t positioned(const char *name, int fd, const void *buf, size_t len, off64_t off)
 {
-	ssize_t (*f)(int, const void *, size_t, off64_t);
-	void *sym = real(name);
-
 	if (full(fd))
 		return -1;
-	memcpy(&f, &sym, sizeof(sym));
-	return f(fd, buf, len, off);
-}
-
-ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-	return positioned("pwrite", fd, buf, len, off);
-}
-
-ssize_t pwrite64(int fd, const void *buf, size_t len, off64_t off)
-{
-	return positioned("pwrite64", fd, buf, len, off);
+	return libc_pwrite(name, fd, buf, len, off);
 }
