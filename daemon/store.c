@@ -1118,20 +1118,50 @@ static int write_batch(struct smisd_job *jobs, struct report_item *reps)
 	return rc;
 }
 
-/* Sleep about `ms` in short slices; true once the store is closing. */
+/* Once the store is closing the stop waits for the last tries of a
+ * failing batch (after the drain window): each pause before one lasts
+ * CLOSING_PAUSE_MS at most, and all of them, of all batches, together
+ * CLOSING_PAUSES_MS at most. closing_since: when the writer first saw
+ * the store closing (monotonic ms), 0 before. Writer thread only, but
+ * for smisd_store_open(). */
+#define CLOSING_PAUSE_MS 500
+#define CLOSING_PAUSES_MS 1500
+static int64_t closing_since;
+
+/* Whether the store is closing; when first seen so, noted. */
+static bool seen_closing(int64_t now)
+{
+	if (!closing_since) {
+		pthread_mutex_lock(&qlock);
+		if (stopping)
+			closing_since = now;
+		pthread_mutex_unlock(&qlock);
+	}
+	return closing_since != 0;
+}
+
+/* Sleep about `ms` in short slices; true once the store is closing. A
+ * pause is then cut short as said above, but not ended at once: the last
+ * tries ran back to back within a few milliseconds, which gave a disk
+ * failing for a moment no chance. */
 static bool writer_pause(int64_t ms)
 {
-	for (int64_t left = ms; left > 0; left -= 50) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-		bool closing;
-		pthread_mutex_lock(&qlock);
-		closing = stopping;
-		pthread_mutex_unlock(&qlock);
-		if (closing)
-			return true;
+	int64_t now = smisd_monotonic_ms(), end = now + ms;
+	bool cut = false;
+
+	for (; now < end; now = smisd_monotonic_ms()) {
+		struct timespec ts = { 0, 0 };
+		if (!cut && seen_closing(now)) {
+			int64_t budget_end = closing_since + CLOSING_PAUSES_MS;
+			end = end < now + CLOSING_PAUSE_MS ? end : now + CLOSING_PAUSE_MS;
+			end = end < budget_end ? end : budget_end;
+			cut = true;
+			continue;
+		}
+		ts.tv_nsec = (long)(end - now < 50 ? end - now : 50) * 1000000L;
 		nanosleep(&ts, NULL);
 	}
-	return false;
+	return seen_closing(now);
 }
 
 /* A batch that will not be written: each message and report lost counted
@@ -1156,7 +1186,8 @@ static void give_up_batch(struct smisd_job *jobs, struct report_item *reps)
  * apart, doubling up to 5 s. Meanwhile the jobs keep their in-flight slots
  * (max_in_flight then turns new work away with 503 overloaded) and the
  * answered ones stay readable from memory (unstored.c). Once the store is
- * closing, three more tries, then the batch is given up (logged). */
+ * closing, three more tries, spaced by pauses of CLOSING_PAUSE_MS at most
+ * (CLOSING_PAUSES_MS for all batches), then the batch is given up (logged). */
 static void write_batch_until_stored(struct smisd_job *jobs, struct report_item *reps)
 {
 	int64_t pause_ms = 100;
@@ -1471,6 +1502,7 @@ int smisd_store_open(const char *path, int batch_max, int commit_delay)
 		goto fail;
 	}
 	stopping = 0;
+	closing_since = 0;
 	sync_full = false;
 	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
 		goto fail;

@@ -10,6 +10,7 @@ Every message goes to a recipient of its own, so that the sends the
 simulator recorded for one number are the sends of one Idempotency-Key.
 """
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -466,10 +467,20 @@ class CheckpointFails(DiskFullCase):
 class StoppedWhileDiskFull(DiskFullCase):
     """A graceful stop (SIGTERM) waits for the commits of the messages
     answered, for the drain window (job_timeout_ms + 1 s) at most; a disk
-    still full then leaves the batch three more tries, and it is given up:
-    logged and lost (docs/architecture.md, section 2, step 6, and section
-    9), as the service manager's SIGKILL would lose it a little later."""
+    still full then leaves the batch three more tries, spaced by pauses of
+    up to 0.5 s (1.5 s in all), and it is given up: logged and lost
+    (docs/architecture.md, section 2, step 6, and section 9), as the
+    service manager's SIGKILL would lose it a little later."""
     stack_kwargs = dict(DiskFullCase.stack_kwargs, job_timeout_ms=1000)
+
+    def logged_at(self, start):
+        """When the line whose message starts so was logged (s)."""
+        for line in self.stack.log_text().splitlines():
+            entry = json.loads(line)
+            if entry["msg"].startswith(start):
+                t = datetime.datetime.strptime(entry["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+        self.fail("not logged: " + start)
 
     def test_records_not_written_through_the_drain_are_logged_lost(self):
         s = self.stack
@@ -481,6 +492,9 @@ class StoppedWhileDiskFull(DiskFullCase):
             s.smisd.send_signal(signal.SIGTERM)
             self.assertEqual(s.smisd.wait(timeout=60 * SLOW), 0)
         self.assertEqual(len(re.findall(r"answered, but the record could not be stored", s.log_text())), 2)
+        # The batch had been tried for more than 2 s, so its last two
+        # pauses last 0.5 s each (they ran back to back, within a few ms).
+        self.assertGreaterEqual(self.logged_at("commit failed") - self.logged_at("stopping with"), 1.0)
         s.start_smisd()
         for r in answers:
             self.assertEqual(s.get(r.json["id"]).status, 404)
