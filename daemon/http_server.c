@@ -350,11 +350,25 @@ static bool ip_literal(const char *p, const char *end)
 	return inet_pton(AF_INET6, text, &addr) == 1;
 }
 
+/* Whether the digits from `p` (as many as there are, maybe none) make a
+ * TCP port, 0-65535, leading zeros or not; `*end` set past them. */
+static bool port_valid(const char *p, const char **end)
+{
+	unsigned long port = 0;
+
+	for (; isdigit((unsigned char)*p); p++)
+		if ((port = port * 10 + (unsigned long)(*p - '0')) > 65535)
+			return false;
+	*end = p;
+	return true;
+}
+
 /* Whether `h` is a Host field value (RFC 9110 7.2): uri-host [ ":" port ],
  * RFC 3986 3.2.2 and 3.2.3: an IP-literal in brackets, or a reg-name
  * (empty too, what a client sends for a target without a host); a port of
- * digits only, if any. MHD leaves the whitespace after a value in, which
- * is not part of it (OWS, RFC 9112 5). */
+ * digits only, if any, and one TCP has (no authority has a port past
+ * 65535). MHD leaves the whitespace after a value in, which is not part of
+ * it (OWS, RFC 9112 5). */
 static bool host_valid(const char *h)
 {
 	if (*h == '[') {
@@ -373,8 +387,8 @@ static bool host_valid(const char *h)
 				return false;
 		}
 	}
-	if (*h == ':')
-		h += 1 + strspn(h + 1, "0123456789");
+	if (*h == ':' && !port_valid(h + 1, &h))
+		return false;
 	return h[strspn(h, " \t")] == '\0';
 }
 
@@ -397,7 +411,7 @@ static const char *host_refusal(struct MHD_Connection *c, const char *version)
 		return "send a Host header (required in HTTP/1.1)";
 	if (host && !host_valid(host))
 		return "the Host header must be a host name, an IPv4 address or a bracketed IPv6 address, "
-		       "then ':' and a port of digits, if any (RFC 9110 7.2)";
+		       "then ':' and a port (0-65535), if any (RFC 9110 7.2)";
 	return NULL;
 }
 

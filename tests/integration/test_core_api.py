@@ -545,7 +545,10 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 % (KEYS["inst-a"], len(body))).encode()
         for host in (b"a b", b"user@example.org", b"example.org/x", b"a?b", b"a\x01b", b"a\x7fb",
                      b"caf\xc3\xa9.example", b"%zz", b"example.org:80a", b"example.org:-1", b"example.org: 80",
-                     b"[::1", b"::1]", b"[::1]x", b"[::1]]", b"[nope]", b"[v1]", b"[v.x]", b"[v1.]"):
+                     b"[::1", b"::1]", b"[::1]x", b"[::1]]", b"[nope]", b"[v1]", b"[v.x]", b"[v1.]",
+                     # No TCP port past 65535; an IPv6 zone id (RFC 6874) is not HTTP's.
+                     b"example.org:65536", b"[::1]:99999", b"a:000065536", b"a:18446744073709551617",
+                     b"[fe80::1%25eth0]", b"[fe80::1%eth0]"):
             for method in ("GET", "POST"):
                 with self.subTest(host=host, method=method):
                     path = "/healthz" if method == "GET" else "/v1/messages"
@@ -560,7 +563,8 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         # port; an empty Host (a target without a host); whitespace around.
         for host in (b"example.org", b"example.org:8080", b"127.0.0.1:8080", b"[::1]:8080", b"[::1]",
                      b"[2001:db8::7]", b"[::ffff:192.0.2.1]:1", b"[v1.fe:80]", b"example.org:", b"",
-                     b"xn--caf-dma.example", b"a%41b", b"a-b_c~d!$&'()*+,;=", b" example.org\t"):
+                     b"xn--caf-dma.example", b"a%41b", b"a-b_c~d!$&'()*+,;=", b" example.org\t",
+                     b"example.org:65535", b"[::1]:0", b"a:000080"):
             with self.subTest(host=host):
                 r = self.only_answer("GET", "/healthz",
                                      b"GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host)
