@@ -70,30 +70,49 @@ static const struct smisd_institution *jwt_institution(const struct smisd_genera
 }
 
 const struct smisd_institution *smisd_auth_institution(const struct smisd_generation *g,
-						       const char *authorization)
+						       const char *authorization, size_t len)
 {
 	const char *why = NULL;
-	return smisd_auth_institution_why(g, authorization, &why);
+	return smisd_auth_institution_why(g, authorization, len, &why);
+}
+
+/* Whether [key, key + len) has a gateway token's shape. The JWT functions
+ * read a C string: a token the header had OWS after is read from `copy`
+ * (SMISD_JWT_MAX_LEN + 1 bytes), without it; only such a token costs that
+ * copy. `*token` is the string to verify. */
+static bool jwt_shaped(const char *key, size_t len, char *copy, const char **token)
+{
+	*token = key;
+	if (key[len] != '\0') {
+		if (len > SMISD_JWT_MAX_LEN)
+			return false;
+		memcpy(copy, key, len);
+		copy[len] = '\0';
+		*token = copy;
+	}
+	return smisd_jwt_looks_like(*token);
 }
 
 const struct smisd_institution *smisd_auth_institution_why(const struct smisd_generation *g,
-							   const char *authorization, const char **why)
+							   const char *authorization, size_t len, const char **why)
 {
 	const struct smisd_institution *found = NULL;
 	unsigned char digest[SHA256_DIGEST_LENGTH];
-	const char *key;
+	char copy[SMISD_JWT_MAX_LEN + 1];
+	const char *key, *token;
 
-	if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+	if (!authorization || len < 7 || strncasecmp(authorization, "Bearer ", 7) != 0)
 		return NULL;
 	key = authorization + 7;
-	while (*key == ' ')
+	len -= 7;
+	for (; len > 0 && *key == ' '; len--)
 		key++;
-	if (g->n_issuers && smisd_jwt_looks_like(key))
-		return jwt_institution(g, key, why);
+	if (g->n_issuers && jwt_shaped(key, len, copy, &token))
+		return jwt_institution(g, token, why);
 	*why = "unknown_key";
-	if (!*key || strlen(key) > SMISD_API_KEY_MAX)
+	if (len == 0 || len > SMISD_API_KEY_MAX)
 		return NULL;
-	sha256(key, strlen(key), digest);
+	sha256(key, len, digest);
 	/* No early exit: every key is compared whatever matched before. */
 	for (size_t i = 0; i < g->n_institutions; i++) {
 		const struct smisd_institution *in = &g->institutions[i];

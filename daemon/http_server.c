@@ -231,72 +231,118 @@ static enum MHD_Result respond_problem(struct MHD_Connection *c, struct conn *st
 	return queue(c, st, (unsigned)p->status, "application/problem+json", r, p->retry_after_s, extra, val);
 }
 
-/* Whether the Content-Type parameters from `p` (at a ';' or the end) leave
- * the body UTF-8, which is all SMIS reads (RFC 8259 8.1): a charset, if one
- * is named, must be utf-8, in any case, quoted or not. Other parameters
- * are ignored. */
-static bool charset_utf8(const char *p)
+/* How many bytes from `p`, before `end`, are (`in`) or are not in `set`:
+ * strspn() and strcspn() on a field value, which is not NUL-terminated
+ * where its OWS is left out. */
+static size_t span(const char *p, const char *end, const char *set, bool in)
 {
-	while (*p == ';') {
+	const char *from = p;
+
+	while (p < end && (strchr(set, *p) != NULL) == in)
+		p++;
+	return (size_t)(p - from);
+}
+
+/* Whether the Content-Type parameters [p, end) (from a ';', or empty)
+ * leave the body UTF-8, which is all SMIS reads (RFC 8259 8.1): a charset,
+ * if one is named, must be utf-8, in any case, quoted or not. Other
+ * parameters are ignored. */
+static bool charset_utf8(const char *p, const char *end)
+{
+	while (p < end && *p == ';') {
 		const char *name, *val;
 		size_t nlen, vlen;
 
 		p++;
-		p += strspn(p, " \t");
+		p += span(p, end, " \t", true);
 		name = p;
-		nlen = strcspn(p, "=; \t");
+		nlen = span(p, end, "=; \t", false);
 		p += nlen;
-		p += strspn(p, " \t");
-		if (*p == '=') {
+		p += span(p, end, " \t", true);
+		if (p < end && *p == '=') {
 			p++;
-			p += strspn(p, " \t");
-			if (*p == '"') {
+			p += span(p, end, " \t", true);
+			if (p < end && *p == '"') {
 				val = ++p;
-				while (*p && *p != '"')
-					p += p[0] == '\\' && p[1] ? 2 : 1;
+				while (p < end && *p != '"')
+					p += p[0] == '\\' && p + 1 < end ? 2 : 1;
 			} else {
 				val = p;
-				p += strcspn(p, "; \t");
+				p += span(p, end, "; \t", false);
 			}
 			vlen = (size_t)(p - val);
 			if (nlen == 7 && strncasecmp(name, "charset", 7) == 0 &&
 			    !(vlen == 5 && strncasecmp(val, "utf-8", 5) == 0))
 				return false;
 		}
-		p += strcspn(p, ";"); /* past a closing quote, or what cannot be read */
+		p += span(p, end, ";", false); /* past a closing quote, or what cannot be read */
 	}
 	return true;
+}
+
+/* The length of the field value [v, v + n) without the spaces and tabs
+ * after it. MHD (0.9.75) skips those before a value, not those after,
+ * which are not part of it either (OWS, RFC 9112 5, RFC 9110 5.5):
+ * "Bearer <key> " names the key, "abc\t" is the Idempotency-Key abc. Every
+ * header smisd reads goes through here, by single_header() or
+ * header_value(): a length, not a trimmed copy, so that nothing is
+ * allocated for it. Not the framing ones: MHD framed the body by
+ * Transfer-Encoding as it came (framing_refusal), and answers a
+ * Content-Length with whitespace after it 400 itself. */
+static size_t without_ows(const char *v, size_t n)
+{
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	return n;
+}
+
+/* The request's header `name`, the first if it came more than once, or
+ * NULL; `*len` its length without OWS. */
+static const char *header_value(struct MHD_Connection *c, const char *name, size_t *len)
+{
+	const char *v = NULL;
+
+	if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, name, strlen(name), &v, len) != MHD_YES || !v)
+		return NULL;
+	*len = without_ows(v, *len);
+	return v;
 }
 
 struct header_count {
 	const char *name;
 	unsigned n;
+	const char *first;
+	size_t len;
 };
 
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				    const char *value, size_t value_size)
 {
 	struct header_count *hc = cls;
 
 	(void)kind;
-	(void)value;
-	if (key && strcasecmp(key, hc->name) == 0)
-		hc->n++;
+	(void)key_size;
+	if (key && strcasecmp(key, hc->name) == 0 && hc->n++ == 0) {
+		hc->first = value;
+		hc->len = value ? value_size : 0;
+	}
 	return MHD_YES;
 }
 
-/* The request's header `name` (NULL when absent), or `*repeated` set when
- * it came more than once. None of the headers SMIS reads is a list (RFC
- * 9110 5.3): MHD would give the first of them, while a proxy in front may
- * have acted on another (a second Authorization naming another
- * institution, a second Idempotency-Key), so two are refused, not chosen
- * from. */
-static const char *single_header(struct MHD_Connection *c, const char *name, bool *repeated)
+/* The request's header `name` (NULL when absent), `*len` its length
+ * without OWS, or `*repeated` set when it came more than once. None of the
+ * headers SMIS reads is a list (RFC 9110 5.3): MHD would give the first of
+ * them, while a proxy in front may have acted on another (a second
+ * Authorization naming another institution, a second Idempotency-Key), so
+ * two are refused, not chosen from. One pass over the headers. */
+static const char *single_header(struct MHD_Connection *c, const char *name, bool *repeated, size_t *len)
 {
-	struct header_count hc = { name, 0 };
+	struct header_count hc = { name, 0, NULL, 0 };
 
-	MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+	MHD_get_connection_values_n(c, MHD_HEADER_KIND, count_header, &hc);
 	*repeated = hc.n > 1;
-	return *repeated ? NULL : MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+	*len = hc.first ? without_ows(hc.first, hc.len) : 0;
+	return *repeated ? NULL : hc.first;
 }
 
 /* Why the body's length cannot be told for sure (RFC 9112 6.3), or NULL.
@@ -309,7 +355,10 @@ static const char *single_header(struct MHD_Connection *c, const char *name, boo
 static const char *framing_refusal(struct MHD_Connection *c)
 {
 	bool repeated;
-	const char *cl = single_header(c, "Content-Length", &repeated);
+	size_t len;
+	const char *cl = single_header(c, "Content-Length", &repeated, &len);
+	/* As MHD read it, whitespace and all: "chunked " is not chunked to
+	 * MHD (it waits for a body it cannot delimit), so it is refused. */
 	const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
 
 	if (repeated)
@@ -350,22 +399,34 @@ static bool ip_literal(const char *p, const char *end)
 	return inet_pton(AF_INET6, text, &addr) == 1;
 }
 
-/* Whether `h` is a Host field value (RFC 9110 7.2): uri-host [ ":" port ],
- * RFC 3986 3.2.2 and 3.2.3: an IP-literal in brackets, or a reg-name
- * (empty too, what a client sends for a target without a host); a port of
- * digits only, if any. MHD leaves the whitespace after a value in, which
- * is not part of it (OWS, RFC 9112 5). */
-static bool host_valid(const char *h)
+/* Whether [p, end) is a TCP port, 0-65535, leading zeros or not: digits
+ * only, maybe none. */
+static bool port_valid(const char *p, const char *end)
 {
-	if (*h == '[') {
-		const char *close = strchr(h, ']');
+	unsigned long port = 0;
+
+	for (; p < end; p++)
+		if (!isdigit((unsigned char)*p) || (port = port * 10 + (unsigned long)(*p - '0')) > 65535)
+			return false;
+	return true;
+}
+
+/* Whether [h, end) is a Host field value (RFC 9110 7.2): uri-host [ ":"
+ * port ], RFC 3986 3.2.2 and 3.2.3: an IP-literal in brackets, or a
+ * reg-name (empty too, what a client sends for a target without a host); a
+ * port of digits only, if any, and one TCP has (no authority has a port
+ * past 65535). */
+static bool host_valid(const char *h, const char *end)
+{
+	if (h < end && *h == '[') {
+		const char *close = memchr(h, ']', (size_t)(end - h));
 
 		if (!close || !ip_literal(h + 1, close))
 			return false;
 		h = close + 1;
 	} else {
-		while (*h && *h != ':' && *h != ' ' && *h != '\t') {
-			if (*h == '%' && isxdigit((unsigned char)h[1]) && isxdigit((unsigned char)h[2]))
+		while (h < end && *h != ':') {
+			if (*h == '%' && end - h >= 3 && isxdigit((unsigned char)h[1]) && isxdigit((unsigned char)h[2]))
 				h += 3;
 			else if (*h != '%' && strchr(HOST_CHARS, *h))
 				h++;
@@ -373,9 +434,7 @@ static bool host_valid(const char *h)
 				return false;
 		}
 	}
-	if (*h == ':')
-		h += 1 + strspn(h + 1, "0123456789");
-	return h[strspn(h, " \t")] == '\0';
+	return h == end || (*h == ':' && port_valid(h + 1, end));
 }
 
 /* Why the request's Host is refused, or NULL. RFC 9112 3.2: a server
@@ -389,15 +448,16 @@ static bool host_valid(const char *h)
 static const char *host_refusal(struct MHD_Connection *c, const char *version)
 {
 	bool repeated;
-	const char *host = single_header(c, "Host", &repeated);
+	size_t len;
+	const char *host = single_header(c, "Host", &repeated, &len);
 
 	if (repeated)
 		return "send one Host header";
 	if (!host && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
 		return "send a Host header (required in HTTP/1.1)";
-	if (host && !host_valid(host))
+	if (host && !host_valid(host, host + len))
 		return "the Host header must be a host name, an IPv4 address or a bracketed IPv6 address, "
-		       "then ':' and a port of digits, if any (RFC 9110 7.2)";
+		       "then ':' and a port (0-65535), if any (RFC 9110 7.2)";
 	return NULL;
 }
 
@@ -410,17 +470,19 @@ static const char *host_refusal(struct MHD_Connection *c, const char *version)
 static const char *content_type_refusal(struct MHD_Connection *c)
 {
 	bool repeated;
-	const char *t = single_header(c, "Content-Type", &repeated);
+	size_t len;
+	const char *t = single_header(c, "Content-Type", &repeated, &len), *end;
 
 	if (repeated)
 		return "send one Content-Type header";
-	if (!t || strncasecmp(t, "application/json", 16) != 0)
+	if (!t || len < 16 || strncasecmp(t, "application/json", 16) != 0)
 		return NOT_JSON_DETAIL;
+	end = t + len;
 	t += 16;
-	t += strspn(t, " \t");
-	if (*t != '\0' && *t != ';')
+	t += span(t, end, " \t", true);
+	if (t < end && *t != ';')
 		return NOT_JSON_DETAIL;
-	if (!charset_utf8(t))
+	if (!charset_utf8(t, end))
 		return "the body must be UTF-8: send no charset, or charset=utf-8";
 	return NULL;
 }
@@ -470,7 +532,8 @@ static const struct smisd_institution *authenticate(struct MHD_Connection *c, st
 						    const struct smisd_generation *g, const char **why)
 {
 	bool repeated;
-	const char *auth = single_header(c, "Authorization", &repeated);
+	size_t len;
+	const char *auth = single_header(c, "Authorization", &repeated, &len);
 	const struct smisd_institution *inst;
 
 	if (repeated) {
@@ -478,7 +541,7 @@ static const struct smisd_institution *authenticate(struct MHD_Connection *c, st
 			*why = "duplicate_header";
 		return NULL;
 	}
-	inst = why ? smisd_auth_institution_why(g, auth, why) : smisd_auth_institution(g, auth);
+	inst = why ? smisd_auth_institution_why(g, auth, len, why) : smisd_auth_institution(g, auth, len);
 	if (inst)
 		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
 	return inst;
@@ -578,14 +641,34 @@ out:
 	return ret;
 }
 
-struct inbound_ctx {
-	struct MHD_Connection *c;
+struct inbound_copy {
+	struct inbound_copy *next;
+	char value[];
 };
 
+struct inbound_ctx {
+	struct MHD_Connection *c;
+	struct inbound_copy *copies; /* inbound_header()'s, freed once the plugin returns */
+};
+
+/* A header's value handed to a plugin without OWS after it, to be read as
+ * a C string: when it had some, a copy, kept until the plugin returns
+ * (most values have none, and cost nothing). Out of memory, the value as
+ * MHD has it. */
 static const char *inbound_header(const struct smis_inbound *in, const char *name)
 {
-	const struct inbound_ctx *ctx = in->core_private;
-	return MHD_lookup_connection_value(ctx->c, MHD_HEADER_KIND, name);
+	struct inbound_ctx *ctx = in->core_private;
+	size_t len;
+	const char *v = header_value(ctx->c, name, &len);
+	struct inbound_copy *copy;
+
+	if (!v || v[len] == '\0' || !(copy = malloc(sizeof(*copy) + len + 1)))
+		return v;
+	memcpy(copy->value, v, len);
+	copy->value[len] = '\0';
+	copy->next = ctx->copies;
+	ctx->copies = copy;
+	return copy->value;
 }
 
 static const char *inbound_query(const struct smis_inbound *in, const char *name)
@@ -607,7 +690,7 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 	enum MHD_Result ret;
 	char addr[INET6_ADDRSTRLEN] = "";
 	const union MHD_ConnectionInfo *ci;
-	struct inbound_ctx ctx = { c };
+	struct inbound_ctx ctx = { c, NULL };
 	struct smis_inbound in;
 	bool by_id;
 	int rc;
@@ -641,6 +724,12 @@ static enum MHD_Result handle_callback(struct MHD_Connection *c, struct conn *st
 		.core_private = &ctx,
 	};
 	rc = ch->ops->inbound(ch->state, &in, reports, 16, &n);
+	while (ctx.copies) {
+		struct inbound_copy *next = ctx.copies->next;
+
+		free(ctx.copies);
+		ctx.copies = next;
+	}
 	{
 		char labels[128];
 		snprintf(labels, sizeof(labels), "channel=\"%s\",result=\"%s\"", ch->name,
@@ -982,12 +1071,14 @@ out:
 	return ret;
 }
 
-static int valid_idem_key(const char *k)
+/* Longest Idempotency-Key taken (docs/openapi.yaml). */
+#define IDEM_KEY_MAX 128
+
+static int valid_idem_key(const char *k, size_t n)
 {
-	size_t n = strlen(k);
-	if (n == 0 || n > 128)
+	if (n == 0 || n > IDEM_KEY_MAX)
 		return 0;
-	for (; *k; k++)
+	for (const char *end = k + n; k < end; k++)
 		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
 		      strchr("-_.:", *k)))
 			return 0;
@@ -1074,7 +1165,7 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	struct smisd_job *job = NULL;
 	const char *idem, *refusal;
 	char full[256], rh[SMISD_REQUEST_HASH_SIZE], rcpt_hash[65];
-	char msgid_key[64] = "";
+	char msgid_key[64] = "", idem_key[IDEM_KEY_MAX + 1];
 	int idem_claimed = 0, rcpt_taken = 0, quota_taken = 0, rc;
 	enum MHD_Result ret;
 
@@ -1105,12 +1196,19 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 	}
 	{
 		bool repeated;
-		idem = single_header(c, "Idempotency-Key", &repeated);
-		if (repeated || (idem && !valid_idem_key(idem))) {
+		size_t len;
+		idem = single_header(c, "Idempotency-Key", &repeated, &len);
+		if (repeated || (idem && !valid_idem_key(idem, len))) {
 			ret = respond_code(c, st, 400, "invalid_idempotency_key",
 					   repeated ? "send one 'Idempotency-Key' header"
 						    : "'Idempotency-Key' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
 			goto out;
+		}
+		/* Read as a C string from here on: without its OWS. */
+		if (idem) {
+			memcpy(idem_key, idem, len);
+			idem_key[len] = '\0';
+			idem = idem_key;
 		}
 	}
 	if (smisd_request_parse(st->body ? st->body : "", st->len, inst, &req, &pb) != 0) {
@@ -1428,9 +1526,10 @@ static enum MHD_Result refuse_large_head(struct MHD_Connection *c, struct conn *
 
 static bool expects_continue(struct MHD_Connection *c)
 {
-	const char *e = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
+	size_t len;
+	const char *e = header_value(c, "Expect", &len);
 
-	return e && strcasecmp(e, "100-continue") == 0;
+	return e && len == 12 && strncasecmp(e, "100-continue", 12) == 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,

@@ -222,7 +222,9 @@ struct smis_inbound {
 	const char *remote_addr; /* textual peer address */
 	const char *body;        /* NUL-terminated */
 	size_t body_len;
-	/* Header lookup, case-insensitive; returns borrowed value or NULL. */
+	/* Header lookup, case-insensitive; returns borrowed value or NULL,
+	 * without the spaces and tabs after it (not part of it, RFC 9110
+	 * 5.5), valid until inbound returns. */
 	const char *(*header)(const struct smis_inbound *in, const char *name);
 	/* Query-string argument lookup; returns borrowed value or NULL. */
 	const char *(*query)(const struct smis_inbound *in, const char *name);

@@ -396,6 +396,15 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                     "Content-Type: application/json\r\nContent-Length: 10000000\r\n"
                     "Expect: 100-continue\r\n\r\n" % (path, KEYS["inst-a"])).encode())
                 self.problem(r, 413, "body_too_large")
+        # Under 1 MiB past the limit, so answered at once only for the
+        # Expect; read without the whitespace after it (RFC 9110 5.5).
+        for expect in ("100-continue", "100-Continue \t"):
+            with self.subTest(expect=expect):
+                r = self.only_answer("POST", "/v1/messages", (
+                    "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 100000\r\nExpect: %s\r\n\r\n"
+                    % (KEYS["inst-a"], expect)).encode())
+                self.problem(r, 413, "body_too_large")
 
     def test_body_streamed_far_past_the_limit_is_cut_short(self):
         # Without Expect, a body past the limit (64 KiB) is read only to be
@@ -499,7 +508,10 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 ("GET", "/healthz", "Content-Length: 0\r\nContent-Length: 0\r\n", b""),
                 # Not one smisd can delimit: it was left waiting until the
                 # connection timed out, unanswered.
-                ("POST", "/v1/messages", "Transfer-Encoding: gzip\r\n", body)):
+                ("POST", "/v1/messages", "Transfer-Encoding: gzip\r\n", body),
+                # MHD reads "chunked " as another coding, whitespace and all.
+                ("POST", "/v1/messages", "Transfer-Encoding: chunked \r\n",
+                 b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))):
             with self.subTest(path=path, framing=framing):
                 r = self.only_answer(method, path, (
                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
@@ -545,7 +557,10 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                 % (KEYS["inst-a"], len(body))).encode()
         for host in (b"a b", b"user@example.org", b"example.org/x", b"a?b", b"a\x01b", b"a\x7fb",
                      b"caf\xc3\xa9.example", b"%zz", b"example.org:80a", b"example.org:-1", b"example.org: 80",
-                     b"[::1", b"::1]", b"[::1]x", b"[::1]]", b"[nope]", b"[v1]", b"[v.x]", b"[v1.]"):
+                     b"[::1", b"::1]", b"[::1]x", b"[::1]]", b"[nope]", b"[v1]", b"[v.x]", b"[v1.]",
+                     # No TCP port past 65535; an IPv6 zone id (RFC 6874) is not HTTP's.
+                     b"example.org:65536", b"[::1]:99999", b"a:000065536", b"a:18446744073709551617",
+                     b"[fe80::1%25eth0]", b"[fe80::1%eth0]"):
             for method in ("GET", "POST"):
                 with self.subTest(host=host, method=method):
                     path = "/healthz" if method == "GET" else "/v1/messages"
@@ -560,11 +575,50 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         # port; an empty Host (a target without a host); whitespace around.
         for host in (b"example.org", b"example.org:8080", b"127.0.0.1:8080", b"[::1]:8080", b"[::1]",
                      b"[2001:db8::7]", b"[::ffff:192.0.2.1]:1", b"[v1.fe:80]", b"example.org:", b"",
-                     b"xn--caf-dma.example", b"a%41b", b"a-b_c~d!$&'()*+,;=", b" example.org\t"):
+                     b"xn--caf-dma.example", b"a%41b", b"a-b_c~d!$&'()*+,;=", b" example.org\t",
+                     b"example.org:65535", b"[::1]:0", b"a:000080"):
             with self.subTest(host=host):
                 r = self.only_answer("GET", "/healthz",
                                      b"GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host)
                 self.assertEqual(r.status, 200, r.raw)
+
+    def test_header_values_are_read_without_the_whitespace_after_them(self):
+        # RFC 9112 5, RFC 9110 5.5: spaces and tabs after a field value are
+        # not part of it, and libmicrohttpd left them in: the valid key
+        # was refused (401), the Idempotency-Key too (400). Each header
+        # with a space or a tab after it is answered as without.
+        s = self.stack
+        body = json.dumps(message(CITIZENS["no_app"], "sms_only")).encode()
+
+        def post(auth, ctype, extra=""):
+            return self.only_answer("POST", "/v1/messages", (
+                "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s\r\nContent-Type: %s\r\n"
+                "Content-Length: %d\r\n%sConnection: close\r\n\r\n" % (auth, ctype, len(body), extra)).encode() + body)
+        bearer, json_type = "Bearer " + KEYS["inst-a"], "application/json"
+        for i, ows in enumerate((" ", "\t", " \t ")):
+            with self.subTest(header="Authorization", ows=ows):
+                r = post(bearer + ows, json_type)
+                self.assertEqual(r.status, 201, r.raw)
+                got = self.only_answer("GET", "/v1/messages/" + r.json["id"], (
+                    "GET /v1/messages/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s\r\n"
+                    "Connection: close\r\n\r\n" % (r.json["id"], bearer + ows)).encode())
+                self.assertEqual((got.status, got.json["id"]), (200, r.json["id"]), got.raw)
+            for ctype in (json_type, json_type + "; charset=utf-8", json_type + '; charset="utf-8"'):
+                with self.subTest(header="Content-Type", ctype=ctype, ows=ows):
+                    self.assertEqual(post(bearer, ctype + ows).status, 201)
+            with self.subTest(header="Idempotency-Key", ows=ows):
+                key = "trailing-ows-%d" % i
+                first = post(bearer, json_type, "Idempotency-Key: %s%s\r\n" % (key, ows))
+                self.assertEqual(first.status, 201, first.raw)
+                # The same key as without: its stored answer, nothing sent.
+                again = post(bearer, json_type, "Idempotency-Key: %s\r\n" % key)
+                self.assertEqual((again.status, again.json["id"], again.headers["Idempotent-Replayed"]),
+                                 (200, first.json["id"], "true"), again.raw)
+        # Still refused: what the whitespace is not after.
+        self.problem(post(bearer + " x", json_type), 401, "unauthorized")
+        self.problem(post(bearer, json_type + " x"), 415, "unsupported_media_type")
+        self.problem(post(bearer, json_type, "Idempotency-Key: a b\r\n"), 400, "invalid_idempotency_key")
+        self.problem(post(bearer, json_type + "; charset=latin1\t"), 415, "unsupported_media_type")
 
     def test_message_path_head_query_and_pipelining(self):
         s = self.stack

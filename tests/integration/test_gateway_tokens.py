@@ -16,6 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BUILD, CITIZENS, SRC, Stack, StackTestCase, http, message, run_wrapped  # noqa: E402
+from harness import KEYS as API_KEYS  # noqa: E402
 
 KEYS = os.path.join(SRC, "tests", "data", "jwt")
 ISSUER = "https://api-acpt.ehealth.fgov.be/auth/realms/M2M"
@@ -97,6 +98,12 @@ class GatewayTokens(TokenCase):
                 # The message belongs to inst-a: readable with inst-a's API key.
                 self.assertEqual(self.stack.get(r.json["id"], "inst-a").status, 200)
                 self.assertEqual(self.stack.get(r.json["id"], "inst-b").status, 404)
+        # With whitespace after it, not part of the header's value (RFC
+        # 9110 5.5): the same token; an API key still reads as one too.
+        for ows in (" ", "\t", " \t"):
+            with self.subTest(ows=ows):
+                self.assertEqual(self.send(sign("RS256", claims()) + ows).status, 201)
+                self.assertEqual(self.send(API_KEYS["inst-a"] + ows).status, 201)
 
     def test_sub_when_no_client_id(self):
         c = claims()

@@ -688,6 +688,13 @@ class Callbacks(GovAppCase):
         again = self.post(event, signature(event, int(time.time())))
         self.assertEqual(again.status, 200, again.raw)
         self.assertEqual(len(self.stack.get(mid).json["reports"]), 1)
+        # The plugin reads the header without the whitespace after it
+        # (RFC 9110 5.5): still authentic, still nothing added.
+        for ows in (" ", "\t "):
+            with self.subTest(ows=ows):
+                spaced = self.post(event, signature(event, int(time.time())) + ows)
+                self.assertEqual(spaced.status, 200, spaced.raw)
+        self.assertEqual(len(self.stack.get(mid).json["reports"]), 1)
         self.assert_log_has_no_personal_data()
 
 

@@ -211,16 +211,18 @@ class Keys(unittest.TestCase):
 
 # What smisd takes as an API key (daemon/auth.c): whatever follows "Bearer "
 # and the spaces after it, 1-512 bytes, any byte but the CR and LF that end
-# the header line. smisctl and smis-encrypt take exactly these (and hash-key
+# the header line, without the spaces and tabs after it (RFC 9110 5.5). smisctl and smis-encrypt take exactly these (and hash-key
 # hashes them); KeysSmisdTakes checks smisd authenticates each.
 KEYS_TAKEN = (b"two words", b"tab\there", b"caf\xc3\xa9-key", b"latin1-\xe9-key", b"esc\x1b[2J-key",
-              b"del\x7f-key", b"trailing-space ", b"\tleading-tab", b"k" * 512)
+              b"del\x7f-key", b"\tleading-tab", b"k" * 512)
 # And what they refuse (exit 2, "the API key <why>"; None: too long, said
 # differently for a key and for what may be a gateway token).
 LONGER_THAN_A_KEY = b"is longer than the 512 bytes smisd takes"
+TRAILING_OWS = b"ends with a space or tab, not part of an HTTP header's value: smisd would read another key"
 LONGER_THAN_A_TOKEN = b"is longer than smisd takes: 512 bytes, 8192 for a gateway token (a JWT)"
 KEYS_REFUSED = ((b"", b"is empty"),
                 (b" leading-space", b"starts with a space, which smisd skips: it would read another key"),
+                (b"trailing-space ", TRAILING_OWS), (b"trailing-tab\t", TRAILING_OWS),
                 (b"line\nbreak", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
                 (b"bare\rcr", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
                 (b"crlf\r\nX-Evil: 1", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),

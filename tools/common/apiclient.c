@@ -272,6 +272,8 @@ const char *smis_api_key_refusal(const char *key, bool token)
 		return "is empty";
 	if (key[0] == ' ')
 		return "starts with a space, which smisd skips: it would read another key";
+	if (key[n - 1] == ' ' || key[n - 1] == '\t')
+		return "ends with a space or tab, not part of an HTTP header's value: smisd would read another key";
 	if (strpbrk(key, "\r\n"))
 		return "holds a line break (CR or LF), which cannot travel in an HTTP header";
 	if (n <= SMISD_API_KEY_MAX)
