@@ -20,7 +20,7 @@ from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, KEYS, PHONE_HASH_KEY, SLOW, PreloadedFaultCase, Response, Stack,  # noqa: E402
-                     StackTestCase, check_conformance, http, message, preloading)
+                     StackTestCase, check_conformance, http, message, poll_until, preloading)
 
 APP, SMS = "govapp", "ringring"
 
@@ -624,6 +624,11 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
         s = self.stack
         msg_id = s.send(message(CITIZENS["no_app"], "sms_only")).json["id"]
         auth = {"Authorization": "Bearer " + KEYS["inst-a"]}
+        # Compared below with other reads of it: once RingRing's delivery
+        # report is in (it came between two reads on a slow run), the
+        # message changes no more.
+        poll_until(lambda: http("GET", s.base + "/v1/messages/" + msg_id, headers=auth).json["status"] == "delivered",
+                   20, lambda: "no delivery report for " + msg_id)
         got = http("GET", s.base + "/v1/messages/" + msg_id, headers=auth)
         # The id percent-encoded, or followed by a query, is the same message;
         # a trailing slash or an encoded one is another path.
