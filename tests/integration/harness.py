@@ -637,7 +637,9 @@ institutions = (
         running process with prlimit, makes each write past a file's first
         byte fail with EFBIG (smisd ignores SIGXFSZ; it starts with the
         signal's default action, as under systemd). The store's commits
-        then fail (SQLITE_IOERR) and are tried again. Its log lines meanwhile are lost with them."""
+        then fail (SQLITE_IOERR) and are tried again. Its log lines meanwhile are lost with them;
+        a checkpoint tried meanwhile (once a second) fails too, and says so once it works again."""
+        self.expect_log(r"^checkpoint failed \(", r"^checkpoint works again, after \d+ failed tries$")
         old = resource.prlimit(self.smisd.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(self.smisd.pid, resource.RLIMIT_FSIZE, (1, old[1]))
         try:
