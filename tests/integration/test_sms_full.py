@@ -631,6 +631,28 @@ class ThrottlingAndLimits(SmsCase):
         rec = self.stack.sim("ringring", "GET", "/_sim/requests?limit=1").json[0]
         self.assertEqual((rec["message"], rec["chars"], rec["encoding"]), (text, 758, "UNICODE"))
 
+    def test_simulator_counts_each_encoding(self):
+        # What ringring-sim bills for each messageEncoding, for every
+        # recipient of a request: Auto and Text remap typography (… to ...)
+        # only when the whole text then fits GSM-7, Unicode never does.
+        url = self.stack.ringring + "/v1/message"
+        cases = [("Caf\u00e9 \u2026", "Auto", ("TEXT", 8, 1)),
+                 ("Caf\u00e9 \u2026", "Unicode", ("UNICODE", 6, 1)),
+                 ("\u2026 \u00ea", "Auto", ("UNICODE", 3, 1)),
+                 ("\u00ea \u2026", "Text", ("TEXT", 3, 1)),
+                 ("Hallo", "Unicode", ("UNICODE", 5, 1)),
+                 ("\u2019" * 100, None, ("TEXT", 100, 1)),
+                 ("\u2019" * 100, "Unicode", ("UNICODE", 100, 2))]
+        for text, enc, want in cases:
+            with self.subTest(text=text[:8], enc=enc):
+                body = {"apiKey": RINGRING_KEY, "to": "32470123456,32470123457", "message": text}
+                if enc:
+                    body["messageEncoding"] = enc
+                r = http("POST", url, body)
+                self.assertEqual((r.status, r.json["MessageCount"]), (200, 2), r.raw)
+                recs = self.stack.sim("ringring", "GET", "/_sim/requests").json[-2:]
+                self.assertEqual([(q["encoding"], q["chars"], q["parts"]) for q in recs], [want] * 2)
+
     def check_config(self, old, new):
         """smisd --check-config on the stack's configuration with `old`
         (found once) replaced by `new`; returns (process, path, line of new)."""

@@ -131,34 +131,34 @@ static bool is_http_url(const char *s)
 /* Parts and characters as RingRing bills them, through lib/gsm7 like the
  * plugin: Auto and Text remap typography to GSM-7 when that makes the whole
  * text fit; Unicode forces UCS-2; Text with characters GSM-7 lacks sends
- * one '?' septet for each (so chars == septets, escapes ignored). */
-static int count_text(const char *text, enum enc_mode mode, struct sim_msg *m)
+ * one '?' septet for each (so chars == septets, escapes ignored).
+ * `info` comes in as the text's own analysis (send_validate's) and leaves
+ * as the billed one. A text that is GSM-7 as it is has nothing to remap
+ * (lib/gsm7 never touches a GSM-7 character), so only the others are
+ * rewritten and analysed again: once per request, not per recipient. */
+static int count_text(const char *text, enum enc_mode mode, struct smis_sms_info *info)
 {
-	struct smis_sms_info info;
 	char *rewritten = NULL;
-	const char *t = text;
-	int rc;
 
-	if (mode != ENC_UNICODE && smis_sms_replace_lookalikes(text, strlen(text), &rewritten) == 0)
-		t = rewritten;
-	rc = smis_sms_analyze(t, strlen(t), &info);
-	free(rewritten);
-	if (rc != 0)
-		return rc;
-	if (mode == ENC_UNICODE && info.encoding == SMIS_SMS_GSM7) {
-		info.encoding = SMIS_SMS_UCS2;
-		info.units = info.chars;
-		info.parts = info.units <= SMIS_SMS_UCS2_SINGLE ?
-				     1 : (info.units + SMIS_SMS_UCS2_MULTI - 1) / SMIS_SMS_UCS2_MULTI;
-	} else if (mode == ENC_TEXT && info.encoding == SMIS_SMS_UCS2) {
-		info.encoding = SMIS_SMS_GSM7;
-		info.units = info.chars;
-		info.parts = info.units <= SMIS_SMS_GSM7_SINGLE ?
-				     1 : (info.units + SMIS_SMS_GSM7_MULTI - 1) / SMIS_SMS_GSM7_MULTI;
+	if (mode != ENC_UNICODE && info->encoding != SMIS_SMS_GSM7 &&
+	    smis_sms_replace_lookalikes(text, strlen(text), &rewritten) == 0) {
+		int rc = smis_sms_analyze(rewritten, strlen(rewritten), info);
+
+		free(rewritten);
+		if (rc != 0)
+			return rc;
 	}
-	m->parts = (int)info.parts;
-	m->chars = (int)info.chars;
-	m->encoding = info.encoding == SMIS_SMS_UCS2 ? "UNICODE" : "TEXT";
+	if (mode == ENC_UNICODE && info->encoding == SMIS_SMS_GSM7) {
+		info->encoding = SMIS_SMS_UCS2;
+		info->units = info->chars;
+		info->parts = info->units <= SMIS_SMS_UCS2_SINGLE ?
+				      1 : (info->units + SMIS_SMS_UCS2_MULTI - 1) / SMIS_SMS_UCS2_MULTI;
+	} else if (mode == ENC_TEXT && info->encoding == SMIS_SMS_UCS2) {
+		info->encoding = SMIS_SMS_GSM7;
+		info->units = info->chars;
+		info->parts = info->units <= SMIS_SMS_GSM7_SINGLE ?
+				      1 : (info->units + SMIS_SMS_GSM7_MULTI - 1) / SMIS_SMS_GSM7_MULTI;
+	}
 	return 0;
 }
 
@@ -176,9 +176,10 @@ static char *dup_opt(const char *s)
 	return s && *s ? strdup(s) : NULL;
 }
 
-/* Validate a send request; returns its ResultCode (0 = fine). */
+/* Validate a send request; returns its ResultCode (0 = fine). On 0,
+ * `*info` holds the message's analysis (as sent, not remapped). */
 static long long send_validate(struct sim *sim, struct json_object *req, enum enc_mode *mode,
-			       const char **status_method)
+			       const char **status_method, struct smis_sms_info *info)
 {
 	struct json_object *v;
 	const char *s;
@@ -210,13 +211,10 @@ static long long send_validate(struct sim *sim, struct json_object *req, enum en
 	s = sim_json_str(v);
 	if (!s || !*s)
 		return 7;
-	{
-		struct smis_sms_info info;
-		if (smis_sms_analyze(s, strlen(s), &info) != 0)
-			return 13;
-		if (info.chars > SIM_MAX_CHARS)
-			return 8;
-	}
+	if (smis_sms_analyze(s, strlen(s), info) != 0)
+		return 13;
+	if (info->chars > SIM_MAX_CHARS)
+		return 8;
 
 	v = sim_json_get(req, "from");
 	s = sim_json_str(v);
@@ -296,6 +294,7 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 {
 	struct json_object *resp = NULL;
 	struct json_object *msgs = NULL;
+	struct smis_sms_info info;
 	enum enc_mode mode = ENC_AUTO;
 	const char *method = "POST";
 	const char *to;
@@ -310,7 +309,7 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 	int count = 0;
 	int rc = -ENOMEM;
 
-	code = send_validate(sim, req, &mode, &method);
+	code = send_validate(sim, req, &mode, &method, &info);
 	if (code != 0) {
 		if (!sim->quiet) {
 			printf("send rejected: ResultCode %lld (%s)\n", code,
@@ -325,6 +324,8 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 	if (status_url && !*status_url)
 		status_url = NULL;
 
+	if (count_text(text, mode, &info) != 0)
+		goto out;
 	resp = json_object_new_object();
 	msgs = json_object_new_array();
 	if (!resp || !msgs)
@@ -352,7 +353,10 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 		m->delivered_ms = now + delay;
 		snprintf(m->dlr_status, sizeof(m->dlr_status), "%s",
 			 f->dlr_status[0] ? f->dlr_status : "200");
-		if (!m->message || count_text(text, mode, m) != 0) {
+		m->parts = (int)info.parts;
+		m->chars = (int)info.chars;
+		m->encoding = info.encoding == SMIS_SMS_UCS2 ? "UNICODE" : "TEXT";
+		if (!m->message) {
 			sim_msg_free_fields(m);
 			free(m);
 			goto out;
