@@ -653,6 +653,27 @@ class ThrottlingAndLimits(SmsCase):
                 recs = self.stack.sim("ringring", "GET", "/_sim/requests").json[-2:]
                 self.assertEqual([(q["encoding"], q["chars"], q["parts"]) for q in recs], [want] * 2)
 
+    def test_simulator_send_answer_bytes(self):
+        # The send answer, byte for byte as ringring-sim has always written
+        # it (json-c's plain serialisation): keys in this order, no spaces,
+        # '/' and non-ASCII as they are, '"', '\\' and control characters
+        # escaped, the short forms where JSON has one.
+        url = self.stack.ringring + "/v1/message"
+        refs = (None, "".join(map(chr, range(1, 65))), "".join(map(chr, range(64, 128))),
+                "caf\u00e9 \U0001F600 \u2028 a/b")
+        for ref in refs:
+            with self.subTest(ref=ref):
+                body = {"apiKey": RINGRING_KEY, "to": "32470123456,32470123457", "message": "Hallo"}
+                if ref is not None:
+                    body["reference"] = ref
+                r = http("POST", url, body)
+                ids = re.findall(r'"MessageId":"([0-9A-F-]{36})"', r.raw)
+                msgs = [{"MessageId": i, "To": to, "ResultCode": 0, "ResultDescription": "Success"}
+                        for i, to in zip(ids, ("32470123456", "32470123457"))]
+                want = {"MessageCount": 2, "Reference": ref, "Messages": msgs,
+                        "ResultCode": 0, "ResultDescription": "Success"}
+                self.assertEqual(r.raw, json.dumps(want, ensure_ascii=False, separators=(",", ":")))
+
     def check_config(self, old, new):
         """smisd --check-config on the stack's configuration with `old`
         (found once) replaced by `new`; returns (process, path, line of new)."""

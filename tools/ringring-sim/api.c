@@ -289,11 +289,37 @@ static long long send_validate(struct sim *sim, struct json_object *req, enum en
 	return 0;
 }
 
+/* The answer to an accepted send, around the Messages entries api_send
+ * wrote. Written out, not built as a json-c tree: the tree and its
+ * serialisation were the largest share of the simulator's own work per
+ * message at the bench's load. Byte for byte what json-c wrote for the
+ * tree it replaces (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE):
+ * the same keys in the same order, the reference escaped as json-c does. */
+static int reply_sent(struct sim_reply *r, int count, const char *reference,
+		      const struct sim_buf *msgs)
+{
+	struct sim_buf b = { 0 };
+	char head[64];
+	int rc;
+
+	snprintf(head, sizeof(head), "{\"MessageCount\":%d,\"Reference\":", count);
+	sim_buf_str(&b, head);
+	if (reference)
+		sim_buf_json_string(&b, reference);
+	else
+		sim_buf_str(&b, "null");
+	sim_buf_str(&b, ",\"Messages\":[");
+	sim_buf_add(&b, msgs->s, msgs->len);
+	sim_buf_str(&b, "],\"ResultCode\":0,\"ResultDescription\":\"Success\"}");
+	rc = sim_reply_buf(r, 200, &b);
+	free(b.s);
+	return rc;
+}
+
 static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 		    const struct sim_faults *f, struct sim_reply *r)
 {
-	struct json_object *resp = NULL;
-	struct json_object *msgs = NULL;
+	struct sim_buf msgs = { 0 };
 	struct smis_sms_info info;
 	enum enc_mode mode = ENC_AUTO;
 	const char *method = "POST";
@@ -326,15 +352,10 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 
 	if (count_text(text, mode, &info) != 0)
 		goto out;
-	resp = json_object_new_object();
-	msgs = json_object_new_array();
-	if (!resp || !msgs)
-		goto out;
 	for (p = to; p;) {
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
 		struct sim_msg *m = calloc(1, sizeof(*m));
-		struct json_object *o;
 		char masked[32];
 
 		if (!m)
@@ -371,32 +392,21 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 		}
 		atomic_fetch_add(&sim->stats.sent, 1);
 		count++;
-		o = json_object_new_object();
-		if (o) {
-			json_object_object_add(o, "MessageId", json_object_new_string(m->message_id));
-			json_object_object_add(o, "To", json_object_new_string(m->to));
-		}
+		sim_buf_str(&msgs, count > 1 ? ",{\"MessageId\":\"" : "{\"MessageId\":\"");
+		sim_buf_str(&msgs, m->message_id);
+		sim_buf_str(&msgs, "\",\"To\":\"");
+		sim_buf_str(&msgs, m->to);
+		sim_buf_str(&msgs, "\",\"ResultCode\":0,\"ResultDescription\":\"Success\"}");
 		/* Accepted is accepted: recorded even if the answer fails. */
 		sim_store_add_msg(sim->store, m);
-		if (!o)
+		if (msgs.failed)
 			goto out;
-		json_object_object_add(o, "ResultCode", json_object_new_int(0));
-		json_object_object_add(o, "ResultDescription", json_object_new_string("Success"));
-		json_object_array_add(msgs, o);
 		p = comma ? comma + 1 : NULL;
 	}
-	json_object_object_add(resp, "MessageCount", json_object_new_int(count));
-	json_object_object_add(resp, "Reference",
-			       reference ? json_object_new_string(reference) : NULL);
-	json_object_object_add(resp, "Messages", msgs);
-	msgs = NULL;
-	json_object_object_add(resp, "ResultCode", json_object_new_int(0));
-	json_object_object_add(resp, "ResultDescription", json_object_new_string("Success"));
-	rc = sim_reply_json(r, 200, resp);
+	rc = reply_sent(r, count, reference, &msgs);
 
 out:
-	json_object_put(msgs);
-	json_object_put(resp);
+	free(msgs.s);
 	return rc;
 }
 
