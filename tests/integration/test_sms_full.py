@@ -674,6 +674,24 @@ class ThrottlingAndLimits(SmsCase):
                         "ResultCode": 0, "ResultDescription": "Success"}
                 self.assertEqual(r.raw, json.dumps(want, ensure_ascii=False, separators=(",", ":")))
 
+    def test_simulator_keys_in_any_case(self):
+        # A send's keys match in any case (RingRing's SDKs disagree); of two
+        # spellings of one key the first in the body counts, even a null.
+        url = self.stack.ringring + "/v1/message"
+        ok = ('{"APIKEY":"%s","TO":"32470123456","Message":"Hallo","REFERENCE":"r1",'
+              '"reference":"r2","senderid":"Gent"}' % RINGRING_KEY)
+        r = http("POST", url, ok.encode())
+        self.assertEqual((r.status, r.json["ResultCode"], r.json["Reference"]), (200, 0, "r1"), r.raw)
+        rec = self.stack.sim("ringring", "GET", "/_sim/requests").json[-1]
+        self.assertEqual((rec["reference"], rec["senderId"], rec["to"]), ("r1", "Gent", "32470123456"))
+        for body, code in (('{"apikey":"bad","apiKey":"%s","to":"32470123456","message":"x"}', 12),
+                           ('{"apiKey":"%s","to":"32470123456","message":"x","statusMethod":null,'
+                            '"StatusMethod":"PUT"}', 0),
+                           ('{"apiKey":"%s","to":"32470123456","message":"x","from":"12ab","FROM":"1234"}', 5)):
+            with self.subTest(body=body):
+                r = http("POST", url, (body % RINGRING_KEY).encode())
+                self.assertEqual(r.json["ResultCode"], code, r.raw)
+
     def check_config(self, old, new):
         """smisd --check-config on the stack's configuration with `old`
         (found once) replaced by `new`; returns (process, path, line of new)."""

@@ -176,19 +176,80 @@ static char *dup_opt(const char *s)
 	return s && *s ? strdup(s) : NULL;
 }
 
+/* The keys a send reads, each looked up once per request in one pass over
+ * the request's keys (send_fields) rather than by a scan of them per use
+ * (sim_json_get): a one-recipient send made about 100 strcasecmp calls. */
+enum send_key {
+	K_API_KEY,
+	K_TO,
+	K_MESSAGE,
+	K_FROM,
+	K_SENDER_ID,
+	K_REFERENCE,
+	K_MESSAGE_ENCODING,
+	K_TIME_SCHEDULED,
+	K_TIME_VALIDITY,
+	K_STATUS_URL,
+	K_STATUS_METHOD,
+	K_STATUS_FORMAT,
+	K_COUNT,
+};
+
+#define KEY(k, name) [k] = { name, sizeof(name) - 1 }
+static const struct {
+	const char *name;
+	size_t len;
+} send_keys[K_COUNT] = {
+	KEY(K_API_KEY, "apiKey"),
+	KEY(K_TO, "to"),
+	KEY(K_MESSAGE, "message"),
+	KEY(K_FROM, "from"),
+	KEY(K_SENDER_ID, "senderId"),
+	KEY(K_REFERENCE, "reference"),
+	KEY(K_MESSAGE_ENCODING, "messageEncoding"),
+	KEY(K_TIME_SCHEDULED, "timeScheduled"),
+	KEY(K_TIME_VALIDITY, "timeValidity"),
+	KEY(K_STATUS_URL, "statusUrl"),
+	KEY(K_STATUS_METHOD, "statusMethod"),
+	KEY(K_STATUS_FORMAT, "statusFormat"),
+};
+#undef KEY
+
+/* As sim_json_get would find each key: the value of the first key, in the
+ * request's order, equal to it but for case (NULL when there is none, or
+ * when that value is JSON null). */
+static void send_fields(struct json_object *req, struct json_object *v[K_COUNT])
+{
+	bool seen[K_COUNT] = { false };
+
+	memset(v, 0, K_COUNT * sizeof(*v));
+	json_object_object_foreach(req, k, val) {
+		size_t n = strlen(k);
+
+		for (int i = 0; i < K_COUNT; i++) {
+			if (!seen[i] && send_keys[i].len == n && strcasecmp(k, send_keys[i].name) == 0) {
+				seen[i] = true;
+				v[i] = val;
+				break;
+			}
+		}
+	}
+}
+
 /* Validate a send request; returns its ResultCode (0 = fine). On 0,
  * `*info` holds the message's analysis (as sent, not remapped). */
-static long long send_validate(struct sim *sim, struct json_object *req, enum enc_mode *mode,
-			       const char **status_method, struct smis_sms_info *info)
+static long long send_validate(struct sim *sim, struct json_object *const fld[K_COUNT],
+			       enum enc_mode *mode, const char **status_method,
+			       struct smis_sms_info *info)
 {
 	struct json_object *v;
 	const char *s;
 	long long n;
 
-	if (!api_key_ok(sim, sim_json_str(sim_json_get(req, "apiKey"))))
+	if (!api_key_ok(sim, sim_json_str(fld[K_API_KEY])))
 		return 12;
 
-	s = sim_json_str(sim_json_get(req, "to"));
+	s = sim_json_str(fld[K_TO]);
 	if (!s || !*s)
 		return 9;
 	{
@@ -207,7 +268,7 @@ static long long send_validate(struct sim *sim, struct json_object *req, enum en
 		}
 	}
 
-	v = sim_json_get(req, "message");
+	v = fld[K_MESSAGE];
 	s = sim_json_str(v);
 	if (!s || !*s)
 		return 7;
@@ -216,12 +277,12 @@ static long long send_validate(struct sim *sim, struct json_object *req, enum en
 	if (info->chars > SIM_MAX_CHARS)
 		return 8;
 
-	v = sim_json_get(req, "from");
+	v = fld[K_FROM];
 	s = sim_json_str(v);
 	if (v && (!s || (*s && !is_digits(s, strlen(s), 3, 16))))
 		return 5;
 
-	v = sim_json_get(req, "senderId");
+	v = fld[K_SENDER_ID];
 	s = sim_json_str(v);
 	if (v) {
 		size_t len = s ? strlen(s) : 0;
@@ -235,7 +296,7 @@ static long long send_validate(struct sim *sim, struct json_object *req, enum en
 		}
 	}
 
-	v = sim_json_get(req, "reference");
+	v = fld[K_REFERENCE];
 	if (v && !json_object_is_type(v, json_type_null)) {
 		s = sim_json_str(v);
 		if (!s)
@@ -245,7 +306,7 @@ static long long send_validate(struct sim *sim, struct json_object *req, enum en
 	}
 
 	*mode = ENC_AUTO;
-	v = sim_json_get(req, "messageEncoding");
+	v = fld[K_MESSAGE_ENCODING];
 	if (v) {
 		s = sim_json_str(v);
 		if (s && strcasecmp(s, "Text") == 0)
@@ -260,27 +321,27 @@ static long long send_validate(struct sim *sim, struct json_object *req, enum en
 			return 13;
 	}
 
-	v = sim_json_get(req, "timeScheduled");
+	v = fld[K_TIME_SCHEDULED];
 	if (v && !json_object_is_type(v, json_type_null) && !sim_json_str(v))
 		return 3;
-	v = sim_json_get(req, "timeValidity");
+	v = fld[K_TIME_VALIDITY];
 	if (v && !json_object_is_type(v, json_type_null) && !sim_json_str(v))
 		return 19;
 
-	v = sim_json_get(req, "statusUrl");
+	v = fld[K_STATUS_URL];
 	s = sim_json_str(v);
 	if (v && !json_object_is_type(v, json_type_null) && s && *s && !is_http_url(s))
 		return 17;
 	if (v && !json_object_is_type(v, json_type_null) && !s)
 		return 17;
 	*status_method = "POST";
-	s = sim_json_str(sim_json_get(req, "statusMethod"));
-	if (sim_json_get(req, "statusMethod")) {
+	s = sim_json_str(fld[K_STATUS_METHOD]);
+	if (fld[K_STATUS_METHOD]) {
 		if (!s || (strcasecmp(s, "POST") != 0 && strcasecmp(s, "GET") != 0))
 			return 18;
 		*status_method = s;
 	}
-	v = sim_json_get(req, "statusFormat");
+	v = fld[K_STATUS_FORMAT];
 	if (v) {
 		s = sim_json_str(v);
 		if (!s || (strcasecmp(s, "Json") != 0 && strcasecmp(s, "Xml") != 0))
@@ -328,6 +389,7 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 	const char *reference;
 	const char *status_url;
 	const char *p;
+	struct json_object *fld[K_COUNT];
 	long long code;
 	long delay = f->dlr_delay_ms >= 0 ? f->dlr_delay_ms : sim->dlr_delay_ms;
 	int64_t now = sim_now_ms();
@@ -335,7 +397,8 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 	int count = 0;
 	int rc = -ENOMEM;
 
-	code = send_validate(sim, req, &mode, &method, &info);
+	send_fields(req, fld);
+	code = send_validate(sim, fld, &mode, &method, &info);
 	if (code != 0) {
 		if (!sim->quiet) {
 			printf("send rejected: ResultCode %lld (%s)\n", code,
@@ -343,10 +406,10 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 		}
 		return reply_error(sim, r, 0, code, true);
 	}
-	to = sim_json_str(sim_json_get(req, "to"));
-	text = sim_json_str(sim_json_get(req, "message"));
-	reference = sim_json_str(sim_json_get(req, "reference"));
-	status_url = sim_json_str(sim_json_get(req, "statusUrl"));
+	to = sim_json_str(fld[K_TO]);
+	text = sim_json_str(fld[K_MESSAGE]);
+	reference = sim_json_str(fld[K_REFERENCE]);
+	status_url = sim_json_str(fld[K_STATUS_URL]);
 	if (status_url && !*status_url)
 		status_url = NULL;
 
@@ -364,10 +427,10 @@ static int api_send(struct sim *sim, struct json_object *req, bool sandbox,
 		m->to[len] = '\0';
 		m->message = strdup(text);
 		m->reference = dup_opt(reference);
-		m->sender_id = dup_opt(sim_json_str(sim_json_get(req, "senderId")));
-		m->from = dup_opt(sim_json_str(sim_json_get(req, "from")));
-		m->encoding_in = sim_json_get(req, "messageEncoding") ?
-			dup_opt(json_object_get_string(sim_json_get(req, "messageEncoding"))) : NULL;
+		m->sender_id = dup_opt(sim_json_str(fld[K_SENDER_ID]));
+		m->from = dup_opt(sim_json_str(fld[K_FROM]));
+		m->encoding_in = fld[K_MESSAGE_ENCODING] ?
+			dup_opt(json_object_get_string(fld[K_MESSAGE_ENCODING])) : NULL;
 		m->status_url = dup_opt(status_url);
 		m->sandbox = sandbox;
 		m->submitted_ms = now;
