@@ -14,6 +14,7 @@ loopback, real HTTP. Run by `make check`.
 - RingRing's throttling as a temporary failure, the per-recipient limit
   (429 + Retry-After), a bad sender id refused at config load.
 """
+import json
 import os
 import random
 import re
@@ -612,6 +613,84 @@ class ThrottlingAndLimits(SmsCase):
         self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
         r = http("POST", url, good + b"\r\n")  # JSON's own whitespace is fine
         self.assertEqual((r.status, r.json["ResultCode"]), (200, 0), r.raw)
+
+    def test_simulator_takes_long_heads_and_bodies(self):
+        # ringring-sim keeps a smaller connection memory pool than MHD's
+        # default (it is zeroed for every request): a head of 14 KiB, more
+        # than common servers take, and the longest send (1000 recipients,
+        # 758 characters each a \u-escaped surrogate pair) still get the
+        # normal answer.
+        url = self.stack.ringring + "/v1/message"
+        to = ",".join(str(32470000000 + i) for i in range(1000))
+        text = "\U0001F600" * 758
+        body = json.dumps({"apiKey": RINGRING_KEY, "to": to, "message": text}).encode()
+        self.assertGreater(len(body), 20000)
+        r = http("POST", url, body, headers={"X-Padding": "p" * 14000})
+        self.assertEqual((r.status, r.json["ResultCode"], r.json["MessageCount"]), (200, 0, 1000),
+                         r.raw[:300])
+        rec = self.stack.sim("ringring", "GET", "/_sim/requests?limit=1").json[0]
+        self.assertEqual((rec["message"], rec["chars"], rec["encoding"]), (text, 758, "UNICODE"))
+
+    def test_simulator_counts_each_encoding(self):
+        # What ringring-sim bills for each messageEncoding, for every
+        # recipient of a request: Auto and Text remap typography (… to ...)
+        # only when the whole text then fits GSM-7, Unicode never does.
+        url = self.stack.ringring + "/v1/message"
+        cases = [("Caf\u00e9 \u2026", "Auto", ("TEXT", 8, 1)),
+                 ("Caf\u00e9 \u2026", "Unicode", ("UNICODE", 6, 1)),
+                 ("\u2026 \u00ea", "Auto", ("UNICODE", 3, 1)),
+                 ("\u00ea \u2026", "Text", ("TEXT", 3, 1)),
+                 ("Hallo", "Unicode", ("UNICODE", 5, 1)),
+                 ("\u2019" * 100, None, ("TEXT", 100, 1)),
+                 ("\u2019" * 100, "Unicode", ("UNICODE", 100, 2))]
+        for text, enc, want in cases:
+            with self.subTest(text=text[:8], enc=enc):
+                body = {"apiKey": RINGRING_KEY, "to": "32470123456,32470123457", "message": text}
+                if enc:
+                    body["messageEncoding"] = enc
+                r = http("POST", url, body)
+                self.assertEqual((r.status, r.json["MessageCount"]), (200, 2), r.raw)
+                recs = self.stack.sim("ringring", "GET", "/_sim/requests").json[-2:]
+                self.assertEqual([(q["encoding"], q["chars"], q["parts"]) for q in recs], [want] * 2)
+
+    def test_simulator_send_answer_bytes(self):
+        # The send answer, byte for byte as ringring-sim has always written
+        # it (json-c's plain serialisation): keys in this order, no spaces,
+        # '/' and non-ASCII as they are, '"', '\\' and control characters
+        # escaped, the short forms where JSON has one.
+        url = self.stack.ringring + "/v1/message"
+        refs = (None, "".join(map(chr, range(1, 65))), "".join(map(chr, range(64, 128))),
+                "caf\u00e9 \U0001F600 \u2028 a/b")
+        for ref in refs:
+            with self.subTest(ref=ref):
+                body = {"apiKey": RINGRING_KEY, "to": "32470123456,32470123457", "message": "Hallo"}
+                if ref is not None:
+                    body["reference"] = ref
+                r = http("POST", url, body)
+                ids = re.findall(r'"MessageId":"([0-9A-F-]{36})"', r.raw)
+                msgs = [{"MessageId": i, "To": to, "ResultCode": 0, "ResultDescription": "Success"}
+                        for i, to in zip(ids, ("32470123456", "32470123457"))]
+                want = {"MessageCount": 2, "Reference": ref, "Messages": msgs,
+                        "ResultCode": 0, "ResultDescription": "Success"}
+                self.assertEqual(r.raw, json.dumps(want, ensure_ascii=False, separators=(",", ":")))
+
+    def test_simulator_keys_in_any_case(self):
+        # A send's keys match in any case (RingRing's SDKs disagree); of two
+        # spellings of one key the first in the body counts, even a null.
+        url = self.stack.ringring + "/v1/message"
+        ok = ('{"APIKEY":"%s","TO":"32470123456","Message":"Hallo","REFERENCE":"r1",'
+              '"reference":"r2","senderid":"Gent"}' % RINGRING_KEY)
+        r = http("POST", url, ok.encode())
+        self.assertEqual((r.status, r.json["ResultCode"], r.json["Reference"]), (200, 0, "r1"), r.raw)
+        rec = self.stack.sim("ringring", "GET", "/_sim/requests").json[-1]
+        self.assertEqual((rec["reference"], rec["senderId"], rec["to"]), ("r1", "Gent", "32470123456"))
+        for body, code in (('{"apikey":"bad","apiKey":"%s","to":"32470123456","message":"x"}', 12),
+                           ('{"apiKey":"%s","to":"32470123456","message":"x","statusMethod":null,'
+                            '"StatusMethod":"PUT"}', 0),
+                           ('{"apiKey":"%s","to":"32470123456","message":"x","from":"12ab","FROM":"1234"}', 5)):
+            with self.subTest(body=body):
+                r = http("POST", url, (body % RINGRING_KEY).encode())
+                self.assertEqual(r.json["ResultCode"], code, r.raw)
 
     def check_config(self, old, new):
         """smisd --check-config on the stack's configuration with `old`

@@ -159,6 +159,96 @@ int sim_reply_json(struct sim_reply *r, unsigned status, struct json_object *obj
 	return 0;
 }
 
+void sim_buf_add(struct sim_buf *b, const char *data, size_t n)
+{
+	size_t need = b->len + n + 1;
+
+	if (b->failed)
+		return;
+	if (need > b->cap) {
+		/* Doubling, so that a long answer is copied O(1) times a byte. */
+		size_t cap = b->cap * 2 > need ? b->cap * 2 : need < 256 ? 256 : need;
+		char *s = realloc(b->s, cap);
+
+		if (!s) {
+			b->failed = true;
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, data, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+void sim_buf_str(struct sim_buf *b, const char *s)
+{
+	sim_buf_add(b, s, strlen(s));
+}
+
+/* json-c's escapes: the short forms where JSON has one, else \u00xx in
+ * lower case; NULL for a byte json-c writes as it is (UTF-8, DEL, '/'). */
+static const char *json_escape(unsigned char c, char u[7])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	switch (c) {
+	case '"':
+		return "\\\"";
+	case '\\':
+		return "\\\\";
+	case '\b':
+		return "\\b";
+	case '\f':
+		return "\\f";
+	case '\n':
+		return "\\n";
+	case '\r':
+		return "\\r";
+	case '\t':
+		return "\\t";
+	}
+	if (c >= 0x20)
+		return NULL;
+	memcpy(u, "\\u00", 4);
+	u[4] = hex[c >> 4];
+	u[5] = hex[c & 0xf];
+	u[6] = '\0';
+	return u;
+}
+
+void sim_buf_json_string(struct sim_buf *b, const char *s)
+{
+	const char *run = s;
+	char u[7];
+
+	sim_buf_add(b, "\"", 1);
+	for (; *s; s++) {
+		const char *esc = json_escape((unsigned char)*s, u);
+
+		if (!esc)
+			continue;
+		sim_buf_add(b, run, (size_t)(s - run));
+		sim_buf_str(b, esc);
+		run = s + 1;
+	}
+	sim_buf_add(b, run, (size_t)(s - run));
+	sim_buf_add(b, "\"", 1);
+}
+
+int sim_reply_buf(struct sim_reply *r, unsigned status, struct sim_buf *b)
+{
+	if (b->failed || !b->s)
+		return -ENOMEM;
+	r->body = b->s;
+	r->len = b->len;
+	r->status = status;
+	r->content_type = "application/json; charset=utf-8";
+	b->s = NULL;
+	return 0;
+}
+
 bool sim_parse_long(const char *s, long min, long max, long *out)
 {
 	char *end = NULL;
