@@ -159,6 +159,13 @@ static void test_errors(void)
 	expect("{\"recipient\":\"+32470123456\",\"language\":\"es\"," OK_CONTENT "}", 400, "unknown_language", "/language");
 	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"body\":\"b\"}}}", 400, "missing_field",
 	       "/content/nl/title");
+	/* Each language's pointer names its own language. */
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"fr\":{\"body\":\"b\"}}}", 400, "missing_field",
+	       "/content/fr/title");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"de\":{\"title\":\"t\",\"body\":[]}}}", 400,
+	       "invalid_type", "/content/de/body");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"en\":{\"title\":\"t\",\"body\":\"b\",\"format\":1}}}",
+	       400, "invalid_type", "/content/en/format");
 	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":7}}}", 400,
 	       "invalid_type", "/content/nl/body");
 	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\",\"x\":1}}}", 400,
