@@ -156,10 +156,11 @@ static void record_done(struct smisd_job *job, const struct smis_outcome *out)
 	char labels[200];
 	smisd_outcome_keep(&a->out, out);
 	a->elapsed_ms = (long)(smisd_monotonic_ms() - job->op_started_mono);
-	snprintf(labels, sizeof(labels), "channel=\"%s\",operation=\"%s\",outcome=\"%s\"", a->ch->name,
-		 smisd_op_name(a->op), smisd_outcome_name(out->kind, a->op));
+	smisd_concat(labels, sizeof(labels), "channel=\"", a->ch->name, "\",operation=\"", smisd_op_name(a->op),
+		     "\",outcome=\"", smisd_outcome_name(out->kind, a->op), "\"", NULL);
 	smisd_metric_add("smis_upstream_requests_total", labels, 1);
-	snprintf(labels, sizeof(labels), "channel=\"%s\",operation=\"%s\"", a->ch->name, smisd_op_name(a->op));
+	smisd_concat(labels, sizeof(labels), "channel=\"", a->ch->name, "\",operation=\"", smisd_op_name(a->op),
+		     "\"", NULL);
 	smisd_metric_observe("smis_upstream_duration_seconds", labels, a->elapsed_ms / 1000.0);
 	if (a->op == SMIS_OP_LOOKUP && out->kind == SMIS_OUTCOME_OK && out->language[0] &&
 	    !job->citizen_language[0]) {

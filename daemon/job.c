@@ -68,7 +68,7 @@ void smisd_id_time_bound(const char *prefix, int64_t ms, char *out, size_t outle
 	char t[11];
 	id_time(ms, t);
 	t[10] = '\0';
-	snprintf(out, outlen, "%s%s", prefix, t);
+	smisd_concat(out, outlen, prefix, t, NULL);
 }
 
 int64_t smisd_id_time_ms(const char *id, size_t prefix_len)
@@ -115,7 +115,7 @@ int smisd_new_id(const char *prefix, char *out, size_t outlen)
 		body[10 + i] = id_b32[v];
 	}
 	body[26] = '\0';
-	snprintf(out, outlen, "%s%s", prefix, body);
+	smisd_concat(out, outlen, prefix, body, NULL);
 	return 0;
 }
 
@@ -132,7 +132,7 @@ void smisd_fallback_id(const char *prefix, char *out, size_t outlen)
 	id_b32_put((uint64_t)smisd_monotonic_us(), body + 10, 6);
 	id_b32_put(n, body + 16, 10);
 	body[26] = '\0';
-	snprintf(out, outlen, "%s%s", prefix, body);
+	smisd_concat(out, outlen, prefix, body, NULL);
 }
 
 void smisd_job_bind_message(struct smisd_job *job)
@@ -370,8 +370,8 @@ _Static_assert(sizeof(MESSAGE_LABELS) + SMISD_INSTITUTION_NAME_MAX + 2 * SMISD_I
 static void count_message(const struct smisd_job *job)
 {
 	char labels[SMISD_METRIC_LABELS_MAX];
-	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"",
-		 job->inst->name, job->strategy->name, job->status, job->channel ? job->channel : "none");
+	smisd_concat(labels, sizeof(labels), "institution=\"", job->inst->name, "\",strategy=\"", job->strategy->name,
+		     "\",status=\"", job->status, "\",channel=\"", job->channel ? job->channel : "none", "\"", NULL);
 	smisd_metric_add("smis_messages_total", labels, 1);
 }
 
