@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,26 @@ int64_t smisd_monotonic_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+size_t smisd_concat(char *out, size_t len, ...)
+{
+	va_list ap;
+	size_t total = 0;
+
+	va_start(ap, len);
+	for (const char *piece; (piece = va_arg(ap, const char *));) {
+		size_t n = strlen(piece);
+		if (total < len) {
+			size_t room = len - 1 - total;
+			memcpy(out + total, piece, n < room ? n : room);
+		}
+		total += n;
+	}
+	va_end(ap);
+	if (len)
+		out[total < len ? total : len - 1] = '\0';
+	return total;
 }
 
 int smisd_config_wrap(struct smis_config *cfg, config_setting_t *setting,
@@ -244,7 +265,7 @@ static int api_http_request_header(struct smis_http_request *req, const char *na
 
 	if (!req || !name || !value || strpbrk(name, ":\r\n") || strpbrk(value, "\r\n"))
 		return -EINVAL;
-	if ((size_t)snprintf(line, sizeof(line), "%s: %s", name, value) >= sizeof(line))
+	if (smisd_concat(line, sizeof(line), name, ": ", value, NULL) >= sizeof(line))
 		return -E2BIG;
 	l = curl_slist_append(req->headers, line);
 	if (!l)

@@ -58,6 +58,11 @@ void smisd_config_report(const config_setting_t *where, const char *fmt, ...)
  * otherwise through the JSON log. */
 void smisd_config_report_plain(int plain);
 
+/* snprintf(out, len, "%s%s...", ...) of the strings up to the NULL, without
+ * the format: the pieces copied and cut as snprintf cuts them; returns the
+ * whole length, as snprintf does. For the labels and ids made per message. */
+size_t smisd_concat(char *out, size_t len, ...) __attribute__((sentinel));
+
 int64_t smisd_now_ms(void);
 int64_t smisd_monotonic_ms(void);
 /* The same clock in microseconds (the overhead histogram). */

@@ -543,7 +543,7 @@ static const struct smisd_institution *authenticate(struct MHD_Connection *c, st
 	}
 	inst = why ? smisd_auth_institution_why(g, auth, len, why) : smisd_auth_institution(g, auth, len);
 	if (inst)
-		snprintf(st->institution, sizeof(st->institution), "%s", inst->name);
+		smisd_concat(st->institution, sizeof(st->institution), inst->name, NULL);
 	return inst;
 }
 
@@ -1398,7 +1398,7 @@ out:
  * sent (any token is taken, and answered 501: its length is the client's). */
 static void keep_method(struct conn *st, const char *method)
 {
-	if (snprintf(st->method, sizeof(st->method), "%s", method) >= (int)sizeof(st->method))
+	if (smisd_concat(st->method, sizeof(st->method), method, NULL) >= sizeof(st->method))
 		memcpy(st->method + sizeof(st->method) - 4, "...", 4);
 }
 
@@ -1411,7 +1411,7 @@ static void observe_overhead(const struct conn *st)
 {
 	char labels[96];
 	int64_t us = smisd_monotonic_us() - st->started_us - st->job->upstream_us;
-	snprintf(labels, sizeof(labels), "strategy=\"%s\"", st->job->strategy ? st->job->strategy->name : "");
+	smisd_concat(labels, sizeof(labels), "strategy=\"", st->job->strategy ? st->job->strategy->name : "", "\"", NULL);
 	smisd_metric_observe("smis_message_overhead_seconds", labels, us > 0 ? us / 1e6 : 0.0);
 }
 
@@ -1635,7 +1635,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!body)
 			return respond_code(c, st, 500, "internal_error", "no answer was produced");
 		char loc[64];
-		snprintf(loc, sizeof(loc), "/v1/messages/%s", st->job->id);
+		smisd_concat(loc, sizeof(loc), "/v1/messages/", st->job->id, NULL);
 		observe_overhead(st);
 		return respond(c, st, 201, "application/json", body, 0, "Location", loc);
 	}

@@ -68,7 +68,7 @@ void smisd_id_time_bound(const char *prefix, int64_t ms, char *out, size_t outle
 	char t[11];
 	id_time(ms, t);
 	t[10] = '\0';
-	snprintf(out, outlen, "%s%s", prefix, t);
+	smisd_concat(out, outlen, prefix, t, NULL);
 }
 
 int64_t smisd_id_time_ms(const char *id, size_t prefix_len)
@@ -115,7 +115,7 @@ int smisd_new_id(const char *prefix, char *out, size_t outlen)
 		body[10 + i] = id_b32[v];
 	}
 	body[26] = '\0';
-	snprintf(out, outlen, "%s%s", prefix, body);
+	smisd_concat(out, outlen, prefix, body, NULL);
 	return 0;
 }
 
@@ -132,7 +132,7 @@ void smisd_fallback_id(const char *prefix, char *out, size_t outlen)
 	id_b32_put((uint64_t)smisd_monotonic_us(), body + 10, 6);
 	id_b32_put(n, body + 16, 10);
 	body[26] = '\0';
-	snprintf(out, outlen, "%s%s", prefix, body);
+	smisd_concat(out, outlen, prefix, body, NULL);
 }
 
 void smisd_job_bind_message(struct smisd_job *job)
@@ -297,13 +297,64 @@ const char *smisd_reach_name(enum smis_reach r)
 	return "unknown";
 }
 
-void smisd_iso8601(int64_t ms, char *buf, size_t len)
+/* v (0 <= v < 10^n) in n decimal digits, zero-padded, as "%0*d" writes it. */
+static void put_digits(char *p, int v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v /= 10)
+		p[i] = (char)('0' + v % 10);
+}
+
+static void iso8601_full(int64_t ms, char *buf, size_t len)
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
 	gmtime_r(&s, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
 		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/*
+ * Every answer formats two timestamps, and the store more, mostly of the
+ * same second: each thread keeps the "YYYY-MM-DDTHH:MM:SS" of the last
+ * second it formatted and only writes the milliseconds after it (gmtime_r
+ * and snprintf cost more than the rest of building an answer's JSON).
+ * Whatever the shortcut would not write exactly as iso8601_full does (a
+ * time before 1970, a year past 9999, a short buffer) takes the long way.
+ */
+void smisd_iso8601(int64_t ms, char *buf, size_t len)
+{
+	static __thread int64_t second = -1;
+	static __thread char prefix[sizeof("YYYY-MM-DDTHH:MM:SS")];
+
+	if (ms < 0 || len < sizeof("YYYY-MM-DDTHH:MM:SS.mmmZ")) {
+		iso8601_full(ms, buf, len);
+		return;
+	}
+	if (ms / 1000 != second) {
+		time_t s = (time_t)(ms / 1000);
+		struct tm tm;
+		if (!gmtime_r(&s, &tm) || tm.tm_year + 1900 > 9999) {
+			iso8601_full(ms, buf, len);
+			return;
+		}
+		put_digits(prefix, tm.tm_year + 1900, 4);
+		prefix[4] = '-';
+		put_digits(prefix + 5, tm.tm_mon + 1, 2);
+		prefix[7] = '-';
+		put_digits(prefix + 8, tm.tm_mday, 2);
+		prefix[10] = 'T';
+		put_digits(prefix + 11, tm.tm_hour, 2);
+		prefix[13] = ':';
+		put_digits(prefix + 14, tm.tm_min, 2);
+		prefix[16] = ':';
+		put_digits(prefix + 17, tm.tm_sec, 2);
+		second = ms / 1000;
+	}
+	memcpy(buf, prefix, sizeof(prefix) - 1);
+	buf[19] = '.';
+	put_digits(buf + 20, (int)(ms % 1000), 3);
+	buf[23] = 'Z';
+	buf[24] = '\0';
 }
 
 /* The longest label set of smis_messages_total, with the longest names
@@ -319,8 +370,8 @@ _Static_assert(sizeof(MESSAGE_LABELS) + SMISD_INSTITUTION_NAME_MAX + 2 * SMISD_I
 static void count_message(const struct smisd_job *job)
 {
 	char labels[SMISD_METRIC_LABELS_MAX];
-	snprintf(labels, sizeof(labels), "institution=\"%s\",strategy=\"%s\",status=\"%s\",channel=\"%s\"",
-		 job->inst->name, job->strategy->name, job->status, job->channel ? job->channel : "none");
+	smisd_concat(labels, sizeof(labels), "institution=\"", job->inst->name, "\",strategy=\"", job->strategy->name,
+		     "\",status=\"", job->status, "\",channel=\"", job->channel ? job->channel : "none", "\"", NULL);
 	smisd_metric_add("smis_messages_total", labels, 1);
 }
 

@@ -64,6 +64,7 @@ void smisd_outcome_view(const struct smisd_outcome_rec *rec, struct smis_outcome
 
 struct smisd_job;
 struct smisd_loop;
+struct smisd_url_entry;
 typedef void (*smisd_job_done_fn)(struct smisd_job *job);
 
 struct smisd_job {
@@ -95,6 +96,8 @@ struct smisd_job {
 	int64_t upstream_us;
 	int64_t upstream_started_us;
 	CURL *easy;
+	/* The parsed URL its transfer reads (the loop's), NULL if none. */
+	struct smisd_url_entry *url;
 	struct curl_slist *easy_headers;
 	char *easy_body; /* the upstream request's body: curl reads it in place */
 	struct smisd_loop *loop; /* the event loop the job runs on */

@@ -47,6 +47,16 @@ static void put(struct smisd_jw *w, const char *s, size_t n)
 	w->buf[w->len] = '\0';
 }
 
+/* One byte: the quotes, commas and brackets around every value, written
+ * without put()'s call to memcpy for each. */
+static void put_char(struct smisd_jw *w, char c)
+{
+	if (reserve(w, 1) != 0)
+		return;
+	w->buf[w->len++] = c;
+	w->buf[w->len] = '\0';
+}
+
 /*
  * The character beyond ASCII at s: copied whole when it is well-formed
  * UTF-8 (0, *used its length), else its first byte written as U+FFFD, as a
@@ -116,19 +126,34 @@ size_t smisd_json_escape_char(const char *s, char out[7], size_t *used)
  * controls. A whole JSON text (in_string false) has no other bytes beyond
  * ASCII than those of its strings.
  */
+/* The length of the ASCII at s that put_text() copies as it is (inside a
+ * string: no C0 control, '"' or '\\'): the common case, scanned in a
+ * loop of its own. */
+static size_t plain_ascii(const char *s, bool in_string)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (in_string)
+		while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+	else
+		while (*p && *p < 0x80)
+			p++;
+	return (size_t)(p - (const unsigned char *)s);
+}
+
 static void put_text(struct smisd_jw *w, const char *s, bool in_string)
 {
 	const char *run = s;
-	size_t used = 1;
+	size_t used = 0;
 
 	for (; *s; s += used) {
-		unsigned char c = (unsigned char)*s;
 		char esc[7];
 		size_t n;
 
-		used = 1;
-		if (c < 0x80 && (!in_string || (c >= 0x20 && c != '"' && c != '\\')))
-			continue; /* the common case, copied with its run */
+		s += plain_ascii(s, in_string); /* copied with its run */
+		if (!*s)
+			break;
 		n = smisd_json_escape_char(s, esc, &used);
 		if (n == 0)
 			continue; /* well-formed UTF-8, no C1 control: copied with its run */
@@ -141,9 +166,9 @@ static void put_text(struct smisd_jw *w, const char *s, bool in_string)
 
 static void put_escaped(struct smisd_jw *w, const char *s)
 {
-	put(w, "\"", 1);
+	put_char(w, '"');
 	put_text(w, s, true);
-	put(w, "\"", 1);
+	put_char(w, '"');
 }
 
 /* The comma before an item, and its key inside an object. */
@@ -151,17 +176,18 @@ static void item(struct smisd_jw *w, const char *key)
 {
 	if (w->depth > 0) {
 		if (w->has_items[w->depth - 1])
-			put(w, ",", 1);
+			put_char(w, ',');
 		w->has_items[w->depth - 1] = 1;
 	}
 	if (key) {
-		put(w, "\"", 1);
+		put_char(w, '"');
 		put(w, key, strlen(key));
-		put(w, "\":", 2);
+		put_char(w, '"');
+		put_char(w, ':');
 	}
 }
 
-static void open_level(struct smisd_jw *w, const char *key, const char *bracket)
+static void open_level(struct smisd_jw *w, const char *key, char bracket)
 {
 	item(w, key);
 	if (w->depth == SMISD_JW_MAX_DEPTH) {
@@ -169,37 +195,37 @@ static void open_level(struct smisd_jw *w, const char *key, const char *bracket)
 		return;
 	}
 	w->has_items[w->depth++] = 0;
-	put(w, bracket, 1);
+	put_char(w, bracket);
 }
 
-static void close_level(struct smisd_jw *w, const char *bracket)
+static void close_level(struct smisd_jw *w, char bracket)
 {
 	if (w->depth == 0) {
 		w->failed = 1;
 		return;
 	}
 	w->depth--;
-	put(w, bracket, 1);
+	put_char(w, bracket);
 }
 
 void smisd_jw_object_begin(struct smisd_jw *w, const char *key)
 {
-	open_level(w, key, "{");
+	open_level(w, key, '{');
 }
 
 void smisd_jw_object_end(struct smisd_jw *w)
 {
-	close_level(w, "}");
+	close_level(w, '}');
 }
 
 void smisd_jw_array_begin(struct smisd_jw *w, const char *key)
 {
-	open_level(w, key, "[");
+	open_level(w, key, '[');
 }
 
 void smisd_jw_array_end(struct smisd_jw *w)
 {
-	close_level(w, "]");
+	close_level(w, ']');
 }
 
 void smisd_jw_string(struct smisd_jw *w, const char *key, const char *value)

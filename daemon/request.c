@@ -90,6 +90,17 @@ static int lang_index(const char *l)
 	return -1;
 }
 
+/* "/content/<lang>/<member>" in ptr, made for every member checked in case
+ * it is refused: copied, not formatted (lang is one of nl, fr, de, en). */
+static const char *content_ptr(char ptr[64], const char *lang, const char *member)
+{
+	memcpy(ptr, "/content/", 9);
+	memcpy(ptr + 9, lang, 2);
+	ptr[11] = '/';
+	memcpy(ptr + 12, member, strlen(member) + 1);
+	return ptr;
+}
+
 static int parse_content(json_object *lc, const char *lang, struct smisd_request_content *c,
 			 bool body_optional, struct smisd_problem *pb)
 {
@@ -113,23 +124,22 @@ static int parse_content(json_object *lc, const char *lang, struct smisd_request
 			return -1;
 		}
 	}
-	snprintf(ptr, sizeof(ptr), "/content/%s/title", lang);
-	if (get_text(lc, "title", ptr, SMISD_MAX_TITLE, SMISD_UTF8_ONE_LINE, true, &title, pb))
+	if (get_text(lc, "title", content_ptr(ptr, lang, "title"), SMISD_MAX_TITLE, SMISD_UTF8_ONE_LINE, true,
+		     &title, pb))
 		return -1;
-	snprintf(ptr, sizeof(ptr), "/content/%s/body", lang);
-	if (get_text(lc, "body", ptr, SMISD_MAX_BODY, SMISD_UTF8_MULTILINE, !body_optional, &body, pb))
+	if (get_text(lc, "body", content_ptr(ptr, lang, "body"), SMISD_MAX_BODY, SMISD_UTF8_MULTILINE,
+		     !body_optional, &body, pb))
 		return -1;
 	if (!body)
 		body = "";
-	snprintf(ptr, sizeof(ptr), "/content/%s/format", lang);
-	if (get_text(lc, "format", ptr, 8, SMISD_UTF8_ONE_LINE, false, &format, pb))
+	if (get_text(lc, "format", content_ptr(ptr, lang, "format"), 8, SMISD_UTF8_ONE_LINE, false, &format, pb))
 		return -1;
 	if (format && strcmp(format, "text") != 0 && strcmp(format, "html") != 0) {
 		smisd_problem_set(pb, 400, "invalid_value", ptr, "'%s' must be \"text\" or \"html\"", ptr);
 		return -1;
 	}
-	snprintf(ptr, sizeof(ptr), "/content/%s/sms_text", lang);
-	if (get_text(lc, "sms_text", ptr, SMISD_MAX_SMS_TEXT, SMISD_UTF8_MULTILINE, false, &sms, pb))
+	if (get_text(lc, "sms_text", content_ptr(ptr, lang, "sms_text"), SMISD_MAX_SMS_TEXT, SMISD_UTF8_MULTILINE,
+		     false, &sms, pb))
 		return -1;
 
 	memcpy(c->lang, lang, 3);

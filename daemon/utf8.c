@@ -12,7 +12,14 @@ bool smisd_utf8_valid(const char *s, size_t len, enum smisd_utf8_controls contro
 	size_t i = 0, n;
 
 	while (i < len) {
-		unsigned char c = (unsigned char)s[i];
+		unsigned char c;
+		/* Printable ASCII (0x20-0x7E), allowed in every mode: most of a
+		 * request, skipped in a loop of its own. */
+		while (i < len && (unsigned char)s[i] - 0x20u < 0x5fu)
+			i++;
+		if (i == len)
+			break;
+		c = (unsigned char)s[i];
 		if (c < 0x80) {
 			bool space = c == '\n' || c == '\t' || c == '\r';
 			if (c == 0 || (c < 0x20 && (!space || controls == SMISD_UTF8_ONE_LINE)) || (c == 0x7f && text))

@@ -66,12 +66,34 @@ static const struct gsm7_entry gsm7_table[] = {
 
 #define GSM7_TABLE_LEN (sizeof(gsm7_table) / sizeof(gsm7_table[0]))
 
+/*
+ * Where printable ASCII, most of any text, sits in the table: U+0020-U+005F
+ * from entry 3 on and U+0061-U+007E from entry 67 on, one entry per code
+ * point (U+0060 has none). lookup() checks the entry it lands on, so an
+ * edit of the table can make this guess wrong, and lookup() slower, but
+ * never give a wrong answer.
+ */
+static size_t gsm7_ascii_guess(uint32_t cp)
+{
+	if (cp >= 0x20 && cp <= 0x5F)
+		return cp - 0x20 + 3;
+	if (cp >= 0x61 && cp <= 0x7E)
+		return cp - 0x61 + 67;
+	return GSM7_TABLE_LEN;
+}
+
 int smis_sms_gsm7_lookup(uint32_t cp, uint8_t *code)
 {
 	size_t lo = 0;
 	size_t hi = GSM7_TABLE_LEN;
+	size_t guess = gsm7_ascii_guess(cp);
 	int cost = 0;
 
+	if (guess < GSM7_TABLE_LEN && gsm7_table[guess].cp == cp) {
+		if (code)
+			*code = gsm7_table[guess].code;
+		return gsm7_table[guess].cost;
+	}
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
@@ -96,7 +118,15 @@ int smis_sms_gsm7_lookup(uint32_t cp, uint8_t *code)
  */
 static int utf8_next(const unsigned char *s, size_t len, size_t *pos, uint32_t *cp)
 {
-	size_t n = smis_utf8_decode((const char *)s + *pos, len - *pos, cp);
+	size_t n;
+
+	/* ASCII, as smis_utf8_decode() takes it, without the call. */
+	if (s[*pos] < 0x80) {
+		*cp = s[*pos];
+		(*pos)++;
+		return 0;
+	}
+	n = smis_utf8_decode((const char *)s + *pos, len - *pos, cp);
 
 	if (n == 0)
 		return -EINVAL;

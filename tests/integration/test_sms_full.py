@@ -19,10 +19,13 @@ import os
 import random
 import re
 import signal
+import socket
 import sqlite3
 import sys
+import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, RINGRING_KEY,  # noqa: E402
@@ -899,6 +902,89 @@ class Polling(SmsCase):
         self.assertEqual(self.status_requests(), 3)
         g = self.stack.get(answer["id"])
         self.assertEqual((g.json["status"], g.json["reports"]), ("sent", []))
+
+
+class UpstreamRequestHead(SmsCase):
+    """What smisd sends RingRing up to the body, byte for byte: the request
+    line, every header and their order (curl writes them from the URL,
+    user agent and Accept-Encoding smisd sets and the plugin's headers).
+    RingRing's base_url points at a relay on loopback that records each
+    request and hands it on to ringring-sim. Several messages: the later
+    ones go out on what smisd kept from the first (the connection, the
+    parsed URL)."""
+
+    def relay(self):
+        """Start the relay; returns its base URL. self.heads gets each
+        request's head and body."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        self.addCleanup(srv.close)
+        self.heads = []
+        sim = self.stack.ringring
+
+        def conversation(conn):
+            buf = b""
+            with conn:
+                while True:
+                    while b"\r\n\r\n" not in buf:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    found = re.search(rb"(?im)^content-length: *(\d+)", head)
+                    length = int(found.group(1)) if found else 0
+                    while len(buf) < length:
+                        buf += conn.recv(65536)
+                    body, buf = buf[:length], buf[length:]
+                    self.heads.append((head.decode(), body))
+                    path = head.split(b" ")[1].decode()
+                    fwd = urllib.request.Request(sim + path, data=body, method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                    with urllib.request.urlopen(fwd, timeout=10 * SLOW) as r:
+                        answer = r.read()
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                threading.Thread(target=conversation, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return "http://127.0.0.1:%d" % srv.getsockname()[1]
+
+    def test_request_head(self):
+        relay = self.relay()
+        # Only the configuration names the relay: the test still asks the
+        # simulator itself what it took.
+        sim, self.stack.ringring = self.stack.ringring, relay
+        try:
+            self.stack.write_conf()
+        finally:
+            self.stack.ringring = sim
+        self.stack.reload_and_wait()
+        ids = []
+        for i in range(3):
+            answer, _ = self.sent_sms(sms_body("Bericht %d" % i, recipient="+3247055500%d" % i))
+            ids.append(answer["id"])
+        self.assertEqual(len(self.heads), 3, self.heads)
+        version = re.match(r"smisd (\S+)", run_wrapped([os.path.join(BUILD, "smisd"), "--version"]).stdout).group(1)
+        for (head, body), msg_id in zip(self.heads, ids):
+            self.assertIn(('"reference":"%s"' % msg_id).encode(), body)
+            self.assertEqual(head.split("\r\n"), [
+                "POST /v1/message HTTP/1.1",
+                "Host: " + relay[len("http://"):],
+                "User-Agent: smisd/" + version,
+                "Accept-Encoding: identity",
+                "Content-Type: application/json; charset=UTF-8",
+                "Accept: application/json",
+                "Content-Length: %d" % len(body),
+            ])
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core_api.h"
@@ -532,6 +533,94 @@ static void test_id_time(void)
 	CU_ASSERT_EQUAL(smisd_id_time_ms("msg_0000000001ZZZZ", 4), 1);
 	CU_ASSERT_EQUAL(smisd_id_time_ms("msg_000000000", 4), -1);  /* too short */
 	CU_ASSERT_EQUAL(smisd_id_time_ms("msg_00000000U0", 4), -1); /* not Crockford base32 */
+}
+
+/* whole into buf as snprintf(buf, len, "%s", whole) writes it: formatting
+ * into buf with a literal len would draw -Wformat-truncation. */
+static void cut_like_snprintf(char *buf, size_t len, const char *whole)
+{
+	size_t n;
+
+	if (len == 0)
+		return;
+	n = strlen(whole) < len - 1 ? strlen(whole) : len - 1;
+	memcpy(buf, whole, n);
+	buf[n] = '\0';
+}
+
+/* smisd_iso8601 as it was before it kept each thread's last second: what
+ * the shortcut must write, byte for byte. */
+static void iso8601_reference(int64_t ms, char *buf, size_t len)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	char whole[128];
+
+	gmtime_r(&s, &tm);
+	snprintf(whole, sizeof(whole), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	cut_like_snprintf(buf, len, whole);
+}
+
+static void iso8601_same(int64_t ms, size_t len)
+{
+	char got[40], want[40];
+
+	memset(got, 'x', sizeof(got));
+	memset(want, 'x', sizeof(want));
+	smisd_iso8601(ms, got, len);
+	iso8601_reference(ms, want, len);
+	CU_ASSERT_EQUAL(memcmp(got, want, sizeof(got)), 0);
+	if (memcmp(got, want, sizeof(got)) != 0)
+		fprintf(stderr, "iso8601(%lld, %zu): \"%.*s\", not \"%.*s\"\n", (long long)ms, len,
+			(int)len, got, (int)len, want);
+}
+
+/* Timestamps of one second, of the next and back again, at the edges of
+ * seconds, days and years, before 1970, past 9999 and into short buffers. */
+static void test_iso8601(void)
+{
+	static const int64_t bases[] = { 0, 1000, 86399999, 1764000000000, 1798761599999, 1798761600000,
+					 951782400000, 253402300799999, 253402300800000 };
+	static const int64_t steps[] = { 0, 1, 998, 999, 1000, 1001, -1, -999, -1000, -1001, 3600000 };
+	char buf[40];
+
+	for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++)
+		for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+			iso8601_same(bases[b] + steps[i], 40);
+	for (int64_t ms = 1764000000000 - 2500; ms < 1764000000000 + 2500; ms += 7)
+		iso8601_same(ms, 40);
+	for (size_t len = 0; len <= 26; len++) {
+		iso8601_same(1764000000123, len);
+		iso8601_same(1764000000123, 40);
+	}
+	iso8601_same(-1, 40);
+	iso8601_same(-86400001, 40);
+	smisd_iso8601(1764000000007, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "2025-11-24T16:00:00.007Z");
+}
+
+/* smisd_concat writes and returns what snprintf of "%s%s%s" would, at
+ * every buffer length, also for empty pieces. */
+static void test_concat(void)
+{
+	static const char *const sets[][3] = { { "channel=\"", "ringring", "\"" }, { "", "", "" },
+					       { "msg_", "", "01ABC" }, { "a", "bc", "" } };
+
+	for (size_t k = 0; k < sizeof(sets) / sizeof(sets[0]); k++) {
+		for (size_t len = 0; len <= 20; len++) {
+			char got[24], want[24], whole[64];
+			size_t n;
+
+			memset(got, 'x', sizeof(got));
+			memset(want, 'x', sizeof(want));
+			n = smisd_concat(got, len, sets[k][0], sets[k][1], sets[k][2], NULL);
+			snprintf(whole, sizeof(whole), "%s%s%s", sets[k][0], sets[k][1], sets[k][2]);
+			cut_like_snprintf(want, len, whole);
+			CU_ASSERT_EQUAL(n, strlen(whole));
+			CU_ASSERT_EQUAL(memcmp(got, want, sizeof(got)), 0);
+		}
+	}
 }
 
 /* OpenSSL's RAND_bytes, failing while rand_fails is set: the daemon's
@@ -1582,6 +1671,8 @@ int main(void)
 	CU_add_test(s, "dispatcher: a status poll's reports dropped are counted", test_poll_reports_dropped);
 	CU_add_test(s, "dispatcher: a status poll's reports not kept are counted", test_poll_reports_not_kept);
 	CU_add_test(s, "store: a schema that cannot be read fails the start", test_store_schema_unreadable);
+	CU_add_test(s, "job: timestamps as gmtime_r and snprintf write them", test_iso8601);
+	CU_add_test(s, "core: smisd_concat writes and counts as snprintf", test_concat);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();

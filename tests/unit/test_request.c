@@ -8,6 +8,7 @@
 #include "generation.h"
 #include "job.h"
 #include "request.h"
+#include "utf8_decode.h"
 
 static struct smisd_institution inst;
 
@@ -159,6 +160,13 @@ static void test_errors(void)
 	expect("{\"recipient\":\"+32470123456\",\"language\":\"es\"," OK_CONTENT "}", 400, "unknown_language", "/language");
 	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"body\":\"b\"}}}", 400, "missing_field",
 	       "/content/nl/title");
+	/* Each language's pointer names its own language. */
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"fr\":{\"body\":\"b\"}}}", 400, "missing_field",
+	       "/content/fr/title");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"de\":{\"title\":\"t\",\"body\":[]}}}", 400,
+	       "invalid_type", "/content/de/body");
+	expect("{\"recipient\":\"+32470123456\",\"content\":{\"en\":{\"title\":\"t\",\"body\":\"b\",\"format\":1}}}",
+	       400, "invalid_type", "/content/en/format");
 	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":7}}}", 400,
 	       "invalid_type", "/content/nl/body");
 	expect("{\"recipient\":\"+32470123456\",\"content\":{\"nl\":{\"title\":\"t\",\"body\":\"b\",\"x\":1}}}", 400,
@@ -352,6 +360,47 @@ static void test_limits(void)
 	free(body);
 }
 
+/* What smisd_utf8_valid answers, said per code point: strict UTF-8 with no
+ * NUL; C0 controls only as tab, newline and carriage return, and not even
+ * those in one line; DEL and C1 controls (U+007F-U+009F) only in a JSON
+ * text as a whole. */
+static bool utf8_valid_model(const char *s, size_t len, enum smisd_utf8_controls controls)
+{
+	uint32_t cp;
+
+	for (size_t i = 0, n; i < len; i += n) {
+		n = smis_utf8_decode(s + i, len - i, &cp);
+		if (n == 0 || cp == 0)
+			return false;
+		if (cp < 0x20 && (controls == SMISD_UTF8_ONE_LINE || !strchr("\t\n\r", (int)cp)))
+			return false;
+		if (cp >= 0x7f && cp <= 0x9f && controls != SMISD_UTF8_JSON)
+			return false;
+	}
+	return true;
+}
+
+/* Every one and two bytes, alone, between printable ASCII and followed by
+ * the rest of a character, in every mode, answered as the model says. */
+static void test_utf8_exhaustive(void)
+{
+	static const enum smisd_utf8_controls all[] = { SMISD_UTF8_JSON, SMISD_UTF8_MULTILINE, SMISD_UTF8_ONE_LINE };
+	size_t wrong = 0;
+
+	for (size_t m = 0; m < 3; m++) {
+		for (unsigned a = 0; a < 256; a++) {
+			for (unsigned b = 0; b < 256; b++) {
+				char t[] = { 'x', (char)a, (char)b, '\x80', '\x80', 'y', '\0' };
+				for (size_t from = 0; from < 2; from++)
+					for (size_t len = 1; from + len <= 6; len++)
+						wrong += smisd_utf8_valid(t + from, len, all[m]) !=
+							 utf8_valid_model(t + from, len, all[m]);
+			}
+		}
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+}
+
 static void test_utf8(void)
 {
 	static const enum smisd_utf8_controls all[] = { SMISD_UTF8_JSON, SMISD_UTF8_MULTILINE, SMISD_UTF8_ONE_LINE };
@@ -486,6 +535,7 @@ int main(void)
 	CU_add_test(s, "unlisted language kept", test_unlisted_language_kept);
 	CU_add_test(s, "institution-encrypted messages", test_encrypted);
 	CU_add_test(s, "utf-8", test_utf8);
+	CU_add_test(s, "utf-8: every byte pair answered as before", test_utf8_exhaustive);
 	CU_add_test(s, "problems stay UTF-8", test_problem_stays_utf8);
 	CU_add_test(s, "problem bodies", test_problem_bodies);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
