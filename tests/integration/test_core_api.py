@@ -991,13 +991,17 @@ class Concurrency(StackTestCase):
 
 class BackPressure(ProblemAsserts, StackTestCase):
     """limits.max_in_flight: beyond it, 503 overloaded at once, nothing sent."""
-    stack_kwargs = {"max_in_flight": 2}
+    # The two sends are held 1.5 s so that both refusals happen while they
+    # run, with their channel's timeout well past that: with 800 ms against
+    # the default 2 s, a send on a loaded machine (make -j2 check beside
+    # other builds) went past its timeout, got 502 and a WARN.
+    stack_kwargs = {"max_in_flight": 2, "upstream_timeout_ms": 6000}
 
     def test_overloaded_beyond_max_in_flight(self):
         s = self.stack
         s.expect_log(r"503 overloaded")
         s.wait_idle()
-        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 800})
+        s.sim("ringring", "POST", "/_sim/faults", {"latency_ms": 1500})
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
             slow = [ex.submit(s.send, message(CITIZENS["no_app"], "sms_only")) for _ in range(2)]
             s.wait_in_flight(2)
