@@ -796,6 +796,56 @@ static void test_send_unicode_mode(void)
 	ops->destroy(st);
 }
 
+/* resume() reports the counts start() made for the text it sent, as start
+ * reported them, whatever the text: the largest RingRing takes included. */
+static void test_send_counts_kept(void)
+{
+	struct fake_setting set[] = { S("api_key", API_KEY) };
+	struct smis_config cfg;
+	struct smis_message m = make_msg();
+	struct smis_outcome started;
+	struct smis_outcome out;
+	struct smis_http_response resp = {
+		.size = sizeof(resp), .transport = SMIS_TRANSPORT_OK, .status = 200,
+		.body = "{\"messageCount\":1,\"messages\":[{\"messageId\":\"k-1\",\"resultCode\":0}],"
+			"\"resultCode\":0}",
+		.content_type = "application/json",
+	};
+	static char texts[4][800];
+	struct smis_http_request *req = NULL;
+	void *st = NULL;
+
+	resp.body_len = strlen(resp.body);
+	memset(texts[0], 'a', 161);                   /* GSM-7, 2 parts */
+	memset(texts[1], 'a', 758);                   /* GSM-7, RR_MAX_CHARS */
+	strcpy(texts[2], "\xd0\x96");                 /* UCS-2, 1 char */
+	memset(texts[3], 'b', 757);                   /* UCS-2, 758 chars */
+	memcpy(texts[3] + 757, "\xd0\x96", 3);
+	CU_ASSERT_EQUAL_FATAL(make_instance(&st, &cfg, set, NSET(set)), 0);
+	for (size_t i = 0; i < 4; i++) {
+		void *call = NULL;
+
+		g_content[0].sms_text = texts[i];
+		memset(&started, 0, sizeof(started));
+		CU_ASSERT_EQUAL_FATAL(ops->start(st, SMIS_OP_SEND, &m, &call, &req, &started), SMIS_STEP_REQUEST);
+		fake_http_request_free(req);
+		req = NULL;
+		/* Not counted again: a text changed after the send is not it. */
+		g_content[0].sms_text = "x";
+		memset(&out, 0, sizeof(out));
+		CU_ASSERT_EQUAL(ops->resume(st, SMIS_OP_SEND, &m, &call, &resp, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_PTR_NULL(req);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_EQUAL(out.sms_chars, started.sms_chars);
+		CU_ASSERT_EQUAL(out.sms_parts, started.sms_parts);
+		CU_ASSERT_STRING_EQUAL(out.sms_encoding, started.sms_encoding);
+	}
+	CU_ASSERT_EQUAL(started.sms_chars, 758);
+	CU_ASSERT_EQUAL(started.sms_parts, 12);
+	CU_ASSERT_STRING_EQUAL(started.sms_encoding, "UCS-2");
+	ops->destroy(st);
+}
+
 /* "Text" is for GSM-7 texts: one that needs UCS-2 still goes as "Unicode",
  * or RingRing would replace what GSM-7 lacks and bill other counts. */
 static void test_send_text_mode_ucs2(void)
@@ -1551,6 +1601,7 @@ int main(void)
 	    !CU_add_test(s, "send_language", test_send_language) ||
 	    !CU_add_test(s, "send_text", test_send_text) ||
 	    !CU_add_test(s, "send_unicode_mode", test_send_unicode_mode) ||
+	    !CU_add_test(s, "send_counts_kept", test_send_counts_kept) ||
 	    !CU_add_test(s, "send_text_mode_ucs2", test_send_text_mode_ucs2) ||
 	    !CU_add_test(s, "send_length", test_send_length) ||
 	    !CU_add_test(s, "map_send_success", test_map_send_success) ||

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -819,7 +820,29 @@ out:
 	return rc;
 }
 
-static int rr_start_send(const struct rr_state *st, const struct smis_message *msg,
+/*
+ * What a send's start() counted, kept in the message's call slot for
+ * resume() to report: rebuilding and analysing the text again there cost
+ * about as much as the counting itself. The three numbers are packed into
+ * the slot's own bits (chars <= RR_MAX_CHARS, so parts too), not
+ * allocated: nothing to free, never NULL once set (chars >= 1).
+ */
+static void *rr_counts_pack(const struct rr_text *t)
+{
+	return (void *)(uintptr_t)(t->info.chars | t->info.parts << 12 |
+				   (uintptr_t)(t->info.encoding == SMIS_SMS_UCS2) << 24);
+}
+
+static void rr_counts_unpack(const void *call, struct rr_text *t)
+{
+	uintptr_t v = (uintptr_t)call;
+
+	t->info.chars = v & 0xfff;
+	t->info.parts = v >> 12 & 0xfff;
+	t->info.encoding = v >> 24 ? SMIS_SMS_UCS2 : SMIS_SMS_GSM7;
+}
+
+static int rr_start_send(const struct rr_state *st, const struct smis_message *msg, void **call,
 			 struct smis_http_request **req, struct smis_outcome *out)
 {
 	struct rr_text t;
@@ -891,9 +914,11 @@ static int rr_start_send(const struct rr_state *st, const struct smis_message *m
 	if (rc != 0)
 		goto out_put;
 	rc = rr_request(st, "/message", obj, req);
-	if (rc == SMIS_STEP_REQUEST)
+	if (rc == SMIS_STEP_REQUEST) {
+		*call = rr_counts_pack(&t);
 		st->api->log(st->self, SMIS_LOG_DEBUG, "ringring send: %zu chars, %zu part(s), %s",
 			     t.info.chars, t.info.parts, smis_sms_encoding_name(t.info.encoding));
+	}
 
 out_put:
 	json_object_put(obj);
@@ -941,7 +966,7 @@ static int rr_start(void *state, enum smis_op op, const struct smis_message *msg
 
 	switch (op) {
 	case SMIS_OP_SEND:
-		rc = rr_start_send(st, msg, req, out);
+		rc = rr_start_send(st, msg, call, req, out);
 		break;
 	case SMIS_OP_STATUS:
 		rc = rr_start_status(st, msg, req, out);
@@ -965,8 +990,13 @@ static int rr_resume(void *state, enum smis_op op, const struct smis_message *ms
 	switch (op) {
 	case SMIS_OP_SEND:
 		rr_map_send(st, resp, out);
-		/* Counts are a pure function of the message: recompute rather
-		 * than keep state between start and resume. */
+		if (*call) {
+			rr_counts_unpack(*call, &t);
+			rr_outcome_counts(out, &t);
+			break;
+		}
+		/* Not started here (a core must start first; tests may not):
+		 * the counts are a pure function of the message. */
 		memset(&scratch, 0, sizeof(scratch));
 		if (rr_text_build(st, msg, &t, &scratch) == 0) {
 			rr_outcome_counts(out, &t);
