@@ -1000,6 +1000,16 @@ class LongestSend(GovAppCase):
         r = http("POST", self.stack.govapp + "/v1/citizens/lookup", {"phone": phone},
                  {"Authorization": "Bearer " + self.stack.govapp_token, "X-Padding": "p" * 14000})
         self.assertEqual((r.status, r.json["registered"], len(r.json["devices"])), (200, True, 2), r.raw)
+        # Bodies up to 1 MiB are read (JSON's whitespace pads this one), one
+        # byte more is too large.
+        lookup = json.dumps({"phone": phone}).encode()
+        auth = {"Authorization": "Bearer " + self.stack.govapp_token}
+        for size, status in ((1 << 20, 200), ((1 << 20) + 1, 413)):
+            with self.subTest(size=size):
+                r = http("POST", self.stack.govapp + "/v1/citizens/lookup",
+                         lookup + b" " * (size - len(lookup)), auth)
+                self.assertEqual(r.status, status, r.raw[:300])
+        self.assertEqual(r.json["error"], "too_large", r.raw)
 
 
 class WrongSecretStack(Stack):

@@ -657,6 +657,12 @@ class ThrottlingAndLimits(SmsCase):
                          r.raw[:300])
         rec = self.stack.sim("ringring", "GET", "/_sim/requests?limit=1").json[0]
         self.assertEqual((rec["message"], rec["chars"], rec["encoding"]), (text, 758, "UNICODE"))
+        # Bodies up to 64 KiB are read (JSON's whitespace pads this one), one
+        # byte more is too large.
+        for size, status, code in ((65536, 200, 0), (65537, 413, 13)):
+            with self.subTest(size=size):
+                r = http("POST", url, body + b" " * (size - len(body)))
+                self.assertEqual((r.status, r.json["ResultCode"]), (status, code), r.raw[:300])
 
     def test_simulator_counts_each_encoding(self):
         # What ringring-sim bills for each messageEncoding, for every

@@ -206,34 +206,6 @@ int sim_reply_json(struct sim_reply *r, unsigned status, struct json_object *obj
 	return 0;
 }
 
-void sim_buf_add(struct sim_buf *b, const char *data, size_t n)
-{
-	size_t need = b->len + n + 1;
-
-	if (b->failed)
-		return;
-	if (need > b->cap) {
-		/* Doubling, so that a long answer is copied O(1) times a byte. */
-		size_t cap = b->cap * 2 > need ? b->cap * 2 : need < 256 ? 256 : need;
-		char *s = realloc(b->s, cap);
-
-		if (!s) {
-			b->failed = true;
-			return;
-		}
-		b->s = s;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, data, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-void sim_buf_str(struct sim_buf *b, const char *s)
-{
-	sim_buf_add(b, s, strlen(s));
-}
-
 /* json-c's escapes: the short forms where JSON has one, else \u00xx in
  * lower case; NULL for a byte json-c writes as it is (UTF-8, DEL, '/'). */
 static const char *json_escape(unsigned char c, char u[7])
