@@ -66,12 +66,35 @@ static const struct gsm7_entry gsm7_table[] = {
 
 #define GSM7_TABLE_LEN (sizeof(gsm7_table) / sizeof(gsm7_table[0]))
 
+/*
+ * Printable ASCII, most of most texts, lies in the table densely from its
+ * fourth entry (U+0020), but for U+0060, which GSM-7 lacks: its entry is
+ * found by index, not searched for (a send's text is looked up per
+ * character, more than once). The index is checked, so that an edit of
+ * the table can only make this slower, never wrong.
+ */
+static const struct gsm7_entry *gsm7_ascii(uint32_t cp)
+{
+	size_t i;
+
+	if (cp < 0x20 || cp > 0x7E || cp == 0x60)
+		return NULL;
+	i = cp < 0x60 ? cp - 0x20 + 3 : cp - 0x61 + 67;
+	return i < GSM7_TABLE_LEN && gsm7_table[i].cp == cp ? &gsm7_table[i] : NULL;
+}
+
 int smis_sms_gsm7_lookup(uint32_t cp, uint8_t *code)
 {
+	const struct gsm7_entry *e = gsm7_ascii(cp);
 	size_t lo = 0;
 	size_t hi = GSM7_TABLE_LEN;
 	int cost = 0;
 
+	if (e) {
+		if (code)
+			*code = e->code;
+		return e->cost;
+	}
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
