@@ -954,6 +954,64 @@ class PollingBothChannels(GovAppCase):
         self.assertEqual(s.sim("ringring", "GET", "/_sim/stats").json["status_requests"], rounds)
 
 
+class BigBodyStack(Stack):
+    """smisd takes API bodies up to 1 MiB (limits.max_body_bytes), so that a
+    send may carry every language at the longest title and body."""
+
+    def write_conf(self, extra_strategy="", path=None):
+        super().write_conf(extra_strategy, path)
+        with open(path or self.conf) as f:
+            conf = f.read()
+        with open(path or self.conf, "w") as f:
+            f.write(conf.replace("limits = {", "limits = { max_body_bytes = 1048576;", 1))
+
+
+class LongestSend(GovAppCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = BigBodyStack().start()
+
+    def test_longest_send_and_long_heads_reach_the_simulator(self):
+        # govapp-sim keeps a smaller connection memory pool than MHD's
+        # default (it is zeroed for every request). The longest send smisd
+        # makes that GovApp's 1 MiB limit lets in: four languages of the
+        # longest title and text body (the plaintext carries body and
+        # body_text, 281 KB), sealed for two devices (a third would pass
+        # 1 MiB); every byte must arrive for both devices to open it.
+        phone = "+32470000010"
+        citizen = {"phone": phone, "language": "nl", "devices": [{"device_id": "a"}, {"device_id": "b"}]}
+        self.assertEqual(self.stack.sim("govapp", "POST", "/_sim/citizens", citizen).status, 200)
+        content = {lang: {"title": ((lang + " titel ") * 32)[:256],
+                          "body": ("%s regel %05d\n" % (lang, i) * 2185)[:32768]}
+                   for i, lang in enumerate(LANGS)}
+        self.assertTrue(all((len(c["title"]), len(c["body"])) == (256, 32768) for c in content.values()))
+        r = self.stack.send({"recipient": phone, "strategy": "govapp_only", "content": content})
+        self.assertEqual((r.status, r.json["status"]), (201, "sent"), r.raw[:500])
+        send = self.sends()[-1]
+        self.assertEqual(len(send["body"]["envelopes"]), 2)
+        self.assertGreater(len(json.dumps(send["body"])), 700000)
+        inbox = self.inbox(phone, r.json["id"])
+        self.assertEqual(sorted((m["device_id"], m["decrypt_ok"]) for m in inbox), [("a", True), ("b", True)])
+        for m in inbox:
+            self.assertEqual({k: (c["title"], c["body"]) for k, c in m["content"].items()},
+                             {k: (c["title"], c["body"]) for k, c in content.items()})
+        # A head of 14 KiB, more than common servers take, gets the normal
+        # answer too.
+        r = http("POST", self.stack.govapp + "/v1/citizens/lookup", {"phone": phone},
+                 {"Authorization": "Bearer " + self.stack.govapp_token, "X-Padding": "p" * 14000})
+        self.assertEqual((r.status, r.json["registered"], len(r.json["devices"])), (200, True, 2), r.raw)
+        # Bodies up to 1 MiB are read (JSON's whitespace pads this one), one
+        # byte more is too large.
+        lookup = json.dumps({"phone": phone}).encode()
+        auth = {"Authorization": "Bearer " + self.stack.govapp_token}
+        for size, status in ((1 << 20, 200), ((1 << 20) + 1, 413)):
+            with self.subTest(size=size):
+                r = http("POST", self.stack.govapp + "/v1/citizens/lookup",
+                         lookup + b" " * (size - len(lookup)), auth)
+                self.assertEqual(r.status, status, r.raw[:300])
+        self.assertEqual(r.json["error"], "too_large", r.raw)
+
+
 class WrongSecretStack(Stack):
     """smisd expects another callback secret than the simulator signs with,
     so every callback is refused and statuses can only come by polling."""

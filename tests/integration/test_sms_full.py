@@ -26,6 +26,8 @@ import threading
 import time
 import unittest
 import urllib.request
+from http.client import HTTPConnection
+from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, RINGRING_CALLBACK_TOKEN, RINGRING_KEY,  # noqa: E402
@@ -617,6 +619,31 @@ class ThrottlingAndLimits(SmsCase):
         r = http("POST", url, good + b"\r\n")  # JSON's own whitespace is fine
         self.assertEqual((r.status, r.json["ResultCode"]), (200, 0), r.raw)
 
+    def test_simulator_parses_each_body_afresh(self):
+        # ringring-sim keeps one JSON tokener per thread: on one kept-alive
+        # connection (one thread), nothing a refused body left in it may
+        # leak into the next one's parse (json-c's reset keeps a pending
+        # high surrogate: the next \u escape got a U+FFFD before it).
+        # Nesting deeper than 15 levels is refused, as before.
+        u = urlsplit(self.stack.ringring)
+        conn = HTTPConnection(u.hostname, u.port, timeout=10)
+        self.addCleanup(conn.close)
+        good = '{"apiKey":"%s","to":"32470123456","message":"Hallo","reference":"\\u0041\\u00e9"}' % RINGRING_KEY
+
+        def post(body):
+            conn.request("POST", "/v1/message", body.encode(), {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            answer = json.loads(r.read())
+            return r.status, answer["ResultCode"], answer.get("Reference")
+
+        bad = [good[:-1] + ',"x":' + "[" * 16 + "]" * 16 + "}", '{"apiKey":"', good[:30],
+               good + "x", good + "{}", "[", '{"a":[1,', '"abc', '{"apiKey":"\\ud83d',
+               '{"apiKey":"\\ud83d\\', '{"apiKey":"\\ud83d\\u00', '{"apiKey":"\\u00']
+        for body in [good[:-1] + ',"x":' + "[" * 15 + "]" * 15 + "}"] + bad:
+            with self.subTest(body=body[:60]):
+                self.assertEqual(post(body), (200, 0, "A\u00e9") if body not in bad else (400, 13, None))
+                self.assertEqual(post(good), (200, 0, "A\u00e9"))
+
     def test_simulator_takes_long_heads_and_bodies(self):
         # ringring-sim keeps a smaller connection memory pool than MHD's
         # default (it is zeroed for every request): a head of 14 KiB, more
@@ -633,6 +660,12 @@ class ThrottlingAndLimits(SmsCase):
                          r.raw[:300])
         rec = self.stack.sim("ringring", "GET", "/_sim/requests?limit=1").json[0]
         self.assertEqual((rec["message"], rec["chars"], rec["encoding"]), (text, 758, "UNICODE"))
+        # Bodies up to 64 KiB are read (JSON's whitespace pads this one), one
+        # byte more is too large.
+        for size, status, code in ((65536, 200, 0), (65537, 413, 13)):
+            with self.subTest(size=size):
+                r = http("POST", url, body + b" " * (size - len(body)))
+                self.assertEqual((r.status, r.json["ResultCode"]), (status, code), r.raw[:300])
 
     def test_simulator_counts_each_encoding(self):
         # What ringring-sim bills for each messageEncoding, for every

@@ -17,3 +17,7 @@ tools_common_libsmisapiclient_la_SOURCES = tools/common/apiclient.c tools/common
 tools_common_libsmisapiclient_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
 tools_common_libsmisapiclient_la_LIBADD = lib/libsmisutf8.la lib/libsmishpke.la $(CURL_LIBS) $(JSONC_LIBS) \
 	$(OPENSSL_LIBS)
+
+# simbuf.c/.h (the simulators' growing text buffer: request bodies, written
+# answers) is compiled into ringring-sim and govapp-sim, which list it among
+# their sources; it has no dependency of its own.

@@ -3,7 +3,9 @@
 # has no business on a production host.
 noinst_PROGRAMS += tools/govapp-sim/govapp-sim
 tools_govapp_sim_govapp_sim_SOURCES = tools/govapp-sim/govapp-sim.c tools/govapp-sim/sim.h \
-	tools/govapp-sim/store.c tools/govapp-sim/server.c tools/govapp-sim/callback.c
+	tools/govapp-sim/store.c tools/govapp-sim/server.c tools/govapp-sim/callback.c \
+	tools/common/simbuf.c tools/common/simbuf.h
+tools_govapp_sim_govapp_sim_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common
 tools_govapp_sim_govapp_sim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) \
 	$(OPENSSL_CFLAGS)
 tools_govapp_sim_govapp_sim_LDADD = lib/libsmishpke.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS) \

@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 
 #include "sim.h"
+#include "simbuf.h"
 
 enum req_phase {
 	RQ_NEW = 0,
@@ -32,10 +33,16 @@ enum req_phase {
 	RQ_DROP,   /* resumed: close without answering */
 };
 
+/* Each connection's memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT) holds
+ * the request's head and the answer's headers; bodies stream through it.
+ * MHD 0.9.75 zeroes the whole pool for every request on a kept-alive
+ * connection, so 16 KiB rather than its default 32 KiB, as ringring-sim:
+ * heads of about 15 KiB still get in, far more than smisd sends. */
+#define SIM_CONN_MEMORY ((size_t)16384)
+
 /* One HTTP request (MHD's per-request context). */
 struct sim_req {
-	char *body;
-	size_t len, cap;
+	struct sim_buf body; /* NUL-terminated; s is NULL while empty */
 	bool too_large;
 	enum req_phase phase;
 	enum req_phase after; /* what RQ_HELD becomes at the deadline */
@@ -276,12 +283,12 @@ static enum MHD_Result serve_api(struct sim_server *srv, struct MHD_Connection *
 	atomic_fetch_add(&s->stats.requests, 1);
 	faulted = ep != SIM_EP_NONE && sim_fault_take(s, ep, &f);
 	if (faulted && f.timeout) {
-		sim_record(s, method, url, 0, r->body, r->len);
+		sim_record(s, method, url, 0, r->body.s, r->body.len);
 		return hold(srv, conn, r, f.timeout_ms, RQ_DROP, 0, NULL);
 	}
 	if (faulted && f.garbage) {
 		status = f.http_status ? (int)f.http_status : 200;
-		sim_record(s, method, url, status, r->body, r->len);
+		sim_record(s, method, url, status, r->body.s, r->body.len);
 		if (f.latency_ms > 0)
 			return hold(srv, conn, r, f.latency_ms, RQ_ANSWER, -status, strdup(GARBAGE_BODY));
 		return answer_as(conn, status, strdup(GARBAGE_BODY), "text/html");
@@ -302,15 +309,15 @@ static enum MHD_Result serve_api(struct sim_server *srv, struct MHD_Connection *
 		status = 413;
 		resp = sim_error_json("too_large");
 	} else if (ep == SIM_EP_LOOKUP) {
-		sim_api_lookup(s, r->body, r->len, &status, &resp);
+		sim_api_lookup(s, r->body.s, r->body.len, &status, &resp);
 	} else if (ep == SIM_EP_SEND) {
-		sim_api_send(s, r->body, r->len, &status, &resp);
+		sim_api_send(s, r->body.s, r->body.len, &status, &resp);
 	} else {
 		sim_api_status(s, url + 18, &status, &resp);
 	}
 	if (status >= 400 && status <= 499)
 		atomic_fetch_add(&s->stats.rejected, 1);
-	sim_record(s, method, url, status, r->body, r->len);
+	sim_record(s, method, url, status, r->body.s, r->body.len);
 	if (faulted && f.latency_ms > 0)
 		return hold(srv, conn, r, f.latency_ms, RQ_ANSWER, status, resp);
 	return answer(conn, status, resp);
@@ -346,11 +353,11 @@ static enum MHD_Result serve_control(struct sim_server *srv, struct MHD_Connecti
 		status = 413;
 		resp = sim_error_json("too_large");
 	} else if (post && strcmp(what, "reset") == 0) {
-		sim_ctl_reset(s, r->body, r->len, &status, &resp);
+		sim_ctl_reset(s, r->body.s, r->body.len, &status, &resp);
 	} else if (post && strcmp(what, "citizens") == 0) {
-		sim_ctl_citizen(s, r->body, r->len, &status, &resp);
+		sim_ctl_citizen(s, r->body.s, r->body.len, &status, &resp);
 	} else if (post && strcmp(what, "faults") == 0) {
-		sim_ctl_faults_set(s, r->body, r->len, &status, &resp);
+		sim_ctl_faults_set(s, r->body.s, r->body.len, &status, &resp);
 	} else if (get && strcmp(what, "faults") == 0) {
 		sim_ctl_faults_get(s, &status, &resp);
 	} else if (strcmp(method, "DELETE") == 0 && strcmp(what, "faults") == 0) {
@@ -367,7 +374,7 @@ static enum MHD_Result serve_control(struct sim_server *srv, struct MHD_Connecti
 			phone[0] = '+';
 		sim_ctl_inbox(s, phone, &status, &resp);
 	} else if (post && strcmp(what, "mark") == 0) {
-		sim_ctl_mark(s, r->body, r->len, &status, &resp);
+		sim_ctl_mark(s, r->body.s, r->body.len, &status, &resp);
 	} else if (get && strcmp(what, "callbacks") == 0) {
 		sim_ctl_callbacks(s, query_size(conn, "limit"), query_size(conn, "since"), &status, &resp);
 	} else if (get && strcmp(what, "stats") == 0) {
@@ -400,26 +407,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (r->too_large || r->len + n > SIM_BODY_MAX) {
-			r->too_large = true;
-			return MHD_YES;
-		}
-		if (r->len + n + 1 > r->cap) {
-			size_t cap = r->cap ? r->cap : 1024;
-			char *b;
-
-			while (cap < r->len + n + 1)
-				cap *= 2;
-			b = realloc(r->body, cap);
-			if (!b)
-				return MHD_NO;
-			r->body = b;
-			r->cap = cap;
-		}
-		memcpy(r->body + r->len, upload_data, n);
-		r->len += n;
-		r->body[r->len] = '\0';
-		return MHD_YES;
+		return sim_buf_upload(&r->body, &r->too_large, upload_data, n, SIM_BODY_MAX) ? MHD_YES :
+											      MHD_NO;
 	}
 	switch (r->phase) {
 	case RQ_ANSWER:
@@ -448,7 +437,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (!r)
 		return;
-	free(r->body);
+	free(r->body.s);
 	free(r->resp);
 	free(r);
 	*con_cls = NULL;
@@ -522,6 +511,7 @@ int sim_server_start(struct sim *s, const char *host, unsigned port, unsigned th
 				  MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
 				  MHD_OPTION_CONNECTION_LIMIT, limit,
 				  MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, SIM_CONN_MEMORY,
 				  MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 				  MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
 				  MHD_OPTION_END);

@@ -11,7 +11,9 @@ tools_ringring_sim_ringring_sim_SOURCES = \
 	tools/ringring-sim/delay.c \
 	tools/ringring-sim/dlr.c \
 	tools/ringring-sim/shape.c \
-	tools/ringring-sim/util.c
+	tools/ringring-sim/util.c \
+	tools/common/simbuf.c tools/common/simbuf.h
+tools_ringring_sim_ringring_sim_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common
 tools_ringring_sim_ringring_sim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) \
 	$(OPENSSL_CFLAGS)
 tools_ringring_sim_ringring_sim_LDFLAGS = $(AM_LDFLAGS) $(AX_PTHREAD_CFLAGS)

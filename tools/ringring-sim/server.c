@@ -143,13 +143,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		return send_reply(sim, conn, rq);
 	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
+
 		*upload_data_size = 0;
-		if (rq->too_big || rq->body.len + n > SIM_BODY_MAX) {
-			rq->too_big = true;
-			return MHD_YES;
-		}
-		sim_buf_add(&rq->body, upload_data, n);
-		return rq->body.failed ? MHD_NO : MHD_YES;
+		return sim_buf_upload(&rq->body, &rq->too_big, upload_data, n, SIM_BODY_MAX) ? MHD_YES :
+											      MHD_NO;
 	}
 
 	if (dispatch(sim, conn, url, method, rq) != 0) {

@@ -19,6 +19,8 @@
 
 #include <json-c/json.h>
 
+#include "simbuf.h" /* tools/common: request bodies, the send's answer */
+
 struct MHD_Connection;
 
 #define SIM_MAX_CHARS 758u
@@ -142,18 +144,6 @@ void sim_mask_number(const char *num, char *buf, size_t len);
 int sim_reply_json(struct sim_reply *r, unsigned status, struct json_object *obj);
 int sim_reply_text(struct sim_reply *r, unsigned status, const char *ctype, const char *text);
 
-/* A growing NUL-terminated text: request bodies, and the answers written
- * out rather than built as json-c trees (the send's, the hot path). An
- * allocation failure sticks: `failed`, and later adds do nothing. `s` is
- * NULL until something is added; free it with free(). */
-struct sim_buf {
-	char *s;
-	size_t len;
-	size_t cap;
-	bool failed;
-};
-void sim_buf_add(struct sim_buf *b, const char *data, size_t n);
-void sim_buf_str(struct sim_buf *b, const char *s);
 /* `s` as a JSON string, quoted and escaped byte for byte as json-c does
  * (JSON_C_TO_STRING_NOSLASHESCAPE): '"', '\\' and control characters only. */
 void sim_buf_json_string(struct sim_buf *b, const char *s);
