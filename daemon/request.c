@@ -325,6 +325,20 @@ static json_tokener *thread_tokener(void)
 	return tok;
 }
 
+/*
+ * Forget this thread's tokener after a parse that did not end cleanly.
+ * json-c 0.16's json_tokener_reset() leaves a pending high surrogate in
+ * place: a body cut off after "\ud83d" made the next body parsed on the
+ * thread (another client's, on another connection) start its first \u
+ * escape with U+FFFD. A fresh tokener is cheap next to a refused request.
+ */
+static void thread_tokener_drop(json_tokener *tok)
+{
+	if (pthread_getspecific(tok_key) == tok)
+		pthread_setspecific(tok_key, NULL);
+	json_tokener_free(tok);
+}
+
 int smisd_request_recipient(struct json_object *root, const struct smisd_institution *inst,
 			    char e164[SMISD_E164_MAX], struct smisd_problem *pb)
 {
@@ -415,6 +429,7 @@ struct json_object *smisd_json_parse_strict(const char *body, size_t len, struct
 				  err == json_tokener_continue ? "it ends before its value does (or is empty)"
 				  : err != json_tokener_success ? json_tokener_error_desc(err)
 				  : "something follows the value");
+		thread_tokener_drop(tok);
 		goto refused;
 	}
 	if (!json_text_exact(body, len, root)) {

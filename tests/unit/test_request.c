@@ -464,6 +464,28 @@ static void test_problem_stays_utf8(void)
 	CU_ASSERT_STRING_EQUAL(pb.detail, "no strategy named 'ab'");
 }
 
+/* A body cut off inside a surrogate pair must leave nothing behind for the
+ * next body parsed on the thread: json-c's tokener reset kept the pending
+ * high surrogate, and the next body's first \u escape came out after a
+ * U+FFFD (another client's message, changed). */
+static void test_cut_body_leaves_nothing(void)
+{
+	static const char *const cut[] = { "{\"recipient\":\"\\ud83d", "{\"recipient\":\"\\ud83d\\u",
+					   "{\"content\":{\"nl\":{\"title\":\"\\uD83D" };
+	const char *next = "{\"recipient\":\"+32470123456\",\"content\":{\"nl\":"
+			   "{\"title\":\"\\u0041bc\",\"body\":\"b\"}}}";
+	struct smisd_request req;
+	struct smisd_problem pb;
+
+	for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		CU_ASSERT_EQUAL(smisd_request_parse(cut[i], strlen(cut[i]), &inst, &req, &pb), -1);
+		CU_ASSERT_STRING_EQUAL(pb.code, "malformed_json");
+		CU_ASSERT_EQUAL_FATAL(smisd_request_parse(next, strlen(next), &inst, &req, &pb), 0);
+		CU_ASSERT_STRING_EQUAL(req.content[0].title, "Abc");
+		smisd_request_clear(&req);
+	}
+}
+
 /* The string member `key` of `o`, or "" when it has none. */
 static const char *member(json_object *o, const char *key)
 {
@@ -538,6 +560,7 @@ int main(void)
 	CU_add_test(s, "utf-8: every byte pair answered as before", test_utf8_exhaustive);
 	CU_add_test(s, "problems stay UTF-8", test_problem_stays_utf8);
 	CU_add_test(s, "problem bodies", test_problem_bodies);
+	CU_add_test(s, "a cut body leaves nothing for the next", test_cut_body_leaves_nothing);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();
