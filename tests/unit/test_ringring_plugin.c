@@ -1010,6 +1010,30 @@ static void test_map_send_success(void)
 	ops->destroy(st);
 }
 
+/* An answer cut off inside a surrogate pair must leave nothing behind for
+ * the next answer: json-c's tokener reset kept the pending high surrogate,
+ * so the next answer's first \u escape came out after a U+FFFD (here a
+ * MessageId no longer ASCII, refused). */
+static void test_cut_answer_leaves_nothing(void)
+{
+	static const char *const cut[] = { "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"\\ud83d",
+					   "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"\\uD83D\\u" };
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+	struct smis_outcome out;
+
+	for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		expect_send(st, SMIS_TRANSPORT_OK, 200, cut[i], SMIS_OUTCOME_TEMPFAIL, "upstream_bad_response");
+		CU_ASSERT_EQUAL(resume_with(st, SMIS_OP_SEND, &m, SMIS_TRANSPORT_OK, 200,
+					    "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"\\u0041bc\","
+					    "\"ResultCode\":0}]}", &out),
+				SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_STRING_EQUAL(out.provider_ref, "Abc");
+	}
+	ops->destroy(st);
+}
+
 static void test_map_send_failures(void)
 {
 	void *st = basic_instance();
@@ -1611,7 +1635,8 @@ int main(void)
 	    !CU_add_test(s, "status_other_message", test_status_other_message) ||
 	    !CU_add_test(s, "inbound_auth", test_inbound_auth) ||
 	    !CU_add_test(s, "inbound_no_auth_configured", test_inbound_no_auth_configured) ||
-	    !CU_add_test(s, "inbound_parse", test_inbound_parse))
+	    !CU_add_test(s, "inbound_parse", test_inbound_parse) ||
+	    !CU_add_test(s, "cut_answer_leaves_nothing", test_cut_answer_leaves_nothing))
 		goto fail;
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();

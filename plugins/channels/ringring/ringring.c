@@ -80,7 +80,8 @@ struct rr_state {
 	char langs[SMIS_LANG_MAX][3];
 	size_t n_langs;
 	/* Parser for answers, reused by resume() (one call at a time, on the
-	 * dispatcher thread); inbound() runs on HTTP threads and makes its own. */
+	 * dispatcher thread) and replaced after a failed parse (rr_json_parse);
+	 * inbound() runs on HTTP threads and makes its own. */
 	struct json_tokener *answer_tok;
 };
 
@@ -258,9 +259,16 @@ static void rr_outcome_fail(struct smis_outcome *out, enum smis_outcome_kind kin
 
 /* `reuse`, if not NULL, is a tokener owned by the caller's thread: one
  * fewer set of allocations per answer. */
-static struct json_object *rr_json_parse(struct json_tokener *reuse, const char *body, size_t len)
+/*
+ * Parse one whole JSON value. *reuse, when given, is a tokener kept between
+ * calls; after a parse that fails it is replaced (NULL if that fails: the
+ * next call then makes its own), because json-c 0.16's json_tokener_reset()
+ * keeps a pending high surrogate: an answer cut off after "\ud83d" made the
+ * next answer's first \u escape start with U+FFFD.
+ */
+static struct json_object *rr_json_parse(struct json_tokener **reuse, const char *body, size_t len)
 {
-	struct json_tokener *tok = reuse;
+	struct json_tokener *tok = reuse ? *reuse : NULL;
 	struct json_object *obj = NULL;
 
 	if (!body || len == 0 || len > INT_MAX)
@@ -291,8 +299,12 @@ static struct json_object *rr_json_parse(struct json_tokener *reuse, const char 
 		json_object_put(obj);
 		obj = NULL;
 	}
-	if (tok != reuse)
+	if (!reuse || tok != *reuse) {
 		json_tokener_free(tok);
+	} else if (!obj) {
+		json_tokener_free(tok);
+		*reuse = json_tokener_new_ex(RR_JSON_DEPTH);
+	}
 	return obj;
 }
 
@@ -458,7 +470,7 @@ static int rr_report_from_json(struct json_object *obj, const char *message_id,
  * parsed body (caller puts it) when the caller has to look further, i.e.
  * on ResultCode 0 with a 2xx status; otherwise fills *out and returns NULL.
  */
-static struct json_object *rr_map_common(struct json_tokener *tok, const struct smis_http_response *resp,
+static struct json_object *rr_map_common(struct json_tokener **tok, const struct smis_http_response *resp,
 					 struct smis_outcome *out)
 {
 	struct json_object *obj = NULL;
@@ -512,10 +524,10 @@ out:
 	return obj;
 }
 
-static void rr_map_send(const struct rr_state *st, const struct smis_http_response *resp,
+static void rr_map_send(struct rr_state *st, const struct smis_http_response *resp,
 			struct smis_outcome *out)
 {
-	struct json_object *obj = rr_map_common(st->answer_tok, resp, out);
+	struct json_object *obj = rr_map_common(&st->answer_tok, resp, out);
 	struct json_object *msgs;
 	struct json_object *first;
 	const char *id;
@@ -572,10 +584,10 @@ static bool rr_names_other(struct json_object *obj, const char *key, const char 
 	return false;
 }
 
-static void rr_map_status(const struct rr_state *st, const struct smis_message *msg,
+static void rr_map_status(struct rr_state *st, const struct smis_message *msg,
 			  const struct smis_http_response *resp, struct smis_outcome *out)
 {
-	struct json_object *obj = rr_map_common(st->answer_tok, resp, out);
+	struct json_object *obj = rr_map_common(&st->answer_tok, resp, out);
 	const char *ref = SMIS_HAS_MEMBER(struct smis_message, msg, provider_ref) ? msg->provider_ref : NULL;
 
 	if (!obj)
@@ -982,7 +994,7 @@ static int rr_resume(void *state, enum smis_op op, const struct smis_message *ms
 		     const struct smis_http_response *resp, struct smis_http_request **req,
 		     struct smis_outcome *out)
 {
-	const struct rr_state *st = state;
+	struct rr_state *st = state;
 	struct rr_text t;
 	struct smis_outcome scratch;
 	int rc = SMIS_STEP_DONE;
