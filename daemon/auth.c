@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "core_api.h"
 #include "jwt_auth.h"
+#include "utf8.h"
 
 /* SHA256() fetches the algorithm from the provider on every call; fetch
  * it once (it is reference-counted and thread-safe to share). */
@@ -107,6 +108,13 @@ const struct smisd_institution *smisd_auth_institution_why(const struct smisd_ge
 	len -= 7;
 	for (; len > 0 && *key == ' '; len--)
 		key++;
+	/* A control character (RFC 9110 5.5) makes the header invalid, and
+	 * no configured key holds one (smisctl hash-key refuses it): refused
+	 * as malformed, before any hashing, a gateway token's as a key's. */
+	if (smisd_field_value_has_ctl(key, len)) {
+		*why = "malformed";
+		return NULL;
+	}
 	if (g->n_issuers && jwt_shaped(key, len, copy, &token))
 		return jwt_institution(g, token, why);
 	*why = "unknown_key";

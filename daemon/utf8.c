@@ -38,6 +38,16 @@ bool smisd_utf8_valid(const char *s, size_t len, enum smisd_utf8_controls contro
 	return true;
 }
 
+bool smisd_field_value_has_ctl(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return true;
+	}
+	return false;
+}
+
 void smisd_utf8_scrub(char *s)
 {
 	size_t len = strlen(s), i = 0, o = 0, n;

@@ -24,6 +24,12 @@ enum smisd_utf8_controls {
  * all controls, invisible or acted on by whatever shows the text. */
 bool smisd_utf8_valid(const char *s, size_t len, enum smisd_utf8_controls controls);
 
+/* Whether s[0..len) holds a control character RFC 9110 (5.5) does not
+ * allow in a header's value: a C0 control other than HTAB, or DEL.
+ * libmicrohttpd passes them through. Bytes 0x80-0xFF are not looked at: a
+ * header may carry them (obs-text) in any encoding. */
+bool smisd_field_value_has_ctl(const char *s, size_t len);
+
 /* Drops, in place, every byte of the NUL-terminated s that is not part of
  * a well-formed character. For text that quotes a client's bytes after a
  * cut ("%.40s" can split a character) or without a check of its own. */

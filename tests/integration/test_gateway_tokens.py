@@ -128,6 +128,11 @@ class GatewayTokens(TokenCase):
         self.refused("eyJhbGciOiJSUzI1NiJ9.e30.AAAA", "wrong_issuer")  # an empty claim set
         # Not inst-a's client id with something after a NUL: not inst-a.
         self.refused(sign("RS256", claims(client_id="cbe-0123456789\u0000-other")), "malformed")
+        # A control character makes the header malformed (RFC 9110 5.5),
+        # refused before it is read as a token or a key (was unknown_key).
+        token = sign("RS256", claims())
+        self.refused(token[:20] + "\x01" + token[20:], "malformed")
+        self.refused(token + "\x7f", "malformed")
         # Within the allowed clock skew is fine.
         self.assertEqual(self.send(sign("RS256", claims(exp=now - 10, iat=now - 300))).status, 201)
         # API keys keep working beside tokens.

@@ -23,6 +23,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD, CITIZENS, IDEMPOTENCY_KEYS, KEYS, SEND_REFUSED, SEND_TAKEN, Stack,  # noqa: E402
                      StackTestCase, free_port, http, preloading, valgrind)
+from test_robustness import raw_request  # noqa: E402
 
 SMISCTL = os.path.join(BUILD, "tools/smisctl/smisctl")
 SMISD = os.path.join(BUILD, "smisd")
@@ -210,22 +211,25 @@ class Keys(unittest.TestCase):
 
 
 # What smisd takes as an API key (daemon/auth.c): whatever follows "Bearer "
-# and the spaces after it, 1-512 bytes, any byte but the CR and LF that end
-# the header line, without the spaces and tabs after it (RFC 9110 5.5). smisctl and smis-encrypt take exactly these (and hash-key
+# and the spaces after it, 1-512 bytes, any byte but a control character
+# other than a tab (RFC 9110 5.5: CR and LF end the header line, the others
+# make it invalid), without the spaces and tabs after it (5.5). smisctl and smis-encrypt take exactly these (and hash-key
 # hashes them); KeysSmisdTakes checks smisd authenticates each.
-KEYS_TAKEN = (b"two words", b"tab\there", b"caf\xc3\xa9-key", b"latin1-\xe9-key", b"esc\x1b[2J-key",
-              b"del\x7f-key", b"\tleading-tab", b"k" * 512)
+KEYS_TAKEN = (b"two words", b"tab\there", b"caf\xc3\xa9-key", b"latin1-\xe9-key", b"\tleading-tab", b"k" * 512)
 # And what they refuse (exit 2, "the API key <why>"; None: too long, said
 # differently for a key and for what may be a gateway token).
 LONGER_THAN_A_KEY = b"is longer than the 512 bytes smisd takes"
 TRAILING_OWS = b"ends with a space or tab, not part of an HTTP header's value: smisd would read another key"
 LONGER_THAN_A_TOKEN = b"is longer than smisd takes: 512 bytes, 8192 for a gateway token (a JWT)"
+CONTROL = b"holds a control character other than a tab, which smisd refuses"
 KEYS_REFUSED = ((b"", b"is empty"),
                 (b" leading-space", b"starts with a space, which smisd skips: it would read another key"),
                 (b"trailing-space ", TRAILING_OWS), (b"trailing-tab\t", TRAILING_OWS),
                 (b"line\nbreak", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
                 (b"bare\rcr", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
                 (b"crlf\r\nX-Evil: 1", b"holds a line break (CR or LF), which cannot travel in an HTTP header"),
+                (b"esc\x1b[2J-key", CONTROL), (b"del\x7f-key", CONTROL), (b"soh\x01-key", CONTROL),
+                (b"\x1fleading-us", CONTROL), (b"vt\x0b", CONTROL),
                 (b"k" * 513, None))
 
 
@@ -279,6 +283,26 @@ class KeysSmisdTakes(unittest.TestCase):
                 self.assertIn(b"HTTP 404 not_found", r.stderr)
                 r = smisctl("hash-key", "--", key, text=False)
                 self.assertEqual(r.stdout, b"sha256:%s\n" % hashlib.sha256(key).hexdigest().encode(), r.stderr)
+
+    def test_smisd_refuses_a_key_with_a_control_character_before_hashing_it(self):
+        # libmicrohttpd passes a header's control characters through, and
+        # smisd hashed such a key as any other: each of these, whose digest
+        # KeysStack configures for inst-a, authenticated. An Authorization
+        # header with one is malformed (RFC 9110 5.5): the 401 of any other
+        # such header, the POST's detail saying why as for a malformed token.
+        body = json.dumps({"recipient": CITIZENS["no_app"], "content": {"nl": {"title": "t", "body": "b"}}})
+        for key in [k for k, why in KEYS_REFUSED if why == CONTROL]:
+            header = [("Authorization", "Bearer " + key.decode("utf-8", "surrogateescape"))]
+            with self.subTest(key=key):
+                for method, path, sent in (("GET", "/v1/messages/msg_00000000000000000000000000", None),
+                                           ("POST", "/v1/messages", body.encode())):
+                    status, hdrs, answer = raw_request(self.stack.smisd_port, method, path,
+                                                       header + [("Content-Type", "application/json")], sent)
+                    problem = json.loads(answer)
+                    self.assertEqual((status, problem["code"]), (401, "unauthorized"), answer)
+                    self.assertNotIn("field", problem)
+                    self.assertEqual(hdrs["www-authenticate"], 'Bearer realm="smis"')
+                self.assertTrue(problem["detail"].endswith("(malformed)"), problem["detail"])
 
     def test_keys_smisd_never_takes_are_refused_before_any_request(self):
         for key, why in KEYS_REFUSED:

@@ -276,6 +276,8 @@ const char *smis_api_key_refusal(const char *key, bool token)
 		return "ends with a space or tab, not part of an HTTP header's value: smisd would read another key";
 	if (strpbrk(key, "\r\n"))
 		return "holds a line break (CR or LF), which cannot travel in an HTTP header";
+	if (smisd_field_value_has_ctl(key, n))
+		return "holds a control character other than a tab, which smisd refuses";
 	if (n <= SMISD_API_KEY_MAX)
 		return NULL;
 	if (!token)

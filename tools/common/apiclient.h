@@ -147,15 +147,16 @@ void smis_api_key_free(char *key);
  * Why smisd could never accept `key` as an API key or, when `token`, as a
  * gateway token either, or NULL when it could. smisd (daemon/auth.c) takes
  * what follows "Bearer " and the spaces after it, any bytes the header
- * brings (UTF-8 or not, tabs, spaces, control characters) but the spaces
- * and tabs that end it, which are not part of a header's value (RFC 9110
- * 5.5): an API key of 1-SMISD_API_KEY_MAX bytes, or a JWT's compact form
+ * brings (UTF-8 or not, tabs, spaces) but the spaces and tabs that end
+ * it, which are not part of a header's value (RFC 9110 5.5), and refuses a
+ * value with any other control character: an API key of
+ * 1-SMISD_API_KEY_MAX bytes, or a JWT's compact form
  * (smisd_jwt_looks_like) of up to SMISD_JWT_MAX_LEN. So a key must not be
  * empty, start with a space or end with a space or tab (smisd would read
  * another key), or be longer; nor hold CR or LF,
  * which would end the header line (a sender must not send a bare CR, and
- * CR LF would smuggle in a header of the key's making). The reason
- * completes "the API key ...".
+ * CR LF would smuggle in a header of the key's making), nor another
+ * control character but a tab. The reason completes "the API key ...".
  */
 const char *smis_api_key_refusal(const char *key, bool token);
 
