@@ -451,6 +451,19 @@ class EndToEnd(GovAppCase):
                 self.assertEqual("--idempotency-key" in p.stderr, want == 2, p.stderr)
 
 
+    def test_smis_encrypt_strategy_must_be_a_strategy_name(self):
+        # As smisctl's (test_smisctl.py, which also posts each to smisd):
+        # a strategy name is 1-48 of [a-z0-9_-], any other --strategy
+        # is refused before any request (exit 2, where the closed port
+        # makes it 3).
+        closed = "http://127.0.0.1:%d" % free_port()
+        says = "smis-encrypt: --strategy must name a strategy: 1-48 characters of a-z, 0-9, '_' and '-'\n"
+        for strategy, want in (("", 2), ("Govapp_only", 2), ("govapp only", 2), ("caf\u00e9", 2), ("s" * 48, 3)):
+            with self.subTest(strategy=strategy):
+                p = self.encrypt("--to", CITIZENS["app_fr"], "--title", "t", "--body", "b", "--url", closed,
+                                 "--strategy", strategy, check=want)
+                self.assertEqual(p.stderr == says, want == 2, p.stderr)
+
     def test_smis_encrypt_channel_must_be_a_channel_name(self):
         # smisd answers a channel that names none of its app channels 422
         # unknown_channel, and every channel name is 1-48 of [a-z0-9_-]

@@ -661,6 +661,25 @@ class Api(StackTestCase):
                 self.assertIn(r.returncode, (0, 1), r.stderr)  # 1: an SMS text RingRing finds too long
                 self.assertRegex(json.loads(r.stdout)["id"], "^msg_")
 
+    def test_a_strategy_no_strategy_can_have_as_name_is_a_usage_error(self):
+        # smisd refuses a strategy name other than 1-48 characters of
+        # [a-z0-9_-] in its configuration, so such a --strategy could only
+        # be answered 422 unknown_strategy (it was sent: exit 3). Now exit
+        # 2 before any request; the longest name it could be is still sent.
+        says = "smisctl send: --strategy must name a strategy: 1-48 characters of a-z, 0-9, '_' and '-'\n"
+        options = {"--to": CITIZENS["no_app"], "--lang": "fr", "--title": "t", "--body": "b"}
+        for name in ("", "SMS_ONLY", "sms only", "sms.only", "sms_only/x", "caf\u00e9"):
+            with self.subTest(name=name):
+                given = dict(options, **{"--strategy": name})
+                r = self.run_ctl("send", "--url", self.stack.base, *sum(given.items(), ()))
+                self.assertEqual((r.returncode, r.stdout, r.stderr), (2, "", says))
+                a = self.stack.send(send_body(given))
+                self.assertEqual((a.status, a.json["code"], a.json["field"]), (422, "unknown_strategy", "/strategy"),
+                                 a.raw)
+        r = self.send("--to", CITIZENS["no_app"], "--strategy", "s" * 48)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("HTTP 422 unknown_strategy", r.stderr)
+
     def test_no_key_is_a_usage_error(self):
         r = self.send("--to", CITIZENS["no_app"], key=None)
         self.assertEqual(r.returncode, 2)

@@ -215,10 +215,26 @@ static bool check_reference(const struct smis_api_options *o, const char *who)
 	return true;
 }
 
+bool smis_api_check_name(const char *who, const char *option, const char *what, const char *name)
+{
+	static const char allowed[] = "abcdefghijklmnopqrstuvwxyz0123456789_-";
+	size_t n;
+
+	if (!name) /* absent: smisd's default */
+		return true;
+	n = strlen(name);
+	if (n > 0 && n <= SMIS_API_NAME_MAX && strspn(name, allowed) == n)
+		return true;
+	fprintf(stderr, "%s: %s must name a %s: 1-%d characters of a-z, 0-9, '_' and '-'\n", who, option, what,
+		SMIS_API_NAME_MAX);
+	return false;
+}
+
 bool smis_api_check_send(const struct smis_api_options *o, const char *who)
 {
 	return check_idem(o, who) && check_text(who, "--to", o->to, &RECIPIENT) &&
-	       check_text(who, "--strategy", o->strategy, &STRATEGY) && check_reference(o, who);
+	       check_text(who, "--strategy", o->strategy, &STRATEGY) &&
+	       smis_api_check_name(who, "--strategy", "strategy", o->strategy) && check_reference(o, who);
 }
 
 bool smis_api_lang_known(const char *lang)

@@ -107,10 +107,20 @@ bool smis_api_option(struct smis_api_options *o, int c, const char *arg, const c
  * 1-SMIS_API_IDEM_MAX of [A-Za-z0-9-_.:]; a --to, --strategy or
  * --reference that is not UTF-8, holds a control character or is longer
  * than smisd takes (docs/openapi.yaml), an empty --to, a --reference of
- * other characters than [A-Za-z0-9._:/-]. False after printing why,
+ * other characters than [A-Za-z0-9._:/-], a --strategy that no strategy
+ * can have as its name (smis_api_check_name). False after printing why,
  * "<who>: --reference ..." (who names the command, e.g. "smisctl send").
  */
 bool smis_api_check_send(const struct smis_api_options *o, const char *who);
+
+/* A channel's or strategy's name is 1-SMIS_API_NAME_MAX characters of
+ * [a-z0-9_-]: smisd refuses any other in its configuration
+ * (valid_instance_name, daemon/generation.c), so a request naming another
+ * could only be answered 422 (unknown_strategy, unknown_channel). True for
+ * NULL (absent: smisd's default); false after printing "<who>: <option>
+ * must name a <what>: ...". */
+#define SMIS_API_NAME_MAX 48
+bool smis_api_check_name(const char *who, const char *option, const char *what, const char *name);
 
 /* Whether lang is one of the languages smisd takes: nl, fr, de, en. */
 bool smis_api_lang_known(const char *lang);

@@ -324,27 +324,6 @@ out:
 	return rc;
 }
 
-/* smisd answers a --channel that names none of its app channels 422
- * unknown_channel, and a channel's name is 1-48 characters of [a-z0-9_-]
- * (smisd refuses any other in its configuration: valid_instance_name,
- * daemon/generation.c). Any other --channel is refused before any request. */
-#define CHANNEL_NAME_MAX 48
-
-static bool check_channel(const char *channel)
-{
-	static const char allowed[] = "abcdefghijklmnopqrstuvwxyz0123456789_-";
-	size_t n;
-
-	if (!channel) /* smisd's first app channel */
-		return true;
-	n = strlen(channel);
-	if (n > 0 && n <= CHANNEL_NAME_MAX && strspn(channel, allowed) == n)
-		return true;
-	fprintf(stderr, "smis-encrypt: --channel must name a channel: 1-%d characters of a-z, 0-9, '_' and '-'\n",
-		CHANNEL_NAME_MAX);
-	return false;
-}
-
 /* Parse argv into op. Returns 0, SMIS_EXIT_USAGE, or -1 after --help. */
 static int parse_args(int argc, char **argv, struct options *op)
 {
@@ -409,7 +388,11 @@ static int parse_args(int argc, char **argv, struct options *op)
 		usage(stderr);
 		goto out;
 	}
-	if (!smis_api_check_send(&op->api, "smis-encrypt") || !check_channel(op->channel))
+	/* smisd answers a --channel that names none of its app channels 422
+	 * unknown_channel: one no channel can have is refused before any
+	 * request. */
+	if (!smis_api_check_send(&op->api, "smis-encrypt") ||
+	    !smis_api_check_name("smis-encrypt", "--channel", "channel", op->channel))
 		goto out;
 	rc = check_blocks(op);
 out:
