@@ -177,6 +177,47 @@ static bool pt_sealed(struct json_object *envs, const char *device_id)
 	return false;
 }
 
+/* Wipes the strings of o's tree in place (json-c's copies, freed by
+ * json_object_put as they are). */
+static void pt_cleanse_strings(struct json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		OPENSSL_cleanse((char *)json_object_get_string(o), (size_t)json_object_get_string_len(o));
+		break;
+	case json_type_object: {
+		json_object_object_foreach(o, key, member) {
+			(void)key;
+			pt_cleanse_strings(member);
+		}
+		break;
+	}
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			pt_cleanse_strings(json_object_array_get_idx(o, i));
+		break;
+	default:
+		break;
+	}
+}
+
+void smis_passthrough_json_put_cleansed(struct json_object *o)
+{
+	const char *text;
+
+	if (!o)
+		return;
+	/* json-c keeps the text it made of o in a buffer of o's, which is not
+	 * reachable otherwise: made again with the same flags, the same text
+	 * lands in the same buffer (before the strings are wiped, so that its
+	 * length does not change), and is wiped there. */
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text)
+		OPENSSL_cleanse((char *)text, strlen(text));
+	pt_cleanse_strings(o);
+	json_object_put(o);
+}
+
 int smis_passthrough_seal(const char *keys_json, const char *plaintext_json, char **encrypted_json,
 			  char **message_id)
 {
@@ -266,7 +307,7 @@ out:
 	free(enc_text);
 	free(mid_copy);
 	json_object_put(out);
-	json_object_put(pt);
+	smis_passthrough_json_put_cleansed(pt);
 	json_object_put(keys);
 	return rc;
 }

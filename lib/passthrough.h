@@ -56,4 +56,15 @@
 int smis_passthrough_seal(const char *keys_json, const char *plaintext_json, char **encrypted_json,
 			  char **message_id);
 
+struct json_object;
+
+/*
+ * Releases o (json_object_put) after wiping json-c's copies of the clear
+ * text it holds: every string of its tree, and the compact text json-c
+ * last made of o (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+ * as smis_passthrough_seal and smis-encrypt make it). Not wiped: what
+ * json-c freed before (a tokener's scratch, a printbuf it outgrew).
+ */
+void smis_passthrough_json_put_cleansed(struct json_object *o);
+
 #endif /* SMIS_PASSTHROUGH_H */

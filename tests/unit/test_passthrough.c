@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +357,43 @@ static void test_device_selection(void)
 	device_free(&d);
 }
 
+static bool all_zero(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* The wipe itself, seen through a reference kept for the test: the
+ * strings of the tree (nested ones too) and the text json-c made of it are
+ * zeros once released. What the callers free is not readable after. */
+static void test_put_cleansed_wipes_strings_and_text(void)
+{
+	struct json_object *o = json_tokener_parse("{\"content\":{\"nl\":{\"title\":\"T\",\"body\":\"secret body\"}},"
+						   "\"list\":[\"secret item\",1,true]}");
+	struct json_object *body, *item;
+	const char *text, *b, *it;
+	size_t text_len;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	CU_ASSERT_FATAL(json_object_object_get_ex(json_object_object_get(json_object_object_get(o, "content"), "nl"),
+						  "body", &body));
+	item = json_object_array_get_idx(json_object_object_get(o, "list"), 0);
+	b = json_object_get_string(body);
+	it = json_object_get_string(item);
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	text_len = strlen(text);
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "secret body"));
+	json_object_get(o);
+	smis_passthrough_json_put_cleansed(o);
+	CU_ASSERT(all_zero(b, strlen("secret body")));
+	CU_ASSERT(all_zero(it, strlen("secret item")));
+	CU_ASSERT(all_zero(text, text_len));
+	json_object_put(o);
+	smis_passthrough_json_put_cleansed(NULL);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -368,7 +406,8 @@ int main(void)
 	    !CU_add_test(s, "binding and tampering", test_binding_and_tampering) ||
 	    !CU_add_test(s, "plaintext completion and checks", test_plaintext_completion_and_checks) ||
 	    !CU_add_test(s, "bad keys answers", test_bad_keys_answers) ||
-	    !CU_add_test(s, "device selection", test_device_selection)) {
+	    !CU_add_test(s, "device selection", test_device_selection) ||
+	    !CU_add_test(s, "put cleansed wipes strings and text", test_put_cleansed_wipes_strings_and_text)) {
 		CU_cleanup_registry();
 		return CU_get_error();
 	}

@@ -219,7 +219,8 @@ static int build_plaintext(const struct options *op, char **out)
 out_oom:
 	fprintf(stderr, "smis-encrypt: out of memory\n");
 out:
-	json_object_put(o);
+	/* o holds json-c's copies of the bodies and of *out's text. */
+	smis_passthrough_json_put_cleansed(o);
 	return rc;
 }
 
