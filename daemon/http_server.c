@@ -528,6 +528,8 @@ static enum MHD_Result respond_retry_soon(struct MHD_Connection *c, struct conn 
 /* The institution the request's Authorization names, or NULL (`*why` then
  * says why, when `why` is given). Its name is kept for the access line: a
  * copy, as the generation may be gone when that line is written. */
+/* The institution the request's credentials name, or NULL with `*why`
+ * set to the reason (NULL: no usable `Bearer` header at all). */
 static const struct smisd_institution *authenticate(struct MHD_Connection *c, struct conn *st,
 						    const struct smisd_generation *g, const char **why)
 {
@@ -536,15 +538,27 @@ static const struct smisd_institution *authenticate(struct MHD_Connection *c, st
 	const char *auth = single_header(c, "Authorization", &repeated, &len);
 	const struct smisd_institution *inst;
 
+	*why = NULL;
 	if (repeated) {
-		if (why)
-			*why = "duplicate_header";
+		*why = "duplicate_header";
 		return NULL;
 	}
-	inst = why ? smisd_auth_institution_why(g, auth, len, why) : smisd_auth_institution(g, auth, len);
+	inst = smisd_auth_institution_why(g, auth, len, why);
 	if (inst)
 		smisd_concat(st->institution, sizeof(st->institution), inst->name, NULL);
 	return inst;
+}
+
+/* The one 401 of every authenticated endpoint: the same code and words,
+ * with authenticate()'s reason, which names no institution and no key. */
+static enum MHD_Result refuse_unauthenticated(struct MHD_Connection *c, struct conn *st, const char *why)
+{
+	struct smisd_problem pb;
+
+	smisd_problem_set(&pb, 401, "unauthorized", NULL,
+			  "a valid 'Authorization: Bearer <API key or gateway token>' header is required (%s)",
+			  why ? why : "missing");
+	return respond_problem(c, st, &pb);
 }
 
 /* Whether `method` is one of RFC 9110's (9.3) or PATCH (RFC 5789). Method
@@ -612,13 +626,13 @@ static enum MHD_Result handle_get_message(struct MHD_Connection *c, struct conn 
 {
 	struct smisd_generation *g = smisd_generation_acquire();
 	const struct smisd_institution *inst;
-	const char *id = url + strlen("/v1/messages/");
+	const char *id = url + strlen("/v1/messages/"), *why;
 	char *json = NULL;
 	enum MHD_Result ret;
 
-	inst = authenticate(c, st, g, NULL);
+	inst = authenticate(c, st, g, &why);
 	if (!inst) {
-		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
+		ret = refuse_unauthenticated(c, st, why);
 		goto out;
 	}
 	/* Another institution's message answers exactly like a missing one:
@@ -986,12 +1000,12 @@ static enum MHD_Result handle_keys(struct MHD_Connection *c, struct conn *st)
 	struct smisd_job *job;
 	json_object *root = NULL, *v;
 	char e164[SMISD_E164_MAX];
-	const char *refusal;
+	const char *refusal, *why;
 	enum MHD_Result ret;
 
-	inst = authenticate(c, st, g, NULL);
+	inst = authenticate(c, st, g, &why);
 	if (!inst) {
-		ret = respond_code(c, st, 401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
+		ret = refuse_unauthenticated(c, st, why);
 		goto out;
 	}
 	if (rate_limited(inst, &pb)) {
@@ -1171,13 +1185,10 @@ static enum MHD_Result handle_send(struct MHD_Connection *c, struct conn *st)
 
 	memset(&req, 0, sizeof(req));
 	{
-		const char *why = NULL;
+		const char *why;
 		inst = authenticate(c, st, g, &why);
 		if (!inst) {
-			smisd_problem_set(&pb, 401, "unauthorized", NULL,
-					  "a valid 'Authorization: Bearer <API key or gateway token>' header is required (%s)",
-					  why ? why : "missing");
-			ret = respond_problem(c, st, &pb);
+			ret = refuse_unauthenticated(c, st, why);
 			goto out;
 		}
 	}

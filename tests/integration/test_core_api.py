@@ -238,6 +238,24 @@ class AuthAndErrors(ProblemAsserts, StackTestCase):
                      403, "strategy_forbidden", "/strategy")
         self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
 
+    def test_every_endpoint_gives_the_same_401_with_its_reason(self):
+        # GET and the keys endpoint used to say less than POST: no reason.
+        base = self.stack.base
+        calls = (("POST", base + "/v1/messages", message(CITIZENS["no_app"])),
+                 ("GET", base + "/v1/messages/msg_x", None),
+                 ("POST", base + "/v1/recipients/keys", {"recipient": CITIZENS["no_app"]}))
+        for method, url, body in calls:
+            for headers, reason in (({}, "missing"),
+                                    ({"Authorization": "Bearer wrong-key"}, "unknown_key"),
+                                    ({"Authorization": "Basic " + KEYS["inst-a"]}, "missing")):
+                with self.subTest(method=method, url=url, reason=reason):
+                    r = http(method, url, body, headers)
+                    self.problem(r, 401, "unauthorized")
+                    self.assertIn("Bearer", r.headers["WWW-Authenticate"])
+                    self.assertEqual(r.json["detail"], "a valid 'Authorization: Bearer <API key or gateway token>'"
+                                     " header is required (%s)" % reason)
+        self.assertEqual(self.stack.sim("ringring", "GET", "/_sim/requests").json, [])
+
     def test_bad_inputs(self):
         s = self.stack
         self.problem(s.send(b"{not json"), 400, "malformed_json")
