@@ -23,7 +23,7 @@ daemon_libsmisd_la_SOURCES = \
 	daemon/utf8.c daemon/utf8.h
 daemon_libsmisd_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(LIBCONFIG_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(GUMBO_CFLAGS)
-daemon_libsmisd_la_LIBADD = lib/libsmishtml.la lib/libsmishpke.la lib/libsmisconfincl.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
+daemon_libsmisd_la_LIBADD = lib/libsmishtml.la lib/libsmishpke.la lib/libsmisconfincl.la lib/libsmisjsonreuse.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
 	$(LIBCONFIG_LIBS) $(MHD_LIBS) $(SQLITE_LIBS) $(GUMBO_LIBS) -lpthread
 
 sbin_PROGRAMS += smisd

@@ -5,7 +5,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "generation.h"
 #include "html_sanitize.h"
 #include "job.h"
+#include "json_reuse.h"
 #include "request.h"
 
 struct json_object *smisd_json_member(struct json_object *obj, const char *key)
@@ -276,67 +276,14 @@ static int valid_reference(const char *r)
 }
 
 /* One strict tokener per event-loop thread, reset for each body: making one costs
- * four allocations and a stack per request. Freed when its thread ends. */
-static pthread_key_t tok_key;
-static pthread_once_t tok_once = PTHREAD_ONCE_INIT;
-static bool tok_ready;
-
-static void tok_free(void *tok)
-{
-	json_tokener_free(tok);
-}
-
-static void tok_key_make(void)
-{
-	if (pthread_key_create(&tok_key, tok_free) != 0)
-		abort();
-	tok_ready = true;
-}
+ * four allocations and a stack per request. Freed when its thread ends, and
+ * after a body that did not parse (lib/json_reuse.h says why). */
+static struct smis_json_thread_tokener body_tokener = SMIS_JSON_THREAD_TOKENER(16, JSON_TOKENER_STRICT);
 
 /* The main thread's tokener (tests parse there) has no key destructor. */
-__attribute__((destructor)) static void tok_release(void)
+__attribute__((destructor)) static void body_tokener_release(void)
 {
-	if (tok_ready) {
-		json_tokener *tok = pthread_getspecific(tok_key);
-		if (tok)
-			json_tokener_free(tok);
-		pthread_setspecific(tok_key, NULL);
-	}
-}
-
-static json_tokener *thread_tokener(void)
-{
-	json_tokener *tok;
-
-	pthread_once(&tok_once, tok_key_make);
-	tok = pthread_getspecific(tok_key);
-	if (tok) {
-		json_tokener_reset(tok);
-		return tok;
-	}
-	tok = json_tokener_new_ex(16);
-	if (!tok)
-		return NULL;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	if (pthread_setspecific(tok_key, tok) != 0) {
-		json_tokener_free(tok);
-		return NULL;
-	}
-	return tok;
-}
-
-/*
- * Forget this thread's tokener after a parse that did not end cleanly.
- * json-c 0.16's json_tokener_reset() leaves a pending high surrogate in
- * place: a body cut off after "\ud83d" made the next body parsed on the
- * thread (another client's, on another connection) start its first \u
- * escape with U+FFFD. A fresh tokener is cheap next to a refused request.
- */
-static void thread_tokener_drop(json_tokener *tok)
-{
-	if (pthread_getspecific(tok_key) == tok)
-		pthread_setspecific(tok_key, NULL);
-	json_tokener_free(tok);
+	smis_json_thread_free(&body_tokener);
 }
 
 int smisd_request_recipient(struct json_object *root, const struct smisd_institution *inst,
@@ -411,25 +358,27 @@ struct json_object *smisd_json_parse_strict(const char *body, size_t len, struct
 	json_tokener *tok;
 	json_object *root;
 	enum json_tokener_error err;
+	bool clean;
 
 	if (!smisd_utf8_valid(body, len, SMISD_UTF8_JSON)) {
 		smisd_problem_set(pb, 400, "malformed_json", NULL, "the body is not UTF-8 JSON");
 		return NULL;
 	}
-	tok = thread_tokener();
+	tok = smis_json_thread_get(&body_tokener);
 	if (!tok) {
 		smisd_problem_set(pb, 500, "internal_error", NULL, "out of memory");
 		return NULL;
 	}
 	root = json_tokener_parse_ex(tok, body, (int)len);
 	err = json_tokener_get_error(tok);
-	if (!root || err != json_tokener_success || json_tokener_get_parse_end(tok) != len) {
+	clean = root && err == json_tokener_success && json_tokener_get_parse_end(tok) == len;
+	smis_json_thread_done(&body_tokener, clean);
+	if (!clean) {
 		/* json-c's words for an empty or cut body are "continue". */
 		smisd_problem_set(pb, 400, "malformed_json", NULL, "the body is not valid JSON: %s",
 				  err == json_tokener_continue ? "it ends before its value does (or is empty)"
 				  : err != json_tokener_success ? json_tokener_error_desc(err)
 				  : "something follows the value");
-		thread_tokener_drop(tok);
 		goto refused;
 	}
 	if (!json_text_exact(body, len, root)) {

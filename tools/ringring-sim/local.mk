@@ -20,5 +20,5 @@ tools_ringring_sim_ringring_sim_LDFLAGS = $(AM_LDFLAGS) $(AX_PTHREAD_CFLAGS)
 # mimalloc first, as for smisd (see configure.ac): at the bench's load glibc's
 # malloc and free were about a tenth of the simulator's CPU, and every µs it
 # spends there is taken from smisd on the same two CPUs.
-tools_ringring_sim_ringring_sim_LDADD = $(MIMALLOC_LIBS) lib/libsmisgsm7.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS) \
+tools_ringring_sim_ringring_sim_LDADD = $(MIMALLOC_LIBS) lib/libsmisgsm7.la lib/libsmisjsonreuse.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS) \
 	$(OPENSSL_LIBS)

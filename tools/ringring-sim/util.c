@@ -9,13 +9,13 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "json_reuse.h"
 #include "sim.h"
 
 int64_t sim_now_ms(void)
@@ -46,65 +46,31 @@ static bool json_ws_only(const char *s, size_t len)
 }
 
 /* One tokener per thread, reset before each parse: creating and freeing one
- * per request was a measurable share of a send's cost under the bench. A
- * thread-specific key (not _Thread_local) so that a pool thread's tokener
- * is freed when MHD ends the thread. Only a tokener whose last parse
- * succeeded is kept: json-c 0.16's json_tokener_reset leaves a pending
- * high surrogate in place, so after a body cut off at "\ud83d" the next
- * body's first \u escape would get a U+FFFD in front of it. */
-static pthread_key_t tok_key;
-static pthread_once_t tok_once = PTHREAD_ONCE_INIT;
-static bool tok_key_ok;
-
-static void tok_free(void *tok)
-{
-	json_tokener_free(tok);
-}
-
-static void tok_key_init(void)
-{
-	tok_key_ok = pthread_key_create(&tok_key, tok_free) == 0;
-}
-
-/* Depth 16, as the strict parse has always allowed; NULL if out of memory. */
-static struct json_tokener *thread_tokener(void)
-{
-	struct json_tokener *tok;
-
-	pthread_once(&tok_once, tok_key_init);
-	if (!tok_key_ok)
-		return NULL;
-	tok = pthread_getspecific(tok_key);
-	if (tok) {
-		json_tokener_reset(tok);
-		return tok;
-	}
-	tok = json_tokener_new_ex(16);
-	if (tok && pthread_setspecific(tok_key, tok) != 0) {
-		json_tokener_free(tok);
-		tok = NULL;
-	}
-	return tok;
-}
+ * per request was a measurable share of a send's cost under the bench. Only
+ * a tokener whose last parse succeeded is kept (lib/json_reuse.h says why).
+ * Depth 16, as the strict parse has always allowed. */
+static struct smis_json_thread_tokener request_tokener = SMIS_JSON_THREAD_TOKENER(16, 0);
 
 struct json_object *sim_json_parse(const char *body, size_t len)
 {
 	struct json_tokener *tok;
 	struct json_object *obj;
+	bool parsed;
+	size_t end;
 
 	if (!body || len == 0 || len > INT_MAX)
 		return NULL;
-	tok = thread_tokener();
+	tok = smis_json_thread_get(&request_tokener);
 	if (!tok)
 		return NULL;
 	obj = json_tokener_parse_ex(tok, body, (int)len);
-	if (json_tokener_get_error(tok) != json_tokener_success) {
-		/* No object to put: json-c returns none unless it succeeded. */
-		pthread_setspecific(tok_key, NULL);
-		json_tokener_free(tok);
+	parsed = json_tokener_get_error(tok) == json_tokener_success;
+	end = json_tokener_get_parse_end(tok);
+	smis_json_thread_done(&request_tokener, parsed);
+	/* No object to put if not parsed: json-c returns none unless it succeeded. */
+	if (!parsed)
 		return NULL;
-	}
-	if (!json_ws_only(body + json_tokener_get_parse_end(tok), len - json_tokener_get_parse_end(tok))) {
+	if (!json_ws_only(body + end, len - end)) {
 		json_object_put(obj);
 		obj = NULL;
 	}

@@ -5,7 +5,7 @@ plugin_LTLIBRARIES += plugins/channels/ringring/ringring.la
 plugins_channels_ringring_ringring_la_SOURCES = plugins/channels/ringring/ringring.c
 plugins_channels_ringring_ringring_la_CFLAGS = $(PLUGIN_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
 plugins_channels_ringring_ringring_la_LDFLAGS = $(PLUGIN_LDFLAGS)
-plugins_channels_ringring_ringring_la_LIBADD = lib/libsmisgsm7.la lib/libsmishttpurl.la $(JSONC_LIBS) $(OPENSSL_LIBS)
+plugins_channels_ringring_ringring_la_LIBADD = lib/libsmisgsm7.la lib/libsmishttpurl.la lib/libsmisjsonreuse.la $(JSONC_LIBS) $(OPENSSL_LIBS)
 
 check_PROGRAMS += tests/unit/test_ringring_plugin
 TESTS += tests/unit/test_ringring_plugin

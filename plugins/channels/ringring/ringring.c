@@ -31,6 +31,7 @@
 
 #include "gsm7.h"
 #include "http_url.h"
+#include "json_reuse.h"
 
 #define RR_DEFAULT_BASE_URL "https://api.ringring.be/sms/v1"
 /* RingRing refuses longer texts (ResultCode 8); counted in characters. */
@@ -79,9 +80,9 @@ struct rr_state {
 	/* Fallback language order; n_langs == 0 means the institution's. */
 	char langs[SMIS_LANG_MAX][3];
 	size_t n_langs;
-	/* Parser for answers, reused by resume() (one call at a time, on the
-	 * dispatcher thread) and replaced after a failed parse (rr_json_parse);
-	 * inbound() runs on HTTP threads and makes its own. */
+	/* Parser for answers, made on first use, reused by resume() (one call
+	 * at a time, on the dispatcher thread) and dropped after a failed parse
+	 * (rr_json_parse); inbound() runs on HTTP threads and makes its own. */
 	struct json_tokener *answer_tok;
 };
 
@@ -257,26 +258,20 @@ static void rr_outcome_fail(struct smis_outcome *out, enum smis_outcome_kind kin
 /* lookup is case-insensitive.                                          */
 /* ------------------------------------------------------------------ */
 
-/* `reuse`, if not NULL, is a tokener owned by the caller's thread: one
- * fewer set of allocations per answer. */
 /*
  * Parse one whole JSON value. *reuse, when given, is a tokener kept between
- * calls; after a parse that fails it is replaced (NULL if that fails: the
- * next call then makes its own), because json-c 0.16's json_tokener_reset()
- * keeps a pending high surrogate: an answer cut off after "\ud83d" made the
- * next answer's first \u escape start with U+FFFD.
+ * calls (one fewer set of allocations per answer), dropped after a parse
+ * that fails (lib/json_reuse.h says why); without it, one for this call.
  */
 static struct json_object *rr_json_parse(struct json_tokener **reuse, const char *body, size_t len)
 {
-	struct json_tokener *tok = reuse ? *reuse : NULL;
+	struct json_tokener *own = NULL, **slot = reuse ? reuse : &own;
+	struct json_tokener *tok;
 	struct json_object *obj = NULL;
 
 	if (!body || len == 0 || len > INT_MAX)
 		return NULL;
-	if (tok)
-		json_tokener_reset(tok);
-	else
-		tok = json_tokener_new_ex(RR_JSON_DEPTH);
+	tok = smis_json_reuse_get(slot, RR_JSON_DEPTH, 0);
 	if (!tok)
 		return NULL;
 	obj = json_tokener_parse_ex(tok, body, (int)len);
@@ -299,12 +294,8 @@ static struct json_object *rr_json_parse(struct json_tokener **reuse, const char
 		json_object_put(obj);
 		obj = NULL;
 	}
-	if (!reuse || tok != *reuse) {
-		json_tokener_free(tok);
-	} else if (!obj) {
-		json_tokener_free(tok);
-		*reuse = json_tokener_new_ex(RR_JSON_DEPTH);
-	}
+	smis_json_reuse_done(slot, obj != NULL);
+	smis_json_reuse_free(&own);
 	return obj;
 }
 
@@ -1220,8 +1211,7 @@ static void rr_destroy(void *state)
 	if (st->expected_path)
 		OPENSSL_cleanse(st->expected_path, st->expected_path_len);
 	api->free(st->expected_path);
-	if (st->answer_tok)
-		json_tokener_free(st->answer_tok);
+	smis_json_reuse_free(&st->answer_tok);
 	api->free(st);
 }
 
@@ -1371,13 +1361,6 @@ static int rr_create(const struct smis_core_api *api, struct smis_instance *self
 	}
 	st->api = api;
 	st->self = self;
-	st->answer_tok = json_tokener_new_ex(RR_JSON_DEPTH);
-	if (!st->answer_tok) {
-		api->config_error(cfg, NULL, "out of memory");
-		api->free(st);
-		rc = -ENOMEM;
-		goto out;
-	}
 
 	/* Read every key even after an error: all problems are reported in
 	 * one go, and none of our keys is then called "unknown". */
