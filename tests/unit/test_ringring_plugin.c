@@ -1034,6 +1034,37 @@ static void test_cut_answer_leaves_nothing(void)
 	ops->destroy(st);
 }
 
+/* Only JSON's whitespace may follow an answer's value: a NUL there is a
+ * trailing byte like any other (the answer is malformed), not its end. */
+#define NUL_GOOD "{\"ResultCode\":0,\"Messages\":[{\"MessageId\":\"m1\",\"ResultCode\":0}]}"
+#define NUL_TAIL(t) { NUL_GOOD t, sizeof(NUL_GOOD t) - 1 }
+static void test_nul_after_answer_refused(void)
+{
+	static const struct {
+		const char *body;
+		size_t len;
+	} bad[] = { NUL_TAIL("\0"), NUL_TAIL("\r\n\0"), NUL_TAIL("\0\0"), NUL_TAIL("\0 ") };
+	void *st = basic_instance();
+	struct smis_message m = make_msg();
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct smis_http_response resp = {
+			.size = sizeof(resp), .transport = SMIS_TRANSPORT_OK, .status = 200,
+			.body = bad[i].body, .body_len = bad[i].len, .content_type = "application/json",
+		};
+		struct smis_outcome out = { 0 };
+		struct smis_http_request *req = NULL;
+		void *call = NULL;
+
+		CU_ASSERT_EQUAL(ops->resume(st, SMIS_OP_SEND, &m, &call, &resp, &req, &out), SMIS_STEP_DONE);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+	}
+	/* JSON's own whitespace is still fine. */
+	expect_send(st, SMIS_TRANSPORT_OK, 200, NUL_GOOD " \t\r\n", SMIS_OUTCOME_OK, NULL);
+	ops->destroy(st);
+}
+
 static void test_map_send_failures(void)
 {
 	void *st = basic_instance();
@@ -1636,7 +1667,8 @@ int main(void)
 	    !CU_add_test(s, "inbound_auth", test_inbound_auth) ||
 	    !CU_add_test(s, "inbound_no_auth_configured", test_inbound_no_auth_configured) ||
 	    !CU_add_test(s, "inbound_parse", test_inbound_parse) ||
-	    !CU_add_test(s, "cut_answer_leaves_nothing", test_cut_answer_leaves_nothing))
+	    !CU_add_test(s, "cut_answer_leaves_nothing", test_cut_answer_leaves_nothing) ||
+	    !CU_add_test(s, "nul_after_answer_refused", test_nul_after_answer_refused))
 		goto fail;
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
