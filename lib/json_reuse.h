@@ -1,8 +1,8 @@
 /*
  * json_reuse.h - a json-c tokener kept from one parse to the next, for the
- * parsers of hot paths (smisd's request bodies, the RingRing plugin's
- * answers, ringring-sim's requests): making one costs four allocations and
- * a stack each time.
+ * parsers of hot paths (smisd's request bodies, the RingRing and GovApp
+ * plugins' answers, ringring-sim's requests): making one costs four
+ * allocations and a stack each time.
  *
  * Only a tokener whose parse ended cleanly may be kept: json-c 0.16's
  * json_tokener_reset() leaves a pending high surrogate in place, so after a
@@ -41,6 +41,10 @@ void smis_json_reuse_free(struct json_tokener **slot);
  *
  *   static struct smis_json_thread_tokener body_tok =
  *           SMIS_JSON_THREAD_TOKENER(16, JSON_TOKENER_STRICT);
+ *
+ * Not in a plugin: the key's destructor would be code that a reload
+ * unloads while the threads holding tokeners go on (and every load would
+ * take another key). A plugin keeps its tokener in its instance instead.
  */
 struct smis_json_thread_tokener {
 	int depth;

@@ -1012,6 +1012,43 @@ static void test_error_mapping(void)
 	CU_ASSERT_PTR_NULL(strstr(log_text, PHONE_DIGITS));
 }
 
+/* The outcome of a SEND (after a lookup) answered 202 `body`. */
+static void send_answered(const char *body, struct smis_outcome *out)
+{
+	void *call = looked_up_call(pk2_b64);
+	struct smis_http_request *req = NULL;
+	struct smis_http_response r = resp_of(202, body);
+
+	memset(out, 0, sizeof(*out));
+	CU_ASSERT_EQUAL(ops->start(inst, SMIS_OP_SEND, &msg, &call, &req, out), SMIS_STEP_REQUEST);
+	fake_http_request_free(req);
+	req = NULL;
+	CU_ASSERT_EQUAL(ops->resume(inst, SMIS_OP_SEND, &msg, &call, &r, &req, out), SMIS_STEP_DONE);
+	CU_ASSERT_PTR_NULL(req);
+	ops->call_free(inst, call);
+}
+
+/* The instance keeps its answer parser from one answer to the next: an
+ * answer cut off inside a surrogate pair must leave nothing behind for the
+ * next one (json-c's tokener reset keeps the pending high surrogate, so the
+ * next answer's first \u escape would come out after a U+FFFD: here a
+ * notification_id no longer ASCII, refused). */
+static void test_cut_answer_leaves_nothing(void)
+{
+	static const char *const cut[] = { "{\"notification_id\":\"\\ud83d",
+					   "{\"notification_id\":\"\\uD83D\\u" };
+	struct smis_outcome out;
+
+	for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		send_answered(cut[i], &out);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_TEMPFAIL);
+		CU_ASSERT_STRING_EQUAL(out.error, "upstream_bad_response");
+		send_answered("{\"notification_id\":\"\\u0041bc\"}", &out);
+		CU_ASSERT_EQUAL(out.kind, SMIS_OUTCOME_OK);
+		CU_ASSERT_STRING_EQUAL(out.provider_ref, "Abc");
+	}
+}
+
 /* Any 2xx with the documented body is the backend's yes: a send answered
  * 200 or 201 instead of 202 was accepted, and counting it a failure would
  * resend it or fall back to an SMS on top of the notification. */
@@ -1652,6 +1689,7 @@ int main(void)
 	    !CU_add_test(s, "send answer of another message", test_send_answer_other_message) ||
 	    !CU_add_test(s, "error mapping", test_error_mapping) ||
 	    !CU_add_test(s, "success is any 2xx", test_success_any_2xx) ||
+	    !CU_add_test(s, "cut answer leaves nothing", test_cut_answer_leaves_nothing) ||
 	    !CU_add_test(s, "status poll", test_status) ||
 	    !CU_add_test(s, "status poll duplicate devices", test_status_duplicate_devices) ||
 	    !CU_add_test(s, "status poll empty device id", test_status_empty_device_id) ||

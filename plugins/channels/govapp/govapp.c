@@ -37,6 +37,7 @@
 #include "smis/smis-plugin.h"
 #include "e2e.h"
 #include "http_url.h"
+#include "json_reuse.h"
 
 #define GOVAPP_VERSION "1.0.0"
 #define GOVAPP_SUITE SMIS_E2E_SUITE
@@ -57,6 +58,15 @@ struct govapp {
 	size_t callback_secret_len;
 	int64_t max_skew_s;
 	int64_t lookup_max_age_ms;
+	/* Parser for answers, made on first use and kept (one fewer set of
+	 * allocations per answer), dropped after a parse that did not end
+	 * cleanly (lib/json_reuse.h says why). Only start() and resume() use
+	 * it: the core calls them one at a time for the whole daemon, and
+	 * prepare_send() parses nothing. inbound() runs on several threads at
+	 * once and makes its own. Not a per-thread tokener: its key's
+	 * destructor would live in this plugin, which a reload unloads while
+	 * the loop threads that hold one go on. */
+	struct json_tokener *answer_tok;
 };
 
 struct govapp_device {
@@ -137,25 +147,32 @@ static void govapp_devices_free(struct govapp_call *c)
 	c->prepared_envs = NULL;
 }
 
-/* Parse exactly buf[0..len) as one JSON value; NULL when it is not JSON. */
-static struct json_object *govapp_parse_json(const char *buf, size_t len)
+/*
+ * Parse exactly buf[0..len) as one JSON value; NULL when it is not JSON.
+ * *reuse, when given, is the instance's kept tokener (struct govapp's
+ * answer_tok says who may use it); without it, one for this call.
+ */
+static struct json_object *govapp_parse_json(struct json_tokener **reuse, const char *buf, size_t len)
 {
+	struct json_tokener *own = NULL, **slot = reuse ? reuse : &own;
 	struct json_tokener *tok;
 	struct json_object *obj = NULL;
 
 	if (!buf || len == 0 || len > (size_t)INT32_MAX)
 		return NULL;
-	tok = json_tokener_new();
+	tok = smis_json_reuse_get(slot, JSON_TOKENER_DEFAULT_DEPTH, 0);
 	if (!tok)
 		return NULL;
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
-	/* Trailing bytes after the value mean a corrupt or concatenated body. */
+	/* Trailing bytes after the value mean a corrupt or concatenated body
+	 * (json-c has already read JSON's whitespace after it). */
 	if (obj && (json_tokener_get_error(tok) != json_tokener_success ||
 		    json_tokener_get_parse_end(tok) != len)) {
 		json_object_put(obj);
 		obj = NULL;
 	}
-	json_tokener_free(tok);
+	smis_json_reuse_done(slot, obj != NULL);
+	smis_json_reuse_free(&own);
 	return obj;
 }
 
@@ -202,9 +219,10 @@ static int govapp_json_bool(struct json_object *o, const char *key)
  * outcome details never carry upstream text that could hold personal data
  * (five digits may be the citizen's number, echoed).
  */
-static void govapp_error_code(const struct smis_http_response *resp, char *dst, size_t cap)
+static void govapp_error_code(struct govapp *g, const struct smis_http_response *resp, char *dst,
+			      size_t cap)
 {
-	struct json_object *o = govapp_parse_json(resp->body, resp->body_len);
+	struct json_object *o = govapp_parse_json(&g->answer_tok, resp->body, resp->body_len);
 	const char *e = o ? govapp_json_string(o, "error") : NULL;
 	size_t n = e ? strlen(e) : 0, digits = 0;
 
@@ -243,8 +261,8 @@ static void govapp_fail(struct smis_outcome *out, enum smis_outcome_kind kind, c
  * the table in docs/govapp-protocol.md ("Error mapping"). `what` names the
  * request in the detail text ("lookup", "send", "status poll").
  */
-static void govapp_map_failure(const struct smis_http_response *resp, const char *what,
-			       struct smis_outcome *out)
+static void govapp_map_failure(struct govapp *g, const struct smis_http_response *resp,
+			       const char *what, struct smis_outcome *out)
 {
 	char code[48];
 	long st = resp->status;
@@ -265,7 +283,7 @@ static void govapp_map_failure(const struct smis_http_response *resp, const char
 			    "GovApp %s failed in transport", what);
 		return;
 	}
-	govapp_error_code(resp, code, sizeof(code));
+	govapp_error_code(g, resp, code, sizeof(code));
 	if (st >= 500 && st <= 599)
 		govapp_fail(out, SMIS_OUTCOME_TEMPFAIL, "upstream_5xx",
 			    "GovApp %s answered HTTP %ld", what, st);
@@ -439,6 +457,7 @@ static void govapp_destroy(void *state)
 	if (g->callback_secret)
 		OPENSSL_cleanse(g->callback_secret, g->callback_secret_len);
 	free(g->callback_secret);
+	smis_json_reuse_free(&g->answer_tok);
 	free(g);
 }
 
@@ -692,7 +711,7 @@ static int govapp_send_passthrough(struct govapp *g, const struct smis_message *
 				   struct govapp_call *c, const char *enc_json,
 				   struct smis_http_request **req, struct smis_outcome *out)
 {
-	struct json_object *o = govapp_parse_json(enc_json, strlen(enc_json)), *envs = NULL;
+	struct json_object *o = govapp_parse_json(&g->answer_tok, enc_json, strlen(enc_json)), *envs = NULL;
 	const char *suite = o ? govapp_json_string(o, "encryption") : NULL;
 	int rc = SMIS_STEP_DONE;
 
@@ -1136,10 +1155,10 @@ static int govapp_on_lookup(struct govapp *g, enum smis_op op, const struct smis
 	int rc = SMIS_STEP_DONE, r;
 
 	if (!govapp_answered_2xx(resp)) {
-		govapp_map_failure(resp, "lookup", out);
+		govapp_map_failure(g, resp, "lookup", out);
 		goto out;
 	}
-	o = govapp_parse_json(resp->body, resp->body_len);
+	o = govapp_parse_json(&g->answer_tok, resp->body, resp->body_len);
 	r = o && json_object_is_type(o, json_type_object) ? govapp_take_lookup(g, c, o) : -EINVAL;
 	if (r == -ENOMEM) {
 		rc = r;
@@ -1199,7 +1218,7 @@ static int govapp_on_send(struct govapp *g, const struct smis_message *msg, stru
 	int rc = SMIS_STEP_DONE;
 
 	if (govapp_answered_2xx(resp)) {
-		o = govapp_parse_json(resp->body, resp->body_len);
+		o = govapp_parse_json(&g->answer_tok, resp->body, resp->body_len);
 		id = o ? govapp_json_string(o, "notification_id") : NULL;
 		if (!govapp_notification_id_ok(id)) {
 			govapp_bad_response(out, "send", "no usable notification_id");
@@ -1216,7 +1235,7 @@ static int govapp_on_send(struct govapp *g, const struct smis_message *msg, stru
 		goto out;
 	}
 	if (resp->transport == SMIS_TRANSPORT_OK && resp->status == 422 && !c->fresh_in_op) {
-		govapp_error_code(resp, code, sizeof(code));
+		govapp_error_code(g, resp, code, sizeof(code));
 		if (strcmp(code, "unknown_device") == 0) {
 			/* The citizen's devices changed since the remembered
 			 * lookup: learn them again and resend once. */
@@ -1225,7 +1244,7 @@ static int govapp_on_send(struct govapp *g, const struct smis_message *msg, stru
 			goto out;
 		}
 	}
-	govapp_map_failure(resp, "send", out);
+	govapp_map_failure(g, resp, "send", out);
 out:
 	json_object_put(o);
 	return rc;
@@ -1342,10 +1361,10 @@ static int govapp_on_status(struct govapp *g, const struct smis_message *msg,
 	size_t n, dropped = 0;
 
 	if (!govapp_answered_2xx(resp)) {
-		govapp_map_failure(resp, "status poll", out);
+		govapp_map_failure(g, resp, "status poll", out);
 		goto out;
 	}
-	o = govapp_parse_json(resp->body, resp->body_len);
+	o = govapp_parse_json(&g->answer_tok, resp->body, resp->body_len);
 	if (!o || !json_object_object_get_ex(o, "devices", &devs) ||
 	    !json_object_is_type(devs, json_type_array)) {
 		govapp_bad_response(out, "status poll", "no devices array");
@@ -1611,7 +1630,7 @@ static int govapp_inbound(void *state, const struct smis_inbound *in, struct smi
 	rc = -EINVAL;
 	if (!in->method || strcmp(in->method, "POST") != 0 || max_reports == 0)
 		goto out;
-	o = govapp_parse_json(in->body, in->body_len);
+	o = govapp_parse_json(NULL, in->body, in->body_len);
 	ref = o ? govapp_json_string(o, "notification_id") : NULL;
 	dev = o ? govapp_json_string(o, "device_id") : NULL;
 	st = o ? govapp_json_string(o, "status") : NULL;

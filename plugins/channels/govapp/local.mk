@@ -3,7 +3,7 @@ plugin_LTLIBRARIES += plugins/channels/govapp/govapp.la
 plugins_channels_govapp_govapp_la_SOURCES = plugins/channels/govapp/govapp.c
 plugins_channels_govapp_govapp_la_CFLAGS = $(PLUGIN_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS)
 plugins_channels_govapp_govapp_la_LDFLAGS = $(PLUGIN_LDFLAGS)
-plugins_channels_govapp_govapp_la_LIBADD = lib/libsmishpke.la lib/libsmishttpurl.la $(JSONC_LIBS) $(OPENSSL_LIBS)
+plugins_channels_govapp_govapp_la_LIBADD = lib/libsmishpke.la lib/libsmishttpurl.la lib/libsmisjsonreuse.la $(JSONC_LIBS) $(OPENSSL_LIBS)
 
 # The test dlopens the built module, as smisd does, behind a fake core API.
 check_PROGRAMS += tests/unit/test_govapp_plugin
