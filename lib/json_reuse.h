@@ -1,7 +1,7 @@
 /*
  * json_reuse.h - a json-c tokener kept from one parse to the next, for the
  * parsers of hot paths (smisd's request bodies, the RingRing and GovApp
- * plugins' answers, ringring-sim's requests): making one costs four
+ * plugins' answers, the two simulators' requests): making one costs four
  * allocations and a stack each time.
  *
  * Only a tokener whose parse ended cleanly may be kept: json-c 0.16's

@@ -1,6 +1,6 @@
 # A json-c tokener kept from one parse to the next and dropped after one that
 # did not end cleanly (lib/json_reuse.h), shared by smisd's request bodies,
-# the RingRing and GovApp channel plugins and ringring-sim. A PIC convenience library:
+# the RingRing and GovApp channel plugins and both simulators. A PIC convenience library:
 # link it with `..._LIBADD = lib/libsmisjsonreuse.la $(JSONC_LIBS)` (plugins)
 # or `..._LDADD` (programs).
 noinst_LTLIBRARIES += lib/libsmisjsonreuse.la

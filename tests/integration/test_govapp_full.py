@@ -35,6 +35,7 @@ import tempfile
 import time
 import unittest
 import urllib.parse
+from http.client import HTTPConnection
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -1023,6 +1024,48 @@ class LongestSend(GovAppCase):
                          lookup + b" " * (size - len(lookup)), auth)
                 self.assertEqual(r.status, status, r.raw[:300])
         self.assertEqual(r.json["error"], "too_large", r.raw)
+
+
+class SimulatorBodies(GovAppCase):
+    """govapp-sim reads a body as GovApp's parser would: one JSON value,
+    with JSON's whitespace around it and nothing else."""
+
+    def lookup(self, body, conn=None):
+        """(status, answer) of a lookup with this raw body, on `conn` when given."""
+        auth = {"Authorization": "Bearer " + self.stack.govapp_token, "Content-Type": "application/json"}
+        if conn is None:
+            r = http("POST", self.stack.govapp + "/v1/citizens/lookup", body, auth)
+            return r.status, r.json
+        conn.request("POST", "/v1/citizens/lookup", body, auth)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+
+    def test_whitespace_after_the_value_and_nothing_else(self):
+        good = json.dumps({"phone": CITIZENS["app_nl"]}).encode()
+        for tail in (b"\r\n", b" \t\r\n "):
+            with self.subTest(tail=tail):
+                status, answer = self.lookup(good + tail)
+                self.assertEqual((status, answer.get("registered")), (200, True), answer)
+        for tail in (b"x", b"{}", b" 1", b"\x00", b"\r\n\x00", b"\x0b", b"\x0c"):
+            with self.subTest(tail=tail):
+                self.assertEqual(self.lookup(good + tail), (400, {"error": "bad_json"}))
+
+    def test_each_body_parsed_afresh(self):
+        # govapp-sim keeps one JSON tokener per thread: on one kept-alive
+        # connection (one thread), nothing a refused body left in it may
+        # leak into the next one's parse (json-c's reset keeps a pending
+        # high surrogate: the next \u escape would get a U+FFFD before it, and
+        # this citizen's number would be unknown).
+        u = urllib.parse.urlsplit(self.stack.govapp)
+        conn = HTTPConnection(u.hostname, u.port, timeout=10)
+        self.addCleanup(conn.close)
+        good = ('{"phone":"\\u002b%s"}' % CITIZENS["app_nl"][1:]).encode()
+        for bad in (b'{"phone":"\\ud83d', b'{"phone":"\\ud83d\\', b'{"phone":"\\uD83D\\u',
+                    b'{"phone":"\\u00', b'{"phone":[', good + b"x"):
+            with self.subTest(bad=bad):
+                self.assertEqual(self.lookup(bad, conn), (400, {"error": "bad_json"}))
+                status, answer = self.lookup(good, conn)
+                self.assertEqual((status, answer.get("registered")), (200, True), answer)
 
 
 class WrongSecretStack(Stack):

@@ -8,7 +8,7 @@ tools_govapp_sim_govapp_sim_SOURCES = tools/govapp-sim/govapp-sim.c tools/govapp
 tools_govapp_sim_govapp_sim_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/common
 tools_govapp_sim_govapp_sim_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) \
 	$(OPENSSL_CFLAGS)
-tools_govapp_sim_govapp_sim_LDADD = lib/libsmishpke.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS) \
+tools_govapp_sim_govapp_sim_LDADD = lib/libsmishpke.la lib/libsmisjsonreuse.la $(MHD_LIBS) $(CURL_LIBS) $(JSONC_LIBS) \
 	$(OPENSSL_LIBS)
 
 # The simulator's state and API operations without its HTTP server: what a
@@ -20,5 +20,5 @@ tests_unit_test_govapp_sim_SOURCES = tests/unit/test_govapp_sim.c tools/govapp-s
 tests_unit_test_govapp_sim_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tools/govapp-sim
 tests_unit_test_govapp_sim_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(CUNIT_CFLAGS)
-tests_unit_test_govapp_sim_LDADD = lib/libsmishpke.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
+tests_unit_test_govapp_sim_LDADD = lib/libsmishpke.la lib/libsmisjsonreuse.la $(CURL_LIBS) $(JSONC_LIBS) $(OPENSSL_LIBS) \
 	$(CUNIT_LIBS)

@@ -192,7 +192,8 @@ void sim_format_time(int64_t ms, char *buf, size_t cap);
 void sim_log(const struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* JSON text of o without '/' escaping; caller frees with free(). */
 char *sim_json_dup(struct json_object *o);
-/* Parse exactly buf[0..len) as one JSON value, or NULL. */
+/* Parse exactly buf[0..len) as one JSON value (JSON's whitespace may
+ * follow it), or NULL. */
 struct json_object *sim_json_parse(const char *buf, size_t len);
 /* {"error":"<code>"}, caller frees with free(). */
 char *sim_error_json(const char *code);

@@ -23,6 +23,7 @@
 #include "b64url.h"
 #include "e2e.h"
 #include "hpke.h"
+#include "json_reuse.h"
 #include "sim.h"
 
 /* ------------------------------------------------------------------ */
@@ -203,22 +204,37 @@ char *sim_json_dup(struct json_object *o)
 							  JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+/* One tokener per thread (HTTP pool threads, the callback thread), reset
+ * before each parse as ringring-sim's: only one whose last parse ended
+ * cleanly is kept (lib/json_reuse.h says why). json-c's default depth, as
+ * json_tokener_new() had. */
+static struct smis_json_thread_tokener parse_tokener =
+	SMIS_JSON_THREAD_TOKENER(JSON_TOKENER_DEFAULT_DEPTH, 0);
+
+/*
+ * The one JSON value in buf[0..len), NULL if there is none or anything but
+ * JSON's whitespace follows it: json-c reads the whitespace after a value
+ * (space, tab, CR, LF; RFC 8259) and stops at any other byte, a NUL too.
+ */
 struct json_object *sim_json_parse(const char *buf, size_t len)
 {
 	struct json_tokener *tok;
 	struct json_object *o;
+	bool clean;
 
 	if (!buf || len == 0 || len > SIM_BODY_MAX)
 		return NULL;
-	tok = json_tokener_new();
+	tok = smis_json_thread_get(&parse_tokener);
 	if (!tok)
 		return NULL;
 	o = json_tokener_parse_ex(tok, buf, (int)len);
-	if (o && json_tokener_get_parse_end(tok) != len) {
+	clean = o && json_tokener_get_error(tok) == json_tokener_success &&
+		json_tokener_get_parse_end(tok) == len;
+	smis_json_thread_done(&parse_tokener, clean);
+	if (!clean) {
 		json_object_put(o);
 		o = NULL;
 	}
-	json_tokener_free(tok);
 	return o;
 }
 
