@@ -278,11 +278,7 @@ static struct json_object *rr_json_parse(struct json_tokener **reuse, const char
 	if (obj && json_tokener_get_error(tok) == json_tokener_success) {
 		/* Only JSON's whitespace may follow the value (RFC 8259): a
 		 * NUL is a byte like any other there, not the end of the body. */
-#if JSON_C_VERSION_NUM >= ((0 << 16) | (15 << 8))
 		size_t end = json_tokener_get_parse_end(tok);
-#else
-		size_t end = (size_t)tok->char_offset;
-#endif
 		for (size_t i = end; i < len; i++) {
 			if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
 				json_object_put(obj);
