@@ -80,9 +80,10 @@ struct rr_state {
 	/* Fallback language order; n_langs == 0 means the institution's. */
 	char langs[SMIS_LANG_MAX][3];
 	size_t n_langs;
-	/* Parser for answers, made on first use, reused by resume() (one call
-	 * at a time, on the dispatcher thread) and dropped after a failed parse
-	 * (rr_json_parse); inbound() runs on HTTP threads and makes its own. */
+	/* Parser for answers, made on first use, reused by resume() (on the
+	 * event loops, which the core lets call the plugin one at a time for
+	 * the whole daemon) and dropped after a failed parse (rr_json_parse);
+	 * inbound() runs on several threads at once and makes its own. */
 	struct json_tokener *answer_tok;
 };
 
