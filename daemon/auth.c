@@ -70,13 +70,6 @@ static const struct smisd_institution *jwt_institution(const struct smisd_genera
 	return NULL;
 }
 
-const struct smisd_institution *smisd_auth_institution(const struct smisd_generation *g,
-						       const char *authorization, size_t len)
-{
-	const char *why = NULL;
-	return smisd_auth_institution_why(g, authorization, len, &why);
-}
-
 /* Whether [key, key + len) has a gateway token's shape. The JWT functions
  * read a C string: a token the header had OWS after is read from `copy`
  * (SMISD_JWT_MAX_LEN + 1 bytes), without it; only such a token costs that

@@ -12,15 +12,14 @@
  * a gateway token may be longer: SMISD_JWT_MAX_LEN. */
 #define SMISD_API_KEY_MAX 512
 
-/* `authorization` is the header value or NULL: "Bearer <api key>" or,
- * when token issuers are configured, "Bearer <JWT>" from the gateway. A
- * NUL-terminated string, of which the first `len` bytes are the value: the
- * spaces and tabs after them, if any, are not part of it (RFC 9110 5.5). */
-const struct smisd_institution *smisd_auth_institution(const struct smisd_generation *g,
-						       const char *authorization, size_t len);
-
-/* The same, with the reason of a refusal ("expired", "bad_signature",
- * "unknown_key", ...: a static string, safe to log). */
+/* The institution `authorization` authenticates, or NULL with `*why` set
+ * to the reason ("expired", "bad_signature", "unknown_key", "malformed",
+ * ...: a static string, safe to log), or left as it was when the header is
+ * absent or not `Bearer`. `authorization` is the header value or NULL:
+ * "Bearer <api key>" or, when token issuers are configured, "Bearer <JWT>"
+ * from the gateway. A NUL-terminated string, of which the first `len`
+ * bytes are the value: the spaces and tabs after them, if any, are not
+ * part of it (RFC 9110 5.5). */
 const struct smisd_institution *smisd_auth_institution_why(const struct smisd_generation *g,
 							   const char *authorization, size_t len, const char **why);
 

@@ -687,7 +687,7 @@ static bool valid_institution_name(const char *n)
 }
 
 /* A key of two institutions would authenticate as whichever is compared
- * last (smisd_auth_institution): one of them could read the other's
+ * last (smisd_auth_institution_why): one of them could read the other's
  * messages. `hash` is api_keys[k] of the last institution of `g`. */
 static int check_key_unique(const struct smisd_generation *g, const config_setting_t *keyl,
 			    const unsigned char hash[32], int k)
