@@ -19,15 +19,15 @@ int MHD_quiesce_daemon(struct MHD_Daemon *daemon);
 
 int MHD_quiesce_daemon(struct MHD_Daemon *daemon)
 {
-	static int (*real)(struct MHD_Daemon *);
+	/* Looked up on every call, not cached: both loops quiesce at once,
+	 * and a lazily set static was a data race (ThreadSanitizer). */
+	int (*real)(struct MHD_Daemon *);
+	void *sym = dlsym(RTLD_NEXT, "MHD_quiesce_daemon");
 	char name[16] = "";
 
-	if (!real) {
-		void *sym = dlsym(RTLD_NEXT, "MHD_quiesce_daemon");
-		if (!sym)
-			abort();
-		memcpy(&real, &sym, sizeof(sym));
-	}
+	if (!sym)
+		abort();
+	memcpy(&real, &sym, sizeof(sym));
 	pthread_getname_np(pthread_self(), name, sizeof(name));
 	if (strncmp(name, "smisd-loop", strlen("smisd-loop")) != 0) {
 		fprintf(stderr, "MHD_quiesce_daemon() called on thread '%s', not on its loop\n", name);
