@@ -6,6 +6,9 @@
 #include "config.h"
 #endif
 
+#include <limits.h>
+
+#include <json-c/json_object.h>
 #include <json-c/json_tokener.h>
 
 #include "json_reuse.h"
@@ -33,6 +36,33 @@ void smis_json_reuse_free(struct json_tokener **slot)
 	if (*slot)
 		json_tokener_free(*slot);
 	*slot = NULL;
+}
+
+/* The whole of buf[0..len) as one value with `tok`, or NULL. */
+static struct json_object *parse_whole(struct json_tokener *tok, const char *buf, size_t len)
+{
+	struct json_object *obj = json_tokener_parse_ex(tok, buf, (int)len);
+
+	if (obj && (json_tokener_get_error(tok) != json_tokener_success ||
+		    json_tokener_get_parse_end(tok) != len)) {
+		json_object_put(obj);
+		obj = NULL;
+	}
+	return obj;
+}
+
+struct json_object *smis_json_reuse_parse(struct json_tokener **slot, int depth, int flags, const char *buf,
+					  size_t len)
+{
+	struct json_tokener *own = NULL, **use = slot ? slot : &own;
+	struct json_object *obj;
+
+	if (!buf || len == 0 || len > INT_MAX || !smis_json_reuse_get(use, depth, flags))
+		return NULL;
+	obj = parse_whole(*use, buf, len);
+	smis_json_reuse_done(use, obj != NULL);
+	smis_json_reuse_free(&own);
+	return obj;
 }
 
 static void key_destructor(void *tok)
@@ -88,4 +118,16 @@ void smis_json_thread_free(struct smis_json_thread_tokener *t)
 	tok = pthread_getspecific(t->key);
 	smis_json_reuse_free(&tok);
 	pthread_setspecific(t->key, NULL);
+}
+
+struct json_object *smis_json_thread_parse(struct smis_json_thread_tokener *t, const char *buf, size_t len)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+
+	if (!buf || len == 0 || len > INT_MAX || !(tok = smis_json_thread_get(t)))
+		return NULL;
+	obj = parse_whole(tok, buf, len);
+	smis_json_thread_done(t, obj != NULL);
+	return obj;
 }

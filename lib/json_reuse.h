@@ -35,6 +35,16 @@ void smis_json_reuse_done(struct json_tokener **slot, bool clean);
 void smis_json_reuse_free(struct json_tokener **slot);
 
 /*
+ * The one JSON value of buf[0..len), or NULL: not JSON, something but
+ * JSON's whitespace after the value (json-c reads that whitespace itself
+ * and stops at any other byte, a NUL too), len 0 or past INT_MAX, or no
+ * memory. Parsed with *slot's tokener (get, then done as above); with a
+ * NULL slot, with one made for this call only.
+ */
+struct json_object *smis_json_reuse_parse(struct json_tokener **slot, int depth, int flags, const char *buf,
+					  size_t len);
+
+/*
  * One tokener per thread, made on a thread's first get and freed when the
  * thread ends (a thread-specific key, not _Thread_local, so that a pool
  * thread's tokener goes with it). Define one per parser, statically:
@@ -59,6 +69,9 @@ struct json_tokener *smis_json_thread_get(struct smis_json_thread_tokener *t);
 
 /* After the parse: kept if it ended cleanly, else freed. */
 void smis_json_thread_done(struct smis_json_thread_tokener *t, bool clean);
+
+/* smis_json_reuse_parse() with the calling thread's tokener. */
+struct json_object *smis_json_thread_parse(struct smis_json_thread_tokener *t, const char *buf, size_t len);
 
 /* Free the calling thread's tokener now: the main thread's (which tests
  * parse on) is never given to the key's destructor. */

@@ -135,6 +135,39 @@ static void test_thread_one_each(void)
 	smis_json_thread_free(&thread_tok); /* none left: nothing to do */
 }
 
+/* The whole-body parse: JSON's whitespace may follow the value, nothing
+ * else (a NUL neither); a refused or cut body drops the kept tokener, and
+ * the next body still reads right, in both forms. */
+static void test_whole_parse(void)
+{
+	static struct smis_json_thread_tokener whole_tok = SMIS_JSON_THREAD_TOKENER(16, 0);
+	static const char *const refused[] = { "{} x", "{}\v", "{}\f", "[1]]" };
+	struct json_tokener *slot = NULL;
+	json_object *o;
+
+	o = smis_json_reuse_parse(&slot, 16, 0, "{\"a\":1} \t\r\n", 10);
+	CU_ASSERT_PTR_NOT_NULL(o);
+	CU_ASSERT_PTR_NOT_NULL(slot);
+	json_object_put(o);
+	CU_ASSERT_PTR_NULL(smis_json_reuse_parse(&slot, 16, 0, "{}\0", 3));
+	CU_ASSERT_PTR_NULL(slot);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		CU_ASSERT_PTR_NULL(smis_json_reuse_parse(NULL, 16, 0, refused[i], strlen(refused[i])));
+	CU_ASSERT_PTR_NULL(smis_json_reuse_parse(&slot, 16, 0, "", 0));
+	CU_ASSERT_PTR_NULL(smis_json_reuse_parse(&slot, 16, 0, cut, strlen(cut)));
+	CU_ASSERT_PTR_NULL(slot);
+	o = smis_json_reuse_parse(&slot, 16, 0, next, strlen(next));
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(o), "A");
+	json_object_put(o);
+	smis_json_reuse_free(&slot);
+
+	CU_ASSERT_PTR_NULL(smis_json_thread_parse(&whole_tok, cut, strlen(cut)));
+	o = smis_json_thread_parse(&whole_tok, next, strlen(next));
+	CU_ASSERT_STRING_EQUAL(json_object_get_string(o), "A");
+	json_object_put(o);
+	smis_json_thread_free(&whole_tok);
+}
+
 int main(void)
 {
 	CU_pSuite s;
@@ -148,6 +181,7 @@ int main(void)
 	CU_add_test(s, "owned: depth and flags", test_slot_depth_and_flags);
 	CU_add_test(s, "per thread: a cut parse's tokener is not kept", test_thread_cut_parse_dropped);
 	CU_add_test(s, "per thread: one tokener per thread", test_thread_one_each);
+	CU_add_test(s, "whole-body parse, both forms", test_whole_parse);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures();

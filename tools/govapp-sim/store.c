@@ -218,24 +218,7 @@ static struct smis_json_thread_tokener parse_tokener =
  */
 struct json_object *sim_json_parse(const char *buf, size_t len)
 {
-	struct json_tokener *tok;
-	struct json_object *o;
-	bool clean;
-
-	if (!buf || len == 0 || len > SIM_BODY_MAX)
-		return NULL;
-	tok = smis_json_thread_get(&parse_tokener);
-	if (!tok)
-		return NULL;
-	o = json_tokener_parse_ex(tok, buf, (int)len);
-	clean = o && json_tokener_get_error(tok) == json_tokener_success &&
-		json_tokener_get_parse_end(tok) == len;
-	smis_json_thread_done(&parse_tokener, clean);
-	if (!clean) {
-		json_object_put(o);
-		o = NULL;
-	}
-	return o;
+	return len > SIM_BODY_MAX ? NULL : smis_json_thread_parse(&parse_tokener, buf, len);
 }
 
 char *sim_error_json(const char *code)

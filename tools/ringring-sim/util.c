@@ -34,47 +34,17 @@ int64_t sim_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* JSON's whitespace may follow the value (RFC 8259's JSON-text); anything
- * else after it makes the body no JSON, as RingRing's parser would say. */
-static bool json_ws_only(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-			return false;
-	}
-	return true;
-}
-
 /* One tokener per thread, reset before each parse: creating and freeing one
  * per request was a measurable share of a send's cost under the bench. Only
  * a tokener whose last parse succeeded is kept (lib/json_reuse.h says why).
  * Depth 16, as the strict parse has always allowed. */
 static struct smis_json_thread_tokener request_tokener = SMIS_JSON_THREAD_TOKENER(16, 0);
 
+/* JSON's whitespace may follow the value (RFC 8259's JSON-text); anything
+ * else after it makes the body no JSON, as RingRing's parser would say. */
 struct json_object *sim_json_parse(const char *body, size_t len)
 {
-	struct json_tokener *tok;
-	struct json_object *obj;
-	bool parsed;
-	size_t end;
-
-	if (!body || len == 0 || len > INT_MAX)
-		return NULL;
-	tok = smis_json_thread_get(&request_tokener);
-	if (!tok)
-		return NULL;
-	obj = json_tokener_parse_ex(tok, body, (int)len);
-	parsed = json_tokener_get_error(tok) == json_tokener_success;
-	end = json_tokener_get_parse_end(tok);
-	smis_json_thread_done(&request_tokener, parsed);
-	/* No object to put if not parsed: json-c returns none unless it succeeded. */
-	if (!parsed)
-		return NULL;
-	if (!json_ws_only(body + end, len - end)) {
-		json_object_put(obj);
-		obj = NULL;
-	}
-	return obj;
+	return smis_json_thread_parse(&request_tokener, body, len);
 }
 
 struct json_object *sim_json_get(struct json_object *obj, const char *key)

@@ -154,26 +154,8 @@ static void govapp_devices_free(struct govapp_call *c)
  */
 static struct json_object *govapp_parse_json(struct json_tokener **reuse, const char *buf, size_t len)
 {
-	struct json_tokener *own = NULL, **slot = reuse ? reuse : &own;
-	struct json_tokener *tok;
-	struct json_object *obj = NULL;
-
-	if (!buf || len == 0 || len > (size_t)INT32_MAX)
-		return NULL;
-	tok = smis_json_reuse_get(slot, JSON_TOKENER_DEFAULT_DEPTH, 0);
-	if (!tok)
-		return NULL;
-	obj = json_tokener_parse_ex(tok, buf, (int)len);
-	/* Trailing bytes after the value mean a corrupt or concatenated body
-	 * (json-c has already read JSON's whitespace after it). */
-	if (obj && (json_tokener_get_error(tok) != json_tokener_success ||
-		    json_tokener_get_parse_end(tok) != len)) {
-		json_object_put(obj);
-		obj = NULL;
-	}
-	smis_json_reuse_done(slot, obj != NULL);
-	smis_json_reuse_free(&own);
-	return obj;
+	/* Trailing bytes after the value mean a corrupt or concatenated body. */
+	return smis_json_reuse_parse(reuse, JSON_TOKENER_DEFAULT_DEPTH, 0, buf, len);
 }
 
 static const char *govapp_json_string(struct json_object *o, const char *key)

@@ -266,34 +266,9 @@ static void rr_outcome_fail(struct smis_outcome *out, enum smis_outcome_kind kin
  */
 static struct json_object *rr_json_parse(struct json_tokener **reuse, const char *body, size_t len)
 {
-	struct json_tokener *own = NULL, **slot = reuse ? reuse : &own;
-	struct json_tokener *tok;
-	struct json_object *obj = NULL;
-
-	if (!body || len == 0 || len > INT_MAX)
-		return NULL;
-	tok = smis_json_reuse_get(slot, RR_JSON_DEPTH, 0);
-	if (!tok)
-		return NULL;
-	obj = json_tokener_parse_ex(tok, body, (int)len);
-	if (obj && json_tokener_get_error(tok) == json_tokener_success) {
-		/* Only JSON's whitespace may follow the value (RFC 8259): a
-		 * NUL is a byte like any other there, not the end of the body. */
-		size_t end = json_tokener_get_parse_end(tok);
-		for (size_t i = end; i < len; i++) {
-			if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
-				json_object_put(obj);
-				obj = NULL;
-				break;
-			}
-		}
-	} else {
-		json_object_put(obj);
-		obj = NULL;
-	}
-	smis_json_reuse_done(slot, obj != NULL);
-	smis_json_reuse_free(&own);
-	return obj;
+	/* Only JSON's whitespace may follow the value (RFC 8259): a NUL is a
+	 * byte like any other there, not the end of the body. */
+	return smis_json_reuse_parse(reuse, RR_JSON_DEPTH, 0, body, len);
 }
 
 /*
